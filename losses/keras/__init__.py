@@ -1,0 +1,26 @@
+"""Keras 3 frontend, written in ``keras.ops``: runs on the TensorFlow, JAX and torch backends.
+
+Channels last: predictions are ``(B, *spatial, C)``. Every loss class is a ``keras.losses.Loss``
+registered as serializable under the package name ``losses``, so a saved ``.keras`` model reloads
+after ``import losses.keras`` without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+try:
+    import keras  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("losses.keras needs Keras 3: pip install 'losses[tensorflow]' or 'losses[jax]'") from error
+
+# Dice
+
+
+# Penalized MAE
+
+# Surrogates
+
+__all__ = [
+    # Dice
+    # Penalized MAE
+    # Surrogates
+]

@@ -1,0 +1,119 @@
+"""Central finite differences in float64 against a framework's autodiff gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+FRAMEWORKS = ("torch", "keras")
+
+
+class GradientMismatch(AssertionError):
+    """The autodiff gradient and the finite-difference gradient disagree."""
+
+
+def _to_framework(array: np.ndarray, framework: str) -> Any:
+    if framework == "torch":
+        import torch
+
+        return torch.from_numpy(np.array(array))
+    import keras
+
+    return keras.ops.convert_to_tensor(np.array(array))
+
+
+def _to_float(value: Any) -> float:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+    return float(np.asarray(value))
+
+
+def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
+                   framework: str = "torch") -> tuple[float, np.ndarray]:
+    """The scalar ``fn(*inputs)`` and its gradient with respect to ``inputs[argnum]``.
+
+    ``inputs`` are NumPy arrays; they are converted to ``framework`` tensors of the same dtype.
+    For ``framework="keras"`` the gradient is taken with the active Keras backend's autodiff
+    (``tf.GradientTape``, ``jax.grad`` or ``torch.autograd``).
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {FRAMEWORKS}; got {framework!r}")
+    tensors = [_to_framework(np.asarray(a), framework) for a in inputs]
+    backend = "torch"
+    if framework == "keras":
+        import keras
+
+        backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        tensors[argnum] = tensors[argnum].detach().clone().requires_grad_(True)
+        value = fn(*tensors)
+        (grad,) = torch.autograd.grad(value, tensors[argnum], allow_unused=True)
+        grad = torch.zeros_like(tensors[argnum]) if grad is None else grad
+        return _to_float(value), grad.detach().cpu().numpy()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(tensors[argnum])
+            value = fn(*tensors)
+        grad = tape.gradient(value, tensors[argnum])
+        grad = tf.zeros_like(tensors[argnum]) if grad is None else grad
+        return _to_float(value), np.asarray(grad)
+    if backend == "jax":
+        import jax
+
+        def scalar(x):
+            args = list(tensors)
+            args[argnum] = x
+            return fn(*args)
+
+        value, grad = jax.value_and_grad(scalar)(tensors[argnum])
+        return _to_float(value), np.asarray(grad)
+    raise ValueError(f"unsupported Keras backend {backend!r}")
+
+
+def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
+                     framework: str = "torch", eps: float = 1e-6) -> np.ndarray:
+    """Central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``, one element at a time."""
+    base = [np.array(a, dtype=np.float64) if i == argnum else np.asarray(a) for i, a in enumerate(inputs)]
+    x = base[argnum]
+    grad = np.zeros_like(x)
+    flat = x.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        plus = _to_float(fn(*[_to_framework(a, framework) for a in base]))
+        flat[i] = saved - eps
+        minus = _to_float(fn(*[_to_framework(a, framework) for a in base]))
+        flat[i] = saved
+        grad.reshape(-1)[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def check_gradient(fn: Callable[..., Any], *inputs: np.ndarray, argnum: int = 0, framework: str = "torch",
+                   eps: float = 1e-6, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+    """Raise :class:`GradientMismatch` unless autodiff and central differences agree.
+
+    The input that is differentiated is converted to float64; the check passes when every element
+    satisfies ``|autodiff - numeric| <= atol + rtol * |numeric|``. Keep inputs away from kinks
+    (``|x| = 0`` for an absolute value, thresholds): there the two sides legitimately differ.
+    """
+    inputs = tuple(np.array(a, dtype=np.float64) if i == argnum else np.asarray(a) for i, a in enumerate(inputs))
+    _, analytic = value_and_grad(fn, inputs, argnum=argnum, framework=framework)
+    numeric = numeric_gradient(fn, inputs, argnum=argnum, framework=framework, eps=eps)
+    if analytic.shape != numeric.shape:
+        raise GradientMismatch(f"gradient has shape {analytic.shape}; the input has shape {numeric.shape}")
+    error = np.abs(analytic - numeric)
+    bound = atol + rtol * np.abs(numeric)
+    if not np.all(np.isfinite(analytic)) or np.any(error > bound):
+        worst = int(np.argmax(np.where(np.isfinite(error), error - bound, np.inf)))
+        index = np.unravel_index(worst, numeric.shape)
+        raise GradientMismatch(
+            f"autodiff and finite differences disagree at index {tuple(int(i) for i in index)}: "
+            f"autodiff {analytic[index]!r}, numeric {numeric[index]!r} "
+            f"(max abs error {float(np.nanmax(error)):.3g}, atol={atol:g}, rtol={rtol:g})"
+        )
