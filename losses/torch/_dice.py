@@ -37,9 +37,16 @@ class _TorchOps:
 
 
 @functools.lru_cache(maxsize=64)
-def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
-    # Cached so that a call does not copy a small host list to the GPU (a synchronising copy) each step.
+def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # Eagerly, cached: a small host list copied to the GPU at every step would synchronise.
+    # Under torch.compile the tensor becomes a constant of the graph.
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device)
+    return _cached_constant(values, dtype, device)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
