@@ -1,0 +1,154 @@
+"""Penalized MAE on Triton: one pass computes the loss and the gradient; the backward only scales.
+
+Per element, with e = input - target::
+
+    loss = |e| + penalty * max(|e| - delta, 0)**2
+    dloss/dinput = sign(e) * (1 + 2 * penalty * max(|e| - delta, 0)),   sign(0) = 0
+
+The forward reads input and target once and writes the gradient (pre-scaled by 1/N for the
+mean) next to the loss: 12 bytes per float32 element for forward and backward together. The
+loss sum is made of per-block partial sums added in a fixed order, so it is the same on every
+run. The backward multiplies the saved gradient by ``grad_output`` on the device: in eager mode
+in place, and not at all when ``grad_output`` is 1 (decided by the kernel, so no host sync);
+under ``torch.compile`` by an ordinary multiplication the compiler can fuse.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from losses.torch._kernels import triton_module
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.contiguous().view(-1) if not tensor.is_contiguous() else tensor.view(-1)
+
+
+def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str,
+             need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the fused pass; returns (loss, gradient w.r.t. input, or an empty tensor)."""
+    kernels = triton_module("_triton_pmae")
+    x = _flat(input)
+    t = _flat(target)
+    n = x.numel()
+    block = kernels.BLOCK
+    grid = (max(1, -(-n // block)),)
+    elementwise = reduction == "none"
+    grad_scale = 1.0 / n if (reduction == "mean" and n > 0) else 1.0
+    grad = torch.empty_like(x) if need_grad else x.new_empty(0)
+    if elementwise:
+        loss = torch.empty(n, dtype=torch.float32, device=x.device)
+        partial = loss
+    else:
+        loss = torch.empty((), dtype=torch.float32, device=x.device)
+        partial = torch.empty(grid[0], dtype=torch.float32, device=x.device)
+    if n > 0:
+        kernels.pmae_forward_kernel[grid](
+            x, t, loss, grad, partial, n, float(delta), float(penalty), grad_scale,
+            WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=block, num_warps=8,
+        )
+    if not elementwise:
+        if n > 0:
+            out_scale = 1.0 / n if reduction == "mean" else 1.0
+            kernels.sum_kernel[(1,)](partial, loss, grid[0], out_scale, BLOCK=kernels.REDUCE_BLOCK, num_warps=4)
+        else:
+            # The mean of nothing is NaN, as in torch.mean; the sum of nothing is 0.
+            loss.fill_(float("nan") if reduction == "mean" else 0.0)
+    if elementwise:
+        loss = loss.view(input.shape)
+    if need_grad:
+        grad = grad.view(input.shape)
+    return loss, grad
+
+
+def _scale_in_place(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    if grad_output.dim() == 0:
+        kernels = triton_module("_triton_pmae")
+        n = grad.numel()
+        if n > 0:
+            factor = grad_output.detach().contiguous()
+            block = kernels.BLOCK
+            kernels.scale_unless_one_kernel[(-(-n // block),)](grad, factor, n, BLOCK=block, num_warps=8)
+        return grad
+    return grad.mul_(grad_output.to(grad.dtype))
+
+
+class _PenalizedMAE(torch.autograd.Function):
+    """The eager path: fewer Python layers than a custom op, and the gradient scaled in place."""
+
+    @staticmethod
+    def forward(ctx, input, target, delta, penalty, reduction):
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
+        ctx.grad = grad if need_grad else None
+        ctx.options = (delta, penalty, reduction)
+        ctx.save_for_backward(input, target)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = ctx.grad
+        ctx.grad = None
+        if grad is None:
+            # A second backward through the same graph (retain_graph=True): the first one handed
+            # its buffer to the caller, so compute the gradient again.
+            input, target = ctx.saved_tensors
+            _, grad = _forward(input, target, *ctx.options, need_grad=True)
+        grad_input = _scale_in_place(grad, grad_output)
+        grad_target = -grad_input if ctx.needs_input_grad[1] else None
+        if not ctx.needs_input_grad[0]:
+            grad_input = None
+        return grad_input, grad_target, None, None, None
+
+
+# torch.compile path: a custom op the compiler treats as one opaque node, with its autograd.
+@torch.library.custom_op("losses::penalized_mae_triton", mutates_args=())
+def _penalized_mae_op(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float,
+                      reduction: str, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward(input, target, delta, penalty, reduction, need_grad)
+
+
+@_penalized_mae_op.register_fake
+def _(input, target, delta, penalty, reduction, need_grad):
+    loss = input.new_empty(input.shape if reduction == "none" else (), dtype=torch.float32)
+    grad = input.new_empty(input.shape) if need_grad else input.new_empty(0)
+    return loss, grad
+
+
+def _op_setup_context(ctx, inputs, output):
+    ctx.set_materialize_grads(False)
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+
+
+def _op_backward(ctx, grad_output, _grad_of_grad):
+    (grad,) = ctx.saved_tensors
+    grad_input = grad * grad_output.to(grad.dtype)
+    return grad_input, -grad_input, None, None, None, None
+
+
+_penalized_mae_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+def penalized_mae_triton(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float,
+                         reduction: str) -> torch.Tensor:
+    """The penalized MAE of same-shaped floating tensors through the fused kernel.
+
+    ``reduction``: ``"mean"`` (sum / N), ``"sum"``, or ``"none"`` (float32, the input's shape).
+    Differentiable with respect to both tensors (grad_target = -grad_input). The loss is float32;
+    gradients have the dtype of ``input``. Option checks are the caller's.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
+    if target.dtype != input.dtype:
+        target = target.to(input.dtype)
+    if torch.compiler.is_compiling():
+        need_grad = torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
+        loss, _ = _penalized_mae_op(input, target, float(delta), float(penalty), reduction, need_grad)
+        return loss
+    return _PenalizedMAE.apply(input, target, float(delta), float(penalty), reduction)
+
+
+__all__ = ["penalized_mae_triton"]
