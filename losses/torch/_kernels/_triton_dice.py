@@ -16,8 +16,6 @@ import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on", "y")
 
-ROWS_BLOCK = 2048
-TILE = 2048  # C_PAD * BLOCK of the multiclass kernels
 REDUCE_BLOCK = 64
 
 

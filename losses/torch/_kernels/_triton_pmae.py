@@ -12,8 +12,7 @@ import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on", "y")
 
-BLOCK = 4096
-REDUCE_BLOCK = 1024
+REDUCE_BLOCK = 4096
 
 
 @triton.jit

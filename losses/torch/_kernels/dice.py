@@ -36,7 +36,12 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _MAX_GRID_Y = 65535
 _MAX_CLASSES = 256
-_TARGET_PROGRAMS = 4096
+
+# Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
+# class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
+# softmax and its gradient need no exchange between warps.
+ROWS_BLOCK, ROWS_WARPS, ROWS_PROGRAMS = 2048, 8, 4096
+MULTICLASS_WARPS, MULTICLASS_PROGRAMS = 4, 4096
 
 
 def _next_pow2(n: int) -> int:
@@ -86,16 +91,20 @@ def _prepare(input: torch.Tensor, target: torch.Tensor):
     return x, t, labels, batch, classes, hw
 
 
-def _chunks(blocks: int, rows: int) -> tuple[int, int]:
-    """(iterations per program, programs per row) so that the stats pass has enough programs."""
-    per_row = max(1, min(blocks, -(-_TARGET_PROGRAMS // rows)))
+def _chunks(blocks: int, rows: int, programs: int) -> tuple[int, int]:
+    """(iterations per program, programs per row) for about ``programs`` programs in the stats pass."""
+    per_row = max(1, min(blocks, -(-programs // rows)))
     iters = -(-blocks // per_row)
     return iters, -(-blocks // iters)
 
 
-def _multiclass_block(classes: int, tile: int) -> tuple[int, int]:
+def _multiclass_block(classes: int) -> tuple[int, int]:
+    """(padded class count, pixels per tile)."""
     c_pad = max(2, _next_pow2(classes))
-    return c_pad, max(16, tile // c_pad)
+    pixels = 128 * MULTICLASS_WARPS
+    # Beyond 4 classes the registers would not hold that tile: fewer pixels, and warps split
+    # the classes (the class sums then go through shared memory).
+    return c_pad, pixels if c_pad <= 4 else max(16, pixels * 4 // c_pad)
 
 
 def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
@@ -109,20 +118,20 @@ def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bo
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
     if mode == "multiclass":
-        c_pad, block = _multiclass_block(classes, kernels.TILE)
-        iters, n_chunks = _chunks(-(-hw // block), batch)
+        c_pad, block = _multiclass_block(classes)
+        iters, n_chunks = _chunks(-(-hw // block), batch, MULTICLASS_PROGRAMS)
         partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
         kernels.stats_multiclass_kernel[(n_chunks, batch)](
             x, t, partial, classes, hw, n_chunks, iters, ignore,
-            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=8,
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
         )
     else:
-        block = kernels.ROWS_BLOCK
-        iters, n_chunks = _chunks(-(-hw // block), batch * classes)
+        block = ROWS_BLOCK
+        iters, n_chunks = _chunks(-(-hw // block), batch * classes, ROWS_PROGRAMS)
         partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
             x, t, partial, classes, hw, n_chunks, iters, ignore, 1 if mode == "binary" else 0,
-            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=8,
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
     kernels.reduce_kernel[(groups * classes,)](
         partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
@@ -141,16 +150,16 @@ def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
     if mode == "multiclass":
-        c_pad, block = _multiclass_block(classes, kernels.TILE)
+        c_pad, block = _multiclass_block(classes)
         kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
             x, t, gs, grad, classes, hw, int(per_image), ignore,
-            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=8,
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
         )
     else:
-        block = kernels.ROWS_BLOCK
+        block = ROWS_BLOCK
         kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
             x, t, gs, grad, classes, hw, int(per_image), ignore, 1 if mode == "binary" else 0,
-            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=8,
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
     return grad.view(input.shape)
 

@@ -21,6 +21,10 @@ from losses.torch._kernels import triton_module
 
 _REDUCTIONS = ("mean", "sum", "none")
 
+# Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py).
+BLOCK, WARPS = 4096, 8
+SCALE_BLOCK = 16384
+
 
 def _flat(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.contiguous().view(-1) if not tensor.is_contiguous() else tensor.view(-1)
@@ -33,8 +37,7 @@ def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: f
     x = _flat(input)
     t = _flat(target)
     n = x.numel()
-    block = kernels.BLOCK
-    grid = (max(1, -(-n // block)),)
+    grid = (max(1, -(-n // BLOCK)),)
     elementwise = reduction == "none"
     grad_scale = 1.0 / n if (reduction == "mean" and n > 0) else 1.0
     grad = torch.empty_like(x) if need_grad else x.new_empty(0)
@@ -47,12 +50,12 @@ def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: f
     if n > 0:
         kernels.pmae_forward_kernel[grid](
             x, t, loss, grad, partial, n, float(delta), float(penalty), grad_scale,
-            WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=block, num_warps=8,
+            WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=BLOCK, num_warps=WARPS,
         )
     if not elementwise:
         if n > 0:
             out_scale = 1.0 / n if reduction == "mean" else 1.0
-            kernels.sum_kernel[(1,)](partial, loss, grid[0], out_scale, BLOCK=kernels.REDUCE_BLOCK, num_warps=4)
+            kernels.sum_kernel[(1,)](partial, loss, grid[0], out_scale, BLOCK=kernels.REDUCE_BLOCK, num_warps=8)
         else:
             # The mean of nothing is NaN, as in torch.mean; the sum of nothing is 0.
             loss.fill_(float("nan") if reduction == "mean" else 0.0)
@@ -69,8 +72,7 @@ def _scale_in_place(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tens
         n = grad.numel()
         if n > 0:
             factor = grad_output.detach().contiguous()
-            block = kernels.BLOCK
-            kernels.scale_unless_one_kernel[(-(-n // block),)](grad, factor, n, BLOCK=block, num_warps=8)
+            kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](grad, factor, n, BLOCK=SCALE_BLOCK, num_warps=8)
         return grad
     return grad.mul_(grad_output.to(grad.dtype))
 
