@@ -252,20 +252,20 @@ def main(argv=None) -> int:
     xb = torch.randn(16, 1, 2048, 2048, device=dev, requires_grad=True)
     tb = (torch.rand(16, 1, 2048, 2048, device=dev) > 0.5).float()
     cases.append(("binary Dice 16x1x2048x2048 fp32, per image", xb, (tb,), 20 * xb.numel(),
-                  lambda x, t: kernel_dice(x, t, "binary"), naive_dice_binary))
+                  lambda x, t: kernel_dice(x, t, "binary"), naive_dice_binary, "binary"))
     # multiclass Dice, int64 labels: 24 B/pixel forward (4 logits + label), 40 B backward
     xm = torch.randn(16, 4, 1024, 1024, device=dev, requires_grad=True)
     lm = torch.randint(0, 4, (16, 1024, 1024), device=dev)
     cases.append(("multiclass Dice 16x4x1024x1024 fp32, int64 labels", xm, (lm,), 64 * lm.numel(),
-                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass))
+                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass, "multiclass"))
     # penalized MAE: 12 B/element in one pass
     xp = torch.randn(2**26, device=dev, requires_grad=True)
     tp = torch.randn(2**26, device=dev)
-    cases.append(("penalized MAE 2^26 fp32, mean", xp, (tp,), 12 * xp.numel(), kernel_pmae, naive_pmae))
+    cases.append(("penalized MAE 2^26 fp32, mean", xp, (tp,), 12 * xp.numel(), kernel_pmae, naive_pmae, None))
     xs = torch.randn(8, 4, 256, 256, device=dev, requires_grad=True)
     ls = torch.randint(0, 4, (8, 256, 256), device=dev)
     cases.append(("multiclass Dice 8x4x256x256 fp32, int64 labels", xs, (ls,), 64 * ls.numel(),
-                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass))
+                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass, "multiclass"))
 
     # The small case without any loss formula: the kernels' own host and device cost.
     gs_small = torch.randn(8, 4, 7, device=dev)
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                       eager_wall_ms=wall_ms(trivial, iters=1000))
     log(f"{host_floor['case']}: {host_floor['eager_ms']:.3f} ms (wall {host_floor['eager_wall_ms']:.3f})")
 
-    for label, x, rest, nbytes, kernel_fn, naive_fn in cases:
+    for label, x, rest, nbytes, kernel_fn, naive_fn, dice_mode in cases:
         roof = nbytes / bw * 1e3
         row = dict(case=label, bytes=nbytes, roofline_ms=roof)
         grad_bytes = x.numel() * x.element_size()
@@ -293,8 +293,18 @@ def main(argv=None) -> int:
         if not args.no_compile:
             torch._dynamo.reset()
             variants.append(("compiled", torch.compile(naive_fn)))
+        if dice_mode is not None:
+            variants.append(("stats", dice_mode))
         for vname, fn in variants:
-            step = fwd_bwd(fn, x, *rest)
+            if vname == "stats":
+                # The kernels alone: dice_stats_triton forward, autograd.grad with a given grad_stats.
+                grad_stats = torch.randn(x.shape[0], x.shape[1], 7, device=dev)
+
+                def step(x=x, t=rest[0], mode=fn, grad_stats=grad_stats):
+                    stats = dice_stats_triton(x, t, mode=mode, from_logits=True, ignore_index=None, per_image=True)
+                    return torch.autograd.grad(stats, x, grad_stats)[0]
+            else:
+                step = fwd_bwd(fn, x, *rest)
             try:
                 ms = bench(step)
                 row[f"{vname}_ms"] = ms
@@ -326,11 +336,15 @@ def main(argv=None) -> int:
           "'wall' is the host clock over back-to-back iterations (what a training loop sees when the",
           "host is the limit). Extra memory: peak beyond the inputs and the returned gradient, in",
           "gradient-sized buffers.", "",
-          "| case | roofline ms | triton ms | × roofline | triton wall ms | eager ms | compiled ms | triton extra mem |",
-          "|---|---|---|---|---|---|---|---|"]
+          "'triton' is the kernels with a lean Dice formula in PyTorch on the (S, C, 7) stats; 'stats' is",
+          "the kernels alone (`dice_stats_triton` then `autograd.grad(stats, x, grad_stats)`); 'device' is",
+          "the sum of the kernel times of one step (torch.profiler), which the host cannot hide.", "",
+          "| case | roofline ms | triton ms | × roofline | triton device ms | stats ms | triton wall ms | eager ms | compiled ms | triton extra mem |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         md.append(f"| {r['case']} | {r['roofline_ms']:.3f} | {r.get('triton_ms', float('nan')):.3f} | "
-                  f"{r['triton_over_roofline']:.2f} | {r.get('triton_wall_ms', float('nan')):.3f} | "
+                  f"{r['triton_over_roofline']:.2f} | {r.get('triton_device_ms', float('nan')):.3f} | "
+                  f"{r.get('stats_ms', float('nan')):.3f} | {r.get('triton_wall_ms', float('nan')):.3f} | "
                   f"{r.get('eager_ms', float('nan')):.3f} | {r.get('compiled_ms', float('nan')):.3f} | "
                   f"{r.get('triton_extra_mem_grads', float('nan')):.2f} |")
     md += ["", "Small-size host cost (the step is limited by the host, not the device):", "",

@@ -27,6 +27,8 @@ same on every run.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from losses.torch._kernels import triton_module
@@ -40,7 +42,7 @@ _MAX_CLASSES = 256
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
 # class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
 # softmax and its gradient need no exchange between warps.
-ROWS_BLOCK, ROWS_WARPS, ROWS_PROGRAMS = 2048, 8, 4096
+ROWS_BLOCK, ROWS_WARPS, ROWS_PROGRAMS = 1024, 4, 8192
 MULTICLASS_WARPS, MULTICLASS_PROGRAMS = 4, 4096
 
 
@@ -78,17 +80,15 @@ def dice_kernel_supports(input: torch.Tensor, target: torch.Tensor, mode: str, f
 
 
 def _prepare(input: torch.Tensor, target: torch.Tensor):
-    batch, classes = input.shape[0], input.shape[1]
-    hw = input[0, 0].numel() if input.numel() else 0
-    x = input.contiguous()
-    labels = _is_label_map(input, target)
-    if labels:
-        t = target.contiguous().view(batch, hw) if hw else target.reshape(batch, 0)
-    else:
-        t = target.contiguous()
-        if t.dtype not in _FLOATS:
-            t = t.to(torch.float32)
-    return x, t, labels, batch, classes, hw
+    # Kept to attribute checks where possible: at small sizes every PyTorch call is host time.
+    # A contiguous (B, *spatial) or (B, 1, *spatial) label map already is (B, HW) in memory.
+    shape = input.shape
+    x = input if input.is_contiguous() else input.contiguous()
+    t = target if target.is_contiguous() else target.contiguous()
+    labels = target.dtype in _LABEL_DTYPES
+    if not labels and t.dtype not in _FLOATS:
+        t = t.to(torch.float32)
+    return x, t, labels, shape[0], shape[1], math.prod(shape[2:])
 
 
 def _chunks(blocks: int, rows: int, programs: int) -> tuple[int, int]:
@@ -146,7 +146,9 @@ def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch
     grad = torch.empty_like(x)
     if hw == 0 or batch == 0:
         return grad.zero_()
-    gs = grad_stats.to(device=x.device, dtype=torch.float32).contiguous()
+    gs = grad_stats
+    if gs.dtype != torch.float32 or not gs.is_contiguous():
+        gs = gs.to(torch.float32).contiguous()
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
     if mode == "multiclass":
@@ -161,7 +163,7 @@ def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch
             x, t, gs, grad, classes, hw, int(per_image), ignore, 1 if mode == "binary" else 0,
             FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
-    return grad.view(input.shape)
+    return grad
 
 
 class _DiceStats(torch.autograd.Function):
@@ -174,6 +176,7 @@ class _DiceStats(torch.autograd.Function):
         return _stats(input, target, mode, from_logits, ignore_index, per_image)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_stats):
         input, target = ctx.saved_tensors
         grad = None

@@ -26,30 +26,29 @@ BLOCK, WARPS = 4096, 8
 SCALE_BLOCK = 16384
 
 
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.contiguous().view(-1) if not tensor.is_contiguous() else tensor.view(-1)
-
-
 def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str,
-             need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the fused pass; returns (loss, gradient w.r.t. input, or an empty tensor)."""
+             need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch the fused pass; returns (loss, gradient w.r.t. input or None).
+
+    Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
+    """
     kernels = triton_module("_triton_pmae")
-    x = _flat(input)
-    t = _flat(target)
+    x = input if input.is_contiguous() else input.contiguous()
+    t = target if target.is_contiguous() else target.contiguous()
     n = x.numel()
     grid = (max(1, -(-n // BLOCK)),)
     elementwise = reduction == "none"
     grad_scale = 1.0 / n if (reduction == "mean" and n > 0) else 1.0
-    grad = torch.empty_like(x) if need_grad else x.new_empty(0)
+    grad = torch.empty_like(x) if need_grad else None
     if elementwise:
-        loss = torch.empty(n, dtype=torch.float32, device=x.device)
+        loss = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         partial = loss
     else:
         loss = torch.empty((), dtype=torch.float32, device=x.device)
         partial = torch.empty(grid[0], dtype=torch.float32, device=x.device)
     if n > 0:
         kernels.pmae_forward_kernel[grid](
-            x, t, loss, grad, partial, n, float(delta), float(penalty), grad_scale,
+            x, t, loss, x if grad is None else grad, partial, n, float(delta), float(penalty), grad_scale,
             WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=BLOCK, num_warps=WARPS,
         )
     if not elementwise:
@@ -59,10 +58,6 @@ def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: f
         else:
             # The mean of nothing is NaN, as in torch.mean; the sum of nothing is 0.
             loss.fill_(float("nan") if reduction == "mean" else 0.0)
-    if elementwise:
-        loss = loss.view(input.shape)
-    if need_grad:
-        grad = grad.view(input.shape)
     return loss, grad
 
 
@@ -71,8 +66,8 @@ def _scale_in_place(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tens
         kernels = triton_module("_triton_pmae")
         n = grad.numel()
         if n > 0:
-            factor = grad_output.detach().contiguous()
-            kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](grad, factor, n, BLOCK=SCALE_BLOCK, num_warps=8)
+            kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](grad, grad_output, n, BLOCK=SCALE_BLOCK,
+                                                                     num_warps=8)
         return grad
     return grad.mul_(grad_output.to(grad.dtype))
 
@@ -84,12 +79,13 @@ class _PenalizedMAE(torch.autograd.Function):
     def forward(ctx, input, target, delta, penalty, reduction):
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
-        ctx.grad = grad if need_grad else None
+        ctx.grad = grad
         ctx.options = (delta, penalty, reduction)
         ctx.save_for_backward(input, target)
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         grad = ctx.grad
         ctx.grad = None
@@ -109,13 +105,14 @@ class _PenalizedMAE(torch.autograd.Function):
 @torch.library.custom_op("losses::penalized_mae_triton", mutates_args=())
 def _penalized_mae_op(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float,
                       reduction: str, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    return _forward(input, target, delta, penalty, reduction, need_grad)
+    loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
+    return loss, input.new_empty(0) if grad is None else grad
 
 
 @_penalized_mae_op.register_fake
 def _(input, target, delta, penalty, reduction, need_grad):
     loss = input.new_empty(input.shape if reduction == "none" else (), dtype=torch.float32)
-    grad = input.new_empty(input.shape) if need_grad else input.new_empty(0)
+    grad = torch.empty_like(input, memory_format=torch.contiguous_format) if need_grad else input.new_empty(0)
     return loss, grad
 
 
