@@ -317,6 +317,65 @@ def test_dice_kernel_supports():
 
 
 # ----------------------------------------------------------------------------------------------
+# Against tests/reference.py and the portable PyTorch path, where they exist
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dice_stats_match_the_numpy_reference():
+    reference = pytest.importorskip("tests.reference")
+    dice_stats = getattr(reference, "dice_stats", None)
+    if dice_stats is None:
+        pytest.skip("tests/reference.py has no dice_stats")
+    for mode, kind, ignore in [("binary", "dense", None), ("multilabel", "dense", -1), ("multiclass", "int64", 1),
+                               ("binary", "uint8", 255)]:
+        for per_image in (True, False):
+            x, target = make_dice_case(mode, kind, torch.float32, ignore, True, spatial=(7, 151))
+            options = dict(mode=mode, from_logits=True, ignore_index=ignore, per_image=per_image)
+            expected = torch.as_tensor(dice_stats(x.detach().double().numpy(), target.numpy(), **options))
+            assert rel_err(dice_stats_triton(x, target, **options), expected.reshape(-1, x.shape[1], 7)) < 1e-6
+
+
+def _functional(name):
+    from losses.torch import functional
+
+    fn = getattr(functional, name, None)
+    if fn is None:
+        pytest.skip(f"losses.torch.functional.{name} is not there yet")
+    return fn
+
+
+def _both_paths(monkeypatch, fn, x, *args, **kwargs):
+    """(loss, gradient) of fn on the portable path and on the kernels."""
+    out = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.detach().clone().requires_grad_()
+        loss = fn(xi, *args, **kwargs)
+        (grad,) = torch.autograd.grad(loss, xi, torch.ones_like(loss))
+        out[path] = (loss, grad)
+    return out["torch"], out["triton"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_penalized_mae_matches_the_portable_path(monkeypatch, reduction):
+    fn = _functional("penalized_mae")
+    gen = torch.Generator().manual_seed(7)
+    x, t = torch.randn(3, 1379, generator=gen) * 2, torch.randn(3, 1379, generator=gen) * 2
+    (loss_t, grad_t), (loss_k, grad_k) = _both_paths(monkeypatch, fn, x, t, reduction=reduction)
+    assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-6
+
+
+@pytest.mark.parametrize("mode, kind, ignore", [("binary", "dense", None), ("multilabel", "dense", None),
+                                                ("multiclass", "int64", 2), ("multiclass", "uint8", None)])
+def test_dice_loss_matches_the_portable_path(monkeypatch, mode, kind, ignore):
+    fn = _functional("dice_loss")
+    x, target = make_dice_case(mode, kind, torch.float32, ignore, True)
+    kwargs = dict(mode=mode) if ignore is None else dict(mode=mode, ignore_index=ignore)
+    (loss_t, grad_t), (loss_k, grad_k) = _both_paths(monkeypatch, fn, x, target, **kwargs)
+    assert rel_err(loss_k, loss_t) < 1e-5 and rel_err(grad_k, grad_t) < 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
 # torch.compile(fullgraph=True) traces the custom ops
 # ----------------------------------------------------------------------------------------------
 
