@@ -13,6 +13,7 @@ free of it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -75,6 +76,15 @@ def use_triton(*tensors) -> bool:
     )
 
 
+def device_guard(tensor):
+    """A context that makes ``tensor``'s CUDA device current: Triton launches on the current one."""
+    import torch
+
+    if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
+        return torch.cuda.device(tensor.device)
+    return contextlib.nullcontext()
+
+
 def triton_module(name: str) -> ModuleType:
     """The kernel module ``losses.torch._kernels.<name>``, built for the current interpreter setting.
 
@@ -90,4 +100,4 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
-__all__ = ["KERNEL_CHOICES", "interpreting", "kernels_choice", "triton_available", "triton_module", "use_triton"]
+__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "triton_available", "triton_module", "use_triton"]

@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from losses.torch._kernels import triton_module
+from losses.torch._kernels import device_guard, triton_module
 
 _MODES = ("binary", "multiclass", "multilabel")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
@@ -109,6 +109,11 @@ def _multiclass_block(classes: int) -> tuple[int, int]:
 
 def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
            ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    with device_guard(input):
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)
+
+
+def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
     kernels = triton_module("_triton_dice")
     x, t, labels, batch, classes, hw = _prepare(input, target)
     groups = batch if per_image else 1
@@ -141,6 +146,11 @@ def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bo
 
 def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
                     from_logits: bool, ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    with device_guard(input):
+        return _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image)
+
+
+def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image):
     kernels = triton_module("_triton_dice")
     x, t, labels, batch, classes, hw = _prepare(input, target)
     grad = torch.empty_like(x)

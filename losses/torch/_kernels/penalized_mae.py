@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from losses.torch._kernels import triton_module
+from losses.torch._kernels import device_guard, triton_module
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -28,10 +28,13 @@ SCALE_BLOCK = 16384
 
 def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str,
              need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch the fused pass; returns (loss, gradient w.r.t. input or None).
+    """Launch the fused pass; returns (loss, gradient w.r.t. input or None)."""
+    with device_guard(input):
+        return _launch_forward(input, target, delta, penalty, reduction, need_grad)
 
-    Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
-    """
+
+def _launch_forward(input, target, delta, penalty, reduction, need_grad):
+    # Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
     kernels = triton_module("_triton_pmae")
     x = input if input.is_contiguous() else input.contiguous()
     t = target if target.is_contiguous() else target.contiguous()
@@ -66,8 +69,9 @@ def _scale_in_place(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tens
         kernels = triton_module("_triton_pmae")
         n = grad.numel()
         if n > 0:
-            kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](grad, grad_output, n, BLOCK=SCALE_BLOCK,
-                                                                     num_warps=8)
+            with device_guard(grad):
+                kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](
+                    grad, grad_output, n, BLOCK=SCALE_BLOCK, num_warps=8)
         return grad
     return grad.mul_(grad_output.to(grad.dtype))
 
