@@ -135,6 +135,8 @@ class _Recorder(TorchFunctionMode):
                 self.target_ids.add(id(o))
         if name in _INPLACE_DUNDER and args and isinstance(args[0], torch.Tensor) and pred_in:
             self.pred_ids.add(id(args[0]))
+        if name == "__bool__" and pred_in and not connected_in:
+            self.breaks.append(("branch", name, site))
         if connected_in:
             # Metadata (shape, size, dim) is not a value of the prediction: only values break the flow.
             if (outputs or name in _HOST or name == "__bool__") and not any(o.requires_grad for o in outputs):
@@ -353,4 +355,78 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
                                "already met, or the loss at its minimum)",
                                "check with other inputs; if it stays zero, look for clamp/relu/max that cut the "
                                "prediction off", site[0], site[1]))
+    return report
+
+
+def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x: Any, y: Any, order: str) -> Report:
+    R.refresh_library_roots()
+    call_sites: dict[int, tuple[str | None, int | None]] = {}
+    hooks = []
+    for module in model.modules():
+        def pre_hook(mod, _inputs):
+            call_sites.setdefault(id(mod), R.user_site())
+        hooks.append(module.register_forward_pre_hook(pre_hook))
+    try:
+        pred = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    loss_report = diagnose_torch(loss_fn, y, pred.detach(), order)
+    report = Report("torch", f"{type(model).__name__} + {R.callable_name(loss_fn)}", list(loss_report.findings),
+                    loss_report.value, loss_report.grad_norm, loss_report.zero_fraction,
+                    loss_report.pred_shape, loss_report.true_shape)
+    args = (pred, y) if order == "y_pred, y_true" else (y, pred)
+    loss = loss_fn(*args)
+    owners = {}
+    for mod_name, module in model.named_modules():
+        for p_name, param in module.named_parameters(recurse=False):
+            owners[id(param)] = (mod_name, module)
+    named = list(model.named_parameters())
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+    frozen = [(n, p) for n, p in named if not p.requires_grad]
+    reaches_pred = torch.autograd.grad(pred.sum(), [p for _, p in trainable], allow_unused=True, retain_graph=True) \
+        if trainable and pred.requires_grad else [None] * len(trainable)
+    if isinstance(loss, torch.Tensor) and loss.requires_grad and trainable:
+        from_loss = torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True)
+    else:
+        from_loss = [None] * len(trainable)
+    unused, disconnected = [], []
+    for (n, p), g_pred, g_loss in zip(trainable, reaches_pred, from_loss):
+        if g_loss is not None:
+            continue
+        (unused if g_pred is None else disconnected).append(n)
+    unused_by_module: dict[int, list[str]] = {}
+    for n in unused:
+        unused_by_module.setdefault(id(owners.get(id(dict(named)[n]), ("", model))[1]), []).append(n)
+    for module_id, names in unused_by_module.items():
+        mod_name, module = next((v for v in owners.values() if id(v[1]) == module_id), ("", model))
+        # Never called: point at forward(), where the call is missing.
+        site = call_sites.get(module_id) if module is not model else None
+        site = R.definition_site(model) if site is None or module_id not in call_sites else site
+        report.add(Finding(R.NO_GRADIENT_VARIABLES, "error",
+                           f"{', '.join(names)} get no gradient: the prediction does not depend on them "
+                           f"(`{mod_name or type(module).__name__}` is not used on the way to the output: an "
+                           "unused branch)",
+                           f"use `{mod_name}` in forward(), or delete it (or freeze it with requires_grad_(False) "
+                           "if that is intended)", site[0], site[1]))
+    if disconnected:
+        report.add(Finding(R.NO_GRADIENT_VARIABLES, "error",
+                           f"{len(disconnected)} trainable parameters ({', '.join(disconnected[:4])}"
+                           f"{', ...' if len(disconnected) > 4 else ''}) get no gradient because the loss is "
+                           "disconnected from the prediction (see the loss's finding)",
+                           "fix the loss first: it must be computed from the model's output",
+                           *(loss_report.findings[0].file, loss_report.findings[0].line)
+                           if loss_report.findings else R.definition_site(loss_fn)))
+    by_module: dict[int, list[str]] = {}
+    for n, p in frozen:
+        by_module.setdefault(id(owners.get(id(p), ("", model))[1]), []).append(n)
+    for module_id, names in by_module.items():
+        mod_name, module = next(v for v in owners.values() if id(v[1]) == module_id)
+        site = call_sites.get(module_id, R.definition_site(model))
+        report.add(Finding(R.NO_GRADIENT_VARIABLES, "warning",
+                           f"{', '.join(names)} get no gradient: `{mod_name or type(module).__name__}` is frozen "
+                           "(requires_grad=False)",
+                           f"if it should learn, call model.{mod_name}.requires_grad_(True) (and give its parameters "
+                           "to the optimizer)" if mod_name else "call requires_grad_(True) on it if it should learn",
+                           site[0], site[1]))
     return report
