@@ -26,8 +26,8 @@ The framework is read from the inputs (``torch.Tensor`` or TensorFlow tensors; N
 >>> report = diagnose(my_loss, torch.rand(4, 3), torch.rand(4, 3))
 >>> report.codes
 ['ZERO_GRADIENT']
->>> report.findings[0].line
-3
+>>> "soft_round" in report.findings[0].fix
+True
 >>> diagnose(lambda y_pred, y_true: ((y_pred - y_true) ** 2).mean(), torch.rand(4, 3), torch.rand(4, 3)).ok
 True
 """
