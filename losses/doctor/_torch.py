@@ -4,6 +4,7 @@ call, records where the prediction's gradient is lost and on which user line, th
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -255,7 +256,9 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
     rec = _Recorder(pred, target)
     args = (pred, target) if order == "y_pred, y_true" else (target, pred)
     try:
-        with rec:
+        with rec, warnings.catch_warnings():
+            # float()/item() on a tensor that requires grad warns: the report says it better.
+            warnings.simplefilter("ignore", UserWarning)
             loss = loss_fn(*args, **kwargs)
     except Exception as error:  # the loss itself raised: explain it if it is a gradient-flow error
         finding = _exception_finding(error, rec, report.pred_shape, report.true_shape)
@@ -333,7 +336,9 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
     finite = bool(torch.isfinite(grad).all())
     report.grad_norm = float(torch.linalg.vector_norm(grad.double())) if finite else float("nan")
     report.zero_fraction = float((grad == 0).double().mean()) if grad.numel() else 1.0
-    if not finite:
+    if not finite and rec.swaps:
+        pass  # NaN from a log of the target: a consequence of the swap, reported above
+    elif not finite:
         site = bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
         report.add(Finding(R.NON_FINITE, "error",
                            "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
@@ -341,6 +346,12 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
                            "keep the argument away from the singular point (x.clamp_min(eps)), and mask the input "
                            "of the operation, not only its output (the 'double where' pattern)",
                            site[0], site[1]))
+    elif report.zero_fraction > 0 and any(b[0] in ("detach", "host", "rebuilt", "no_grad") for b in rec.breaks):
+        kind, op, site = next(b for b in rec.breaks if b[0] in ("detach", "host", "rebuilt", "no_grad"))
+        base = R.break_finding(kind, op, "torch", site)
+        report.add(Finding(base.code, "warning",
+                           f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
+                           + base.message + " on one of the paths", base.fix, base.file, base.line))
     elif report.zero_fraction == 1.0:
         if rec.zero_ops:
             kind, op, site = rec.zero_ops[0]

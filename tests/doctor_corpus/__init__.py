@@ -1,0 +1,5 @@
+"""Broken and healthy losses that the gradient-flow doctor is tested on.
+
+Each broken loss marks the line the doctor must point at with a comment ``# expect: CODE``.
+``SHAPES`` gives ``(pred_shape, true_shape)`` where the default ``(8, 4), (8, 4)`` does not fit.
+"""

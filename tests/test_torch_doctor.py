@@ -1,0 +1,156 @@
+"""The gradient-flow doctor on PyTorch: every broken loss of the corpus is diagnosed with the
+right code at the right line; correct losses give a clean report."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from losses.doctor import Finding, Report, diagnose, diagnose_model  # noqa: E402
+from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
+from tests.doctor_corpus import torch_broken, torch_healthy, torch_models  # noqa: E402
+from tests.doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROKEN = expected_findings(torch_broken)
+
+
+def inputs(module, name, seed=0):
+    pred_shape, true_shape = getattr(module, "SHAPES", {}).get(name, ((8, 4), (8, 4)))
+    gen = torch.Generator().manual_seed(seed)
+    y_pred = torch.rand(pred_shape, generator=gen) * 0.9 + 0.05
+    y_true = (torch.rand(true_shape, generator=gen) > 0.5).float()
+    return y_true, y_pred
+
+
+def found(report):
+    return {(f.code, f.line) for f in report.findings if f.file and os.path.samefile(f.file, torch_broken.__file__)}
+
+
+def test_corpus_covers_every_failure_of_the_seed_articles():
+    codes = {code for expected in BROKEN.values() for code, _ in expected}
+    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS", "INPLACE"}
+    assert len(BROKEN) >= 18
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_loss_is_diagnosed_at_its_line(name):
+    y_true, y_pred = inputs(torch_broken, name)
+    report = diagnose(getattr(torch_broken, name), y_true, y_pred)
+    assert found(report) == BROKEN[name], report.to_text()
+    assert len(report.findings) == len(BROKEN[name]), report.to_text()
+    for finding in report.findings:
+        assert finding.fix and finding.message
+
+
+@pytest.mark.parametrize("name", healthy_functions(torch_healthy))
+def test_healthy_loss_gives_a_clean_report(name):
+    fn = getattr(torch_healthy, name)
+    fn = fn() if isinstance(fn, type) else fn
+    y_true, y_pred = inputs(torch_healthy, name)
+    report = diagnose(fn, y_true, y_pred)
+    assert report.findings == [], report.to_text()
+    assert report.ok and report.grad_norm > 0 and report.zero_fraction < 1
+
+
+def test_report_has_value_norm_zero_fraction_and_renderings():
+    y_true, y_pred = inputs(torch_broken, "partial_detach")
+    report = diagnose(torch_broken.partial_detach, y_true, y_pred)
+    assert report.grad_norm > 0
+    assert report.zero_fraction == pytest.approx(0.75)  # only column 0 of 4 gets a gradient
+    data = json.loads(report.to_json())
+    assert data["findings"][0]["code"] == "DISCONNECTED"
+    assert data["findings"][0]["location"].endswith(f"torch_broken.py:{data['findings'][0]['line']}")
+    text = report.to_text()
+    assert "DISCONNECTED" in text and "fix:" in text
+    assert isinstance(report, Report) and isinstance(report.findings[0], Finding)
+
+
+def test_argument_order_is_read_from_names_and_can_be_overridden():
+    def keras_style(y_true, y_pred):
+        return ((torch.round(y_pred) - y_true) ** 2).mean()
+
+    y_true, y_pred = inputs(torch_broken, "rounded")
+    assert diagnose(keras_style, y_true, y_pred).codes == ["ZERO_GRADIENT"]
+
+    def unnamed(a, b):  # a is the target here, against the PyTorch convention
+        return ((torch.round(b) - a) ** 2).mean()
+
+    assert diagnose(unnamed, y_true, y_pred).codes == []  # read as (input, target): a is connected
+    assert diagnose(unnamed, y_true, y_pred, order="y_true, y_pred").codes == ["ZERO_GRADIENT"]
+    with pytest.raises(ValueError, match="order"):
+        diagnose(unnamed, y_true, y_pred, order="pred first")
+
+
+def test_numpy_inputs_need_a_framework_or_a_telling_module():
+    y_true, y_pred = (np.ones((4, 2), np.float32), np.full((4, 2), 0.5, np.float32))
+    assert diagnose(torch_healthy.mse, y_true, y_pred).ok  # the module imports torch
+    with pytest.raises(ValueError, match="framework"):
+        diagnose(eval("lambda a, b: a", {}), y_true, y_pred)  # a module that imports no framework
+
+
+def test_unrelated_errors_of_the_loss_propagate():
+    def typo(input, target):
+        raise KeyError("not a gradient problem")
+
+    with pytest.raises(KeyError):
+        diagnose(typo, *inputs(torch_healthy, "mse"))
+
+
+def test_diagnose_model_names_frozen_and_unused_parameters_with_their_lines():
+    model = torch_models.frozen_model()
+    report = diagnose_model(model, torch_models.mse, torch.randn(5, 4), torch.randn(5, 2))
+    by_severity = {f.severity: f for f in report.findings}
+    assert report.codes == ["NO_GRADIENT_VARIABLES", "NO_GRADIENT_VARIABLES"], report.to_text()
+    (_, unused_line), = expected_findings(torch_models, "unused")["TwoHeads"]
+    (_, frozen_line), = expected_findings(torch_models, "frozen")["TwoHeads"]
+    assert "aux_head.weight" in by_severity["error"].message and by_severity["error"].line == unused_line
+    assert "encoder.weight" in by_severity["warning"].message and by_severity["warning"].line == frozen_line
+
+
+def test_diagnose_model_explains_a_disconnected_loss():
+    model = torch_models.TwoHeads()
+    report = diagnose_model(model, torch_broken.detach, torch.randn(5, 4), torch.rand(5, 2))
+    assert report.codes[0] == "DISCONNECTED"
+    disconnected = [f for f in report.findings if "disconnected" in f.message]
+    assert disconnected and "head.weight" in disconnected[0].message
+
+
+def test_assert_gradient_flow_passes_healthy_and_fails_broken_losses():
+    report = assert_gradient_flow(torch_healthy.mse, framework="torch")
+    assert report.grad_norm > 0
+    with pytest.raises(GradientFlowError, match="ZERO_GRADIENT"):
+        assert_gradient_flow(torch_broken.rounded, framework="torch")
+    assert_gradient_flow(torch_broken.rounded, framework="torch", allow={"ZERO_GRADIENT"})
+    with pytest.raises(GradientFlowError, match="DISCONNECTED"):
+        assert_gradient_flow(torch_broken.partial_detach, framework="torch", strict=True)
+    assert_gradient_flow(torch_broken.partial_detach, framework="torch")  # only a warning
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss(tmp_path):
+    path = torch_broken.__file__
+    result = run_cli(f"{path}:rounded")
+    assert result.returncode == 1, result.stderr
+    (code, line), = BROKEN["rounded"]
+    assert code in result.stdout and f"torch_broken.py:{line}" in result.stdout
+    result = run_cli(f"{torch_healthy.__file__}:mse", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+    np.save(tmp_path / "pred.npy", np.full((10, 10), 0.5, np.float32))
+    np.save(tmp_path / "true.npy", np.ones((10, 5), np.float32))
+    result = run_cli(f"{path}:shape_10x10_vs_10x5", "--y-pred", str(tmp_path / "pred.npy"),
+                     "--y-true", str(tmp_path / "true.npy"))
+    assert result.returncode == 1 and "BROADCAST" in result.stdout
+    result = run_cli(f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8", "--framework", "torch")
+    assert result.returncode == 1 and "BROADCAST" in result.stdout
+    assert run_cli(f"{path}:no_such_loss").returncode == 2
