@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from losses.doctor import Finding, Report, diagnose, diagnose_model  # noqa: E402
 from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
-from tests.doctor_corpus import torch_broken, torch_healthy, torch_models  # noqa: E402
-from tests.doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
+from doctor_corpus import torch_broken, torch_healthy, torch_models  # noqa: E402
+from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKEN = expected_findings(torch_broken)
