@@ -1,0 +1,123 @@
+"""The gradient-flow doctor on TensorFlow / Keras (TensorFlow backend): every broken loss of the
+corpus is diagnosed with the right code at the right line; correct losses give a clean report."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("the TensorFlow doctor runs Keras on the TensorFlow backend", allow_module_level=True)
+
+from doctor_corpus import tf_broken, tf_healthy, tf_models  # noqa: E402
+from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
+
+from losses.doctor import diagnose, diagnose_model  # noqa: E402
+from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROKEN = expected_findings(tf_broken)
+
+
+def inputs(module, name, seed=0):
+    pred_shape, true_shape = getattr(module, "SHAPES", {}).get(name, ((8, 4), (8, 4)))
+    rng = np.random.default_rng(seed)
+    y_pred = rng.uniform(0.05, 0.95, size=pred_shape).astype(np.float32)
+    y_true = (rng.uniform(size=true_shape) > 0.5).astype(np.float32)
+    return tf.constant(y_true), tf.constant(y_pred)
+
+
+def found(report):
+    return {(f.code, f.line) for f in report.findings if f.file and os.path.samefile(f.file, tf_broken.__file__)}
+
+
+def test_corpus_covers_every_failure_of_the_seed_articles():
+    codes = {code for expected in BROKEN.values() for code, _ in expected}
+    # Tensors are immutable in TensorFlow: no INPLACE case.
+    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS"}
+    assert len(BROKEN) >= 17
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_loss_is_diagnosed_at_its_line(name):
+    y_true, y_pred = inputs(tf_broken, name)
+    report = diagnose(getattr(tf_broken, name), y_true, y_pred)
+    assert found(report) == BROKEN[name], report.to_text()
+    assert len(report.findings) == len(BROKEN[name]), report.to_text()
+    assert not report.ok
+
+
+@pytest.mark.parametrize("name", healthy_functions(tf_healthy))
+def test_healthy_loss_gives_a_clean_report(name):
+    fn = getattr(tf_healthy, name)
+    fn = fn() if isinstance(fn, type) else fn
+    y_true, y_pred = inputs(tf_healthy, name)
+    report = diagnose(fn, y_true, y_pred)
+    assert report.findings == [], report.to_text()
+    assert report.ok and report.grad_norm > 0 and report.zero_fraction < 1
+
+
+def test_diagnosis_leaves_tensorflow_as_it_found_it():
+    from tensorflow.python.framework import ops
+
+    before = dict(vars(ops._EagerTensorBase))
+    eager = tf.config.functions_run_eagerly()
+    profiler = sys.getprofile()
+    diagnose(tf_broken.numpy_floor, *inputs(tf_broken, "numpy_floor"))
+    assert dict(vars(ops._EagerTensorBase)) == before
+    assert tf.config.functions_run_eagerly() == eager
+    assert sys.getprofile() is profiler
+    x = tf.constant([1.5])
+    assert float(np.floor(x)[0]) == 1.0
+
+
+def test_tf_function_losses_are_diagnosed_eagerly():
+    report = diagnose(tf.function(tf_broken.rounded), *inputs(tf_broken, "rounded"))
+    assert report.codes == ["ZERO_GRADIENT"]
+
+
+def test_diagnose_model_names_the_frozen_layer_at_its_line():
+    model = tf_models.frozen_model()
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
+    report = diagnose_model(model, tf_models.mse, x, y)
+    (finding,) = report.findings
+    ((_, line),) = expected_findings(tf_models, "frozen")["Encoder"]
+    assert finding.code == "NO_GRADIENT_VARIABLES" and finding.severity == "warning"
+    assert "encoder" in finding.message and finding.line == line
+    assert report.ok
+
+
+def test_diagnose_model_explains_no_gradients_provided():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    x = np.zeros((5, 4), np.float32)
+    report = diagnose_model(model, tf_broken.ignores_prediction, x, np.ones((5, 2), np.float32))
+    assert report.codes == ["DISCONNECTED", "NO_GRADIENT_VARIABLES"]
+    assert "No gradients provided" in report.findings[1].message
+    assert report.findings[1].line == report.findings[0].line
+
+
+def test_assert_gradient_flow_on_keras_losses():
+    assert_gradient_flow(tf_healthy.mse, framework="tensorflow")
+    with pytest.raises(GradientFlowError, match="DISCONNECTED"):
+        assert_gradient_flow(tf_broken.stop_gradient, framework="tensorflow")
+
+
+def test_cli_on_tensorflow_files():
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    result = run(f"{tf_broken.__file__}:stop_gradient", "--json")
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    ((code, line),) = BROKEN["stop_gradient"]
+    assert data["framework"] == "tensorflow"
+    assert [(f["code"], f["line"]) for f in data["findings"]] == [(code, line)]
+    result = run(f"{tf_healthy.__file__}:huber")
+    assert result.returncode == 0 and "OK" in result.stdout
