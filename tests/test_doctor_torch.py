@@ -154,3 +154,52 @@ def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss(tmp_path):
     result = run_cli(f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8", "--framework", "torch")
     assert result.returncode == 1 and "BROADCAST" in result.stdout
     assert run_cli(f"{path}:no_such_loss").returncode == 2
+
+
+def test_demo_diagnoses_a_broken_loss_then_its_repair():
+    from losses.doctor._demo import run_doctor_demo
+
+    lines = []
+    status = run_doctor_demo(lines.append)
+    text = "\n".join(lines)
+    assert "ZERO_GRADIENT" in text and "soft_round" in text
+    assert status == 0
+    try:
+        from losses.torch import soft_round  # noqa: F401
+    except ImportError:
+        pytest.skip("losses.torch.soft_round is not in this build")
+    assert text.count("OK: the gradient reaches the prediction") == 1
+
+
+def _package_torch_losses():
+    import inspect
+
+    import losses.torch.functional as functional
+
+    return sorted(name for name, fn in vars(functional).items()
+                  if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__.startswith("losses."))
+
+
+@pytest.mark.parametrize("name", _package_torch_losses() or ["(none yet)"])
+def test_package_losses_and_surrogates_give_a_clean_report(name):
+    import inspect
+
+    import losses.torch.functional as functional
+
+    if name == "(none yet)":
+        pytest.skip("losses.torch.functional defines no loss in this build")
+    fn = getattr(functional, name)
+    params = list(inspect.signature(fn).parameters)
+    gen = torch.Generator().manual_seed(0)
+    y_pred = torch.rand(2, 3, 4, 4, generator=gen) * 0.9 + 0.05
+    y_true = (torch.rand(2, 3, 4, 4, generator=gen) > 0.5).float()
+    if params[:2] == ["input", "target"]:
+        loss_fn = fn
+    else:  # a surrogate f(x, alpha, ...): its sum as a loss
+        def loss_fn(input, target):
+            return (fn(input * 3) * target).sum()
+    try:
+        report = diagnose(loss_fn, y_true, y_pred)
+    except (TypeError, ValueError) as error:
+        pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
+    assert report.findings == [], report.to_text()

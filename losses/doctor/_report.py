@@ -218,10 +218,22 @@ def refresh_library_roots() -> None:
 def user_site(frame: Any = None) -> tuple[str | None, int | None]:
     """``(file, line)`` of the innermost frame outside the frameworks and this package."""
     frame = frame if frame is not None else sys._getframe(1)
+    start = frame
     while frame is not None:
         filename = frame.f_code.co_filename
         if not is_library_file(filename):
             return filename, frame.f_lineno
+        frame = frame.f_back
+    # Everything is library code (a loss of this package run by its own CLI): name the innermost
+    # line of this package outside the doctor.
+    doctor = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(doctor)
+    frame = start
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        in_doctor = path.startswith(doctor + os.sep) and not path.endswith("_demo.py")
+        if path.startswith(package + os.sep) and not in_doctor:
+            return frame.f_code.co_filename, frame.f_lineno
         frame = frame.f_back
     return None, None
 
