@@ -119,8 +119,14 @@ def test_cli_on_tensorflow_files():
     ((code, line),) = BROKEN["stop_gradient"]
     assert data["framework"] == "tensorflow"
     assert [(f["code"], f["line"]) for f in data["findings"]] == [(code, line)]
-    result = run(f"{tf_healthy.__file__}:huber")
-    assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_cli_on_a_healthy_keras_loss(capsys):
+    from losses.__main__ import main
+
+    assert main(["doctor", f"{tf_healthy.__file__}:huber"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["doctor", f"{tf_healthy.__file__}:KerasLossClass", "--framework", "tensorflow"]) == 0
 
 
 def _package_keras_losses():

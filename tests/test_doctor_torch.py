@@ -137,23 +137,38 @@ def run_cli(*args):
                           cwd=ROOT, timeout=300)
 
 
-def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss(tmp_path):
-    path = torch_broken.__file__
-    result = run_cli(f"{path}:rounded")
+def main(capsys, *args):
+    from losses.__main__ import main as losses_main
+
+    status = losses_main(["doctor", *args])
+    return status, capsys.readouterr().out
+
+
+def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss():
+    result = run_cli(f"{torch_broken.__file__}:rounded")
     assert result.returncode == 1, result.stderr
     (code, line), = BROKEN["rounded"]
     assert code in result.stdout and f"torch_broken.py:{line}" in result.stdout
-    result = run_cli(f"{torch_healthy.__file__}:mse", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["ok"] is True
+
+
+def test_cli_options(capsys, tmp_path):
+    path = torch_broken.__file__
+    status, out = main(capsys, f"{torch_healthy.__file__}:mse", "--json")
+    assert status == 0 and json.loads(out)["ok"] is True
     np.save(tmp_path / "pred.npy", np.full((10, 10), 0.5, np.float32))
     np.save(tmp_path / "true.npy", np.ones((10, 5), np.float32))
-    result = run_cli(f"{path}:shape_10x10_vs_10x5", "--y-pred", str(tmp_path / "pred.npy"),
-                     "--y-true", str(tmp_path / "true.npy"))
-    assert result.returncode == 1 and "BROADCAST" in result.stdout
-    result = run_cli(f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8", "--framework", "torch")
-    assert result.returncode == 1 and "BROADCAST" in result.stdout
-    assert run_cli(f"{path}:no_such_loss").returncode == 2
+    status, out = main(capsys, f"{path}:shape_10x10_vs_10x5", "--y-pred", str(tmp_path / "pred.npy"),
+                       "--y-true", str(tmp_path / "true.npy"))
+    assert status == 1 and "BROADCAST" in out
+    status, out = main(capsys, f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8",
+                       "--framework", "torch")
+    assert status == 1 and "BROADCAST" in out and "(8, 1)" in out
+    status, out = main(capsys, f"{path}:rounded", "--shape", "3,2", "--order", "y_pred, y_true", "--seed", "1")
+    assert status == 1 and "(3, 2)" in out
+    assert main(capsys, f"{path}:no_such_loss")[0] == 2
+    assert main(capsys, f"{tmp_path}/missing.py:loss")[0] == 2
+    with pytest.raises(SystemExit):
+        main(capsys, f"{path}:rounded", "--shape", "0,-1")
 
 
 def test_demo_diagnoses_a_broken_loss_then_its_repair():
