@@ -174,6 +174,12 @@ class _Recorder:
         if event != "call":
             return
         code = frame.f_code
+        if code.co_name in ("numpy_function", "py_func_common") and R.is_library_file(code.co_filename):
+            # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
+            inp = frame.f_locals.get("inp") or ()
+            if any(id(t) in self.connected for t in (inp if isinstance(inp, (list, tuple)) else [inp])):
+                self.breaks.append(("host", "tf.numpy_function", R.user_site(frame)))
+            return
         if code.co_name in _ELEMENTWISE_KERAS and code.co_varnames[:2] == ("y_true", "y_pred") \
                 and R.is_library_file(code.co_filename):
             y_true, y_pred = frame.f_locals.get("y_true"), frame.f_locals.get("y_pred")

@@ -97,3 +97,29 @@ def swapped_keras_loss(y_true, y_pred):
 
 def swapped_parameters(y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
     return tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+def dice_stop_gradient(y_true, y_pred):
+    # Seed 004.
+    y_pred = tf.sigmoid(y_pred)
+    intersection = tf.reduce_sum(y_pred * y_true)
+    union = tf.reduce_sum(y_pred) + tf.reduce_sum(y_true)
+    dice = (2.0 * intersection + 1e-5) / (union + 1e-5)
+    dice = tf.stop_gradient(dice)  # expect: DISCONNECTED
+    return 1.0 - dice
+
+
+def numpy_function(y_true, y_pred):
+    bins = tf.numpy_function(np.floor, [y_pred * 4], tf.float32)  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(y_true - bins / 4))
+
+
+def integer_cast(y_true, y_pred):
+    buckets = tf.cast(tf.cast(y_pred * 4, tf.int32), tf.float32) / 4  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.abs(y_true - buckets))
+
+
+def partial_stop_gradient(y_true, y_pred):
+    first = y_pred[:, 0]
+    second = tf.stop_gradient(y_pred[:, 1])  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(first / (second + 1.0) - y_true[:, 0]))

@@ -52,3 +52,24 @@ def target_dependent_branch(y_true, y_pred):
 class KerasLossClass(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+
+
+def seed_custom_mae_loss(y_true, y_pred):
+    # Seed 000: correct; its "No gradients provided" came from the training loop, not the loss.
+    abs_diff = tf.abs(y_true - y_pred)
+    quadratic_penalty = tf.where(abs_diff > 1, 0.5 * (abs_diff - 1) ** 2, 0.0)
+    return tf.reduce_mean(abs_diff + quadratic_penalty)
+
+
+def seed_dice_loss(y_true, y_pred):
+    # Seed 004's repaired Dice.
+    y_true_f = tf.reshape(y_true, [-1])
+    y_pred_f = tf.reshape(y_pred, [-1])
+    intersection = tf.reduce_sum(y_true_f * y_pred_f)
+    eps = keras.config.epsilon()
+    return 1.0 - (2.0 * intersection + eps) / (tf.reduce_sum(y_true_f) + tf.reduce_sum(y_pred_f) + eps)
+
+
+def sparse_labels_crossentropy(y_true, y_pred):
+    labels = tf.cast(tf.reduce_sum(y_true, axis=-1), tf.int32) % 4
+    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True))

@@ -117,3 +117,19 @@ def under_no_grad(input, target):
     with torch.no_grad():
         error = (input - target) ** 2  # expect: DISCONNECTED
     return error.mean()
+
+
+def integer_cast(input, target):
+    buckets = (input * 4).long().float() / 4  # expect: ZERO_GRADIENT
+    return (buckets - target).abs().mean()
+
+
+def data_attribute(input, target):
+    values = input.data  # expect: DISCONNECTED
+    return ((values - target) ** 2).mean()
+
+
+def masked_assignment(input, target):
+    probabilities = torch.sigmoid(input)
+    probabilities[target > 0.5] = 1.0  # expect: INPLACE
+    return probabilities.mean()
