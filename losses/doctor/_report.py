@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -111,7 +112,12 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
+        """Strict JSON: a NaN or infinite number is written as the string "nan", "inf" or "-inf"."""
+        data = self.to_dict()
+        for key in ("value", "grad_norm", "zero_fraction"):
+            if isinstance(data[key], float) and not math.isfinite(data[key]):
+                data[key] = str(data[key])
+        return json.dumps(data, indent=indent, allow_nan=False)
 
     def to_text(self) -> str:
         shapes = f"y_pred {self.pred_shape}, y_true {self.true_shape}"
@@ -186,6 +192,7 @@ def infer_order(fn: Callable[..., Any], framework: str, order: str | None = None
 # Attribution: the first stack frame that belongs to the user, not to a framework or this package.
 
 _LIBRARY_ROOTS: list[str] = []
+_STDLIB = os.path.dirname(os.path.abspath(os.__file__))
 
 
 def _library_roots() -> list[str]:
@@ -195,18 +202,25 @@ def _library_roots() -> list[str]:
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
             roots.add(os.path.dirname(os.path.abspath(module.__file__)))
-    roots.add(os.path.dirname(os.path.abspath(os.__file__)))  # the standard library
+    roots.add(_STDLIB)
     return sorted(roots)
 
 
 def is_library_file(filename: str) -> bool:
-    if filename.startswith("<") and not filename.startswith("<stdin") and not filename.startswith("<doctest"):
-        return True
+    if filename.startswith("<"):
+        # Import machinery and generated code; "<stdin>", "<string>", notebook cells are the user's.
+        return filename.startswith("<frozen") or "eval_with_key" in filename
     path = os.path.abspath(filename)
     roots = _LIBRARY_ROOTS or _library_roots()
     if not _LIBRARY_ROOTS:
         _LIBRARY_ROOTS.extend(roots)
-    return any(path == r or path.startswith(r + os.sep) for r in roots)
+    for root in roots:
+        if path == root or path.startswith(root + os.sep):
+            # A system Python keeps site-packages inside the standard library's folder.
+            if root == _STDLIB and ("site-packages" in path or "dist-packages" in path):
+                continue
+            return True
+    return False
 
 
 def refresh_library_roots() -> None:
