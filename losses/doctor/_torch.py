@@ -30,6 +30,10 @@ _ELEMENTWISE_LOSSES = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "b
 # Functions of torch.nn.functional called as f(input, target, ...).
 _INPUT_TARGET = _ELEMENTWISE_LOSSES | {"cross_entropy", "nll_loss", "gaussian_nll_loss", "multilabel_soft_margin_loss",
                                        "hinge_embedding_loss", "multi_margin_loss", "multilabel_margin_loss"}
+# New tensors that take only the shape, dtype and device of their input: no value flows through them.
+_FACTORY = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
+            "new_zeros", "new_ones", "new_empty", "new_full", "size", "dim", "numel", "shape", "stride",
+            "is_floating_point", "element_size", "get_device"}
 _INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__", "__ipow__", "__setitem__",
                    "__ifloordiv__", "__imod__", "__iand__", "__ior__"}
 
@@ -122,7 +126,7 @@ class _Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
 
         outputs = _tensors(out)
-        if not pred_in and not target_only:
+        if (not pred_in and not target_only) or name in _FACTORY:
             return out
         site = site or R.user_site()
         for o in outputs:

@@ -76,3 +76,19 @@ def class_indices_cross_entropy(logits, target):
     # A target of another shape than the prediction is not broadcasting: labels index the classes.
     labels = (target.sum(dim=1) % 4).long()
     return F.cross_entropy(logits, labels)
+
+
+def masked_with_zeros_like(input, target):
+    # zeros_like takes only the shape: the masked elements' zero gradient is intended.
+    loss = (input - target) ** 2
+    return torch.where(target > 0.5, loss, torch.zeros_like(loss)).mean()
+
+
+def label_map_dice(logits, target):
+    # (B, C) prediction against a (B,) label map, expanded without broadcasting the two against each other.
+    labels = (target.sum(dim=1) % logits.shape[1]).long()
+    one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    probabilities = logits.softmax(dim=1)
+    intersection = (probabilities * one_hot).sum(dim=0)
+    union = probabilities.sum(dim=0) + one_hot.sum(dim=0)
+    return (1 - (2 * intersection + 1) / (union + 1)).mean()
