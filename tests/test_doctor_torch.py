@@ -165,12 +165,15 @@ def test_cli_options(capsys, tmp_path):
     status, out = main(capsys, f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8",
                        "--framework", "torch")
     assert status == 1 and "BROADCAST" in out and "(8, 1)" in out
-    status, out = main(capsys, f"{path}:rounded", "--shape", "3,2", "--order", "y_pred, y_true", "--seed", "1")
+    status, out = main(capsys, f"{path}:rounded", "--shape", "3,2", "--order", "pred-first", "--seed", "1")
     assert status == 1 and "(3, 2)" in out
     assert main(capsys, f"{path}:no_such_loss")[0] == 2
     assert main(capsys, f"{tmp_path}/missing.py:loss")[0] == 2
     with pytest.raises(SystemExit):
         main(capsys, f"{path}:rounded", "--shape", "0,-1")
+    bad = tmp_path / "typo.py"
+    bad.write_text("import torch\n\ndef loss(input, target):\n    return input.nonexistent()\n")
+    assert main(capsys, f"{bad}:loss")[0] == 2
 
 
 def test_demo_diagnoses_a_broken_loss_then_its_repair():

@@ -78,7 +78,8 @@ def diagnose(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, *, framework
         loss_fn: the loss: a function, an ``nn.Module`` or a ``keras.losses.Loss``.
         y_true: the target (tensor or array; not differentiated).
         y_pred: the prediction; a copy that requires a gradient is passed to the loss.
-        framework: ``"torch"`` or ``"tensorflow"`` (Keras 3 on the TensorFlow backend). Default: read
+        framework: ``"torch"`` or ``"tensorflow"`` (Keras 3 on the TensorFlow backend; ``"keras"`` is
+            accepted as another name for it). Default: read
             from the types of ``y_true`` / ``y_pred``.
         order: ``"y_true, y_pred"`` or ``"y_pred, y_true"``: how ``loss_fn`` takes its arguments.
             Default: read from its parameter names (``y_pred``, ``pred``, ``input``, ``logits``,
@@ -92,6 +93,7 @@ def diagnose(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, *, framework
         unrelated to gradient flow re-raises it.
     """
     framework = framework or detect_framework(y_pred, y_true, fn=loss_fn)
+    framework = "tensorflow" if framework == "keras" else framework
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(repr(f) for f in FRAMEWORKS)}; got {framework!r}")
     resolved, from_names = infer_order(loss_fn, framework, order)
@@ -116,6 +118,7 @@ def diagnose_model(model: Any, loss_fn: Callable[..., Any], x: Any, y: Any, *, f
     """
     if framework is None:
         framework = "torch" if _is_torch(model) or _is_torch(x) else "tensorflow"
+    framework = "tensorflow" if framework == "keras" else framework
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(repr(f) for f in FRAMEWORKS)}; got {framework!r}")
     resolved, _ = infer_order(loss_fn, framework, order)

@@ -1,7 +1,8 @@
 """``python -m losses doctor FILE.py:FUNCTION``: diagnose a loss from the shell.
 
 Exit status: 0 when no error was found, 1 when at least one finding has severity ``error``,
-2 when the file or function cannot be loaded or the inputs are malformed.
+2 when the file or function cannot be loaded, the inputs are malformed, or the loss raises an
+error unrelated to gradient flow.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import traceback
 from typing import Any
 
 import numpy as np
@@ -21,17 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="FILE.py:FUNCTION",
                         help="the file that defines the loss and the loss's name (a function or a class "
                              "instantiated without arguments)")
-    parser.add_argument("--framework", choices=("torch", "tensorflow"),
-                        help="default: read from the modules the file imports")
+    parser.add_argument("--framework", choices=("torch", "tensorflow", "keras"),
+                        help="keras means Keras 3 on TensorFlow; default: read from the modules the file imports")
     parser.add_argument("--shape", type=_shape, default=None,
                         help="shape of both random inputs, e.g. 8,4 (default 8,4)")
     parser.add_argument("--pred-shape", type=_shape, default=None, help="shape of the random prediction")
     parser.add_argument("--true-shape", type=_shape, default=None, help="shape of the random target")
     parser.add_argument("--y-pred", metavar="PRED.npy", help="load the prediction from a .npy file")
     parser.add_argument("--y-true", metavar="TRUE.npy", help="load the target from a .npy file")
-    parser.add_argument("--order", choices=ORDERS, help="argument order of the loss (default: from its parameter names)")
+    parser.add_argument("--order", choices=tuple(_ORDER_FLAGS),
+                        help="argument order of the loss: true-first is (y_true, y_pred), pred-first is "
+                             "(input, target) (default: from its parameter names)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+_ORDER_FLAGS = {"true-first": ORDERS[0], "pred-first": ORDERS[1]}
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -93,6 +100,7 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.y_true:
             y_true = np.load(args.y_true)
         framework = args.framework or detect_framework(fn=fn)
+        framework = "tensorflow" if framework == "keras" else framework
     except (ValueError, OSError) as error:
         print(f"losses doctor: {error}", file=sys.stderr)
         return 2
@@ -104,6 +112,12 @@ def run_cli(args: argparse.Namespace) -> int:
         import tensorflow as tf
 
         y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
-    report = diagnose(fn, y_true, y_pred, framework=framework, order=args.order)
+    order = _ORDER_FLAGS[args.order] if args.order else None
+    try:
+        report = diagnose(fn, y_true, y_pred, framework=framework, order=order)
+    except Exception:  # the loss failed for a reason that is not about gradients: show it as Python would
+        traceback.print_exc()
+        print(f"losses doctor: {args.target} raised an error unrelated to gradient flow (above)", file=sys.stderr)
+        return 2
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.ok else 1
