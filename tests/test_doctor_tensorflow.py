@@ -162,3 +162,19 @@ def test_package_keras_losses_and_surrogates_give_a_clean_report(name):
     except (TypeError, ValueError) as error:
         pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
     assert report.findings == [], report.to_text()
+
+
+def test_demo_broken_then_repaired_keras_loss(monkeypatch):
+    import losses.keras
+    from losses.doctor._demo import run_doctor_demo
+
+    def soft_round(x, alpha):
+        m = keras.ops.floor(x) + 0.5
+        return m + keras.ops.tanh(alpha * (x - m)) / (2 * keras.ops.tanh(alpha / 2))
+
+    if not hasattr(losses.keras, "soft_round"):
+        monkeypatch.setattr(losses.keras, "soft_round", soft_round, raising=False)
+    lines = []
+    assert run_doctor_demo(lines.append, frameworks=["keras"]) == 0
+    text = "\n".join(lines)
+    assert text.count("ERROR ZERO_GRADIENT") == 1 and text.count("OK: the gradient reaches") == 1

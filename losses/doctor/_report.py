@@ -193,6 +193,7 @@ def infer_order(fn: Callable[..., Any], framework: str, order: str | None = None
 
 _LIBRARY_ROOTS: list[str] = []
 _STDLIB = os.path.dirname(os.path.abspath(os.__file__))
+_DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_demo.py")
 
 
 def _library_roots() -> list[str]:
@@ -211,6 +212,8 @@ def is_library_file(filename: str) -> bool:
         # Import machinery and generated code; "<stdin>", "<string>", notebook cells are the user's.
         return filename.startswith("<frozen") or "eval_with_key" in filename
     path = os.path.abspath(filename)
+    if path == _DEMO:
+        return False  # the demo's losses stand for a user's
     roots = _LIBRARY_ROOTS or _library_roots()
     if not _LIBRARY_ROOTS:
         _LIBRARY_ROOTS.extend(roots)
@@ -232,22 +235,10 @@ def refresh_library_roots() -> None:
 def user_site(frame: Any = None) -> tuple[str | None, int | None]:
     """``(file, line)`` of the innermost frame outside the frameworks and this package."""
     frame = frame if frame is not None else sys._getframe(1)
-    start = frame
     while frame is not None:
         filename = frame.f_code.co_filename
         if not is_library_file(filename):
             return filename, frame.f_lineno
-        frame = frame.f_back
-    # Everything is library code (a loss of this package run by its own CLI): name the innermost
-    # line of this package outside the doctor.
-    doctor = os.path.dirname(os.path.abspath(__file__))
-    package = os.path.dirname(doctor)
-    frame = start
-    while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        in_doctor = path.startswith(doctor + os.sep) and not path.endswith("_demo.py")
-        if path.startswith(package + os.sep) and not in_doctor:
-            return frame.f_code.co_filename, frame.f_lineno
         frame = frame.f_back
     return None, None
 
