@@ -274,10 +274,12 @@ def diagnose_tensorflow(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, o
         report.add(Finding(R.DISCONNECTED, "error", f"the prediction has dtype {pred.dtype.name}: integers carry no gradient",
                            "pass the model's floating-point output (logits or probabilities)"))
         return report
-    if from_names and order == "y_pred, y_true" and _is_plain_function(loss_fn):
+    keras_loss = _is_keras_loss(loss_fn)
+    if from_names and order == "y_pred, y_true" and (keras_loss or _is_plain_function(loss_fn)):
         report.add(_order_finding(loss_fn))
     rec = _Recorder(pred, target)
-    args = (pred, target) if order == "y_pred, y_true" else (target, pred)
+    # keras.losses.Loss.__call__ always takes (y_true, y_pred), whatever call() names its parameters.
+    args = (pred, target) if order == "y_pred, y_true" and not keras_loss else (target, pred)
     with tf.GradientTape() as tape:
         tape.watch(pred)
         try:
@@ -361,6 +363,14 @@ def diagnose_tensorflow(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, o
                                "check with other inputs; if it stays zero, look for clip/relu/maximum that cut the "
                                "prediction off", site[0], site[1]))
     return report
+
+
+def _is_keras_loss(fn: Any) -> bool:
+    try:
+        import keras
+    except ImportError:
+        return False
+    return isinstance(fn, keras.losses.Loss)
 
 
 def _is_plain_function(fn: Any) -> bool:

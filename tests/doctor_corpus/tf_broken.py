@@ -1,5 +1,6 @@
 """TensorFlow / Keras losses that give no gradient (or a wrong one), as in the seed articles."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -123,3 +124,8 @@ def partial_stop_gradient(y_true, y_pred):
     first = y_pred[:, 0]
     second = tf.stop_gradient(y_pred[:, 1])  # expect: DISCONNECTED
     return tf.reduce_mean(tf.square(first / (second + 1.0) - y_true[:, 0]))
+
+
+class SwappedLossClass(keras.losses.Loss):
+    def call(self, y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
+        return tf.reduce_mean(tf.square(y_true - tf.sigmoid(y_pred)), axis=-1)
