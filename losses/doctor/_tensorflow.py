@@ -5,6 +5,7 @@ callback that sees every op with its inputs and outputs, hooks on the conversion
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import Any, Callable
 
@@ -248,6 +249,7 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
                    "Dimensions must be equal", "not compatible")
     if any(w in text for w in shape_words):
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        first = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", first)
         return Finding(R.BROADCAST, "error",
                        f"prediction {pred_shape} and target {true_shape} have shapes that cannot be combined: {first}",
                        "give the prediction and the target the same shape (check the model's output layer size "
