@@ -59,7 +59,11 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
 def _finite(t: torch.Tensor) -> bool:
     if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
         return True
-    return bool(torch.isfinite(t).all())
+    with torch.no_grad():
+        # NaN and Inf reach the sum; a non-finite sum may also be an overflow: then look closer.
+        if bool(torch.isfinite(t.sum())):
+            return True
+        return bool(torch.isfinite(t).all())
 
 
 def _broadcast_grows(a: torch.Size, b: torch.Size) -> bool:
@@ -87,6 +91,7 @@ class _Recorder(TorchFunctionMode):
         self.swaps: list[tuple[str, tuple[str | None, int | None]]] = []
         self.inplace: list[tuple[str, tuple[str | None, int | None]]] = []
         self.non_finite: list[tuple[str, tuple[str | None, int | None]]] = []
+        self.nonfinite_ids = {id(t) for t in (pred, target) if not _finite(t)}
 
     def first_break(self) -> tuple[str, str, tuple[str | None, int | None]]:
         kind, op, site = self.breaks[0]
@@ -121,7 +126,6 @@ class _Recorder(TorchFunctionMode):
             if connected_in and (name in _INPLACE_DUNDER or (name.endswith("_") and not name.startswith("__"))
                                  or "out" in kwargs):
                 self.inplace.append((name, site))
-        inputs_finite = all(_finite(t) for t in inputs) if pred_in or target_only else True
 
         out = func(*args, **kwargs)
 
@@ -154,8 +158,12 @@ class _Recorder(TorchFunctionMode):
                     if p.numel() > 1 and t.numel() > 1 and _broadcast_grows(p.shape, t.shape):
                         if any(o.shape == torch.broadcast_shapes(p.shape, t.shape) for o in outputs):
                             self.broadcasts.append((name, tuple(p.shape), tuple(t.shape), site))
-        if inputs_finite and not self.non_finite and not all(_finite(o) for o in outputs):
-            self.non_finite.append((name, site))
+        bad = [o for o in outputs if not _finite(o)]
+        if bad:
+            # The first op whose output is NaN/Inf while its inputs were finite: where the NaN is born.
+            if not self.non_finite and not any(id(t) in self.nonfinite_ids for t in inputs):
+                self.non_finite.append((name, site))
+            self.nonfinite_ids.update(id(o) for o in bad)
         return out
 
     def _kind(self, name: str, outputs: list[torch.Tensor]) -> str:
@@ -303,9 +311,8 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
         return report
 
     bad_nodes: list[tuple[str | None, int | None]] = []
-    handles = []
 
-    def hook_for(node, site):
+    def hook_for(site):
         def hook(grad_inputs, grad_outputs):
             if bad_nodes:
                 return
@@ -315,25 +322,33 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
                 bad_nodes.append(site)
         return hook
 
-    for node, site in rec.node_sites.items():
+    def backward(locate_nan: bool):
+        handles = []
+        if locate_nan:  # second pass, only when the gradient has NaN/Inf: which node made it
+            for node, site in rec.node_sites.items():
+                try:
+                    handles.append(node.register_hook(hook_for(site)))
+                except Exception:  # some nodes take no hooks; the NaN is still reported
+                    pass
         try:
-            handles.append(node.register_hook(hook_for(node, site)))
-        except Exception:  # some nodes do not take hooks; the fallback below still reports the NaN
-            pass
+            return torch.autograd.grad(_scalar(loss), leaf, allow_unused=True, retain_graph=not locate_nan)[0]
+        finally:
+            for h in handles:
+                h.remove()
+
     try:
-        (grad,) = torch.autograd.grad(_scalar(loss), leaf, allow_unused=True)
+        grad = backward(locate_nan=False)
     except RuntimeError as error:
         finding = _exception_finding(error, rec, report.pred_shape, report.true_shape)
         if finding is None:
             raise
         report.add(finding)
         return report
-    finally:
-        for h in handles:
-            h.remove()
     if grad is None:
-        site = rec.breaks[0][2] if rec.breaks else rec.sites.get(id(loss), R.definition_site(loss_fn))
-        kind, op = (rec.first_break()[0], rec.first_break()[1]) if rec.breaks else ("unused", "")
+        if rec.breaks:
+            kind, op, site = rec.first_break()
+        else:
+            kind, op, site = "unused", "", rec.sites.get(id(loss), R.definition_site(loss_fn))
         report.add(R.break_finding(kind, op, "torch", site))
         return report
     grad = grad.detach()
@@ -343,6 +358,7 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
     if not finite and rec.swaps:
         pass  # NaN from a log of the target: a consequence of the swap, reported above
     elif not finite:
+        backward(locate_nan=True)
         site = bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
         report.add(Finding(R.NON_FINITE, "error",
                            "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
