@@ -8,11 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
 from losses.doctor import Finding, Report, diagnose, diagnose_model  # noqa: E402
 from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
+from losses.testing.strategies import float_arrays  # noqa: E402
 from doctor_corpus import torch_broken, torch_healthy, torch_models  # noqa: E402
 from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
 
@@ -240,3 +243,15 @@ def test_demo_repair_gives_a_clean_report(monkeypatch):
     assert run_doctor_demo(lines.append, frameworks=["torch"]) == 0
     text = "\n".join(lines)
     assert text.count("ERROR ZERO_GRADIENT") == 1 and text.count("OK: the gradient reaches") == 1
+
+
+
+@settings(max_examples=15)
+@given(st.tuples(st.integers(1, 4), st.integers(1, 5)).flatmap(
+    lambda shape: st.tuples(float_arrays(shape, -3, 3, np.float32), float_arrays(shape, -3, 3, np.float32))))
+def test_diagnosis_does_not_depend_on_the_values(arrays):
+    y_true, y_pred = (torch.from_numpy(a) for a in arrays)
+    healthy = diagnose(torch_healthy.mse, y_true, y_pred)
+    assert healthy.findings == [] or healthy.codes == ["ZERO_GRADIENT"] and bool((y_pred == y_true).all())
+    assert diagnose(torch_broken.detach, y_true, y_pred).codes == ["DISCONNECTED"]
+    assert diagnose(torch_broken.comparison_as_float, y_true, y_pred).codes == ["ZERO_GRADIENT"]

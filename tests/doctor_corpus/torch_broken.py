@@ -8,6 +8,7 @@ SHAPES = {
     "argmax_python_loop": ((8, 4), (8,)),
     "shape_10x10_vs_10x5": ((10, 10), (10, 5)),
     "shape_n_vs_n1": ((8, 1), (8,)),
+    "shape_n1_target": ((8,), (8, 1)),
 }
 
 
@@ -97,6 +98,10 @@ def shape_10x10_vs_10x5(input, target):
 
 def shape_n_vs_n1(input, target):
     return ((input - target) ** 2).mean()  # expect: BROADCAST
+
+
+def shape_n1_target(input, target):
+    return (input - target).abs().mean()  # expect: BROADCAST
 
 
 def zero_denominator(input, target):
