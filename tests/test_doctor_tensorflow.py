@@ -179,3 +179,10 @@ def test_demo_broken_then_repaired_keras_loss(monkeypatch):
     assert run_doctor_demo(lines.append, frameworks=["keras"]) == 0
     text = "\n".join(lines)
     assert text.count("ERROR ZERO_GRADIENT") == 1 and text.count("OK: the gradient reaches") == 1
+
+
+def test_diagnose_model_with_a_loss_that_fails_reports_the_loss():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    x = np.zeros((10, 4), np.float32)
+    report = diagnose_model(model, tf_broken.shape_10x10_vs_10x5, x, np.ones((10, 5), np.float32))
+    assert report.codes == ["BROADCAST"]

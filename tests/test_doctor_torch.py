@@ -255,3 +255,17 @@ def test_diagnosis_does_not_depend_on_the_values(arrays):
     assert healthy.findings == [] or healthy.codes == ["ZERO_GRADIENT"] and bool((y_pred == y_true).all())
     assert diagnose(torch_broken.detach, y_true, y_pred).codes == ["DISCONNECTED"]
     assert diagnose(torch_broken.comparison_as_float, y_true, y_pred).codes == ["ZERO_GRADIENT"]
+
+
+def test_diagnose_model_with_a_loss_that_fails_reports_the_loss():
+    model = torch_models.TwoHeads()
+    report = diagnose_model(model, torch_broken.inplace_mul, torch.randn(5, 4), torch.rand(5, 2))
+    assert report.codes == ["INPLACE"]
+
+
+def test_diagnose_model_with_a_loss_that_raises_on_numpy():
+    def numpy_loss(input, target):
+        return torch.from_numpy(input.numpy()).mean()
+
+    report = diagnose_model(torch_models.TwoHeads(), numpy_loss, torch.randn(5, 4), torch.rand(5, 2))
+    assert report.codes == ["DISCONNECTED"]

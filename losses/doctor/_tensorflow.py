@@ -411,14 +411,20 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
             pred = model(x, training=True)
         finally:
             sys.setprofile(previous)
-        args = (pred, y) if order == "y_pred, y_true" else (y, pred)
-        loss = loss_fn(*args)
-        scalar = tf.reduce_sum(tf.cast(loss, tf.float32)) if tf.is_tensor(loss) else None
         pred_sum = tf.reduce_sum(pred)
+        args = (pred, y) if order == "y_pred, y_true" else (y, pred)
+        try:
+            loss = loss_fn(*args)
+            scalar = tf.reduce_sum(tf.cast(loss, tf.float32)) if tf.is_tensor(loss) else None
+            failed = False
+        except Exception:  # diagnosed below: the loss's own finding says why, or the error is re-raised
+            scalar, failed = None, True
     loss_report = diagnose_tensorflow(loss_fn, y, tf.identity(pred), order)
     report = Report("tensorflow", f"{type(model).__name__} + {R.callable_name(loss_fn)}", list(loss_report.findings),
                     loss_report.value, loss_report.grad_norm, loss_report.zero_fraction,
                     loss_report.pred_shape, loss_report.true_shape)
+    if failed:
+        return report
     trainable = list(model.trainable_variables)
     to_pred = tape.gradient(pred_sum, trainable) if trainable else []
     to_loss = tape.gradient(scalar, trainable) if trainable and scalar is not None else [None] * len(trainable)

@@ -407,7 +407,10 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
                     loss_report.value, loss_report.grad_norm, loss_report.zero_fraction,
                     loss_report.pred_shape, loss_report.true_shape)
     args = (pred, y) if order == "y_pred, y_true" else (y, pred)
-    loss = loss_fn(*args)
+    try:
+        loss = loss_fn(*args)
+    except Exception:  # the loss fails on the model's output: its finding above says why
+        return report
     owners = {}
     for mod_name, module in model.named_modules():
         for p_name, param in module.named_parameters(recurse=False):
@@ -418,7 +421,10 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
     reaches_pred = torch.autograd.grad(pred.sum(), [p for _, p in trainable], allow_unused=True, retain_graph=True) \
         if trainable and pred.requires_grad else [None] * len(trainable)
     if isinstance(loss, torch.Tensor) and loss.requires_grad and trainable:
-        from_loss = torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True)
+        try:
+            from_loss = torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True)
+        except RuntimeError:  # an in-place change broke the backward pass: reported by the loss's finding
+            return report
     else:
         from_loss = [None] * len(trainable)
     unused, disconnected = [], []
