@@ -60,6 +60,7 @@ class _Recorder:
         self.swaps: list[tuple[str, tuple[str | None, int | None]]] = []
         self.non_finite: list[tuple[str, tuple[str | None, int | None]]] = []
         self.singular: list[tuple[str, tuple[str | None, int | None]]] = []
+        self.nonfinite_ids = {id(t) for t in (pred, target) if not _finite(t)}
         self._saved: dict[str, Any] = {}
         self._profile = None
 
@@ -108,8 +109,12 @@ class _Recorder:
                     if a != b and _grows(a, b) and any(tuple(o.shape) == tuple(np.broadcast_shapes(a, b))
                                                        for o in outputs):
                         self.broadcasts.append((_op_label(op_type), a, b, site))
-        if not self.non_finite and all(_finite(t) for t in inputs) and not all(_finite(o) for o in outputs):
-            self.non_finite.append((_op_label(op_type), site))
+        bad = [o for o in outputs if not _finite(o)]
+        if bad:
+            # The first op whose output is NaN/Inf while its inputs were finite: where the NaN is born.
+            if not self.non_finite and not any(id(t) in self.nonfinite_ids for t in inputs):
+                self.non_finite.append((_op_label(op_type), site))
+            self.nonfinite_ids.update(id(o) for o in bad)
         return None
 
     def _break_kind(self, op_type: str, outputs: list) -> str | None:
