@@ -34,8 +34,11 @@ def test_float32_matches_reference(case):
     logits, target, options = case
     ours = torch_dice(logits.astype(np.float32), target, "none", **options)
     assert ours.dtype == torch.float32
+    # With soft labels the intersection (Σp + Σg − Σ|p − g|)/2 cancels in float32, and the log
+    # amplifies the relative error of a tiny Dice coefficient.
+    atol = 1e-3 if options["soft_labels"] and options["log_loss"] else 2e-6
     np.testing.assert_allclose(ours.numpy(), reference.dice_loss(logits.astype(np.float32), target, "none", **options),
-                               rtol=2e-5, atol=2e-6)
+                               rtol=2e-5, atol=atol)
 
 
 def _clear_of_kinks(logits, target, options):
