@@ -130,4 +130,8 @@ def run_demo(steps: int = 60, frameworks: list[str] | None = None) -> int:
     print(f"\n{'frontend':<10}{'loss before':>12}{'loss after':>12}{'Dice before':>13}{'Dice after':>12}{'seconds':>9}")
     for name, loss0, dice0, loss1, dice1, seconds in rows:
         print(f"{name:<10}{loss0:>12.3f}{loss1:>12.3f}{dice0:>13.3f}{dice1:>12.3f}{seconds:>9.1f}")
-    return 0
+
+    from losses.doctor._demo import run_doctor_demo
+
+    print("\nThe gradient-flow doctor on a loss that rounds its prediction, then on its repair:\n")
+    return run_doctor_demo(frameworks=chosen)
