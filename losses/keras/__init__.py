@@ -18,9 +18,15 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 # Penalized MAE
 
 # Surrogates
+from losses.keras._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     # Dice
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]

@@ -18,10 +18,16 @@ from losses.torch import functional
 # Penalized MAE
 
 # Surrogates
+from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     "functional",
     # Dice
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]

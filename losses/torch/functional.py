@@ -8,9 +8,15 @@ from __future__ import annotations
 # Penalized MAE
 
 # Surrogates
+from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     # Dice
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]
