@@ -24,10 +24,41 @@ _KEPT_DTYPES = ("float32", "float64")
 
 def _prepare(x: Any) -> Any:
     x = ops.convert_to_tensor(x)
-    dtype = keras.backend.standardize_dtype(x.dtype)
+    dtype = _dtype(x)
     if "float" not in dtype:
         raise floating_dtype_error("x", dtype)
     return x if dtype in _KEPT_DTYPES else ops.cast(x, "float32")
+
+
+def _dtype(x: Any) -> str:
+    return keras.backend.standardize_dtype(x.dtype)
+
+
+# Keras caps the result of floor, ceil (JAX and torch backends) and tanh (JAX backend) at 32 bits,
+# so float64 would lose its precision there, and floor(1e300) would become inf. round, sign and
+# sigmoid keep the dtype on every backend, so floor, ceil and (where needed) tanh are built on them.
+
+def _floor(x: Any) -> Any:
+    # exact: round(x) is an integer within 1/2 of x, so floor(x) is it or it minus one
+    r = ops.round(x)
+    return ops.subtract(r, ops.cast(ops.greater(r, x), _dtype(x)))
+
+
+def _ceil(x: Any) -> Any:
+    return ops.negative(_floor(ops.negative(x)))  # keeps the sign of zero, as ceil(-0.25) = -0.0
+
+
+def _tanh(y: Any) -> Any:
+    t = ops.tanh(y)
+    if _dtype(t) == _dtype(y):
+        return t
+    return ops.subtract(ops.multiply(2.0, ops.sigmoid(ops.multiply(2.0, y))), 1.0)
+
+
+def _scale(x: Any, c: float) -> Any:
+    # The torch backend turns a bare Python float into a float32 tensor, which would round c
+    # before it meets a float64 x; converting it to x's dtype keeps it exact.
+    return ops.multiply(x, ops.convert_to_tensor(c, dtype=_dtype(x)))
 
 
 def _sech2(y: Any) -> Any:
@@ -38,13 +69,13 @@ def _sech2(y: Any) -> Any:
 # Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
 
 def _round_value(y: Any, alpha: float) -> Any:
-    m = ops.add(ops.floor(y), 0.5)
-    return ops.add(m, ops.multiply(ops.tanh(ops.multiply(alpha, ops.subtract(y, m))), _spec.round_scale(alpha)))
+    m = ops.add(_floor(y), 0.5)
+    return ops.add(m, _scale(_tanh(_scale(ops.subtract(y, m), alpha)), _spec.round_scale(alpha)))
 
 
 def _round_derivative(y: Any, alpha: float) -> Any:
-    r = ops.subtract(y, ops.add(ops.floor(y), 0.5))
-    return ops.multiply(_sech2(ops.multiply(alpha, r)), alpha * _spec.round_scale(alpha))
+    r = ops.subtract(y, ops.add(_floor(y), 0.5))
+    return _scale(_sech2(_scale(r, alpha)), alpha * _spec.round_scale(alpha))
 
 
 def _floor_derivative(x: Any, alpha: float) -> Any:
@@ -56,8 +87,8 @@ def _ceil_derivative(x: Any, alpha: float) -> Any:
 
 
 def _step_derivative(x: Any, alpha: float) -> Any:
-    z = ops.multiply(alpha, x)
-    return ops.multiply(alpha, ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z))))
+    z = _scale(x, alpha)
+    return _scale(ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z))), alpha)
 
 
 def _sign_derivative(x: Any, alpha: float) -> Any:
@@ -97,7 +128,7 @@ def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: boo
     alpha, straight_through = _spec.check_options(alpha, straight_through)
     x = _prepare(x)
     if straight_through:
-        return _straight_through(x, ops.floor, _floor_derivative, alpha)
+        return _straight_through(x, _floor, _floor_derivative, alpha)
     return _round_value(ops.subtract(x, 0.5), alpha)
 
 
@@ -105,7 +136,7 @@ def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
     alpha, straight_through = _spec.check_options(alpha, straight_through)
     x = _prepare(x)
     if straight_through:
-        return _straight_through(x, ops.ceil, _ceil_derivative, alpha)
+        return _straight_through(x, _ceil, _ceil_derivative, alpha)
     return _round_value(ops.add(x, 0.5), alpha)
 
 
@@ -114,7 +145,7 @@ def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
     x = _prepare(x)
     if straight_through:
         return _straight_through(x, _hard_step, _step_derivative, alpha)
-    return ops.sigmoid(ops.multiply(alpha, x))
+    return ops.sigmoid(_scale(x, alpha))
 
 
 def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
@@ -123,7 +154,7 @@ def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
     if straight_through:
         return _straight_through(x, ops.sign, _sign_derivative, alpha)
     # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
-    return ops.tanh(ops.multiply(0.5 * alpha, x))
+    return _tanh(_scale(x, 0.5 * alpha))
 
 
 _EXAMPLES = {
