@@ -67,10 +67,10 @@ _COMMON_ARGS = f"""
             precisions) are computed in float32; float32 and float64 are kept.
         alpha: sharpness, a Python float in ``[{ALPHA_MIN:g}, {ALPHA_MAX:g}]`` (default
             ``{DEFAULT_ALPHA:g}``). Large alpha approaches the hard function, small alpha the smooth
-            end (see below). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
             ``ValueError`` (outside the range, not finite).
-        straight_through: if True, the forward pass returns the exact hard value (bit for bit the
-            framework's own {{hard}}) and the backward pass the derivative of the surrogate,
+        straight_through: if True, the forward pass returns the exact hard value ({{hard}} of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
             written by hand (not the ``x + stop_gradient(hard - x)`` trick).
 
     Returns:
@@ -84,12 +84,13 @@ def docstring(name: str, example: str) -> str:
     if name in _ROUND_FAMILY:
         hard, argument, hard_text = _ROUND_FAMILY[name]
         shift = "" if argument == "x" else f" = soft_round({argument}, alpha)"
+        label = "derivative".ljust(len(name) + len("(x, alpha)"))
         text = f"""Smooth {hard}: ``{name}(x, alpha){shift}`` (Agustsson & Theis, 2020).
 
     With ``y = {argument}``, ``m = floor(y) + 1/2`` and ``r = y - m`` in ``[-1/2, 1/2)``::
 
-        {name}(x, alpha)  = m + tanh(alpha * r) / (2 * tanh(alpha / 2))
-        derivative        = alpha * (1 - tanh(alpha * r)**2) / (2 * tanh(alpha / 2))
+        {name}(x, alpha) = m + tanh(alpha * r) / (2 * tanh(alpha / 2))
+        {label} = alpha * (1 - tanh(alpha * r)**2) / (2 * tanh(alpha / 2))
 
     It is C-infinity and strictly increasing inside each unit interval of ``y`` and meets the
     hard {hard} at the ends of that interval, so it is continuous and C1 where ``floor(y)``
