@@ -247,6 +247,17 @@ def test_bad_options_raise_clear_errors(name):
     np.testing.assert_array_equal(numpy(fn(x)), numpy(fn(x, spec.DEFAULT_ALPHA, straight_through=False)))
 
 
+def test_symbolic_inputs_in_a_functional_model():
+    inputs = keras.Input((3,))
+    x = np.array([[0.2, 0.6, 1.4]], dtype="float32")
+    soft = keras.Model(inputs, losses.keras.soft_round(inputs, 5.0))
+    np.testing.assert_allclose(numpy(soft(x)), reference.soft_round(x, 5.0), rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="Lambda"):
+        losses.keras.soft_round(inputs, 5.0, straight_through=True)
+    wrapped = keras.layers.Lambda(lambda t: losses.keras.soft_round(t, 5.0, straight_through=True))
+    np.testing.assert_array_equal(numpy(keras.Model(inputs, wrapped(inputs))(x)), np.round(x))
+
+
 # ------------------------------------------------------------------------------------------------
 # Compiled graphs, per backend
 # ------------------------------------------------------------------------------------------------

@@ -102,6 +102,14 @@ def _hard_step(x: Any) -> Any:
 
 def _straight_through(x: Any, hard: Callable, derivative: Callable, alpha: float) -> Any:
     """Forward ``hard(x)``, backward ``upstream * derivative(x, alpha)``."""
+    if isinstance(x, keras.KerasTensor):
+        # custom_gradient is not a Keras operation, so a functional model could not replay it
+        raise TypeError(
+            "straight_through=True needs a concrete tensor, not a symbolic keras.Input; inside a "
+            "functional model wrap the call in a layer, e.g. "
+            "keras.layers.Lambda(lambda t: soft_round(t, alpha, straight_through=True)), or use it "
+            "in a loss or in a layer's call()"
+        )
 
     @ops.custom_gradient
     def forward(x):
