@@ -15,6 +15,7 @@ and take their option checks and docstrings from here, so the two cannot drift a
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from losses._validation import check_bool, check_number, describe
@@ -32,7 +33,7 @@ NAMES = ("soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
 
 def check_alpha(alpha: Any) -> float:
     """``alpha`` as a Python float in ``[ALPHA_MIN, ALPHA_MAX]``; a clear error otherwise."""
-    if hasattr(alpha, "shape") and not isinstance(alpha, (int, float)):
+    if hasattr(alpha, "shape") and not isinstance(alpha, numbers.Real):  # a tensor or an array
         raise TypeError(
             f"alpha must be a Python float in [{ALPHA_MIN:g}, {ALPHA_MAX:g}]; got {describe(alpha)}. "
             "alpha is a fixed sharpness, not a tensor: to anneal it, call the function with a new float."

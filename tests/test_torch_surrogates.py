@@ -241,6 +241,7 @@ def test_bad_options_raise_clear_errors(name):
         fn(torch.tensor([1, 2]), 10.0)
     assert torch.equal(fn(x), fn(x, spec.DEFAULT_ALPHA, straight_through=False))
     assert torch.equal(fn(x, 10), fn(x, 10.0))
+    assert torch.equal(fn(x, np.float32(10.0)), fn(x, 10.0))  # a NumPy scalar is a number, not a tensor
 
 
 # ------------------------------------------------------------------------------------------------
