@@ -16,11 +16,14 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 
 # Penalized MAE
+from losses.keras._penalized_mae import PenalizedMAELoss, penalized_mae
 
 # Surrogates
 
 __all__ = [
     # Dice
     # Penalized MAE
+    "PenalizedMAELoss",
+    "penalized_mae",
     # Surrogates
 ]

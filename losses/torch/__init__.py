@@ -16,6 +16,7 @@ from losses.torch import functional
 
 
 # Penalized MAE
+from losses.torch._penalized_mae import PenalizedMAELoss
 
 # Surrogates
 
@@ -23,5 +24,6 @@ __all__ = [
     "functional",
     # Dice
     # Penalized MAE
+    "PenalizedMAELoss",
     # Surrogates
 ]

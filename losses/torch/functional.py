@@ -6,11 +6,13 @@ from __future__ import annotations
 
 
 # Penalized MAE
+from losses.torch._penalized_mae import penalized_mae
 
 # Surrogates
 
 __all__ = [
     # Dice
     # Penalized MAE
+    "penalized_mae",
     # Surrogates
 ]
