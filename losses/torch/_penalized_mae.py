@@ -8,8 +8,13 @@ derivative factor ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)`` in th
 multiplication. The factor is also a (hidden) second output of the ``autograd.Function`` so that
 the backward is itself differentiable: double backward, ``torch.func.hessian``-style
 ``jacrev(jacrev(f))`` and ``gradgradcheck`` work and give the second derivative
-``2·penalty·[|e| > delta]``. Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not
-implemented: a custom ``jvp`` would break ``torch.compile(fullgraph=True)``.
+``2·penalty·[|e| > delta]``.
+
+When nothing requires a gradient (inference, ``torch.no_grad``, ``torch.func.jvp`` alone) the loss
+is computed from plain framework ops without the factor, so forward-mode AD of the loss works.
+Forward-over-reverse (``torch.func.hessian``, ``jacfwd(jacrev(f))``) raises ``NotImplementedError``:
+the ``autograd.Function`` has no custom ``jvp``, which would break ``torch.compile(fullgraph=True)``;
+use ``jacrev(jacrev(f))`` instead.
 """
 
 from __future__ import annotations
