@@ -51,18 +51,30 @@ def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
     @ops.custom_gradient
     def per_sample(y_true, y_pred):
         e = ops.subtract(y_pred, y_true)
-        excess = ops.subtract(e, ops.clip(e, -delta, delta))  # softshrink: sign(e)·max(|e| - delta, 0)
-        values = ops.add(ops.abs(e), ops.multiply(penalty, ops.square(excess)))
+        # Constants as tensors of e's dtype: some backends turn Python floats into float32 first.
+        low, high = ops.convert_to_tensor(-delta, e.dtype), ops.convert_to_tensor(delta, e.dtype)
+        weight = ops.convert_to_tensor(penalty, e.dtype)
+        excess = ops.subtract(e, ops.clip(e, low, high))  # softshrink: sign(e)·max(|e| - delta, 0)
+        values = ops.add(ops.abs(e), ops.multiply(weight, ops.square(excess)))
         rank = len(e.shape)
-        loss = ops.mean(values, axis=tuple(range(1, rank))) if rank > 1 else values
+        if rank > 1:
+            # Sum, then divide: ops.mean computes float64 inputs in float32 on some backends. An
+            # empty sample has mean 0, not NaN.
+            if None not in e.shape[1:]:
+                count = max(math.prod(e.shape[1:]), 1)
+            else:  # unknown sizes inside a traced function
+                count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
+            count = ops.cast(count, e.dtype)
+            loss = ops.divide(ops.sum(values, axis=tuple(range(1, rank))), count)
+        else:
+            loss = values
 
         def grad(*args, upstream=None):
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
                 (upstream,) = args
-            factor = ops.add(ops.sign(e), ops.multiply(2.0 * penalty, ops.subtract(e, ops.clip(e, -delta, delta))))
+            factor = ops.add(ops.sign(e), ops.multiply(weight + weight, ops.subtract(e, ops.clip(e, low, high))))
             if rank > 1:
-                count = math.prod(e.shape[1:]) if None not in e.shape[1:] else ops.size(e) // ops.shape(e)[0]
-                upstream = ops.reshape(ops.divide(upstream, ops.cast(count, e.dtype)), (-1,) + (1,) * (rank - 1))
+                upstream = ops.reshape(ops.divide(upstream, count), (-1,) + (1,) * (rank - 1))
             grad_pred = ops.multiply(factor, upstream)
             return ops.negative(grad_pred), grad_pred
 
@@ -109,8 +121,9 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
     if "complex" in _dtype_of(y_true):
         raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {_dtype_of(y_true)}")
     dtype = "float32" if pred_dtype in _LOW_PRECISION else pred_dtype
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), dtype)
-    y_true = ops.cast(ops.convert_to_tensor(y_true), dtype)
+    # Explicit dtypes: some backends would otherwise turn float64 arrays into floatx() first.
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred, dtype=pred_dtype), dtype)
+    y_true = ops.convert_to_tensor(y_true, dtype=dtype)
     _check_shapes(y_true, y_pred)
     return _penalized_mae_per_sample(y_true, y_pred, delta, penalty)
 
