@@ -71,6 +71,16 @@ def test_float32_value_and_gradient_match_reference(case, reduction):
     np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_float32_reduction_is_accurate_on_large_inputs(reduction):
+    # A naive float32 accumulation (as torch.linalg.vector_norm does on the CPU) is off by ~1e-4 here.
+    gen = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2**20, generator=gen) * 3, torch.randn(2**20, generator=gen)
+    loss = penalized_mae(x.requires_grad_(), t, reduction=reduction)
+    expected = reference.penalized_mae(x.detach().double().numpy(), t.double().numpy(), reduction=reduction)
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-6)
+
+
 def test_known_values():
     prediction = torch.tensor([0.5, -2.0, 3.0, 0.0])
     target = torch.zeros(4)

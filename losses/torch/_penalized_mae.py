@@ -3,9 +3,10 @@ r"""Penalized MAE for PyTorch, with a hand-written backward.
 The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`.
 
 Implementation notes. The forward computes the loss and, when a gradient will be needed, the
-derivative factor ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)`` in the same pass over
-``e``; that factor is the only input-sized tensor kept for the backward, which is then a single
-multiplication. The factor is also a (hidden) second output of the ``autograd.Function`` so that
+derivative factor ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)`` from the same ``e`` and
+``softshrink(e, delta)``, writing the factor over ``e`` (at most three input-sized tensors live at
+once, one after the forward). That factor is the only input-sized tensor kept for the backward,
+which is then a single multiplication. The factor is also a (hidden) second output of the ``autograd.Function`` so that
 the backward is itself differentiable: double backward, ``torch.func.hessian``-style
 ``jacrev(jacrev(f))`` and ``gradgradcheck`` work and give the second derivative
 ``2·penalty·[|e| > delta]``.
@@ -29,15 +30,18 @@ from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape,
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _loss_from_error(e: Tensor, s: Tensor, penalty: float, reduction: str) -> Tensor:
-    """The reduced loss from ``e`` and ``s = softshrink(e, delta)``, without input-sized temporaries
-    for ``"mean"`` and ``"sum"`` (the norms read ``e`` and ``s`` once each)."""
+def _loss_and_softshrink(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str):
+    """``(loss, e, softshrink(e, delta))``. The per-element values are summed with ``sum`` (pairwise,
+    accurate in float32) rather than with norms, which accumulate 4M float32 terms to ~1e-4 error."""
+    e = input - target
+    s = F.softshrink(e, delta)
+    values = torch.abs(e).addcmul_(s, s, value=penalty)
     if reduction == "none":
-        return torch.abs(e).addcmul_(s, s, value=penalty)
-    loss = torch.linalg.vector_norm(e, 1) + penalty * torch.linalg.vector_norm(s, 2).square()
+        return values, e, s
+    loss = values.sum()
     if reduction == "mean":
         loss = loss / max(e.numel(), 1)  # an empty input has mean loss 0, not NaN
-    return loss
+    return loss, e, s
 
 
 class _PenalizedMAEFunction(torch.autograd.Function):
@@ -47,10 +51,8 @@ class _PenalizedMAEFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str):
-        e = input - target
-        s = F.softshrink(e, delta)
-        loss = _loss_from_error(e, s, penalty, reduction)
-        factor = e.sign_().add_(s, alpha=2.0 * penalty)  # reuses e's memory: s is the only temporary
+        loss, e, s = _loss_and_softshrink(input, target, delta, penalty, reduction)
+        factor = e.sign_().add_(s, alpha=2.0 * penalty)  # in e's memory: no further input-sized tensor
         return loss, factor
 
     @staticmethod
@@ -92,8 +94,8 @@ def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty
         loss, _ = _PenalizedMAEFunction.apply(input, target, delta, penalty, reduction)
         return loss
     # Nothing to differentiate: skip the derivative factor.
-    e = input - target
-    return _loss_from_error(e, F.softshrink(e, delta), penalty, reduction)
+    loss, _, _ = _loss_and_softshrink(input, target, delta, penalty, reduction)
+    return loss
 
 
 def _check_tensor(name: str, value) -> Tensor:
