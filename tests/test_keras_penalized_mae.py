@@ -178,6 +178,41 @@ def test_gradient_at_kinks_is_documented_subgradient(delta):
     np.testing.assert_array_equal(grad_true, -expected)
 
 
+def weighted_second_derivative(fn, x, t, w):
+    """d/dx sum(w * d fn(x, t)/dx) with the active backend's autodiff (differentiating the gradient)."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        xv = tf.constant(x)
+        with tf.GradientTape() as outer:
+            outer.watch(xv)
+            with tf.GradientTape() as inner:
+                inner.watch(xv)
+                value = fn(xv, tf.constant(t))
+            weighted = tf.reduce_sum(inner.gradient(value, xv) * w)
+        return outer.gradient(weighted, xv).numpy()
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda xv: (jax.grad(lambda z: fn(z, t))(xv) * w).sum())(x))
+    import torch
+
+    xv = torch.tensor(x, requires_grad=True)
+    (grad,) = torch.autograd.grad(fn(xv, torch.tensor(t)), xv, create_graph=True)
+    (second,) = torch.autograd.grad((grad * torch.tensor(w)).sum(), xv)
+    return second.numpy()
+
+
+@pytest.mark.parametrize("delta, penalty", [(1.0, 0.5), (0.3, 2.0)])
+def test_gradient_is_differentiable_with_the_documented_second_derivative(delta, penalty):
+    y_true = np.array([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, -2.0, 0.5]])
+    y_pred = y_true + np.array([[-3.0, -0.5, 0.2, 2.0], [0.9, -1.4, 4.0, 0.05]])
+    w = np.arange(1.0, 9.0).reshape(2, 4)
+    second = weighted_second_derivative(lambda p, t: ops.sum(penalized_mae(t, p, delta, penalty)), y_pred, y_true, w)
+    curvature = 2 * penalty * (np.abs(y_pred - y_true) > delta) / 4  # 2·penalty·[|e| > delta], mean over 4
+    np.testing.assert_allclose(second, w * curvature, rtol=1e-12)
+
+
 def seed_loss(y_pred, y_true):
     """The article's Scenario 3 backward, ported to keras.ops.custom_gradient, as a negative control:
     it drops the 1/N of the mean and the linear term (and the sign) past the threshold."""

@@ -2,10 +2,11 @@ r"""Penalized MAE for Keras 3, with a hand-written gradient (``keras.ops.custom_
 
 The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`. On
 TensorFlow ``keras.ops.custom_gradient`` is ``tf.custom_gradient``, on JAX ``jax.custom_gradient``
-and on torch a ``torch.autograd.Function``. The gradient closure keeps one input-sized tensor,
-the error ``e``, and computes ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)`` from it only
-when a gradient is asked for. The hand-written gradient is first-order: differentiating it again
-sees ``ℓ'`` as a constant.
+and on torch a ``torch.autograd.Function``. The gradient closure keeps no input-sized tensor of
+its own: it recomputes ``e`` from the inputs and ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)``
+from it, only when a gradient is asked for. Being written in differentiable ops, the gradient can
+itself be differentiated (nested ``GradientTape``, ``jax.hessian``, ``create_graph=True``): the
+second derivative is ``2·penalty·[|e| > delta]``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
         def grad(*args, upstream=None):
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
                 (upstream,) = args
-            factor = ops.add(ops.sign(e), ops.multiply(weight + weight, ops.subtract(e, ops.clip(e, low, high))))
+            # e again from the inputs, not the forward's e: the closure then keeps no tensor the
+            # caller does not hold anyway, and the gradient stays differentiable (second order).
+            error = ops.subtract(y_pred, y_true)
+            factor = ops.add(ops.sign(error), ops.multiply(weight + weight, ops.subtract(error, ops.clip(error, low, high))))
             if rank > 1:
                 upstream = ops.reshape(ops.divide(upstream, count), (-1,) + (1,) * (rank - 1))
             grad_pred = ops.multiply(factor, upstream)
