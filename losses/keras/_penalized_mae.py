@@ -76,7 +76,8 @@ def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
             # e again from the inputs, not the forward's e: the closure then keeps no tensor the
             # caller does not hold anyway, and the gradient stays differentiable (second order).
             error = ops.subtract(y_pred, y_true)
-            factor = ops.add(ops.sign(error), ops.multiply(weight + weight, ops.subtract(error, ops.clip(error, low, high))))
+            excess = ops.subtract(error, ops.clip(error, low, high))
+            factor = ops.add(ops.sign(error), ops.multiply(weight + weight, excess))
             if rank > 1:
                 upstream = ops.reshape(ops.divide(upstream, count), (-1,) + (1,) * (rank - 1))
             grad_pred = ops.multiply(factor, upstream)

@@ -6,10 +6,9 @@ Implementation notes. The forward computes the loss and, when a gradient will be
 derivative factor ``ℓ'(e) = sign(e) · (1 + 2·penalty·max(|e| - delta, 0))``, written over ``e``
 (for ``"mean"`` and ``"sum"`` at most two input-sized tensors live at once, one after the
 forward). That factor is the only input-sized tensor kept for the backward, which is then a
-single multiplication. The factor is also a (hidden) second output of the ``autograd.Function`` so that
-the backward is itself differentiable: double backward, ``torch.func.hessian``-style
-``jacrev(jacrev(f))`` and ``gradgradcheck`` work and give the second derivative
-``2·penalty·[|e| > delta]``.
+single multiplication. The factor is also a (hidden) second output of the ``autograd.Function``,
+so that the backward is itself differentiable: double backward, ``jacrev(jacrev(f))`` and
+``gradgradcheck`` work and give the second derivative ``2·penalty·[|e| > delta]``.
 
 When nothing requires a gradient (inference, ``torch.no_grad``, ``torch.func.jvp`` alone) the loss
 is computed from plain framework ops without the factor, so forward-mode AD of the loss works.
@@ -86,7 +85,7 @@ class _PenalizedMAEFunction(torch.autograd.Function):
             grad = factor * grad_loss
         if grad_factor is not None:
             # Only reached when differentiating a gradient: d factor / d e = 2·penalty·[|e| > delta],
-            # and |factor| > 1 exactly where |e| > delta (for penalty > 0; for penalty = 0 it is 0).
+            # and |factor| > 1 exactly where |e| > delta, up to rounding (for penalty = 0 it is 0).
             curvature = torch.where(factor.abs() > 1, 2.0 * ctx.penalty, 0.0).to(factor.dtype)
             second = grad_factor * curvature
             grad = second if grad is None else grad + second
