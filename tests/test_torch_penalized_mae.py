@@ -269,6 +269,13 @@ def test_negative_control_fails_at_generated_points(case):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def portable_path(monkeypatch):
+    """Tests of the PyTorch autograd.Function itself, whatever LOSSES_KERNELS says."""
+    monkeypatch.setenv("LOSSES_KERNELS", "torch")
+
+
+@pytest.mark.usefixtures("portable_path")
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_one_input_sized_tensor_is_saved_for_backward(reduction):
     x = torch.randn(8, 16, requires_grad=True)
@@ -328,6 +335,7 @@ def test_torch_compile_fullgraph():
     np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.usefixtures("portable_path")
 def test_autograd_function_is_the_only_path_with_grad():
     # The hand-written backward runs (not autograd through framework ops) whenever a gradient is needed.
     x = torch.randn(3, requires_grad=True)

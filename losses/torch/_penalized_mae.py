@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
+from losses.torch._kernels import use_triton
+from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -164,6 +166,8 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
     check_same_shape("input", input.shape, "target", target.shape)
     delta, penalty = check_penalized_mae_options(delta, penalty)
     check_choice("reduction", reduction, TORCH_REDUCTIONS)
+    if input.dtype != torch.float64 and input.numel() > 0 and use_triton(input, target):
+        return penalized_mae_triton(input, target, delta, penalty, reduction)
     return _penalized_mae_autograd(input, target, delta, penalty, reduction)
 
 
