@@ -21,8 +21,6 @@ weighted mean over the selected classes is the same, and the gradient needs no i
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from losses._dice import EMPTY_TARGET_POLICIES, LOG_CLAMP, DiceOptions
@@ -45,7 +43,6 @@ def finalize_supports(num_rows: int, num_classes: int) -> bool:
     return num_rows > 0 and 0 < num_classes <= MAX_CLASSES
 
 
-@functools.lru_cache(maxsize=256)
 def full_class_weights(options: DiceOptions, num_classes: int) -> tuple[float, ...]:
     """One weight per channel: the class weight for selected classes, 0 for the others."""
     weights = options.class_weights or (1.0,) * num_classes
