@@ -449,6 +449,25 @@ def test_dice_finalize_matches_dice_from_stats(squared, log_loss, soft_labels, e
         assert loss[3] == 0 and torch.all(grad[3] == 0), "no class counts: loss 0, gradient 0"
 
 
+@pytest.mark.parametrize("rows, classes", [(600, 5), (9, 300)])
+def test_dice_finalize_many_rows_or_classes(rows, classes):
+    # Several (BLOCK_S, C_PAD) tiles, or a wide one; and the reduction output over all of them.
+    from losses._dice import DiceOptions
+    from losses.torch._kernels.dice_finalize import _finalize
+
+    options = DiceOptions.create(empty_target="penalize", log_loss=True)
+    stats = finalize_stats(seed=1, rows=rows, classes=classes)
+    weights = torch.rand(classes, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    loss, mean, grad_stats = _finalize(stats.float(), weights.float(), options.smooth_nr, options.smooth_dr,
+                                       options.squared, options.log_loss, options.soft_labels,
+                                       options.empty_target, 1.0 / rows)
+    s64 = stats.clone().requires_grad_()
+    ref = finalize_reference(s64, weights, options)
+    (grad_ref,) = torch.autograd.grad(ref.sum(), s64)
+    assert rel_err(loss, ref) < 1e-6 and rel_err(mean, ref.mean()) < 1e-6
+    assert rel_err(grad_stats, grad_ref) < 1e-5
+
+
 def test_dice_finalize_on_float32_portable_stats():
     # The formula in float32 on both sides agrees to rounding: what DiceLoss users see.
     from losses.torch._kernels.dice_finalize import dice_from_stats_triton
