@@ -25,7 +25,9 @@ import time
 
 import torch
 
+from losses._dice import DiceOptions
 from losses.torch._kernels.dice import dice_stats_triton
+from losses.torch._kernels.dice_finalize import dice_loss_triton, full_class_weights
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 DELTA, PENALTY = 1.0, 0.5
@@ -46,6 +48,34 @@ def dice_from_stats(stats):
 def kernel_dice(x, target, mode, per_image=True):
     return dice_from_stats(dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None,
                                              per_image=per_image))
+
+
+_FUSED = {}
+
+
+def fused_dice(x, target, mode):
+    # The kernels with the Dice formula and the reduction fused (what DiceLoss runs on CUDA, less
+    # its argument and label-range checks): stats kernel, finalize kernel, gradient pass. Options
+    # and weights are made once, as DiceLoss does in its constructor.
+    key = (mode, x.shape[1], x.device)
+    if key not in _FUSED:
+        options = DiceOptions.create(mode=mode)
+        _FUSED[key] = options, torch.tensor(full_class_weights(options, x.shape[1]), device=x.device)
+    options, weights = _FUSED[key]
+    return dice_loss_triton(x, target, weights, options, "mean")
+
+
+_MODULES = {}
+
+
+def dice_criterion(x, target, mode):
+    # losses.torch.DiceLoss as a user calls it (checks included; int labels get an asynchronous
+    # range check, which reads the labels once more).
+    from losses.torch import DiceLoss
+
+    if mode not in _MODULES:
+        _MODULES[mode] = DiceLoss(mode=mode)
+    return _MODULES[mode](x, target)
 
 
 def naive_dice_binary(x, target):
@@ -150,6 +180,54 @@ def check_correctness(log) -> list[dict]:
             (gr,) = torch.autograd.grad(ref, xr, go.double())
             record(f"penalized_mae n={n} {str(dtype)[6:]} {reduction}", rel_err(loss, ref), rel_err(g, gr), 1e-5,
                    1e-2 if dtype != torch.float32 else 1e-5, torch.equal(loss, again))
+    # The fused Dice (DiceLoss on CUDA) against the portable DiceLoss in float64 on the CPU.
+    from losses.torch import DiceLoss
+
+    fused_cases = [
+        ("binary", (4, 1, 333, 517), "dense", dict()),
+        ("binary", (4, 1, 333, 517), torch.uint8, dict(ignore_index=255, log_loss=True, smooth_nr=0.0)),
+        ("multilabel", (3, 5, 129, 257), "dense", dict(soft_labels=True, class_weights=[1, 2, 0, 1, 3])),
+        ("multiclass", (3, 4, 257, 259), torch.int64, dict(empty_target="penalize", classes=[3, 0, 1])),
+        ("multiclass", (2, 7, 97, 101), torch.int64, dict(ignore_index=3, squared=True, empty_target="exclude")),
+        ("multiclass", (2, 19, 61, 67), torch.uint8, dict(ignore_index=255, per_image=False)),
+    ]
+    for mode, shape, tkind, options in fused_cases:
+        for reduction in ("mean", "none"):
+            x = (torch.randn(shape, device="cuda", generator=gen) * 3).requires_grad_()
+            if tkind == "dense":
+                target = (torch.rand(shape, device="cuda", generator=gen) > 0.5).float()
+            else:
+                high = 2 if mode == "binary" else shape[1]
+                target = torch.randint(0, high, (shape[0], *shape[2:]), device="cuda", generator=gen)
+                target[0][target[0] == 1] = 0  # an empty class in image 0
+                if "ignore_index" in options:
+                    target[torch.rand(target.shape, device="cuda", generator=gen) < 0.1] = options["ignore_index"]
+                target = target.to(tkind)
+            criterion = DiceLoss(mode=mode, reduction=reduction, **options)
+            loss = criterion(x, target)
+            again = criterion(x, target)
+            fused = type(loss.grad_fn).__name__ == "_DiceLossBackward"
+            go = torch.rand(loss.shape, device="cuda", generator=gen) + 0.5
+            (g,) = torch.autograd.grad(loss, x, go)
+            xr = x.detach().double().cpu().requires_grad_()
+            ref = criterion(xr, target.cpu())
+            (gr,) = torch.autograd.grad(ref, xr, go.double().cpu())
+            record(f"DiceLoss fused {mode} {tuple(shape)} {options} {reduction}", rel_err(loss.cpu(), ref),
+                   rel_err(g.cpu(), gr), 1e-5, 1e-4, fused and torch.equal(loss, again))
+    torch._dynamo.reset()
+    xc = torch.randn(2, 4, 64, 64, device="cuda", requires_grad=True)
+    labc = torch.randint(0, 4, (2, 64, 64), device="cuda")
+    criterion = DiceLoss(mode="multiclass", class_weights=[1, 2, 3, 0], empty_target="penalize")
+    try:
+        out_c = torch.compile(criterion, fullgraph=True)(xc, labc)
+        (gc,) = torch.autograd.grad(out_c, xc)
+        out_e = criterion(xc, labc)
+        (ge,) = torch.autograd.grad(out_e, xc)
+        errors = rel_err(out_c, out_e), rel_err(gc, ge)
+    except Exception as error:  # noqa: BLE001 - recorded as a failed check, the timings still run
+        log(f"torch.compile DiceLoss failed: {repr(error)[:400]}")
+        errors = float("inf"), float("inf")
+    record("torch.compile(fullgraph=True) DiceLoss (stats + finalize ops) vs eager", *errors, 1e-6, 1e-6, True)
     # torch.compile(fullgraph=True) with inductor over the custom ops
     torch._dynamo.reset()
     x = torch.randn(2, 4, 64, 64, device="cuda", requires_grad=True)
@@ -294,6 +372,8 @@ def main(argv=None) -> int:
             torch._dynamo.reset()
             variants.append(("compiled", torch.compile(naive_fn)))
         if dice_mode is not None:
+            variants.append(("fused", lambda x, t, m=dice_mode: fused_dice(x, t, m)))
+            variants.append(("module", lambda x, t, m=dice_mode: dice_criterion(x, t, m)))
             variants.append(("stats", dice_mode))
         for vname, fn in variants:
             if vname == "stats":
@@ -336,17 +416,23 @@ def main(argv=None) -> int:
           "'wall' is the host clock over back-to-back iterations (what a training loop sees when the",
           "host is the limit). Extra memory: peak beyond the inputs and the returned gradient, in",
           "gradient-sized buffers.", "",
-          "'triton' is the kernels with a lean Dice formula in PyTorch on the (S, C, 7) stats; 'stats' is",
-          "the kernels alone (`dice_stats_triton` then `autograd.grad(stats, x, grad_stats)`); 'device' is",
+          "'triton' is the kernels with a lean Dice formula in PyTorch on the (S, C, 7) stats; 'fused' is",
+          "the kernels with the Dice formula and the mean in the finalize kernel (`dice_loss_triton`: stats",
+          "kernel, finalize kernel, one gradient pass); 'module' is `losses.torch.DiceLoss` as called (the",
+          "fused path plus argument checks and, for label maps, the asynchronous label-range check); 'stats'",
+          "is the kernels alone (`dice_stats_triton` then `autograd.grad(stats, x, grad_stats)`); 'device' is",
           "the sum of the kernel times of one step (torch.profiler), which the host cannot hide.", "",
-          "| case | roofline ms | triton ms | × roofline | triton device ms | stats ms | triton wall ms | eager ms | compiled ms | triton extra mem |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| case | roofline ms | triton ms | × roofline | triton device ms | fused ms | fused wall ms | fused device ms | module ms | module wall ms | stats ms | triton wall ms | eager ms | compiled ms | triton extra mem |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in results:
-        md.append(f"| {r['case']} | {r['roofline_ms']:.3f} | {r.get('triton_ms', float('nan')):.3f} | "
-                  f"{r['triton_over_roofline']:.2f} | {r.get('triton_device_ms', float('nan')):.3f} | "
-                  f"{r.get('stats_ms', float('nan')):.3f} | {r.get('triton_wall_ms', float('nan')):.3f} | "
-                  f"{r.get('eager_ms', float('nan')):.3f} | {r.get('compiled_ms', float('nan')):.3f} | "
-                  f"{r.get('triton_extra_mem_grads', float('nan')):.2f} |")
+        md.append(f"| {r['case']} | {r['roofline_ms']:.3f} | {r.get('triton_ms', nan):.3f} | "
+                  f"{r['triton_over_roofline']:.2f} | {r.get('triton_device_ms', nan):.3f} | "
+                  f"{r.get('fused_ms', nan):.3f} | {r.get('fused_wall_ms', nan):.3f} | {r.get('fused_device_ms', nan):.3f} | "
+                  f"{r.get('module_ms', nan):.3f} | {r.get('module_wall_ms', nan):.3f} | "
+                  f"{r.get('stats_ms', nan):.3f} | {r.get('triton_wall_ms', nan):.3f} | "
+                  f"{r.get('eager_ms', nan):.3f} | {r.get('compiled_ms', nan):.3f} | "
+                  f"{r.get('triton_extra_mem_grads', nan):.2f} |")
     md += ["", "Small-size host cost (the step is limited by the host, not the device):", "",
            "| case | do_bench ms | wall ms | device ms |", "|---|---|---|---|",
            f"| {small_stats['case']} | {small_stats['triton_ms']:.3f} | {small_stats['triton_wall_ms']:.3f} | "

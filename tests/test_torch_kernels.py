@@ -376,6 +376,199 @@ def test_dice_loss_matches_the_portable_path(monkeypatch, mode, kind, ignore):
 
 
 # ----------------------------------------------------------------------------------------------
+# The Dice formula on Triton (finalize kernel) against losses._dice.dice_from_stats
+# ----------------------------------------------------------------------------------------------
+
+
+def finalize_stats(seed=0, rows=6, classes=5):
+    """Float64 stats (S, C, 7) with the corner cases of the formula in chosen rows.
+
+    Row 0 class 0: empty target; row 1 class 1: empty prediction (dice 0 with smooth 0, the
+    log clamp); row 2 class 2: all sums 0 (no valid position); row 3: every target empty (no
+    class counts with exclude); row 4 class 4: empty target and no valid position.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = torch.randint(50, 400, (rows, 1), generator=gen).double().expand(rows, classes)
+    p = torch.rand(rows, classes, generator=gen, dtype=torch.float64) * n
+    g = torch.rand(rows, classes, generator=gen, dtype=torch.float64) * n
+    i = torch.minimum(p, g) * torch.rand(rows, classes, generator=gen, dtype=torch.float64)
+    p2 = p * torch.rand(rows, classes, generator=gen, dtype=torch.float64)
+    g2 = g * torch.rand(rows, classes, generator=gen, dtype=torch.float64)
+    a = (p + g - 2 * i) * (0.5 + 0.5 * torch.rand(rows, classes, generator=gen, dtype=torch.float64))
+    stats = torch.stack([i, p, g, p2, g2, a, n], -1).contiguous()
+    stats[0, 0, [0, 2, 4]] = 0
+    stats[1, 1, [0, 1, 3]] = 0
+    stats[1, 1, 5] = stats[1, 1, 2]
+    stats[2, 2] = 0
+    stats[3, :, [0, 2, 4]] = 0
+    stats[3, :, 5] = stats[3, :, 1]
+    stats[4, 4] = 0
+    return stats
+
+
+def finalize_reference(stats, weights, options):
+    from losses._dice import dice_from_stats
+    from losses.torch._dice import _TorchOps
+
+    return dice_from_stats(_TorchOps, stats, options, weights)
+
+
+def finalize_case(squared, log_loss, soft_labels, empty_target, weighted, smooth):
+    from losses._dice import DiceOptions
+
+    options = DiceOptions.create(squared=squared, log_loss=log_loss, soft_labels=soft_labels,
+                                 empty_target=empty_target, smooth_nr=smooth, smooth_dr=smooth)
+    stats = finalize_stats()
+    weights = torch.tensor([0.5, 2.0, 0.0, 1.0, 3.0] if weighted else [1.0] * 5, dtype=torch.float64)
+    return options, stats, weights
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("log_loss", [False, True])
+@pytest.mark.parametrize("soft_labels", [False, True])
+@pytest.mark.parametrize("empty_target", ["smooth", "exclude", "penalize"])
+@pytest.mark.parametrize("weighted, smooth", [(False, 1e-5), (True, 0.0), (True, 1.0)])
+def test_dice_finalize_matches_dice_from_stats(squared, log_loss, soft_labels, empty_target, weighted, smooth):
+    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+
+    options, stats, weights = finalize_case(squared, log_loss, soft_labels, empty_target, weighted, smooth)
+    upstream = torch.randn(stats.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    s32 = stats.float().requires_grad_()
+    loss = dice_from_stats_triton(s32, weights.float(), options)
+    (grad,) = torch.autograd.grad(loss, s32, upstream.float())
+    s64 = stats.clone().requires_grad_()
+    ref = finalize_reference(s64, weights, options)
+    (grad_ref,) = torch.autograd.grad(ref, s64, upstream)
+    assert loss.dtype == torch.float32 and loss.shape == ref.shape
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    assert rel_err(loss, ref) < 1e-6
+    assert rel_err(grad, grad_ref) < 1e-5
+    # Entry by entry too: a zero gradient where the reference has one (or the reverse) shows.
+    assert torch.allclose(grad.double(), grad_ref, rtol=1e-4, atol=1e-6 * float(grad_ref.abs().max()) + 1e-12)
+    if empty_target == "exclude":
+        assert loss[3] == 0 and torch.all(grad[3] == 0), "no class counts: loss 0, gradient 0"
+
+
+@pytest.mark.parametrize("rows, classes", [(600, 5), (9, 300)])
+def test_dice_finalize_many_rows_or_classes(rows, classes):
+    # Several (BLOCK_S, C_PAD) tiles, or a wide one; and the reduction output over all of them.
+    from losses._dice import DiceOptions
+    from losses.torch._kernels.dice_finalize import _finalize
+
+    options = DiceOptions.create(empty_target="penalize", log_loss=True)
+    stats = finalize_stats(seed=1, rows=rows, classes=classes)
+    weights = torch.rand(classes, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    loss, mean, grad_stats = _finalize(stats.float(), weights.float(), options.smooth_nr, options.smooth_dr,
+                                       options.squared, options.log_loss, options.soft_labels,
+                                       options.empty_target, 1.0 / rows)
+    s64 = stats.clone().requires_grad_()
+    ref = finalize_reference(s64, weights, options)
+    (grad_ref,) = torch.autograd.grad(ref.sum(), s64)
+    assert rel_err(loss, ref) < 1e-6 and rel_err(mean, ref.mean()) < 1e-6
+    assert rel_err(grad_stats, grad_ref) < 1e-5
+
+
+def test_dice_finalize_on_float32_portable_stats():
+    # The formula in float32 on both sides agrees to rounding: what DiceLoss users see.
+    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+
+    options, stats, weights = finalize_case(True, True, True, "penalize", True, 1e-5)
+    s32 = stats.float()
+    assert rel_err(dice_from_stats_triton(s32, weights.float(), options),
+                   finalize_reference(s32, weights.float(), options)) < 1e-6
+
+
+def test_dice_finalize_negative_control():
+    """The comparison catches a derivative that leaves out one term (here d/dΣp of the denominator)."""
+    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+
+    options, stats, weights = finalize_case(False, False, False, "smooth", True, 1e-5)
+    s32 = stats.float().requires_grad_()
+    (grad,) = torch.autograd.grad(dice_from_stats_triton(s32, weights.float(), options).sum(), s32)
+    s64 = stats.clone().requires_grad_()
+    (right,) = torch.autograd.grad(finalize_reference(s64, weights, options).sum(), s64)
+    keep = torch.ones(7, dtype=torch.float64)
+    keep[1] = 0  # PRED_SUM: its gradient is dropped
+    wrong_stats = s64 * keep + (s64 * (1 - keep)).detach()
+    (wrong,) = torch.autograd.grad(finalize_reference(wrong_stats, weights, options).sum(), s64)
+    assert rel_err(grad, right) < 1e-5
+    assert rel_err(grad, wrong) > 1e-2
+
+
+def _fused_both_paths(monkeypatch, x, target, **kwargs):
+    from losses.torch.functional import dice_loss
+
+    out = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.detach().clone().requires_grad_()
+        loss = dice_loss(xi, target, **kwargs)
+        upstream = 0.5 + torch.arange(loss.numel(), dtype=torch.float32).reshape(loss.shape)  # distinct per image
+        (grad,) = torch.autograd.grad(loss, xi, upstream)
+        out[path] = (loss, grad, type(loss.grad_fn).__name__)
+    return out["torch"], out["triton"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("mode, kind, options", [
+    ("multiclass", "int64", dict(classes=[2, 0], class_weights=[1.0, 0.0, 3.0], empty_target="penalize",
+                                 ignore_index=1)),
+    ("multiclass", "uint8", dict(squared=True, log_loss=True, empty_target="exclude")),
+    ("multilabel", "dense", dict(soft_labels=True, class_weights=[0.2, 1.0, 2.0])),
+    ("binary", "uint8", dict(smooth_nr=0.0, smooth_dr=0.0, log_loss=True)),
+])
+def test_dice_fused_loss_matches_the_portable_path(monkeypatch, reduction, per_image, mode, kind, options):
+    x, target = make_dice_case(mode, kind, torch.float32, options.get("ignore_index"), True, spatial=(5, 7))
+    if kind != "dense":
+        target[0][target[0] == (1 if mode == "binary" else 0)] = 0 if mode == "binary" else 2  # an empty class
+    (loss_t, grad_t, _), (loss_k, grad_k, node) = _fused_both_paths(
+        monkeypatch, x, target, mode=mode, per_image=per_image, reduction=reduction, **options)
+    assert node == "_DiceLossBackward", "the fused path was taken"
+    assert loss_k.shape == loss_t.shape and loss_k.dtype == loss_t.dtype
+    assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-5
+
+
+def test_dice_fused_loss_negative_control(monkeypatch):
+    """The end-to-end comparison catches an upstream gradient that is not applied per image."""
+    from losses.torch._kernels import dice_finalize
+
+    x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(5, 7))
+    kwargs = dict(mode="multiclass", reduction="none")
+    (_, grad_t, _), (_, grad_k, _) = _fused_both_paths(monkeypatch, x, target, **kwargs)
+    assert rel_err(grad_k, grad_t) < 1e-5
+    original = dice_finalize._DiceLoss.forward
+
+    def forward_with_shared_scale(ctx, *args):
+        out = original(ctx, *args)
+        ctx.scale = (0, ctx.scale[1])  # every image takes the upstream gradient of image 0
+        return out
+
+    monkeypatch.setattr(dice_finalize._DiceLoss, "forward", staticmethod(forward_with_shared_scale))
+    (_, grad_t, _), (_, grad_wrong, _) = _fused_both_paths(monkeypatch, x, target, **kwargs)
+    assert rel_err(grad_wrong, grad_t) > 1e-2
+
+
+def test_dice_fused_loss_compiles_fullgraph(monkeypatch):
+    from losses.torch import DiceLoss
+
+    torch._dynamo.reset()
+    monkeypatch.setenv("LOSSES_KERNELS", "triton")
+    x, target = make_dice_case("multiclass", "int64", torch.float32, 0, True, spatial=(9, 13))
+    criterion = DiceLoss(mode="multiclass", ignore_index=0, classes=[1, 2], class_weights=[1.0, 2.0, 0.5],
+                         empty_target="penalize", reduction="none")
+    compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager")
+    out = compiled(x, target)
+    expected = criterion(x, target)
+    assert type(expected.grad_fn).__name__ == "_DiceLossBackward"
+    upstream = torch.tensor([0.3, 1.7])
+    (g,) = torch.autograd.grad(out, x, upstream)
+    (ge,) = torch.autograd.grad(expected, x, upstream)
+    assert rel_err(out, expected) < 1e-6 and rel_err(g, ge) < 1e-6
+    torch._dynamo.reset()
+
+
+# ----------------------------------------------------------------------------------------------
 # torch.compile(fullgraph=True) traces the custom ops
 # ----------------------------------------------------------------------------------------------
 
@@ -404,6 +597,12 @@ def test_custom_ops_pass_opcheck():
     torch.library.opcheck(torch.ops.losses.dice_stats_triton.default, (x, target, "multilabel", True, None, False),
                           test_utils=("test_schema", "test_faketensor"))
     torch.library.opcheck(torch.ops.losses.penalized_mae_triton.default, (x, target, 1.0, 0.5, "sum", True),
+                          test_utils=("test_schema", "test_faketensor"))
+    from losses.torch._kernels import dice_finalize  # noqa: F401  (registers the op)
+
+    stats = finalize_stats().float()
+    torch.library.opcheck(torch.ops.losses.dice_finalize_triton.default,
+                          (stats, torch.ones(5), 1e-5, 1e-5, False, True, True, "penalize"),
                           test_utils=("test_schema", "test_faketensor"))
 
 

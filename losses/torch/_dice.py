@@ -23,6 +23,7 @@ from losses._dice import (
 from losses._validation import TORCH_REDUCTIONS, check_choice, floating_dtype_error, shape_text
 from losses.torch._kernels import use_triton
 from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton
+from losses.torch._kernels.dice_finalize import dice_loss_triton, finalize_supports, full_class_weights
 
 
 class _TorchOps:
@@ -196,13 +197,17 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
 
 def _dice_stats(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
     """The per-class sums, from the fused Triton kernels where they apply, else from PyTorch ops."""
-    if use_triton(input, target) and dice_kernel_supports(
-            input, target, options.mode, options.from_logits, options.ignore_index, options.per_image):
+    if _triton_stats(input, target, options):
         if label_map:
             _check_labels(target, input.shape[1], options.ignore_index, options.mode)
         return dice_stats_triton(input, target, mode=options.mode, from_logits=options.from_logits,
                                  ignore_index=options.ignore_index, per_image=options.per_image)
     return _dice_stats_torch(input, target, options, label_map)
+
+
+def _triton_stats(input: Tensor, target: Tensor, options: DiceOptions) -> bool:
+    return use_triton(input, target) and dice_kernel_supports(
+        input, target, options.mode, options.from_logits, options.ignore_index, options.per_image)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -216,8 +221,16 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: str) -> Tensor:
     label_map = _check_inputs(input, target, options)
     num_classes = input.shape[1]
-    stats = _dice_stats(input, target, options, label_map)
     weights = options.selected_weights(num_classes)
+    rows = input.shape[0] if options.per_image else 1
+    if _triton_stats(input, target, options) and finalize_supports(rows, num_classes):
+        # Stats, formula and reduction in two launches, the backward in one (host time is the
+        # cost at training sizes).
+        if label_map:
+            _check_labels(target, num_classes, options.ignore_index, options.mode)
+        full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
+        return dice_loss_triton(input, target, full, options, reduction)
+    stats = _dice_stats(input, target, options, label_map)
     if options.classes is not None:
         stats = stats.index_select(1, _constant(options.classes, torch.long, stats.device))
     per_image = dice_from_stats(_TorchOps, stats, options, _constant(weights, stats.dtype, stats.device))

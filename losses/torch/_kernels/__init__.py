@@ -61,8 +61,9 @@ def use_triton(*tensors) -> bool:
     if choice == "torch":
         return False
     present = [t for t in tensors if t is not None]
-    on_cuda = bool(present) and all(t.device.type == "cuda" for t in present)
-    on_cpu = bool(present) and all(t.device.type == "cpu" for t in present)
+    # len(), not bool(list): torch.compile 2.11 cannot trace bool() of a list.
+    on_cuda = len(present) > 0 and all(t.device.type == "cuda" for t in present)
+    on_cpu = len(present) > 0 and all(t.device.type == "cpu" for t in present)
     if choice == "auto":
         return on_cuda and triton_available()
     if not triton_available():

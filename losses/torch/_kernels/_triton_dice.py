@@ -172,8 +172,9 @@ def reduce_kernel(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.cons
 
 @jit
 def grad_rows_kernel(
-    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset,
-    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride, scale_mult,
+    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     row = tl.program_id(1)
@@ -185,6 +186,12 @@ def grad_rows_kernel(
     g_p = tl.load(gs + 1)
     g_p2 = tl.load(gs + 3)
     g_a = tl.load(gs + 5)
+    if SCALED:  # the upstream gradient of the loss, folded in here rather than in a separate op
+        scale = tl.load(scale_ptr + b * per_image * scale_stride).to(tl.float32) * scale_mult
+        g_i = g_i * scale
+        g_p = g_p * scale
+        g_p2 = g_p2 * scale
+        g_a = g_a * scale
     offs = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < HW
     valid = inside
@@ -212,8 +219,9 @@ def grad_rows_kernel(
 
 @jit
 def grad_multiclass_kernel(
-    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr, C_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1)
@@ -225,6 +233,12 @@ def grad_multiclass_kernel(
     g_p = tl.load(gs + 1, mask=has_cls, other=0.0)[:, None]
     g_p2 = tl.load(gs + 3, mask=has_cls, other=0.0)[:, None]
     g_a = tl.load(gs + 5, mask=has_cls, other=0.0)[:, None]
+    if SCALED:
+        scale = tl.load(scale_ptr + b * per_image * scale_stride).to(tl.float32) * scale_mult
+        g_i = g_i * scale
+        g_p = g_p * scale
+        g_p2 = g_p2 * scale
+        g_a = g_a * scale
     offs = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < HW
     tile = b64 * C * HW + cls.to(tl.int64)[:, None] * HW + offs[None, :]

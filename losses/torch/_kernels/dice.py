@@ -145,12 +145,17 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
 
 
 def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
-                    from_logits: bool, ignore_index: int | None, per_image: bool) -> torch.Tensor:
+                    from_logits: bool, ignore_index: int | None, per_image: bool,
+                    scale: torch.Tensor | None = None, scale_stride: int = 0, scale_mult: float = 1.0) -> torch.Tensor:
+    """The input gradient for ``grad_stats``; with ``scale``, for ``grad_stats`` of image row s times
+    ``scale[s * scale_stride] * scale_mult`` (the upstream gradient of a per-image loss, folded in)."""
     with device_guard(input):
-        return _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image)
+        return _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image,
+                                      scale, scale_stride, scale_mult)
 
 
-def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image):
+def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image,
+                           scale=None, scale_stride=0, scale_mult=1.0):
     kernels = triton_module("_triton_dice")
     x, t, labels, batch, classes, hw = _prepare(input, target)
     grad = torch.empty_like(x)
@@ -161,17 +166,22 @@ def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_
         gs = gs.to(torch.float32).contiguous()
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
+    scaled = scale is not None
+    scale_arg = scale if scaled else gs
     if mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
-            x, t, gs, grad, classes, hw, int(per_image), ignore,
-            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
+            x, t, gs, grad, classes, hw, int(per_image), ignore, scale_arg, scale_stride, float(scale_mult),
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, SCALED=scaled, C_PAD=c_pad, BLOCK=block,
+            num_warps=MULTICLASS_WARPS,
         )
     else:
         block = ROWS_BLOCK
         kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
             x, t, gs, grad, classes, hw, int(per_image), ignore, 1 if mode == "binary" else 0,
-            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
+            scale_arg, scale_stride, float(scale_mult),
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, SCALED=scaled, BLOCK=block,
+            num_warps=ROWS_WARPS,
         )
     return grad
 
