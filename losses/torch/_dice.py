@@ -92,23 +92,26 @@ def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mo
     """Labels must lie in [0, C) (binary: {0, 1}) or equal ignore_index.
 
     Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync); skipped
-    under ``torch.compile``, where an out-of-range label then triggers the device-side index assert
-    of the gather (CUDA) or an index error (CPU).
+    under ``torch.compile``, where an out-of-range label belongs to no class on the Triton path and
+    makes the gather of the PyTorch path fail.
     """
     if torch.compiler.is_compiling():
         return
     upper = 2 if mode == "binary" else num_classes
+    if labels.device.type != "cpu":
+        # One pass over the labels (aminmax), then an assert that stays on the device.
+        checked = labels if ignore_index is None else torch.where(labels == ignore_index, 0, labels)
+        low, high = torch.aminmax(checked)
+        torch._assert_async((low >= 0) & (high < upper), "target labels out of range")
+        return
     bad = (labels < 0) | (labels >= upper)
     if ignore_index is not None:
         bad = bad & (labels != ignore_index)
-    if labels.device.type == "cpu":
-        if bool(bad.any()):
-            values = torch.unique(labels[bad])[:8].tolist()
-            allowed = "0 or 1" if mode == "binary" else f"in [0, {num_classes})"
-            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-            raise ValueError(f"target labels must be {allowed}{extra}; found {values}")
-    else:
-        torch._assert_async(~bad.any(), "target labels out of range")
+    if bool(bad.any()):
+        values = torch.unique(labels[bad])[:8].tolist()
+        allowed = "0 or 1" if mode == "binary" else f"in [0, {num_classes})"
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(f"target labels must be {allowed}{extra}; found {values}")
 
 
 def _sums(x: Tensor, valid: Tensor | None) -> Tensor:
