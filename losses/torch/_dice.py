@@ -308,12 +308,13 @@ def dice_loss(
             gradient), ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
             ``Σp / Σv``, whose gradient ``1/Σv`` pushes the prediction down and never vanishes.
         sync_across_ranks: for data-parallel training (DistributedDataParallel): the loss of the
-            global batch on every rank, and after DDP's gradient averaging the gradient of the
+            global batch on every rank and, after DDP's gradient averaging, the gradient of the
             single-process run on the concatenated batch. ``per_image=False``: the per-class sums
-            are all-reduced (one all-reduce of ``C × 7`` numbers per step); ``per_image=True``:
-            the ``"mean"`` or ``"sum"`` over the images of every rank (an all-reduce of 2 numbers;
-            ``reduction="none"`` returns the local per-image losses). The collective is
-            differentiable; without an initialised process group the option does nothing.
+            are all-reduced (``C × 7`` numbers, in the forward and again in the backward);
+            ``per_image=True``: the ``"mean"`` or ``"sum"`` over the images of all ranks (an
+            all-reduce of 2 numbers; ``reduction="none"`` returns the local per-image losses). The
+            collective is differentiable; without an initialised process group the option does
+            nothing.
         reduction: ``"mean"`` or ``"sum"`` over images, or ``"none"``: shape ``(B,)`` per image
             (``per_image=False``: the batch loss, shape ``()``).
 
