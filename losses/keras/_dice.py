@@ -194,9 +194,10 @@ class DiceLoss(keras.losses.Loss):
 
     ``sync_across_ranks=True`` (TensorFlow backend, ``model.fit`` under a ``tf.distribute`` strategy
     such as ``MirroredStrategy``): with ``per_image=False`` the per-class sums are all-reduced over
-    the replicas (``C × 7`` numbers, in the forward and again in the backward), so that the loss and the gradients
-    are those of the single-device run on the global batch; with ``per_image=True`` Keras's own
-    scaling already gives them. Outside a strategy and on the JAX and torch backends it does nothing.
+    the replicas (``C × 7`` numbers, in the forward and again in the backward), so that the loss and
+    the gradients are those of the single-device run on the global batch; with ``per_image=True``
+    Keras's own scaling already gives them. Outside a strategy and on the JAX and torch backends it
+    does nothing.
 
     Example:
 
