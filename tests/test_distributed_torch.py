@@ -8,6 +8,7 @@ without the option they differ. The workers are this file run as a script.
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="needs torch.distributed with the gloo backend")
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -65,7 +68,9 @@ def _train(model, images, labels, options: dict) -> tuple[list, list]:
 def _worker(rank: int, world_size: int, store: str, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    # A file store needs no free port; the timeout ends a worker whose peer died.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         images, labels = _data()
         results = {}
