@@ -21,6 +21,15 @@ index  name              sum
 
 A frontend computes only the sums the options need and leaves the others at zero (see
 :meth:`DiceOptions.needed_stats`).
+
+Data-parallel training (``sync_across_ranks=True``): every statistic is a sum, so the statistics of
+the global batch are the SUM over the ranks of the local ones. With ``per_image=False`` a frontend
+all-reduces ``stats`` right after computing them, with a differentiable collective whose backward
+is again a sum over the ranks. Every rank then computes the global batch loss ``L``; in the backward
+each rank's statistics receive the sum over the W ranks of the upstream gradients. In PyTorch that is
+``W·∂L/∂S``, and DDP's averaging of the parameter gradients over the ranks divides by W again; in
+Keras under ``tf.distribute`` the per-replica loss is ``L/W`` and the replicas' gradients are summed.
+Either way the parameters get the single-process gradient of the global batch.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ class DiceOptions:
     class_weights: tuple[float, ...] | None = None
     ignore_index: int | None = None
     empty_target: str = "smooth"
+    sync_across_ranks: bool = False
 
     @classmethod
     def create(cls, **kwargs: Any) -> DiceOptions:
@@ -86,6 +96,7 @@ class DiceOptions:
             class_weights=check_weight_sequence("class_weights", values["class_weights"]),
             ignore_index=None if ignore_index is None else check_int("ignore_index", ignore_index),
             empty_target=check_choice("empty_target", values["empty_target"], EMPTY_TARGET_POLICIES),
+            sync_across_ranks=check_bool("sync_across_ranks", values["sync_across_ranks"]),
         )
 
     def to_dict(self) -> dict[str, Any]:

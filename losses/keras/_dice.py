@@ -112,6 +112,21 @@ def _dice_stats_keras(y_true: Any, y_pred: Any, options: DiceOptions, label_map:
     return stats
 
 
+def _sum_across_replicas(stats: Any) -> Any:
+    """Σ of ``stats`` over the replicas of a ``tf.distribute`` strategy, inside its replica context.
+
+    The replica-context all-reduce is differentiable: its gradient is the sum over the replicas of
+    the upstream gradients. Other backends, or no strategy: ``stats`` unchanged.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return stats
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return stats
+    return tf.distribute.get_replica_context().all_reduce("sum", stats)
+
+
 def _dice_per_sample(y_true: Any, y_pred: Any, options: DiceOptions) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
     y_pred = ops.convert_to_tensor(y_pred)
@@ -126,6 +141,10 @@ def _dice_per_sample(y_true: Any, y_pred: Any, options: DiceOptions) -> Any:
     options.check_num_classes(num_classes)
     label_map = _is_label_map(tuple(y_true.shape), tuple(y_pred.shape), options.mode)
     stats = _dice_stats_keras(y_true, y_pred, options, label_map)
+    if options.sync_across_ranks and not options.per_image:
+        # Per-image losses need no synchronisation: Keras divides each replica's mean by the number
+        # of replicas and sums the gradients, which is already the global mean and its gradient.
+        stats = _sum_across_replicas(stats)
     weights = options.selected_weights(num_classes)
     if options.classes is not None:
         stats = ops.take(stats, list(options.classes), axis=1)
@@ -169,8 +188,16 @@ class DiceLoss(keras.losses.Loss):
     averaged over classes with ``class_weights``. Options (the same in ``losses.torch.DiceLoss``):
     ``mode`` ("binary", "multiclass", "multilabel"), ``from_logits``, ``smooth_nr``, ``smooth_dr``,
     ``squared``, ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``,
-    ``ignore_index``, ``empty_target`` ("smooth", "exclude", "penalize") and the Keras ``reduction``;
-    the README's table describes each. Registered as serializable under the package ``losses``.
+    ``ignore_index``, ``empty_target`` ("smooth", "exclude", "penalize"), ``sync_across_ranks`` and
+    the Keras ``reduction``; the README's table describes each. Registered as serializable under the
+    package ``losses``.
+
+    ``sync_across_ranks=True`` (TensorFlow backend, ``model.fit`` under a ``tf.distribute`` strategy
+    such as ``MirroredStrategy``): with ``per_image=False`` the per-class sums are all-reduced over
+    the replicas (``C × 7`` numbers, in the forward and again in the backward), so that the loss and
+    the gradients are those of the single-device run on the global batch; with ``per_image=True``
+    Keras's own scaling already gives them. Outside a strategy and on the JAX and torch backends it
+    does nothing.
 
     Example:
 
@@ -201,6 +228,7 @@ class DiceLoss(keras.losses.Loss):
         class_weights: Any = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
+        sync_across_ranks: bool = False,
         reduction: str | None = "sum_over_batch_size",
         name: str = "dice_loss",
         dtype: Any = None,
@@ -210,6 +238,7 @@ class DiceLoss(keras.losses.Loss):
             mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
             log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
             class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+            sync_across_ranks=sync_across_ranks,
         )
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:

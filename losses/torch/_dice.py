@@ -213,6 +213,35 @@ def _triton_stats(input: Tensor, target: Tensor, options: DiceOptions) -> bool:
         input, target, options.mode, options.from_logits, options.ignore_index, options.per_image)
 
 
+def _distributed() -> bool:
+    # Both calls are constant-folded by torch.compile, so the check costs nothing there.
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _all_reduce_sum(x: Tensor) -> Tensor:
+    """Σ of ``x`` over the ranks of the default process group; its backward is Σ over the ranks too."""
+    from torch.distributed import _functional_collectives as collectives
+
+    if hasattr(collectives, "all_reduce_backward"):
+        # The functional collective is differentiable (sum) and traceable by torch.compile.
+        return collectives.all_reduce(x, "sum", torch.distributed.group.WORLD)
+    from torch.distributed.nn.functional import all_reduce  # older PyTorch: autograd-aware, eager only
+
+    return all_reduce(x)
+
+
+def _reduce_across_ranks(per_image: Tensor, reduction: str) -> Tensor:
+    """The mean or sum of the per-image losses of the global batch, on every rank.
+
+    Rank r's value depends on its own images through the local sum; the backward of the
+    all-reduce hands each rank W times the single-process gradient, which DDP's averaging over the
+    W ranks turns back into it, whatever the batch size of each rank.
+    """
+    count = torch.ones_like(per_image).sum()
+    totals = _all_reduce_sum(torch.stack([per_image.sum(), count]))
+    return totals[0] / totals[1] if reduction == "mean" else totals[0]
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return loss.mean()
@@ -225,8 +254,9 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
     label_map = _check_inputs(input, target, options)
     num_classes = input.shape[1]
     weights = options.selected_weights(num_classes)
+    sync = options.sync_across_ranks and _distributed()
     rows = input.shape[0] if options.per_image else 1
-    if _triton_stats(input, target, options) and finalize_supports(rows, num_classes):
+    if not sync and _triton_stats(input, target, options) and finalize_supports(rows, num_classes):
         # Stats, formula and reduction in two launches, the backward in one (host time is the
         # cost at training sizes).
         if label_map:
@@ -234,11 +264,15 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
         full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
         return dice_loss_triton(input, target, full, options, reduction)
     stats = _dice_stats(input, target, options, label_map)
+    if sync and not options.per_image:
+        stats = _all_reduce_sum(stats)
     if options.classes is not None:
         stats = stats.index_select(1, _constant(options.classes, torch.long, stats.device))
     per_image = dice_from_stats(_TorchOps, stats, options, _constant(weights, stats.dtype, stats.device))
     if not options.per_image:
         per_image = per_image.squeeze(0)
+    elif sync and reduction != "none":
+        return _reduce_across_ranks(per_image, reduction)
     return _reduce(per_image, reduction)
 
 
@@ -258,6 +292,7 @@ def dice_loss(
     class_weights: Any = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
+    sync_across_ranks: bool = False,
     reduction: str = "mean",
 ) -> Tensor:
     r"""Dice loss, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)`` averaged over classes.
@@ -288,6 +323,14 @@ def dice_loss(
             the smoothed formula (0 if the prediction is empty too, else close to 1 with a vanishing
             gradient), ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
             ``Σp / Σv``, whose gradient ``1/Σv`` pushes the prediction down and never vanishes.
+        sync_across_ranks: for data-parallel training (DistributedDataParallel): the loss of the
+            global batch on every rank and, after DDP's gradient averaging, the gradient of the
+            single-process run on the concatenated batch. ``per_image=False``: the per-class sums
+            are all-reduced (``C × 7`` numbers, in the forward and again in the backward);
+            ``per_image=True``: the ``"mean"`` or ``"sum"`` over the images of all ranks (an
+            all-reduce of 2 numbers; ``reduction="none"`` returns the local per-image losses). The
+            collective is differentiable; without an initialised process group the option does
+            nothing.
         reduction: ``"mean"`` or ``"sum"`` over images, or ``"none"``: shape ``(B,)`` per image
             (``per_image=False``: the batch loss, shape ``()``).
 
@@ -310,6 +353,7 @@ def dice_loss(
         mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
         log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
         class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+        sync_across_ranks=sync_across_ranks,
     )
     return _dice_loss(input, target, options, reduction)
 
@@ -346,6 +390,7 @@ class DiceLoss(nn.Module):
         class_weights: Any = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
+        sync_across_ranks: bool = False,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
@@ -354,6 +399,7 @@ class DiceLoss(nn.Module):
             mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
             log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
             class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+            sync_across_ranks=sync_across_ranks,
         )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
