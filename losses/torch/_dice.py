@@ -98,17 +98,15 @@ def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mo
     if torch.compiler.is_compiling():
         return
     upper = 2 if mode == "binary" else num_classes
+    # One pass over the labels (aminmax); the details of a failure only when there is one.
+    checked = labels if ignore_index is None else torch.where(labels == ignore_index, 0, labels)
+    low, high = torch.aminmax(checked)
     if labels.device.type != "cpu":
-        # One pass over the labels (aminmax), then an assert that stays on the device.
-        checked = labels if ignore_index is None else torch.where(labels == ignore_index, 0, labels)
-        low, high = torch.aminmax(checked)
         torch._assert_async((low >= 0) & (high < upper), "target labels out of range")
         return
-    bad = (labels < 0) | (labels >= upper)
-    if ignore_index is not None:
-        bad = bad & (labels != ignore_index)
-    if bool(bad.any()):
-        values = torch.unique(labels[bad])[:8].tolist()
+    if low < 0 or high >= upper:
+        bad = (checked < 0) | (checked >= upper)
+        values = torch.unique(checked[bad])[:8].tolist()
         allowed = "0 or 1" if mode == "binary" else f"in [0, {num_classes})"
         extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
         raise ValueError(f"target labels must be {allowed}{extra}; found {values}")
