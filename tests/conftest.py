@@ -12,3 +12,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+if os.environ.get("KERAS_BACKEND") == "jax":
+    # Gradient checks run in float64, which JAX disables by default.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)

@@ -13,6 +13,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("losses.keras needs Keras 3: pip install 'losses[tensorflow]' or 'losses[jax]'") from error
 
 # Dice
+from losses.keras._dice import DiceLoss, dice_loss
 
 
 # Penalized MAE
@@ -21,6 +22,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 __all__ = [
     # Dice
+    "DiceLoss",
+    "dice_loss",
     # Penalized MAE
     # Surrogates
 ]

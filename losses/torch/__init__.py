@@ -13,6 +13,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from losses.torch import functional
 
 # Dice
+from losses.torch._dice import DiceLoss
 
 
 # Penalized MAE
@@ -22,6 +23,7 @@ from losses.torch import functional
 __all__ = [
     "functional",
     # Dice
+    "DiceLoss",
     # Penalized MAE
     # Surrogates
 ]

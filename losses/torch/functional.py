@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # Dice
+from losses.torch._dice import dice_loss
 
 
 # Penalized MAE
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     # Dice
+    "dice_loss",
     # Penalized MAE
     # Surrogates
 ]

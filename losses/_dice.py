@@ -1,0 +1,191 @@
+"""Dice loss: the framework-free half (options, checks, and the math from per-class sums).
+
+Both frontends reduce their inputs to the same small tensor of per-class sums, ``stats`` of shape
+``(S, C, 7)`` with ``S = B`` (``per_image=True``) or ``S = 1`` (sums over the whole batch), and then
+call :func:`dice_from_stats` here, so the formula, the empty-target policy, class selection and class
+weights are written once. With ``p`` the predicted probability of a class, ``g`` its target
+probability and ``v`` the valid mask (0 where the target equals ``ignore_index``), the sums over the
+spatial positions (and the batch, when not per image) are:
+
+=====  ================  =========================================================
+index  name              sum
+=====  ================  =========================================================
+0      ``INTERSECTION``  Σ v·p·g
+1      ``PRED_SUM``      Σ v·p
+2      ``TARGET_SUM``    Σ v·g
+3      ``PRED_SQUARES``  Σ v·p²
+4      ``TARGET_SQUARES`` Σ v·g²
+5      ``ABS_DIFF``      Σ v·|p − g|
+6      ``VALID_COUNT``   Σ v
+=====  ================  =========================================================
+
+A frontend computes only the sums the options need and leaves the others at zero (see
+:meth:`DiceOptions.needed_stats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from losses._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_int_sequence,
+    check_number,
+    check_weight_sequence,
+)
+
+MODES = ("binary", "multiclass", "multilabel")
+EMPTY_TARGET_POLICIES = ("smooth", "exclude", "penalize")
+
+INTERSECTION, PRED_SUM, TARGET_SUM, PRED_SQUARES, TARGET_SQUARES, ABS_DIFF, VALID_COUNT = range(7)
+NUM_STATS = 7
+
+# Below this the log of the Dice coefficient is clamped, so log_loss stays finite when smooth_nr = 0.
+LOG_CLAMP = 1e-7
+
+
+@dataclass(frozen=True)
+class DiceOptions:
+    """Every Dice option except the reduction, validated once."""
+
+    mode: str = "multiclass"
+    from_logits: bool = True
+    smooth_nr: float = 1e-5
+    smooth_dr: float = 1e-5
+    squared: bool = False
+    log_loss: bool = False
+    soft_labels: bool = False
+    per_image: bool = True
+    classes: tuple[int, ...] | None = None
+    class_weights: tuple[float, ...] | None = None
+    ignore_index: int | None = None
+    empty_target: str = "smooth"
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> DiceOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown Dice option(s) {unknown}; the options are {sorted(names)}")
+        defaults = cls()
+        values = {name: kwargs.get(name, getattr(defaults, name)) for name in names}
+        ignore_index = values["ignore_index"]
+        return cls(
+            mode=check_choice("mode", values["mode"], MODES),
+            from_logits=check_bool("from_logits", values["from_logits"]),
+            smooth_nr=check_number("smooth_nr", values["smooth_nr"], minimum=0.0),
+            smooth_dr=check_number("smooth_dr", values["smooth_dr"], minimum=0.0),
+            squared=check_bool("squared", values["squared"]),
+            log_loss=check_bool("log_loss", values["log_loss"]),
+            soft_labels=check_bool("soft_labels", values["soft_labels"]),
+            per_image=check_bool("per_image", values["per_image"]),
+            classes=check_int_sequence("classes", values["classes"]),
+            class_weights=check_weight_sequence("class_weights", values["class_weights"]),
+            ignore_index=None if ignore_index is None else check_int("ignore_index", ignore_index),
+            empty_target=check_choice("empty_target", values["empty_target"], EMPTY_TARGET_POLICIES),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        config = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("classes", "class_weights"):
+            if config[key] is not None:
+                config[key] = list(config[key])
+        return config
+
+    def needed_stats(self) -> frozenset[int]:
+        needed = {TARGET_SUM}
+        needed.add(INTERSECTION)
+        if self.squared:
+            needed |= {PRED_SQUARES, TARGET_SQUARES}
+        else:
+            needed.add(PRED_SUM)
+        if self.soft_labels:
+            needed |= {PRED_SUM, ABS_DIFF}
+            needed.discard(INTERSECTION)
+        if self.empty_target == "penalize":
+            needed |= {PRED_SUM, VALID_COUNT}
+        return frozenset(needed)
+
+    def check_num_classes(self, num_classes: int) -> None:
+        """Checks that need the number of channels ``C`` of the prediction."""
+        if self.mode == "binary" and num_classes != 1:
+            raise ValueError(
+                f"input must have exactly 1 channel in mode='binary'; got {num_classes} channels. "
+                "Use mode='multilabel' for several independent sigmoid channels or mode='multiclass' for a softmax.")
+        if self.mode == "multiclass" and num_classes < 2:
+            raise ValueError(
+                f"input must have at least 2 channels in mode='multiclass'; got {num_classes}. "
+                "Use mode='binary' for a single foreground channel.")
+        if self.classes is not None:
+            bad = [c for c in self.classes if not 0 <= c < num_classes]
+            if bad:
+                raise ValueError(f"classes must lie in [0, {num_classes}) for an input with {num_classes} "
+                                 f"channels; got {list(self.classes)}")
+        if self.class_weights is not None and len(self.class_weights) != num_classes:
+            raise ValueError(f"class_weights must have one weight per channel of the input ({num_classes}); "
+                             f"got {len(self.class_weights)} weights")
+
+    def selected_weights(self, num_classes: int) -> tuple[float, ...]:
+        """The weight of each selected class, in the order of ``classes``."""
+        weights = self.class_weights or (1.0,) * num_classes
+        indices = self.classes if self.classes is not None else range(num_classes)
+        selected = tuple(weights[c] for c in indices)
+        if not sum(selected) > 0:
+            raise ValueError(f"class_weights give every selected class a weight of 0: classes={self.classes}, "
+                             f"class_weights={list(weights)}")
+        return selected
+
+
+def dice_from_stats(ops: Any, stats: Any, options: DiceOptions, class_weights: Any) -> Any:
+    """The Dice loss of each image (or of the batch) from the per-class sums.
+
+    ``stats`` has shape ``(S, C', 7)`` with the selected classes only; ``class_weights`` is a
+    tensor of shape ``(C',)``. ``ops`` is the frontend's tensor namespace (``where``, ``log``,
+    ``maximum``, ``sum``). Returns shape ``(S,)``.
+
+    Per class, with ``I`` the intersection and ``D`` the denominator::
+
+        I = Σp·g                    or (Σp + Σg − Σ|p − g|) / 2 with soft_labels
+        D = Σp + Σg                 or Σp² + Σg² with squared
+        dice = (2·I + smooth_nr) / (D + smooth_dr)          (1 when both are 0)
+        L = 1 − dice                or −log(max(dice, 1e-7)) with log_loss
+
+    For a class whose target is empty (``Σg = 0``), ``empty_target`` decides: ``"smooth"`` keeps
+    ``L``; ``"exclude"`` drops the class from the average; ``"penalize"`` uses the false-positive
+    fraction ``Σp / Σv`` (in [0, 1], gradient ``1/Σv`` per position, never vanishing). The loss
+    is the weighted mean ``Σ w·L / Σ w`` over the classes that count (0 if none count).
+    """
+    target_sum = stats[..., TARGET_SUM]
+    if options.soft_labels:
+        intersection = (stats[..., PRED_SUM] + target_sum - stats[..., ABS_DIFF]) * 0.5
+    else:
+        intersection = stats[..., INTERSECTION]
+    if options.squared:
+        denominator = stats[..., PRED_SQUARES] + stats[..., TARGET_SQUARES]
+    else:
+        denominator = stats[..., PRED_SUM] + target_sum
+    numerator = 2.0 * intersection + options.smooth_nr
+    denominator = denominator + options.smooth_dr
+    positive = denominator > 0
+    dice = ops.where(positive, numerator / ops.where(positive, denominator, 1.0), 1.0)
+    if options.log_loss:
+        per_class = -ops.log(ops.maximum(dice, LOG_CLAMP))
+    else:
+        per_class = 1.0 - dice
+
+    empty = target_sum <= 0
+    weights = class_weights + 0.0 * target_sum  # one weight per image and class: (S, C')
+    if options.empty_target == "exclude":
+        weights = ops.where(empty, 0.0, weights)
+    elif options.empty_target == "penalize":
+        count = stats[..., VALID_COUNT]
+        has_valid = count > 0
+        false_positive = ops.where(has_valid, stats[..., PRED_SUM] / ops.where(has_valid, count, 1.0), 0.0)
+        per_class = ops.where(empty, false_positive, per_class)
+
+    total_weight = ops.sum(weights, 1)
+    counted = total_weight > 0
+    return ops.where(counted, ops.sum(weights * per_class, 1) / ops.where(counted, total_weight, 1.0), 0.0)

@@ -1,0 +1,332 @@
+"""Dice loss for PyTorch (channels first)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from losses._dice import (
+    ABS_DIFF,
+    INTERSECTION,
+    NUM_STATS,
+    PRED_SQUARES,
+    PRED_SUM,
+    TARGET_SQUARES,
+    TARGET_SUM,
+    VALID_COUNT,
+    DiceOptions,
+    dice_from_stats,
+)
+from losses._validation import TORCH_REDUCTIONS, check_choice, floating_dtype_error, shape_text
+
+
+class _TorchOps:
+    where = staticmethod(torch.where)
+    log = staticmethod(torch.log)
+
+    @staticmethod
+    def maximum(x: Tensor, value: float) -> Tensor:
+        return x.clamp_min(value)
+
+    @staticmethod
+    def sum(x: Tensor, axis: int) -> Tensor:
+        return x.sum(axis)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # Cached so that a call does not copy a small host list to the GPU (a synchronising copy) each step.
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _is_label_map(input: Tensor, target: Tensor, mode: str) -> bool:
+    """Whether ``target`` holds class indices rather than per-class probabilities."""
+    batch, _, *spatial = input.shape
+    if tuple(target.shape) == tuple(input.shape):
+        return False
+    if mode != "multilabel" and tuple(target.shape) in ((batch, *spatial), (batch, 1, *spatial)):
+        return True
+    if mode == "multilabel":
+        expected = f"{shape_text(input.shape)} (the input's shape)"
+    else:
+        expected = (f"{shape_text(input.shape)} (probabilities) or a label map of shape "
+                    f"{shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))}")
+    raise ValueError(f"target has shape {shape_text(target.shape)} but input has shape {shape_text(input.shape)}; "
+                     f"expected target of shape {expected}. Shapes are never broadcast.")
+
+
+def _check_inputs(input: Tensor, target: Tensor, options: DiceOptions) -> bool:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor; got {type(input).__name__}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor; got {type(target).__name__}")
+    if not input.is_floating_point():
+        raise floating_dtype_error("input", input.dtype)
+    if input.dim() < 3:
+        raise ValueError(f"input must have shape (B, C, *spatial) with at least one spatial dimension; "
+                         f"got shape {shape_text(input.shape)}")
+    if target.is_complex():
+        raise TypeError(f"target must be a real tensor; got {target.dtype}")
+    options.check_num_classes(input.shape[1])
+    return _is_label_map(input, target, options.mode)
+
+
+def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mode: str) -> None:
+    """Labels must lie in [0, C) (binary: {0, 1}) or equal ignore_index.
+
+    Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync); skipped
+    under ``torch.compile``, where an out-of-range label then triggers the device-side index assert
+    of the gather (CUDA) or an index error (CPU).
+    """
+    if torch.compiler.is_compiling():
+        return
+    upper = 2 if mode == "binary" else num_classes
+    bad = (labels < 0) | (labels >= upper)
+    if ignore_index is not None:
+        bad = bad & (labels != ignore_index)
+    if labels.device.type == "cpu":
+        if bool(bad.any()):
+            values = torch.unique(labels[bad])[:8].tolist()
+            allowed = "0 or 1" if mode == "binary" else f"in [0, {num_classes})"
+            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+            raise ValueError(f"target labels must be {allowed}{extra}; found {values}")
+    else:
+        torch._assert_async(~bad.any(), "target labels out of range")
+
+
+def _sums(x: Tensor, valid: Tensor | None) -> Tensor:
+    """Σ over the last axis of x, counting only valid positions; x is (B, C, N), valid (B, 1, N) or None."""
+    return (x if valid is None else x * valid).sum(-1)
+
+
+def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
+    """The per-class sums (S, C, 7) of :mod:`losses._dice`, differentiable through ``input``."""
+    dtype = _compute_dtype(input.dtype)
+    batch, num_classes = input.shape[:2]
+    logits = input.reshape(batch, num_classes, -1).to(dtype)
+    if options.from_logits:
+        probs = torch.softmax(logits, 1) if options.mode == "multiclass" else torch.sigmoid(logits)
+    else:
+        probs = logits
+    needed = options.needed_stats()
+    zeros = probs.new_zeros(batch, num_classes)
+    columns = [zeros] * NUM_STATS
+    ignore = options.ignore_index
+
+    if label_map and options.mode == "multiclass":
+        labels = target.reshape(batch, -1).long()
+        _check_labels(labels, num_classes, ignore, options.mode)
+        if ignore is None:
+            valid = None
+            safe_labels = labels
+        else:
+            is_valid = labels != ignore
+            safe_labels = torch.where(is_valid, labels, 0)
+            valid = is_valid.to(dtype)
+        # Σ over positions labelled c of p_c, gathered and scattered by label: no one-hot tensor.
+        picked = probs.gather(1, safe_labels.unsqueeze(1)).squeeze(1)
+        ones = torch.ones_like(picked) if valid is None else valid
+        if valid is not None:
+            picked = picked * valid
+        counts = zeros.scatter_add(1, safe_labels, ones)
+        intersection = zeros.scatter_add(1, safe_labels, picked)
+        columns[INTERSECTION] = intersection
+        columns[TARGET_SUM] = counts
+        columns[TARGET_SQUARES] = counts
+        valid3 = None if valid is None else valid.unsqueeze(1)
+        if PRED_SUM in needed:
+            columns[PRED_SUM] = _sums(probs, valid3)
+        if PRED_SQUARES in needed:
+            columns[PRED_SQUARES] = _sums(probs * probs, valid3)
+        if ABS_DIFF in needed:
+            # For one-hot g: Σ|p − g| = Σp + Σg − 2·Σp·g.
+            pred_sum = columns[PRED_SUM] if PRED_SUM in needed else _sums(probs, valid3)
+            columns[ABS_DIFF] = pred_sum + counts - 2 * intersection
+        if VALID_COUNT in needed:
+            count = torch.full_like(zeros, labels.shape[1]) if valid is None else valid.sum(-1, keepdim=True).expand_as(zeros)
+            columns[VALID_COUNT] = count
+    else:
+        if label_map:  # binary label map: the target probability of the single class is the label
+            labels = target.reshape(batch, 1, -1)
+            _check_labels(labels, num_classes, ignore, options.mode)
+        else:
+            labels = target.reshape(batch, num_classes, -1)
+        truth = labels.to(dtype)
+        valid = None
+        if ignore is not None:
+            is_valid = labels != ignore
+            valid = is_valid.to(dtype)
+            truth = torch.where(is_valid, truth, 0.0)
+        if INTERSECTION in needed:
+            columns[INTERSECTION] = _sums(probs * truth, valid)
+        if PRED_SUM in needed:
+            columns[PRED_SUM] = _sums(probs, valid)
+        columns[TARGET_SUM] = truth.sum(-1).expand(batch, num_classes)
+        if PRED_SQUARES in needed:
+            columns[PRED_SQUARES] = _sums(probs * probs, valid)
+        if TARGET_SQUARES in needed:
+            columns[TARGET_SQUARES] = (truth * truth).sum(-1).expand(batch, num_classes)
+        if ABS_DIFF in needed:
+            columns[ABS_DIFF] = _sums((probs - truth).abs(), valid)
+        if VALID_COUNT in needed:
+            positions = labels.shape[-1]
+            count = torch.full_like(zeros, positions) if valid is None else valid.sum(-1).expand(batch, num_classes)
+            columns[VALID_COUNT] = count
+    stats = torch.stack(columns, -1)
+    if not options.per_image:
+        stats = stats.sum(0, keepdim=True)
+    return stats
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: str) -> Tensor:
+    label_map = _check_inputs(input, target, options)
+    num_classes = input.shape[1]
+    stats = _dice_stats_torch(input, target, options, label_map)
+    weights = options.selected_weights(num_classes)
+    if options.classes is not None:
+        stats = stats.index_select(1, _constant(options.classes, torch.long, stats.device))
+    per_image = dice_from_stats(_TorchOps, stats, options, _constant(weights, stats.dtype, stats.device))
+    if not options.per_image:
+        per_image = per_image.squeeze(0)
+    return _reduce(per_image, reduction)
+
+
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Dice loss, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)`` averaged over classes.
+
+    Args:
+        input: predictions ``(B, C, *spatial)``, logits (``from_logits=True``) or probabilities;
+            float16, bfloat16, float32 or float64 (low precision is computed in float32).
+        target: one of
+
+            - a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (integer or
+              integral float; ``binary``: 0 or 1; ``multiclass``: ``[0, C)``), never expanded to
+              one-hot;
+            - per-class targets of the input's shape: one-hot, multi-hot or soft probabilities.
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C ≥ 2``, softmax over C) or
+            ``"multilabel"`` (independent sigmoid per channel; target of the input's shape).
+        from_logits: apply the sigmoid / softmax (numerically stable) to ``input``.
+        smooth_nr, smooth_dr: added to the numerator and the denominator (``≥ 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice``.
+        soft_labels: intersection ``(Σp + Σg − Σ|p − g|) / 2``, which equals ``Σp·g`` for hard
+            labels and is minimised at ``p = g`` for soft targets.
+        per_image: sums per image and class (``True``) or per class over the whole batch.
+        classes: indices of the classes that enter the loss (default: all).
+        class_weights: one weight per channel; the loss is ``Σ w·L / Σ w`` over classes.
+        ignore_index: target value whose positions are excluded from every sum (their gradient is
+            exactly 0). For label maps a whole position is ignored, for per-class targets the element.
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula (0 if the prediction is empty too, else close to 1 with a vanishing
+            gradient), ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` pushes the prediction down and never vanishes.
+        reduction: ``"mean"`` or ``"sum"`` over images, or ``"none"``: shape ``(B,)`` per image
+            (``per_image=False``: the batch loss, shape ``()``).
+
+    Out-of-range labels raise a ``ValueError`` on the CPU, trigger an asynchronous device assert on
+    CUDA (no host synchronisation) and are not checked under ``torch.compile``.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch.functional import dice_loss
+    >>> logits = torch.tensor([[[[4.0, -4.0], [-4.0, 4.0]]]])   # (B=1, C=1, 2, 2)
+    >>> mask = torch.tensor([[[1, 0], [0, 1]]])                    # label map (1, 2, 2)
+    >>> round(dice_loss(logits, mask, mode="binary").item(), 4)
+    0.018
+    >>> dice_loss(logits, mask, mode="binary", reduction="none").shape
+    torch.Size([1])
+    """
+    reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
+    options = DiceOptions.create(
+        mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+        class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+    )
+    return _dice_loss(input, target, options, reduction)
+
+
+class DiceLoss(nn.Module):
+    """Dice loss as an ``nn.Module``; see :func:`losses.torch.functional.dice_loss` for the formula
+    and every option.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import DiceLoss
+    >>> criterion = DiceLoss(mode="multiclass", ignore_index=255)
+    >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    >>> labels = torch.randint(0, 3, (2, 8, 8))
+    >>> loss = criterion(logits, labels)
+    >>> loss.backward()
+    >>> logits.grad.shape
+    torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
+        self.options = DiceOptions.create(
+            mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+            log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+            class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return _dice_loss(input, target, self.options, self.reduction)
+
+    def extra_repr(self) -> str:
+        defaults = DiceOptions()
+        changed = [f"{k}={v!r}" for k, v in self.options.to_dict().items()
+                   if k == "mode" or v != getattr(defaults, k)]
+        if self.reduction != "mean":
+            changed.append(f"reduction={self.reduction!r}")
+        return ", ".join(changed)
