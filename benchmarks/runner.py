@@ -443,7 +443,8 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
     }
     if device == "cpu":
         report["note"] = (f"Measured on a machine with {os.cpu_count()} CPU cores, shared with other work: "
-                          "medians of interleaved rounds; differences under ~10% are noise.")
+                          "with two threads per framework, a busy core stalls every parallel step, so the median "
+                          "follows the load and the min is the steadier comparison.")
     progress = tqdm(total=0, desc="benchmarks", unit="step", file=sys.stderr, dynamic_ncols=True)
     try:
         for case in cases:
@@ -457,6 +458,7 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
             least = minimal_bytes(arrays) if device == "cuda" else None
             report["cases"].append({
                 "key": case.key,
+                "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                 "title": case.title,
                 "loss": case.loss,
                 "shape": list(case.shape),
@@ -483,6 +485,7 @@ def _add_ratios(report: dict) -> None:
             match = ([o for o in ours if o["framework"] == row["framework"] and o["options"] == row["options"]]
                      or [o for o in ours if o["options"] == row["options"]])
             row["vs_ours"] = row["median_ms"] / match[0]["median_ms"] if match and row["median_ms"] else None
+            row["vs_ours_min"] = row["min_ms"] / match[0]["min_ms"] if match and row["min_ms"] else None
 
 
 def wrong_rows(report: dict) -> list[str]:
@@ -508,7 +511,8 @@ def markdown(report: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",
         "Forward + backward (gradient of the loss with respect to the prediction), median over "
-        "interleaved rounds after warm-up. *× ours*: time over the time of this package's row "
+        "interleaved rounds after warm-up, and the fastest round (*min*), which is the steadier figure "
+        "when other work shares the cores. *× ours*: time over the time of this package's row "
         "(same framework and options); above 1 means ours is faster. Every row was checked to "
         "compute the same loss and gradient as a float64 reference (*|Δloss|*).",
     ]
@@ -518,8 +522,8 @@ def markdown(report: dict) -> str:
         lines += ["", f"Measured device copy bandwidth: {report['copy_bandwidth_GBps']:.0f} GB/s."]
     for case in report["cases"]:
         lines += ["", f"## {case['title']}", ""]
-        header = "| implementation | median ms | × ours | peak extra MiB | \\|Δloss\\| |"
-        rule = "|---|---:|---:|---:|---:|"
+        header = "| implementation | median ms | min ms | × ours (median, min) | peak extra MiB | \\|Δloss\\| |"
+        rule = "|---|---:|---:|---:|---:|---:|"
         if cuda:
             header += " GB/s (min. traffic) | % of copy |"
             rule += "---:|---:|"
@@ -530,16 +534,18 @@ def markdown(report: dict) -> str:
                 missing.append(f"{row['name']}: {row['reason']}")
                 continue
             if row["status"] != "ok":
-                lines.append(f"| {row['name']} | **{row['status']}**: {row['reason']} | | | |" + (" | |" if cuda else ""))
+                lines.append(f"| {row['name']} | **{row['status']}**: {row['reason']} | | | | |" + (" | |" if cuda else ""))
                 continue
-            ratio = f"{row['vs_ours']:.2f}" if row.get("vs_ours") else ""
+            ratio = f"{row['vs_ours']:.2f}, {row['vs_ours_min']:.2f}" if row.get("vs_ours") else ""
             name = f"**{row['name']}**" if row["group"] == "ours" else row["name"]
-            cells = [name, f"{row['median_ms']:.3f}", ratio, _mib(row["peak_extra_bytes"]),
+            cells = [name, f"{row['median_ms']:.3f}", f"{row['min_ms']:.3f}", ratio, _mib(row["peak_extra_bytes"]),
                      f"{row['loss_abs_error']:.1e}"]
             if cuda:
                 cells += [f"{row.get('achieved_GBps', 0):.0f}",
                           f"{100 * row['copy_bandwidth_fraction']:.0f}%" if row.get("copy_bandwidth_fraction") else ""]
             lines.append("| " + " | ".join(cells) + " |")
+        if case.get("load_average_1min") is not None and not cuda:
+            lines += ["", f"Load average (1 min) after this case: {case['load_average_1min']:.1f} on {env['cpu_count']} cores."]
         if cuda and case.get("bytes_per_element"):
             lines += ["", f"Least traffic: {case['bytes_per_element']:.2f} bytes per prediction element."]
         if missing:
