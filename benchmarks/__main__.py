@@ -18,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiny sizes and few rounds, to check that everything runs (writes <device>-quick.*)")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only cases whose key contains NAME (e.g. dice_binary, penalized_mae); repeatable")
-    parser.add_argument("--rounds", type=int, help="timed rounds per row (default 25, --quick 3)")
+    parser.add_argument("--rounds", type=int, help="timed rounds per row (default: CPU 60, CUDA 25, --quick 3)")
     parser.add_argument("--compile", dest="compile_rows", action=argparse.BooleanOptionalAction, default=None,
                         help="include torch.compile and XLA (jit_compile) rows (default: yes, except with --quick)")
+    parser.add_argument("--threads", type=int, help="CPU threads of torch and TensorFlow (default: their own, one per core)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                         help="folder for <device>.json, .md and .png (default benchmarks/results)")
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip the PNG chart")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (arg.startswith("--out") or (index and given[index - 1] == "--out")):
             shown.append(arg)
     report = runner.run(args.device, quick=args.quick, only=only, out_dir=args.out, rounds=args.rounds,
-                        compile_rows=args.compile_rows, chart=args.chart, command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]))
+                        compile_rows=args.compile_rows, chart=args.chart, threads=args.threads, command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]))
     print(runner.markdown(report))
     wrong = runner.wrong_rows(report)
     if wrong:

@@ -90,11 +90,30 @@ def _multiclass(shape, note=""):
 def _elementwise(loss, numel, note=""):
     opts = {"delta": 1.0, "penalty": 0.5} if loss == "penalized_mae" else {"alpha": 5.0}
     shape = (numel // 65536, 65536) if numel >= 65536 else (1, numel)
-    return Case(f"{loss}_{numel}", loss, shape, opts, _elementwise_rows(loss), note)
+    size = f"2^{int(math.log2(numel))} elements" if numel & (numel - 1) == 0 else f"{numel} elements"
+    return Case(f"{loss}_{numel}", loss, shape, opts, _elementwise_rows(loss), ", ".join(filter(None, (size, note))))
+
+
+def _extra_rows(device: str):
+    """Rows that ``benchmarks/gpu_kernels.py`` contributes, if it defines ``benchmark_rows(device)``
+    returning ``{loss: [Row, ...]}``; they are checked and timed like every other row."""
+    try:
+        from benchmarks import gpu_kernels
+    except ImportError:
+        return {}
+    provide = getattr(gpu_kernels, "benchmark_rows", None)
+    return provide(device) if callable(provide) else {}
 
 
 def cases_for(device: str, quick: bool = False) -> list[Case]:
     """Every case for a device; ``quick``: tiny sizes, to check that the runner works."""
+    extra = _extra_rows(device)
+    return [case if not extra.get(case.loss) else
+            Case(case.key, case.loss, case.shape, case.opts, case.rows + tuple(extra[case.loss]), case.note)
+            for case in _cases(device, quick)]
+
+
+def _cases(device: str, quick: bool) -> list[Case]:
     if quick:
         return [
             _binary((2, 1, 16, 16)),

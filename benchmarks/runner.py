@@ -10,7 +10,8 @@ Method (also written into the results and the README):
   leaf tensor), through ``torch.autograd.grad`` or ``tf.GradientTape`` inside a ``tf.function``.
 - Warm-up steps (which include compilation) are excluded. The rows of a case are then timed in
   interleaved rounds, so that a change of load on the machine hits every row alike; each sample is
-  the mean of enough back-to-back steps to last about 20 ms, and the table shows the median.
+  one step on the CPU (steps under 2 ms: the mean of enough to last 2 ms) and about 20 ms of
+  back-to-back steps on CUDA; the table shows the median and the minimum.
 - Peak extra memory on the CPU: the peak resident set size of the process during one step (the
   kernel's high-water mark, reset through ``/proc/self/clear_refs`` before the step, with freed
   heap pages returned by ``malloc_trim`` first) minus the resident size just before it; the
@@ -188,6 +189,13 @@ def keras_step(case: Case, row: Row, opts: dict, arrays: dict, device: str) -> S
         raise peers.Unavailable(f"Keras rows run on TensorFlow; KERAS_BACKEND is {keras.backend.backend()}")
     if device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise peers.Unavailable("TensorFlow sees no GPU (tensorflow-cpu)")
+    threads = os.environ.get("BENCHMARK_THREADS")
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:  # already initialised by an earlier row: the setting stands
+            pass
     tf_device = "/GPU:0" if device == "cuda" else "/CPU:0"
     fn = row.build(opts)
     with tf.device(tf_device):
@@ -409,10 +417,15 @@ def environment(device: str) -> dict:
 
 
 def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = None, out_dir: str | None = None,
-        rounds: int | None = None, compile_rows: bool | None = None, chart: bool = True,
+        rounds: int | None = None, compile_rows: bool | None = None, chart: bool = True, threads: int | None = None,
         command: str = "python -m benchmarks") -> dict:
     """Runs the cases, writes ``<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the results."""
+    import torch
     from tqdm.auto import tqdm
+
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["BENCHMARK_THREADS"] = str(threads)  # read when TensorFlow starts
 
     from benchmarks.cases import cases_for
 
@@ -427,9 +440,12 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
         if not cases:
             raise SystemExit(f"--only {','.join(only)} matches no case; cases: "
                              + ", ".join(case.key for case in cases_for(device, quick)))
-    rounds = rounds if rounds is not None else (3 if quick else 25)
+    # CPU: single steps (short samples catch the quiet moments of a shared machine), many rounds;
+    # CUDA: samples of ~20 ms of back-to-back steps, so that event overhead does not count.
+    if rounds is None:
+        rounds = 3 if quick else (60 if device == "cpu" else 25)
     compile_rows = (not quick) if compile_rows is None else compile_rows
-    sample_ms = 2.0 if quick else 20.0
+    sample_ms = 1.0 if quick else (2.0 if device == "cpu" else 20.0)
     bandwidth = copy_bandwidth(device)
     report = {
         "device": device,
@@ -507,7 +523,7 @@ def markdown(report: dict) -> str:
         f"# Benchmarks on {report['device'].upper()}",
         "",
         f"`{report['command']}` on {report['date']}: {env['cpu']}, {env['cpu_count']} cores "
-        f"(torch uses {env['torch_threads']} threads)" + (f", {env.get('gpu')}" if cuda else "") + ".",
+        f"({env['torch_threads']} threads per framework)" + (f", {env.get('gpu')}" if cuda else "") + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",
         "Forward + backward (gradient of the loss with respect to the prediction), median over "
