@@ -505,8 +505,11 @@ def _add_ratios(report: dict) -> None:
 
 
 def wrong_rows(report: dict) -> list[str]:
+    """Rows that fail the run: any row computing another value, and any error of this package's rows
+    (a peer that crashes, say after an API change, is reported in the table but is not our failure)."""
     return [f"{case['key']}: {row['name']}: {row['reason']}"
-            for case in report["cases"] for row in case["rows"] if row["status"] in ("wrong", "error")]
+            for case in report["cases"] for row in case["rows"]
+            if row["status"] == "wrong" or (row["status"] == "error" and row["group"] == "ours")]
 
 
 # Output -----------------------------------------------------------------------------------------
@@ -516,11 +519,12 @@ def _mib(value):
     return "" if value is None else f"{value / 2**20:.1f}"
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, level: int = 1) -> str:
+    """The tables; ``level``: heading level of the title (cases one level below)."""
     cuda = report["device"] == "cuda"
     env = report["environment"]
     lines = [
-        f"# Benchmarks on {report['device'].upper()}",
+        f"{'#' * level} Benchmarks on {report['device'].upper()}",
         "",
         f"`{report['command']}` on {report['date']}: {env['cpu']}, {env['cpu_count']} cores "
         f"({env['torch_threads']} threads per framework)" + (f", {env.get('gpu')}" if cuda else "") + ".",
@@ -537,7 +541,7 @@ def markdown(report: dict) -> str:
     if cuda and report.get("copy_bandwidth_GBps"):
         lines += ["", f"Measured device copy bandwidth: {report['copy_bandwidth_GBps']:.0f} GB/s."]
     for case in report["cases"]:
-        lines += ["", f"## {case['title']}", ""]
+        lines += ["", f"{'#' * (level + 1)} {case['title']}", ""]
         header = "| implementation | median ms | min ms | × ours (median, min) | peak extra MiB | \\|Δloss\\| |"
         rule = "|---|---:|---:|---:|---:|---:|"
         if cuda:
@@ -615,3 +619,24 @@ def write(report: dict, out_dir: str, chart: bool = True) -> None:
         file.write(markdown(report))
     if chart:
         plot(report, stem + ".png")
+
+
+README_BEGIN = "<!-- benchmarks:{device} -->"
+README_END = "<!-- /benchmarks:{device} -->"
+
+
+def update_readme(report: dict, readme: str, chart_path: str | None) -> None:
+    """Replaces the README's block between the ``benchmarks:<device>`` markers with the tables."""
+    begin, end = (marker.format(device=report["device"]) for marker in (README_BEGIN, README_END))
+    with open(readme) as file:
+        text = file.read()
+    if begin not in text:
+        raise SystemExit(f"{readme} has no {begin} marker")
+    block = markdown(report, level=3)
+    if chart_path:
+        relative = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(readme)))
+        block += f"\n![{report['command']}]({relative})\n"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1] if end in rest else ""
+    with open(readme, "w") as file:
+        file.write(f"{head}{begin}\n{block}{end}{tail}")
