@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     only = [name for item in args.only or [] for name in item.split(",") if name]
     given = list(sys.argv[1:] if argv is None else argv)
     shown = ["python -m benchmarks"]
-    for index, arg in enumerate(given):  # the output folder is not part of what was measured
-        if not (arg.startswith("--out") or (index and given[index - 1] == "--out")):
+    for index, arg in enumerate(given):  # where the output goes is not part of what was measured
+        if not (arg.startswith("--out") or (index and given[index - 1] == "--out") or arg in ("--readme", "--no-chart")):
             shown.append(arg)
     report = runner.run(args.device, quick=args.quick, only=only, out_dir=args.out, rounds=args.rounds,
                         compile_rows=args.compile_rows, chart=args.chart, threads=args.threads, command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]))

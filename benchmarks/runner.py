@@ -527,7 +527,7 @@ def markdown(report: dict, level: int = 1) -> str:
         f"{'#' * level} Benchmarks on {report['device'].upper()}",
         "",
         f"`{report['command']}` on {report['date']}: {env['cpu']}, {env['cpu_count']} cores "
-        f"({env['torch_threads']} threads per framework)" + (f", {env.get('gpu')}" if cuda else "") + ".",
+        f"({env['torch_threads']} thread{'s' if env['torch_threads'] != 1 else ''} per framework)" + (f", {env.get('gpu')}" if cuda else "") + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",
         "Forward + backward (gradient of the loss with respect to the prediction), median over "
@@ -602,10 +602,15 @@ def plot(report: dict, path: str) -> None:
         axis.set_xlim(0, max(row["median_ms"] for row in timed) * 1.25)
     for axis in list(axes.flat)[len(cases):]:
         axis.axis("off")
+    from matplotlib.patches import Patch
+
+    figure.legend(handles=[Patch(color=color, label=label) for label, color in
+                           (("this package", colors["ours"]), ("peers", colors["peer"]), ("naive / compiled", colors["naive"]))],
+                  loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.suptitle(f"{report['command']}  ({report['environment']['cpu_count']} CPU cores"
                     + (f", {report['environment'].get('gpu')}" if report["device"] == "cuda" else "") + ")",
                     fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
