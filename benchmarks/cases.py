@@ -45,6 +45,7 @@ class Case:
 def _dice_rows(multiclass: bool, two_d: bool):
     rows = [
         Row("losses (ours)", "torch", peers.ours_torch_dice, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_dice), "ours", compiled=True),
         Row("naive torch", "torch", peers.naive_torch_dice, "naive"),
         Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_dice), "naive", compiled=True),
         Row("MONAI DiceLoss", "torch", peers.monai_dice, "peer"),
@@ -69,6 +70,7 @@ def _elementwise_rows(name: str):
     naive_keras = getattr(peers, f"naive_keras_{name}")
     return (
         Row("losses (ours)", "torch", ours_torch, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(ours_torch), "ours", compiled=True),
         Row("naive torch", "torch", naive_torch, "naive"),
         Row("naive torch + torch.compile", "torch", peers.compiled(naive_torch), "naive", compiled=True),
         Row("losses.keras (ours), tf.function", "keras", ours_keras, "ours"),

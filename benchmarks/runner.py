@@ -496,7 +496,8 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
 def _add_ratios(report: dict) -> None:
     """``vs_ours``: each row's median over the median of ours at the same options and framework."""
     for case in report["cases"]:
-        ours = [row for row in case["rows"] if row["group"] == "ours" and row["median_ms"]]
+        ours = [row for row in case["rows"] if row["group"] == "ours" and row["median_ms"]
+                and "torch.compile" not in row["name"]]
         for row in case["rows"]:
             match = ([o for o in ours if o["framework"] == row["framework"] and o["options"] == row["options"]]
                      or [o for o in ours if o["options"] == row["options"]])
