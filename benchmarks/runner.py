@@ -458,9 +458,10 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
         "cases": [],
     }
     if device == "cpu":
-        report["note"] = (f"Measured on a machine with {os.cpu_count()} CPU cores, shared with other work: "
-                          "with two threads per framework, a busy core stalls every parallel step, so the median "
-                          "follows the load and the min is the steadier comparison.")
+        report["note"] = (f"Measured on a machine with {os.cpu_count()} CPU cores, which other work may share "
+                          "(the load average is given after each case). With several threads per framework a "
+                          "core taken by other work stalls every parallel step, so the median follows the load "
+                          "and the min is the steadier comparison; `--threads 1` keeps such a machine comparable.")
     progress = tqdm(total=0, desc="benchmarks", unit="step", file=sys.stderr, dynamic_ncols=True)
     try:
         for case in cases:
