@@ -99,9 +99,11 @@ def _elementwise(loss, numel, note=""):
 def _extra_rows(device: str):
     """Rows that ``benchmarks/gpu_kernels.py`` contributes, if it defines ``benchmark_rows(device)``
     returning ``{loss: [Row, ...]}``; they are checked and timed like every other row."""
+    if device != "cuda":
+        return {}
     try:
         from benchmarks import gpu_kernels
-    except ImportError:
+    except Exception:  # no Triton, or no such module: the common rows still run
         return {}
     provide = getattr(gpu_kernels, "benchmark_rows", None)
     return provide(device) if callable(provide) else {}
