@@ -1,5 +1,12 @@
 import os
 
+try:
+    # Triton (imported by torch.compile and the kernels) and TensorFlow both bundle LLVM; importing
+    # Triton after TensorFlow aborts the process ("inconsistency in registered CommandLine options").
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 from hypothesis import HealthCheck, settings
 
 # CI runs derandomized with a bounded number of examples; locally, more and random.
@@ -9,6 +16,11 @@ settings.register_profile(
 )
 settings.register_profile(
     "dev", max_examples=60, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+)
+# The Keras suite re-run on the torch and JAX backends (tests/test_keras_backends.py): fewer examples.
+settings.register_profile(
+    "ci-backends", derandomize=True, max_examples=5, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))

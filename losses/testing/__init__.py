@@ -4,6 +4,8 @@
   differences in float64, for PyTorch tensors or any Keras 3 backend.
 - :func:`numeric_gradient` and :func:`value_and_grad`: the two halves of that check.
 - ``losses.testing.strategies``: hypothesis strategies (imports hypothesis on first use).
+- :func:`assert_gradient_flow`: fails when the gradient-flow doctor (``losses.doctor``) finds an
+  error in a loss: no gradient, a zero or non-finite one, silent broadcasting, swapped arguments.
 
 Example (PyTorch):
 
@@ -26,6 +28,7 @@ Traceback (most recent call last):
 losses.testing._gradcheck.GradientMismatch: ...
 """
 
+from losses.testing._flow import GradientFlowError, assert_gradient_flow
 from losses.testing._gradcheck import (
     GradientMismatch,
     check_gradient,
@@ -33,7 +36,7 @@ from losses.testing._gradcheck import (
     value_and_grad,
 )
 
-__all__ = ["GradientMismatch", "check_gradient", "numeric_gradient", "value_and_grad", "strategies"]
+__all__ = ["GradientFlowError", "assert_gradient_flow", "GradientMismatch", "check_gradient", "numeric_gradient", "value_and_grad", "strategies"]
 
 
 def __getattr__(name):

@@ -79,10 +79,17 @@ def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum:
 def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
                      framework: str = "torch", eps: float = 1e-6) -> np.ndarray:
     """Central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``, one element at a time."""
-    base = [np.array(a, dtype=np.float64) if i == argnum else np.asarray(a) for i, a in enumerate(inputs)]
+    if framework == "keras":
+        import keras
+
+        if keras.backend.backend() == "jax":
+            import jax
+
+            fn = jax.jit(fn)  # compiled once: eager JAX dispatch would dominate 2·N evaluations
+    base = [np.array(a, dtype=np.float64, order="C") if i == argnum else np.asarray(a) for i, a in enumerate(inputs)]
     x = base[argnum]
-    grad = np.zeros_like(x)
-    flat = x.reshape(-1)
+    grad = np.zeros(x.shape, dtype=np.float64)
+    flat = x.reshape(-1)  # a view: x is C-contiguous
     for i in range(flat.size):
         saved = flat[i]
         flat[i] = saved + eps
@@ -90,7 +97,7 @@ def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnu
         flat[i] = saved - eps
         minus = _to_float(fn(*[_to_framework(a, framework) for a in base]))
         flat[i] = saved
-        grad.reshape(-1)[i] = (plus - minus) / (2 * eps)
+        grad.flat[i] = (plus - minus) / (2 * eps)
     return grad
 
 

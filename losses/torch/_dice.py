@@ -21,6 +21,8 @@ from losses._dice import (
     dice_from_stats,
 )
 from losses._validation import TORCH_REDUCTIONS, check_choice, floating_dtype_error, shape_text
+from losses.torch._kernels import use_triton
+from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton
 
 
 class _TorchOps:
@@ -37,9 +39,16 @@ class _TorchOps:
 
 
 @functools.lru_cache(maxsize=64)
-def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
-    # Cached so that a call does not copy a small host list to the GPU (a synchronising copy) each step.
+def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # Eagerly, cached: a small host list copied to the GPU at every step would synchronise.
+    # Under torch.compile the tensor becomes a constant of the graph.
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device)
+    return _cached_constant(values, dtype, device)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -185,6 +194,17 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
     return stats
 
 
+def _dice_stats(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
+    """The per-class sums, from the fused Triton kernels where they apply, else from PyTorch ops."""
+    if use_triton(input, target) and dice_kernel_supports(
+            input, target, options.mode, options.from_logits, options.ignore_index, options.per_image):
+        if label_map:
+            _check_labels(target, input.shape[1], options.ignore_index, options.mode)
+        return dice_stats_triton(input, target, mode=options.mode, from_logits=options.from_logits,
+                                 ignore_index=options.ignore_index, per_image=options.per_image)
+    return _dice_stats_torch(input, target, options, label_map)
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return loss.mean()
@@ -196,7 +216,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: str) -> Tensor:
     label_map = _check_inputs(input, target, options)
     num_classes = input.shape[1]
-    stats = _dice_stats_torch(input, target, options, label_map)
+    stats = _dice_stats(input, target, options, label_map)
     weights = options.selected_weights(num_classes)
     if options.classes is not None:
         stats = stats.index_select(1, _constant(options.classes, torch.long, stats.device))

@@ -1,0 +1,315 @@
+"""Framework-free pieces of the doctor: finding codes, the report and its renderings, the
+argument order of a loss, and the attribution of an operation to the user's source line."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+# The public contract: these codes never change meaning.
+DISCONNECTED = "DISCONNECTED"
+ZERO_GRADIENT = "ZERO_GRADIENT"
+NON_FINITE = "NON_FINITE"
+BROADCAST = "BROADCAST"
+SWAPPED_ARGUMENTS = "SWAPPED_ARGUMENTS"
+INPLACE = "INPLACE"
+NO_GRADIENT_VARIABLES = "NO_GRADIENT_VARIABLES"
+
+CODES = {
+    DISCONNECTED: "the loss does not depend on the prediction at all",
+    ZERO_GRADIENT: "connected, but the gradient is zero almost everywhere",
+    NON_FINITE: "NaN or Inf in the loss or its gradient",
+    BROADCAST: "prediction and target shapes differ and were broadcast",
+    SWAPPED_ARGUMENTS: "the tensor that needs a gradient sits in the target's place",
+    INPLACE: "an in-place change to a tensor autograd needs",
+    NO_GRADIENT_VARIABLES: "trainable variables that receive no gradient",
+}
+
+SEVERITIES = ("error", "warning", "info")
+
+ORDERS = ("y_true, y_pred", "y_pred, y_true")
+
+# Parameter names that say which argument is which (checked in this order).
+PRED_NAMES = ("y_pred", "pred", "preds", "prediction", "predictions", "input", "inputs", "logits", "output",
+              "outputs", "y_hat", "yhat", "probs", "scores")
+TRUE_NAMES = ("y_true", "true", "target", "targets", "label", "labels", "y", "gt", "ground_truth", "mask")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: a stable ``code``, its ``severity``, what happened, where, and how to fix it.
+
+    ``file`` and ``line`` point at the user's source line that caused it (``None`` when no line
+    of the user's code is involved, for example a loss that never looks at the prediction).
+    """
+
+    code: str
+    severity: str
+    message: str
+    fix: str
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def location(self) -> str | None:
+        if self.file is None:
+            return None
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["location"] = self.location
+        return data
+
+
+@dataclass
+class Report:
+    """What :func:`losses.doctor.diagnose` found.
+
+    ``grad_norm`` is the L2 norm of d loss / d prediction and ``zero_fraction`` the fraction of its
+    elements that are exactly zero (both ``None`` when no gradient reached the prediction).
+    ``ok`` is True when no finding has severity ``"error"``.
+    """
+
+    framework: str
+    loss: str
+    findings: list[Finding] = field(default_factory=list)
+    value: float | None = None
+    grad_norm: float | None = None
+    zero_fraction: float | None = None
+    pred_shape: tuple[int, ...] | None = None
+    true_shape: tuple[int, ...] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def add(self, finding: Finding) -> None:
+        key = (finding.code, finding.file, finding.line)
+        if all((f.code, f.file, f.line) != key for f in self.findings):
+            self.findings.append(finding)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "loss": self.loss,
+            "ok": self.ok,
+            "value": self.value,
+            "grad_norm": self.grad_norm,
+            "zero_fraction": self.zero_fraction,
+            "pred_shape": list(self.pred_shape) if self.pred_shape is not None else None,
+            "true_shape": list(self.true_shape) if self.true_shape is not None else None,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Strict JSON: a NaN or infinite number is written as the string "nan", "inf" or "-inf"."""
+        data = self.to_dict()
+        for key in ("value", "grad_norm", "zero_fraction"):
+            if isinstance(data[key], float) and not math.isfinite(data[key]):
+                data[key] = str(data[key])
+        return json.dumps(data, indent=indent, allow_nan=False)
+
+    def to_text(self) -> str:
+        shapes = f"y_pred {self.pred_shape}, y_true {self.true_shape}"
+        lines = [f"losses doctor: {self.loss} ({self.framework}; {shapes})"]
+        value = "n/a" if self.value is None else f"{self.value:.6g}"
+        norm = "no gradient" if self.grad_norm is None else f"{self.grad_norm:.6g}"
+        zeros = "n/a" if self.zero_fraction is None else f"{100 * self.zero_fraction:.1f}%"
+        lines.append(f"  loss {value}; |d loss / d y_pred| {norm}; zeros in the gradient {zeros}")
+        if not self.findings:
+            lines.append("  OK: the gradient reaches the prediction, is finite and not zero.")
+        for f in self.findings:
+            where = f.location or "(no line of your code)"
+            lines.append(f"  {f.severity.upper()} {f.code} at {where}")
+            lines.append(f"    {f.message}")
+            lines.append(f"    fix: {f.fix}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", None) or repr(fn)
+    return str(name)
+
+
+def parameter_names(fn: Callable[..., Any]) -> list[str]:
+    target = fn
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        # nn.Module: forward; keras Loss: call; any other callable: __call__.
+        for attr in ("forward", "call"):
+            if callable(getattr(fn, attr, None)):
+                target = getattr(fn, attr)
+                break
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds and p.name not in ("self", "cls")]
+
+
+def _role(name: str) -> str | None:
+    low = name.lower()
+    if low in PRED_NAMES or "pred" in low or "logit" in low:
+        return "pred"
+    if low in TRUE_NAMES or "true" in low or "target" in low or "label" in low:
+        return "true"
+    return None
+
+
+def infer_order(fn: Callable[..., Any], framework: str, order: str | None = None) -> tuple[str, bool]:
+    """The argument order of ``fn`` and whether it was read from its parameter names.
+
+    ``order`` overrides the inference. Without telling names, Keras/TensorFlow losses are taken
+    as ``(y_true, y_pred)`` and PyTorch losses as ``(input, target)``, each ecosystem's convention.
+    """
+    if order is not None:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(repr(o) for o in ORDERS)}; got {order!r}")
+        return order, False
+    roles = [_role(n) for n in parameter_names(fn)[:2]]
+    if len(roles) == 2 and roles[0] != roles[1]:
+        if roles[0] == "pred" or roles[1] == "true":
+            return "y_pred, y_true", True
+        if roles[0] == "true" or roles[1] == "pred":
+            return "y_true, y_pred", True
+    return ("y_pred, y_true" if framework == "torch" else "y_true, y_pred"), False
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribution: the first stack frame that belongs to the user, not to a framework or this package.
+
+_LIBRARY_ROOTS: list[str] = []
+_STDLIB = os.path.dirname(os.path.abspath(os.__file__))
+_DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_demo.py")
+
+
+def _library_roots() -> list[str]:
+    roots = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # the losses package
+    for name in ("torch", "tensorflow", "keras", "numpy", "jax", "jaxlib", "tf_keras", "absl", "typing_extensions",
+                 "optree", "ml_dtypes"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.add(os.path.dirname(os.path.abspath(module.__file__)))
+    roots.add(_STDLIB)
+    return sorted(roots)
+
+
+def is_library_file(filename: str) -> bool:
+    if filename.startswith("<"):
+        # Import machinery and generated code; "<stdin>", "<string>", notebook cells are the user's.
+        return filename.startswith("<frozen") or "eval_with_key" in filename
+    path = os.path.abspath(filename)
+    if path == _DEMO:
+        return False  # the demo's losses stand for a user's
+    roots = _LIBRARY_ROOTS or _library_roots()
+    if not _LIBRARY_ROOTS:
+        _LIBRARY_ROOTS.extend(roots)
+    for root in roots:
+        if path == root or path.startswith(root + os.sep):
+            # A system Python keeps site-packages inside the standard library's folder.
+            if root == _STDLIB and ("site-packages" in path or "dist-packages" in path):
+                continue
+            return True
+    return False
+
+
+def refresh_library_roots() -> None:
+    """Recompute the library roots (after a framework was imported)."""
+    _LIBRARY_ROOTS.clear()
+    _LIBRARY_ROOTS.extend(_library_roots())
+
+
+def user_site(frame: Any = None) -> tuple[str | None, int | None]:
+    """``(file, line)`` of the innermost frame outside the frameworks and this package."""
+    frame = frame if frame is not None else sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not is_library_file(filename):
+            return filename, frame.f_lineno
+        frame = frame.f_back
+    return None, None
+
+
+def traceback_site(tb: Any) -> tuple[str | None, int | None]:
+    """``(file, line)`` of the innermost user frame of a traceback."""
+    site: tuple[str | None, int | None] = (None, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not is_library_file(filename):
+            site = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return site
+
+
+def definition_site(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
+    target = fn
+    for attr in ("forward", "call"):
+        if not inspect.isfunction(fn) and callable(getattr(fn, attr, None)):
+            target = getattr(fn, attr)
+            break
+    try:
+        target = inspect.unwrap(target)
+        return inspect.getsourcefile(target), inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# What each kind of break means and how to fix it. ``{ns}`` is ``losses.torch`` or ``losses.keras``.
+
+_BREAKS = {
+    "detach": (DISCONNECTED, "`{op}` cuts the prediction out of the graph: nothing after it sends a gradient back",
+               "remove `{op}`; if you need a constant copy for a weight, keep a second, connected use of the prediction"),
+    "host": (DISCONNECTED, "`{op}` turns the prediction into a host value (Python number / NumPy array); "
+             "what is computed from it is a constant to autodiff",
+             "stay in framework ops ({fw} functions instead of NumPy / Python math); for floor/round use "
+             "{ns}.soft_floor / {ns}.soft_round"),
+    "rebuilt": (DISCONNECTED, "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
+                "use {stack} on the tensors instead of building a new one from a list"),
+    "no_grad": (DISCONNECTED, "`{op}` runs with gradient recording switched off (inside torch.no_grad() or inference_mode())",
+                "compute the loss outside `torch.no_grad()`"),
+    "unused": (DISCONNECTED, "the loss never uses the prediction: its value is built from other tensors only",
+               "compute the loss from the prediction argument (check the argument order and which tensor you return)"),
+    "branch": (ZERO_GRADIENT, "a Python `if` on a value computed from the prediction picks a branch; "
+               "the choice has no gradient, so the loss is piecewise constant",
+               "replace the `if` with a weighted blend: {ns}.soft_step(value - threshold, alpha) * a + (1 - ...) * b, "
+               "or {where} when both branches use the prediction"),
+    "compare": (ZERO_GRADIENT, "the comparison `{op}` gives a boolean: its derivative is zero everywhere "
+                "(a cast of the result to float does not bring it back)",
+                "use a smooth step: {ns}.soft_step(a - b, alpha) instead of (a > b).float()"),
+    "argmax": (ZERO_GRADIENT, "`{op}` returns integer indices: the gradient cannot flow through a choice of index",
+               "use the probabilities themselves (softmax, cross-entropy) instead of the arg-max index"),
+    "round": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+              "use {ns}.soft_round(x, alpha) (or straight_through=True to keep the hard forward value)"),
+    "floor": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+              "use {ns}.soft_floor(x, alpha) / {ns}.soft_ceil(x, alpha) (or straight_through=True)"),
+    "sign": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+             "use {ns}.soft_sign(x, alpha) (or straight_through=True to keep the hard forward value)"),
+    "cast": (ZERO_GRADIENT, "`{op}` casts to an integer or boolean type: the gradient stops there",
+             "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)"),
+}
+
+_FRAMEWORK_WORDS = {
+    "torch": {"ns": "losses.torch", "fw": "torch", "stack": "torch.stack / torch.cat", "where": "torch.where"},
+    "tensorflow": {"ns": "losses.keras", "fw": "tf / keras.ops", "stack": "tf.stack / tf.concat",
+                   "where": "tf.where"},
+}
+
+
+def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, int | None]) -> Finding:
+    code, message, fix = _BREAKS[kind]
+    words = dict(_FRAMEWORK_WORDS[framework], op=op)
+    return Finding(code, "error", message.format(**words), fix.format(**words), site[0], site[1])

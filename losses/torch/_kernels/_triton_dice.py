@@ -1,0 +1,250 @@
+"""Triton kernels of the Dice statistics and of their gradient.
+
+Loaded through ``losses.torch._kernels.triton_module`` only; importing it imports ``triton``.
+
+Layouts: ``x`` is ``(B, C, HW)`` contiguous; a label map is ``(B, HW)``; a dense target has the
+shape of ``x``. Partial sums are ``(B, C, n_chunks, 8)`` (seven used), reduced in a fixed order by
+``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N.
+"""
+
+from __future__ import annotations
+
+import os
+
+try:
+    import triton
+    import triton.language as tl
+
+    jit = triton.jit
+except ImportError:  # pytest --doctest-modules imports every module; the kernels are never run then
+    tl = None
+
+    def jit(fn):
+        return fn
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on", "y")
+
+REDUCE_BLOCK = 64
+
+
+@jit
+def _store_stats(base, i_, p_, g_, p2, g2, a_, n_, stride):
+    tl.store(base + 0 * stride, i_)
+    tl.store(base + 1 * stride, p_)
+    tl.store(base + 2 * stride, g_)
+    tl.store(base + 3 * stride, p2)
+    tl.store(base + 4 * stride, g2)
+    tl.store(base + 5 * stride, a_)
+    tl.store(base + 6 * stride, n_)
+
+
+@jit
+def stats_rows_kernel(
+    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset,
+    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
+    chunk = tl.program_id(0)
+    row = tl.program_id(1)
+    row64 = row.to(tl.int64)
+    b = row // C
+    c = row % C
+    x_base = x_ptr + row64 * HW
+    if LABELS:
+        t_base = t_ptr + b.to(tl.int64) * HW
+    else:
+        t_base = t_ptr + row64 * HW
+    acc_i = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_p = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_g = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_p2 = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_g2 = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_a = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_n = tl.zeros([BLOCK], dtype=tl.float32)
+    start = chunk.to(tl.int64) * iters * BLOCK
+    for it in range(iters):
+        offs = start + it * BLOCK + tl.arange(0, BLOCK)
+        valid = offs < HW
+        x = tl.load(x_base + offs, mask=valid, other=0.0).to(tl.float32)
+        if LABELS:
+            label = tl.load(t_base + offs, mask=valid, other=0).to(tl.int32)
+            g = (label == c + class_offset).to(tl.float32)
+            if HAS_IGNORE:
+                valid = valid & (label != ignore_value)
+        else:
+            g = tl.load(t_base + offs, mask=valid, other=0.0).to(tl.float32)
+            if HAS_IGNORE:
+                valid = valid & (g != ignore_value)
+        if FROM_LOGITS:
+            p = 1.0 / (1.0 + tl.exp(-x))
+        else:
+            p = x
+        p = tl.where(valid, p, 0.0)
+        g = tl.where(valid, g, 0.0)
+        acc_i += p * g
+        acc_p += p
+        acc_g += g
+        acc_p2 += p * p
+        acc_g2 += g * g
+        acc_a += tl.abs(p - g)
+        acc_n += valid.to(tl.float32)
+    base = part_ptr + (row64 * n_chunks + chunk) * 8
+    _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0),
+                 tl.sum(acc_p2, axis=0), tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0),
+                 tl.sum(acc_n, axis=0), 1)
+
+
+@jit
+def stats_multiclass_kernel(
+    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+):
+    # Multiclass from a label map: a (C_PAD, BLOCK) tile of one image holds every class of
+    # BLOCK pixels, so the softmax and the one-hot comparison stay in registers.
+    chunk = tl.program_id(0)
+    b = tl.program_id(1)
+    b64 = b.to(tl.int64)
+    cls = tl.arange(0, C_PAD)
+    has_cls = cls < C
+    x_base = x_ptr + b64 * C * HW + cls.to(tl.int64)[:, None] * HW
+    t_base = t_ptr + b64 * HW
+    acc_i = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    acc_p = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    acc_g = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    acc_p2 = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    acc_a = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    acc_n = tl.zeros([BLOCK], dtype=tl.float32)
+    start = chunk.to(tl.int64) * iters * BLOCK
+    for it in range(iters):
+        offs = start + it * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < HW
+        x = tl.load(x_base + offs[None, :], mask=has_cls[:, None] & inside[None, :], other=0.0).to(tl.float32)
+        label = tl.load(t_base + offs, mask=inside, other=0).to(tl.int32)
+        valid = inside
+        if HAS_IGNORE:
+            valid = valid & (label != ignore_value)
+        if FROM_LOGITS:
+            x = tl.where(has_cls[:, None], x, float("-inf"))
+            e = tl.exp(x - tl.max(x, axis=0)[None, :])
+            p = e / tl.sum(e, axis=0)[None, :]
+        else:
+            p = x
+        keep = valid[None, :] & has_cls[:, None]
+        g = (keep & (label[None, :] == cls[:, None])).to(tl.float32)
+        p = tl.where(keep, p, 0.0)
+        acc_i += p * g
+        acc_p += p
+        acc_g += g
+        acc_p2 += p * p
+        acc_a += tl.abs(p - g)
+        acc_n += valid.to(tl.float32)
+    g_sum = tl.sum(acc_g, axis=1)
+    n_sum = tl.sum(acc_n, axis=0) + tl.zeros([C_PAD], dtype=tl.float32)
+    # g is 0 or 1 here, so sum(g**2) = sum(g).
+    base = part_ptr + ((b64 * C + cls) * n_chunks + chunk) * 8
+    tl.store(base + 0, tl.sum(acc_i, axis=1), mask=has_cls)
+    tl.store(base + 1, tl.sum(acc_p, axis=1), mask=has_cls)
+    tl.store(base + 2, g_sum, mask=has_cls)
+    tl.store(base + 3, tl.sum(acc_p2, axis=1), mask=has_cls)
+    tl.store(base + 4, g_sum, mask=has_cls)
+    tl.store(base + 5, tl.sum(acc_a, axis=1), mask=has_cls)
+    tl.store(base + 6, n_sum, mask=has_cls)
+
+
+@jit
+def reduce_kernel(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr):
+    # out[s, c] = sum of the partials of images s*images_per_row ... (s+1)*images_per_row - 1,
+    # always added in the same order: the result does not change from run to run.
+    pid = tl.program_id(0)
+    s = pid // C
+    c = pid % C
+    k = tl.arange(0, 8)
+    acc = tl.zeros([BLOCK, 8], dtype=tl.float32)
+    for j in range(images_per_row):
+        b = (s * images_per_row + j).to(tl.int64)
+        base = part_ptr + (b * C + c) * n_chunks * 8
+        for start in range(0, n_chunks, BLOCK):
+            r = start + tl.arange(0, BLOCK)
+            mask = (r < n_chunks)[:, None] & (k < 7)[None, :]
+            acc += tl.load(base + r[:, None] * 8 + k[None, :], mask=mask, other=0.0)
+    tl.store(out_ptr + pid.to(tl.int64) * 7 + k, tl.sum(acc, axis=0), mask=k < 7)
+
+
+@jit
+def grad_rows_kernel(
+    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset,
+    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    blk = tl.program_id(0)
+    row = tl.program_id(1)
+    row64 = row.to(tl.int64)
+    b = row // C
+    c = row % C
+    gs = gs_ptr + (b * per_image * C + c) * 7
+    g_i = tl.load(gs + 0)
+    g_p = tl.load(gs + 1)
+    g_p2 = tl.load(gs + 3)
+    g_a = tl.load(gs + 5)
+    offs = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < HW
+    valid = inside
+    x = tl.load(x_ptr + row64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
+    if LABELS:
+        label = tl.load(t_ptr + b.to(tl.int64) * HW + offs, mask=inside, other=0).to(tl.int32)
+        g = (label == c + class_offset).to(tl.float32)
+        if HAS_IGNORE:
+            valid = valid & (label != ignore_value)
+    else:
+        g = tl.load(t_ptr + row64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
+        if HAS_IGNORE:
+            valid = valid & (g != ignore_value)
+    if FROM_LOGITS:
+        p = 1.0 / (1.0 + tl.exp(-x))
+    else:
+        p = x
+    d = p - g
+    sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
+    dp = tl.where(valid, g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a, 0.0)
+    if FROM_LOGITS:
+        dp = dp * p * (1.0 - p)
+    tl.store(gx_ptr + row64 * HW + offs, dp.to(gx_ptr.dtype.element_ty), mask=inside)
+
+
+@jit
+def grad_multiclass_kernel(
+    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    b64 = b.to(tl.int64)
+    cls = tl.arange(0, C_PAD)
+    has_cls = cls < C
+    gs = gs_ptr + (b * per_image * C + cls) * 7
+    g_i = tl.load(gs + 0, mask=has_cls, other=0.0)[:, None]
+    g_p = tl.load(gs + 1, mask=has_cls, other=0.0)[:, None]
+    g_p2 = tl.load(gs + 3, mask=has_cls, other=0.0)[:, None]
+    g_a = tl.load(gs + 5, mask=has_cls, other=0.0)[:, None]
+    offs = blk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < HW
+    tile = b64 * C * HW + cls.to(tl.int64)[:, None] * HW + offs[None, :]
+    in_tile = has_cls[:, None] & inside[None, :]
+    x = tl.load(x_ptr + tile, mask=in_tile, other=0.0).to(tl.float32)
+    label = tl.load(t_ptr + b64 * HW + offs, mask=inside, other=0).to(tl.int32)
+    valid = inside
+    if HAS_IGNORE:
+        valid = valid & (label != ignore_value)
+    if FROM_LOGITS:
+        x = tl.where(has_cls[:, None], x, float("-inf"))
+        e = tl.exp(x - tl.max(x, axis=0)[None, :])
+        p = e / tl.sum(e, axis=0)[None, :]
+    else:
+        p = x
+    keep = valid[None, :] & has_cls[:, None]
+    g = (label[None, :] == cls[:, None]).to(tl.float32)
+    d = p - g
+    sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
+    dp = tl.where(keep, g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a, 0.0)
+    if FROM_LOGITS:
+        dp = p * (dp - tl.sum(p * dp, axis=0)[None, :])
+    tl.store(gx_ptr + tile, dp.to(gx_ptr.dtype.element_ty), mask=in_tile)

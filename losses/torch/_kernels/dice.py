@@ -1,0 +1,249 @@
+"""Dice statistics on Triton: a stats pass, and a gradient pass for the backward.
+
+For ``input`` of shape ``(B, C, *spatial)``, with p = sigmoid(x) (binary, multilabel) or the
+softmax over C (multiclass) when ``from_logits``, else p = x; g the target probability of class
+c; v the valid mask, the stats are float32 of shape ``(S, C, 7)`` (S = B if ``per_image`` else 1),
+sums over the spatial positions (and the batch when not ``per_image``) of::
+
+    [0] I = sum v*p*g   [1] P = sum v*p    [2] G = sum v*g   [3] P2 = sum v*p**2
+    [4] G2 = sum v*g**2 [5] A = sum v*|p - g|                [6] N = sum v
+
+Targets: a label map of an integer dtype, ``(B, *spatial)`` or ``(B, 1, *spatial)``, with
+g = [label == c] (binary: C = 1 and g = [label == 1]) and v = [label != ignore_index] for every
+class of the pixel; or (binary, multilabel) a dense float target of the input's shape with
+g = target and v = [target != ignore_index] per element. Labels are compared in registers: no
+one-hot tensor is ever made.
+
+The backward receives ``grad_stats`` of shape ``(S, C, 7)`` and computes in one pass over
+input and target::
+
+    dL/dp_c = v * (g*gI + gP + 2*p*gP2 + sign(p - g)*gA)
+
+chained through the sigmoid, p*(1 - p), or the softmax, p_c*(dp_c - sum_k p_k*dp_k). Only input
+and target are kept for it. The target gets no gradient on this path (see
+``dice_kernel_supports``). Per-block partial sums are added in a fixed order: the stats are the
+same on every run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from losses.torch._kernels import device_guard, triton_module
+
+_MODES = ("binary", "multiclass", "multilabel")
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+_LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_MAX_GRID_Y = 65535
+_MAX_CLASSES = 256
+
+# Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
+# class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
+# softmax and its gradient need no exchange between warps.
+ROWS_BLOCK, ROWS_WARPS, ROWS_PROGRAMS = 1024, 4, 8192
+MULTICLASS_WARPS, MULTICLASS_PROGRAMS = 4, 4096
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _is_label_map(input: torch.Tensor, target: torch.Tensor) -> bool:
+    return target.dtype in _LABEL_DTYPES
+
+
+def dice_kernel_supports(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool = True,
+                         ignore_index: int | None = None, per_image: bool = True) -> bool:
+    """Whether ``dice_stats_triton`` handles these tensors and options (else use the portable path).
+
+    Not handled: dense multiclass targets, a target that requires a gradient, more than 256
+    classes in multiclass mode, float64 or integer predictions, and shapes that are not
+    ``(B, C, *spatial)`` with a matching target.
+    """
+    if mode not in _MODES or input.dtype not in _FLOATS or input.dim() < 2:
+        return False
+    if target.requires_grad or target.device != input.device:
+        return False
+    batch, classes = input.shape[0], input.shape[1]
+    if batch * classes > _MAX_GRID_Y or (mode == "binary" and classes != 1):
+        return False
+    if _is_label_map(input, target):
+        spatial = tuple(input.shape[2:])
+        if tuple(target.shape) not in ((batch, *spatial), (batch, 1, *spatial)):
+            return False
+        return mode != "multiclass" or classes <= _MAX_CLASSES
+    if target.dtype not in _FLOATS + (torch.float64,) or target.shape != input.shape:
+        return False
+    return mode != "multiclass"
+
+
+def _prepare(input: torch.Tensor, target: torch.Tensor):
+    # Kept to attribute checks where possible: at small sizes every PyTorch call is host time.
+    # A contiguous (B, *spatial) or (B, 1, *spatial) label map already is (B, HW) in memory.
+    shape = input.shape
+    x = input if input.is_contiguous() else input.contiguous()
+    t = target if target.is_contiguous() else target.contiguous()
+    labels = target.dtype in _LABEL_DTYPES
+    if not labels and t.dtype not in _FLOATS:
+        t = t.to(torch.float32)
+    return x, t, labels, shape[0], shape[1], math.prod(shape[2:])
+
+
+def _chunks(blocks: int, rows: int, programs: int) -> tuple[int, int]:
+    """(iterations per program, programs per row) for about ``programs`` programs in the stats pass."""
+    per_row = max(1, min(blocks, -(-programs // rows)))
+    iters = -(-blocks // per_row)
+    return iters, -(-blocks // iters)
+
+
+def _multiclass_block(classes: int) -> tuple[int, int]:
+    """(padded class count, pixels per tile)."""
+    c_pad = max(2, _next_pow2(classes))
+    pixels = 128 * MULTICLASS_WARPS
+    # Beyond 4 classes the registers would not hold that tile: fewer pixels, and warps split
+    # the classes (the class sums then go through shared memory).
+    return c_pad, pixels if c_pad <= 4 else max(16, pixels * 4 // c_pad)
+
+
+def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
+           ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    with device_guard(input):
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)
+
+
+def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
+    kernels = triton_module("_triton_dice")
+    x, t, labels, batch, classes, hw = _prepare(input, target)
+    groups = batch if per_image else 1
+    out = torch.empty((groups, classes, 7), dtype=torch.float32, device=x.device)
+    if hw == 0 or batch == 0:
+        return out.zero_()
+    has_ignore = ignore_index is not None
+    ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
+    if mode == "multiclass":
+        c_pad, block = _multiclass_block(classes)
+        iters, n_chunks = _chunks(-(-hw // block), batch, MULTICLASS_PROGRAMS)
+        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        kernels.stats_multiclass_kernel[(n_chunks, batch)](
+            x, t, partial, classes, hw, n_chunks, iters, ignore,
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
+        )
+    else:
+        block = ROWS_BLOCK
+        iters, n_chunks = _chunks(-(-hw // block), batch * classes, ROWS_PROGRAMS)
+        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        kernels.stats_rows_kernel[(n_chunks, batch * classes)](
+            x, t, partial, classes, hw, n_chunks, iters, ignore, 1 if mode == "binary" else 0,
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
+        )
+    kernels.reduce_kernel[(groups * classes,)](
+        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
+    )
+    return out
+
+
+def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
+                    from_logits: bool, ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    with device_guard(input):
+        return _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image)
+
+
+def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image):
+    kernels = triton_module("_triton_dice")
+    x, t, labels, batch, classes, hw = _prepare(input, target)
+    grad = torch.empty_like(x)
+    if hw == 0 or batch == 0:
+        return grad.zero_()
+    gs = grad_stats
+    if gs.dtype != torch.float32 or not gs.is_contiguous():
+        gs = gs.to(torch.float32).contiguous()
+    has_ignore = ignore_index is not None
+    ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
+    if mode == "multiclass":
+        c_pad, block = _multiclass_block(classes)
+        kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
+            x, t, gs, grad, classes, hw, int(per_image), ignore,
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
+        )
+    else:
+        block = ROWS_BLOCK
+        kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
+            x, t, gs, grad, classes, hw, int(per_image), ignore, 1 if mode == "binary" else 0,
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
+        )
+    return grad
+
+
+class _DiceStats(torch.autograd.Function):
+    """The eager path: fewer Python layers than going through the custom op."""
+
+    @staticmethod
+    def forward(ctx, input, target, mode, from_logits, ignore_index, per_image):
+        ctx.options = (mode, from_logits, ignore_index, per_image)
+        ctx.save_for_backward(input, target)
+        return _stats(input, target, mode, from_logits, ignore_index, per_image)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_stats):
+        input, target = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = _stats_backward(grad_stats, input, target, *ctx.options)
+        return grad, None, None, None, None, None
+
+
+# torch.compile path: custom ops the compiler keeps as opaque nodes, with their autograd.
+@torch.library.custom_op("losses::dice_stats_triton", mutates_args=())
+def _dice_stats_op(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
+                   ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    return _stats(input, target, mode, from_logits, ignore_index, per_image)
+
+
+@_dice_stats_op.register_fake
+def _(input, target, mode, from_logits, ignore_index, per_image):
+    groups = input.shape[0] if per_image else 1
+    return input.new_empty((groups, input.shape[1], 7), dtype=torch.float32)
+
+
+@torch.library.custom_op("losses::dice_stats_triton_backward", mutates_args=())
+def _dice_stats_backward_op(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
+                            from_logits: bool, ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    return _stats_backward(grad_stats, input, target, mode, from_logits, ignore_index, per_image)
+
+
+@_dice_stats_backward_op.register_fake
+def _(grad_stats, input, target, mode, from_logits, ignore_index, per_image):
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _op_setup_context(ctx, inputs, output):
+    input, target, *options = inputs
+    ctx.options = tuple(options)
+    ctx.save_for_backward(input, target)
+
+
+def _op_backward(ctx, grad_stats):
+    input, target = ctx.saved_tensors
+    grad = _dice_stats_backward_op(grad_stats, input, target, *ctx.options)
+    return grad, None, None, None, None, None
+
+
+_dice_stats_op.register_autograd(_op_backward, setup_context=_op_setup_context)
+
+
+def dice_stats_triton(input: torch.Tensor, target: torch.Tensor, *, mode: str, from_logits: bool,
+                      ignore_index: int | None, per_image: bool) -> torch.Tensor:
+    """The ``(S, C, 7)`` float32 Dice statistics (see the module docstring), differentiable in ``input``.
+
+    Call it only where ``dice_kernel_supports`` is True; option and label-range checks are the
+    caller's.
+    """
+    if torch.compiler.is_compiling():
+        return _dice_stats_op(input, target, mode, bool(from_logits), ignore_index, bool(per_image))
+    return _DiceStats.apply(input, target, mode, bool(from_logits), ignore_index, bool(per_image))
+
+
+__all__ = ["dice_kernel_supports", "dice_stats_triton"]

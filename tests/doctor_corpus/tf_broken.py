@@ -1,0 +1,131 @@
+"""TensorFlow / Keras losses that give no gradient (or a wrong one), as in the seed articles."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+SHAPES = {
+    "shape_10x10_vs_10x5": ((10, 10), (10, 5)),
+    "shape_n_vs_n1": ((8, 1), (8,)),
+}
+
+
+def stop_gradient(y_true, y_pred):
+    probabilities = tf.stop_gradient(tf.sigmoid(y_pred))  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(y_true - probabilities))
+
+
+def numpy_floor(y_true, y_pred):
+    bins = np.floor(y_pred * 4)  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(y_true - bins / 4))
+
+
+def numpy_round_trip(y_true, y_pred):
+    values = y_pred.numpy()  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.abs(y_true - tf.convert_to_tensor(values)))
+
+
+def python_float(y_true, y_pred):
+    scale = float(tf.reduce_mean(tf.abs(y_pred)))  # expect: DISCONNECTED
+    return tf.constant(scale) * tf.reduce_mean(y_true)
+
+
+def constant_from_list(y_true, y_pred):
+    rows = [float(tf.reduce_mean(tf.square(y_true[i] - y_pred[i]))) for i in range(4)]  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.constant(rows))
+
+
+def argmax_python_loop(y_true, y_pred):
+    predicted = tf.argmax(y_pred, axis=-1)  # expect: ZERO_GRADIENT
+    wrong = 0.0
+    for i in range(predicted.shape[0]):
+        wrong += tf.cast(predicted[i] != tf.argmax(y_true[i]), tf.float32)
+    return wrong / predicted.shape[0]
+
+
+def rounded(y_true, y_pred):
+    return tf.reduce_mean(tf.square(y_true - tf.round(y_pred)))  # expect: ZERO_GRADIENT
+
+
+def floored(y_true, y_pred):
+    levels = tf.floor(y_pred * 4) / 4  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.abs(y_true - levels))
+
+
+def signed(y_true, y_pred):
+    direction = tf.sign(y_pred - 0.5)  # expect: ZERO_GRADIENT
+    return -tf.reduce_mean(direction * (2 * y_true - 1))
+
+
+def comparison_as_float(y_true, y_pred):
+    hard = tf.cast(y_pred > 0.5, tf.float32)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.abs(y_true - hard))
+
+
+def value_dependent_if(y_true, y_pred):
+    error = tf.reduce_mean(tf.abs(y_true - y_pred))
+    if error > 0.25:  # expect: ZERO_GRADIENT
+        return tf.constant(1.0)
+    return tf.constant(0.0)
+
+
+def ignores_prediction(y_true, y_pred):
+    # Seed 001: the loss is built from another tensor than the model's output.
+    return tf.reduce_mean(tf.abs(y_true - tf.reduce_mean(y_true)))  # expect: DISCONNECTED
+
+
+def shape_10x10_vs_10x5(y_true, y_pred):
+    return tf.reduce_mean(tf.square(y_true - y_pred))  # expect: BROADCAST
+
+
+def shape_n_vs_n1(y_true, y_pred):
+    return tf.reduce_mean(tf.square(y_true - y_pred))  # expect: BROADCAST
+
+
+def zero_denominator(y_true, y_pred):
+    mask = tf.cast(y_true > 2, tf.float32)  # no element passes: an empty mask
+    return tf.reduce_sum(tf.square(y_true - y_pred) * mask) / tf.reduce_sum(mask)  # expect: NON_FINITE
+
+
+def sqrt_at_zero(y_true, y_pred):
+    distance = tf.sqrt(tf.reduce_sum(tf.square(y_pred - y_pred)))  # expect: NON_FINITE
+    return distance + tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+def swapped_keras_loss(y_true, y_pred):
+    return tf.reduce_mean(tf.keras.losses.binary_crossentropy(y_pred, y_true))  # expect: SWAPPED_ARGUMENTS
+
+
+def swapped_parameters(y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
+    return tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+def dice_stop_gradient(y_true, y_pred):
+    # Seed 004.
+    y_pred = tf.sigmoid(y_pred)
+    intersection = tf.reduce_sum(y_pred * y_true)
+    union = tf.reduce_sum(y_pred) + tf.reduce_sum(y_true)
+    dice = (2.0 * intersection + 1e-5) / (union + 1e-5)
+    dice = tf.stop_gradient(dice)  # expect: DISCONNECTED
+    return 1.0 - dice
+
+
+def numpy_function(y_true, y_pred):
+    bins = tf.numpy_function(np.floor, [y_pred * 4], tf.float32)  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(y_true - bins / 4))
+
+
+def integer_cast(y_true, y_pred):
+    buckets = tf.cast(tf.cast(y_pred * 4, tf.int32), tf.float32) / 4  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.abs(y_true - buckets))
+
+
+def partial_stop_gradient(y_true, y_pred):
+    first = y_pred[:, 0]
+    second = tf.stop_gradient(y_pred[:, 1])  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(first / (second + 1.0) - y_true[:, 0]))
+
+
+class SwappedLossClass(keras.losses.Loss):
+    def call(self, y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
+        return tf.reduce_mean(tf.square(y_true - tf.sigmoid(y_pred)), axis=-1)

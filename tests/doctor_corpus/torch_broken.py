@@ -1,0 +1,140 @@
+"""PyTorch losses that give no gradient (or a wrong one), one failure each, as in the seed articles."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SHAPES = {
+    "argmax_python_loop": ((8, 4), (8,)),
+    "shape_10x10_vs_10x5": ((10, 10), (10, 5)),
+    "shape_n_vs_n1": ((8, 1), (8,)),
+    "shape_n1_target": ((8,), (8, 1)),
+}
+
+
+def detach(input, target):
+    probabilities = torch.sigmoid(input).detach()  # expect: DISCONNECTED
+    return ((probabilities - target) ** 2).mean()
+
+
+def partial_detach(predictions, targets):
+    # Seed 002: the gradient still reaches column 0, never column 1.
+    component_a = predictions[:, 0]
+    component_b = predictions[:, 1].detach()  # expect: DISCONNECTED
+    ratio = component_a / (component_b + 1.0)
+    return torch.mean((ratio - targets[:, 0]) ** 2)
+
+
+def numpy_floor(input, target):
+    bins = np.floor(input.detach().cpu().numpy() * 4)  # expect: DISCONNECTED
+    return torch.mean((torch.from_numpy(bins) / 4 - target) ** 2)
+
+
+def item_per_sample(input, target):
+    errors = [((input[i] - target[i]) ** 2).mean().item() for i in range(input.shape[0])]  # expect: DISCONNECTED
+    return torch.tensor(errors).mean()
+
+
+def python_float(input, target):
+    scale = float(input.abs().mean())  # expect: DISCONNECTED
+    return torch.tensor(scale) * target.mean()
+
+
+def tensor_from_list(input, target):
+    rows = [((input[i] - target[i]) ** 2).mean() for i in range(input.shape[0])]
+    return torch.tensor(rows).mean()  # expect: DISCONNECTED
+
+
+def argmax_python_loop(predictions, targets):
+    predicted_class = torch.argmax(predictions, dim=1)  # expect: ZERO_GRADIENT
+    loss_values = []
+    for i in range(len(predicted_class)):
+        if predicted_class[i] != targets[i]:
+            loss_values.append((predicted_class[i] - targets[i]) ** 2)
+    return torch.mean(torch.tensor(loss_values, dtype=torch.float32))
+
+
+def rounded(input, target):
+    hard = torch.round(input)  # expect: ZERO_GRADIENT
+    return ((hard - target) ** 2).mean()
+
+
+def floored(input, target):
+    levels = torch.floor(input * 4) / 4  # expect: ZERO_GRADIENT
+    return (levels - target).abs().mean()
+
+
+def signed(input, target):
+    direction = torch.sign(input - 0.5)  # expect: ZERO_GRADIENT
+    return (direction * (2 * target - 1)).neg().mean()
+
+
+def comparison_as_float(input, target):
+    hard = (input > 0.5).float()  # expect: ZERO_GRADIENT
+    return (hard - target).abs().mean()
+
+
+def value_dependent_if(input, target):
+    error = (input - target).abs().mean()
+    if error > 0.25:  # expect: ZERO_GRADIENT
+        return torch.tensor(1.0)
+    return torch.tensor(0.0)
+
+
+def inplace_mul(predictions, targets):
+    probabilities = torch.sigmoid(predictions)
+    probabilities.mul_(2.0)  # expect: INPLACE
+    return torch.mean((probabilities - targets) ** 2)
+
+
+def ignores_prediction(input, target):
+    centred = target - target.mean()  # the prediction is never used
+    return (centred ** 2).mean()  # expect: DISCONNECTED
+
+
+def shape_10x10_vs_10x5(input, target):
+    return ((input - target) ** 2).mean()  # expect: BROADCAST
+
+
+def shape_n_vs_n1(input, target):
+    return ((input - target) ** 2).mean()  # expect: BROADCAST
+
+
+def shape_n1_target(input, target):
+    return (input - target).abs().mean()  # expect: BROADCAST
+
+
+def zero_denominator(input, target):
+    mask = (target > 2).float()  # no element passes: an empty mask
+    return (((input - target) ** 2) * mask).sum() / mask.sum()  # expect: NON_FINITE
+
+
+def sqrt_at_zero(input, target):
+    distance = torch.sqrt(((input - input.mean()) ** 2 * 0).sum())  # expect: NON_FINITE
+    return distance + ((input - target) ** 2).mean()
+
+
+def swapped_arguments(input, target):
+    return F.binary_cross_entropy(target, torch.sigmoid(input))  # expect: SWAPPED_ARGUMENTS
+
+
+def under_no_grad(input, target):
+    with torch.no_grad():
+        error = (input - target) ** 2  # expect: DISCONNECTED
+    return error.mean()
+
+
+def integer_cast(input, target):
+    buckets = (input * 4).long().float() / 4  # expect: ZERO_GRADIENT
+    return (buckets - target).abs().mean()
+
+
+def data_attribute(input, target):
+    values = input.data  # expect: DISCONNECTED
+    return ((values - target) ** 2).mean()
+
+
+def masked_assignment(input, target):
+    probabilities = torch.sigmoid(input)
+    probabilities[target > 0.5] = 1.0  # expect: INPLACE
+    return probabilities.mean()

@@ -1,0 +1,413 @@
+"""The Triton kernels, run on CPU tensors by Triton's interpreter, against float64 PyTorch references.
+
+Triton decides when it is first imported whether its own library functions are interpreted, so
+``TRITON_INTERPRET=1`` must be set before ``import triton``. This file therefore runs itself in a
+subprocess with ``TRITON_INTERPRET=1`` and ``LOSSES_KERNELS=triton`` (the one test the main
+process sees), whatever else the test session imported before it. Sizes are odd and larger than
+one block, so that ragged tails and several programs per row are exercised.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+IN_CHILD = os.environ.get("LOSSES_KERNEL_TESTS_CHILD") == "1"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_kernels_under_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", LOSSES_KERNELS="triton", LOSSES_KERNEL_TESTS_CHILD="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(pathlib.Path(__file__)), "-q", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+
+
+torch = pytest.importorskip("torch")
+
+from losses.torch import _kernels  # noqa: E402  (no triton import: the kernels load lazily)
+from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton  # noqa: E402
+from losses.torch._kernels.penalized_mae import penalized_mae_triton  # noqa: E402
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+# ----------------------------------------------------------------------------------------------
+# References (float64, plain PyTorch; one-hot is fine here)
+# ----------------------------------------------------------------------------------------------
+
+
+def pmae_reference(input, target, delta, penalty, reduction):
+    e = input.double() - target.double()
+    over = (e.abs() - delta).clamp_min(0)
+    loss = e.abs() + penalty * over**2
+    return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+
+
+def dice_stats_reference(input, target, *, mode, from_logits, ignore_index, per_image):
+    x = input.double()
+    batch, classes = x.shape[:2]
+    if target.dtype.is_floating_point:
+        g = target.double()
+        valid = torch.ones_like(g, dtype=torch.bool) if ignore_index is None else g != ignore_index
+    else:
+        labels = target.reshape(batch, *x.shape[2:]).long()
+        valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+        valid = valid.unsqueeze(1).expand_as(x)
+        if mode == "binary":
+            g = (labels == 1).double().unsqueeze(1)
+        else:
+            g = torch.stack([(labels == c).double() for c in range(classes)], dim=1)
+    if from_logits:
+        p = x.softmax(dim=1) if mode == "multiclass" else x.sigmoid()
+    else:
+        p = x
+    v = valid.double()
+    p, g = p * v, g * v
+    terms = [p * g, p, g, p * p, g * g, (p - g).abs(), v]
+    dims = tuple(range(2, x.dim())) if per_image else (0, *range(2, x.dim()))
+    stats = torch.stack([t.sum(dim=dims) for t in terms], dim=-1)
+    return stats if per_image else stats.unsqueeze(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Path selection
+# ----------------------------------------------------------------------------------------------
+
+
+def test_path_selection(monkeypatch):
+    cpu = torch.zeros(3)
+    assert _kernels.use_triton(cpu, None)
+    monkeypatch.setenv("LOSSES_KERNELS", "torch")
+    assert not _kernels.use_triton(cpu)
+    monkeypatch.setenv("LOSSES_KERNELS", "auto")
+    assert not _kernels.use_triton(cpu), "auto must keep CPU tensors on the portable path"
+    monkeypatch.setenv("LOSSES_KERNELS", "cuda")
+    with pytest.raises(ValueError, match="LOSSES_KERNELS"):
+        _kernels.use_triton(cpu)
+    monkeypatch.setenv("LOSSES_KERNELS", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        _kernels.use_triton(cpu)
+
+
+def test_kernels_follow_the_interpreter_setting(monkeypatch):
+    assert _kernels.triton_module("_triton_pmae").INTERPRET
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not _kernels.triton_module("_triton_pmae").INTERPRET
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert _kernels.triton_module("_triton_pmae").INTERPRET
+
+
+def test_import_losses_torch_does_not_import_triton():
+    import subprocess
+    import sys
+
+    code = "import sys, losses.torch, losses.torch._kernels; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------------------------
+# Penalized MAE
+# ----------------------------------------------------------------------------------------------
+
+PMAE_SHAPE = (3, 1379)  # 4137 elements: two blocks of 4096, the second nearly empty
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_penalized_mae_value_and_gradients(reduction, dtype):
+    gen = torch.Generator().manual_seed(1)
+    delta, penalty = 0.7, 0.45
+    x = (torch.randn(PMAE_SHAPE, generator=gen) * 2).to(dtype).requires_grad_()
+    t = (torch.randn(PMAE_SHAPE, generator=gen) * 2).to(dtype).requires_grad_()
+    loss = penalized_mae_triton(x, t, delta, penalty, reduction)
+    ref = pmae_reference(x.detach(), t.detach(), delta, penalty, reduction)
+    assert loss.dtype == torch.float32 and loss.shape == ref.shape
+    assert rel_err(loss, ref) < 1e-6
+    grad_out = torch.rand(loss.shape, generator=gen) + 0.5
+    gx, gt = torch.autograd.grad(loss, (x, t), grad_out)
+    xr = x.detach().double().requires_grad_()
+    gxr, = torch.autograd.grad(pmae_reference(xr, t.detach(), delta, penalty, reduction), xr, grad_out.double())
+    assert gx.dtype == dtype and gt.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert rel_err(gx, gxr) < tol
+    assert torch.equal(gt, -gx)
+
+
+def test_penalized_mae_subgradient_at_kinks():
+    x = torch.tensor([0.0, 1.0, -1.0, 2.5, -2.5, 0.3], requires_grad=True)
+    t = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    loss = penalized_mae_triton(x, t, 1.0, 0.5, "sum")
+    (g,) = torch.autograd.grad(loss, x)
+    # sign(0) = 0; at |e| = delta the penalty's derivative is 0; beyond it 1 + 2*0.5*(|e| - 1).
+    assert torch.equal(g, torch.tensor([0.0, 1.0, -1.0, 2.5, -2.5, 1.0]))
+    assert loss.item() == pytest.approx(0 + 1 + 1 + 2.5 + 0.5 * 1.5**2 + 2.5 + 0.5 * 1.5**2 + 0.3)
+
+
+def test_penalized_mae_backward_scales_without_host_values():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 901, generator=gen).requires_grad_()
+    t = torch.randn(5, 901, generator=gen)
+    loss = penalized_mae_triton(x, t, 0.5, 1.0, "mean")
+    xr = x.detach().double().requires_grad_()
+    (expected,) = torch.autograd.grad(pmae_reference(xr, t, 0.5, 1.0, "mean"), xr)
+    # grad_output 1 (kernel leaves the buffer alone), then 3 on a retained graph (recomputed).
+    (g1,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (g3,) = torch.autograd.grad(loss, x, torch.tensor(3.0))
+    assert rel_err(g1, expected) < 1e-6
+    assert rel_err(g3, 3 * expected) < 1e-6
+    assert not torch.equal(g1, g3)
+
+
+def test_penalized_mae_non_contiguous_and_no_grad():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(37, 61, generator=gen).t()
+    t = torch.randn(61, 37, generator=gen)
+    assert not x.is_contiguous()
+    loss = penalized_mae_triton(x, t, 1.0, 0.5, "none")
+    assert rel_err(loss, pmae_reference(x, t, 1.0, 0.5, "none")) < 1e-6
+    assert loss.shape == (61, 37)
+
+
+def test_penalized_mae_negative_control():
+    """The gradient comparison above fails for a gradient that drops the penalty's factor 2."""
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randn(2000, generator=gen) * 3).requires_grad_()
+    t = torch.zeros(2000)
+    (g,) = torch.autograd.grad(penalized_mae_triton(x, t, 0.5, 0.8, "sum"), x)
+    e = x.detach()
+    wrong = torch.sign(e) * (1 + 0.8 * (e.abs() - 0.5).clamp_min(0))
+    right = torch.sign(e) * (1 + 2 * 0.8 * (e.abs() - 0.5).clamp_min(0))
+    assert rel_err(g, right) < 1e-6
+    assert rel_err(g, wrong) > 1e-2
+
+
+# ----------------------------------------------------------------------------------------------
+# Dice
+# ----------------------------------------------------------------------------------------------
+
+SPATIAL = (3, 347)  # 1041 positions: more than one block of every kernel, with a ragged tail
+
+
+def make_dice_case(mode, target_kind, dtype, ignore_index, from_logits, spatial=SPATIAL, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    batch, classes = (3, 1) if mode == "binary" else (2, 3)
+    x = torch.randn(batch, classes, *spatial, generator=gen) * 2
+    if not from_logits:
+        x = x.softmax(1) if mode == "multiclass" else x.sigmoid()
+    x = x.to(dtype).requires_grad_()
+    if target_kind == "dense":
+        target = torch.rand(batch, classes, *spatial, generator=gen)
+        if ignore_index is not None:
+            target[torch.rand(target.shape, generator=gen) < 0.2] = float(ignore_index)
+        return x, target
+    high = 2 if mode == "binary" else classes
+    labels = torch.randint(0, high, (batch, *spatial), generator=gen)
+    if ignore_index is not None:
+        labels[torch.rand(labels.shape, generator=gen) < 0.2] = ignore_index
+    label_dtype = {"uint8": torch.uint8, "int64": torch.int64, "int32": torch.int32}[target_kind]
+    return x, labels.to(label_dtype)
+
+
+def check_dice(x, target, **options):
+    assert dice_kernel_supports(x, target, options["mode"], options["from_logits"], options["ignore_index"],
+                                options["per_image"])
+    stats = dice_stats_triton(x, target, **options)
+    xr = x.detach().double().requires_grad_()
+    ref = dice_stats_reference(xr, target, **options)
+    assert stats.dtype == torch.float32 and stats.shape == ref.shape
+    assert rel_err(stats, ref) < (1e-6 if x.dtype == torch.float32 else 1e-5)
+    grad_stats = torch.randn(ref.shape, generator=torch.Generator().manual_seed(9))
+    (g,) = torch.autograd.grad(stats, x, grad_stats)
+    (gr,) = torch.autograd.grad(ref, xr, grad_stats.double())
+    assert g.dtype == x.dtype and g.shape == x.shape
+    assert rel_err(g, gr) < (1e-5 if x.dtype == torch.float32 else 1e-2)
+    return stats, g
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("ignore_index", [None, 2])
+def test_dice_label_maps(mode, from_logits, per_image, ignore_index):
+    target_kind = "int64" if per_image else "uint8"
+    x, target = make_dice_case(mode, target_kind, torch.float32, ignore_index, from_logits)
+    _, g = check_dice(x, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+                      per_image=per_image)
+    if ignore_index is not None:
+        ignored = (target == ignore_index).unsqueeze(1).expand_as(g)
+        assert ignored.any() and torch.all(g[ignored] == 0)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel"])
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("ignore_index", [None, -1])
+def test_dice_dense_targets(mode, per_image, ignore_index):
+    x, target = make_dice_case(mode, "dense", torch.float32, ignore_index, True)
+    _, g = check_dice(x, target, mode=mode, from_logits=True, ignore_index=ignore_index, per_image=per_image)
+    if ignore_index is not None:
+        assert torch.all(g[target == ignore_index] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_dice_low_precision_inputs(dtype, mode):
+    x, target = make_dice_case(mode, "uint8", dtype, 255 if mode == "multiclass" else None, True)
+    check_dice(x, target, mode=mode, from_logits=True, ignore_index=255 if mode == "multiclass" else None,
+               per_image=True)
+
+
+def test_dice_label_map_with_channel_axis_and_3d():
+    x, target = make_dice_case("multiclass", "int32", torch.float32, None, True, spatial=(3, 7, 101))
+    check_dice(x, target.unsqueeze(1), mode="multiclass", from_logits=True, ignore_index=None, per_image=False)
+
+
+def test_dice_many_classes_and_non_contiguous_input():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 37, 29, 11, generator=gen).transpose(2, 3).requires_grad_()  # C_PAD 64, non-contiguous
+    labels = torch.randint(0, 37, (2, 11, 29), generator=gen)
+    check_dice(x, labels, mode="multiclass", from_logits=True, ignore_index=None, per_image=True)
+
+
+def test_dice_is_deterministic():
+    x, target = make_dice_case("multiclass", "int64", torch.float32, 1, True)
+    a = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
+    b = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
+    assert torch.equal(a, b)
+
+
+def test_dice_negative_control():
+    """The gradient comparison catches a backward that mixes up two statistics."""
+    x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(7, 9))
+    options = dict(mode="multiclass", from_logits=True, ignore_index=None, per_image=True)
+    grad_stats = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(6))
+    (g,) = torch.autograd.grad(dice_stats_triton(x, target, **options), x, grad_stats)
+    xr = x.detach().double().requires_grad_()
+    ref = dice_stats_reference(xr, target, **options)
+    (right,) = torch.autograd.grad(ref, xr, grad_stats.double(), retain_graph=True)
+    (wrong,) = torch.autograd.grad(ref, xr, grad_stats[..., [1, 0, 2, 3, 4, 5, 6]].double())
+    assert rel_err(g, right) < 1e-5
+    assert rel_err(g, wrong) > 1e-2
+
+
+def test_dice_kernel_supports():
+    x = torch.randn(2, 3, 4, 4)
+    assert dice_kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
+    assert not dice_kernel_supports(x, torch.rand(2, 3, 4, 4), "multiclass"), "dense multiclass: portable path"
+    assert dice_kernel_supports(x, torch.rand(2, 3, 4, 4), "multilabel")
+    assert not dice_kernel_supports(x, torch.rand(2, 3, 4, 4, requires_grad=True), "multilabel")
+    assert not dice_kernel_supports(x, torch.zeros(2, 4, 5, dtype=torch.long), "multiclass")
+    assert not dice_kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "binary"), "binary needs C = 1"
+    assert not dice_kernel_supports(x.double(), torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
+
+
+# ----------------------------------------------------------------------------------------------
+# Against tests/reference.py and the portable PyTorch path, where they exist
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dice_stats_match_the_numpy_reference():
+    reference = pytest.importorskip("tests.reference")
+    dice_stats = getattr(reference, "dice_stats", None)
+    if dice_stats is None:
+        pytest.skip("tests/reference.py has no dice_stats")
+    for mode, kind, ignore in [("binary", "dense", None), ("multilabel", "dense", -1), ("multiclass", "int64", 1),
+                               ("binary", "uint8", 255)]:
+        for per_image in (True, False):
+            x, target = make_dice_case(mode, kind, torch.float32, ignore, True, spatial=(7, 151))
+            options = dict(mode=mode, from_logits=True, ignore_index=ignore, per_image=per_image)
+            expected = torch.as_tensor(dice_stats(x.detach().double().numpy(), target.numpy(), **options))
+            assert rel_err(dice_stats_triton(x, target, **options), expected.reshape(-1, x.shape[1], 7)) < 1e-6
+
+
+def _functional(name):
+    from losses.torch import functional
+
+    fn = getattr(functional, name, None)
+    if fn is None:
+        pytest.skip(f"losses.torch.functional.{name} is not there yet")
+    return fn
+
+
+def _both_paths(monkeypatch, fn, x, *args, **kwargs):
+    """(loss, gradient) of fn on the portable path and on the kernels."""
+    out = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.detach().clone().requires_grad_()
+        loss = fn(xi, *args, **kwargs)
+        (grad,) = torch.autograd.grad(loss, xi, torch.ones_like(loss))
+        out[path] = (loss, grad)
+    return out["torch"], out["triton"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_penalized_mae_matches_the_portable_path(monkeypatch, reduction):
+    fn = _functional("penalized_mae")
+    gen = torch.Generator().manual_seed(7)
+    x, t = torch.randn(3, 1379, generator=gen) * 2, torch.randn(3, 1379, generator=gen) * 2
+    (loss_t, grad_t), (loss_k, grad_k) = _both_paths(monkeypatch, fn, x, t, reduction=reduction)
+    assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-6
+
+
+@pytest.mark.parametrize("mode, kind, ignore", [("binary", "dense", None), ("multilabel", "dense", None),
+                                                ("multiclass", "int64", 2), ("multiclass", "uint8", None)])
+def test_dice_loss_matches_the_portable_path(monkeypatch, mode, kind, ignore):
+    fn = _functional("dice_loss")
+    x, target = make_dice_case(mode, kind, torch.float32, ignore, True)
+    kwargs = dict(mode=mode) if ignore is None else dict(mode=mode, ignore_index=ignore)
+    (loss_t, grad_t), (loss_k, grad_k) = _both_paths(monkeypatch, fn, x, target, **kwargs)
+    assert rel_err(loss_k, loss_t) < 1e-5 and rel_err(grad_k, grad_t) < 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.compile(fullgraph=True) traces the custom ops
+# ----------------------------------------------------------------------------------------------
+
+
+def test_custom_ops_compile_fullgraph():
+    torch._dynamo.reset()
+    x, target = make_dice_case("multiclass", "int64", torch.float32, 0, True, spatial=(9, 13))
+    t = torch.randn(x.shape)
+
+    def fn(x, target, t):
+        stats = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=0, per_image=True)
+        return (stats[..., 0] / (stats[..., 1] + stats[..., 2] + 1)).sum() + penalized_mae_triton(x, t, 1.0, 0.5, "mean")
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    out = compiled(x, target, t)
+    (g,) = torch.autograd.grad(out, x)
+    expected = fn(x, target, t)
+    (ge,) = torch.autograd.grad(expected, x)
+    assert rel_err(out, expected) < 1e-6
+    assert rel_err(g, ge) < 1e-6
+    torch._dynamo.reset()
+
+
+def test_custom_ops_pass_opcheck():
+    x, target = make_dice_case("multilabel", "dense", torch.float32, None, True, spatial=(3, 5))
+    torch.library.opcheck(torch.ops.losses.dice_stats_triton.default, (x, target, "multilabel", True, None, False),
+                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.losses.penalized_mae_triton.default, (x, target, 1.0, 0.5, "sum", True),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+# The main process runs only the subprocess test above; the subprocess runs everything else.
+for _name in [n for n in list(globals()) if n.startswith("test_")]:
+    if (_name == "test_kernels_under_the_triton_interpreter") == IN_CHILD:
+        del globals()[_name]
