@@ -19,6 +19,7 @@ from losses.keras._dice import DiceLoss, dice_loss
 # Penalized MAE
 
 # Surrogates
+from losses.keras._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     # Dice
@@ -26,4 +27,9 @@ __all__ = [
     "dice_loss",
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]

@@ -19,6 +19,7 @@ from losses.torch._dice import DiceLoss
 # Penalized MAE
 
 # Surrogates
+from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     "functional",
@@ -26,4 +27,9 @@ __all__ = [
     "DiceLoss",
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]

@@ -9,10 +9,16 @@ from losses.torch._dice import dice_loss
 # Penalized MAE
 
 # Surrogates
+from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
     # Dice
     "dice_loss",
     # Penalized MAE
     # Surrogates
+    "soft_round",
+    "soft_floor",
+    "soft_ceil",
+    "soft_step",
+    "soft_sign",
 ]

@@ -1,0 +1,112 @@
+"""The PyTorch and Keras surrogates agree with each other and with the reference; the docs page runs."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import keras
+import numpy as np
+import pytest
+import torch
+from keras import ops
+
+import losses.keras
+import losses.torch
+import reference
+from losses import _surrogates as spec
+from losses.testing import value_and_grad
+from surrogate_cases import NAMES, grid
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+X = np.concatenate([grid(1e30), np.linspace(-3.0, 3.0, 241) + 1e-3])
+
+
+def torch_value_and_grad(name, x, alpha, straight_through):
+    t = torch.from_numpy(x).requires_grad_(True)
+    y = getattr(losses.torch, name)(t, alpha, straight_through=straight_through)
+    (g,) = torch.autograd.grad(y.sum(), t)
+    return y.detach().numpy(), g.numpy()
+
+
+def keras_value_and_grad(name, x, alpha, straight_through):
+    fn = getattr(losses.keras, name)
+    value = ops.convert_to_numpy(fn(ops.convert_to_tensor(x), alpha, straight_through=straight_through))
+    _, grad = value_and_grad(lambda t: ops.sum(fn(t, alpha, straight_through=straight_through)), [x],
+                             framework="keras")
+    return value, grad
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("alpha", [spec.ALPHA_MIN, 1.0, spec.DEFAULT_ALPHA, 1e3, spec.ALPHA_MAX])
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_frontends_agree_with_each_other_and_the_reference(name, dtype, alpha, straight_through):
+    x = X.astype(dtype)
+    x = x[np.abs(x) < 1e6] if dtype == "float32" else x  # float32 resolves no fraction above 2**23
+    tv, tg = torch_value_and_grad(name, x, alpha, straight_through)
+    kv, kg = keras_value_and_grad(name, x, alpha, straight_through)
+    assert tv.dtype == kv.dtype == np.dtype(dtype)
+    x64 = x.astype(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    if straight_through:
+        for ours in (tv, kv):
+            np.testing.assert_array_equal(ours, reference.HARD[name](x64))
+    else:
+        low, high = rounding_band(lambda v: reference.surrogate(name, v, alpha), x64, eps)
+        assert_in_band(tv, kv, low, high, x)
+    low, high = rounding_band(lambda v: reference.surrogate_derivative(name, v, alpha), x64, eps)
+    assert_in_band(tg, kg, low, high, x)
+
+
+def assert_in_band(torch_result, keras_result, low, high, x):
+    for ours in (torch_result, keras_result):
+        bad = np.flatnonzero((ours < low) | (ours > high))
+        assert bad.size == 0, [(x[i], ours[i], low[i], high[i]) for i in bad[:3]]
+    assert np.all(np.abs(torch_result - keras_result) <= high - low)  # so they agree with each other too
+
+
+def rounding_band(f, x, eps):
+    """The range of f over x +- 4 eps (1 + |x|), widened by 16 eps relative: what rounding x and
+    intermediates of its size in the working precision can do. Near a steep part of a surrogate
+    that range is what separates float32 from float64, not an error of either frontend."""
+    delta = 4 * eps * (1.0 + np.abs(x))
+    candidates = np.stack([f(x - delta), f(x), f(x + delta)])
+    slack = 16 * eps * (np.abs(candidates).max(0) + np.abs(candidates).max())
+    return candidates.min(0) - slack, candidates.max(0) + slack
+
+
+def test_same_signature_and_defaults_in_both_frontends():
+    import inspect
+
+    for name in NAMES:
+        torch_sig = inspect.signature(getattr(losses.torch, name))
+        keras_sig = inspect.signature(getattr(losses.keras, name))
+        assert list(torch_sig.parameters) == list(keras_sig.parameters) == ["x", "alpha", "straight_through"]
+        for p in ("alpha", "straight_through"):
+            assert torch_sig.parameters[p].default == keras_sig.parameters[p].default
+        assert torch_sig.parameters["alpha"].default == spec.DEFAULT_ALPHA
+        assert getattr(losses.torch, name).__doc__.split("Example:")[0] == \
+            getattr(losses.keras, name).__doc__.split("Example:")[0]
+
+
+def python_blocks(markdown: str) -> list[str]:
+    """The page's python code blocks, each padded with newlines so tracebacks give the page's line."""
+    return ["\n" * markdown[:m.start(1)].count("\n") + m.group(1)
+            for m in re.finditer(r"^```python\n(.*?)^```", markdown, flags=re.M | re.S)]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the page's example is written for TensorFlow")
+def test_docs_page_code_runs_and_its_gradients_are_nonzero():
+    blocks = python_blocks((ROOT / "docs" / "surrogates.md").read_text())
+    assert len(blocks) >= 8
+    namespace: dict = {}
+    for block in blocks:  # each block asserts what the page claims (None before, non-zero after)
+        exec(compile(block, "docs/surrogates.md", "exec"), namespace)
+    assert "soft_floor_loss" in namespace and "soft_threshold_loss" in namespace
+
+
+def test_docs_figure_is_committed_and_drawn_by_the_script():
+    assert (ROOT / "docs" / "img" / "surrogates.png").stat().st_size > 10_000
+    script = (ROOT / "docs" / "plot_surrogates.py").read_text()
+    assert "surrogates.png" in script and "img/surrogates.png" in (ROOT / "docs" / "surrogates.md").read_text()
