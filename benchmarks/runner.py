@@ -420,6 +420,10 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
         rounds: int | None = None, compile_rows: bool | None = None, chart: bool = True, threads: int | None = None,
         command: str = "python -m benchmarks") -> dict:
     """Runs the cases, writes ``<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the results."""
+    try:  # before TensorFlow: both bundle LLVM, and importing Triton (torch.compile) after it aborts
+        import triton  # noqa: F401
+    except Exception:
+        pass
     import torch
     from tqdm.auto import tqdm
 
