@@ -303,10 +303,51 @@ _BREAKS = {
 }
 
 _FRAMEWORK_WORDS = {
-    "torch": {"ns": "losses.torch", "fw": "torch", "stack": "torch.stack / torch.cat", "where": "torch.where"},
+    "torch": {"ns": "losses.torch", "fw": "torch", "stack": "torch.stack / torch.cat", "where": "torch.where",
+              "clamp": "x.clamp_min(eps)", "clip": "clamp"},
     "tensorflow": {"ns": "losses.keras", "fw": "tf / keras.ops", "stack": "tf.stack / tf.concat",
-                   "where": "tf.where"},
+                   "where": "tf.where", "clamp": "tf.maximum(x, eps)", "clip": "clip"},
 }
+
+_PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
+
+
+def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],
+                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]]) -> None:
+    """The findings read off a gradient that exists: non-finite, partly or wholly zero.
+
+    ``report.zero_fraction`` is set; ``rec`` is the framework's recorder (``breaks``, ``zero_ops``,
+    ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts.
+    """
+    words = _FRAMEWORK_WORDS[framework]
+    if not finite and rec.swaps:
+        return  # NaN from a log of the target: a consequence of the swap, reported already
+    if not finite:
+        site = locate_non_finite()
+        report.add(Finding(NON_FINITE, "error",
+                           "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
+                           "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
+                           f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
+                           "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
+    elif report.zero_fraction > 0 and any(b[0] in _PARTIAL_BREAKS for b in rec.breaks):
+        kind, op, site = next(b for b in rec.breaks if b[0] in _PARTIAL_BREAKS)
+        base = break_finding(kind, op, framework, site)
+        report.add(Finding(base.code, "warning",
+                           f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
+                           + base.message + " on one of the paths", base.fix, base.file, base.line))
+    elif report.zero_fraction == 1.0:
+        if rec.zero_ops:
+            kind, op, site = rec.zero_ops[0]
+            report.add(break_finding(kind, op, framework, site))
+        elif rec.breaks:
+            kind, op, site = rec.first_break()
+            report.add(break_finding(kind, op, framework, site))
+        else:
+            report.add(Finding(ZERO_GRADIENT, "warning",
+                               f"the gradient is exactly zero at these inputs (a saturated {words['clip']} or ReLU, "
+                               "a margin already met, or the loss at its minimum)",
+                               f"check with other inputs; if it stays zero, look for {words['clip']}/relu/max that "
+                               "cut the prediction off", loss_site[0], loss_site[1]))
 
 
 def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, int | None]) -> Finding:

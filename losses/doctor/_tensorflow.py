@@ -340,35 +340,9 @@ def diagnose_tensorflow(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, o
     finite = bool(np.all(np.isfinite(g)))
     report.grad_norm = float(np.linalg.norm(g)) if finite else float("nan")
     report.zero_fraction = float(np.mean(g == 0)) if g.size else 1.0
-    if not finite and rec.swaps:
-        pass  # NaN from a log of the target: a consequence of the swap, reported above
-    elif not finite:
-        site = rec.singular[0][1] if rec.singular else R.definition_site(loss_fn)
-        report.add(Finding(R.NON_FINITE, "error",
-                           "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
-                           "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
-                           "keep the argument away from the singular point (tf.maximum(x, eps)), and mask the input "
-                           "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
-    elif report.zero_fraction > 0 and any(b[0] in ("detach", "host", "rebuilt", "no_grad") for b in rec.breaks):
-        kind, op, site = next(b for b in rec.breaks if b[0] in ("detach", "host", "rebuilt", "no_grad"))
-        base = R.break_finding(kind, op, "tensorflow", site)
-        report.add(Finding(base.code, "warning",
-                           f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
-                           + base.message + " on one of the paths", base.fix, base.file, base.line))
-    elif report.zero_fraction == 1.0:
-        if rec.zero_ops:
-            kind, op, site = rec.zero_ops[0]
-            report.add(R.break_finding(kind, op, "tensorflow", site))
-        elif rec.breaks:
-            kind, op, site = rec.first_break()
-            report.add(R.break_finding(kind, op, "tensorflow", site))
-        else:
-            site = rec.sites.get(id(loss), R.definition_site(loss_fn))
-            report.add(Finding(R.ZERO_GRADIENT, "warning",
-                               "the gradient is exactly zero at these inputs (a saturated clip or ReLU, a margin "
-                               "already met, or the loss at its minimum)",
-                               "check with other inputs; if it stays zero, look for clip/relu/maximum that cut the "
-                               "prediction off", site[0], site[1]))
+    R.add_gradient_findings(
+        report, rec, "tensorflow", rec.sites.get(id(loss), R.definition_site(loss_fn)), finite,
+        lambda: rec.singular[0][1] if rec.singular else R.definition_site(loss_fn))
     return report
 
 

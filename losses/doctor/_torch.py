@@ -355,37 +355,13 @@ def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order:
     finite = bool(torch.isfinite(grad).all())
     report.grad_norm = float(torch.linalg.vector_norm(grad.double())) if finite else float("nan")
     report.zero_fraction = float((grad == 0).double().mean()) if grad.numel() else 1.0
-    if not finite and rec.swaps:
-        pass  # NaN from a log of the target: a consequence of the swap, reported above
-    elif not finite:
+
+    def locate_non_finite() -> tuple[str | None, int | None]:
         backward(locate_nan=True)
-        site = bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
-        report.add(Finding(R.NON_FINITE, "error",
-                           "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
-                           "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
-                           "keep the argument away from the singular point (x.clamp_min(eps)), and mask the input "
-                           "of the operation, not only its output (the 'double where' pattern)",
-                           site[0], site[1]))
-    elif report.zero_fraction > 0 and any(b[0] in ("detach", "host", "rebuilt", "no_grad") for b in rec.breaks):
-        kind, op, site = next(b for b in rec.breaks if b[0] in ("detach", "host", "rebuilt", "no_grad"))
-        base = R.break_finding(kind, op, "torch", site)
-        report.add(Finding(base.code, "warning",
-                           f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
-                           + base.message + " on one of the paths", base.fix, base.file, base.line))
-    elif report.zero_fraction == 1.0:
-        if rec.zero_ops:
-            kind, op, site = rec.zero_ops[0]
-            report.add(R.break_finding(kind, op, "torch", site))
-        elif rec.breaks:
-            kind, op, site = rec.first_break()
-            report.add(R.break_finding(kind, op, "torch", site))
-        else:
-            site = rec.sites.get(id(loss), R.definition_site(loss_fn))
-            report.add(Finding(R.ZERO_GRADIENT, "warning",
-                               "the gradient is exactly zero at these inputs (a saturated clamp or ReLU, a margin "
-                               "already met, or the loss at its minimum)",
-                               "check with other inputs; if it stays zero, look for clamp/relu/max that cut the "
-                               "prediction off", site[0], site[1]))
+        return bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
+
+    R.add_gradient_findings(report, rec, "torch", rec.sites.get(id(loss), R.definition_site(loss_fn)), finite,
+                            locate_non_finite)
     return report
 
 

@@ -17,6 +17,7 @@ from losses.keras._dice import DiceLoss, dice_loss
 
 
 # Penalized MAE
+from losses.keras._penalized_mae import PenalizedMAELoss, penalized_mae
 
 # Surrogates
 from losses.keras._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
@@ -26,6 +27,8 @@ __all__ = [
     "DiceLoss",
     "dice_loss",
     # Penalized MAE
+    "PenalizedMAELoss",
+    "penalized_mae",
     # Surrogates
     "soft_round",
     "soft_floor",

@@ -17,6 +17,7 @@ from losses.torch._dice import DiceLoss
 
 
 # Penalized MAE
+from losses.torch._penalized_mae import PenalizedMAELoss
 
 # Surrogates
 from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
@@ -26,6 +27,7 @@ __all__ = [
     # Dice
     "DiceLoss",
     # Penalized MAE
+    "PenalizedMAELoss",
     # Surrogates
     "soft_round",
     "soft_floor",

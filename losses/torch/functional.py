@@ -7,6 +7,7 @@ from losses.torch._dice import dice_loss
 
 
 # Penalized MAE
+from losses.torch._penalized_mae import penalized_mae
 
 # Surrogates
 from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
@@ -15,6 +16,7 @@ __all__ = [
     # Dice
     "dice_loss",
     # Penalized MAE
+    "penalized_mae",
     # Surrogates
     "soft_round",
     "soft_floor",

@@ -1,0 +1,189 @@
+r"""Penalized MAE for Keras 3, with a hand-written gradient (``keras.ops.custom_gradient``).
+
+The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`. On
+TensorFlow ``keras.ops.custom_gradient`` is ``tf.custom_gradient``, on JAX ``jax.custom_gradient``
+and on torch a ``torch.autograd.Function``. The gradient closure keeps no input-sized tensor of
+its own: it recomputes ``e`` from the inputs and ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)``
+from it, only when a gradient is asked for. Being written in differentiable ops, the gradient can
+itself be differentiated (nested ``GradientTape``, ``jax.hessian``, ``create_graph=True``): the
+second derivative is ``2·penalty·[|e| > delta]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
+from losses._validation import check_same_shape, floating_dtype_error
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def _dtype_of(value) -> str:
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(value).dtype
+    return keras.backend.standardize_dtype(dtype)
+
+
+def _check_prediction_dtype(y_pred) -> str:
+    dtype = _dtype_of(y_pred)
+    if not keras.backend.is_float_dtype(dtype):
+        raise floating_dtype_error("y_pred", dtype)
+    return dtype
+
+
+def _check_shapes(y_true, y_pred) -> None:
+    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+    # Inside a traced function unknown dimensions are None: only known ones can disagree.
+    if len(true_shape) != len(pred_shape) or any(
+        t is not None and p is not None and t != p for t, p in zip(true_shape, pred_shape)
+    ):
+        check_same_shape("y_pred", pred_shape, "y_true", true_shape)
+
+
+def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
+    """Per-sample mean over the non-batch axes; inputs already checked and of one float dtype."""
+
+    @ops.custom_gradient
+    def per_sample(y_true, y_pred):
+        e = ops.subtract(y_pred, y_true)
+        # Constants as tensors of e's dtype: some backends turn Python floats into float32 first.
+        low, high = ops.convert_to_tensor(-delta, e.dtype), ops.convert_to_tensor(delta, e.dtype)
+        weight = ops.convert_to_tensor(penalty, e.dtype)
+        excess = ops.subtract(e, ops.clip(e, low, high))  # softshrink: sign(e)·max(|e| - delta, 0)
+        values = ops.add(ops.abs(e), ops.multiply(weight, ops.square(excess)))
+        rank = len(e.shape)
+        if rank > 1:
+            # Sum, then divide: ops.mean computes float64 inputs in float32 on some backends. An
+            # empty sample has mean 0, not NaN.
+            if None not in e.shape[1:]:
+                count = max(math.prod(e.shape[1:]), 1)
+            else:  # unknown sizes inside a traced function
+                count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
+            count = ops.cast(count, e.dtype)
+            loss = ops.divide(ops.sum(values, axis=tuple(range(1, rank))), count)
+        else:
+            loss = values
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
+                (upstream,) = args
+            # e again from the inputs, not the forward's e: the closure then keeps no tensor the
+            # caller does not hold anyway, and the gradient stays differentiable (second order).
+            error = ops.subtract(y_pred, y_true)
+            excess = ops.subtract(error, ops.clip(error, low, high))
+            factor = ops.add(ops.sign(error), ops.multiply(weight + weight, excess))
+            if rank > 1:
+                upstream = ops.reshape(ops.divide(upstream, count), (-1,) + (1,) * (rank - 1))
+            grad_pred = ops.multiply(factor, upstream)
+            return ops.negative(grad_pred), grad_pred
+
+        return loss, grad
+
+    return per_sample(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY):
+    r"""Per-sample mean absolute error plus a quadratic penalty on errors larger than ``delta``.
+
+    Per element, with ``e = y_pred - y_true``::
+
+        loss = |e| + penalty * max(|e| - delta, 0) ** 2
+        d loss / d y_pred = sign(e) * (1 + 2 * penalty * max(|e| - delta, 0))   (sign(0) = 0)
+
+    averaged over every non-batch axis. The gradient is written by hand with
+    ``keras.ops.custom_gradient``; at ``e = 0`` it is the subgradient 0, at ``|e| = delta`` it is
+    ``sign(e)`` (the derivative from both sides). With ``penalty = 1 / (2 * delta)`` this is the
+    reverse Huber (berHu) loss. Details: :mod:`losses._penalized_mae`.
+
+    Args:
+        y_true: targets, the shape of ``y_pred`` (never broadcast); cast to the computation dtype.
+        y_pred: predictions ``(B, *dims)``, a floating dtype. float16 and bfloat16 are computed in
+            float32 and give a float32 loss.
+        delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
+        penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (a scalar for a scalar input).
+
+    Example:
+
+    >>> import keras
+    >>> from losses.keras import penalized_mae
+    >>> y_pred = keras.ops.convert_to_tensor([[0.5, -2.0, 3.0], [0.0, 0.0, 1.0]])
+    >>> y_true = keras.ops.zeros((2, 3))
+    >>> [round(float(v), 4) for v in penalized_mae(y_true, y_pred)]  # (0.5 + 2.5 + 5) / 3, 1 / 3
+    [2.6667, 0.3333]
+    """
+    delta, penalty = check_penalized_mae_options(delta, penalty)
+    pred_dtype = _check_prediction_dtype(y_pred)
+    if "complex" in _dtype_of(y_true):
+        raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {_dtype_of(y_true)}")
+    dtype = "float32" if pred_dtype in _LOW_PRECISION else pred_dtype
+    # Explicit dtypes: some backends would otherwise turn float64 arrays into floatx() first.
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred, dtype=pred_dtype), dtype)
+    y_true = ops.convert_to_tensor(y_true, dtype=dtype)
+    _check_shapes(y_true, y_pred)
+    return _penalized_mae_per_sample(y_true, y_pred, delta, penalty)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class PenalizedMAELoss(keras.losses.Loss):
+    r"""Mean absolute error plus a quadratic penalty on errors larger than ``delta``.
+
+    Per element, with ``e = y_pred - y_true``::
+
+        loss = |e| + penalty * max(|e| - delta, 0) ** 2
+
+    averaged over the non-batch axes of each sample, then weighted by ``sample_weight`` and reduced
+    over the batch by ``reduction``. Hand-written gradient
+    ``sign(e) * (1 + 2 * penalty * max(|e| - delta, 0))`` with ``sign(0) = 0``; see
+    :func:`losses.keras.penalized_mae`. With ``penalty = 1 / (2 * delta)`` it is the berHu loss.
+
+    Args:
+        delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
+        penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
+        reduction: a Keras reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"``,
+            ``"mean_with_sample_weight"``, ``"none"`` or ``None``.
+        name: the loss's name. Default ``"penalized_mae"``.
+        dtype: the computation dtype (default ``keras.backend.floatx()``); inputs are converted to
+            it as by every Keras loss.
+
+    Shapes: ``y_true`` and ``y_pred`` ``(B, *dims)`` alike; ``sample_weight`` ``(B,)``.
+
+    Example:
+
+    >>> import keras
+    >>> from losses.keras import PenalizedMAELoss
+    >>> loss = PenalizedMAELoss(delta=1.0, penalty=0.5)
+    >>> y_pred = keras.ops.convert_to_tensor([[0.5, -2.0, 3.0], [0.0, 0.0, 1.0]])
+    >>> round(float(loss(keras.ops.zeros((2, 3)), y_pred)), 4)  # (8/3 + 1/3) / 2
+    1.5
+    >>> round(float(loss(keras.ops.zeros((2, 3)), y_pred, sample_weight=[1.0, 0.0])), 4)
+    1.3333
+    """
+
+    def __init__(self, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY,
+                 reduction: str | None = "sum_over_batch_size", name: str = "penalized_mae", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.delta, self.penalty = check_penalized_mae_options(delta, penalty)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras converts the inputs to self.dtype first, which would silently turn integer
+        # predictions into floats: check before it does.
+        _check_prediction_dtype(y_pred)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def call(self, y_true, y_pred):
+        return penalized_mae(y_true, y_pred, delta=self.delta, penalty=self.penalty)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"delta": self.delta, "penalty": self.penalty, "dtype": self.dtype})
+        return config
