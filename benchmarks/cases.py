@@ -1,0 +1,150 @@
+"""The case registry: what is measured, at which sizes, against which rows.
+
+A case is one loss at one size. Its rows are implementations of the same loss with options
+aligned so that they compute the same value; a row may override the case's options (kornia's Dice
+is per image only), and is then checked against the reference at its own options.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from benchmarks import peers
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    framework: str  # "torch" or "keras" (Keras 3 on TensorFlow, inside tf.function)
+    build: object
+    group: str  # "ours", "peer", "naive"
+    opts: dict = field(default_factory=dict)  # overrides of the case's options
+    jit: bool = False  # keras rows: tf.function(jit_compile=True)
+    compiled: bool = False  # torch.compile / XLA rows: slow to warm up, skipped by --no-compile
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str  # stable name, what --only matches
+    loss: str  # "dice_binary", "dice_multiclass", "penalized_mae", "soft_round", "soft_step"
+    shape: tuple  # of the prediction
+    opts: dict
+    rows: tuple
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.loss} {'x'.join(map(str, self.shape))}" + (f" ({self.note})" if self.note else "")
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _dice_rows(multiclass: bool, two_d: bool):
+    rows = [
+        Row("losses (ours)", "torch", peers.ours_torch_dice, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_dice), "ours", compiled=True),
+        Row("naive torch", "torch", peers.naive_torch_dice, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_dice), "naive", compiled=True),
+        Row("MONAI DiceLoss", "torch", peers.monai_dice, "peer"),
+        Row("smp DiceLoss", "torch", peers.smp_dice, "peer"),
+        Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_dice, "ours"),
+        Row("keras.losses.Dice, tf.function", "keras", peers.keras_dice, "peer"),
+        Row("keras.losses.Dice, jit_compile", "keras", peers.keras_dice, "peer", jit=True, compiled=True),
+    ]
+    if multiclass and two_d:
+        per_image = {"per_image": True}
+        rows += [
+            Row("losses (ours), per_image=True", "torch", peers.ours_torch_dice, "ours", opts=per_image),
+            Row("kornia dice_loss (macro), per_image=True", "torch", peers.kornia_dice, "peer", opts=per_image),
+        ]
+    return tuple(rows)
+
+
+def _elementwise_rows(name: str):
+    ours_torch = getattr(peers, f"ours_torch_{name}")
+    naive_torch = getattr(peers, f"naive_torch_{name}")
+    ours_keras = getattr(peers, f"ours_keras_{name}")
+    naive_keras = getattr(peers, f"naive_keras_{name}")
+    return (
+        Row("losses (ours)", "torch", ours_torch, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(ours_torch), "ours", compiled=True),
+        Row("naive torch", "torch", naive_torch, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(naive_torch), "naive", compiled=True),
+        Row("losses.keras (ours), tf.function", "keras", ours_keras, "ours"),
+        Row("naive keras, tf.function", "keras", naive_keras, "naive"),
+        Row("naive keras, jit_compile", "keras", naive_keras, "naive", jit=True, compiled=True),
+    )
+
+
+def _binary(shape, note=""):
+    return Case(f"dice_binary_{'x'.join(map(str, shape))}", "dice_binary", shape,
+                {"mode": "binary", "per_image": False}, _dice_rows(False, len(shape) == 4), note)
+
+
+def _multiclass(shape, note=""):
+    return Case(f"dice_multiclass_{'x'.join(map(str, shape))}", "dice_multiclass", shape,
+                {"mode": "multiclass", "per_image": False}, _dice_rows(True, len(shape) == 4), note)
+
+
+def _elementwise(loss, numel, note=""):
+    opts = {"delta": 1.0, "penalty": 0.5} if loss == "penalized_mae" else {"alpha": 5.0}
+    shape = (numel // 65536, 65536) if numel >= 65536 else (1, numel)
+    size = f"2^{int(math.log2(numel))} elements" if numel & (numel - 1) == 0 else f"{numel} elements"
+    return Case(f"{loss}_{numel}", loss, shape, opts, _elementwise_rows(loss), ", ".join(filter(None, (size, note))))
+
+
+def _extra_rows(device: str):
+    """Rows that ``benchmarks/gpu_kernels.py`` contributes, if it defines ``benchmark_rows(device)``
+    returning ``{loss: [Row, ...]}``; they are checked and timed like every other row."""
+    if device != "cuda":
+        return {}
+    try:
+        from benchmarks import gpu_kernels
+    except Exception:  # no Triton, or no such module: the common rows still run
+        return {}
+    provide = getattr(gpu_kernels, "benchmark_rows", None)
+    return provide(device) if callable(provide) else {}
+
+
+def cases_for(device: str, quick: bool = False) -> list[Case]:
+    """Every case for a device; ``quick``: tiny sizes, to check that the runner works."""
+    extra = _extra_rows(device)
+    return [case if not extra.get(case.loss) else
+            Case(case.key, case.loss, case.shape, case.opts, case.rows + tuple(extra[case.loss]), case.note)
+            for case in _cases(device, quick)]
+
+
+def _cases(device: str, quick: bool) -> list[Case]:
+    if quick:
+        return [
+            _binary((2, 1, 16, 16)),
+            _multiclass((2, 3, 16, 16)),
+            _multiclass((1, 3, 8, 8, 8)),
+            _elementwise("penalized_mae", 4096),
+            _elementwise("soft_round", 4096),
+            _elementwise("soft_step", 4096),
+        ]
+    if device == "cpu":
+        return [
+            _binary((16, 1, 256, 256)),
+            _multiclass((8, 4, 128, 128), "int64 label maps"),
+            _multiclass((2, 3, 64, 64, 64), "3D, int64 label maps"),
+            _elementwise("penalized_mae", 2**22),
+            _elementwise("soft_round", 2**22),
+            _elementwise("soft_step", 2**22),
+        ]
+    return [
+        # Sizes that fill the GPU: memory bandwidth sets the time.
+        _binary((16, 1, 2048, 2048)),
+        _multiclass((16, 4, 1024, 1024), "int64 label maps"),
+        _multiclass((2, 4, 160, 160, 160), "3D, int64 label maps"),
+        _elementwise("penalized_mae", 2**26),
+        _elementwise("soft_round", 2**26),
+        _elementwise("soft_step", 2**26),
+        # Sizes people train with: host overhead sets the time.
+        _multiclass((8, 4, 256, 256), "training size"),
+        _multiclass((2, 4, 96, 96, 96), "3D, training size"),
+    ]

@@ -1,0 +1,82 @@
+"""The losses as a user would write them: composed from framework ops and left to autodiff.
+
+These are the baselines (eager, ``torch.compile`` and ``tf.function``) and, evaluated in float64,
+the reference every row of a case is checked against. They follow the formulas of the package's
+docstrings with the same default smoothing, so a correct implementation matches them to rounding.
+"""
+
+from __future__ import annotations
+
+SMOOTH_NR = 1e-5
+SMOOTH_DR = 1e-5
+
+
+# Dice ----------------------------------------------------------------------------------------
+
+
+def dice_torch(input, target, *, mode, per_image):
+    """Dice loss from logits, channels first; multiclass targets are int64 label maps."""
+    import torch
+    import torch.nn.functional as F
+
+    if mode == "binary":
+        prob = torch.sigmoid(input)
+        onehot = target.to(prob.dtype)
+    else:
+        prob = torch.softmax(input, dim=1)
+        onehot = F.one_hot(target, input.shape[1]).movedim(-1, 1).to(prob.dtype)
+    dims = tuple(range(2, input.ndim)) if per_image else (0,) + tuple(range(2, input.ndim))
+    intersection = (prob * onehot).sum(dims)
+    denominator = prob.sum(dims) + onehot.sum(dims)
+    dice = (2.0 * intersection + SMOOTH_NR) / (denominator + SMOOTH_DR)
+    return (1.0 - dice).mean()
+
+
+# Penalized MAE -------------------------------------------------------------------------------
+
+
+def penalized_mae_torch(input, target, *, delta, penalty):
+    import torch
+
+    error = (input - target).abs()
+    return (error + penalty * torch.clamp(error - delta, min=0.0) ** 2).mean()
+
+
+def penalized_mae_keras(y_true, y_pred, *, delta, penalty):
+    from keras import ops
+
+    error = ops.abs(y_pred - y_true)
+    return ops.mean(error + penalty * ops.square(ops.maximum(error - delta, 0.0)))
+
+
+# Surrogates ----------------------------------------------------------------------------------
+
+
+def soft_round_torch(x, *, alpha):
+    import math
+
+    import torch
+
+    middle = torch.floor(x) + 0.5
+    return (middle + torch.tanh(alpha * (x - middle)) / (2.0 * math.tanh(alpha / 2.0))).mean()
+
+
+def soft_round_keras(x, *, alpha):
+    import math
+
+    from keras import ops
+
+    middle = ops.floor(x) + 0.5
+    return ops.mean(middle + ops.tanh(alpha * (x - middle)) / (2.0 * math.tanh(alpha / 2.0)))
+
+
+def soft_step_torch(x, *, alpha):
+    import torch
+
+    return (1.0 / (1.0 + torch.exp(-alpha * x))).mean()
+
+
+def soft_step_keras(x, *, alpha):
+    from keras import ops
+
+    return ops.mean(1.0 / (1.0 + ops.exp(-alpha * x)))

@@ -1,0 +1,249 @@
+"""Builders of every row a case can time: this package, its peers, the naive versions.
+
+A builder takes the case's options and returns a loss function: for torch rows ``fn(input,
+target) -> scalar`` on channels-first tensors, for Keras rows ``fn(y_true, y_pred) -> scalar`` on
+channels-last tensors. A builder that cannot run here (package missing, API not there yet) raises
+``Unavailable`` with the reason, and the runner reports the row as unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+
+from benchmarks import naive
+
+
+class Unavailable(Exception):
+    """The row cannot run in this environment; the message says why."""
+
+
+def _import(module: str, hint: str):
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # ImportError, or a package broken by a missing dependency
+        raise Unavailable(f"{module} not importable ({type(error).__name__}: {error}); {hint}") from None
+
+
+def version_of(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _same_smoothing(per_image: bool) -> dict:
+    return {"smooth_nr": naive.SMOOTH_NR, "smooth_dr": naive.SMOOTH_DR, "per_image": per_image}
+
+
+# This package -----------------------------------------------------------------------------------
+
+
+def ours_torch_dice(opts):
+    functional = _import("losses.torch.functional", "the torch Dice loss has not landed yet")
+    if not hasattr(functional, "dice_loss"):
+        raise Unavailable("losses.torch.functional.dice_loss does not exist yet")
+    dice_loss = functional.dice_loss
+    kwargs = dict(mode=opts["mode"], from_logits=True, reduction="mean", **_same_smoothing(opts["per_image"]))
+    return lambda input, target: dice_loss(input, target, **kwargs)
+
+
+def ours_torch_penalized_mae(opts):
+    functional = _import("losses.torch.functional", "the torch penalized MAE has not landed yet")
+    if not hasattr(functional, "penalized_mae"):
+        raise Unavailable("losses.torch.functional.penalized_mae does not exist yet")
+    penalized_mae = functional.penalized_mae
+    return lambda input, target: penalized_mae(
+        input, target, delta=opts["delta"], penalty=opts["penalty"], reduction="mean"
+    )
+
+
+def _ours_torch_surrogate(name):
+    def build(opts):
+        module = _import("losses.torch", "the torch surrogates have not landed yet")
+        if not hasattr(module, name):
+            raise Unavailable(f"losses.torch.{name} does not exist yet")
+        function = getattr(module, name)
+        return lambda x, _target: function(x, alpha=opts["alpha"]).mean()
+
+    return build
+
+
+def ours_keras_dice(opts):
+    module = _import("losses.keras", "the Keras Dice loss has not landed yet")
+    if not hasattr(module, "dice_loss"):
+        raise Unavailable("losses.keras.dice_loss does not exist yet")
+    from keras import ops
+
+    dice_loss = module.dice_loss
+    kwargs = dict(mode=opts["mode"], from_logits=True, **_same_smoothing(opts["per_image"]))
+    return lambda y_true, y_pred: ops.mean(dice_loss(y_true, y_pred, **kwargs))
+
+
+def ours_keras_penalized_mae(opts):
+    module = _import("losses.keras", "the Keras penalized MAE has not landed yet")
+    if not hasattr(module, "penalized_mae"):
+        raise Unavailable("losses.keras.penalized_mae does not exist yet")
+    from keras import ops
+
+    penalized_mae = module.penalized_mae
+    return lambda y_true, y_pred: ops.mean(
+        penalized_mae(y_true, y_pred, delta=opts["delta"], penalty=opts["penalty"])
+    )
+
+
+def _ours_keras_surrogate(name):
+    def build(opts):
+        module = _import("losses.keras", "the Keras surrogates have not landed yet")
+        if not hasattr(module, name):
+            raise Unavailable(f"losses.keras.{name} does not exist yet")
+        from keras import ops
+
+        function = getattr(module, name)
+        return lambda _y_true, x: ops.mean(function(x, alpha=opts["alpha"]))
+
+    return build
+
+
+ours_torch_soft_round = _ours_torch_surrogate("soft_round")
+ours_torch_soft_step = _ours_torch_surrogate("soft_step")
+ours_keras_soft_round = _ours_keras_surrogate("soft_round")
+ours_keras_soft_step = _ours_keras_surrogate("soft_step")
+
+
+# Naive versions ---------------------------------------------------------------------------------
+
+
+def naive_torch_dice(opts):
+    return lambda input, target: naive.dice_torch(input, target, mode=opts["mode"], per_image=opts["per_image"])
+
+
+def naive_torch_penalized_mae(opts):
+    return lambda input, target: naive.penalized_mae_torch(
+        input, target, delta=opts["delta"], penalty=opts["penalty"]
+    )
+
+
+def naive_torch_soft_round(opts):
+    return lambda x, _target: naive.soft_round_torch(x, alpha=opts["alpha"])
+
+
+def naive_torch_soft_step(opts):
+    return lambda x, _target: naive.soft_step_torch(x, alpha=opts["alpha"])
+
+
+def naive_keras_penalized_mae(opts):
+    return lambda y_true, y_pred: naive.penalized_mae_keras(
+        y_true, y_pred, delta=opts["delta"], penalty=opts["penalty"]
+    )
+
+
+def naive_keras_soft_round(opts):
+    return lambda _y_true, x: naive.soft_round_keras(x, alpha=opts["alpha"])
+
+
+def naive_keras_soft_step(opts):
+    return lambda _y_true, x: naive.soft_step_keras(x, alpha=opts["alpha"])
+
+
+def compiled(build):
+    """``torch.compile`` (default mode, static shapes) of what ``build`` returns."""
+
+    def build_compiled(opts):
+        import torch
+
+        if not hasattr(torch, "compile"):
+            raise Unavailable("this torch has no torch.compile")
+        return torch.compile(build(opts), dynamic=False)
+
+    return build_compiled
+
+
+# Peers ------------------------------------------------------------------------------------------
+
+
+def monai_dice(opts):
+    losses = _import("monai.losses", "pip install monai")
+    loss = losses.DiceLoss(
+        sigmoid=opts["mode"] == "binary",
+        softmax=opts["mode"] == "multiclass",
+        to_onehot_y=opts["mode"] == "multiclass",
+        batch=not opts["per_image"],
+        smooth_nr=naive.SMOOTH_NR,
+        smooth_dr=naive.SMOOTH_DR,
+        reduction="mean",
+    )
+    if opts["mode"] == "multiclass":  # MONAI takes label maps with a size-1 channel
+        return lambda input, target: loss(input, target.unsqueeze(1))
+    return loss
+
+
+def _smp_losses():
+    """``segmentation_models_pytorch.losses`` without the package's ``__init__``.
+
+    The package's ``__init__`` imports its model zoo, which needs torchvision; PyPI's torchvision
+    does not import beside a CPU build of torch. Its ``losses`` subpackage needs only torch, so it
+    is loaded on its own from the installed package (nothing is copied).
+    """
+    name = "segmentation_models_pytorch"
+    if name + ".losses" in sys.modules:
+        return sys.modules[name + ".losses"]
+    try:
+        return importlib.import_module(name + ".losses")
+    except Exception:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise Unavailable("segmentation-models-pytorch not installed: pip install --no-deps segmentation-models-pytorch") from None
+    for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+        del sys.modules[key]  # a half-imported package left by the failed import
+    package = types.ModuleType(name)
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules[name] = package
+    try:
+        return importlib.import_module(name + ".losses")
+    except Exception as error:
+        del sys.modules[name]
+        raise Unavailable(f"segmentation_models_pytorch.losses not importable: {error}") from None
+
+
+def smp_dice(opts):
+    if opts["per_image"]:
+        raise Unavailable("smp's DiceLoss sums over the whole batch only (per_image=False)")
+    losses = _smp_losses()
+    return losses.DiceLoss(mode=opts["mode"], from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7)
+
+
+def kornia_dice(opts):
+    if opts["mode"] != "multiclass":
+        raise Unavailable("kornia's dice_loss applies a softmax over channels: multiclass only")
+    if not opts["per_image"]:
+        raise Unavailable("kornia's dice_loss is per image only ('macro': per image and class)")
+    module = _import("kornia.losses", "pip install kornia")
+    return lambda input, target: module.dice_loss(input, target, average="macro", eps=1e-8)
+
+
+def keras_dice(opts):
+    """Keras' built-in ``keras.losses.Dice`` on probabilities and one-hot targets, channels last."""
+    import keras
+    from keras import ops
+
+    def build_axes(ndim):
+        spatial = tuple(range(1, ndim - 1))
+        return spatial if opts["per_image"] else (0,) + spatial
+
+    losses = {}
+
+    def fn(y_true, y_pred):
+        ndim = len(y_pred.shape)
+        if ndim not in losses:
+            losses[ndim] = keras.losses.Dice(axis=build_axes(ndim))
+        if opts["mode"] == "binary":
+            return losses[ndim](y_true, ops.sigmoid(y_pred))
+        onehot = ops.one_hot(y_true, y_pred.shape[-1], dtype=y_pred.dtype)
+        return losses[ndim](onehot, ops.softmax(y_pred, axis=-1))
+
+    return fn
