@@ -1,23 +1,20 @@
 """PenalizedMAELoss / penalized_mae in Keras 3 (any backend): values, hand-written gradients, errors."""
 
-import math
 
 import keras
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from keras import ops
 
 import reference
+from penalized_mae_cases import MARGIN, penalized_mae_cases
 from losses.keras import PenalizedMAELoss, penalized_mae
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
-from losses.testing.strategies import float_arrays
 
 BACKEND = keras.backend.backend()
 KERAS_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
-MARGIN = 1e-2  # distance kept from the kinks e = 0 and |e| = delta in finite-difference checks
 only_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow-specific")
 
 
@@ -33,24 +30,12 @@ def float64_on_jax():
         yield
 
 
-@st.composite
-def cases(draw, min_delta=0.05):
-    """(y_pred, y_true, delta, penalty) in float64 with errors on both sides of delta, away from kinks."""
-    # A few shapes of rank 1 to 3: on JAX every new shape costs a compilation of each op.
-    shape = draw(st.sampled_from([(1,), (4,), (2, 3), (3, 1, 2)]))
-    size = math.prod(shape)
-    delta = draw(st.floats(min_delta, 3.0))
-    penalty = draw(st.floats(0.0, 2.0))
-    u = draw(hnp.arrays(np.float64, size, elements=st.floats(0.0, 1.0)))
-    outside = draw(hnp.arrays(np.bool_, size))
-    negative = draw(hnp.arrays(np.bool_, size))
-    outside[0] = True
-    if size > 1:
-        outside[-1] = False
-    magnitude = np.where(outside, delta + MARGIN + 5.0 * u, MARGIN + (delta - 2 * MARGIN) * u)
-    error = np.where(negative, -magnitude, magnitude).reshape(shape)
-    y_true = draw(float_arrays(shape, -5.0, 5.0))
-    return y_true + error, y_true, delta, penalty
+# A few shapes of rank 1 to 3: on JAX every new shape costs a compilation of each op.
+SHAPES = st.sampled_from([(1,), (4,), (2, 3), (3, 1, 2)])
+
+
+def cases(min_delta=0.05):
+    return penalized_mae_cases(SHAPES, min_delta)
 
 
 def numpy(x):

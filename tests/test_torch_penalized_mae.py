@@ -1,42 +1,23 @@
 """PenalizedMAELoss / penalized_mae in PyTorch: values, hand-written gradients, transforms, errors."""
 
-import math
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import reference
+from penalized_mae_cases import MARGIN, penalized_mae_cases
 from losses.testing import GradientMismatch, check_gradient
-from losses.testing.strategies import float_arrays
 from losses.torch import PenalizedMAELoss
 from losses.torch._penalized_mae import _PenalizedMAEFunction
 from losses.torch.functional import penalized_mae
 
 REDUCTIONS = ("mean", "sum", "none")
-MARGIN = 1e-2  # distance kept from the kinks e = 0 and |e| = delta in finite-difference checks
 
 
-@st.composite
-def cases(draw, min_delta=0.05):
-    """(prediction, target, delta, penalty) in float64 with errors on both sides of delta, away from kinks."""
-    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
-    size = math.prod(shape)
-    delta = draw(st.floats(min_delta, 3.0))
-    penalty = draw(st.floats(0.0, 2.0))
-    u = draw(hnp.arrays(np.float64, size, elements=st.floats(0.0, 1.0)))
-    outside = draw(hnp.arrays(np.bool_, size))
-    negative = draw(hnp.arrays(np.bool_, size))
-    outside[0] = True
-    if size > 1:
-        outside[-1] = False
-    magnitude = np.where(outside, delta + MARGIN + 5.0 * u, MARGIN + (delta - 2 * MARGIN) * u)
-    error = np.where(negative, -magnitude, magnitude).reshape(shape)
-    target = draw(float_arrays(shape, -5.0, 5.0))
-    return target + error, target, delta, penalty
+cases = penalized_mae_cases
 
 
 def t64(array):
