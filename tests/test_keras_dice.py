@@ -10,7 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from keras import ops
 
 import reference
@@ -62,8 +62,6 @@ def _clear_of_kinks(logits, target, options):
 @given(dice_cases(max_side=3))
 def test_gradient_matches_central_differences(case):
     logits, target, options = case
-    from hypothesis import assume
-
     assume(_clear_of_kinks(logits, target, options))
     y_pred, y_true = keras_case(logits, target)
     check_gradient(lambda x: mean(dice_loss(y_true, x, **options)), y_pred, framework="keras",

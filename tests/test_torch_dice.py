@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import reference
@@ -32,13 +32,14 @@ def test_matches_reference_in_float64(case, reduction):
 @given(dice_cases())
 def test_float32_matches_reference(case):
     logits, target, options = case
+    # With soft labels the intersection (Σp + Σg − Σ|p − g|)/2 cancels in float32, and the log
+    # turns that absolute error of a tiny Dice coefficient into an unbounded relative one: that
+    # combination is checked in float64 only.
+    assume(not (options["soft_labels"] and options["log_loss"]))
     ours = torch_dice(logits.astype(np.float32), target, "none", **options)
     assert ours.dtype == torch.float32
-    # With soft labels the intersection (Σp + Σg − Σ|p − g|)/2 cancels in float32, and the log
-    # amplifies the relative error of a tiny Dice coefficient.
-    atol = 1e-3 if options["soft_labels"] and options["log_loss"] else 2e-6
     np.testing.assert_allclose(ours.numpy(), reference.dice_loss(logits.astype(np.float32), target, "none", **options),
-                               rtol=2e-5, atol=atol)
+                               rtol=2e-5, atol=2e-6)
 
 
 def _clear_of_kinks(logits, target, options):
@@ -54,7 +55,6 @@ def _clear_of_kinks(logits, target, options):
 @given(dice_cases(max_side=3), st.sampled_from(["mean", "sum", "none"]))
 def test_gradient_matches_central_differences(case, reduction):
     logits, target, options = case
-    from hypothesis import assume
 
     assume(_clear_of_kinks(logits, target, options))
     x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
