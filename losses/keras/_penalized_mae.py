@@ -46,44 +46,68 @@ def _check_shapes(y_true, y_pred) -> None:
         check_same_shape("y_pred", pred_shape, "y_true", true_shape)
 
 
+def _sample_count(e):
+    """Elements per sample, as a tensor of e's dtype (at least 1: an empty sample has mean 0)."""
+    if None not in e.shape[1:]:
+        count = max(math.prod(e.shape[1:]), 1)
+    else:  # unknown sizes inside a traced function
+        count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
+    return ops.cast(count, e.dtype)
+
+
+def _excess(e, delta: float):
+    """sign(e)·max(|e| − delta, 0), with constants of e's dtype (some backends make Python floats float32)."""
+    return ops.subtract(e, ops.clip(e, ops.convert_to_tensor(-delta, e.dtype), ops.convert_to_tensor(delta, e.dtype)))
+
+
+def _loss_per_sample(y_true, y_pred, delta: float, penalty: float):
+    e = ops.subtract(y_pred, y_true)
+    values = ops.add(ops.abs(e), ops.multiply(ops.convert_to_tensor(penalty, e.dtype), ops.square(_excess(e, delta))))
+    rank = len(e.shape)
+    if rank <= 1:
+        return values
+    # Sum, then divide: ops.mean computes float64 inputs in float32 on some backends.
+    return ops.divide(ops.sum(values, axis=tuple(range(1, rank))), _sample_count(e))
+
+
+def _gradient_of_prediction(y_true, y_pred, upstream, delta: float, penalty: float):
+    e = ops.subtract(y_pred, y_true)
+    factor = ops.add(ops.sign(e), ops.multiply(ops.convert_to_tensor(2 * penalty, e.dtype), _excess(e, delta)))
+    rank = len(e.shape)
+    if rank > 1:
+        upstream = ops.reshape(ops.divide(upstream, _sample_count(e)), (-1,) + (1,) * (rank - 1))
+    return ops.multiply(factor, upstream)
+
+
+_FUSED: dict = {}
+
+
+def _fused(fn):
+    """On TensorFlow, ``fn`` as one XLA cluster: the elementwise chain runs as a single pass over
+    memory instead of one kernel (and one temporary) per op. Other backends run ``fn`` as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    if fn not in _FUSED:
+        import tensorflow as tf
+
+        _FUSED[fn] = tf.function(fn, jit_compile=True)
+    return _FUSED[fn]
+
+
 def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
     """Per-sample mean over the non-batch axes; inputs already checked and of one float dtype."""
 
     @ops.custom_gradient
     def per_sample(y_true, y_pred):
-        e = ops.subtract(y_pred, y_true)
-        # Constants as tensors of e's dtype: some backends turn Python floats into float32 first.
-        low, high = ops.convert_to_tensor(-delta, e.dtype), ops.convert_to_tensor(delta, e.dtype)
-        weight = ops.convert_to_tensor(penalty, e.dtype)
-        excess = ops.subtract(e, ops.clip(e, low, high))  # softshrink: sign(e)·max(|e| - delta, 0)
-        values = ops.add(ops.abs(e), ops.multiply(weight, ops.square(excess)))
-        rank = len(e.shape)
-        if rank > 1:
-            # Sum, then divide: ops.mean computes float64 inputs in float32 on some backends. An
-            # empty sample has mean 0, not NaN.
-            if None not in e.shape[1:]:
-                count = max(math.prod(e.shape[1:]), 1)
-            else:  # unknown sizes inside a traced function
-                count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
-            count = ops.cast(count, e.dtype)
-            loss = ops.divide(ops.sum(values, axis=tuple(range(1, rank))), count)
-        else:
-            loss = values
-
         def grad(*args, upstream=None):
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
                 (upstream,) = args
             # e again from the inputs, not the forward's e: the closure then keeps no tensor the
             # caller does not hold anyway, and the gradient stays differentiable (second order).
-            error = ops.subtract(y_pred, y_true)
-            excess = ops.subtract(error, ops.clip(error, low, high))
-            factor = ops.add(ops.sign(error), ops.multiply(weight + weight, excess))
-            if rank > 1:
-                upstream = ops.reshape(ops.divide(upstream, count), (-1,) + (1,) * (rank - 1))
-            grad_pred = ops.multiply(factor, upstream)
+            grad_pred = _fused(_gradient_of_prediction)(y_true, y_pred, upstream, delta, penalty)
             return ops.negative(grad_pred), grad_pred
 
-        return loss, grad
+        return _fused(_loss_per_sample)(y_true, y_pred, delta, penalty), grad
 
     return per_sample(y_true, y_pred)
 
