@@ -91,9 +91,9 @@ def _check_inputs(input: Tensor, target: Tensor, options: DiceOptions) -> bool:
 def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mode: str) -> None:
     """Labels must lie in [0, C) (binary: {0, 1}) or equal ignore_index.
 
-    Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync), counted
-    by the stats kernel itself on the Triton path; skipped under ``torch.compile`` on the PyTorch
-    path, where an out-of-range label makes the gather fail.
+    Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync); skipped
+    under ``torch.compile``, where an out-of-range label belongs to no class on the Triton path and
+    makes the gather of the PyTorch path fail.
     """
     if torch.compiler.is_compiling():
         return
@@ -199,7 +199,7 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
 def _dice_stats(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
     """The per-class sums, from the fused Triton kernels where they apply, else from PyTorch ops."""
     if _triton_stats(input, target, options):
-        if label_map and input.device.type == "cpu":  # on CUDA the stats kernel checks the labels
+        if label_map:
             _check_labels(target, input.shape[1], options.ignore_index, options.mode)
         return dice_stats_triton(input, target, mode=options.mode, from_logits=options.from_logits,
                                  ignore_index=options.ignore_index, per_image=options.per_image)
@@ -257,7 +257,7 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
     if not sync and _triton_stats(input, target, options) and finalize_supports(rows, num_classes):
         # Stats, formula and reduction in two launches, the backward in one (host time is the
         # cost at training sizes).
-        if label_map and input.device.type == "cpu":  # on CUDA the stats kernel checks the labels
+        if label_map:
             _check_labels(target, num_classes, options.ignore_index, options.mode)
         full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
         return dice_loss_triton(input, target, full, options, reduction)

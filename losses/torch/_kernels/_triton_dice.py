@@ -40,7 +40,7 @@ def _store_stats(base, i_, p_, g_, p2, g2, a_, n_, stride):
 
 @jit
 def stats_rows_kernel(
-    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
+    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset,
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
@@ -61,7 +61,6 @@ def stats_rows_kernel(
     acc_g2 = tl.zeros([BLOCK], dtype=tl.float32)
     acc_a = tl.zeros([BLOCK], dtype=tl.float32)
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
@@ -72,7 +71,6 @@ def stats_rows_kernel(
             g = (label == c + class_offset).to(tl.float32)
             if HAS_IGNORE:
                 valid = valid & (label != ignore_value)
-            acc_bad += (valid & ((label < 0) | (label >= num_labels))).to(tl.float32)
         else:
             g = tl.load(t_base + offs, mask=valid, other=0.0).to(tl.float32)
             if HAS_IGNORE:
@@ -94,8 +92,6 @@ def stats_rows_kernel(
     _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0),
                  tl.sum(acc_p2, axis=0), tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0),
                  tl.sum(acc_n, axis=0), 1)
-    # Slot 7: labels out of range (label maps), checked on the device after the launch.
-    tl.store(base + 7, tl.sum(acc_bad, axis=0))
 
 
 @jit
@@ -118,7 +114,6 @@ def stats_multiclass_kernel(
     acc_p2 = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_a = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
@@ -128,7 +123,6 @@ def stats_multiclass_kernel(
         valid = inside
         if HAS_IGNORE:
             valid = valid & (label != ignore_value)
-        acc_bad += (valid & ((label < 0) | (label >= C))).to(tl.float32)
         if FROM_LOGITS:
             x = tl.where(has_cls[:, None], x, float("-inf"))
             e = tl.exp(x - tl.max(x, axis=0)[None, :])
@@ -155,8 +149,6 @@ def stats_multiclass_kernel(
     tl.store(base + 4, g_sum, mask=has_cls)
     tl.store(base + 5, tl.sum(acc_a, axis=1), mask=has_cls)
     tl.store(base + 6, n_sum, mask=has_cls)
-    # Slot 7: labels out of range, checked on the device after the launch.
-    tl.store(base + 7, tl.sum(acc_bad, axis=0) + tl.zeros([C_PAD], dtype=tl.float32), mask=has_cls)
 
 
 @jit
