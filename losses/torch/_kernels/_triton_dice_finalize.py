@@ -10,20 +10,10 @@ each of the seven sums (``(S, C, 7)``), plus the sum of the row losses times ``r
 
 from __future__ import annotations
 
-import os
+from losses.torch._kernels import interpreting
+from losses.torch._kernels._triton_base import jit, tl
 
-try:
-    import triton
-    import triton.language as tl
-
-    jit = triton.jit
-except ImportError:  # pytest --doctest-modules imports every module; the kernels are never run then
-    tl = None
-
-    def jit(fn):
-        return fn
-
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on", "y")
+INTERPRET = interpreting()  # the setting this module was (re)loaded for
 
 # Empty-target policies, as constexpr codes.
 SMOOTH, EXCLUDE, PENALIZE = 0, 1, 2

@@ -5,20 +5,10 @@ Loaded through ``losses.torch._kernels.triton_module`` only; importing it import
 
 from __future__ import annotations
 
-import os
+from losses.torch._kernels import interpreting
+from losses.torch._kernels._triton_base import jit, tl
 
-try:
-    import triton
-    import triton.language as tl
-
-    jit = triton.jit
-except ImportError:  # pytest --doctest-modules imports every module; the kernels are never run then
-    tl = None
-
-    def jit(fn):
-        return fn
-
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on", "y")
+INTERPRET = interpreting()  # the setting this module was (re)loaded for
 
 REDUCE_BLOCK = 4096
 
