@@ -18,6 +18,12 @@ def cmd_info(_: argparse.Namespace) -> int:
     for name in ("torch", "tensorflow", "keras", "jax", "triton"):
         found = importlib.util.find_spec(name) is not None
         print(f"  {name:<11} {'installed' if found else 'not installed'}")
+    if importlib.util.find_spec("torch") is not None:
+        from losses.torch._kernels import cpu
+
+        library = cpu.library()
+        status = f"built: {library._name}" if library is not None else f"not available ({cpu.build_error()})"
+        print(f"  CPU Dice kernel: {status}")
     return 0
 
 

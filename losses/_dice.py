@@ -200,3 +200,82 @@ def dice_from_stats(ops: Any, stats: Any, options: DiceOptions, class_weights: A
     total_weight = ops.sum(weights, 1)
     counted = total_weight > 0
     return ops.where(counted, ops.sum(weights * per_class, 1) / ops.where(counted, total_weight, 1.0), 0.0)
+
+
+def dice_and_gradient_from_stats(stats: Any, class_weights: Any, options: DiceOptions) -> tuple[Any, Any]:
+    """:func:`dice_from_stats` and its derivative, in NumPy (float64), for hand-written backwards.
+
+    ``stats`` is a float64 array ``(S, C, 7)`` of all classes and ``class_weights`` ``(C,)`` with 0
+    for unselected classes. Returns the loss of each row ``(S,)`` and ``∂loss[s]/∂stats[s]``
+    ``(S, C, 7)``. Where the formula switches (a denominator of 0, the log clamp, an empty target)
+    the derivative is that of the branch taken, as automatic differentiation of
+    :func:`dice_from_stats` gives it.
+    """
+    import numpy as np
+
+    target_sum = stats[..., TARGET_SUM]
+    pred_sum = stats[..., PRED_SUM]
+    if options.soft_labels:
+        intersection = (pred_sum + target_sum - stats[..., ABS_DIFF]) * 0.5
+    else:
+        intersection = stats[..., INTERSECTION]
+    if options.squared:
+        denominator = stats[..., PRED_SQUARES] + stats[..., TARGET_SQUARES]
+    else:
+        denominator = pred_sum + target_sum
+    numerator = 2.0 * intersection + options.smooth_nr
+    denominator = denominator + options.smooth_dr
+    positive = denominator > 0
+    safe_denominator = np.where(positive, denominator, 1.0)
+    dice = np.where(positive, numerator / safe_denominator, 1.0)
+    if options.log_loss:
+        unclamped = dice >= LOG_CLAMP
+        per_class = -np.log(np.maximum(dice, LOG_CLAMP))
+        d_dice = np.where(unclamped, -1.0 / np.where(unclamped, dice, 1.0), 0.0)
+    else:
+        per_class = 1.0 - dice
+        d_dice = -np.ones_like(dice)
+    d_numerator = np.where(positive, d_dice / safe_denominator, 0.0)
+    d_denominator = np.where(positive, -d_dice * dice / safe_denominator, 0.0)
+
+    empty = target_sum <= 0
+    weights = np.broadcast_to(np.asarray(class_weights, dtype=np.float64), target_sum.shape)
+    d_pred_sum_direct = np.zeros_like(dice)
+    d_count = np.zeros_like(dice)
+    if options.empty_target == "exclude":
+        weights = np.where(empty, 0.0, weights)
+    elif options.empty_target == "penalize":
+        count = stats[..., VALID_COUNT]
+        has_valid = count > 0
+        safe_count = np.where(has_valid, count, 1.0)
+        false_positive = np.where(has_valid, pred_sum / safe_count, 0.0)
+        per_class = np.where(empty, false_positive, per_class)
+        d_numerator = np.where(empty, 0.0, d_numerator)
+        d_denominator = np.where(empty, 0.0, d_denominator)
+        d_pred_sum_direct = np.where(empty & has_valid, 1.0 / safe_count, 0.0)
+        d_count = np.where(empty & has_valid, -false_positive / safe_count, 0.0)
+
+    total = weights.sum(1)
+    counted = total > 0
+    safe_total = np.where(counted, total, 1.0)
+    loss = np.where(counted, (weights * per_class).sum(1) / safe_total, 0.0)
+    d_per_class = np.where(counted[:, None], weights / safe_total[:, None], 0.0)
+
+    grad = np.zeros(stats.shape, dtype=np.float64)
+    d_numerator = d_numerator * d_per_class
+    d_denominator = d_denominator * d_per_class
+    if options.soft_labels:  # numerator = (P + G − A) + smooth_nr
+        grad[..., PRED_SUM] += d_numerator
+        grad[..., TARGET_SUM] += d_numerator
+        grad[..., ABS_DIFF] -= d_numerator
+    else:
+        grad[..., INTERSECTION] += 2.0 * d_numerator
+    if options.squared:
+        grad[..., PRED_SQUARES] += d_denominator
+        grad[..., TARGET_SQUARES] += d_denominator
+    else:
+        grad[..., PRED_SUM] += d_denominator
+        grad[..., TARGET_SUM] += d_denominator
+    grad[..., PRED_SUM] += d_pred_sum_direct * d_per_class
+    grad[..., VALID_COUNT] += d_count * d_per_class
+    return loss, grad

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -18,9 +19,11 @@ from losses._dice import (
     TARGET_SUM,
     VALID_COUNT,
     DiceOptions,
+    dice_and_gradient_from_stats,
     dice_from_stats,
 )
 from losses._validation import TORCH_REDUCTIONS, check_choice, floating_dtype_error, shape_text
+from losses.torch._kernels import cpu as cpu_kernels
 from losses.torch._kernels import use_triton
 from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton
 from losses.torch._kernels.dice_finalize import dice_loss_triton, finalize_supports, full_class_weights
@@ -261,6 +264,15 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
             _check_labels(target, num_classes, options.ignore_index, options.mode)
         full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
         return dice_loss_triton(input, target, full, options, reduction)
+    if not sync and _fused_cpu(input, target, options, label_map):
+        return _FusedCpuDice.apply(input, target, options, reduction, label_map)
+    return _composed_loss(input, target, options, reduction, label_map, sync)
+
+
+def _composed_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: str, label_map: bool,
+                   sync: bool) -> Tensor:
+    """The loss from PyTorch ops (or the Triton stats), differentiated by autograd."""
+    weights = options.selected_weights(input.shape[1])
     stats = _dice_stats(input, target, options, label_map)
     if sync and not options.per_image:
         stats = _all_reduce_sum(stats)
@@ -272,6 +284,66 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
     elif sync and reduction != "none":
         return _reduce_across_ranks(per_image, reduction)
     return _reduce(per_image, reduction)
+
+
+def _fused_cpu(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> bool:
+    return (not torch.compiler.is_compiling() and cpu_kernels.supports(input, target, options.mode, label_map)
+            and cpu_kernels.available())
+
+
+class _FusedCpuDice(torch.autograd.Function):
+    """The whole loss on the CPU: one fused pass for the sums, the formula and its derivative on
+    the (S, C, 7) sums in NumPy, and one fused pass for the gradient (``_kernels/cpu_dice.c``)."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, target: Tensor, options: DiceOptions, reduction: str,
+                label_map: bool) -> Tensor:
+        prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
+                                        label_map)
+        basic = options.needed_stats() <= {INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT}
+        partials = prepared.stats(basic).double()
+        if label_map and partials[..., NUM_STATS].sum() > 0:
+            _check_labels(target, input.shape[1], options.ignore_index, options.mode)  # raises, with details
+        stats = partials[..., :NUM_STATS]
+        one_hot_labels = label_map and options.mode == "multiclass"
+        if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
+            stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
+        if not options.per_image:
+            stats = stats.sum(0, keepdim=True)
+        weights = np.asarray(full_class_weights(options, input.shape[1]))
+        rows, grad_stats = dice_and_gradient_from_stats(stats.numpy(), weights, options)
+        loss = {"mean": rows.mean, "sum": rows.sum}.get(reduction, lambda: rows if options.per_image else rows[0])()
+        ctx.prepared, ctx.grad_stats, ctx.one_hot_labels = prepared, grad_stats, one_hot_labels
+        ctx.options, ctx.reduction, ctx.label_map, ctx.input_dtype = options, reduction, label_map, input.dtype
+        ctx.save_for_backward(input, target)
+        return torch.tensor(loss, dtype=torch.float32)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        input, target = ctx.saved_tensors  # checks that neither was modified in place since
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        if torch.is_grad_enabled() or ctx.prepared is None:
+            # create_graph=True (a second derivative), or a second backward through the same graph
+            # (retain_graph=True) after the first used up the probabilities: the composed loss.
+            with torch.enable_grad():
+                loss = _composed_loss(input, target, ctx.options, ctx.reduction, ctx.label_map, sync=False)
+                (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+            return grad, None, None, None, None
+        grad_stats = ctx.grad_stats
+        upstream = grad_output.detach().double().numpy()
+        if ctx.reduction == "mean":
+            upstream = upstream / grad_stats.shape[0]
+        scale = np.broadcast_to(upstream, grad_stats.shape[:1])[:, None]
+        coefficients = grad_stats[..., [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]] * scale[..., None]
+        if ctx.one_hot_labels:  # the Σ|p − g| of one-hot labels is Σp + Σg − 2·Σp·g
+            coefficients[..., 1] += coefficients[..., 3]
+            coefficients[..., 0] -= 2 * coefficients[..., 3]
+            coefficients[..., 3] = 0.0
+        prepared, ctx.prepared = ctx.prepared, None
+        coefficients = np.broadcast_to(coefficients, (prepared.batch, *coefficients.shape[1:]))
+        grad = prepared.gradient(torch.from_numpy(np.ascontiguousarray(coefficients, dtype=np.float32)))
+        return grad.view(input.shape).to(ctx.input_dtype), None, None, None, None
 
 
 def dice_loss(

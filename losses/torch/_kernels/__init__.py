@@ -1,11 +1,13 @@
-"""Fused Triton kernels behind the PyTorch frontend, and the choice between them and plain PyTorch.
+"""Fused kernels behind the PyTorch frontend, and the choice between them and plain PyTorch.
 
-The environment variable ``LOSSES_KERNELS`` picks the path:
+Triton kernels serve CUDA tensors; ``cpu.py`` (a small C library compiled on first use) serves
+the Dice loss on CPU tensors. The environment variable ``LOSSES_KERNELS`` picks the path:
 
-- ``auto`` (default): the Triton kernels for CUDA tensors when ``triton`` imports, else PyTorch;
+- ``auto`` (default): the Triton kernels for CUDA tensors when ``triton`` imports, the C library
+  for CPU tensors when it builds, else PyTorch;
 - ``triton``: always the kernels; CPU tensors are accepted only under ``TRITON_INTERPRET=1``
   (Triton's interpreter, which is how the kernels are tested without a GPU);
-- ``torch``: always the portable PyTorch path.
+- ``torch``: always the portable PyTorch path (also on the CPU).
 
 Nothing here imports ``triton`` until a kernel is first used, so ``import losses.torch`` stays
 free of it.

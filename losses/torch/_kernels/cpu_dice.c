@@ -1,0 +1,349 @@
+/* Dice loss on the CPU in two fused passes over float32 predictions (see cpu.py).
+ *
+ * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself), written
+ * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
+ * the partial sums of losses/_dice.py for every class, plus the number of labels out of range:
+ *   0 I = Σ p·g   1 P = Σ v·p   2 G = Σ g   3 P2 = Σ v·p²   4 G2 = Σ g²   5 A = Σ v·|p − g|
+ *   6 N = Σ v     7 BAD = Σ v·[label out of range]
+ * where v = 0 where the target equals ignore_index and g = 0 there. The "basic" variants (no
+ * ignore_index; only I, P, G are needed) skip the others. Gradient pass: from four coefficients per
+ * row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2, ∂loss/∂A) and the stored p, the gradient with
+ * respect to the logits, written over p (the caller owns that buffer). Tasks are fixed by the
+ * caller, independent of the number of threads, so the sums are the same run to run.
+ *
+ * Plain C99 with no library but libm, compiled on first use. The loops are written without
+ * branches (selects, `&` rather than `&&`, the activation a constant of each function) and
+ * compiled with `omp simd` (-fopenmp-simd, no OpenMP runtime) for the float reductions and
+ * -ffinite-math-only -fno-signed-zeros, which let the clamps become vector min/max: otherwise GCC
+ * leaves every loop that calls exp_clamped scalar, 10-15× slower. Inputs are finite (the
+ * frontend's contract); nothing here makes an infinity from them.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NUM_PARTIALS 8
+#define TILE 256
+#define MAX_CLASSES 64
+
+/* e^x for x in [-87, 88] (clamped), Cephes' polynomial: about 1 ulp, and branch-free, so that
+ * loops over it vectorise (the libm call does not). */
+static inline float exp_clamped(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* Adding 1.5·2^23 rounds x·log2(e) to the integer k and leaves k in the low mantissa bits. */
+    const float shifted = x * 1.44269504088896341f + 12582912.0f;
+    const float k = shifted - 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits - 0x4B400000 + 127) << 23; /* 2^k */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float r = x - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    return y * scale;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_clamped(-x)); }
+
+static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
+
+/* Rows of positions: binary and multilabel (sigmoid or probabilities). Row r of the prediction
+ * (r = b·C + c) pairs with row r of the target: per-class targets of the prediction's shape, or
+ * with C = 1 a label map (IS_LABEL: values 0 or 1). */
+#define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, FULL)                                                \
+    void NAME(const float *x, const T *target, int64_t n, int64_t chunk, int32_t has_ignore,            \
+              double ignore, int64_t t0, int64_t t1, float *out, float *probs) {                        \
+        const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
+        const T ign = (T)ignore;                                                                        \
+        const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
+        for (int64_t task = t0; task < t1; ++task) {                                                    \
+            const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
+            const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
+            const float *xr = x + row * n;                                                              \
+            const T *tr = target + row * n;                                                             \
+            float *pr = probs + row * n;                                                                \
+            float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0;                    \
+            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad)")                        \
+            for (int64_t j = begin; j < end; ++j) {                                                     \
+                const float p = ACTIVATION ? sigmoid(xr[j]) : xr[j];                                    \
+                pr[j] = p;                                                                              \
+                const T raw = tr[j];                                                                    \
+                const float v = FULL ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                       \
+                const float g = v * (float)raw;                                                         \
+                si += p * g;                                                                            \
+                sp += v * p;                                                                            \
+                sg += g;                                                                                \
+                if (FULL) {                                                                             \
+                    sp2 += v * p * p;                                                                   \
+                    sg2 += g * g;                                                                       \
+                    sa += v * fabsf(p - g);                                                             \
+                    sn += v;                                                                            \
+                }                                                                                       \
+                if (IS_LABEL) bad += ((v > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;        \
+            }                                                                                           \
+            float *o = out + task * NUM_PARTIALS;                                                       \
+            o[0] = si; o[1] = sp; o[2] = sg; o[3] = sp2; o[4] = sg2; o[5] = sa; o[6] = sn; o[7] = bad;  \
+        }                                                                                               \
+    }
+
+#define ROWS_GRAD(NAME, T, ACTIVATION)                                                                 \
+    void NAME(float *probs, const T *target, int64_t n, int64_t chunk, int32_t has_ignore,              \
+              double ignore, const float *coef, int64_t t0, int64_t t1) {                               \
+        const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
+        const T ign = (T)ignore;                                                                        \
+        const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
+        for (int64_t task = t0; task < t1; ++task) {                                                    \
+            const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
+            const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
+            const T *tr = target + row * n;                                                             \
+            float *pr = probs + row * n;                                                                \
+            const float ki = coef[row * 4], kp = coef[row * 4 + 1];                                     \
+            const float kp2 = 2.0f * coef[row * 4 + 2], ka = coef[row * 4 + 3];                         \
+            _Pragma("omp simd")                                                                         \
+            for (int64_t j = begin; j < end; ++j) {                                                     \
+                const float p = pr[j];                                                                  \
+                const T raw = tr[j];                                                                    \
+                const float v = raw == ign ? keep_ignored : 1.0f;                                       \
+                const float g = v * (float)raw;                                                         \
+                const float d = v * (ki * g + kp + kp2 * p + ka * sign_of(p - g));                      \
+                pr[j] = ACTIVATION ? d * p * (1.0f - p) : d;                                            \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+#define ROWS_KERNELS(SUFFIX, T, IS_LABEL)                                                              \
+    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_full, T, IS_LABEL, 1, 1)                                   \
+    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_basic, T, IS_LABEL, 1, 0)                                  \
+    ROWS_STATS(rows_stats_##SUFFIX##_identity_full, T, IS_LABEL, 0, 1)                                  \
+    ROWS_STATS(rows_stats_##SUFFIX##_identity_basic, T, IS_LABEL, 0, 0)                                 \
+    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid, T, 1)                                                       \
+    ROWS_GRAD(rows_grad_##SUFFIX##_identity, T, 0)
+
+ROWS_KERNELS(f32, float, 0)
+ROWS_KERNELS(i64, int64_t, 1)
+ROWS_KERNELS(i32, int32_t, 1)
+ROWS_KERNELS(u8, uint8_t, 1)
+
+/* The probabilities of a tile of positions [n0, n0 + len) of one image, all classes: softmax over
+ * the classes (activation) or the input itself; written to p and to the image's probs. */
+static inline void tile_probabilities(const float *xb, int64_t classes, int64_t n, int64_t n0, int len,
+                                      int32_t activation, float p[][TILE], float *pb) {
+    if (!activation) {
+        for (int64_t c = 0; c < classes; ++c)
+            for (int j = 0; j < len; ++j) p[c][j] = xb[c * n + n0 + j];
+    } else {
+        float m[TILE], s[TILE];
+        for (int j = 0; j < len; ++j) m[j] = xb[n0 + j];
+        for (int64_t c = 1; c < classes; ++c)
+            for (int j = 0; j < len; ++j) {
+                const float value = xb[c * n + n0 + j];
+                m[j] = value > m[j] ? value : m[j];
+            }
+        for (int j = 0; j < len; ++j) s[j] = 0.0f;
+        for (int64_t c = 0; c < classes; ++c)
+            for (int j = 0; j < len; ++j) {
+                const float e = exp_clamped(xb[c * n + n0 + j] - m[j]);
+                p[c][j] = e;
+                s[j] += e;
+            }
+        for (int j = 0; j < len; ++j) s[j] = 1.0f / s[j];
+        for (int64_t c = 0; c < classes; ++c)
+            for (int j = 0; j < len; ++j) p[c][j] *= s[j];
+    }
+    for (int64_t c = 0; c < classes; ++c) memcpy(pb + c * n + n0, p[c], sizeof(float) * len);
+}
+
+/* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
+ * a position whose label is ignore_index belongs to no class and counts nowhere. */
+#define LABEL_KERNELS(SUFFIX, T)                                                                       \
+    static inline void tile_labels_##SUFFIX(const T *tb, int64_t n0, int len, int32_t has_ignore,       \
+                                            T ign, int64_t classes, int32_t *lab, float *v,             \
+                                            float *bad) {                                               \
+        for (int j = 0; j < len; ++j) {                                                                 \
+            const T raw = tb[n0 + j];                                                                   \
+            const int valid = !((has_ignore != 0) & (raw == ign));                                      \
+            v[j] = valid ? 1.0f : 0.0f;                                                                 \
+            const int64_t label = (int64_t)raw;                                                         \
+            const int in_range = (label >= 0) & (label < classes);                                      \
+            lab[j] = (valid & in_range) ? (int32_t)label : -1;                                          \
+            *bad += (valid & !in_range) ? 1.0f : 0.0f;                                                  \
+        }                                                                                               \
+    }                                                                                                   \
+                                                                                                        \
+    LABEL_STATS(labels_stats_##SUFFIX##_full, SUFFIX, T, 1)                                             \
+    LABEL_STATS(labels_stats_##SUFFIX##_basic, SUFFIX, T, 0)                                            \
+                                                                                                        \
+    void labels_grad_##SUFFIX(float *probs, const T *target, int64_t classes, int64_t n,                \
+                              int64_t chunk, int32_t activation, int32_t has_ignore, double ignore,     \
+                              const float *coef, int64_t t0, int64_t t1) {                              \
+        const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
+        const T ign = (T)ignore;                                                                        \
+        float d[MAX_CLASSES][TILE], v[TILE], dot[TILE], bad = 0.0f;                                     \
+        int32_t lab[TILE];                                                                              \
+        for (int64_t task = t0; task < t1; ++task) {                                                    \
+            const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
+            const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
+            const T *tb = target + b * n;                                                               \
+            const float *kb = coef + b * classes * 4;                                                   \
+            float *pb = probs + b * classes * n;                                                        \
+            for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
+                const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
+                tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
+                for (int j = 0; j < len; ++j) dot[j] = 0.0f;                                            \
+                for (int64_t c = 0; c < classes; ++c) {                                                 \
+                    const float *pc = pb + c * n + n0;                                                  \
+                    const float ki = kb[c * 4], kp = kb[c * 4 + 1];                                     \
+                    const float kp2 = 2.0f * kb[c * 4 + 2], ka = kb[c * 4 + 3];                         \
+                    for (int j = 0; j < len; ++j) {                                                     \
+                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
+                        const float dc = v[j] * (ki * g + kp + kp2 * pc[j] + ka * sign_of(pc[j] - g));  \
+                        d[c][j] = dc;                                                                   \
+                        dot[j] += pc[j] * dc;                                                           \
+                    }                                                                                   \
+                }                                                                                       \
+                for (int64_t c = 0; c < classes; ++c) {                                                 \
+                    float *pc = pb + c * n + n0;                                                        \
+                    if (activation)                                                                     \
+                        for (int j = 0; j < len; ++j) pc[j] = pc[j] * (d[c][j] - dot[j]);               \
+                    else                                                                                \
+                        for (int j = 0; j < len; ++j) pc[j] = d[c][j];                                  \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+#define LABEL_STATS(NAME, SUFFIX, T, FULL)                                                             \
+    void NAME(const float *x, const T *target, int64_t classes, int64_t n, int64_t chunk,               \
+              int32_t activation, int32_t has_ignore, double ignore, int64_t t0, int64_t t1,            \
+              float *out, float *probs) {                                                               \
+        const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
+        const T ign = (T)ignore;                                                                        \
+        float p[MAX_CLASSES][TILE], v[TILE];                                                            \
+        int32_t lab[TILE];                                                                              \
+        for (int64_t task = t0; task < t1; ++task) {                                                    \
+            const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
+            const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
+            const float *xb = x + b * classes * n;                                                      \
+            const T *tb = target + b * n;                                                               \
+            float *o = out + task * classes * NUM_PARTIALS;                                             \
+            memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);                                       \
+            float count = 0.0f, bad = 0.0f;                                                             \
+            for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
+                const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
+                tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n);    \
+                tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
+                for (int j = 0; j < len; ++j) count += v[j];                                            \
+                for (int64_t c = 0; c < classes; ++c) {                                                 \
+                    float si = 0, sp = 0, sg = 0, sp2 = 0, sa = 0;                                      \
+                    _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sa)")                              \
+                    for (int j = 0; j < len; ++j) {                                                     \
+                        const float pc = p[c][j];                                                       \
+                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
+                        si += g * pc;                                                                   \
+                        sp += (FULL ? v[j] : 1.0f) * pc;                                                \
+                        sg += g;                                                                        \
+                        if (FULL) {                                                                     \
+                            sp2 += v[j] * pc * pc;                                                      \
+                            sa += v[j] * fabsf(pc - g);                                                 \
+                        }                                                                               \
+                    }                                                                                   \
+                    float *oc = o + c * NUM_PARTIALS;                                                   \
+                    oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg; oc[5] += sa;      \
+                }                                                                                       \
+            }                                                                                           \
+            for (int64_t c = 0; c < classes; ++c) {                                                     \
+                o[c * NUM_PARTIALS + 6] = count;                                                        \
+                o[c * NUM_PARTIALS + 7] = bad;                                                          \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+LABEL_KERNELS(i64, int64_t)
+LABEL_KERNELS(i32, int32_t)
+LABEL_KERNELS(u8, uint8_t)
+
+/* Images of C classes with per-class targets (B, C, N) of the prediction's shape: soft or one-hot
+ * multiclass targets; an element equal to ignore_index is left out. */
+void classes_stats_f32(const float *x, const float *target, int64_t classes, int64_t n, int64_t chunk,
+                       int32_t activation, int32_t has_ignore, double ignore, int64_t t0, int64_t t1,
+                       float *out, float *probs) {
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
+    float p[MAX_CLASSES][TILE];
+    for (int64_t task = t0; task < t1; ++task) {
+        const int64_t b = task / chunks, begin = (task % chunks) * chunk;
+        const int64_t end = begin + chunk < n ? begin + chunk : n;
+        const float *xb = x + b * classes * n;
+        const float *tb = target + b * classes * n;
+        float *o = out + task * classes * NUM_PARTIALS;
+        memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);
+        for (int64_t n0 = begin; n0 < end; n0 += TILE) {
+            const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
+            tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n);
+            for (int64_t c = 0; c < classes; ++c) {
+                const float *tc = tb + c * n + n0;
+                float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0;
+                _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn)")
+                for (int j = 0; j < len; ++j) {
+                    const float pc = p[c][j];
+                    const float v = tc[j] == ign ? keep_ignored : 1.0f;
+                    const float g = v * tc[j];
+                    si += pc * g;
+                    sp += v * pc;
+                    sg += g;
+                    sp2 += v * pc * pc;
+                    sg2 += g * g;
+                    sa += v * fabsf(pc - g);
+                    sn += v;
+                }
+                float *oc = o + c * NUM_PARTIALS;
+                oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg2; oc[5] += sa; oc[6] += sn;
+            }
+        }
+    }
+}
+
+void classes_grad_f32(float *probs, const float *target, int64_t classes, int64_t n, int64_t chunk,
+                      int32_t activation, int32_t has_ignore, double ignore, const float *coef, int64_t t0,
+                      int64_t t1) {
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
+    float d[MAX_CLASSES][TILE], dot[TILE];
+    for (int64_t task = t0; task < t1; ++task) {
+        const int64_t b = task / chunks, begin = (task % chunks) * chunk;
+        const int64_t end = begin + chunk < n ? begin + chunk : n;
+        const float *tb = target + b * classes * n;
+        const float *kb = coef + b * classes * 4;
+        float *pb = probs + b * classes * n;
+        for (int64_t n0 = begin; n0 < end; n0 += TILE) {
+            const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
+            for (int j = 0; j < len; ++j) dot[j] = 0.0f;
+            for (int64_t c = 0; c < classes; ++c) {
+                const float *tc = tb + c * n + n0, *pc = pb + c * n + n0;
+                const float ki = kb[c * 4], kp = kb[c * 4 + 1], kp2 = 2.0f * kb[c * 4 + 2], ka = kb[c * 4 + 3];
+                for (int j = 0; j < len; ++j) {
+                    const float v = tc[j] == ign ? keep_ignored : 1.0f;
+                    const float g = v * tc[j];
+                    const float dc = v * (ki * g + kp + kp2 * pc[j] + ka * sign_of(pc[j] - g));
+                    d[c][j] = dc;
+                    dot[j] += pc[j] * dc;
+                }
+            }
+            for (int64_t c = 0; c < classes; ++c) {
+                float *pc = pb + c * n + n0;
+                if (activation)
+                    for (int j = 0; j < len; ++j) pc[j] = pc[j] * (d[c][j] - dot[j]);
+                else
+                    for (int j = 0; j < len; ++j) pc[j] = d[c][j];
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+"""The fused CPU Dice passes (``losses/torch/_kernels/cpu_dice.c``) against the portable path and the reference."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import reference
+from dice_cases import dice_cases
+from losses.torch._kernels import cpu as cpu_kernels
+from losses.torch.functional import dice_loss
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None and shutil.which("gcc") is None,
+                                reason="no C compiler: the portable path runs instead")
+
+
+@contextlib.contextmanager
+def kernels(choice: str):
+    previous = os.environ.get("LOSSES_KERNELS")
+    os.environ["LOSSES_KERNELS"] = choice
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["LOSSES_KERNELS"]
+        else:
+            os.environ["LOSSES_KERNELS"] = previous
+
+
+def loss_and_grad(logits, target, reduction="mean", upstream=None, **options):
+    x = torch.as_tensor(logits).clone().requires_grad_(True)
+    loss = dice_loss(x, torch.as_tensor(target), reduction=reduction, **options)
+    weight = torch.ones_like(loss) if upstream is None else torch.as_tensor(upstream, dtype=loss.dtype)
+    (grad,) = torch.autograd.grad(loss, x, weight)
+    return loss.detach().double().numpy(), grad.double().numpy()
+
+
+def fused_matches_portable(logits, target, reduction="mean", upstream=None, **options):
+    """The fused float32 passes against the portable path in float64: value and gradient."""
+    with kernels("auto"):
+        label_map = tuple(np.shape(target)) != tuple(np.shape(logits))
+        assert cpu_kernels.supports(torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target),
+                                    options["mode"], label_map)
+        loss, grad = loss_and_grad(np.asarray(logits, np.float32), target, reduction, upstream, **options)
+    with kernels("torch"):
+        expected_loss, expected_grad = loss_and_grad(np.asarray(logits, np.float64), target, reduction, upstream,
+                                                     **options)
+    np.testing.assert_allclose(loss, expected_loss, rtol=2e-5, atol=2e-6)
+    scale = max(1.0, float(np.abs(expected_grad).max()))
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=2e-6 * scale)
+
+
+def test_the_library_builds_where_a_compiler_exists():
+    assert cpu_kernels.library() is not None, cpu_kernels.build_error()
+    assert cpu_kernels.available()
+
+
+@settings(max_examples=60)
+@given(dice_cases(max_side=6), st.sampled_from(["mean", "sum", "none"]))
+def test_fused_passes_match_the_portable_path_and_the_reference(case, reduction):
+    logits, target, options = case
+    # Soft labels under a log: float32 cancellation (see test_torch_dice.test_float32_matches_reference).
+    assume(not (options["soft_labels"] and options["log_loss"]))
+    rows = logits.shape[0] if options["per_image"] else 1
+    upstream = np.linspace(0.5, 2.0, rows) if reduction == "none" and options["per_image"] else None
+    fused_matches_portable(logits, target, reduction, upstream, **options)
+    with kernels("auto"):
+        ours, _ = loss_and_grad(logits.astype(np.float32), target, reduction, **options)
+    np.testing.assert_allclose(ours, reference.dice_loss(logits, target, reduction, **options), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+@pytest.mark.parametrize("ignore_index", [None, 255, -100])
+def test_label_dtypes_and_sizes_beyond_one_task(dtype, mode, ignore_index):
+    # Rows of 130·131 positions span two tasks of the rows kernel (16384), images of 67·65 two of
+    # the images kernel (4096), with partial tiles.
+    rng = np.random.default_rng(0)
+    channels = 1 if mode == "binary" else 3
+    shape = (2, channels, 130, 131) if mode == "binary" else (3, channels, 67, 65)
+    logits = rng.normal(scale=2.0, size=shape)
+    labels = rng.integers(0, 2 if mode == "binary" else channels, (shape[0], *shape[2:]))
+    if ignore_index == 255:
+        labels[rng.uniform(size=labels.shape) < 0.2] = 255
+    target = torch.as_tensor(labels).to(dtype)
+    for per_image in (True, False):
+        fused_matches_portable(logits, target, mode=mode, ignore_index=ignore_index, per_image=per_image,
+                               squared=ignore_index is not None)
+
+
+def test_multilabel_and_soft_multiclass_targets():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 70, 71))
+    fused_matches_portable(logits, (rng.uniform(size=logits.shape) < 0.3).astype(np.float32), mode="multilabel")
+    soft = np.exp(rng.normal(size=logits.shape))
+    fused_matches_portable(logits, soft / soft.sum(1, keepdims=True), mode="multiclass", soft_labels=True)
+    fused_matches_portable(logits, (rng.uniform(size=logits.shape) < 0.3).astype(bool), mode="multilabel",
+                           ignore_index=1, empty_target="penalize")
+
+
+def test_a_wrong_gradient_pass_fails_the_comparison(monkeypatch):
+    """Negative control: a gradient pass that forgets the softmax Jacobian must not pass the checks."""
+    original = cpu_kernels.Prepared.gradient
+
+    def forgets_the_jacobian(self, coefficients):
+        self.activation = 0
+        return original(self, coefficients)
+
+    rng = np.random.default_rng(2)
+    logits, labels = rng.normal(size=(2, 3, 9, 9)), rng.integers(0, 3, (2, 9, 9))
+    fused_matches_portable(logits, labels, mode="multiclass")
+    monkeypatch.setattr(cpu_kernels.Prepared, "gradient", forgets_the_jacobian)
+    with pytest.raises(AssertionError):
+        fused_matches_portable(logits, labels, mode="multiclass")
+
+
+def test_sums_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(3)
+    logits = torch.as_tensor(rng.normal(size=(4, 4, 96, 97)), dtype=torch.float32)
+    labels = torch.as_tensor(rng.integers(0, 4, (4, 96, 97)))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(loss_and_grad(logits, labels, mode="multiclass", per_image=False))
+    finally:
+        torch.set_num_threads(threads)
+    for loss, grad in results[1:]:
+        assert loss == results[0][0] and np.array_equal(grad, results[0][1])
+
+
+@pytest.mark.parametrize("mode, bad", [("binary", 2), ("binary", -1), ("multiclass", 3), ("multiclass", -1)])
+def test_labels_out_of_range_raise_as_on_the_portable_path(mode, bad):
+    channels = 1 if mode == "binary" else 3
+    logits = torch.randn(2, channels, 5, 5)
+    labels = torch.zeros(2, 5, 5, dtype=torch.long)
+    labels[1, 2, 3] = bad
+    with pytest.raises(ValueError, match=rf"target labels must be .*found \[{bad}\]"):
+        dice_loss(logits, labels, mode=mode)
+
+
+def test_second_backward_and_second_derivative_fall_back_to_the_portable_graph():
+    rng = np.random.default_rng(4)
+    logits = torch.as_tensor(rng.normal(size=(2, 3, 6, 6)), dtype=torch.float32).requires_grad_(True)
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 6, 6)))
+    loss = dice_loss(logits, labels)
+    (first,) = torch.autograd.grad(loss, logits, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, logits)  # the first pass used up the probabilities
+    torch.testing.assert_close(first, second, rtol=1e-5, atol=1e-7)
+
+    (grad,) = torch.autograd.grad(dice_loss(logits, labels), logits, create_graph=True)
+    (hessian_row,) = torch.autograd.grad(grad.square().sum(), logits)
+    with kernels("torch"):
+        (expected,) = torch.autograd.grad(dice_loss(logits, labels), logits, create_graph=True)
+        (expected_row,) = torch.autograd.grad(expected.square().sum(), logits)
+    torch.testing.assert_close(hessian_row, expected_row, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs(dtype):
+    logits = (torch.randn(2, 4, 16, 16) * 3).to(dtype).requires_grad_(True)
+    labels = torch.randint(0, 4, (2, 16, 16), dtype=torch.uint8)
+    loss = dice_loss(logits, labels)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype and torch.isfinite(grad.float()).all()
+    with kernels("torch"):
+        expected = dice_loss(logits.detach().float(), labels)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_extreme_logits_stay_finite():
+    logits = torch.tensor([[[-1e4, 1e4, 0.0, 88.5, -88.5, 1e30, -1e30]]]).requires_grad_(True)  # (1, 1, 7)
+    loss = dice_loss(logits, torch.tensor([[0, 1, 1, 1, 0, 1, 0]]), mode="binary")
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+def test_without_gradient_and_with_the_portable_path_forced():
+    logits, labels = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    with torch.no_grad():
+        value = dice_loss(logits, labels)
+    with kernels("torch"):
+        torch.testing.assert_close(value, dice_loss(logits, labels), rtol=1e-5, atol=1e-7)
+
+
+def test_without_a_compiler_the_portable_path_runs(tmp_path):
+    code = ("import torch\nfrom losses.torch._kernels import cpu\nfrom losses.torch.functional import dice_loss\n"
+            "x = torch.randn(2, 3, 4, 4, requires_grad=True)\n"
+            "dice_loss(x, torch.randint(0, 3, (2, 4, 4))).backward()\n"
+            "assert cpu.library() is None and 'no C compiler' in cpu.build_error(), cpu.build_error()\n"
+            "assert torch.isfinite(x.grad).all()\n")
+    env = {**os.environ, "CC": str(tmp_path / "missing-cc"), "PATH": str(tmp_path), "LOSSES_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_the_threaded_passes():
+    code = ("import os, torch\nfrom losses.torch.functional import dice_loss\ntorch.set_num_threads(2)\n"
+            "x, t = torch.randn(2, 4, 128, 128), torch.randint(0, 4, (2, 128, 128))\n"
+            "expected = dice_loss(x, t)\n"  # the parent's thread pool exists from here on
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if torch.equal(dice_loss(x, t), expected) else 3)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "assert os.waitstatus_to_exitcode(status) == 0, status\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
