@@ -38,6 +38,7 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _MAX_GRID_Y = 65535
 _MAX_CLASSES = 256
+_LABEL_ERROR = "target labels out of range: every label must be {} or equal ignore_index"
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
 # class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
@@ -136,11 +137,19 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
         partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
             x, t, partial, classes, hw, n_chunks, iters, ignore, 1 if mode == "binary" else 0,
+            2 if mode == "binary" else classes,
             FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
-    kernels.reduce_kernel[(groups * classes,)](
-        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
+    # For label maps the reduction also asserts, on the device, that no label was out of range.
+    reduce = kernels.reduce_check_kernel if labels else kernels.reduce_kernel
+    reduce[(groups * classes,)](
+        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, CHECK_LABELS=labels,
+        num_warps=2,
     )
+    if labels and kernels.INTERPRET:
+        # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
+        if bool(partial[..., 7].sum() > 0):
+            raise RuntimeError(_LABEL_ERROR.format("0 or 1" if mode == "binary" else f"in [0, {classes})"))
     return out
 
 
@@ -248,8 +257,11 @@ def dice_stats_triton(input: torch.Tensor, target: torch.Tensor, *, mode: str, f
                       ignore_index: int | None, per_image: bool) -> torch.Tensor:
     """The ``(S, C, 7)`` float32 Dice statistics (see the module docstring), differentiable in ``input``.
 
-    Call it only where ``dice_kernel_supports`` is True; option and label-range checks are the
-    caller's.
+    Call it only where ``dice_kernel_supports`` is True; option checks are the caller's. A label
+    map with a label outside ``[0, C)`` (binary: ``{0, 1}``) other than ``ignore_index`` triggers
+    a device assert ("target labels out of range": asynchronous, no host synchronisation; like
+    every device assert it leaves the CUDA context unusable); under ``TRITON_INTERPRET=1`` a
+    ``RuntimeError``.
     """
     if torch.compiler.is_compiling():
         return _dice_stats_op(input, target, mode, bool(from_logits), ignore_index, bool(per_image))
