@@ -108,25 +108,48 @@ def _multiclass_block(classes: int) -> tuple[int, int]:
     return c_pad, pixels if c_pad <= 4 else max(16, pixels * 4 // c_pad)
 
 
+def _partial_and_out(batch: int, classes: int, n_chunks: int, groups: int, device,
+                     spare: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    # With spare > 0: one allocation for the per-block partial sums, the stats and ``spare`` more
+    # floats (allocations are host time at training sizes), each part 16-byte aligned; only for
+    # tensors that stay internal (custom ops must not return views, nor may a returned view be
+    # modified in place).
+    size = batch * classes * n_chunks * 8
+    if spare == 0:
+        return (torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=device),
+                torch.empty((groups, classes, 7), dtype=torch.float32, device=device), None)
+    n_out = groups * classes * 7
+    start = size + -(-n_out // 4) * 4
+    buffer = torch.empty(start + spare, dtype=torch.float32, device=device)
+    return buffer[:size].view(batch, classes, n_chunks, 8), buffer[size:size + n_out].view(groups, classes, 7), \
+        buffer[start:]
+
+
 def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
            ignore_index: int | None, per_image: bool) -> torch.Tensor:
     with device_guard(input):
-        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)[0]
 
 
-def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
+def _stats_with_spare(input, target, mode, from_logits, ignore_index, per_image, spare: int):
+    """(stats, ``spare`` float32 scratch elements), both views into one buffer: for internal use."""
+    with device_guard(input):
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image, spare)
+
+
+def _launch_stats(input, target, mode, from_logits, ignore_index, per_image, spare=0):
     kernels = triton_module("_triton_dice")
     x, t, labels, batch, classes, hw = _prepare(input, target)
     groups = batch if per_image else 1
-    out = torch.empty((groups, classes, 7), dtype=torch.float32, device=x.device)
     if hw == 0 or batch == 0:
-        return out.zero_()
+        stats = torch.zeros((groups, classes, 7), dtype=torch.float32, device=x.device)
+        return stats, torch.empty(spare, dtype=torch.float32, device=x.device) if spare else None
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
     if mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         iters, n_chunks = _chunks(-(-hw // block), batch, MULTICLASS_PROGRAMS)
-        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, spare)
         kernels.stats_multiclass_kernel[(n_chunks, batch)](
             x, t, partial, classes, hw, n_chunks, iters, ignore,
             FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
@@ -134,7 +157,7 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
     else:
         block = ROWS_BLOCK
         iters, n_chunks = _chunks(-(-hw // block), batch * classes, ROWS_PROGRAMS)
-        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, spare)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
             x, t, partial, classes, hw, n_chunks, iters, ignore, 1 if mode == "binary" else 0,
             2 if mode == "binary" else classes,
@@ -150,7 +173,7 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
         # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
         if bool(partial[..., 7].sum() > 0):
             raise RuntimeError(_LABEL_ERROR.format("0 or 1" if mode == "binary" else f"in [0, {classes})"))
-    return out
+    return out, scratch
 
 
 def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
