@@ -254,6 +254,31 @@ def test_dice_label_maps(mode, from_logits, per_image, ignore_index):
         assert ignored.any() and torch.all(g[ignored] == 0)
 
 
+@pytest.mark.parametrize("mode, bad_label", [("binary", 2), ("binary", -3), ("multilabel", 3), ("multiclass", 4),
+                                             ("multiclass", -1), ("multiclass", 300)])
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_dice_stats_kernels_flag_labels_out_of_range(mode, bad_label, ignore_index):
+    # On CUDA the reduction asserts on the device; the interpreter skips device asserts, so the
+    # kernels' count is read on the host there. Several blocks per image, ragged tail.
+    classes = {"binary": 1, "multilabel": 3, "multiclass": 4}[mode]
+    x = torch.randn(2, classes, 37, 61)
+    target = torch.randint(0, 2 if mode == "binary" else classes, (2, 37, 61))
+    if ignore_index is not None:
+        target[1, 36, 60] = ignore_index  # ignored: never an error
+    options = dict(mode=mode, from_logits=True, ignore_index=ignore_index, per_image=True)
+    dice_stats_triton(x, target, **options)
+    target[0, 30, 59] = bad_label
+    with pytest.raises(RuntimeError, match="target labels out of range"):
+        dice_stats_triton(x, target, **options)
+
+
+def test_dice_loss_label_range_error_names_the_labels_under_the_interpreter():
+    from losses.torch import DiceLoss
+
+    with pytest.raises(ValueError, match=r"target labels must be in \[0, 3\).*found \[5\]"):
+        DiceLoss()(torch.randn(1, 3, 4, 5), torch.tensor([[[0, 1, 2, 5, 0]] * 4]))
+
+
 @pytest.mark.parametrize("mode", ["binary", "multilabel"])
 @pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("ignore_index", [None, -1])

@@ -95,8 +95,9 @@ def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mo
     """Labels must lie in [0, C) (binary: {0, 1}) or equal ignore_index.
 
     Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync); skipped
-    under ``torch.compile``, where an out-of-range label belongs to no class on the Triton path and
-    makes the gather of the PyTorch path fail.
+    under ``torch.compile``, where an out-of-range label makes the gather of the PyTorch path fail.
+    The fused Triton path of ``_dice_loss`` leaves CUDA label maps to its stats kernels, which
+    assert on the device, also under ``torch.compile``.
     """
     if torch.compiler.is_compiling():
         return
@@ -254,13 +255,14 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: str) -> Tensor:
     label_map = _check_inputs(input, target, options)
     num_classes = input.shape[1]
-    weights = options.selected_weights(num_classes)
+    options.selected_weights(num_classes)  # raises when no selected class has a weight
     sync = options.sync_across_ranks and _distributed()
     rows = input.shape[0] if options.per_image else 1
     if not sync and _triton_stats(input, target, options) and finalize_supports(rows, num_classes):
         # Stats, formula and reduction in two launches, the backward in one (host time is the
-        # cost at training sizes).
-        if label_map:
+        # cost at training sizes). On CUDA the stats kernels check the label range themselves
+        # (a device assert, without a pass of its own); the CPU keeps the ValueError with details.
+        if label_map and input.device.type == "cpu":
             _check_labels(target, num_classes, options.ignore_index, options.mode)
         full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
         return dice_loss_triton(input, target, full, options, reduction)

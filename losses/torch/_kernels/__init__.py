@@ -24,6 +24,7 @@ from types import ModuleType
 KERNEL_CHOICES = ("auto", "triton", "torch")
 
 _TRITON_IMPORTS: bool | None = None
+_NO_GUARD = contextlib.nullcontext()  # reusable: nullcontext keeps no state
 
 
 def kernels_choice() -> str:
@@ -83,9 +84,12 @@ def device_guard(tensor):
     """A context that makes ``tensor``'s CUDA device current: Triton launches on the current one."""
     import torch
 
-    if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
-        return torch.cuda.device(tensor.device)
-    return contextlib.nullcontext()
+    device = tensor.device
+    # device_count() is cached; with one GPU every tensor is on the current device, and the
+    # current_device() call (a driver query per launch) is host time at training sizes.
+    if device.type == "cuda" and torch.cuda.device_count() > 1 and device.index != torch.cuda.current_device():
+        return torch.cuda.device(device)
+    return _NO_GUARD
 
 
 def triton_module(name: str) -> ModuleType:

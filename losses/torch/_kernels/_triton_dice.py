@@ -4,7 +4,10 @@ Loaded through ``losses.torch._kernels.triton_module`` only; importing it import
 
 Layouts: ``x`` is ``(B, C, HW)`` contiguous; a label map is ``(B, HW)``; a dense target has the
 shape of ``x``. Partial sums are ``(B, C, n_chunks, 8)`` (seven used), reduced in a fixed order by
-``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N.
+``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N. For label maps slot 7 holds the
+number of valid positions of the block whose label is out of range, derived from sums the block
+has anyway (multiclass: N − Σ_c G, since an in-range label matches exactly one class), and
+``reduce_kernel`` asserts on the device that it is 0.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ def _store_stats(base, i_, p_, g_, p2, g2, a_, n_, stride):
 
 @jit
 def stats_rows_kernel(
-    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset,
+    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
+    # For label maps g is 0 or 1, so sum(g**2) = sum(g) and acc_g2 counts in-range labels instead:
+    # the range check costs one comparison in place of a multiplication.
     chunk = tl.program_id(0)
     row = tl.program_id(1)
     row64 = row.to(tl.int64)
@@ -75,13 +80,24 @@ def stats_rows_kernel(
         acc_p += p
         acc_g += g
         acc_p2 += p * p
-        acc_g2 += g * g
+        if LABELS:
+            # Unsigned: a negative label compares as a large one.
+            acc_g2 += (valid & (label.to(tl.uint32) < num_labels)).to(tl.float32)
+        else:
+            acc_g2 += g * g
         acc_a += tl.abs(p - g)
         acc_n += valid.to(tl.float32)
     base = part_ptr + (row64 * n_chunks + chunk) * 8
-    _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0),
-                 tl.sum(acc_p2, axis=0), tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0),
-                 tl.sum(acc_n, axis=0), 1)
+    g_sum = tl.sum(acc_g, axis=0)
+    n_sum = tl.sum(acc_n, axis=0)
+    if LABELS:
+        _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), g_sum, tl.sum(acc_p2, axis=0), g_sum,
+                     tl.sum(acc_a, axis=0), n_sum, 1)
+        # Counts of at most iters * BLOCK positions: exact in float32.
+        tl.store(base + 7, n_sum - tl.sum(acc_g2, axis=0))
+    else:
+        _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), g_sum, tl.sum(acc_p2, axis=0),
+                     tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum, 1)
 
 
 @jit
@@ -139,25 +155,41 @@ def stats_multiclass_kernel(
     tl.store(base + 4, g_sum, mask=has_cls)
     tl.store(base + 5, tl.sum(acc_a, axis=1), mask=has_cls)
     tl.store(base + 6, n_sum, mask=has_cls)
+    # A valid in-range label matches exactly one class, any other none: the block's valid positions
+    # less its class counts are its out-of-range labels. Once per block, no work per element.
+    bad = n_sum - tl.sum(g_sum, axis=0)
+    tl.store(base + 7, bad, mask=has_cls)
 
 
-@jit
-def reduce_kernel(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr):
+def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr, CHECK_LABELS: tl.constexpr):
     # out[s, c] = sum of the partials of images s*images_per_row ... (s+1)*images_per_row - 1,
     # always added in the same order: the result does not change from run to run.
     pid = tl.program_id(0)
     s = pid // C
     c = pid % C
     k = tl.arange(0, 8)
+    slots = 8 if CHECK_LABELS else 7
     acc = tl.zeros([BLOCK, 8], dtype=tl.float32)
     for j in range(images_per_row):
         b = (s * images_per_row + j).to(tl.int64)
         base = part_ptr + (b * C + c) * n_chunks * 8
         for start in range(0, n_chunks, BLOCK):
             r = start + tl.arange(0, BLOCK)
-            mask = (r < n_chunks)[:, None] & (k < 7)[None, :]
+            mask = (r < n_chunks)[:, None] & (k < slots)[None, :]
             acc += tl.load(base + r[:, None] * 8 + k[None, :], mask=mask, other=0.0)
-    tl.store(out_ptr + pid.to(tl.int64) * 7 + k, tl.sum(acc, axis=0), mask=k < 7)
+    totals = tl.sum(acc, axis=0)
+    tl.store(out_ptr + pid.to(tl.int64) * 7 + k, totals, mask=k < 7)
+    if CHECK_LABELS:
+        # Per-block counts are non-negative integers, so their sum is 0 only if each is. The
+        # assert stays on the device (no host synchronisation); it is compiled in only with
+        # debug=True, hence the second kernel below.
+        bad = tl.sum(tl.where(k == 7, totals, 0.0), axis=0)
+        tl.device_assert(bad == 0, "target labels out of range")
+
+
+reduce_kernel = jit(_reduce)
+# Label maps: the same reduction with the range assert compiled in.
+reduce_check_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None else reduce_kernel
 
 
 @jit

@@ -38,6 +38,7 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _MAX_GRID_Y = 65535
 _MAX_CLASSES = 256
+_LABEL_ERROR = "target labels out of range: every label must be {} or equal ignore_index"
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
 # class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
@@ -107,25 +108,48 @@ def _multiclass_block(classes: int) -> tuple[int, int]:
     return c_pad, pixels if c_pad <= 4 else max(16, pixels * 4 // c_pad)
 
 
+def _partial_and_out(batch: int, classes: int, n_chunks: int, groups: int, device,
+                     spare: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    # With spare > 0: one allocation for the per-block partial sums, the stats and ``spare`` more
+    # floats (allocations are host time at training sizes), each part 16-byte aligned; only for
+    # tensors that stay internal (custom ops must not return views, nor may a returned view be
+    # modified in place).
+    size = batch * classes * n_chunks * 8
+    if spare == 0:
+        return (torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=device),
+                torch.empty((groups, classes, 7), dtype=torch.float32, device=device), None)
+    n_out = groups * classes * 7
+    start = size + -(-n_out // 4) * 4
+    buffer = torch.empty(start + spare, dtype=torch.float32, device=device)
+    return buffer[:size].view(batch, classes, n_chunks, 8), buffer[size:size + n_out].view(groups, classes, 7), \
+        buffer[start:]
+
+
 def _stats(input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
            ignore_index: int | None, per_image: bool) -> torch.Tensor:
     with device_guard(input):
-        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image)[0]
 
 
-def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
+def _stats_with_spare(input, target, mode, from_logits, ignore_index, per_image, spare: int):
+    """(stats, ``spare`` float32 scratch elements), both views into one buffer: for internal use."""
+    with device_guard(input):
+        return _launch_stats(input, target, mode, from_logits, ignore_index, per_image, spare)
+
+
+def _launch_stats(input, target, mode, from_logits, ignore_index, per_image, spare=0):
     kernels = triton_module("_triton_dice")
     x, t, labels, batch, classes, hw = _prepare(input, target)
     groups = batch if per_image else 1
-    out = torch.empty((groups, classes, 7), dtype=torch.float32, device=x.device)
     if hw == 0 or batch == 0:
-        return out.zero_()
+        stats = torch.zeros((groups, classes, 7), dtype=torch.float32, device=x.device)
+        return stats, torch.empty(spare, dtype=torch.float32, device=x.device) if spare else None
     has_ignore = ignore_index is not None
     ignore = (int(ignore_index) if labels else float(ignore_index)) if has_ignore else (0 if labels else 0.0)
     if mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         iters, n_chunks = _chunks(-(-hw // block), batch, MULTICLASS_PROGRAMS)
-        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, spare)
         kernels.stats_multiclass_kernel[(n_chunks, batch)](
             x, t, partial, classes, hw, n_chunks, iters, ignore,
             FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
@@ -133,15 +157,23 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image):
     else:
         block = ROWS_BLOCK
         iters, n_chunks = _chunks(-(-hw // block), batch * classes, ROWS_PROGRAMS)
-        partial = torch.empty((batch, classes, n_chunks, 8), dtype=torch.float32, device=x.device)
+        partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, spare)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
             x, t, partial, classes, hw, n_chunks, iters, ignore, 1 if mode == "binary" else 0,
+            2 if mode == "binary" else classes,
             FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
-    kernels.reduce_kernel[(groups * classes,)](
-        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
+    # For label maps the reduction also asserts, on the device, that no label was out of range.
+    reduce = kernels.reduce_check_kernel if labels else kernels.reduce_kernel
+    reduce[(groups * classes,)](
+        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, CHECK_LABELS=labels,
+        num_warps=2,
     )
-    return out
+    if labels and kernels.INTERPRET:
+        # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
+        if bool(partial[..., 7].sum() > 0):
+            raise RuntimeError(_LABEL_ERROR.format("0 or 1" if mode == "binary" else f"in [0, {classes})"))
+    return out, scratch
 
 
 def _stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, mode: str,
@@ -248,8 +280,11 @@ def dice_stats_triton(input: torch.Tensor, target: torch.Tensor, *, mode: str, f
                       ignore_index: int | None, per_image: bool) -> torch.Tensor:
     """The ``(S, C, 7)`` float32 Dice statistics (see the module docstring), differentiable in ``input``.
 
-    Call it only where ``dice_kernel_supports`` is True; option and label-range checks are the
-    caller's.
+    Call it only where ``dice_kernel_supports`` is True; option checks are the caller's. A label
+    map with a label outside ``[0, C)`` (binary: ``{0, 1}``) other than ``ignore_index`` triggers
+    a device assert ("target labels out of range": asynchronous, no host synchronisation; like
+    every device assert it leaves the CUDA context unusable); under ``TRITON_INTERPRET=1`` a
+    ``RuntimeError``.
     """
     if torch.compiler.is_compiling():
         return _dice_stats_op(input, target, mode, bool(from_logits), ignore_index, bool(per_image))

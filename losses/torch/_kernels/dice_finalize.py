@@ -25,7 +25,7 @@ import torch
 
 from losses._dice import EMPTY_TARGET_POLICIES, LOG_CLAMP, DiceOptions
 from losses.torch._kernels import device_guard, triton_module
-from losses.torch._kernels.dice import _stats, _stats_backward, dice_stats_triton
+from losses.torch._kernels.dice import _stats, _stats_backward, _stats_with_spare, dice_stats_triton
 
 # One program holds a (BLOCK_S, C_PAD) tile of the stats; beyond this many classes the portable
 # formula is used.
@@ -55,16 +55,18 @@ def full_class_weights(options: DiceOptions, num_classes: int) -> tuple[float, .
 
 
 def _finalize(stats: torch.Tensor, weights: torch.Tensor, smooth_nr: float, smooth_dr: float, squared: bool,
-              log_loss: bool, soft_labels: bool, empty_target: str, red_scale: float):
-    """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, 7)), float32."""
+              log_loss: bool, soft_labels: bool, empty_target: str, red_scale: float, outputs=None):
+    """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, 7)), float32, written into
+    ``outputs`` when given (the same three tensors), else into new tensors."""
     with device_guard(stats):
         kernels = triton_module("_triton_dice_finalize")
         st = stats if stats.dtype == torch.float32 and stats.is_contiguous() else stats.float().contiguous()
         w = weights if weights.dtype == torch.float32 and weights.is_contiguous() else weights.float().contiguous()
         rows, classes = st.shape[0], st.shape[1]
-        loss = torch.empty(rows, dtype=torch.float32, device=st.device)
-        red = torch.empty((), dtype=torch.float32, device=st.device)
-        grad_stats = torch.empty_like(st)
+        if outputs is None:
+            outputs = (torch.empty(rows, dtype=torch.float32, device=st.device),
+                       torch.empty((), dtype=torch.float32, device=st.device), torch.empty_like(st))
+        loss, red, grad_stats = outputs
         c_pad = max(2, _next_pow2(classes))
         block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
         kernels.finalize_kernel[(1,)](
@@ -144,14 +146,25 @@ def dice_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, opt
 class _DiceLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weights, options, reduction):
-        stats = _stats(input, target, options.mode, options.from_logits, options.ignore_index, options.per_image)
-        rows = stats.shape[0]
+        rows = input.shape[0] if options.per_image else 1
+        n_grad = rows * input.shape[1] * 7
+        n_grad_pad = -(-n_grad // 4) * 4
+        per_row = options.per_image and reduction == "none"
+        # grad_stats and whichever of the per-row loss and its reduction is not returned share
+        # the stats kernel's buffer: three allocations fewer per step (host time at training
+        # sizes). The returned tensor is allocated on its own, so that it is no view.
+        stats, spare = _stats_with_spare(input, target, options.mode, options.from_logits, options.ignore_index,
+                                         options.per_image, n_grad_pad + (1 if per_row else rows))
+        grad_stats = spare[:n_grad].view(stats.shape)
+        if per_row:
+            outputs = (torch.empty(rows, dtype=torch.float32, device=input.device), spare[n_grad_pad], grad_stats)
+        else:
+            outputs = (spare[n_grad_pad:], torch.empty((), dtype=torch.float32, device=input.device), grad_stats)
         mean = reduction == "mean" and options.per_image
-        loss, red, grad_stats = _finalize(stats, weights, *_formula(options), 1.0 / rows if mean else 1.0)
+        loss, red, grad_stats = _finalize(stats, weights, *_formula(options), 1.0 / rows if mean else 1.0, outputs)
         ctx.save_for_backward(input, target, grad_stats)
         ctx.options = options
         # Row s of grad_stats is scaled by grad_output[s * stride] * mult in the gradient pass.
-        per_row = options.per_image and reduction == "none"
         ctx.scale = (1 if per_row else 0, 1.0 / rows if mean else 1.0)
         return loss if per_row else red
 
