@@ -2,9 +2,9 @@
 
 PyTorch's CPU ops make every elementwise step of a Dice loss a pass over memory with an
 input-sized result (sigmoid, products, sums, and as many again backwards). ``cpu_dice.c`` does the
-forward in one pass (probabilities and every per-class sum) and the backward in one pass
-(probabilities recomputed, the gradient written once), each split into fixed tasks that a few
-threads share.
+forward in one pass (probabilities and every per-class sum) and the backward in one pass (the
+gradient written over the stored probabilities), each split into fixed tasks that up to
+``torch.get_num_threads()`` threads share (started and joined in C, without the GIL).
 
 The library is plain C99 with no dependency but libm, built with the system C compiler (``$CC``,
 else ``cc``, ``gcc`` or ``clang``) into a cache directory (``$LOSSES_CACHE_DIR``, else
@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -45,17 +44,6 @@ _LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _build_error: str | None = None
-_pool: ThreadPoolExecutor | None = None
-
-
-def _forget_pool() -> None:
-    # A forked child inherits the pool object but not its threads: work submitted there would wait forever.
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _cache_dir() -> Path:
@@ -88,7 +76,7 @@ def _build(compiler: str, directory: Path) -> Path:
     flag_sets = (["-O3", "-march=native"], ["-O3"])  # some compilers or CPUs reject -march=native
     errors = []
     for flags in flag_sets:
-        common = ["-std=c99", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros", "-fno-trapping-math",
+        common = ["-std=c99", "-pthread", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros", "-fno-trapping-math",
                   "-fPIC", "-shared"]
         key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags + common).encode(),
                                          platform.machine().encode(), _cpu_description().encode()]))
@@ -110,19 +98,19 @@ def _build(compiler: str, directory: Path) -> Path:
     raise RuntimeError("\n".join(errors))
 
 
+class _Pass(ctypes.Structure):
+    """``struct Pass`` of cpu_dice.c."""
+
+    _fields_ = [
+        ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
+        ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
+        ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
+    ]
+
+
 def _declare(library: ctypes.CDLL) -> None:
-    p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_double
-    for suffix in ("f32", "i64", "i32", "u8"):
-        for activation in ("sigmoid", "identity"):
-            for variant in ("full", "basic"):
-                function = getattr(library, f"rows_stats_{suffix}_{activation}_{variant}")
-                function.argtypes = [p, p, i64, i64, i32, f64, i64, i64, p, p]
-            getattr(library, f"rows_grad_{suffix}_{activation}").argtypes = [p, p, i64, i64, i32, f64, p, i64, i64]
-    stats = [f"labels_stats_{suffix}_{variant}" for suffix in ("i64", "i32", "u8") for variant in ("full", "basic")]
-    for name in (*stats, "classes_stats_f32"):
-        getattr(library, name).argtypes = [p, p, i64, i64, i64, i32, i32, f64, i64, i64, p, p]
-    for name in ("labels_grad_i64", "labels_grad_i32", "labels_grad_u8", "classes_grad_f32"):
-        getattr(library, name).argtypes = [p, p, i64, i64, i64, i32, i32, f64, p, i64, i64]
+    library.run_pass.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Pass), ctypes.c_int64, ctypes.c_int32]
+    library.run_pass.restype = None
 
 
 def library() -> ctypes.CDLL | None:
@@ -173,21 +161,12 @@ def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bo
     return target.is_floating_point() or target.dtype == torch.bool or target.dtype in _LABEL_DTYPES
 
 
-def _run(function, head: tuple, tasks: int, tail: tuple, elements: int) -> None:
-    """Calls ``function(*head, t0, t1, *tail)`` over the task range, split among threads."""
-    global _pool
+def _run(name: str, pass_: _Pass, tasks: int, elements: int) -> None:
+    """Runs the kernel ``name`` over ``tasks`` tasks, on up to ``torch.get_num_threads()`` threads."""
     threads = max(1, min(torch.get_num_threads(), tasks, elements // MIN_ELEMENTS_PER_THREAD))
-    if threads == 1:
-        function(*head, 0, tasks, *tail)
-        return
-    if _pool is None or _pool._max_workers < threads - 1:  # noqa: SLF001
-        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="losses-cpu")
-    bounds = [tasks * i // threads for i in range(threads + 1)]
-    # ctypes releases the GIL for the duration of each call.
-    futures = [_pool.submit(function, *head, bounds[i], bounds[i + 1], *tail) for i in range(1, threads)]
-    function(*head, bounds[0], bounds[1], *tail)
-    for future in futures:
-        future.result()
+    lib = library()
+    # ctypes releases the GIL for the call; the C side starts and joins the threads.
+    lib.run_pass(ctypes.cast(getattr(lib, name), ctypes.c_void_p), ctypes.byref(pass_), tasks, threads)
 
 
 class Prepared:
@@ -230,12 +209,10 @@ class Prepared:
             rows, chunk = self.batch, IMAGE_CHUNK
         return rows * -(-self.positions // chunk), chunk, rows
 
-    def _head(self, data: torch.Tensor, chunk: int) -> tuple:
-        """The arguments before the task range, common to both passes."""
-        head = (data.data_ptr(), self.target.data_ptr())
-        if self.kind == "rows":
-            return (*head, self.positions, chunk, self.has_ignore, self.ignore)
-        return (*head, self.classes, self.positions, chunk, self.activation, self.has_ignore, self.ignore)
+    def _pass(self, chunk: int, **pointers: int) -> _Pass:
+        return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
+                     chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
+                     **pointers)
 
     def stats(self, basic: bool) -> torch.Tensor:
         """The sums (B, C, 8) of cpu_dice.c, in a fixed order of summation.
@@ -254,8 +231,7 @@ class Prepared:
         per_task = 1 if self.kind == "rows" else self.classes
         out = torch.empty(tasks, per_task, NUM_PARTIALS)
         self.probs = torch.empty_like(self.x)
-        _run(getattr(library(), name), self._head(self.x, chunk), tasks, (out.data_ptr(), self.probs.data_ptr()),
-             self.x.numel())
+        _run(name, self._pass(chunk, out=out.data_ptr(), probs=self.probs.data_ptr()), tasks, self.x.numel())
         stats = out.view(rows, -1, per_task, NUM_PARTIALS).sum(1).view(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
             stats[..., 6] = self.positions
@@ -274,6 +250,5 @@ class Prepared:
         tasks, chunk, _ = self._tasks()
         coefficients = coefficients.to(torch.float32).contiguous()
         grad, self.probs = self.probs, None
-        head = (*self._head(grad, chunk), coefficients.data_ptr())
-        _run(getattr(library(), name), head, tasks, (), self.x.numel())
+        _run(name, self._pass(chunk, probs=grad.data_ptr(), coef=coefficients.data_ptr()), tasks, self.x.numel())
         return grad

@@ -19,12 +19,63 @@
  * frontend's contract); nothing here makes an infinity from them.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 #define NUM_PARTIALS 8
 #define TILE 256
 #define MAX_CLASSES 64
+#define MAX_THREADS 64
+
+/* Everything a pass reads and writes; every kernel takes it and a range of tasks [t0, t1). */
+struct Pass {
+    const float *x;       /* the prediction (B, C, N), float32 */
+    const void *target;   /* per-class targets (B, C, N) float32, or a label map (B, N) */
+    float *probs;         /* written by a stats pass, turned into the gradient by a gradient pass */
+    float *out;           /* partial sums of a stats pass: (tasks, C or 1, NUM_PARTIALS) */
+    const float *coef;    /* gradient pass: (rows, C, 4) ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g| */
+    int64_t classes, n, chunk;
+    int32_t activation, has_ignore;
+    double ignore;
+};
+
+typedef void (*pass_fn)(const struct Pass *, int64_t, int64_t);
+
+struct Share {
+    pass_fn fn;
+    const struct Pass *pass;
+    int64_t t0, t1;
+};
+
+static void *run_share(void *arg) {
+    const struct Share *share = arg;
+    share->fn(share->pass, share->t0, share->t1);
+    return NULL;
+}
+
+/* Runs fn over tasks [0, tasks) split into `threads` contiguous shares, the first on the calling
+ * thread. The tasks, not the threads, fix the order of every sum. A thread that cannot be started
+ * runs its share on the calling thread. */
+void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t threads) {
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > tasks) threads = (int32_t)tasks;
+    if (threads < 1) threads = 1;
+    pthread_t ids[MAX_THREADS];
+    struct Share shares[MAX_THREADS];
+    int started[MAX_THREADS];
+    for (int32_t i = 0; i < threads; ++i) {
+        shares[i] = (struct Share){fn, pass, tasks * i / threads, tasks * (i + 1) / threads};
+        started[i] = i > 0 && pthread_create(&ids[i], NULL, run_share, &shares[i]) == 0;
+    }
+    run_share(&shares[0]);
+    for (int32_t i = 1; i < threads; ++i) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            run_share(&shares[i]);
+    }
+}
 
 /* e^x for x in [-87, 88] (clamped), Cephes' polynomial: about 1 ulp, and branch-free, so that
  * loops over it vectorise (the libm call does not). */
@@ -59,8 +110,13 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
  * (r = b·C + c) pairs with row r of the target: per-class targets of the prediction's shape, or
  * with C = 1 a label map (IS_LABEL: values 0 or 1). */
 #define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, FULL)                                                \
-    void NAME(const float *x, const T *target, int64_t n, int64_t chunk, int32_t has_ignore,            \
-              double ignore, int64_t t0, int64_t t1, float *out, float *probs) {                        \
+    void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
+        const float *x = a->x;                                                                          \
+        const T *target = (const T *)a->target;                                                         \
+        float *out = a->out, *probs = a->probs;                                                         \
+        const int64_t n = a->n, chunk = a->chunk;                                                       \
+        const int32_t has_ignore = a->has_ignore;                                                       \
+        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)ignore;                                                                        \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
@@ -95,8 +151,13 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
     }
 
 #define ROWS_GRAD(NAME, T, ACTIVATION)                                                                 \
-    void NAME(float *probs, const T *target, int64_t n, int64_t chunk, int32_t has_ignore,              \
-              double ignore, const float *coef, int64_t t0, int64_t t1) {                               \
+    void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
+        const T *target = (const T *)a->target;                                                         \
+        float *probs = a->probs;                                                                        \
+        const float *coef = a->coef;                                                                    \
+        const int64_t n = a->n, chunk = a->chunk;                                                       \
+        const int32_t has_ignore = a->has_ignore;                                                       \
+        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)ignore;                                                                        \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
@@ -181,9 +242,13 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
     LABEL_STATS(labels_stats_##SUFFIX##_full, SUFFIX, T, 1)                                             \
     LABEL_STATS(labels_stats_##SUFFIX##_basic, SUFFIX, T, 0)                                            \
                                                                                                         \
-    void labels_grad_##SUFFIX(float *probs, const T *target, int64_t classes, int64_t n,                \
-                              int64_t chunk, int32_t activation, int32_t has_ignore, double ignore,     \
-                              const float *coef, int64_t t0, int64_t t1) {                              \
+    void labels_grad_##SUFFIX(const struct Pass *a, int64_t t0, int64_t t1) {                           \
+        const T *target = (const T *)a->target;                                                         \
+        float *probs = a->probs;                                                                        \
+        const float *coef = a->coef;                                                                    \
+        const int64_t classes = a->classes, n = a->n, chunk = a->chunk;                                 \
+        const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
+        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)ignore;                                                                        \
         float d[MAX_CLASSES][TILE], v[TILE], dot[TILE], bad = 0.0f;                                     \
@@ -221,9 +286,13 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
     }
 
 #define LABEL_STATS(NAME, SUFFIX, T, FULL)                                                             \
-    void NAME(const float *x, const T *target, int64_t classes, int64_t n, int64_t chunk,               \
-              int32_t activation, int32_t has_ignore, double ignore, int64_t t0, int64_t t1,            \
-              float *out, float *probs) {                                                               \
+    void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
+        const float *x = a->x;                                                                          \
+        const T *target = (const T *)a->target;                                                         \
+        float *out = a->out, *probs = a->probs;                                                         \
+        const int64_t classes = a->classes, n = a->n, chunk = a->chunk;                                 \
+        const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
+        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)ignore;                                                                        \
         float p[MAX_CLASSES][TILE], v[TILE];                                                            \
@@ -272,9 +341,12 @@ LABEL_KERNELS(u8, uint8_t)
 
 /* Images of C classes with per-class targets (B, C, N) of the prediction's shape: soft or one-hot
  * multiclass targets; an element equal to ignore_index is left out. */
-void classes_stats_f32(const float *x, const float *target, int64_t classes, int64_t n, int64_t chunk,
-                       int32_t activation, int32_t has_ignore, double ignore, int64_t t0, int64_t t1,
-                       float *out, float *probs) {
+void classes_stats_f32(const struct Pass *a, int64_t t0, int64_t t1) {
+    const float *x = a->x, *target = (const float *)a->target;
+    float *out = a->out, *probs = a->probs;
+    const int64_t classes = a->classes, n = a->n, chunk = a->chunk;
+    const int32_t activation = a->activation, has_ignore = a->has_ignore;
+    const double ignore = a->ignore;
     const int64_t chunks = (n + chunk - 1) / chunk;
     const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
     float p[MAX_CLASSES][TILE];
@@ -311,9 +383,12 @@ void classes_stats_f32(const float *x, const float *target, int64_t classes, int
     }
 }
 
-void classes_grad_f32(float *probs, const float *target, int64_t classes, int64_t n, int64_t chunk,
-                      int32_t activation, int32_t has_ignore, double ignore, const float *coef, int64_t t0,
-                      int64_t t1) {
+void classes_grad_f32(const struct Pass *a, int64_t t0, int64_t t1) {
+    const float *target = (const float *)a->target, *coef = a->coef;
+    float *probs = a->probs;
+    const int64_t classes = a->classes, n = a->n, chunk = a->chunk;
+    const int32_t activation = a->activation, has_ignore = a->has_ignore;
+    const double ignore = a->ignore;
     const int64_t chunks = (n + chunk - 1) / chunk;
     const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
     float d[MAX_CLASSES][TILE], dot[TILE];
