@@ -44,6 +44,18 @@ _LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _build_error: str | None = None
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    # GNU OpenMP, which the passes share with PyTorch, hangs in a forked child once the parent has
+    # used its threads (PyTorch's own parallel ops too): one thread there.
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cache_dir() -> Path:
@@ -71,12 +83,24 @@ def _cpu_description() -> str:
         return platform.processor()
 
 
+def _torch_uses_libgomp() -> bool:
+    """Whether this process has GNU OpenMP loaded (as PyTorch's Linux builds do)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any("libgomp" in line for line in maps)
+    except OSError:
+        return False
+
+
 def _build(compiler: str, directory: Path) -> Path:
     source = SOURCE.read_bytes()
-    flag_sets = (["-O3", "-march=native"], ["-O3"])  # some compilers or CPUs reject -march=native
+    # -fopenmp only where PyTorch itself runs on libgomp (see run_pass in cpu_dice.c); some
+    # compilers or CPUs reject -march=native.
+    threading_flags = ["-fopenmp"] if _torch_uses_libgomp() else ["-pthread"]
+    flag_sets = (["-O3", "-march=native", *threading_flags], ["-O3", "-march=native", "-pthread"], ["-O3", "-pthread"])
     errors = []
     for flags in flag_sets:
-        common = ["-std=c99", "-pthread", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros", "-fno-trapping-math",
+        common = ["-std=c99", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros", "-fno-trapping-math",
                   "-fPIC", "-shared"]
         key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags + common).encode(),
                                          platform.machine().encode(), _cpu_description().encode()]))
@@ -163,7 +187,7 @@ def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bo
 
 def _run(name: str, pass_: _Pass, tasks: int, elements: int) -> None:
     """Runs the kernel ``name`` over ``tasks`` tasks, on up to ``torch.get_num_threads()`` threads."""
-    threads = max(1, min(torch.get_num_threads(), tasks, elements // MIN_ELEMENTS_PER_THREAD))
+    threads = 1 if _forked_child else max(1, min(torch.get_num_threads(), tasks, elements // MIN_ELEMENTS_PER_THREAD))
     lib = library()
     # ctypes releases the GIL for the call; the C side starts and joins the threads.
     lib.run_pass(ctypes.cast(getattr(lib, name), ctypes.c_void_p), ctypes.byref(pass_), tasks, threads)

@@ -19,7 +19,6 @@
  * frontend's contract); nothing here makes an infinity from them.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -42,6 +41,24 @@ struct Pass {
 
 typedef void (*pass_fn)(const struct Pass *, int64_t, int64_t);
 
+/* Runs fn over tasks [0, tasks) split into `threads` contiguous shares. The tasks, not the
+ * threads, fix the order of every sum. Built with -fopenmp, the shares go to the OpenMP runtime
+ * PyTorch has already loaded (libgomp.so.1 is resolved to the loaded copy), whose workers spin
+ * briefly after each PyTorch op: separate threads of our own would compete with them for the
+ * cores. Without OpenMP, pthreads started and joined per call. */
+#ifdef _OPENMP
+void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t threads) {
+    if (threads > tasks) threads = (int32_t)tasks;
+    if (threads <= 1) { /* no OpenMP region: also safe in a forked child, where libgomp is not */
+        fn(pass, 0, tasks);
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int32_t i = 0; i < threads; ++i) fn(pass, tasks * i / threads, tasks * (i + 1) / threads);
+}
+#else
+#include <pthread.h>
+
 struct Share {
     pass_fn fn;
     const struct Pass *pass;
@@ -54,9 +71,6 @@ static void *run_share(void *arg) {
     return NULL;
 }
 
-/* Runs fn over tasks [0, tasks) split into `threads` contiguous shares, the first on the calling
- * thread. The tasks, not the threads, fix the order of every sum. A thread that cannot be started
- * runs its share on the calling thread. */
 void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t threads) {
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > tasks) threads = (int32_t)tasks;
@@ -69,13 +83,14 @@ void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t thread
         started[i] = i > 0 && pthread_create(&ids[i], NULL, run_share, &shares[i]) == 0;
     }
     run_share(&shares[0]);
-    for (int32_t i = 1; i < threads; ++i) {
+    for (int32_t i = 1; i < threads; ++i) { /* a thread that could not start: its share runs here */
         if (started[i])
             pthread_join(ids[i], NULL);
         else
             run_share(&shares[i]);
     }
 }
+#endif
 
 /* e^x for x in [-87, 88] (clamped), Cephes' polynomial: about 1 ulp, and branch-free, so that
  * loops over it vectorise (the libm call does not). */
