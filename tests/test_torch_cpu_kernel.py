@@ -217,3 +217,29 @@ def test_a_forked_child_runs_the_passes_on_one_thread():
             "assert os.waitstatus_to_exitcode(status) == 0, status\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@settings(max_examples=80)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), st.booleans(),
+       st.sampled_from(["smooth", "exclude", "penalize"]), st.sampled_from([0.0, 1e-5, 1.0]), st.sampled_from([0.0, 1e-5]))
+def test_formula_gradient_matches_autograd_of_the_formula(seed, squared, log_loss, soft_labels, empty_target,
+                                                          smooth_nr, smooth_dr):
+    """``dice_and_gradient_from_stats`` (the fused path's backward) against autograd of ``dice_from_stats``,
+    with empty classes, empty images and zero denominators among the sums."""
+    from losses._dice import DiceOptions, dice_and_gradient_from_stats, dice_from_stats
+    from losses.torch._dice import _TorchOps
+
+    rng = np.random.default_rng(seed)
+    stats = rng.uniform(0.0, 5.0, size=(3, 4, 7))
+    stats[rng.uniform(size=(3, 4)) < 0.3, 2] = 0.0  # empty targets
+    stats[0, 1] = 0.0  # nothing at all: a zero denominator when smooth_dr = 0
+    stats[2, :, 6] = 0.0 if rng.uniform() < 0.5 else stats[2, :, 6]  # no valid position
+    weights = np.array([1.0, 0.0, 2.5, 0.5])  # class 1 unselected
+    options = DiceOptions.create(squared=squared, log_loss=log_loss, soft_labels=soft_labels,
+                                 empty_target=empty_target, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    leaf = torch.tensor(stats, requires_grad=True)
+    expected = dice_from_stats(_TorchOps, leaf, options, torch.tensor(weights))
+    (expected_grad,) = torch.autograd.grad(expected.sum(), leaf)
+    loss, grad = dice_and_gradient_from_stats(stats, weights, options)
+    np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-10, atol=1e-12)

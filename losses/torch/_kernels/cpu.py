@@ -98,10 +98,10 @@ def _build(compiler: str, directory: Path) -> Path:
     # compilers or CPUs reject -march=native.
     threading_flags = ["-fopenmp"] if _torch_uses_libgomp() else ["-pthread"]
     flag_sets = (["-O3", "-march=native", *threading_flags], ["-O3", "-march=native", "-pthread"], ["-O3", "-pthread"])
+    common = ["-std=c99", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros",
+              "-fno-trapping-math", "-fPIC", "-shared"]
     errors = []
     for flags in flag_sets:
-        common = ["-std=c99", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros", "-fno-trapping-math",
-                  "-fPIC", "-shared"]
         key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags + common).encode(),
                                          platform.machine().encode(), _cpu_description().encode()]))
         target = directory / f"cpu_dice-{key.hexdigest()[:16]}.so"
