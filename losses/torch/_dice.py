@@ -302,23 +302,23 @@ class _FusedCpuDice(torch.autograd.Function):
                 label_map: bool) -> Tensor:
         prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
                                         label_map)
-        basic = options.needed_stats() <= {INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT}
-        partials = prepared.stats(basic).double()
-        if label_map and partials[..., NUM_STATS].sum() > 0:
+        basic = options.needed_stats() <= _BASIC_STATS
+        partials = prepared.stats(basic)  # NumPy float64 (B, C, 8)
+        if label_map and partials[..., NUM_STATS].any():
             _check_labels(target, input.shape[1], options.ignore_index, options.mode)  # raises, with details
         stats = partials[..., :NUM_STATS]
         one_hot_labels = label_map and options.mode == "multiclass"
         if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
             stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
         if not options.per_image:
-            stats = stats.sum(0, keepdim=True)
-        weights = np.asarray(full_class_weights(options, input.shape[1]))
-        rows, grad_stats = dice_and_gradient_from_stats(stats.numpy(), weights, options)
-        loss = {"mean": rows.mean, "sum": rows.sum}.get(reduction, lambda: rows if options.per_image else rows[0])()
+            stats = stats.sum(0, keepdims=True)
+        rows, grad_stats = dice_and_gradient_from_stats(stats, _full_weights(options, input.shape[1]), options)
         ctx.prepared, ctx.grad_stats, ctx.one_hot_labels = prepared, grad_stats, one_hot_labels
         ctx.options, ctx.reduction, ctx.label_map, ctx.input_dtype = options, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target)
-        return torch.tensor(loss, dtype=torch.float32)
+        if reduction == "none":
+            return torch.from_numpy(np.asarray(rows if options.per_image else rows[0], dtype=np.float32))
+        return torch.full((), float(rows.mean() if reduction == "mean" else rows.sum()), dtype=torch.float32)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:
@@ -336,16 +336,25 @@ class _FusedCpuDice(torch.autograd.Function):
         upstream = grad_output.detach().double().numpy()
         if ctx.reduction == "mean":
             upstream = upstream / grad_stats.shape[0]
-        scale = np.broadcast_to(upstream, grad_stats.shape[:1])[:, None]
-        coefficients = grad_stats[..., [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]] * scale[..., None]
+        scale = np.broadcast_to(upstream, grad_stats.shape[:1])[:, None, None]
+        coefficients = grad_stats[..., [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]] * scale
         if ctx.one_hot_labels:  # the Σ|p − g| of one-hot labels is Σp + Σg − 2·Σp·g
             coefficients[..., 1] += coefficients[..., 3]
             coefficients[..., 0] -= 2 * coefficients[..., 3]
             coefficients[..., 3] = 0.0
         prepared, ctx.prepared = ctx.prepared, None
-        coefficients = np.broadcast_to(coefficients, (prepared.batch, *coefficients.shape[1:]))
-        grad = prepared.gradient(torch.from_numpy(np.ascontiguousarray(coefficients, dtype=np.float32)))
+        grad = prepared.gradient(np.broadcast_to(coefficients, (prepared.batch, *coefficients.shape[1:])))
         return grad.view(input.shape).to(ctx.input_dtype), None, None, None, None
+
+
+_BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
+
+
+@functools.lru_cache(maxsize=64)
+def _full_weights(options: DiceOptions, num_classes: int) -> np.ndarray:
+    weights = np.asarray(full_class_weights(options, num_classes), dtype=np.float64)
+    weights.flags.writeable = False
+    return weights
 
 
 def dice_loss(

@@ -25,6 +25,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from losses.torch._kernels import kernels_choice
@@ -238,8 +239,8 @@ class Prepared:
                      chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
                      **pointers)
 
-    def stats(self, basic: bool) -> torch.Tensor:
-        """The sums (B, C, 8) of cpu_dice.c, in a fixed order of summation.
+    def stats(self, basic: bool) -> np.ndarray:
+        """The sums (B, C, 8) of cpu_dice.c in float64, added in a fixed order.
 
         ``basic``: only Σp·g, Σp and Σg (and the label check) are needed and nothing is ignored.
         """
@@ -253,15 +254,16 @@ class Prepared:
             name = "classes_stats_f32"
         tasks, chunk, rows = self._tasks()
         per_task = 1 if self.kind == "rows" else self.classes
-        out = torch.empty(tasks, per_task, NUM_PARTIALS)
+        out = np.empty((tasks, per_task, NUM_PARTIALS), dtype=np.float32)
         self.probs = torch.empty_like(self.x)
-        _run(name, self._pass(chunk, out=out.data_ptr(), probs=self.probs.data_ptr()), tasks, self.x.numel())
-        stats = out.view(rows, -1, per_task, NUM_PARTIALS).sum(1).view(self.batch, self.classes, NUM_PARTIALS)
+        _run(name, self._pass(chunk, out=out.ctypes.data, probs=self.probs.data_ptr()), tasks, self.x.numel())
+        stats = out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64)
+        stats = stats.reshape(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
             stats[..., 6] = self.positions
         return stats
 
-    def gradient(self, coefficients: torch.Tensor) -> torch.Tensor:
+    def gradient(self, coefficients: np.ndarray) -> torch.Tensor:
         """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|.
 
         Written over the probabilities of :meth:`stats`, which are gone afterwards.
@@ -272,7 +274,7 @@ class Prepared:
         else:
             name = f"{self.kind}_grad_{suffix}"
         tasks, chunk, _ = self._tasks()
-        coefficients = coefficients.to(torch.float32).contiguous()
+        coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
         grad, self.probs = self.probs, None
-        _run(name, self._pass(chunk, probs=grad.data_ptr(), coef=coefficients.data_ptr()), tasks, self.x.numel())
+        _run(name, self._pass(chunk, probs=grad.data_ptr(), coef=coefficients.ctypes.data), tasks, self.x.numel())
         return grad
