@@ -243,3 +243,15 @@ def test_formula_gradient_matches_autograd_of_the_formula(seed, squared, log_los
     loss, grad = dice_and_gradient_from_stats(stats, weights, options)
     np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_channels_last_predictions_and_strided_labels():
+    rng = np.random.default_rng(5)
+    logits = torch.as_tensor(rng.normal(size=(2, 3, 8, 9)), dtype=torch.float32).to(memory_format=torch.channels_last)
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 9, 8))).transpose(1, 2)  # not contiguous
+    with kernels("auto"):
+        loss, grad = loss_and_grad(logits, labels)
+    with kernels("torch"):
+        expected_loss, expected_grad = loss_and_grad(logits.double(), labels)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-8)
