@@ -51,6 +51,7 @@ def _dice_rows(multiclass: bool, two_d: bool):
         Row("MONAI DiceLoss", "torch", peers.monai_dice, "peer"),
         Row("smp DiceLoss", "torch", peers.smp_dice, "peer"),
         Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_dice, "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_dice, "ours", jit=True, compiled=True),
         Row("keras.losses.Dice, tf.function", "keras", peers.keras_dice, "peer"),
         Row("keras.losses.Dice, jit_compile", "keras", peers.keras_dice, "peer", jit=True, compiled=True),
     ]
