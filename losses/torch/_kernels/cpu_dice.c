@@ -238,7 +238,9 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
 }
 
 /* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
- * a position whose label is ignore_index belongs to no class and counts nowhere. */
+ * a position whose label is ignore_index belongs to no class and counts nowhere. A (Σ v·|p − g|) is
+ * left at 0: for one-hot g it is P + G − 2·I, which the caller derives as the portable path does,
+ * and folds its coefficient into those of P and I for the gradient pass. */
 #define LABEL_KERNELS(SUFFIX, T)                                                                       \
     static inline void tile_labels_##SUFFIX(const T *tb, int64_t n0, int len, int32_t has_ignore,       \
                                             T ign, int64_t classes, int32_t *lab, float *v,             \
@@ -281,10 +283,10 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     const float *pc = pb + c * n + n0;                                                  \
                     const float ki = kb[c * 4], kp = kb[c * 4 + 1];                                     \
-                    const float kp2 = 2.0f * kb[c * 4 + 2], ka = kb[c * 4 + 3];                         \
+                    const float kp2 = 2.0f * kb[c * 4 + 2];                                             \
                     for (int j = 0; j < len; ++j) {                                                     \
                         const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
-                        const float dc = v[j] * (ki * g + kp + kp2 * pc[j] + ka * sign_of(pc[j] - g));  \
+                        const float dc = v[j] * (ki * g + kp + kp2 * pc[j]);                            \
                         d[c][j] = dc;                                                                   \
                         dot[j] += pc[j] * dc;                                                           \
                     }                                                                                   \
@@ -326,21 +328,18 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
-                    float si = 0, sp = 0, sg = 0, sp2 = 0, sa = 0;                                      \
-                    _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sa)")                              \
+                    float si = 0, sp = 0, sg = 0, sp2 = 0;                                              \
+                    _Pragma("omp simd reduction(+ : si, sp, sg, sp2)")                                  \
                     for (int j = 0; j < len; ++j) {                                                     \
                         const float pc = p[c][j];                                                       \
                         const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
                         si += g * pc;                                                                   \
                         sp += (FULL ? v[j] : 1.0f) * pc;                                                \
                         sg += g;                                                                        \
-                        if (FULL) {                                                                     \
-                            sp2 += v[j] * pc * pc;                                                      \
-                            sa += v[j] * fabsf(pc - g);                                                 \
-                        }                                                                               \
+                        if (FULL) sp2 += v[j] * pc * pc;                                                \
                     }                                                                                   \
                     float *oc = o + c * NUM_PARTIALS;                                                   \
-                    oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg; oc[5] += sa;      \
+                    oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg;                   \
                 }                                                                                       \
             }                                                                                           \
             for (int64_t c = 0; c < classes; ++c) {                                                     \
