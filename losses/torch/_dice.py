@@ -203,7 +203,7 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
 def _dice_stats(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
     """The per-class sums, from the fused Triton kernels where they apply, else from PyTorch ops."""
     if _triton_stats(input, target, options):
-        if label_map:
+        if label_map and input.device.type == "cpu":  # on CUDA the stats kernels assert themselves
             _check_labels(target, input.shape[1], options.ignore_index, options.mode)
         return dice_stats_triton(input, target, mode=options.mode, from_logits=options.from_logits,
                                  ignore_index=options.ignore_index, per_image=options.per_image)
