@@ -255,3 +255,19 @@ def test_channels_last_predictions_and_strided_labels():
         expected_loss, expected_grad = loss_and_grad(logits.double(), labels)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-8)
+
+
+def test_formula_gradient_check_fails_for_a_denominator_treated_as_constant():
+    """Negative control of the formula check: autograd of a formula whose Σp is held constant in
+    the denominator (the seed article's kind of mistake) must not match the hand-written derivative."""
+    from losses._dice import PRED_SUM, DiceOptions, dice_and_gradient_from_stats, dice_from_stats
+    from losses.torch._dice import _TorchOps
+
+    stats = np.random.default_rng(6).uniform(0.5, 5.0, size=(2, 3, 7))
+    weights, options = np.ones(3), DiceOptions.create()
+    leaf = torch.tensor(stats, requires_grad=True)
+    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM:PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1:]], -1)
+    (wrong_grad,) = torch.autograd.grad(dice_from_stats(_TorchOps, held, options, torch.tensor(weights)).sum(), leaf)
+    _, grad = dice_and_gradient_from_stats(stats, weights, options)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-10, atol=1e-12)
