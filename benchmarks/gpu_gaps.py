@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--asserts", action="store_true")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.abspath(args.src))
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for benchmarks.*
     import torch
     import triton
     from triton.testing import do_bench
@@ -108,28 +109,9 @@ def main(argv=None) -> int:
     def bench(fn):
         return do_bench(fn, warmup=50, rep=400, return_mode="median")
 
-    def wall(fn, iters):
-        for _ in range(20):
-            fn()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-        return (time.perf_counter() - t0) / iters * 1e3
-
-    def device(fn, reps=10):
-        from torch.profiler import ProfilerActivity, profile
-
-        fn()
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(reps):
-                fn()
-            torch.cuda.synchronize()
-        total = sum(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)
-                    for e in prof.key_averages())
-        return total / reps / 1e3
+    # The timers of the full benchmark; imported after --src is on the path, like losses.
+    from benchmarks.gpu_kernels import device_ms as device
+    from benchmarks.gpu_kernels import wall_ms as wall
 
     def no_flush(fn, iters=200):
         # Events around back-to-back calls, no L2 flush between them: the device-bound time when
