@@ -27,7 +27,7 @@ import torch
 
 from losses._dice import DiceOptions
 from losses.torch._kernels.dice import dice_stats_triton
-from losses.torch._kernels.dice_finalize import dice_loss_triton, full_class_weights
+from losses.torch._kernels.dice_finalize import dice_loss_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 DELTA, PENALTY = 1.0, 0.5
@@ -60,7 +60,7 @@ def fused_dice(x, target, mode):
     key = (mode, x.shape[1], x.device)
     if key not in _FUSED:
         options = DiceOptions.create(mode=mode)
-        _FUSED[key] = options, torch.tensor(full_class_weights(options, x.shape[1]), device=x.device)
+        _FUSED[key] = options, torch.tensor(options.full_weights(x.shape[1]), device=x.device)
     options, weights = _FUSED[key]
     return dice_loss_triton(x, target, weights, options, "mean")
 

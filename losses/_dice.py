@@ -54,6 +54,10 @@ NUM_STATS = 7
 
 # Below this the log of the Dice coefficient is clamped, so log_loss stays finite when smooth_nr = 0.
 LOG_CLAMP = 1e-7
+# A positive denominator is clamped below here, so that the coefficient and its derivative (up to
+# 2 / DENOMINATOR_MIN) stay finite in float32 when both smoothing terms are 0 and the sums are
+# subnormal. Only a denominator below 1e-30 is changed: with any smooth_dr >= 1e-30, none is.
+DENOMINATOR_MIN = 1e-30
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,24 @@ class DiceOptions:
 
     @classmethod
     def create(cls, **kwargs: Any) -> DiceOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
+        # No dataclasses.fields() nor cls() here: torch.compile(fullgraph=True) traces this.
+        unknown = sorted(set(kwargs) - set(_OPTION_NAMES))
         if unknown:
-            raise TypeError(f"unknown Dice option(s) {unknown}; the options are {sorted(names)}")
-        defaults = cls()
-        values = {name: kwargs.get(name, getattr(defaults, name)) for name in names}
+            raise TypeError(f"unknown Dice option(s) {unknown}; the options are {sorted(_OPTION_NAMES)}")
+        values = {name: kwargs.get(name, getattr(_DEFAULTS, name)) for name in _OPTION_NAMES}
         ignore_index = values["ignore_index"]
+        smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0)
+        smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0)
+        if smooth_nr > 0 and smooth_dr == 0:
+            raise ValueError(
+                f"smooth_dr must be > 0 when smooth_nr > 0 (got smooth_nr={smooth_nr!r}, smooth_dr=0.0): the "
+                "ratio (2·Σp·g + smooth_nr) / (Σp + Σg) has no bound as Σp + Σg goes to 0. Use smooth_dr >= "
+                "smooth_nr, or smooth_nr=0 for the unsmoothed Dice.")
         return cls(
             mode=check_choice("mode", values["mode"], MODES),
             from_logits=check_bool("from_logits", values["from_logits"]),
-            smooth_nr=check_number("smooth_nr", values["smooth_nr"], minimum=0.0),
-            smooth_dr=check_number("smooth_dr", values["smooth_dr"], minimum=0.0),
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
             squared=check_bool("squared", values["squared"]),
             log_loss=check_bool("log_loss", values["log_loss"]),
             soft_labels=check_bool("soft_labels", values["soft_labels"]),
@@ -140,14 +150,34 @@ class DiceOptions:
                              f"got {len(self.class_weights)} weights")
 
     def selected_weights(self, num_classes: int) -> tuple[float, ...]:
-        """The weight of each selected class, in the order of ``classes``."""
+        """The weight of each selected class, in the order of ``classes``, divided by the largest.
+
+        The loss ``Σ w·L / Σ w`` does not change when every weight is scaled; scaled so that the
+        largest is 1, huge weights cannot overflow the sum (``inf / inf``) nor tiny ones vanish in
+        float32.
+        """
         weights = self.class_weights or (1.0,) * num_classes
         indices = self.classes if self.classes is not None else range(num_classes)
         selected = tuple(weights[c] for c in indices)
-        if not sum(selected) > 0:
-            raise ValueError(f"class_weights give every selected class a weight of 0: classes={self.classes}, "
+        largest = max(selected)
+        if not largest > 0:
+            raise ValueError(f"class_weights give every selected class a weight of 0: classes={list(self.classes)}, "
                              f"class_weights={list(weights)}")
-        return selected
+        return tuple(w / largest for w in selected)
+
+    def full_weights(self, num_classes: int) -> tuple[float, ...]:
+        """One weight per channel: that of :meth:`selected_weights` for a selected class, else 0."""
+        selected = self.selected_weights(num_classes)
+        if self.classes is None:
+            return selected
+        full = [0.0] * num_classes
+        for c, w in zip(self.classes, selected):
+            full[c] = w
+        return tuple(full)
+
+
+_OPTION_NAMES = tuple(f.name for f in fields(DiceOptions))
+_DEFAULTS = DiceOptions()
 
 
 def dice_from_stats(ops: Any, stats: Any, options: DiceOptions, class_weights: Any) -> Any:
@@ -161,13 +191,16 @@ def dice_from_stats(ops: Any, stats: Any, options: DiceOptions, class_weights: A
 
         I = Σp·g                    or (Σp + Σg − Σ|p − g|) / 2 with soft_labels
         D = Σp + Σg                 or Σp² + Σg² with squared
-        dice = (2·I + smooth_nr) / (D + smooth_dr)          (1 when both are 0)
+        dice = (2·I + smooth_nr) / max(D + smooth_dr, 1e-30)     (1 when both are 0)
         L = 1 − dice                or −log(max(dice, 1e-7)) with log_loss
 
     For a class whose target is empty (``Σg = 0``), ``empty_target`` decides: ``"smooth"`` keeps
     ``L``; ``"exclude"`` drops the class from the average; ``"penalize"`` uses the false-positive
     fraction ``Σp / Σv`` (in [0, 1], gradient ``1/Σv`` per position, never vanishing). The loss
     is the weighted mean ``Σ w·L / Σ w`` over the classes that count (0 if none count).
+
+    A NaN or infinite sum gives a NaN loss for its row: every comparison here is False for NaN and
+    ``ops.maximum`` must keep NaN.
     """
     target_sum = stats[..., TARGET_SUM]
     if options.soft_labels:
@@ -180,15 +213,15 @@ def dice_from_stats(ops: Any, stats: Any, options: DiceOptions, class_weights: A
         denominator = stats[..., PRED_SUM] + target_sum
     numerator = 2.0 * intersection + options.smooth_nr
     denominator = denominator + options.smooth_dr
-    positive = denominator > 0
-    dice = ops.where(positive, numerator / ops.where(positive, denominator, 1.0), 1.0)
+    # Comparisons that are False for NaN, and a NaN-keeping maximum: a NaN sum gives a NaN loss.
+    dice = ops.where(denominator == 0, 1.0, numerator / ops.maximum(denominator, DENOMINATOR_MIN))
     if options.log_loss:
         per_class = -ops.log(ops.maximum(dice, LOG_CLAMP))
     else:
         per_class = 1.0 - dice
 
     empty = target_sum <= 0
-    weights = class_weights + 0.0 * target_sum  # one weight per image and class: (S, C')
+    weights = ops.zeros_like(target_sum) + class_weights  # one weight per image and class: (S, C')
     if options.empty_target == "exclude":
         weights = ops.where(empty, 0.0, weights)
     elif options.empty_target == "penalize":
@@ -207,9 +240,9 @@ def dice_and_gradient_from_stats(stats: Any, class_weights: Any, options: DiceOp
 
     ``stats`` is a float64 array ``(S, C, 7)`` of all classes and ``class_weights`` ``(C,)`` with 0
     for unselected classes. Returns the loss of each row ``(S,)`` and ``∂loss[s]/∂stats[s]``
-    ``(S, C, 7)``. Where the formula switches (a denominator of 0, the log clamp, an empty target)
-    the derivative is that of the branch taken, as automatic differentiation of
-    :func:`dice_from_stats` gives it.
+    ``(S, C, 7)``. Where the formula switches (a denominator of 0, a clamp, an empty target) the
+    derivative is that of the branch taken, as automatic differentiation of :func:`dice_from_stats`
+    gives it. A row whose loss is NaN gets a NaN derivative in every entry.
     """
     import numpy as np
 
@@ -225,18 +258,19 @@ def dice_and_gradient_from_stats(stats: Any, class_weights: Any, options: DiceOp
         denominator = pred_sum + target_sum
     numerator = 2.0 * intersection + options.smooth_nr
     denominator = denominator + options.smooth_dr
-    positive = denominator > 0
-    safe_denominator = np.where(positive, denominator, 1.0)
-    dice = np.where(positive, numerator / safe_denominator, 1.0)
+    zero = denominator == 0
+    clamped = denominator < DENOMINATOR_MIN
+    safe_denominator = np.maximum(denominator, DENOMINATOR_MIN)  # keeps NaN
+    dice = np.where(zero, 1.0, numerator / safe_denominator)
     if options.log_loss:
-        unclamped = dice >= LOG_CLAMP
+        unclamped = ~(dice < LOG_CLAMP)
         per_class = -np.log(np.maximum(dice, LOG_CLAMP))
         d_dice = np.where(unclamped, -1.0 / np.where(unclamped, dice, 1.0), 0.0)
     else:
         per_class = 1.0 - dice
         d_dice = -np.ones_like(dice)
-    d_numerator = np.where(positive, d_dice / safe_denominator, 0.0)
-    d_denominator = np.where(positive, -d_dice * dice / safe_denominator, 0.0)
+    d_numerator = np.where(zero, 0.0, d_dice / safe_denominator)
+    d_denominator = np.where(zero | clamped, 0.0, -d_dice * dice / safe_denominator)
 
     empty = target_sum <= 0
     weights = np.broadcast_to(np.asarray(class_weights, dtype=np.float64), target_sum.shape)
@@ -278,4 +312,5 @@ def dice_and_gradient_from_stats(stats: Any, class_weights: Any, options: DiceOp
         grad[..., TARGET_SUM] += d_denominator
     grad[..., PRED_SUM] += d_pred_sum_direct * d_per_class
     grad[..., VALID_COUNT] += d_count * d_per_class
+    grad[~np.isfinite(loss)] = np.nan  # a row whose loss is not finite has no finite derivative
     return loss, grad

@@ -229,10 +229,12 @@ def test_formula_gradient_matches_autograd_of_the_formula(seed, squared, log_los
     from losses._dice import DiceOptions, dice_and_gradient_from_stats, dice_from_stats
     from losses.torch._dice import _TorchOps
 
+    assume(not (smooth_nr > 0 and smooth_dr == 0))  # rejected by the options
     rng = np.random.default_rng(seed)
     stats = rng.uniform(0.0, 5.0, size=(3, 4, 7))
     stats[rng.uniform(size=(3, 4)) < 0.3, 2] = 0.0  # empty targets
     stats[0, 1] = 0.0  # nothing at all: a zero denominator when smooth_dr = 0
+    stats[1, 3] = 1e-35  # subnormal in float32: the denominator is clamped when smooth_dr = 0
     stats[2, :, 6] = 0.0 if rng.uniform() < 0.5 else stats[2, :, 6]  # no valid position
     weights = np.array([1.0, 0.0, 2.5, 0.5])  # class 1 unselected
     options = DiceOptions.create(squared=squared, log_loss=log_loss, soft_labels=soft_labels,
@@ -243,6 +245,23 @@ def test_formula_gradient_matches_autograd_of_the_formula(seed, squared, log_los
     loss, grad = dice_and_gradient_from_stats(stats, weights, options)
     np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [{}, {"log_loss": True, "squared": True}, {"empty_target": "penalize"},
+                                     {"empty_target": "exclude", "soft_labels": True}])
+def test_formula_gives_nan_for_a_nan_row_and_finite_values_elsewhere(options):
+    from losses._dice import DiceOptions, dice_and_gradient_from_stats, dice_from_stats
+    from losses.torch._dice import _TorchOps
+
+    stats = np.random.default_rng(7).uniform(0.5, 5.0, size=(3, 2, 7))
+    stats[1] = np.nan
+    options = DiceOptions.create(**options)
+    loss, grad = dice_and_gradient_from_stats(stats, np.ones(2), options)
+    expected = dice_from_stats(_TorchOps, torch.tensor(stats), options, torch.ones(2, dtype=torch.float64))
+    assert np.isnan(loss[1]) and np.isnan(expected[1])
+    assert np.isnan(grad[1]).all()
+    assert np.isfinite(loss[[0, 2]]).all() and np.isfinite(grad[[0, 2]]).all()
+    np.testing.assert_allclose(loss, expected.numpy(), rtol=1e-12)
 
 
 def test_channels_last_predictions_and_strided_labels():

@@ -321,3 +321,119 @@ def test_label_maps_are_never_expanded_to_one_hot():
     with _RecordShapes() as recorder:
         torch.nn.functional.one_hot(labels.clamp_max(4), 5).permute(0, 3, 1, 2)
     assert _one_hot_sized(recorder.outputs, 2, 5, (6, 7)) != []
+
+
+# --- nothing silent: the specific cases behind the robustness suite ----------------------------
+
+PATHS = ["auto", "torch"]  # the fused C kernel on CPU tensors, and the portable path
+
+
+def _on_path(path, fn):
+    import os
+
+    previous = os.environ.get("LOSSES_KERNELS")
+    os.environ["LOSSES_KERNELS"] = path
+    try:
+        return fn()
+    finally:
+        os.environ.pop("LOSSES_KERNELS") if previous is None else os.environ.__setitem__("LOSSES_KERNELS", previous)
+
+
+def _loss_and_grad(logits, target, **options):
+    x = logits.detach().clone().requires_grad_(True)
+    loss = dice_loss(x, target, **options)
+    (grad,) = torch.autograd.grad(loss, x)
+    return loss.detach(), grad
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_logits_beyond_the_float32_range_of_exp_agree_on_every_path(mode):
+    """Logits ≤ −88 without smoothing: the probabilities underflow to 0 the same way on every path,
+    so that an empty prediction on an empty target is the same perfect score (0/0 = 1) everywhere."""
+    channels = 1 if mode == "binary" else 3
+    logits = torch.full((2, channels, 4, 4), -95.0)
+    if mode == "multiclass":
+        logits[:, 0] = 20.0  # class 0 everywhere; classes 1, 2 at e^-115: exactly 0 in float32
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    results = [_on_path(p, lambda: _loss_and_grad(logits, labels, mode=mode, smooth_nr=0.0, smooth_dr=0.0))
+               for p in PATHS]
+    for loss, grad in results:
+        assert loss.item() == 0.0 and torch.isfinite(grad).all()
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_ignore_index_beyond_62_bits_on_every_path():
+    logits = torch.randn(1, 3, 2, 3)
+    big = 2**62 + 1  # not a float64: 2**62 + 1 and 2**62 would compare equal there
+    labels = torch.tensor([[[0, 1, 2], [big, big, big]]])
+    for path in PATHS:
+        # Ignoring the second row is cropping it away.
+        torch.testing.assert_close(_on_path(path, lambda: dice_loss(logits, labels, ignore_index=big)),
+                                   _on_path(path, lambda: dice_loss(logits[..., :1, :], labels[:, :1])))
+        with pytest.raises(ValueError, match=f"found \\[{big}\\]"):
+            _on_path(path, lambda: dice_loss(logits, labels, ignore_index=2**62))
+
+
+def test_huge_and_tiny_class_weights_are_normalised():
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    expected = dice_loss(logits, labels, class_weights=[1.0, 2.0, 3.0])
+    for path in PATHS:
+        for scale in (1e38, 1e-40):
+            value = _on_path(path, lambda: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
+            torch.testing.assert_close(value, expected)
+
+
+def test_float16_gradient_saturates_instead_of_overflowing():
+    """Probabilities exactly 0 on an empty target: the gradient is 1/smooth_dr = 1e5 per position,
+    beyond float16's largest value; it comes back as 65504, not inf, on every path."""
+    probs = torch.zeros(1, 1, 4, 4, dtype=torch.float16)
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    for path in PATHS:
+        _, grad = _on_path(path, lambda: _loss_and_grad(probs, labels, mode="binary", from_logits=False))
+        assert grad.dtype == torch.float16 and torch.isfinite(grad).all() and grad.max().item() == 65504.0
+    # Negative control: the float32 gradient is above float16's range.
+    _, grad32 = _loss_and_grad(probs.float(), labels, mode="binary", from_logits=False)
+    assert grad32.max().item() > 65504.0
+
+
+def test_zero_smoothing_with_subnormal_probabilities_is_finite():
+    probs = torch.full((1, 1, 4, 4), 1e-42)  # subnormal in float32
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    for path in PATHS:
+        loss, grad = _on_path(path, lambda: _loss_and_grad(probs, labels, mode="binary", from_logits=False,
+                                                           smooth_nr=0.0, smooth_dr=0.0))
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+def test_a_soft_target_that_requires_grad_gets_its_gradient_on_every_path():
+    logits = torch.randn(2, 3, 4, 4)
+    soft = torch.softmax(torch.randn(2, 3, 4, 4), 1)
+    grads = []
+    for path in PATHS:
+        t = soft.clone().requires_grad_(True)
+        loss = _on_path(path, lambda: dice_loss(logits, t, soft_labels=True))
+        (grad,) = torch.autograd.grad(loss, t)
+        assert grad.abs().sum() > 0
+        grads.append(grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap", "jvp"])
+def test_torch_func_transforms_on_every_path(transform):
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    fn = {
+        "grad": lambda: torch.func.grad(lambda x: dice_loss(x, labels))(logits),
+        "vmap": lambda: torch.func.vmap(lambda x, y: dice_loss(x[None], y[None]))(logits, labels),
+        "jvp": lambda: torch.func.jvp(lambda x: dice_loss(x, labels), (logits,), (torch.ones_like(logits),))[1],
+    }[transform]
+    fused, portable = (_on_path(p, fn) for p in PATHS)
+    torch.testing.assert_close(fused, portable)
+
+
+def test_the_functional_form_compiles_with_fullgraph():
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, y: dice_loss(x, y, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0]),
+                             fullgraph=True, backend="aot_eager")
+    logits, labels = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    torch.testing.assert_close(compiled(logits, labels),
+                               dice_loss(logits, labels, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0]))

@@ -255,7 +255,8 @@ def test_dice_label_maps(mode, from_logits, per_image, ignore_index):
 
 
 @pytest.mark.parametrize("mode, bad_label", [("binary", 2), ("binary", -3), ("multilabel", 3), ("multiclass", 4),
-                                             ("multiclass", -1), ("multiclass", 300)])
+                                             ("multiclass", -1), ("multiclass", 300), ("binary", 2**32 + 1),
+                                             ("multiclass", 2**32), ("multiclass", -2**40)])
 @pytest.mark.parametrize("ignore_index", [None, 255])
 def test_dice_stats_kernels_flag_labels_out_of_range(mode, bad_label, ignore_index):
     # On CUDA the reduction asserts on the device; the interpreter skips device asserts, so the
@@ -268,8 +269,47 @@ def test_dice_stats_kernels_flag_labels_out_of_range(mode, bad_label, ignore_ind
     options = dict(mode=mode, from_logits=True, ignore_index=ignore_index, per_image=True)
     dice_stats_triton(x, target, **options)
     target[0, 30, 59] = bad_label
-    with pytest.raises(RuntimeError, match="target labels out of range"):
+    with pytest.raises(RuntimeError, match="input or target out of range"):
         dice_stats_triton(x, target, **options)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_dice_stats_kernels_make_the_sums_of_a_non_finite_image_nan(mode, value):
+    classes = {"binary": 1, "multilabel": 3, "multiclass": 4}[mode]
+    x = torch.randn(2, classes, 37, 61)
+    target = torch.randint(0, 2 if mode == "binary" else classes, (2, 37, 61))
+    if mode == "multilabel":
+        target = torch.rand(2, classes, 37, 61).round()
+    x[1, classes - 1, 20, 7] = value
+    stats = dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None, per_image=True)
+    assert torch.isfinite(stats[0]).all()
+    assert torch.isnan(stats[1, classes - 1]).all()
+
+
+@pytest.mark.parametrize("mode, case", [("multilabel", "target above 1"), ("binary", "target below 0"),
+                                        ("binary", "probability above 1"), ("multiclass", "probability below 0")])
+def test_dice_stats_kernels_flag_targets_and_probabilities_out_of_range(mode, case):
+    classes = {"binary": 1, "multilabel": 3, "multiclass": 4}[mode]
+    probs = torch.rand(2, classes, 37, 61)
+    target = torch.rand(2, classes, 37, 61) if mode != "multiclass" else torch.randint(0, classes, (2, 37, 61))
+    options = dict(mode=mode, from_logits=False, ignore_index=None, per_image=True)
+    dice_stats_triton(probs, target, **options)
+    if case.startswith("target"):
+        target[1, 0, 3, 4] = 1.5 if "above" in case else -0.5
+    else:
+        probs[1, 0, 3, 4] = 1.5 if "above" in case else -0.5
+    with pytest.raises(RuntimeError, match="input or target out of range"):
+        dice_stats_triton(probs, target, **options)
+
+
+def test_dice_gradient_kernel_saturates_float16():
+    from losses.torch import DiceLoss
+
+    probs = torch.zeros(1, 1, 4, 4, dtype=torch.float16, requires_grad=True)
+    loss = DiceLoss(mode="binary", from_logits=False)(probs, torch.zeros(1, 4, 4, dtype=torch.long))
+    (grad,) = torch.autograd.grad(loss, probs)
+    assert torch.isfinite(grad).all() and grad.max().item() == 65504.0
 
 
 def test_dice_loss_label_range_error_names_the_labels_under_the_interpreter():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,13 @@ from losses._validation import TORCH_REDUCTIONS, check_choice, floating_dtype_er
 from losses.torch._kernels import cpu as cpu_kernels
 from losses.torch._kernels import use_triton
 from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton
-from losses.torch._kernels.dice_finalize import dice_loss_triton, finalize_supports, full_class_weights
+from losses.torch._kernels.dice_finalize import dice_loss_triton, finalize_supports
 
 
 class _TorchOps:
     where = staticmethod(torch.where)
     log = staticmethod(torch.log)
+    zeros_like = staticmethod(torch.zeros_like)
 
     @staticmethod
     def maximum(x: Tensor, value: float) -> Tensor:
@@ -87,33 +89,77 @@ def _check_inputs(input: Tensor, target: Tensor, options: DiceOptions) -> bool:
                          f"got shape {shape_text(input.shape)}")
     if target.is_complex():
         raise TypeError(f"target must be a real tensor; got {target.dtype}")
+    if input.device != target.device:
+        raise ValueError(f"input and target must be on the same device; got input on {input.device} and target "
+                         f"on {target.device}")
     options.check_num_classes(input.shape[1])
     return _is_label_map(input, target, options.mode)
 
 
-def _check_labels(labels: Tensor, num_classes: int, ignore_index: int | None, mode: str) -> None:
-    """Labels must lie in [0, C) (binary: {0, 1}) or equal ignore_index.
+def _matches(x: Tensor, value: int | None) -> Tensor | None:
+    """``x == value`` where ``value`` is ignore_index; None when nothing can match."""
+    if value is None:
+        return None
+    if not x.is_floating_point() and x.dtype != torch.bool:
+        info = torch.iinfo(x.dtype)
+        if not info.min <= value <= info.max:
+            return None
+    return x == value
 
-    Checked eagerly on the CPU; on CUDA as an asynchronous device assert (no host sync); skipped
-    under ``torch.compile``, where an out-of-range label makes the gather of the PyTorch path fail.
-    The fused Triton path of ``_dice_loss`` leaves CUDA label maps to its stats kernels, which
-    assert on the device, also under ``torch.compile``.
+
+def _check_values(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> None:
+    """Every value in its range, or a clear error. NaN is no error: it propagates to the loss.
+
+    Label maps: integers (also when stored as floats) in [0, C) (binary: {0, 1}) or ignore_index.
+    Per-class targets: in [0, 1] or ignore_index (so a 0/255 mask is caught in every shape).
+    Probabilities (``from_logits=False``): in [0, 1]. Checked eagerly on the CPU (a ``ValueError``
+    naming the values found), as an asynchronous device assert on CUDA (no host synchronisation),
+    and not under ``torch.compile`` nor ``torch.func`` transforms (no data-dependent branch there).
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _transformed(input) or _is_functorch_wrapped(target):
         return
-    upper = 2 if mode == "binary" else num_classes
-    # One pass over the labels (aminmax); the details of a failure only when there is one.
-    checked = labels if ignore_index is None else torch.where(labels == ignore_index, 0, labels)
-    low, high = torch.aminmax(checked)
-    if labels.device.type != "cpu":
-        torch._assert_async((low >= 0) & (high < upper), "target labels out of range")
+    num_classes = input.shape[1]
+    if label_map:
+        upper = 2 if options.mode == "binary" else num_classes
+        allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
+        if target.is_floating_point():
+            allowed = "whole numbers " + allowed
+        _check_range("target labels", target, 0, upper - 1, allowed, options.ignore_index, integral=True)
+    elif target.dtype != torch.bool:
+        _check_range("target", target, 0, 1, "in [0, 1] (per-class probabilities or one-hot)", options.ignore_index)
+    if not options.from_logits:
+        _check_range("input", input, 0, 1, "probabilities in [0, 1] with from_logits=False (pass logits with "
+                     "from_logits=True)", None)
+
+
+def _check_range(name: str, x: Tensor, low: float, high: float, allowed: str, ignore_index: int | None,
+                 integral: bool = False) -> None:
+    if x.numel() == 0 or x.dtype == torch.bool:
         return
-    if low < 0 or high >= upper:
-        bad = (checked < 0) | (checked >= upper)
-        values = torch.unique(checked[bad])[:8].tolist()
-        allowed = "0 or 1" if mode == "binary" else f"in [0, {num_classes})"
-        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        raise ValueError(f"target labels must be {allowed}{extra}; found {values}")
+    ignored = _matches(x, ignore_index)
+    checked = x if ignored is None else torch.where(ignored, low, x)
+    fraction = None
+    if checked.is_floating_point():
+        if integral:
+            fraction = checked != torch.floor(checked)  # True for NaN and ±inf: a label must be a number
+        else:  # NaN and ±inf are no range error: they propagate to the loss
+            checked = torch.where(torch.isfinite(checked), checked, low)
+    # One pass (aminmax) over the values; the details of a failure only when there is one.
+    smallest, largest = torch.aminmax(checked)
+    ok = (smallest >= low) & (largest <= high)
+    if fraction is not None:
+        ok = ok & ~fraction.any()
+    if x.device.type != "cpu":
+        torch._assert_async(ok, f"{name} out of range")
+        return
+    if bool(ok):
+        return
+    bad = (checked < low) | (checked > high)
+    if fraction is not None:
+        bad |= fraction
+    values = torch.unique(checked[bad])[:8].tolist()
+    extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+    raise ValueError(f"{name} must be {allowed}{extra}; found {values}")
 
 
 def _sums(x: Tensor, valid: Tensor | None) -> Tensor:
@@ -122,10 +168,16 @@ def _sums(x: Tensor, valid: Tensor | None) -> Tensor:
 
 
 def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
-    """The per-class sums (S, C, 7) of :mod:`losses._dice`, differentiable through ``input``."""
+    """The per-class sums (S, C, 7) of :mod:`losses._dice`, differentiable through ``input``.
+
+    Every sum of an image that holds a NaN or an infinity (in the input, or in a float target) is
+    NaN, so that its loss and the gradient of all its elements are NaN, as on the fused paths.
+    """
+    _check_values(input, target, options, label_map)
     dtype = _compute_dtype(input.dtype)
     batch, num_classes = input.shape[:2]
-    logits = input.reshape(batch, num_classes, -1).to(dtype)
+    positions = math.prod(input.shape[2:])  # not -1: a batch of 0 images has no size to infer it from
+    logits = _upcast(input).reshape(batch, num_classes, positions)
     if options.from_logits:
         probs = torch.softmax(logits, 1) if options.mode == "multiclass" else torch.sigmoid(logits)
     else:
@@ -136,13 +188,13 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
     ignore = options.ignore_index
 
     if label_map and options.mode == "multiclass":
-        labels = target.reshape(batch, -1).long()
-        _check_labels(labels, num_classes, ignore, options.mode)
-        if ignore is None:
+        labels = target.reshape(batch, positions).long()
+        ignored = _matches(labels, ignore)
+        if ignored is None:
             valid = None
             safe_labels = labels
         else:
-            is_valid = labels != ignore
+            is_valid = ~ignored
             safe_labels = torch.where(is_valid, labels, 0)
             valid = is_valid.to(dtype)
         # Σ over positions labelled c of p_c, gathered and scattered by label: no one-hot tensor.
@@ -169,14 +221,14 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
             columns[VALID_COUNT] = count
     else:
         if label_map:  # binary label map: the target probability of the single class is the label
-            labels = target.reshape(batch, 1, -1)
-            _check_labels(labels, num_classes, ignore, options.mode)
+            labels = target.reshape(batch, 1, positions)
         else:
-            labels = target.reshape(batch, num_classes, -1)
+            labels = target.reshape(batch, num_classes, positions)
         truth = labels.to(dtype)
         valid = None
-        if ignore is not None:
-            is_valid = labels != ignore
+        ignored = _matches(labels, ignore)
+        if ignored is not None:
+            is_valid = ~ignored
             valid = is_valid.to(dtype)
             truth = torch.where(is_valid, truth, 0.0)
         if INTERSECTION in needed:
@@ -191,10 +243,14 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
         if ABS_DIFF in needed:
             columns[ABS_DIFF] = _sums((probs - truth).abs(), valid)
         if VALID_COUNT in needed:
-            positions = labels.shape[-1]
             count = torch.full_like(zeros, positions) if valid is None else valid.sum(-1).expand(batch, num_classes)
             columns[VALID_COUNT] = count
     stats = torch.stack(columns, -1)
+    # 0 for finite values and NaN otherwise; 0·x, not a test, so that autograd carries the NaN too.
+    guard = (logits * 0).sum((1, 2))
+    if not label_map and target.is_floating_point():
+        guard = guard + (target.reshape(batch, num_classes * positions).to(dtype) * 0).sum(1)
+    stats = stats + guard[:, None, None]
     if not options.per_image:
         stats = stats.sum(0, keepdim=True)
     return stats
@@ -203,8 +259,8 @@ def _dice_stats_torch(input: Tensor, target: Tensor, options: DiceOptions, label
 def _dice_stats(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> Tensor:
     """The per-class sums, from the fused Triton kernels where they apply, else from PyTorch ops."""
     if _triton_stats(input, target, options):
-        if label_map and input.device.type == "cpu":  # on CUDA the stats kernels assert themselves
-            _check_labels(target, input.shape[1], options.ignore_index, options.mode)
+        if input.device.type == "cpu":  # on CUDA the stats kernels assert themselves
+            _check_values(input, target, options, label_map)
         return dice_stats_triton(input, target, mode=options.mode, from_logits=options.from_logits,
                                  ignore_index=options.ignore_index, per_image=options.per_image)
     return _dice_stats_torch(input, target, options, label_map)
@@ -262,9 +318,9 @@ def _dice_loss(input: Tensor, target: Tensor, options: DiceOptions, reduction: s
         # Stats, formula and reduction in two launches, the backward in one (host time is the
         # cost at training sizes). On CUDA the stats kernels check the label range themselves
         # (a device assert, without a pass of its own); the CPU keeps the ValueError with details.
-        if label_map and input.device.type == "cpu":
-            _check_labels(target, num_classes, options.ignore_index, options.mode)
-        full = _constant(full_class_weights(options, num_classes), torch.float32, input.device)
+        if input.device.type == "cpu":
+            _check_values(input, target, options, label_map)
+        full = _constant(options.full_weights(num_classes), torch.float32, input.device)
         return dice_loss_triton(input, target, full, options, reduction)
     if not sync and _fused_cpu(input, target, options, label_map):
         return _FusedCpuDice.apply(input, target, options, reduction, label_map)
@@ -278,6 +334,8 @@ def _composed_loss(input: Tensor, target: Tensor, options: DiceOptions, reductio
     stats = _dice_stats(input, target, options, label_map)
     if sync and not options.per_image:
         stats = _all_reduce_sum(stats)
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
+    stats = stats + 0 * stats.sum((1, 2), keepdim=True)
     if options.classes is not None:
         stats = stats.index_select(1, _constant(options.classes, torch.long, stats.device))
     per_image = dice_from_stats(_TorchOps, stats, options, _constant(weights, stats.dtype, stats.device))
@@ -289,8 +347,19 @@ def _composed_loss(input: Tensor, target: Tensor, options: DiceOptions, reductio
 
 
 def _fused_cpu(input: Tensor, target: Tensor, options: DiceOptions, label_map: bool) -> bool:
-    return (not torch.compiler.is_compiling() and cpu_kernels.supports(input, target, options.mode, label_map)
-            and cpu_kernels.available())
+    # The fused pass reads raw memory: not for a target that needs a gradient (a soft target in
+    # distillation), nor under torch.func transforms or forward-mode AD, which the portable path serves.
+    return (not torch.compiler.is_compiling() and not target.requires_grad and not _transformed(input)
+            and cpu_kernels.supports(input, target, options.mode, label_map) and cpu_kernels.available())
+
+
+def _transformed(input: Tensor) -> bool:
+    """Whether ``input`` is seen through a torch.func transform (grad, vmap, jvp) or is a dual tensor."""
+    return _is_functorch_wrapped(input) or _forward_ad._current_level >= 0
+
+
+_is_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+_forward_ad = torch.autograd.forward_ad
 
 
 class _FusedCpuDice(torch.autograd.Function):
@@ -303,16 +372,22 @@ class _FusedCpuDice(torch.autograd.Function):
         prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
                                         label_map)
         basic = options.needed_stats() <= _BASIC_STATS
-        partials = prepared.stats(basic)  # NumPy float64 (B, C, 8)
-        if label_map and partials[..., NUM_STATS].any():
-            _check_labels(target, input.shape[1], options.ignore_index, options.mode)  # raises, with details
+        partials = prepared.stats(basic)  # NumPy float64 (B, C, NUM_PARTIALS)
+        if partials[..., cpu_kernels.OUT_OF_RANGE].any():
+            _check_values(input, target, options, label_map)  # raises, with details
+            raise RuntimeError("the fused CPU Dice pass counted values out of range that the check did not find")
         stats = partials[..., :NUM_STATS]
+        # An image with a NaN or an infinity: NaN sums, as on the portable path (see _dice_stats_torch).
+        stats[partials[..., cpu_kernels.NON_FINITE].sum(1) > 0] = np.nan
         one_hot_labels = label_map and options.mode == "multiclass"
         if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
             stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
         if not options.per_image:
             stats = stats.sum(0, keepdims=True)
         rows, grad_stats = dice_and_gradient_from_stats(stats, _full_weights(options, input.shape[1]), options)
+        # The images whose gradient is NaN: those of a NaN row (every image when the row is the batch).
+        not_finite = ~np.isfinite(rows)
+        ctx.nan_images = not_finite if options.per_image else np.repeat(not_finite, input.shape[0])
         ctx.prepared, ctx.grad_stats, ctx.one_hot_labels = prepared, grad_stats, one_hot_labels
         ctx.options, ctx.reduction, ctx.label_map, ctx.input_dtype = options, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target)
@@ -344,15 +419,60 @@ class _FusedCpuDice(torch.autograd.Function):
             coefficients[..., 3] = 0.0
         prepared, ctx.prepared = ctx.prepared, None
         grad = prepared.gradient(np.broadcast_to(coefficients, (prepared.batch, *coefficients.shape[1:])))
-        return grad.view(input.shape).to(ctx.input_dtype), None, None, None, None
+        if ctx.nan_images.any():
+            grad[torch.from_numpy(ctx.nan_images)] = float("nan")
+        return _cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None
 
 
 _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
 
 
+def _cast_gradient(grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """``grad`` (float32) in ``dtype``, saturating at float16's largest value instead of overflowing.
+
+    A Dice gradient can exceed 65504 (1/smooth_dr per position on an empty target); cast to
+    float16 it would become inf and make AMP skip every step. NaN stays NaN.
+    """
+    if dtype == torch.float16:
+        grad = grad.clamp_(-_FLOAT16_MAX, _FLOAT16_MAX)
+    return grad.to(dtype)
+
+
+_FLOAT16_MAX = torch.finfo(torch.float16).max
+
+
+class _SaturatingUpcast(torch.autograd.Function):
+    """float16 to float32, whose backward casts the gradient back with :func:`_cast_gradient`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: Tensor) -> Tensor:
+        return input.to(torch.float32)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).to(torch.float16)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        return tangent.to(torch.float32)
+
+
+def _upcast(input: Tensor) -> Tensor:
+    """``input`` in the dtype the loss is computed in (float64 stays, the rest becomes float32)."""
+    if input.dtype == torch.float16:
+        return _SaturatingUpcast.apply(input)
+    return input.to(_compute_dtype(input.dtype))
+
+
 @functools.lru_cache(maxsize=64)
 def _full_weights(options: DiceOptions, num_classes: int) -> np.ndarray:
-    weights = np.asarray(full_class_weights(options, num_classes), dtype=np.float64)
+    weights = np.asarray(options.full_weights(num_classes), dtype=np.float64)
     weights.flags.writeable = False
     return weights
 
@@ -390,14 +510,18 @@ def dice_loss(
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C ≥ 2``, softmax over C) or
             ``"multilabel"`` (independent sigmoid per channel; target of the input's shape).
         from_logits: apply the sigmoid / softmax (numerically stable) to ``input``.
-        smooth_nr, smooth_dr: added to the numerator and the denominator (``≥ 0``).
+        smooth_nr, smooth_dr: added to the numerator and the denominator (``≥ 0``; ``smooth_dr > 0``
+            when ``smooth_nr > 0``, else the ratio has no bound). A denominator below 1e-30 is
+            clamped there, so that the loss and its gradient stay finite without smoothing.
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice``.
         soft_labels: intersection ``(Σp + Σg − Σ|p − g|) / 2``, which equals ``Σp·g`` for hard
             labels and is minimised at ``p = g`` for soft targets.
         per_image: sums per image and class (``True``) or per class over the whole batch.
         classes: indices of the classes that enter the loss (default: all).
-        class_weights: one weight per channel; the loss is ``Σ w·L / Σ w`` over classes.
+        class_weights: one weight per channel; the loss is ``Σ w·L / Σ w`` over classes (the
+            weights are divided by the largest selected one, which changes nothing but keeps
+            huge or tiny weights finite).
         ignore_index: target value whose positions are excluded from every sum (their gradient is
             exactly 0). For label maps a whole position is ignored, for per-class targets the element.
         empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
@@ -415,8 +539,20 @@ def dice_loss(
         reduction: ``"mean"`` or ``"sum"`` over images, or ``"none"``: shape ``(B,)`` per image
             (``per_image=False``: the batch loss, shape ``()``).
 
-    Out-of-range labels raise a ``ValueError`` on the CPU, trigger an asynchronous device assert on
-    CUDA (no host synchronisation) and are not checked under ``torch.compile``.
+    Values are checked: labels must lie in ``[0, C)`` (binary: ``{0, 1}``; labels stored as floats
+    must be whole numbers), per-class targets in ``[0, 1]`` (so a 0/255 mask is an error in every
+    shape) and, with ``from_logits=False``, the input in ``[0, 1]``; ``ignore_index`` excepted. A
+    value out of range raises a ``ValueError`` on the CPU and triggers an asynchronous device assert
+    on CUDA (no host synchronisation); it is not checked under ``torch.compile`` nor ``torch.func``
+    transforms, where the result for such input is undefined.
+
+    Nothing fails silently: a NaN or ±inf in the input or in a float target makes the loss of its
+    image NaN (the loss of the batch with ``per_image=False``) and the gradient of every element of
+    that image NaN, on every execution path; finite input always gives a finite loss and gradient
+    (float16 gradients saturate at ±65504 instead of overflowing). A batch of 0 images gives an
+    empty ``(0,)`` loss with ``reduction="none"``, 0 with ``"sum"`` and NaN with ``"mean"`` (the
+    mean of nothing, as in ``torch.nn.functional``); an image of 0 positions is an empty prediction
+    on an empty target.
 
     Example:
 

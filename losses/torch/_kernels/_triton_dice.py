@@ -4,10 +4,13 @@ Loaded through ``losses.torch._kernels.triton_module`` only; importing it import
 
 Layouts: ``x`` is ``(B, C, HW)`` contiguous; a label map is ``(B, HW)``; a dense target has the
 shape of ``x``. Partial sums are ``(B, C, n_chunks, 8)`` (seven used), reduced in a fixed order by
-``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N. For label maps slot 7 holds the
-number of valid positions of the block whose label is out of range, derived from sums the block
-has anyway (multiclass: N − Σ_c G, since an in-range label matches exactly one class), and
-``reduce_kernel`` asserts on the device that it is 0.
+``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N. Slot 7 holds the number of values
+of the block out of range: valid labels outside ``{0, 1}`` / ``[0, C)`` (multiclass: N − Σ_c G,
+derived from sums the block has anyway, since an in-range label matches exactly one class), valid
+per-class targets outside [0, 1], and probabilities outside [0, 1] (``FROM_LOGITS=False``);
+``reduce_check_kernel`` asserts on the device that it is 0. A block that reads a NaN or an
+infinity (input or float target) stores NaN as its count N, and the reduction turns every sum of
+that (row, class) into NaN, so that the loss of the row is NaN.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from losses.torch._kernels._triton_base import jit, tl
 INTERPRET = interpreting()  # the setting this module was (re)loaded for
 
 REDUCE_BLOCK = 64
+
+
+@jit
+def _not_finite(x):
+    # From the bits (exponent all ones), which no compiler flag can fold away.
+    return (x.to(tl.int32, bitcast=True) & 0x7F800000) == 0x7F800000
 
 
 @jit
@@ -37,8 +46,6 @@ def stats_rows_kernel(
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
-    # For label maps g is 0 or 1, so sum(g**2) = sum(g) and acc_g2 counts in-range labels instead:
-    # the range check costs one comparison in place of a multiplication.
     chunk = tl.program_id(0)
     row = tl.program_id(1)
     row64 = row.to(tl.int64)
@@ -56,48 +63,49 @@ def stats_rows_kernel(
     acc_g2 = tl.zeros([BLOCK], dtype=tl.float32)
     acc_a = tl.zeros([BLOCK], dtype=tl.float32)
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_nf = tl.zeros([BLOCK], dtype=tl.float32)
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
-        valid = offs < HW
-        x = tl.load(x_base + offs, mask=valid, other=0.0).to(tl.float32)
+        inside = offs < HW
+        valid = inside
+        x = tl.load(x_base + offs, mask=inside, other=0.0).to(tl.float32)
         if LABELS:
-            label = tl.load(t_base + offs, mask=valid, other=0).to(tl.int32)
+            # int64: labels and ignore_index beyond 32 bits compare exactly.
+            label = tl.load(t_base + offs, mask=inside, other=0).to(tl.int64)
             g = (label == c + class_offset).to(tl.float32)
             if HAS_IGNORE:
                 valid = valid & (label != ignore_value)
+            acc_bad += (valid & ((label < 0) | (label >= num_labels))).to(tl.float32)
         else:
-            g = tl.load(t_base + offs, mask=valid, other=0.0).to(tl.float32)
+            g = tl.load(t_base + offs, mask=inside, other=0.0).to(tl.float32)
             if HAS_IGNORE:
                 valid = valid & (g != ignore_value)
+            acc_bad += (valid & ((g < 0.0) | (g > 1.0)) & ~_not_finite(g)).to(tl.float32)
+            acc_nf += _not_finite(g).to(tl.float32)
+        acc_nf += _not_finite(x).to(tl.float32)
         if FROM_LOGITS:
             p = 1.0 / (1.0 + tl.exp(-x))
         else:
             p = x
+            acc_bad += (inside & ((x < 0.0) | (x > 1.0)) & ~_not_finite(x)).to(tl.float32)
         p = tl.where(valid, p, 0.0)
         g = tl.where(valid, g, 0.0)
         acc_i += p * g
         acc_p += p
         acc_g += g
         acc_p2 += p * p
-        if LABELS:
-            # Unsigned: a negative label compares as a large one.
-            acc_g2 += (valid & (label.to(tl.uint32) < num_labels)).to(tl.float32)
-        else:
-            acc_g2 += g * g
+        acc_g2 += g * g
         acc_a += tl.abs(p - g)
         acc_n += valid.to(tl.float32)
     base = part_ptr + (row64 * n_chunks + chunk) * 8
-    g_sum = tl.sum(acc_g, axis=0)
     n_sum = tl.sum(acc_n, axis=0)
-    if LABELS:
-        _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), g_sum, tl.sum(acc_p2, axis=0), g_sum,
-                     tl.sum(acc_a, axis=0), n_sum, 1)
-        # Counts of at most iters * BLOCK positions: exact in float32.
-        tl.store(base + 7, n_sum - tl.sum(acc_g2, axis=0))
-    else:
-        _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), g_sum, tl.sum(acc_p2, axis=0),
-                     tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum, 1)
+    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), n_sum)
+    _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0), tl.sum(acc_p2, axis=0),
+                 tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum, 1)
+    # Counts of at most iters * BLOCK positions: exact in float32.
+    tl.store(base + 7, tl.sum(acc_bad, axis=0))
 
 
 @jit
@@ -120,12 +128,17 @@ def stats_multiclass_kernel(
     acc_p2 = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_a = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_nf = tl.zeros([BLOCK], dtype=tl.float32)
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
         inside = offs < HW
-        x = tl.load(x_base + offs[None, :], mask=has_cls[:, None] & inside[None, :], other=0.0).to(tl.float32)
-        label = tl.load(t_base + offs, mask=inside, other=0).to(tl.int32)
+        in_tile = has_cls[:, None] & inside[None, :]
+        x = tl.load(x_base + offs[None, :], mask=in_tile, other=0.0).to(tl.float32)
+        acc_nf += tl.sum(_not_finite(x).to(tl.float32), axis=0)
+        # int64: labels and ignore_index beyond 32 bits compare exactly.
+        label = tl.load(t_base + offs, mask=inside, other=0).to(tl.int64)
         valid = inside
         if HAS_IGNORE:
             valid = valid & (label != ignore_value)
@@ -135,6 +148,7 @@ def stats_multiclass_kernel(
             p = e / tl.sum(e, axis=0)[None, :]
         else:
             p = x
+            acc_bad += tl.sum((in_tile & ((x < 0.0) | (x > 1.0)) & ~_not_finite(x)).to(tl.float32), axis=0)
         keep = valid[None, :] & has_cls[:, None]
         g = (keep & (label[None, :] == cls[:, None])).to(tl.float32)
         p = tl.where(keep, p, 0.0)
@@ -145,7 +159,8 @@ def stats_multiclass_kernel(
         acc_a += tl.abs(p - g)
         acc_n += valid.to(tl.float32)
     g_sum = tl.sum(acc_g, axis=1)
-    n_sum = tl.sum(acc_n, axis=0) + tl.zeros([C_PAD], dtype=tl.float32)
+    count = tl.sum(acc_n, axis=0)
+    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), count) + tl.zeros([C_PAD], dtype=tl.float32)
     # g is 0 or 1 here, so sum(g**2) = sum(g).
     base = part_ptr + ((b64 * C + cls) * n_chunks + chunk) * 8
     tl.store(base + 0, tl.sum(acc_i, axis=1), mask=has_cls)
@@ -157,46 +172,44 @@ def stats_multiclass_kernel(
     tl.store(base + 6, n_sum, mask=has_cls)
     # A valid in-range label matches exactly one class, any other none: the block's valid positions
     # less its class counts are its out-of-range labels. Once per block, no work per element.
-    bad = n_sum - tl.sum(g_sum, axis=0)
+    bad = count - tl.sum(g_sum, axis=0) + tl.sum(acc_bad, axis=0) + tl.zeros([C_PAD], dtype=tl.float32)
     tl.store(base + 7, bad, mask=has_cls)
 
 
-def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr, CHECK_LABELS: tl.constexpr):
+def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr):
     # out[s, c] = sum of the partials of images s*images_per_row ... (s+1)*images_per_row - 1,
     # always added in the same order: the result does not change from run to run.
     pid = tl.program_id(0)
     s = pid // C
     c = pid % C
     k = tl.arange(0, 8)
-    slots = 8 if CHECK_LABELS else 7
     acc = tl.zeros([BLOCK, 8], dtype=tl.float32)
     for j in range(images_per_row):
         b = (s * images_per_row + j).to(tl.int64)
         base = part_ptr + (b * C + c) * n_chunks * 8
         for start in range(0, n_chunks, BLOCK):
             r = start + tl.arange(0, BLOCK)
-            mask = (r < n_chunks)[:, None] & (k < slots)[None, :]
+            mask = (r < n_chunks)[:, None]
             acc += tl.load(base + r[:, None] * 8 + k[None, :], mask=mask, other=0.0)
     totals = tl.sum(acc, axis=0)
+    # A block that read a non-finite value stored NaN as its count: every sum of the row is NaN.
+    count = tl.sum(tl.where(k == 6, totals, 0.0), axis=0)
+    totals = tl.where(count != count, float("nan"), totals)
     tl.store(out_ptr + pid.to(tl.int64) * 7 + k, totals, mask=k < 7)
-    if CHECK_LABELS:
-        # Per-block counts are non-negative integers, so their sum is 0 only if each is. The
-        # assert stays on the device (no host synchronisation); it is compiled in only with
-        # debug=True, hence the second kernel below.
-        bad = tl.sum(tl.where(k == 7, totals, 0.0), axis=0)
-        tl.device_assert(bad == 0, "target labels out of range")
+    # Per-block counts are non-negative integers, so their sum is 0 only if each is. The assert
+    # stays on the device (no host synchronisation); it is compiled in only with debug=True.
+    bad = tl.sum(tl.where(k == 7, totals, 0.0), axis=0)
+    tl.device_assert((bad == 0) | (bad != bad), "input or target out of range")
 
 
-reduce_kernel = jit(_reduce)
-# Label maps: the same reduction with the range assert compiled in.
-reduce_check_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None else reduce_kernel
+reduce_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None else jit(_reduce)
 
 
 @jit
 def grad_rows_kernel(
     x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride, scale_mult,
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr,
-    BLOCK: tl.constexpr,
+    SATURATE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     row = tl.program_id(1)
@@ -219,7 +232,7 @@ def grad_rows_kernel(
     valid = inside
     x = tl.load(x_ptr + row64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
     if LABELS:
-        label = tl.load(t_ptr + b.to(tl.int64) * HW + offs, mask=inside, other=0).to(tl.int32)
+        label = tl.load(t_ptr + b.to(tl.int64) * HW + offs, mask=inside, other=0).to(tl.int64)
         g = (label == c + class_offset).to(tl.float32)
         if HAS_IGNORE:
             valid = valid & (label != ignore_value)
@@ -233,17 +246,21 @@ def grad_rows_kernel(
         p = x
     d = p - g
     sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
-    dp = tl.where(valid, g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a, 0.0)
+    # A product with the mask, not a select: a NaN coefficient (a non-finite input in the image)
+    # reaches ignored positions too, as on the other paths.
+    dp = valid.to(tl.float32) * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
         dp = dp * p * (1.0 - p)
+    if SATURATE:  # float16 output: the largest finite value rather than inf
+        dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
     tl.store(gx_ptr + row64 * HW + offs, dp.to(gx_ptr.dtype.element_ty), mask=inside)
 
 
 @jit
 def grad_multiclass_kernel(
     x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr, C_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr, SATURATE: tl.constexpr,
+    C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1)
@@ -266,7 +283,7 @@ def grad_multiclass_kernel(
     tile = b64 * C * HW + cls.to(tl.int64)[:, None] * HW + offs[None, :]
     in_tile = has_cls[:, None] & inside[None, :]
     x = tl.load(x_ptr + tile, mask=in_tile, other=0.0).to(tl.float32)
-    label = tl.load(t_ptr + b64 * HW + offs, mask=inside, other=0).to(tl.int32)
+    label = tl.load(t_ptr + b64 * HW + offs, mask=inside, other=0).to(tl.int64)
     valid = inside
     if HAS_IGNORE:
         valid = valid & (label != ignore_value)
@@ -280,7 +297,9 @@ def grad_multiclass_kernel(
     g = (label[None, :] == cls[:, None]).to(tl.float32)
     d = p - g
     sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
-    dp = tl.where(keep, g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a, 0.0)
+    dp = keep.to(tl.float32) * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
-        dp = p * (dp - tl.sum(p * dp, axis=0)[None, :])
+        dp = p * (dp - tl.sum(tl.where(has_cls[:, None], p * dp, 0.0), axis=0)[None, :])
+    if SATURATE:
+        dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
     tl.store(gx_ptr + tile, dp.to(gx_ptr.dtype.element_ty), mask=in_tile)

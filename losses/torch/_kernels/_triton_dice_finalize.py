@@ -21,7 +21,7 @@ SMOOTH, EXCLUDE, PENALIZE = 0, 1, 2
 
 @jit
 def finalize_kernel(
-    st_ptr, w_ptr, loss_ptr, red_ptr, gs_ptr, S, C, smooth_nr, smooth_dr, red_scale, log_clamp,
+    st_ptr, w_ptr, loss_ptr, red_ptr, gs_ptr, S, C, smooth_nr, smooth_dr, red_scale, log_clamp, den_min,
     SQUARED: tl.constexpr, LOG_LOSS: tl.constexpr, SOFT: tl.constexpr, EMPTY: tl.constexpr,
     C_PAD: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
@@ -51,19 +51,23 @@ def finalize_kernel(
             den = s_p + s_g
         num = 2.0 * inter + smooth_nr
         den = den + smooth_dr
-        positive = den > 0
-        safe_den = tl.where(positive, den, 1.0)
-        dice = tl.where(positive, num / safe_den, 1.0)
+        # As in losses._dice: comparisons False for NaN and NaN-keeping clamps, so a NaN sum gives
+        # a NaN loss.
+        zero = den == 0
+        low = den < den_min
+        safe_den = tl.where(low, den_min, den)
+        dice = tl.where(zero, 1.0, num / safe_den)
         if LOG_LOSS:
-            per = -tl.log(tl.maximum(dice, log_clamp))
+            below = dice < log_clamp
+            per = -tl.log(tl.where(below, log_clamp, dice))
             # clamp_min passes the gradient where dice >= the clamp (PyTorch's convention).
-            d_dice = tl.where(dice >= log_clamp, -1.0 / tl.where(dice >= log_clamp, dice, 1.0), 0.0)
+            d_dice = tl.where(below, 0.0, -1.0 / tl.where(below, 1.0, dice))
         else:
             per = 1.0 - dice
             d_dice = tl.full([BLOCK_S, C_PAD], -1.0, tl.float32)
-        # d per / d numerator and d per / d denominator (0 where the denominator is not positive).
-        k_num = tl.where(positive, d_dice / safe_den, 0.0)
-        k_den = tl.where(positive, -d_dice * dice / safe_den, 0.0)
+        # d per / d numerator and d per / d denominator (0 where the denominator is 0 or clamped).
+        k_num = tl.where(zero, 0.0, d_dice / safe_den)
+        k_den = tl.where(zero | low, 0.0, -d_dice * dice / safe_den)
         empty = s_g <= 0
         wt = tl.where(m, w[None, :], 0.0)
         k_fp_p = tl.zeros([BLOCK_S, C_PAD], dtype=tl.float32)
@@ -110,12 +114,14 @@ def finalize_kernel(
             g_g += cd
         g_p += k_fp_p * coef
         g_n = k_fp_n * coef
+        # A row whose loss is NaN has no finite derivative.
+        nan_row = (loss != loss)[:, None]
         out = gs_ptr + (rows.to(tl.int64)[:, None] * C + cls[None, :]) * 7
-        tl.store(out + 0, g_i, mask=m)
-        tl.store(out + 1, g_p, mask=m)
-        tl.store(out + 2, g_g, mask=m)
-        tl.store(out + 3, g_p2, mask=m)
-        tl.store(out + 4, g_g2, mask=m)
-        tl.store(out + 5, g_a, mask=m)
-        tl.store(out + 6, g_n, mask=m)
+        tl.store(out + 0, tl.where(nan_row, float("nan"), g_i), mask=m)
+        tl.store(out + 1, tl.where(nan_row, float("nan"), g_p), mask=m)
+        tl.store(out + 2, tl.where(nan_row, float("nan"), g_g), mask=m)
+        tl.store(out + 3, tl.where(nan_row, float("nan"), g_p2), mask=m)
+        tl.store(out + 4, tl.where(nan_row, float("nan"), g_g2), mask=m)
+        tl.store(out + 5, tl.where(nan_row, float("nan"), g_a), mask=m)
+        tl.store(out + 6, tl.where(nan_row, float("nan"), g_n), mask=m)
     tl.store(red_ptr, tl.sum(acc, axis=0) * red_scale)

@@ -32,7 +32,10 @@ from losses.torch._kernels import kernels_choice
 
 SOURCE = Path(__file__).with_name("cpu_dice.c")
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_dice.c)
-NUM_PARTIALS = 8  # the seven sums of losses._dice and the count of labels out of range
+# The seven sums of losses._dice, then the counts of values out of range and of non-finite values.
+NUM_PARTIALS = 9
+OUT_OF_RANGE = 7
+NON_FINITE = 8
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
 ROW_CHUNK = 16384
 IMAGE_CHUNK = 4096
@@ -130,6 +133,7 @@ class _Pass(ctypes.Structure):
         ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
         ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
         ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
+        ("ignore_int", ctypes.c_int64),
     ]
 
 
@@ -201,7 +205,8 @@ class Prepared:
     :meth:`gradient` turns that buffer into the gradient, once.
     """
 
-    __slots__ = ("activation", "batch", "classes", "has_ignore", "ignore", "kind", "positions", "probs", "target", "x")
+    __slots__ = ("activation", "batch", "classes", "has_ignore", "ignore", "ignore_int", "kind", "positions", "probs",
+                 "target", "x")
 
     def __init__(self, input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
                  ignore_index: int | None, label_map: bool) -> None:
@@ -224,6 +229,7 @@ class Prepared:
         # An ignore_index the target's dtype cannot hold matches nothing.
         self.has_ignore = int(ignore_index is not None and (info is None or info.min <= ignore_index <= info.max))
         self.ignore = float(ignore_index) if self.has_ignore else 0.0
+        self.ignore_int = int(ignore_index) if self.has_ignore and info is not None else 0
         self.probs: torch.Tensor | None = None
 
     def _tasks(self) -> tuple[int, int, int]:
@@ -237,10 +243,10 @@ class Prepared:
     def _pass(self, chunk: int, **pointers: int) -> _Pass:
         return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
                      chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
-                     **pointers)
+                     ignore_int=self.ignore_int, **pointers)
 
     def stats(self, basic: bool) -> np.ndarray:
-        """The sums (B, C, 8) of cpu_dice.c in float64, added in a fixed order.
+        """The sums (B, C, NUM_PARTIALS) of cpu_dice.c in float64, added in a fixed order.
 
         ``basic``: only Σp·g, Σp and Σg (and the label check) are needed and nothing is ignored.
         """

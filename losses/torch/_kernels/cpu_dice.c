@@ -4,9 +4,12 @@
  * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
  * the partial sums of losses/_dice.py for every class, plus the number of labels out of range:
  *   0 I = Σ p·g   1 P = Σ v·p   2 G = Σ g   3 P2 = Σ v·p²   4 G2 = Σ g²   5 A = Σ v·|p − g|
- *   6 N = Σ v     7 BAD = Σ v·[label out of range]
- * where v = 0 where the target equals ignore_index and g = 0 there. The "basic" variants (no
- * ignore_index; only I, P, G are needed) skip the others. Gradient pass: from four coefficients per
+ *   6 N = Σ v     7 BAD = number of values out of range   8 NONFINITE = number of NaN or ±inf
+ * where v = 0 where the target equals ignore_index and g = 0 there. BAD counts the valid labels
+ * outside {0, 1} (binary) or [0, C) (multiclass), the valid per-class targets outside [0, 1], and,
+ * when the input holds probabilities, every input outside [0, 1]; NONFINITE counts every input and
+ * float target that is NaN or infinite (the caller turns the sums of such an image into NaN). The
+ * "basic" variants (no ignore_index; only I, P, G are needed) skip the sums 3 to 6. Gradient pass: from four coefficients per
  * row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2, ∂loss/∂A) and the stored p, the gradient with
  * respect to the logits, written over p (the caller owns that buffer). Tasks are fixed by the
  * caller, independent of the number of threads, so the sums are the same run to run.
@@ -15,14 +18,15 @@
  * branches (selects, `&` rather than `&&`, the activation a constant of each function) and
  * compiled with `omp simd` (-fopenmp-simd, no OpenMP runtime) for the float reductions and
  * -ffinite-math-only -fno-signed-zeros, which let the clamps become vector min/max: otherwise GCC
- * leaves every loop that calls exp_clamped scalar, 10-15× slower. Inputs are finite (the
- * frontend's contract); nothing here makes an infinity from them.
+ * leaves every loop that calls exp_full scalar, 10-15× slower. Under those flags the compiler may
+ * assume that no value is NaN or infinite, so non-finite inputs are detected from their bits
+ * (not_finite), never by a float comparison, and the caller replaces what they touch by NaN.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#define NUM_PARTIALS 8
+#define NUM_PARTIALS 9
 #define TILE 256
 #define MAX_CLASSES 64
 #define MAX_THREADS 64
@@ -36,7 +40,8 @@ struct Pass {
     const float *coef;    /* gradient pass: (rows, C, 4) ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g| */
     int64_t classes, n, chunk;
     int32_t activation, has_ignore;
-    double ignore;
+    double ignore;        /* ignore_index, for float targets */
+    int64_t ignore_int;   /* ignore_index, for label maps (it fits their dtype when has_ignore) */
 };
 
 typedef void (*pass_fn)(const struct Pass *, int64_t, int64_t);
@@ -92,19 +97,24 @@ void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t thread
 }
 #endif
 
-/* e^x for x in [-87, 88] (clamped), Cephes' polynomial: about 1 ulp, and branch-free, so that
- * loops over it vectorise (the libm call does not). */
-static inline float exp_clamped(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+/* e^x as libm gives it in float32 (Cephes' polynomial, about 1 ulp): +inf above 88.72, subnormal
+ * below -87.34 and 0 below -103.97, so that the sigmoid and softmax agree with PyTorch's to the
+ * last bits also for extreme logits; branch-free, so that loops over it vectorise (the libm call
+ * does not). 2^k is applied as two factors 2^(k/2), each a normal float even where 2^k is not. */
+static inline float exp_full(float x) {
+    x = x < -110.0f ? -110.0f : x; /* e^-110 rounds to 0, as everything below */
+    x = x > 89.0f ? 89.0f : x;     /* e^89 overflows to +inf, as everything above */
     /* Adding 1.5·2^23 rounds x·log2(e) to the integer k and leaves k in the low mantissa bits. */
     const float shifted = x * 1.44269504088896341f + 12582912.0f;
     const float k = shifted - 12582912.0f;
     int32_t bits;
     memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23; /* 2^k */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
+    const int32_t k_int = bits - 0x4B400000; /* in [-159, 129] */
+    const int32_t k_low = k_int >> 1, k_high = k_int - k_low;
+    const int32_t low_bits = (k_low + 127) << 23, high_bits = (k_high + 127) << 23;
+    float scale_low, scale_high;
+    memcpy(&scale_low, &low_bits, sizeof scale_low);
+    memcpy(&scale_high, &high_bits, sizeof scale_high);
     float r = x - k * 0.693359375f;
     r = r + k * 2.12194440e-4f;
     float y = 1.9875691500e-4f;
@@ -114,10 +124,23 @@ static inline float exp_clamped(float x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * r * r + r + 1.0f;
-    return y * scale;
+    return y * scale_low * scale_high;
 }
 
-static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_clamped(-x)); }
+/* 1 / (1 + e^-x), the form PyTorch computes: exactly 0 below about -88.7, where e^-x overflows. */
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_full(-x)); }
+
+/* NaN or ±inf, from the bits: -ffinite-math-only folds float tests for them to false. */
+static inline float not_finite(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7f800000u) == 0x7f800000u ? 1.0f : 0.0f;
+}
+
+/* 1 for a finite value outside [0, 1] (NaN and ±inf are counted by not_finite instead). */
+static inline float outside_unit(float p) {
+    return ((p < 0.0f) | (p > 1.0f)) ? 1.0f - not_finite(p) : 0.0f;
+}
 
 static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
 
@@ -131,9 +154,8 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
         float *out = a->out, *probs = a->probs;                                                         \
         const int64_t n = a->n, chunk = a->chunk;                                                       \
         const int32_t has_ignore = a->has_ignore;                                                       \
-        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
-        const T ign = (T)ignore;                                                                        \
+        const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
@@ -141,10 +163,11 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
             const float *xr = x + row * n;                                                              \
             const T *tr = target + row * n;                                                             \
             float *pr = probs + row * n;                                                                \
-            float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0;                    \
-            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad)")                        \
+            float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0;            \
+            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf)")                    \
             for (int64_t j = begin; j < end; ++j) {                                                     \
-                const float p = ACTIVATION ? sigmoid(xr[j]) : xr[j];                                    \
+                const float xj = xr[j];                                                                 \
+                const float p = ACTIVATION ? sigmoid(xj) : xj;                                          \
                 pr[j] = p;                                                                              \
                 const T raw = tr[j];                                                                    \
                 const float v = FULL ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                       \
@@ -158,23 +181,28 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
                     sa += v * fabsf(p - g);                                                             \
                     sn += v;                                                                            \
                 }                                                                                       \
-                if (IS_LABEL) bad += ((v > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;        \
+                if (IS_LABEL)                                                                           \
+                    bad += ((v > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;                  \
+                else                                                                                    \
+                    bad += v * outside_unit((float)raw);                                                \
+                if (!ACTIVATION) bad += outside_unit(p);                                                \
+                nf += IS_LABEL ? not_finite(xj) : not_finite(xj) + not_finite((float)raw);              \
             }                                                                                           \
             float *o = out + task * NUM_PARTIALS;                                                       \
             o[0] = si; o[1] = sp; o[2] = sg; o[3] = sp2; o[4] = sg2; o[5] = sa; o[6] = sn; o[7] = bad;  \
+            o[8] = nf;                                                                                  \
         }                                                                                               \
     }
 
-#define ROWS_GRAD(NAME, T, ACTIVATION)                                                                 \
+#define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION)                                                       \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const T *target = (const T *)a->target;                                                         \
         float *probs = a->probs;                                                                        \
         const float *coef = a->coef;                                                                    \
         const int64_t n = a->n, chunk = a->chunk;                                                       \
         const int32_t has_ignore = a->has_ignore;                                                       \
-        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
-        const T ign = (T)ignore;                                                                        \
+        const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
@@ -200,8 +228,8 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
     ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_basic, T, IS_LABEL, 1, 0)                                  \
     ROWS_STATS(rows_stats_##SUFFIX##_identity_full, T, IS_LABEL, 0, 1)                                  \
     ROWS_STATS(rows_stats_##SUFFIX##_identity_basic, T, IS_LABEL, 0, 0)                                 \
-    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid, T, 1)                                                       \
-    ROWS_GRAD(rows_grad_##SUFFIX##_identity, T, 0)
+    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid, T, IS_LABEL, 1)                                             \
+    ROWS_GRAD(rows_grad_##SUFFIX##_identity, T, IS_LABEL, 0)
 
 ROWS_KERNELS(f32, float, 0)
 ROWS_KERNELS(i64, int64_t, 1)
@@ -209,24 +237,37 @@ ROWS_KERNELS(i32, int32_t, 1)
 ROWS_KERNELS(u8, uint8_t, 1)
 
 /* The probabilities of a tile of positions [n0, n0 + len) of one image, all classes: softmax over
- * the classes (activation) or the input itself; written to p and to the image's probs. */
+ * the classes (activation) or the input itself; written to p and to the image's probs. Adds the
+ * number of non-finite inputs to *nonfinite and, for probabilities, of those outside [0, 1] to *bad. */
 static inline void tile_probabilities(const float *xb, int64_t classes, int64_t n, int64_t n0, int len,
-                                      int32_t activation, float p[][TILE], float *pb) {
+                                      int32_t activation, float p[][TILE], float *pb, float *nonfinite,
+                                      float *bad) {
+    /* Integer counts: a float sum in these loops would keep GCC from vectorising them. */
+    int32_t nf = 0, outside = 0;
     if (!activation) {
         for (int64_t c = 0; c < classes; ++c)
-            for (int j = 0; j < len; ++j) p[c][j] = xb[c * n + n0 + j];
+            for (int j = 0; j < len; ++j) {
+                const float value = xb[c * n + n0 + j];
+                p[c][j] = value;
+                nf += not_finite(value) != 0.0f;
+                outside += outside_unit(value) != 0.0f;
+            }
     } else {
         float m[TILE], s[TILE];
-        for (int j = 0; j < len; ++j) m[j] = xb[n0 + j];
+        for (int j = 0; j < len; ++j) {
+            m[j] = xb[n0 + j];
+            nf += not_finite(m[j]) != 0.0f;
+        }
         for (int64_t c = 1; c < classes; ++c)
             for (int j = 0; j < len; ++j) {
                 const float value = xb[c * n + n0 + j];
                 m[j] = value > m[j] ? value : m[j];
+                nf += not_finite(value) != 0.0f;
             }
         for (int j = 0; j < len; ++j) s[j] = 0.0f;
         for (int64_t c = 0; c < classes; ++c)
             for (int j = 0; j < len; ++j) {
-                const float e = exp_clamped(xb[c * n + n0 + j] - m[j]);
+                const float e = exp_full(xb[c * n + n0 + j] - m[j]);
                 p[c][j] = e;
                 s[j] += e;
             }
@@ -235,6 +276,8 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
             for (int j = 0; j < len; ++j) p[c][j] *= s[j];
     }
     for (int64_t c = 0; c < classes; ++c) memcpy(pb + c * n + n0, p[c], sizeof(float) * len);
+    *nonfinite += (float)nf;
+    *bad += (float)outside;
 }
 
 /* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
@@ -265,9 +308,8 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
         const float *coef = a->coef;                                                                    \
         const int64_t classes = a->classes, n = a->n, chunk = a->chunk;                                 \
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
-        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
-        const T ign = (T)ignore;                                                                        \
+        const T ign = (T)a->ignore_int;                                                                 \
         float d[MAX_CLASSES][TILE], v[TILE], dot[TILE], bad = 0.0f;                                     \
         int32_t lab[TILE];                                                                              \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
@@ -309,9 +351,8 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
         float *out = a->out, *probs = a->probs;                                                         \
         const int64_t classes = a->classes, n = a->n, chunk = a->chunk;                                 \
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
-        const double ignore = a->ignore;                                                                \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
-        const T ign = (T)ignore;                                                                        \
+        const T ign = (T)a->ignore_int;                                                                 \
         float p[MAX_CLASSES][TILE], v[TILE];                                                            \
         int32_t lab[TILE];                                                                              \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
@@ -321,10 +362,11 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
             const T *tb = target + b * n;                                                               \
             float *o = out + task * classes * NUM_PARTIALS;                                             \
             memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);                                       \
-            float count = 0.0f, bad = 0.0f;                                                             \
+            float count = 0.0f, bad = 0.0f, nonfinite = 0.0f;                                           \
             for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
-                tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n);    \
+                tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n,     \
+                                   &nonfinite, &bad);                                                   \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
@@ -345,6 +387,7 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
             for (int64_t c = 0; c < classes; ++c) {                                                     \
                 o[c * NUM_PARTIALS + 6] = count;                                                        \
                 o[c * NUM_PARTIALS + 7] = bad;                                                          \
+                o[c * NUM_PARTIALS + 8] = nonfinite;                                                    \
             }                                                                                           \
         }                                                                                               \
     }
@@ -371,17 +414,20 @@ void classes_stats_f32(const struct Pass *a, int64_t t0, int64_t t1) {
         const float *tb = target + b * classes * n;
         float *o = out + task * classes * NUM_PARTIALS;
         memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);
+        float bad = 0.0f, nonfinite = 0.0f;
         for (int64_t n0 = begin; n0 < end; n0 += TILE) {
             const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
-            tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n);
+            tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n, &nonfinite, &bad);
             for (int64_t c = 0; c < classes; ++c) {
                 const float *tc = tb + c * n + n0;
-                float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0;
-                _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn)")
+                float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, out_of_range = 0, nf = 0;
+                _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, out_of_range, nf)")
                 for (int j = 0; j < len; ++j) {
                     const float pc = p[c][j];
                     const float v = tc[j] == ign ? keep_ignored : 1.0f;
                     const float g = v * tc[j];
+                    out_of_range += v * outside_unit(tc[j]);
+                    nf += not_finite(tc[j]);
                     si += pc * g;
                     sp += v * pc;
                     sg += g;
@@ -392,7 +438,13 @@ void classes_stats_f32(const struct Pass *a, int64_t t0, int64_t t1) {
                 }
                 float *oc = o + c * NUM_PARTIALS;
                 oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg2; oc[5] += sa; oc[6] += sn;
+                bad += out_of_range;
+                nonfinite += nf;
             }
+        }
+        for (int64_t c = 0; c < classes; ++c) {
+            o[c * NUM_PARTIALS + 7] = bad;
+            o[c * NUM_PARTIALS + 8] = nonfinite;
         }
     }
 }

@@ -38,7 +38,8 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _MAX_GRID_Y = 65535
 _MAX_CLASSES = 256
-_LABEL_ERROR = "target labels out of range: every label must be {} or equal ignore_index"
+_RANGE_ERROR = ("input or target out of range: labels must lie in [0, C) ({0, 1} in binary mode), per-class "
+                "targets and probabilities in [0, 1], or equal ignore_index")
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
 # class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
@@ -163,16 +164,14 @@ def _launch_stats(input, target, mode, from_logits, ignore_index, per_image, spa
             2 if mode == "binary" else classes,
             FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, BLOCK=block, num_warps=ROWS_WARPS,
         )
-    # For label maps the reduction also asserts, on the device, that no label was out of range.
-    reduce = kernels.reduce_check_kernel if labels else kernels.reduce_kernel
-    reduce[(groups * classes,)](
-        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, CHECK_LABELS=labels,
-        num_warps=2,
+    # The reduction also asserts, on the device, that no value was out of range.
+    kernels.reduce_kernel[(groups * classes,)](
+        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
     )
-    if labels and kernels.INTERPRET:
+    if kernels.INTERPRET:
         # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
-        if bool(partial[..., 7].sum() > 0):
-            raise RuntimeError(_LABEL_ERROR.format("0 or 1" if mode == "binary" else f"in [0, {classes})"))
+        if bool(partial[..., 7].nansum() > 0):
+            raise RuntimeError(_RANGE_ERROR)
     return out, scratch
 
 
@@ -204,16 +203,16 @@ def _launch_stats_backward(grad_stats, input, target, mode, from_logits, ignore_
         c_pad, block = _multiclass_block(classes)
         kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
             x, t, gs, grad, classes, hw, int(per_image), ignore, scale_arg, scale_stride, float(scale_mult),
-            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, SCALED=scaled, C_PAD=c_pad, BLOCK=block,
-            num_warps=MULTICLASS_WARPS,
+            FROM_LOGITS=from_logits, HAS_IGNORE=has_ignore, SCALED=scaled, SATURATE=grad.dtype == torch.float16,
+            C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
         )
     else:
         block = ROWS_BLOCK
         kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
             x, t, gs, grad, classes, hw, int(per_image), ignore, 1 if mode == "binary" else 0,
             scale_arg, scale_stride, float(scale_mult),
-            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, SCALED=scaled, BLOCK=block,
-            num_warps=ROWS_WARPS,
+            FROM_LOGITS=from_logits, LABELS=labels, HAS_IGNORE=has_ignore, SCALED=scaled,
+            SATURATE=grad.dtype == torch.float16, BLOCK=block, num_warps=ROWS_WARPS,
         )
     return grad
 
@@ -282,7 +281,7 @@ def dice_stats_triton(input: torch.Tensor, target: torch.Tensor, *, mode: str, f
 
     Call it only where ``dice_kernel_supports`` is True; option checks are the caller's. A label
     map with a label outside ``[0, C)`` (binary: ``{0, 1}``) other than ``ignore_index`` triggers
-    a device assert ("target labels out of range": asynchronous, no host synchronisation; like
+    a device assert ("input or target out of range": asynchronous, no host synchronisation; like
     every device assert it leaves the CUDA context unusable); under ``TRITON_INTERPRET=1`` a
     ``RuntimeError``.
     """

@@ -15,7 +15,7 @@ Two entry points:
   upstream gradient itself. Under ``torch.compile`` the stats op and the finalize op are chained
   (custom ops the compiler keeps as opaque nodes).
 
-Class selection is a weight of 0 for every unselected class (``full_class_weights``): the
+Class selection is a weight of 0 for every unselected class (``DiceOptions.full_weights``): the
 weighted mean over the selected classes is the same, and the gradient needs no index_select.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from losses._dice import EMPTY_TARGET_POLICIES, LOG_CLAMP, DiceOptions
+from losses._dice import DENOMINATOR_MIN, EMPTY_TARGET_POLICIES, LOG_CLAMP, DiceOptions
 from losses.torch._kernels import device_guard, triton_module
 from losses.torch._kernels.dice import _stats, _stats_backward, _stats_with_spare, dice_stats_triton
 
@@ -43,17 +43,6 @@ def finalize_supports(num_rows: int, num_classes: int) -> bool:
     return num_rows > 0 and 0 < num_classes <= MAX_CLASSES
 
 
-def full_class_weights(options: DiceOptions, num_classes: int) -> tuple[float, ...]:
-    """One weight per channel: the class weight for selected classes, 0 for the others."""
-    weights = options.class_weights or (1.0,) * num_classes
-    if options.classes is None:
-        return tuple(float(w) for w in weights)
-    full = [0.0] * num_classes
-    for c in options.classes:
-        full[c] = float(weights[c])
-    return tuple(full)
-
-
 def _finalize(stats: torch.Tensor, weights: torch.Tensor, smooth_nr: float, smooth_dr: float, squared: bool,
               log_loss: bool, soft_labels: bool, empty_target: str, red_scale: float, outputs=None):
     """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, 7)), float32, written into
@@ -71,7 +60,7 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, smooth_nr: float, smoo
         block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
         kernels.finalize_kernel[(1,)](
             st, w, loss, red, grad_stats, rows, classes, float(smooth_nr), float(smooth_dr), float(red_scale),
-            LOG_CLAMP, SQUARED=bool(squared), LOG_LOSS=bool(log_loss), SOFT=bool(soft_labels),
+            LOG_CLAMP, DENOMINATOR_MIN, SQUARED=bool(squared), LOG_LOSS=bool(log_loss), SOFT=bool(soft_labels),
             EMPTY=EMPTY_TARGET_POLICIES.index(empty_target), C_PAD=c_pad, BLOCK_S=block_s, num_warps=4,
         )
         return loss, red, grad_stats
@@ -187,7 +176,7 @@ def dice_loss_triton(input: torch.Tensor, target: torch.Tensor, weights: torch.T
     """The Dice loss on the kernels: shape ``(B,)`` for ``reduction="none"`` with ``per_image``, else ``()``.
 
     ``weights`` (float32, on the input's device) has one weight per channel, 0 for unselected
-    classes (``full_class_weights``). Call it only where ``dice_kernel_supports`` and
+    classes (``DiceOptions.full_weights``). Call it only where ``dice_kernel_supports`` and
     ``finalize_supports`` are True; option and label checks are the caller's.
     """
     if reduction not in _REDUCTION_CODES:
@@ -202,4 +191,4 @@ def dice_loss_triton(input: torch.Tensor, target: torch.Tensor, weights: torch.T
     return _DiceLoss.apply(input, target, weights, options, reduction)
 
 
-__all__ = ["dice_from_stats_triton", "dice_loss_triton", "finalize_supports", "full_class_weights"]
+__all__ = ["dice_from_stats_triton", "dice_loss_triton", "finalize_supports"]
