@@ -16,11 +16,12 @@ class KerasOps:
 
     where = staticmethod(ops.where)
     log = staticmethod(ops.log)
+    zeros_like = staticmethod(ops.zeros_like)
 
     @staticmethod
     def maximum(x: Any, value: float) -> Any:
-        # Not ops.maximum: on the torch backend it returns float32 even for float64 x.
-        return ops.where(x > value, x, value)
+        # Not ops.maximum: on the torch backend it returns float32 even for float64 x. NaN stays NaN.
+        return ops.where(x < value, value, x)
 
     @staticmethod
     def sum(x: Any, axis: int) -> Any:
@@ -43,6 +44,8 @@ def compute_dtype(x: Any) -> str:
 
 def concrete_value(x: Any) -> np.ndarray | None:
     """The value of ``x`` as a NumPy array when it is known now (eager), else None (traced)."""
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+        return np.asarray(x)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -60,8 +63,72 @@ def concrete_value(x: Any) -> np.ndarray | None:
         return None
 
 
-def static_shape(x: Any) -> tuple:
-    return tuple(x.shape)
+def static_shape(name: str, x: Any) -> tuple:
+    """``x.shape`` as a tuple (unknown sizes are None); a clear error when even the rank is unknown."""
+    try:
+        return tuple(x.shape)
+    except (TypeError, ValueError):  # a TensorShape of unknown rank
+        raise ValueError(f"{name} must have a known rank (number of dimensions); inside tf.function, give the "
+                         "input signature a shape such as (None, None, None, C)") from None
+
+
+_FLOAT16_MAX = 65504.0
+
+
+@ops.custom_gradient
+def _saturating_upcast(x: Any) -> Any:
+    def grad(*args: Any, upstream: Any = None) -> Any:
+        if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
+            (upstream,) = args
+        return ops.cast(ops.clip(upstream, -_FLOAT16_MAX, _FLOAT16_MAX), "float16")
+
+    return ops.cast(x, "float32"), grad
+
+
+def upcast(x: Any) -> Any:
+    """``x`` in its computation dtype (:func:`compute_dtype`). From float16 the gradient is cast back
+    with saturation at float16's largest value, rather than overflowing to inf (which would make a
+    loss scaler skip the step); NaN stays NaN."""
+    dtype = dtype_name(x)
+    if dtype == "float16":
+        return _saturating_upcast(x)
+    return ops.cast(x, compute_dtype(x))
+
+
+def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dtype: str) -> Any:
+    """The Keras ``reduction`` of per-sample losses ``values`` ``(B,)`` weighted by ``sample_weight``.
+
+    As ``keras.losses.Loss`` does, except for an empty batch: ``"sum"`` gives 0 and
+    ``"sum_over_batch_size"`` / ``"mean"`` give NaN (the mean of nothing, as in
+    ``torch.nn.functional``), in eager and traced code alike.
+    """
+    from keras.src.losses.loss import scale_loss_for_distribution
+
+    values = ops.cast(values, dtype)
+    if sample_weight is not None:
+        sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+        rank = len(sample_weight.shape)
+        if rank > 1 and any(d != 1 for d in sample_weight.shape[1:]):
+            raise ValueError(f"sample_weight must have shape (B,): one weight per sample; got shape "
+                             f"{tuple(sample_weight.shape)}")
+        if rank > 1:
+            sample_weight = ops.reshape(sample_weight, (-1,))
+        values = values * sample_weight
+    if reduction is None or reduction == "none":
+        return values
+    total = ops.sum(values)
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        return scale_loss_for_distribution(ops.divide_no_nan(total, ops.sum(sample_weight)))
+    return scale_loss_for_distribution(total / ops.cast(ops.shape(values)[0], dtype))
+
+
+def loss_config(loss: Any) -> dict[str, Any]:
+    """``name``, ``reduction`` and ``dtype`` of a ``keras.losses.Loss`` (Keras' own config leaves out dtype)."""
+    policy = loss._dtype_policy
+    dtype = policy.name if type(policy).__name__ == "DTypePolicy" else keras.dtype_policies.serialize(policy)
+    return {"name": loss.name, "reduction": loss.reduction, "dtype": dtype}
 
 
 def shapes_match(a: tuple, b: tuple) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -21,7 +22,18 @@ from losses._dice import (
     dice_from_stats,
 )
 from losses._validation import shape_text
-from losses.keras._common import KerasOps, check_floating, compute_dtype, concrete_value, shapes_match
+from losses.keras._common import (
+    KerasOps,
+    check_floating,
+    compute_dtype,
+    concrete_value,
+    dtype_name,
+    loss_config,
+    reduce_per_sample,
+    shapes_match,
+    static_shape,
+    upcast,
+)
 
 
 def _is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
@@ -39,58 +51,104 @@ def _is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
                      f"expected y_true of shape {expected}. Shapes are never broadcast.")
 
 
-def _check_labels(labels: Any, num_classes: int, options: DiceOptions) -> None:
-    """Eager inputs only: inside a traced function (tf.function, jit) the check is skipped."""
-    values = concrete_value(labels)
-    if values is None:
-        return
-    upper = 2 if options.mode == "binary" else num_classes
-    bad = (values < 0) | (values >= upper)
-    if options.ignore_index is not None:
-        bad &= values != options.ignore_index
+def _check_values(y_true: Any, y_pred: Any, options: DiceOptions, label_map: bool, num_classes: int) -> None:
+    """Eager inputs only (inside a traced function, tf.function or jit, the check is skipped): every
+    value in its range, as in the PyTorch frontend; NaN is no error (it propagates to the loss)."""
+    values = concrete_value(y_true)
+    if values is not None:
+        if label_map:
+            upper = 2 if options.mode == "binary" else num_classes
+            allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
+            if np.issubdtype(values.dtype, np.floating):
+                allowed = "whole numbers " + allowed
+            _check_range("y_true labels", values, 0, upper - 1, allowed, options.ignore_index, integral=True)
+        elif values.dtype != bool:
+            _check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)",
+                         options.ignore_index)
+    if not options.from_logits:
+        predictions = concrete_value(y_pred)
+        if predictions is not None:
+            _check_range("y_pred", predictions, 0, 1, "probabilities in [0, 1] with from_logits=False (pass "
+                         "logits with from_logits=True)", None)
+
+
+def _check_range(name: str, values: np.ndarray, low: float, high: float, allowed: str, ignore_index: int | None,
+                 integral: bool = False) -> None:
+    checked = values if ignore_index is None else np.where(values == ignore_index, low, values)
+    with np.errstate(invalid="ignore"):
+        bad = (checked < low) | (checked > high)
+        if np.issubdtype(checked.dtype, np.floating):
+            if integral:
+                bad |= checked != np.floor(checked)  # True for NaN and ±inf: a label must be a number
+            else:
+                bad &= np.isfinite(checked)  # NaN and ±inf are no range error: they propagate
     if bad.any():
-        allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
-        extra = "" if options.ignore_index is None else f" or ignore_index={options.ignore_index}"
-        found = np.unique(values[bad])[:8].tolist()
-        raise ValueError(f"y_true labels must be {allowed}{extra}; found {found}")
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        found = np.unique(checked[bad])[:8].tolist()
+        raise ValueError(f"{name} must be {allowed}{extra}; found {found}")
+
+
+def _ignored(target: Any, ignore_index: int | None) -> Any:
+    """``target == ignore_index`` (None when nothing can match), compared in ``target``'s own dtype."""
+    if ignore_index is None:
+        return None
+    dtype = keras.backend.standardize_dtype(target.dtype)
+    if "int" in dtype:
+        info = np.iinfo(dtype)
+        if not info.min <= ignore_index <= info.max:
+            return None
+    return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
 
 
 def _dice_stats_keras(y_true: Any, y_pred: Any, options: DiceOptions, label_map: bool) -> Any:
-    """Per-class sums (S, C, 7) of :mod:`losses._dice`, channels last."""
+    """Per-class sums (S, C, 7) of :mod:`losses._dice`, channels last.
+
+    Every sum of an image that holds a NaN or an infinity (in y_pred, or in a float y_true) is NaN,
+    so that its loss and the gradient of all its elements are NaN, as in the PyTorch frontend.
+    """
     dtype = compute_dtype(y_pred)
     num_classes = y_pred.shape[-1]
     batch = ops.shape(y_pred)[0]
-    logits = ops.reshape(ops.cast(y_pred, dtype), (batch, -1, num_classes))
+    # The number of positions, not -1: a batch of 0 images has no size to infer it from.
+    spatial = tuple(y_pred.shape[1:-1])
+    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
+    logits = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
     if options.from_logits:
         probs = ops.softmax(logits, axis=-1) if options.mode == "multiclass" else ops.sigmoid(logits)
     else:
         probs = logits
     needed = options.needed_stats()
-    ignore = options.ignore_index
+    float_target = keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_true.dtype))
 
     if label_map:
-        labels = ops.reshape(y_true, (batch, -1))
-        if not keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
-            labels = ops.round(labels)  # Keras losses receive labels cast to float
+        labels = ops.reshape(y_true, (batch, positions))
+        ignored = _ignored(labels, options.ignore_index)
+        if float_target:
+            labels = ops.round(labels)  # checked to be whole numbers where the values are known
+        if ignored is not None:
+            labels = ops.where(ignored, ops.zeros_like(labels), labels)
         labels = ops.cast(labels, "int32")
-        _check_labels(labels, num_classes, options)
         if options.mode == "binary":
             truth = ops.cast(ops.equal(labels, 1), dtype)[..., None]
         else:
             # A comparison, not a materialised one-hot: XLA fuses it into the reductions.
             truth = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
-        valid = None if ignore is None else ops.cast(ops.not_equal(labels, ignore), dtype)[..., None]
+        valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)[..., None]
+        if valid is not None:
+            truth = truth * valid
     else:
-        target = ops.reshape(y_true, (batch, -1, num_classes))
-        valid = None if ignore is None else ops.cast(ops.not_equal(target, ignore), dtype)
+        target = ops.reshape(y_true, (batch, positions, num_classes))
+        ignored = _ignored(target, options.ignore_index)
+        valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)
         truth = ops.cast(target, dtype)
+        if valid is not None:
+            truth = ops.where(ignored, ops.zeros_like(truth), truth)
     if valid is not None:
-        truth = truth * valid
         probs_valid = probs * valid
     else:
         probs_valid = probs
 
-    zeros = ops.zeros_like(probs_valid[:, 0, :])
+    zeros = ops.zeros((batch, num_classes), dtype)
     columns = [zeros] * NUM_STATS
     if INTERSECTION in needed:
         columns[INTERSECTION] = ops.sum(probs_valid * truth, axis=1)
@@ -107,6 +165,11 @@ def _dice_stats_keras(y_true: Any, y_pred: Any, options: DiceOptions, label_map:
         ones = ops.ones_like(probs[..., :1]) if valid is None else valid
         columns[VALID_COUNT] = zeros + ops.sum(ones, axis=1)
     stats = ops.stack(columns, axis=-1)
+    # 0 for finite values and NaN otherwise; 0·x, not a test, so that the gradient carries the NaN too.
+    guard = ops.sum(logits * 0.0, axis=(1, 2))
+    if not label_map and float_target:
+        guard = guard + ops.sum(ops.cast(target, dtype) * 0.0, axis=(1, 2))
+    stats = stats + guard[:, None, None]
     if not options.per_image:
         stats = ops.sum(stats, axis=0, keepdims=True)
     return stats
@@ -129,31 +192,41 @@ def _sum_across_replicas(stats: Any) -> Any:
 
 def _dice_per_sample(y_true: Any, y_pred: Any, options: DiceOptions) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true)
     check_floating("y_pred", y_pred)
-    if len(y_pred.shape) < 3:
+    pred_shape = static_shape("y_pred", y_pred)
+    true_shape = static_shape("y_true", y_true)
+    if len(pred_shape) < 3:
         raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
-                         f"got shape {shape_text(y_pred.shape)}")
-    num_classes = y_pred.shape[-1]
+                         f"got shape {shape_text(pred_shape)}")
+    num_classes = pred_shape[-1]
     if num_classes is None:
         raise ValueError("y_pred must have a known number of channels (its last dimension)")
     options.check_num_classes(num_classes)
-    label_map = _is_label_map(tuple(y_true.shape), tuple(y_pred.shape), options.mode)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
+    label_map = _is_label_map(true_shape, pred_shape, options.mode)
+    # Before the conversion to tensors: labels beyond 32 bits are checked as they came.
+    _check_values(y_true, y_pred, options, label_map, num_classes)
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
     stats = _dice_stats_keras(y_true, y_pred, options, label_map)
     if options.sync_across_ranks and not options.per_image:
         # Per-image losses need no synchronisation: Keras divides each replica's mean by the number
         # of replicas and sums the gradients, which is already the global mean and its gradient.
         stats = _sum_across_replicas(stats)
     weights = options.selected_weights(num_classes)
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
+    stats = stats + 0.0 * ops.sum(stats, axis=(1, 2), keepdims=True)
     if options.classes is not None:
         stats = ops.take(stats, list(options.classes), axis=1)
-    per_image = dice_from_stats(KerasOps, stats, options, ops.convert_to_tensor(np.asarray(weights, keras.backend.standardize_dtype(stats.dtype))))
+    weights = ops.convert_to_tensor(np.asarray(weights, keras.backend.standardize_dtype(stats.dtype)))
+    per_image = dice_from_stats(KerasOps, stats, options, weights)
     if not options.per_image:
         per_image = ops.broadcast_to(per_image, (ops.shape(y_pred)[0],))
     return per_image
 
 
+@keras.saving.register_keras_serializable(package="losses")
 def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", **options: Any) -> Any:
     """Dice loss of each sample, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)``; shape ``(B,)``.
 
@@ -174,6 +247,9 @@ def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", **options: Any
     array([0.018], dtype=float32)
     """
     return _dice_per_sample(y_true, y_pred, DiceOptions.create(mode=mode, **options))
+
+
+_FULL_PRECISION = ("float32", "float64")
 
 
 @keras.saving.register_keras_serializable(package="losses")
@@ -198,6 +274,15 @@ class DiceLoss(keras.losses.Loss):
     the gradients are those of the single-device run on the global batch; with ``per_image=True``
     Keras's own scaling already gives them. Outside a strategy and on the JAX and torch backends it
     does nothing.
+
+    Values are checked where they are known (eagerly; not inside ``tf.function`` or ``jit``):
+    labels in ``[0, C)`` (binary ``{0, 1}``; whole numbers when stored as floats), per-class targets
+    in ``[0, 1]``, probabilities in ``[0, 1]`` with ``from_logits=False``, ``ignore_index``
+    excepted; labels keep their integer dtype (Keras' own loss call would cast them to float). A
+    NaN or ±inf in ``y_pred`` or a float ``y_true`` gives a NaN loss for its image and a NaN
+    gradient for all of it. ``sample_weight`` has one weight per image, shape ``(B,)``. An empty
+    batch gives 0 with ``reduction="sum"`` and NaN with ``"sum_over_batch_size"`` (the mean of
+    nothing), in eager and traced code alike.
 
     Example:
 
@@ -242,11 +327,16 @@ class DiceLoss(keras.losses.Loss):
         )
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        check_floating("y_pred", y_pred)  # before Keras casts it to the loss dtype
-        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
+        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
+        with keras.name_scope(self.name):
+            return reduce_per_sample(self.call(y_true, y_pred), sample_weight, self.reduction, self.dtype)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        check_floating("y_pred", y_pred)
+        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
+            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
         return _dice_per_sample(y_true, y_pred, self.options)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self.options.to_dict()}
+        return {**loss_config(self), **self.options.to_dict()}
