@@ -23,6 +23,11 @@ settings.register_profile(
     "ci-backends", derandomize=True, max_examples=5, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
 )
+# By hand, for the robustness suites and any other property test: many random examples.
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 if os.environ.get("KERAS_BACKEND") == "jax":
