@@ -23,7 +23,7 @@ def cmd_info(_: argparse.Namespace) -> int:
 
         library = cpu.library()
         status = f"built: {library._name}" if library is not None else f"not available ({cpu.build_error()})"
-        print(f"  CPU Dice kernel: {status}")
+        print(f"  CPU kernels: {status}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Fused Dice passes for CPU tensors: a small C library compiled on first use.
+"""Fused Dice passes for CPU tensors, in the C library of :mod:`losses.torch._kernels._clib`.
 
 PyTorch's CPU ops make every elementwise step of a Dice loss a pass over memory with an
 input-sized result (sigmoid, products, sums, and as many again backwards). ``cpu_dice.c`` does the
@@ -6,31 +6,22 @@ forward in one pass (probabilities and every per-class sum) and the backward in 
 gradient written over the stored probabilities), each split into fixed tasks that up to
 ``torch.get_num_threads()`` threads share (started and joined in C, without the GIL).
 
-The library is plain C99 with no dependency but libm, built with the system C compiler (``$CC``,
-else ``cc``, ``gcc`` or ``clang``) into a cache directory (``$LOSSES_CACHE_DIR``, else
-``$XDG_CACHE_HOME/losses`` or ``~/.cache/losses``) the first time a Dice loss runs on the CPU,
-and loaded with ``ctypes``. Without a compiler, or if the build fails, :func:`available` is False
-and the portable PyTorch path runs instead; ``LOSSES_KERNELS=torch`` always takes that path.
+How the library is built, cached and loaded, and when the portable PyTorch path runs instead:
+:mod:`losses.torch._kernels._clib`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from losses.torch._kernels import kernels_choice
+from losses.torch._kernels import _clib
+from losses.torch._kernels._clib import available, build_error, library
 
-SOURCE = Path(__file__).with_name("cpu_dice.c")
+# -ffinite-math-only and -fno-signed-zeros let the clamps of the passes become vector min/max.
+C_SOURCE = _clib.Source("cpu_dice.c", flags=("-ffinite-math-only", "-fno-signed-zeros"))
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_dice.c)
 # The seven sums of losses._dice, then the counts of values out of range and of non-finite values.
 NUM_PARTIALS = 9
@@ -39,91 +30,9 @@ NON_FINITE = 8
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
 ROW_CHUNK = 16384
 IMAGE_CHUNK = 4096
-# Below this many elements per thread, one thread does the whole pass.
-MIN_ELEMENTS_PER_THREAD = 65536
 
 _SUFFIX = {torch.float32: "f32", torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8"}
 _LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
-
-_lock = threading.Lock()
-_library: ctypes.CDLL | None = None
-_build_error: str | None = None
-_forked_child = False
-
-
-def _after_fork_in_child() -> None:
-    # GNU OpenMP, which the passes share with PyTorch, hangs in a forked child once the parent has
-    # used its threads (PyTorch's own parallel ops too): one thread there.
-    global _forked_child
-    _forked_child = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _cache_dir() -> Path:
-    configured = os.environ.get("LOSSES_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "losses"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_description() -> str:
-    """What -march=native depends on: a library built on one machine must not load on another."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            lines = [line for line in info if line.startswith(("model name", "flags", "Features"))]
-        return "".join(sorted(set(lines)))
-    except OSError:
-        return platform.processor()
-
-
-def _torch_uses_libgomp() -> bool:
-    """Whether this process has GNU OpenMP loaded (as PyTorch's Linux builds do)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            return any("libgomp" in line for line in maps)
-    except OSError:
-        return False
-
-
-def _build(compiler: str, directory: Path) -> Path:
-    source = SOURCE.read_bytes()
-    # -fopenmp only where PyTorch itself runs on libgomp (see run_pass in cpu_dice.c); some
-    # compilers or CPUs reject -march=native.
-    threading_flags = ["-fopenmp"] if _torch_uses_libgomp() else ["-pthread"]
-    flag_sets = (["-O3", "-march=native", *threading_flags], ["-O3", "-march=native", "-pthread"], ["-O3", "-pthread"])
-    common = ["-std=c99", "-ffp-contract=fast", "-fopenmp-simd", "-ffinite-math-only", "-fno-signed-zeros",
-              "-fno-trapping-math", "-fPIC", "-shared"]
-    errors = []
-    for flags in flag_sets:
-        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags + common).encode(),
-                                         platform.machine().encode(), _cpu_description().encode()]))
-        target = directory / f"cpu_dice-{key.hexdigest()[:16]}.so"
-        if target.exists():
-            return target
-        directory.mkdir(parents=True, exist_ok=True)
-        # Built under a temporary name and renamed: processes that start together (one per rank)
-        # never load a half-written file.
-        handle, partial = tempfile.mkstemp(suffix=".so", dir=directory)
-        os.close(handle)
-        command = [compiler, *flags, *common, "-o", partial, str(SOURCE), "-lm"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode == 0:
-            os.replace(partial, target)
-            return target
-        os.unlink(partial)
-        errors.append(f"{' '.join(command)}:\n{result.stderr.strip()}")
-    raise RuntimeError("\n".join(errors))
 
 
 class _Pass(ctypes.Structure):
@@ -135,46 +44,6 @@ class _Pass(ctypes.Structure):
         ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
         ("ignore_int", ctypes.c_int64),
     ]
-
-
-def _declare(library: ctypes.CDLL) -> None:
-    library.run_pass.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Pass), ctypes.c_int64, ctypes.c_int32]
-    library.run_pass.restype = None
-
-
-def library() -> ctypes.CDLL | None:
-    """The compiled library, built on first call; None when it cannot be built (see build_error)."""
-    global _library, _build_error
-    if _library is not None or _build_error is not None:
-        return _library
-    with _lock:
-        if _library is None and _build_error is None:
-            compiler = _compiler()
-            if compiler is None:
-                _build_error = "no C compiler found (set CC, or install cc, gcc or clang)"
-                return None
-            try:
-                directory = _cache_dir()
-                try:
-                    path = _build(compiler, directory)
-                except OSError:  # an unwritable cache directory
-                    path = _build(compiler, Path(tempfile.gettempdir()) / f"losses-{os.getuid()}")
-                loaded = ctypes.CDLL(str(path))
-                _declare(loaded)
-            except Exception as error:  # noqa: BLE001 - any failure means: use the portable path
-                _build_error = f"{type(error).__name__}: {error}"
-            else:
-                _library = loaded
-    return _library
-
-
-def build_error() -> str | None:
-    """Why the library is not available (None when it is, or has not been tried)."""
-    return _build_error
-
-
-def available() -> bool:
-    return kernels_choice() == "auto" and library() is not None
 
 
 def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bool) -> bool:
@@ -192,10 +61,7 @@ def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bo
 
 def _run(name: str, pass_: _Pass, tasks: int, elements: int) -> None:
     """Runs the kernel ``name`` over ``tasks`` tasks, on up to ``torch.get_num_threads()`` threads."""
-    threads = 1 if _forked_child else max(1, min(torch.get_num_threads(), tasks, elements // MIN_ELEMENTS_PER_THREAD))
-    lib = library()
-    # ctypes releases the GIL for the call; the C side starts and joins the threads.
-    lib.run_pass(ctypes.cast(getattr(lib, name), ctypes.c_void_p), ctypes.byref(pass_), tasks, threads)
+    _clib.run(name, pass_, tasks, _clib.threads_for(tasks, elements))
 
 
 class Prepared:
@@ -284,3 +150,6 @@ class Prepared:
         grad, self.probs = self.probs, None
         _run(name, self._pass(chunk, probs=grad.data_ptr(), coef=coefficients.ctypes.data), tasks, self.x.numel())
         return grad
+
+
+__all__ = ["Prepared", "available", "build_error", "library", "supports"]

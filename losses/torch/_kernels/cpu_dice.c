@@ -29,7 +29,6 @@
 #define NUM_PARTIALS 9
 #define TILE 256
 #define MAX_CLASSES 64
-#define MAX_THREADS 64
 
 /* Everything a pass reads and writes; every kernel takes it and a range of tasks [t0, t1). */
 struct Pass {
@@ -43,59 +42,6 @@ struct Pass {
     double ignore;        /* ignore_index, for float targets */
     int64_t ignore_int;   /* ignore_index, for label maps (it fits their dtype when has_ignore) */
 };
-
-typedef void (*pass_fn)(const struct Pass *, int64_t, int64_t);
-
-/* Runs fn over tasks [0, tasks) split into `threads` contiguous shares. The tasks, not the
- * threads, fix the order of every sum. Built with -fopenmp, the shares go to the OpenMP runtime
- * PyTorch has already loaded (libgomp.so.1 is resolved to the loaded copy), whose workers spin
- * briefly after each PyTorch op: separate threads of our own would compete with them for the
- * cores. Without OpenMP, pthreads started and joined per call. */
-#ifdef _OPENMP
-void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t threads) {
-    if (threads > tasks) threads = (int32_t)tasks;
-    if (threads <= 1) { /* no OpenMP region: also safe in a forked child, where libgomp is not */
-        fn(pass, 0, tasks);
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int32_t i = 0; i < threads; ++i) fn(pass, tasks * i / threads, tasks * (i + 1) / threads);
-}
-#else
-#include <pthread.h>
-
-struct Share {
-    pass_fn fn;
-    const struct Pass *pass;
-    int64_t t0, t1;
-};
-
-static void *run_share(void *arg) {
-    const struct Share *share = arg;
-    share->fn(share->pass, share->t0, share->t1);
-    return NULL;
-}
-
-void run_pass(pass_fn fn, const struct Pass *pass, int64_t tasks, int32_t threads) {
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > tasks) threads = (int32_t)tasks;
-    if (threads < 1) threads = 1;
-    pthread_t ids[MAX_THREADS];
-    struct Share shares[MAX_THREADS];
-    int started[MAX_THREADS];
-    for (int32_t i = 0; i < threads; ++i) {
-        shares[i] = (struct Share){fn, pass, tasks * i / threads, tasks * (i + 1) / threads};
-        started[i] = i > 0 && pthread_create(&ids[i], NULL, run_share, &shares[i]) == 0;
-    }
-    run_share(&shares[0]);
-    for (int32_t i = 1; i < threads; ++i) { /* a thread that could not start: its share runs here */
-        if (started[i])
-            pthread_join(ids[i], NULL);
-        else
-            run_share(&shares[i]);
-    }
-}
-#endif
 
 /* e^x as libm gives it in float32 (Cephes' polynomial, about 1 ulp): +inf above 88.72, subnormal
  * below -87.34 and 0 below -103.97, so that the sigmoid and softmax agree with PyTorch's to the
