@@ -8,7 +8,8 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
 from typing import Any, Callable
 
 # The public contract: these codes never change meaning.
@@ -19,6 +20,8 @@ BROADCAST = "BROADCAST"
 SWAPPED_ARGUMENTS = "SWAPPED_ARGUMENTS"
 INPLACE = "INPLACE"
 NO_GRADIENT_VARIABLES = "NO_GRADIENT_VARIABLES"
+WRONG_GRADIENT = "WRONG_GRADIENT"
+DEAD_TERM = "DEAD_TERM"
 
 CODES = {
     DISCONNECTED: "the loss does not depend on the prediction at all",
@@ -28,6 +31,8 @@ CODES = {
     SWAPPED_ARGUMENTS: "the tensor that needs a gradient sits in the target's place",
     INPLACE: "an in-place change to a tensor autograd needs",
     NO_GRADIENT_VARIABLES: "trainable variables that receive no gradient",
+    WRONG_GRADIENT: "a hand-written backward disagrees with finite differences",
+    DEAD_TERM: "a term of the loss contributes no gradient while another term does",
 }
 
 SEVERITIES = ("error", "warning", "info")
@@ -94,6 +99,10 @@ class Report:
         return [f.code for f in self.findings]
 
     def add(self, finding: Finding) -> None:
+        """Add ``finding`` unless one with its code and line is there; a line inside a framework or
+        this package is not the user's, and is dropped."""
+        if finding.file is not None and is_library_file(finding.file):
+            finding = replace(finding, file=None, line=None)
         key = (finding.code, finding.file, finding.line)
         if all((f.code, f.file, f.line) != key for f in self.findings):
             self.findings.append(finding)
@@ -157,7 +166,8 @@ def parameter_names(fn: Callable[..., Any]) -> list[str]:
     except (TypeError, ValueError):
         return []
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in params if p.kind in kinds and p.name not in ("self", "cls")]
+    # ctx: the first parameter of a torch.autograd.Function's forward.
+    return [p.name for p in params if p.kind in kinds and p.name not in ("self", "cls", "ctx")]
 
 
 def _role(name: str) -> str | None:
@@ -307,19 +317,29 @@ _FRAMEWORK_WORDS = {
               "clamp": "x.clamp_min(eps)", "clip": "clamp"},
     "tensorflow": {"ns": "losses.keras", "fw": "tf / keras.ops", "stack": "tf.stack / tf.concat",
                    "where": "tf.where", "clamp": "tf.maximum(x, eps)", "clip": "clip"},
+    "jax": {"ns": "losses.keras", "fw": "keras.ops / jax.numpy", "stack": "keras.ops.stack / jnp.stack",
+            "where": "keras.ops.where", "clamp": "keras.ops.maximum(x, eps)", "clip": "clip"},
 }
 
 _PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
 
 
 def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],
-                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]]) -> None:
-    """The findings read off a gradient that exists: non-finite, partly or wholly zero.
+                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]],
+                          dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = ()) -> None:
+    """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
     ``report.zero_fraction`` is set; ``rec`` is the framework's recorder (``breaks``, ``zero_ops``,
-    ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts.
+    ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts;
+    ``dead_causes``: the breaks that cut summands of the loss off while another summand carries
+    the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``).
     """
     words = _FRAMEWORK_WORDS[framework]
+    if finite:
+        for cause in dead_causes:
+            report.add(dead_term_finding(cause, framework))
+    dead_sites = {cause[2] for cause in dead_causes}
+    partial = [b for b in rec.breaks if b[0] in _PARTIAL_BREAKS and b[2] not in dead_sites]
     if not finite and rec.swaps:
         return  # NaN from a log of the target: a consequence of the swap, reported already
     if not finite:
@@ -329,8 +349,8 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
                            "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
                            f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
                            "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
-    elif report.zero_fraction > 0 and any(b[0] in _PARTIAL_BREAKS for b in rec.breaks):
-        kind, op, site = next(b for b in rec.breaks if b[0] in _PARTIAL_BREAKS)
+    elif report.zero_fraction > 0 and partial:
+        kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
         report.add(Finding(base.code, "warning",
                            f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
@@ -354,3 +374,87 @@ def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, in
     code, message, fix = _BREAKS[kind]
     words = dict(_FRAMEWORK_WORDS[framework], op=op)
     return Finding(code, "error", message.format(**words), fix.format(**words), site[0], site[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-written gradients and dead terms.
+
+def function_site(fn: Any) -> tuple[str | None, int | None]:
+    """``(file, line)`` of the ``def`` of a Python function (past its decorators), else ``(None, None)``."""
+    code = getattr(inspect.unwrap(fn) if callable(fn) else fn, "__code__", None)
+    if code is None:
+        return None, None
+    import linecache
+
+    line = code.co_firstlineno
+    if code.co_name == "<lambda>":
+        return code.co_filename, line
+    for offset in range(20):  # decorators come first; the def follows within a few lines
+        if linecache.getline(code.co_filename, line + offset).lstrip().startswith(("def ", "async def ")):
+            return code.co_filename, line + offset
+    return code.co_filename, line
+
+
+class HostNumber(float):
+    """A Python number read off the prediction (``.item()``, ``float()``): a constant to autodiff.
+
+    It behaves as the float it is; arithmetic on it keeps the mark, so that a term of the loss
+    built from it can be named with the line where it left the graph.
+    """
+
+    cause: tuple[str, str, tuple[str | None, int | None]] | None = None
+
+    def __new__(cls, value: float, cause: Any) -> HostNumber:
+        number = super().__new__(cls, value)
+        number.cause = cause
+        return number
+
+    def _keep(self, result: Any) -> Any:
+        return HostNumber(result, self.cause) if isinstance(result, float) else result
+
+    def __add__(self, other): return self._keep(float.__add__(self, other))  # noqa: E704
+    def __radd__(self, other): return self._keep(float.__radd__(self, other))  # noqa: E704
+    def __sub__(self, other): return self._keep(float.__sub__(self, other))  # noqa: E704
+    def __rsub__(self, other): return self._keep(float.__rsub__(self, other))  # noqa: E704
+    def __mul__(self, other): return self._keep(float.__mul__(self, other))  # noqa: E704
+    def __rmul__(self, other): return self._keep(float.__rmul__(self, other))  # noqa: E704
+    def __truediv__(self, other): return self._keep(float.__truediv__(self, other))  # noqa: E704
+    def __rtruediv__(self, other): return self._keep(float.__rtruediv__(self, other))  # noqa: E704
+    def __pow__(self, other): return self._keep(float.__pow__(self, other))  # noqa: E704
+    def __rpow__(self, other): return self._keep(float.__rpow__(self, other))  # noqa: E704
+    def __neg__(self): return self._keep(float.__neg__(self))  # noqa: E704
+    def __abs__(self): return self._keep(float.__abs__(self))  # noqa: E704
+
+
+def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], framework: str) -> Finding:
+    """The finding for a summand of the loss that contributes no gradient while another one does."""
+    kind, op, site = cause
+    base = break_finding(kind, op, framework, site)
+    return Finding(DEAD_TERM, "warning",
+                   "this term of the loss contributes no gradient (another term carries it, so training runs "
+                   "and the term silently does nothing): " + base.message,
+                   base.fix, site[0], site[1])
+
+
+def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdict: Any) -> Finding:
+    """The finding for a hand-written backward that disagrees with finite differences."""
+    if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
+        what, why = "sign flipped", "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
+    elif verdict.factor is not None:
+        size = abs(verdict.factor)
+        times = f"{size:.0f}" if abs(size - round(size)) < 1e-2 * size else f"{size:.3g}"
+        if size < 1:
+            inverse = 1 / size
+            times = f"{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-2 * inverse else f"{inverse:.3g}"
+        what = f"{times}× too {'large' if size > 1 else 'small'}" + (", sign flipped" if verdict.factor < 0 else "")
+        why = ("a constant factor: a missing or extra 1/N of a mean (the number of elements), a scale or a "
+               "factor 2 of a square")
+    else:
+        what, why = "not a constant factor", ("a wrong formula: a missing chain-rule factor (the derivative of an "
+                                              "inner function), a wrong branch, or a gradient for the wrong input")
+    return Finding(WRONG_GRADIENT, "error",
+                   f"the hand-written backward of `{name}` disagrees with central finite differences in float64: "
+                   f"{what} (relative error {verdict.error:.3g} along a random direction)",
+                   f"check the backward against the forward: {why}; losses.testing.check_gradient compares them "
+                   "element by element",
+                   site[0], site[1])

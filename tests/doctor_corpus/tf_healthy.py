@@ -184,3 +184,9 @@ def package_penalized_mae(y_true, y_pred):
     from losses.keras import penalized_mae
 
     return penalized_mae(y_true, y_pred, delta=0.3)
+
+
+def straight_through_stop_gradient_trick(y_true, y_pred):
+    # x + stop_gradient(round(x) - x): forward rounds, backward is the identity (VQ-VAE style).
+    levels = y_pred * 4 + tf.stop_gradient(tf.round(y_pred * 4) - y_pred * 4)
+    return tf.reduce_mean(tf.square(levels / 4 - y_true))
