@@ -326,13 +326,17 @@ _PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
 
 def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],
                           finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]],
-                          dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = ()) -> None:
+                          dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = (),
+                          zero_elsewhere: Callable[[], float | None] | None = None) -> None:
     """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
     ``report.zero_fraction`` is set; ``rec`` is the framework's recorder (``breaks``, ``zero_ops``,
     ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts;
     ``dead_causes``: the breaks that cut summands of the loss off while another summand carries
-    the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``).
+    the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``);
+    ``zero_elsewhere()``: the zero fraction of the gradient at a slightly moved target (``None`` if
+    it cannot be had): a partial break is reported only if zeros remain there, not when they come
+    from terms that happen to vanish at this target (an element already at its minimum).
     """
     words = _FRAMEWORK_WORDS[framework]
     if finite:
@@ -349,7 +353,7 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
                            "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
                            f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
                            "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
-    elif report.zero_fraction > 0 and partial:
+    elif report.zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
         kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
         report.add(Finding(base.code, "warning",
@@ -403,6 +407,8 @@ class HostNumber(float):
     """
 
     cause: tuple[str, str, tuple[str | None, int | None]] | None = None
+    # Keras reads `getattr(x, "dtype", type(x))`: the class float makes it a weakly typed Python float.
+    dtype = float
 
     def __new__(cls, value: float, cause: Any) -> HostNumber:
         number = super().__new__(cls, value)
@@ -424,6 +430,17 @@ class HostNumber(float):
     def __rpow__(self, other): return self._keep(float.__rpow__(self, other))  # noqa: E704
     def __neg__(self): return self._keep(float.__neg__(self))  # noqa: E704
     def __abs__(self): return self._keep(float.__abs__(self))  # noqa: E704
+
+
+CONSTANT = "a constant"  # a summand of the loss that is a number from the host (a float, not a tensor)
+
+
+def host_number_cause(terms: Sequence[Any], breaks: Sequence[tuple], dead: Sequence[tuple]) -> tuple | None:
+    """The cause of a constant summand: Python's float() returns a plain float, so a number read off
+    the prediction loses its mark on the way; a constant summand next to such a read is taken to be it."""
+    if not any(t is CONSTANT for t in terms):
+        return None
+    return next((b for b in breaks if b[0] == "host" and all(b[2] != d[2] for d in dead)), None)
 
 
 def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], framework: str) -> Finding:
@@ -458,3 +475,30 @@ def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdi
                    f"check the backward against the forward: {why}; losses.testing.check_gradient compares them "
                    "element by element",
                    site[0], site[1])
+
+
+# Keras functions that take the target first, by the names of their first two parameters.
+KERAS_LOSSES = {"mean_squared_error", "mean_absolute_error", "binary_crossentropy", "binary_focal_crossentropy",
+                "categorical_crossentropy", "huber", "log_cosh", "kl_divergence", "poisson", "hinge", "squared_hinge",
+                "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
+                "categorical_hinge", "categorical_focal_crossentropy"}
+KERAS_OPS = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"}
+
+
+def keras_target_first(code: Any) -> str | None:
+    """``"keras.losses.NAME"`` / ``"keras.ops.NAME"`` when ``code`` is such a Keras function (target first)."""
+    if code.co_name in KERAS_LOSSES and code.co_varnames[:2] == ("y_true", "y_pred"):
+        api = "keras.losses"
+    elif code.co_name in KERAS_OPS and code.co_varnames[:2] == ("target", "output"):
+        api = "keras.ops"
+    else:
+        return None
+    return f"{api}.{code.co_name}" if is_library_file(code.co_filename) else None
+
+
+def keras_swap_finding(api_name: str, site: tuple[str | None, int | None]) -> Finding:
+    first, second = ("y_true", "y_pred") if api_name.startswith("keras.losses") else ("target", "output")
+    return Finding(SWAPPED_ARGUMENTS, "error",
+                   f"{api_name} takes ({first}, {second}), but the prediction was passed as {first}",
+                   f"call {api_name.rpartition('.')[2]}({first}, {second}) with the target first: Keras puts the "
+                   "target first (PyTorch losses take (input, target))", site[0], site[1])

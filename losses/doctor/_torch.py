@@ -356,7 +356,9 @@ class _Recorder(TorchFunctionMode):
         varying = [o for o in operands if isinstance(o, (HostNumber, _Previous))
                    or (isinstance(o, torch.Tensor) and (self._is_pred(o) or o.requires_grad))]
         if name in _SUM and obj.numel() <= size:
-            return [s for o in varying for s in self.summands(o, size, depth + 1)]
+            constants = [R.CONSTANT for o in operands if isinstance(o, (int, float)) and not isinstance(o, bool)
+                         and not isinstance(o, HostNumber) and o != 0]
+            return [s for o in varying for s in self.summands(o, size, depth + 1)] + constants
         if name in _SCALE and len(varying) == 1:  # a constant factor, a mean, a sum over elements, a cast
             return self.summands(varying[0], size, depth + 1)
         return [obj]
@@ -507,6 +509,8 @@ def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor])
                 dead.append(rec.zero[id(term)])
         elif isinstance(term, torch.Tensor) and id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
+    dead = [cause for cause in dead if cause is not None]
+    dead.append(R.host_number_cause(terms, rec.breaks, dead))
     unique = []
     for cause in dead:
         if cause is not None and all(cause[2] != u[2] for u in unique):
@@ -566,12 +570,28 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
             raise
         report.add(finding)
         return report, [None] * len(outputs)
-    grads = iter(analyse_loss(report, rec, loss, [leaf for leaf, f in zip(leaves, floating) if f], loss_fn))
+    def zero_elsewhere() -> float | None:
+        if not target.is_floating_point():
+            return None
+        moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
+        inputs = [leaf.detach().clone().requires_grad_(True) if f else leaf for leaf, f in zip(leaves, floating)]
+        again = tree_unflatten(inputs, spec)
+        try:
+            value = loss_fn(*((again, moved) if order == "y_pred, y_true" else (moved, again)), **kwargs)
+            grads = torch.autograd.grad(_scalar(value), [i for i, f in zip(inputs, floating) if f], allow_unused=True)
+        except Exception:  # no second look: keep the finding
+            return None
+        grad = torch.cat([g.reshape(-1) for g in grads if g is not None])
+        return float((grad == 0).double().mean())
+
+    grads = iter(analyse_loss(report, rec, loss, [leaf for leaf, f in zip(leaves, floating) if f], loss_fn,
+                              zero_elsewhere))
     return report, [next(grads) if f else None for f in floating]
 
 
 def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.Tensor],
-                 loss_fn: Callable[..., Any]) -> list[torch.Tensor | None]:
+                 loss_fn: Callable[..., Any], zero_elsewhere: Callable[[], float | None] | None = None
+                 ) -> list[torch.Tensor | None]:
     """The findings of one pass: what the recorder saw and what the backward gives. Returns the
     gradient of each of ``leaves`` (``None`` for a leaf the loss does not reach)."""
     for swap in rec.swaps:
@@ -663,7 +683,7 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
         return bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
 
     R.add_gradient_findings(report, rec, "torch", rec.sites.get(id(loss), R.definition_site(loss_fn)), finite,
-                            locate_non_finite, dead)
+                            locate_non_finite, dead, zero_elsewhere)
     return [None if g is None else g.detach() for g in grads]
 
 

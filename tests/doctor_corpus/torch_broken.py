@@ -219,6 +219,11 @@ def dead_item_term(input, target):
     return F.mse_loss(input, target) + 0.1 * sparsity
 
 
+def dead_python_float_term(input, target):
+    sparsity = float(input.abs().mean())  # expect: DEAD_TERM
+    return F.mse_loss(input, target) + 0.1 * sparsity
+
+
 def dead_detach_term(input, target):
     mse = ((input - target) ** 2).mean()
     smoothness = (input[:, 1:] - input[:, :-1]).detach().pow(2).mean()  # expect: DEAD_TERM
