@@ -28,13 +28,20 @@ class Verdict:
 
 def check_directions(value: Callable[[list[np.ndarray]], float],
                      gradient: Callable[[list[np.ndarray]], list[np.ndarray]],
-                     point: Sequence[np.ndarray], *, points: int = 2, directions: int = 2, step: float = 1e-6,
-                     rtol: float = 1e-3, seed: int = 0) -> Verdict | None:
+                     point: Sequence[np.ndarray], *, points: int = 2, directions: int = 2,
+                     seed: int = 0) -> Verdict | None:
     """Compare ``gradient`` with central differences of ``value``; ``None`` when nothing could be compared
-    (every direction crossed a kink, the function is flat, or it is not finite)."""
+    (every direction crossed a kink, the function is flat, or it is not finite).
+
+    The step is 1e-6 (relative) when the function computes in float64. A function that computes in
+    a lower precision whatever its inputs (central differences at two steps disagree) is compared
+    with a step of 1e-3 and a tolerance of 2e-2, enough to see a wrong factor or sign.
+    """
     rng = np.random.default_rng(seed)
     base = [np.asarray(x, dtype=np.float64) for x in point]
     pairs: list[tuple[float, float]] = []
+    step, rtol, kink = 1e-6, 1e-3, 1e-3
+    probed = False
     for p in range(points):
         # The given point, then random points near it (a relative jitter keeps signs and scales).
         xs = base if p == 0 else [x + 0.05 * (np.abs(x) + 0.1) * rng.uniform(-1, 1, x.shape) for x in base]
@@ -45,20 +52,29 @@ def check_directions(value: Callable[[list[np.ndarray]], float],
             continue
         if not np.isfinite(f0) or not all(np.all(np.isfinite(g)) for g in grads):
             continue
+        scale = max(1.0, max((float(np.max(np.abs(x))) for x in xs if x.size), default=1.0))
         for _ in range(directions):
             vs = [rng.standard_normal(x.shape) for x in xs]
-            h = step * max(1.0, max((float(np.max(np.abs(x))) for x in xs if x.size), default=1.0))
-            plus = value([x + h * v for x, v in zip(xs, vs)])
-            minus = value([x - h * v for x, v in zip(xs, vs)])
-            forward, backward = (plus - f0) / h, (f0 - minus) / h
+
+            def differences(h):
+                plus = value([x + h * v for x, v in zip(xs, vs)])
+                minus = value([x - h * v for x, v in zip(xs, vs)])
+                return (plus - f0) / h, (f0 - minus) / h, (plus - minus) / (2 * h)
+
+            forward, backward, numeric = differences(step * scale)
+            if not probed:
+                probed = True
+                coarse = differences(10 * step * scale)[2]
+                if abs(coarse - numeric) > 1e-4 * max(abs(coarse), abs(numeric)) + 1e-12:
+                    step, rtol, kink = 1e-3, 2e-2, 0.25  # low precision: rounding noise at a small step
+                    forward, backward, numeric = differences(step * scale)
             if not (np.isfinite(forward) and np.isfinite(backward)):
                 continue
-            numeric = (plus - minus) / (2 * h)
-            scale = max(abs(forward), abs(backward))
-            if abs(forward - backward) > rtol * scale + 1e-9:
+            slope = max(abs(forward), abs(backward))
+            if abs(forward - backward) > kink * slope + 1e-12:
                 continue  # a kink or a jump between x - h v and x + h v
             analytic = float(sum(np.sum(g * v) for g, v in zip(grads, vs)))
-            if scale == 0 and analytic != 0:
+            if slope == 0 and analytic != 0:
                 continue  # flat here: a piecewise-constant forward (straight-through by design)
             pairs.append((analytic, numeric))
     if not pairs:

@@ -502,3 +502,12 @@ def keras_swap_finding(api_name: str, site: tuple[str | None, int | None]) -> Fi
                    f"{api_name} takes ({first}, {second}), but the prediction was passed as {first}",
                    f"call {api_name.rpartition('.')[2]}({first}, {second}) with the target first: Keras puts the "
                    "target first (PyTorch losses take (input, target))", site[0], site[1])
+
+
+def keras_order_finding(loss_fn: Callable[..., Any]) -> Finding:
+    """A Keras loss whose parameters say (prediction, target): Keras passes (y_true, y_pred) by position."""
+    names = parameter_names(loss_fn)[:2]
+    return Finding(SWAPPED_ARGUMENTS, "error",
+                   f"the loss's parameters are ({', '.join(names)}), but Keras calls a loss as loss(y_true, y_pred) "
+                   "by position: the prediction would arrive in the target's parameter",
+                   "declare the parameters in Keras's order: def loss(y_true, y_pred)", *definition_site(loss_fn))
