@@ -511,3 +511,13 @@ def keras_order_finding(loss_fn: Callable[..., Any]) -> Finding:
                    f"the loss's parameters are ({', '.join(names)}), but Keras calls a loss as loss(y_true, y_pred) "
                    "by position: the prediction would arrive in the target's parameter",
                    "declare the parameters in Keras's order: def loss(y_true, y_pred)", *definition_site(loss_fn))
+
+
+def output_labels(structure: Any, prefix: str = "outputs") -> Any:
+    """``structure`` (a model's outputs) with each tensor replaced by the expression that reaches it,
+    such as ``outputs['logits']`` or ``outputs[1]``; flattened like the outputs, it names them."""
+    if isinstance(structure, dict):
+        return type(structure)((k, output_labels(v, f"{prefix}[{k!r}]")) for k, v in structure.items())
+    if isinstance(structure, (list, tuple)) and not hasattr(structure, "_fields"):
+        return type(structure)(output_labels(v, f"{prefix}[{i}]") for i, v in enumerate(structure))
+    return prefix

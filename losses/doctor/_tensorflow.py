@@ -624,7 +624,6 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
     x = tf.nest.map_structure(tf.convert_to_tensor, x)
     y = tf.convert_to_tensor(y)
     previous = sys.getprofile()
-    trainable = list(model.trainable_variables)
     with tf.GradientTape(persistent=True) as tape:
         sys.setprofile(profiler)
         try:
@@ -646,6 +645,7 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
                     loss_report.pred_shape, loss_report.true_shape)
     if failed:
         return report
+    trainable = list(model.trainable_variables)  # after the call: a subclassed model builds in its first call
     reaches = {id(v): set() for v in trainable}
     for i, total in enumerate(output_sums):
         if total is None or not trainable:
@@ -660,6 +660,7 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
         for v in layer.weights:
             owner.setdefault(id(v), layer)
     used_outputs = {i for i, g in enumerate(output_grads) if g is not None}
+    labels = tf.nest.flatten(R.output_labels(pred))
     unused: dict[int, list[Any]] = {}
     ignored, disconnected = [], []
     for v, g_loss in zip(trainable, to_loss):
@@ -692,8 +693,9 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
                 "error", names, f"layer `{layer.name}` is never called on the way to the output (an unused branch)",
                 f"use layer `{layer.name}` in the model's call(), or remove it", model_site))
     if ignored:
+        unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
         report.findings.append(_model_finding(
-            "warning", ignored, "they only feed outputs of the model that the loss does not use",
+            "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the layers that compute only them",
             R.definition_site(loss_fn)))
     if disconnected:

@@ -757,6 +757,7 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
             raise
         return report
     used_outputs = {i for i, g in enumerate(output_grads) if g is not None}
+    labels = tree_flatten(R.output_labels(pred))[0]
     unused, ignored, disconnected = [], [], []
     for (n, _), g in zip(trainable, from_loss):
         if g is not None:
@@ -770,8 +771,8 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
 
     for owner, names in _groups(unused, all_names).items():
         module = model.get_submodule(owner) if owner else model
-        own = [n for n in all_names if n.rpartition(".")[0] == owner]
-        if owner in call_sites and any(reaches.get(n) for n in own):
+        inside = [n for n in all_names if (not owner or n.startswith(owner + ".")) and n not in names]
+        if owner in call_sites and any(reaches.get(n) for n in inside):
             # The layer runs and its other weights reach the output: this one it never uses.
             report.findings.append(_model_finding(
                 "error", names, f"`{owner or type(model).__name__}` is used, but its forward() never uses these "
@@ -788,8 +789,9 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
                 "(an unused branch)", f"use `{owner}` in forward(), or delete it (or freeze it with "
                 "requires_grad_(False) if that is intended)", model_site))
     if ignored:
+        unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
         report.findings.append(_model_finding(
-            "warning", ignored, "they only feed outputs of the model that the loss does not use",
+            "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the parameters that compute only them",
             R.definition_site(loss_fn)))
     if disconnected:
