@@ -14,12 +14,12 @@ from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import op_callbacks, ops, tensor_conversion_registry
+from tensorflow.python.framework import op_callbacks, ops
 from tensorflow.python.ops import custom_gradient as tf_custom_gradient
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
-from losses.doctor._report import Finding, HostNumber, Report
+from losses.doctor._report import Finding, Report
 
 # Ops through which TensorFlow sends no gradient (or a zero one), by the kind of break they are.
 _STOP = {"StopGradient": "detach", "PreventGradient": "detach"}
@@ -195,19 +195,13 @@ class _Recorder:
 
         def wrapper(tensor, *args, **kwargs):
             branch = method_name in ("__bool__", "__nonzero__")
-            cause = None
             if id(tensor) in (recorder.derived if branch else recorder.connected):
                 kind = "branch" if branch else "host"
                 label = {"__array__": "a NumPy function", "numpy": ".numpy()", "__float__": "float()",
                          "__int__": "int()", "__index__": "int()", "__bool__": "bool() / if",
                          "__nonzero__": "bool() / if"}[method_name]
-                cause = (kind, label, R.user_site())
-                recorder.breaks.append(cause)
-            result = original(tensor, *args, **kwargs)
-            cause = cause or recorder.dead.get(id(tensor))
-            if method_name == "__float__" and cause is not None:
-                return HostNumber(result, cause)  # a loss term built from it can be named
-            return result
+                recorder.breaks.append((kind, label, R.user_site()))
+            return original(tensor, *args, **kwargs)
 
         return wrapper
 
@@ -240,16 +234,9 @@ class _Recorder:
 
     # -- Python calls: swapped Keras arguments, numpy_function, numbers back into tensors ---------
     def _profiler(self, frame, event, arg):
-        code = frame.f_code
-        if event == "return" and code is _CONVERT_CODE:
-            value = frame.f_locals.get("value")
-            if isinstance(value, HostNumber) and value.cause is not None and hasattr(arg, "dtype"):
-                self.keep.append(arg)
-                self.derived.add(id(arg))
-                self.dead[id(arg)] = value.cause
-            return
         if event != "call":
             return
+        code = frame.f_code
         if code.co_name in ("numpy_function", "py_func_common") and R.is_library_file(code.co_filename):
             # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
             inp = frame.f_locals.get("inp") or ()
@@ -339,9 +326,6 @@ class _Recorder:
         if op_type in _SCALE and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
         return [t]
-
-
-_CONVERT_CODE = tensor_conversion_registry.convert.__code__
 
 
 def _op_label(op_type: str) -> str:
@@ -504,7 +488,7 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
                 raise
             report.add(finding)
             return report, none
-        is_tensor = (tf.is_tensor(loss) or hasattr(loss, "dtype")) and not isinstance(loss, HostNumber)
+        is_tensor = tf.is_tensor(loss) or hasattr(loss, "dtype")
         if is_tensor:
             loss = tf.convert_to_tensor(loss)
             scalar = tf.reduce_sum(tf.cast(loss, tf.float32)) if loss.shape.rank else tf.cast(loss, tf.float32)

@@ -269,8 +269,9 @@ class _Recorder(TorchFunctionMode):
             if not self.non_finite and not any(id(t) in self.nonfinite_ids for t in inputs):
                 self.non_finite.append((name, site))
             self.nonfinite_ids.update(id(o) for o in bad)
-        if name in ("item", "__float__") and isinstance(out, float) and (pred_in or hosts):
-            # A number read off the prediction: marked, so that a loss term built from it can be named.
+        if name == "item" and isinstance(out, float) and (pred_in or hosts):
+            # A number read off the prediction: marked, so that a loss term built from it can be named
+            # (float(t) cannot be: Python makes its result a plain float).
             number_cause = cause or next((self.dead[id(t)] for t in pred_in if id(t) in self.dead), None)
             if number_cause is not None:
                 return HostNumber(out, number_cause)
