@@ -113,6 +113,7 @@ def test_wrong_gradient_names_the_factor_and_the_backward():
     assert "12× too large" in diagnose(torch_broken.SeedMAELoss, y_true, y_pred).findings[0].message
 
 
+@pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")
 def test_a_legacy_autograd_function_gets_a_clear_message():
     class Legacy(torch.autograd.Function):
         def forward(self, input, target):

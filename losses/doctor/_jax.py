@@ -91,6 +91,8 @@ class _Pass:
         self.terms: dict[Var, tuple[str, list]] = {}
         self.values: dict[Var, Any] = {}
         self.nonfinite: set[Var] = set()
+        self.order: list[Var] = []  # every variable, in the order the program computes them
+        self.eqns: list[tuple[Any, tuple[str | None, int | None]]] = []  # equations on the prediction or target
 
     def first_break(self) -> Cause:
         kind, op, site = self.breaks[0]
@@ -99,42 +101,65 @@ class _Pass:
                 return other
         return kind, op, site
 
-    def run(self, jaxpr: Any, consts: list, args: list, analyse: bool) -> list:
-        env: dict[Var, Any] = {}
-
-        def read(v):
-            return v.val if isinstance(v, Literal) else env[v]
-
-        for v, value in zip(jaxpr.constvars, consts):
-            env[v] = value
-        for v, value in zip(jaxpr.invars, args):
-            env[v] = value
+    def follow(self, jaxpr: Any) -> None:
+        """Walk the program once: what depends on the prediction, through which breaks, on which line."""
+        self.order.extend(v for v in [*jaxpr.constvars, *jaxpr.invars] if isinstance(v, Var))
         for eqn in jaxpr.eqns:
-            invals = [read(v) for v in eqn.invars]
             sub = _sub_jaxpr(eqn)
             if sub is not None:
-                inner, inner_consts = sub
+                inner = sub[0]
                 outer = self.call_site
-                if analyse:
-                    self._alias(inner.invars, eqn.invars)
-                    # A jitted function is traced once and cached: its equations' own traces may
-                    # show the first caller; the line of this call is the user's.
-                    self.call_site = outer or _site(eqn)
-                outvals = self.run(inner, inner_consts, invals, analyse)
+                self._alias(inner.invars, eqn.invars)
+                # A jitted function is traced once and cached: its equations' own traces may show
+                # the first caller; the line of this call is the user's.
+                self.call_site = outer or _site(eqn)
+                self.follow(inner)
                 self.call_site = outer
-                if analyse:
-                    self._alias(eqn.outvars, inner.outvars)
+                self._alias(eqn.outvars, inner.outvars)
             else:
-                with eqn.ctx.manager:
-                    outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-                outvals = list(outvals) if eqn.primitive.multiple_results else [outvals]
-                if analyse:
-                    self._follow(eqn, invals, outvals)
-            for v, value in zip(eqn.outvars, outvals):
-                if isinstance(v, Var):
-                    env[v] = value
-                    self.values[v] = value
-        return [read(v) for v in jaxpr.outvars]
+                self._follow(eqn)
+            self.order.extend(v for v in eqn.outvars if isinstance(v, Var))
+
+    def program(self, closed: Any, out: Any, terms: list[Var]) -> Callable:
+        """``(p, t) -> (every value, d loss / d p, d term / d p for each of terms)``: the diagnosis's
+        numbers in one compiled program."""
+        order = list(self.order)
+        differentiable = isinstance(out, Var) and _floating(out.aval)
+
+        def values(p, t):
+            env: dict[Var, Any] = {}
+            _evaluate(closed.jaxpr, list(closed.consts), [p, t], env)
+            return env
+
+        def loss(p, t):
+            return jnp.sum(jnp.asarray(values(p, t)[out], jnp.float32))
+
+        def term_sums(p, t):
+            env = values(p, t)
+            return jnp.stack([jnp.sum(jnp.asarray(env[v], jnp.float32)) for v in terms])
+
+        def run(p, t):
+            env = values(p, t)
+            grad = jax.grad(loss)(p, t) if differentiable else jnp.zeros_like(p)
+            jacobian = jax.jacrev(term_sums)(p, t) if terms else jnp.zeros((0,))
+            return [env[v] for v in order], grad, jacobian
+
+        return run
+
+    def check_values(self, values: list) -> None:
+        """The checks that need the values: where NaN/Inf is born, singular points."""
+        self.values = dict(zip(self.order, values))
+        for eqn, site in self.eqns:
+            ins = [v for v in eqn.invars if isinstance(v, Var)]
+            outs = [v for v in eqn.outvars if isinstance(v, Var)]
+            bad = [o for o in outs if _floating(o.aval) and not np.all(np.isfinite(np.asarray(self.values[o])))]
+            if bad:
+                # The first equation whose output is NaN/Inf while its inputs were finite: where the NaN is born.
+                if not self.non_finite and not any(v in self.nonfinite for v in ins):
+                    self.non_finite.append((eqn.primitive.name, site))
+                self.nonfinite.update(bad)
+            if eqn.primitive.name in _SINGULAR and any(v in self.connected for v in ins):
+                self._check_singular(eqn.primitive.name, eqn, site)
 
     def _alias(self, targets: list, sources: list) -> None:
         for dst, src in zip(targets, sources):
@@ -148,7 +173,7 @@ class _Pass:
                     table[dst] = table[src]
             self.terms[dst] = ("alias", [src])
 
-    def _follow(self, eqn: Any, invals: list, outvals: list) -> None:
+    def _follow(self, eqn: Any) -> None:
         name = eqn.primitive.name
         ins = [v for v in eqn.invars if isinstance(v, Var)]
         outs = [v for v in eqn.outvars if isinstance(v, Var)]
@@ -158,6 +183,7 @@ class _Pass:
         if not derived_in and not target_only:
             return
         site = self.call_site or _site(eqn)
+        self.eqns.append((eqn, site))
         for o in outs:
             self.sites.setdefault(o, site)
             if derived_in:
@@ -169,8 +195,6 @@ class _Pass:
             kind = self._break_kind(name, outs)
             if kind is None:
                 self.connected.update(o for o in outs if _floating(o.aval))
-                if name in _SINGULAR:
-                    self._check_singular(name, eqn, invals, site)
             else:
                 cause = (kind, name, site)
                 self.breaks.append(cause)
@@ -194,11 +218,6 @@ class _Pass:
                     if a != b and out > max(math.prod(a), math.prod(b)) and min(math.prod(a), math.prod(b)) > 1 \
                             and not {p, t} & self.new_axes:
                         self.broadcasts.append((name, a, b, site))
-        bad = [o for o, value in zip(outs, outvals) if _floating(o.aval) and not bool(jnp.all(jnp.isfinite(value)))]
-        if bad:
-            if not self.non_finite and not any(v in self.nonfinite for v in ins):
-                self.non_finite.append((name, site))
-            self.nonfinite.update(bad)
 
     def _break_kind(self, name: str, outs: list) -> str | None:
         if name == "stop_gradient":
@@ -213,15 +232,16 @@ class _Pass:
             return "cast"
         return None
 
-    def _check_singular(self, name: str, eqn: Any, invals: list, site) -> None:
+    def _check_singular(self, name: str, eqn: Any, site) -> None:
         # An infinite derivative at the point: sqrt/log at 0, a zero denominator, pow(0, p < 1).
+        invals = [np.asarray(v.val if isinstance(v, Literal) else self.values[v]) for v in eqn.invars]
         try:
-            if name in ("sqrt", "rsqrt", "log") and bool(jnp.any(invals[0] == 0)):
+            if name in ("sqrt", "rsqrt", "log") and bool(np.any(invals[0] == 0)):
                 self.singular.append((name, site))
             elif name == "div" and isinstance(eqn.invars[1], Var) and eqn.invars[1] in self.connected \
-                    and bool(jnp.any(invals[1] == 0)):
+                    and bool(np.any(invals[1] == 0)):
                 self.singular.append((name, site))
-            elif name == "pow" and bool(jnp.any(invals[0] == 0)) and bool(jnp.any(jnp.asarray(invals[1]) < 1)):
+            elif name == "pow" and bool(np.any(invals[0] == 0)) and bool(np.any(invals[1] < 1)):
                 self.singular.append((name, site))
         except Exception:  # a dtype without comparison: no evidence either way
             pass
@@ -241,6 +261,31 @@ class _Pass:
         if (name in _SCALE or name == "alias") and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
         return [v]
+
+
+def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict) -> list:
+    """Run ``jaxpr`` equation by equation (inside ``jax.jit``), keeping every value in ``env_all``."""
+    env: dict[Var, Any] = {}
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        sub = _sub_jaxpr(eqn)
+        if sub is not None:
+            outvals = _evaluate(sub[0], sub[1], invals, env_all)
+        else:
+            with eqn.ctx.manager:
+                outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            outvals = list(outvals) if eqn.primitive.multiple_results else [outvals]
+        for v, value in zip(eqn.outvars, outvals):
+            if isinstance(v, Var):
+                env[v] = value
+    env_all.update(env)
+    return [read(v) for v in jaxpr.outvars]
 
 
 class _Watch:
@@ -387,7 +432,16 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
         return report
     jaxpr = closed.jaxpr
     run = _Pass(jaxpr.invars[0], jaxpr.invars[1])
-    outvals = run.run(jaxpr, list(closed.consts), [pred, target], analyse=True)
+    run.follow(jaxpr)
+    out = jaxpr.outvars[0] if jaxpr.outvars else None
+    terms = run.summands(out, max(math.prod(out.aval.shape), 1)) if isinstance(out, Var) else []
+    connected_terms = [t for t in terms if isinstance(t, Var) and t in run.connected] if len(terms) > 1 else []
+    # One program, compiled without XLA's backend optimizations: it runs twice at most.
+    compiled = jax.jit(run.program(closed, out, connected_terms)).lower(pred, target).compile(
+        compiler_options={"xla_backend_optimization_level": 0})
+    values, grad, jacobian = compiled(pred, target)
+    run.check_values(values)
+    outvals = [v.val if isinstance(v, Literal) else run.values[v] for v in jaxpr.outvars]
     for api, site, first, second in watch.keras_calls:
         if _var(first) in run.derived and _var(second) not in run.derived:
             run.swaps.append((api, site))
@@ -400,7 +454,6 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
                            "make the shapes equal before combining them (keras.ops.reshape(y_true, y_pred.shape), "
                            "keras.ops.squeeze(y_pred, -1), or fix the model's output size); for pairwise terms on "
                            "purpose, give the axes explicitly (a[:, None] - b[None])", site[0], site[1]))
-    out = jaxpr.outvars[0] if jaxpr.outvars else None
     loss_site = run.sites.get(out, R.definition_site(loss_fn)) if isinstance(out, Var) else R.definition_site(loss_fn)
     value = np.asarray(outvals[0], dtype=np.float64) if outvals else None
     report.value = float(np.sum(value)) if value is not None else None
@@ -421,21 +474,19 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
         report.add(R.break_finding(kind, op, "jax", site))
         return report
 
-    def scalar_loss(p, t):
-        return jnp.sum(jnp.asarray(call(p, t), jnp.float32))
-
-    grad = np.asarray(jax.grad(scalar_loss)(pred, target), dtype=np.float64)
+    grad = np.asarray(grad, dtype=np.float64)
     _wrong_gradient_findings(watch, run, report)
     finite = bool(np.all(np.isfinite(grad)))
     report.grad_norm = float(np.linalg.norm(grad)) if finite else float("nan")
     report.zero_fraction = float(np.mean(grad == 0)) if grad.size else 1.0
-    dead = _dead_causes(run, closed, out, pred, target) if finite and report.zero_fraction < 1 else []
+    dead = _dead_causes(run, terms, connected_terms, np.asarray(jacobian)) \
+        if finite and report.zero_fraction < 1 else []
 
     def zero_elsewhere() -> float | None:
         if not jnp.issubdtype(target.dtype, jnp.inexact):
             return None
         moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
-        return float(np.mean(np.asarray(jax.grad(scalar_loss)(pred, moved)) == 0))
+        return float(np.mean(np.asarray(compiled(pred, moved)[1]) == 0))
 
     R.add_gradient_findings(report, run, "jax", loss_site, finite,
                             lambda: run.singular[0][1] if run.singular else R.definition_site(loss_fn),
@@ -464,32 +515,17 @@ def _wrong_gradient_findings(watch: _Watch, run: _Pass, report: Report) -> None:
             report.add(R.wrong_gradient_finding(name, R.function_site(checked[1]), checked[0]))
 
 
-def _dead_causes(run: _Pass, closed: Any, out: Var, pred: Any, target: Any) -> list[Cause]:
-    """The causes of the loss's terms that send no gradient to the prediction, when another term does."""
-    terms = run.summands(out, max(math.prod(out.aval.shape), 1))
-    if len(terms) < 2:
+def _dead_causes(run: _Pass, terms: list, connected: list[Var], jacobian: np.ndarray) -> list[Cause]:
+    """The causes of the loss's terms that send no gradient to the prediction, when another term does
+    (``jacobian``: the gradient of each of the ``connected`` terms)."""
+    dead = [run.dead[t] for t in terms if isinstance(t, Var) and t not in run.connected and t in run.dead]
+    if not connected or not np.any(jacobian != 0):
         return []
-    dead, carried = [], False
-    for term in terms:
-        if term is R.CONSTANT or not isinstance(term, Var):
-            continue
-        if term in run.connected:
-            def value(p, term=term):
-                evaluation = _Pass(closed.jaxpr.invars[0], closed.jaxpr.invars[1])
-                evaluation.run(closed.jaxpr, list(closed.consts), [p, target], analyse=False)
-                return jnp.sum(jnp.asarray(evaluation.values.get(term, 0.0), jnp.float32))
-            try:
-                if bool(np.any(np.asarray(jax.grad(value)(pred)) != 0)):
-                    carried = True
-            except Exception:  # a term that cannot be differentiated alone: counts as carrying
-                carried = True
-        elif term in run.dead:
-            dead.append(run.dead[term])
     unique = []
     for cause in dead:
         if all(cause[2] != u[2] for u in unique):
             unique.append(cause)
-    return unique if carried else []
+    return unique
 
 
 def _is_keras_loss(fn: Any) -> bool:
