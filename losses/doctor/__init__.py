@@ -89,7 +89,8 @@ def _imported_modules(fn: Any) -> set[str]:
         namespace = vars(module) if module is not None else {}
     modules = set()
     for value in namespace.values():
-        name = getattr(value, "__name__", "") if isinstance(value, types.ModuleType) else getattr(value, "__module__", "")
+        module = isinstance(value, types.ModuleType)
+        name = getattr(value, "__name__", "") if module else getattr(value, "__module__", "")
         modules.add(str(name).split(".")[0])
     return modules
 

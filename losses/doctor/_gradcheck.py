@@ -18,8 +18,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Verdict:
-    """``wrong``; the worst relative ``error`` |hand-written - numeric| / |numeric|; ``factor``: hand-written / numeric when it is the
-    same along every direction (a constant factor or a flipped sign), else ``None``."""
+    """``wrong``; the worst relative ``error``, |hand-written - numeric| / |numeric|; ``factor``:
+    hand-written / numeric when it is the same along every direction (a constant factor or a flipped
+    sign), else ``None``."""
 
     wrong: bool
     error: float

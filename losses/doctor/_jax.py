@@ -400,7 +400,8 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
     pred, target = jnp.asarray(y_pred), jnp.asarray(y_true)
     report = Report("jax", R.callable_name(loss_fn), pred_shape=tuple(pred.shape), true_shape=tuple(target.shape))
     if not jnp.issubdtype(pred.dtype, jnp.inexact):
-        report.add(Finding(R.DISCONNECTED, "error", f"the prediction has dtype {pred.dtype}: integers carry no gradient",
+        report.add(Finding(R.DISCONNECTED, "error",
+                           f"the prediction has dtype {pred.dtype}: integers carry no gradient",
                            "pass the model's floating-point output (logits or probabilities)"))
         return report
     keras_loss = _is_keras_loss(loss_fn)

@@ -456,7 +456,8 @@ def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], fra
 def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdict: Any) -> Finding:
     """The finding for a hand-written backward that disagrees with finite differences."""
     if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
-        what, why = "sign flipped", "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
+        what = "sign flipped"
+        why = "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
     elif verdict.factor is not None:
         size = abs(verdict.factor)
         times = f"{size:.0f}" if abs(size - round(size)) < 1e-2 * size else f"{size:.3g}"

@@ -44,7 +44,8 @@ _ELEMENTWISE_BINARY = {
     "add", "sub", "subtract", "rsub", "mul", "multiply", "div", "divide", "true_divide", "pow", "maximum", "minimum",
     "fmax", "fmin", "where", "atan2", "hypot", "xlogy", "remainder", "fmod", "__add__", "__radd__", "__sub__",
     "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__mod__",
-    "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__"} | _ELEMENTWISE_LOSSES
+    "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__",
+} | _ELEMENTWISE_LOSSES
 # Operations that give a tensor new axes on purpose (pairwise distances: a[:, None] - b[None]).
 _NEW_AXES = {"unsqueeze", "view", "reshape", "expand", "expand_as", "broadcast_to", "unflatten", "atleast_2d",
              "atleast_3d", "__getitem__", "repeat", "tile"}
