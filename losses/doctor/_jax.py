@@ -255,7 +255,7 @@ class _Pass:
         name, operands = entry
         varying = [o for o in operands if isinstance(o, Var) and o in self.derived]
         if name in _SUM and math.prod(v.aval.shape) <= size:
-            constants = [R.CONSTANT for o in operands if isinstance(o, Literal)
+            constants = [R.Constant(None) for o in operands if isinstance(o, Literal)
                          or (isinstance(o, Var) and o not in self.derived and o not in self.target)]
             return [s for o in varying for s in self.summands(o, size, depth + 1)] + constants
         if (name in _SCALE or name == "alias") and len(varying) == 1:

@@ -432,15 +432,29 @@ class HostNumber(float):
     def __abs__(self): return self._keep(float.__abs__(self))  # noqa: E704
 
 
-CONSTANT = "a constant"  # a summand of the loss that is a number from the host (a float, not a tensor)
+@dataclass(frozen=True)
+class Constant:
+    """A summand of the loss that is a number, not computed from a tensor the pass followed."""
+
+    value: float | None
 
 
-def host_number_cause(terms: Sequence[Any], breaks: Sequence[tuple], dead: Sequence[tuple]) -> tuple | None:
-    """The cause of a constant summand: Python's float() returns a plain float, so a number read off
-    the prediction loses its mark on the way; a constant summand next to such a read is taken to be it."""
-    if not any(t is CONSTANT for t in terms):
+def host_number_cause(terms: Sequence[Any], breaks: Sequence[tuple], dead: Sequence[tuple],
+                      terms_elsewhere: Callable[[], Sequence[Any] | None] | None) -> tuple | None:
+    """The cause of a constant summand computed from the prediction. Python's float() returns a plain
+    float, so a number read off the prediction with float(t) loses its mark on the way; a constant
+    summand whose value moves with the prediction (``terms_elsewhere()``: the summands at a moved
+    prediction), next to such a read, is taken to be it (not the 1 of ``1 - dice``)."""
+    read = next((b for b in breaks if b[0] == "host" and b[1] in ("__float__", "float()")
+                 and all(b[2] != d[2] for d in dead)), None)
+    if read is None or terms_elsewhere is None or not any(isinstance(t, Constant) for t in terms):
         return None
-    return next((b for b in breaks if b[0] == "host" and all(b[2] != d[2] for d in dead)), None)
+    moved = terms_elsewhere()
+    if moved is None or len(moved) != len(terms):
+        return None
+    changed = any(isinstance(t, Constant) and isinstance(m, Constant) and t.value != m.value
+                  for t, m in zip(terms, moved))
+    return read if changed else None
 
 
 def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], framework: str) -> Finding:

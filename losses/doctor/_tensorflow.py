@@ -321,7 +321,8 @@ class _Recorder:
         op_type, inputs = entry
         varying = [i for i in inputs if id(i) in self.derived]
         if op_type in _SUM and t.shape.num_elements() is not None and t.shape.num_elements() <= size:
-            constants = [R.CONSTANT for i in inputs if id(i) not in self.derived and id(i) not in self.target_ids]
+            constants = [R.Constant(float(i.numpy()) if i.shape.num_elements() == 1 and _float_dtype(i) else None)
+                         for i in inputs if id(i) not in self.derived and id(i) not in self.target_ids]
             return [s for i in varying for s in self.summands(i, size, depth + 1)] + constants
         if op_type in _SCALE and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
@@ -421,14 +422,15 @@ def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
             report.add(R.wrong_gradient_finding(f.__qualname__, R.function_site(checked[1]), checked[0]))
 
 
-def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any]) -> list[Cause]:
+def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any],
+                 terms_elsewhere: Callable[[], list | None]) -> list[Cause]:
     """The causes of the loss's terms that send no gradient to the prediction, when another term does."""
     terms = rec.summands(loss, max(loss.shape.num_elements() or 1, 1))
     if len(terms) < 2:
         return []
     dead, carried = [], False
     for term in terms:
-        if term is R.CONSTANT:
+        if isinstance(term, R.Constant):
             continue
         if id(term) in rec.connected:
             grads = tape.gradient(term, sources)
@@ -436,7 +438,7 @@ def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any]) -> li
                 carried = True
         elif id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
-    dead.append(R.host_number_cause(terms, rec.breaks, dead))
+    dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
     unique = []
     for cause in dead:
         if cause is not None and all(cause[2] != u[2] for u in unique):
@@ -534,7 +536,21 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
     finite = bool(np.all(np.isfinite(g)))
     report.grad_norm = float(np.linalg.norm(g)) if finite else float("nan")
     report.zero_fraction = float(np.mean(g == 0)) if g.size else 1.0
-    dead = _dead_causes(rec, tape, loss, sources) if finite and report.zero_fraction < 1 else []
+
+    def terms_elsewhere() -> list | None:
+        moved = [tf.identity(o * (1 + 1e-3) + 1e-3) if f else o for o, f in zip(outputs, floating)]
+        again = _Recorder([o for o, f in zip(moved, floating) if f], target)
+        structure = tf.nest.pack_sequence_as(y_pred, moved) if not single else moved[0]
+        try:
+            with again:
+                value = loss_fn(*((structure, target) if args[0] is pred else (target, structure)), **kwargs)
+        except Exception:  # no second look: no finding from it
+            return None
+        if not tf.is_tensor(value):
+            return None
+        return again.summands(value, max(value.shape.num_elements() or 1, 1))
+
+    dead = _dead_causes(rec, tape, loss, sources, terms_elsewhere) if finite and report.zero_fraction < 1 else []
 
     def zero_elsewhere() -> float | None:
         if not _float_dtype(target):

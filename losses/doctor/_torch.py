@@ -358,8 +358,8 @@ class _Recorder(TorchFunctionMode):
         varying = [o for o in operands if isinstance(o, (HostNumber, _Previous))
                    or (isinstance(o, torch.Tensor) and (self._is_pred(o) or o.requires_grad))]
         if name in _SUM and obj.numel() <= size:
-            constants = [R.CONSTANT for o in operands if isinstance(o, (int, float)) and not isinstance(o, bool)
-                         and not isinstance(o, HostNumber) and o != 0]
+            constants = [R.Constant(float(o)) for o in operands if isinstance(o, (int, float))
+                         and not isinstance(o, (bool, HostNumber))]
             return [s for o in varying for s in self.summands(o, size, depth + 1)] + constants
         if name in _SCALE and len(varying) == 1:  # a constant factor, a mean, a sum over elements, a cast
             return self.summands(varying[0], size, depth + 1)
@@ -492,7 +492,8 @@ def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
             report.add(R.wrong_gradient_finding(cls.__qualname__, R.function_site(cls.backward), verdict))
 
 
-def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor]) -> list[Cause]:
+def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor],
+                 terms_elsewhere: Callable[[], list | None] | None = None) -> list[Cause]:
     """The causes of the loss's terms that send no gradient to the prediction, when another term does."""
     terms = rec.summands(loss, loss.numel())
     if len(terms) < 2:
@@ -512,7 +513,7 @@ def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor])
         elif isinstance(term, torch.Tensor) and id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
     dead = [cause for cause in dead if cause is not None]
-    dead.append(R.host_number_cause(terms, rec.breaks, dead))
+    dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
     unique = []
     for cause in dead:
         if cause is not None and all(cause[2] != u[2] for u in unique):
@@ -554,24 +555,36 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
         report.add(Finding(R.DISCONNECTED, "error", f"the prediction has dtype {dtype}: integers carry no gradient",
                            "pass the model's floating-point output (logits or probabilities)"))
         return report, [None] * len(outputs)
-    # A model output is not a leaf; clone() gives the loss the same kind of tensor.
-    leaves = [o.detach().clone().requires_grad_(True) if f else o for o, f in zip(outputs, floating)]
-    preds = [leaf.clone() if f else leaf for leaf, f in zip(leaves, floating)]
     target = y_true.detach().clone()
-    rec = _Recorder([p for p in preds if isinstance(p, torch.Tensor)], target)
-    pred = tree_unflatten(preds, spec)
-    args = (pred, target) if order == "y_pred, y_true" else (target, pred)
-    try:
-        with rec, warnings.catch_warnings():
-            # float()/item() on a tensor that requires grad warns: the report says it better.
-            warnings.simplefilter("ignore", UserWarning)
-            loss = loss_fn(*args, **kwargs)
-    except Exception as error:  # the loss itself raised: explain it if it is a gradient-flow error
+
+    def recorded_pass(values: list) -> tuple[_Recorder, Any, list, Exception | None]:
+        # A model output is not a leaf; clone() gives the loss the same kind of tensor.
+        leaves = [v.detach().clone().requires_grad_(True) if f else v for v, f in zip(values, floating)]
+        preds = [leaf.clone() if f else leaf for leaf, f in zip(leaves, floating)]
+        rec = _Recorder([p for p in preds if isinstance(p, torch.Tensor)], target)
+        pred = tree_unflatten(preds, spec)
+        args = (pred, target) if order == "y_pred, y_true" else (target, pred)
+        try:
+            with rec, warnings.catch_warnings():
+                # float()/item() on a tensor that requires grad warns: the report says it better.
+                warnings.simplefilter("ignore", UserWarning)
+                return rec, loss_fn(*args, **kwargs), leaves, None
+        except Exception as error:  # the loss itself raised: explained below if it is about gradients
+            return rec, None, leaves, error
+
+    rec, loss, leaves, error = recorded_pass(outputs)
+    if error is not None:
         finding = _exception_finding(error, rec, report.pred_shape, report.true_shape)
         if finding is None:
-            raise
+            raise error
         report.add(finding)
         return report, [None] * len(outputs)
+
+    def terms_elsewhere() -> list | None:
+        moved = [v.detach() * (1 + 1e-3) + 1e-3 if f else v for v, f in zip(outputs, floating)]
+        again, value, _, failed = recorded_pass(moved)
+        return None if failed or not isinstance(value, torch.Tensor) else again.summands(value, value.numel())
+
     def zero_elsewhere() -> float | None:
         if not target.is_floating_point():
             return None
@@ -587,13 +600,13 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
         return float((grad == 0).double().mean())
 
     grads = iter(analyse_loss(report, rec, loss, [leaf for leaf, f in zip(leaves, floating) if f], loss_fn,
-                              zero_elsewhere))
+                              zero_elsewhere, terms_elsewhere))
     return report, [next(grads) if f else None for f in floating]
 
 
 def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.Tensor],
-                 loss_fn: Callable[..., Any], zero_elsewhere: Callable[[], float | None] | None = None
-                 ) -> list[torch.Tensor | None]:
+                 loss_fn: Callable[..., Any], zero_elsewhere: Callable[[], float | None] | None = None,
+                 terms_elsewhere: Callable[[], list | None] | None = None) -> list[torch.Tensor | None]:
     """The findings of one pass: what the recorder saw and what the backward gives. Returns the
     gradient of each of ``leaves`` (``None`` for a leaf the loss does not reach)."""
     for swap in rec.swaps:
@@ -678,7 +691,7 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
     finite = bool(torch.isfinite(grad).all())
     report.grad_norm = float(torch.linalg.vector_norm(grad.double())) if finite else float("nan")
     report.zero_fraction = float((grad == 0).double().mean()) if grad.numel() else 1.0
-    dead = _dead_causes(rec, loss, leaves) if finite and report.zero_fraction < 1 else []
+    dead = _dead_causes(rec, loss, leaves, terms_elsewhere) if finite and report.zero_fraction < 1 else []
 
     def locate_non_finite() -> tuple[str | None, int | None]:
         backward(locate_nan=True)

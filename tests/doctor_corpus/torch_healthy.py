@@ -1,5 +1,7 @@
 """Correct user-style PyTorch losses: the doctor must report nothing."""
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
@@ -226,3 +228,11 @@ def straight_through_detach_trick(input, target):
     # x + (round(x) - x).detach(): forward rounds, backward is the identity (VQ-VAE style).
     levels = input * 4 + (torch.round(input * 4) - input * 4).detach()
     return ((levels / 4 - target) ** 2).mean()
+
+
+def dice_with_logging(input, target):
+    # Numbers read off the loss for a log are not terms of it.
+    probabilities = torch.sigmoid(input)
+    dice = (2 * (probabilities * target).sum() + 1) / (probabilities.sum() + target.sum() + 1)
+    logging.getLogger(__name__).debug("dice %.3f (%.3f)", dice.item(), float(dice))
+    return 0.5 - 0.5 * dice + 0.1 * F.mse_loss(input, target)
