@@ -98,13 +98,13 @@ class Report:
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
 
-    def add(self, finding: Finding) -> None:
-        """Add ``finding`` unless one with its code and line is there; a line inside a framework or
-        this package is not the user's, and is dropped."""
+    def add(self, finding: Finding, merge: bool = True) -> None:
+        """Add ``finding`` unless (with ``merge``) one with its code and line is there; a line inside a
+        framework or this package is not the user's, and is dropped."""
         if finding.file is not None and is_library_file(finding.file):
             finding = replace(finding, file=None, line=None)
         key = (finding.code, finding.file, finding.line)
-        if all((f.code, f.file, f.line) != key for f in self.findings):
+        if not merge or all((f.code, f.file, f.line) != key for f in self.findings):
             self.findings.append(finding)
 
     def to_dict(self) -> dict[str, Any]:

@@ -679,32 +679,32 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
         others = [w for w in layer.trainable_weights if all(w is not v for v in variables)]
         if layer_id in call_sites and any(reaches.get(id(w)) for w in others):
             # The layer runs and its other weights reach the output: these it never uses.
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"layer `{layer.name}` is used, but its call() never uses these weights",
                 f"use them in {type(layer).__name__}.call(), or do not create them",
-                R.function_site(type(layer).call)))
+                R.function_site(type(layer).call)), merge=False)
         elif layer_id in call_sites:
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"layer `{layer.name}` is called, but its output does not reach the prediction "
                 "(an unused branch)", f"use the output of layer `{layer.name}` on the way to the prediction, or "
-                "delete the call", call_sites[layer_id]))
+                "delete the call", call_sites[layer_id]), merge=False)
         else:
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"layer `{layer.name}` is never called on the way to the output (an unused branch)",
-                f"use layer `{layer.name}` in the model's call(), or remove it", model_site))
+                f"use layer `{layer.name}` in the model's call(), or remove it", model_site), merge=False)
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the layers that compute only them",
-            R.definition_site(loss_fn)))
+            R.definition_site(loss_fn)), merge=False)
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding); the "
             "optimizer raises 'No gradients provided for any variable'",
             "fix the loss first: it must be computed from y_pred",
-            (first.file, first.line) if first else R.definition_site(loss_fn)))
+            (first.file, first.line) if first else R.definition_site(loss_fn)), merge=False)
     for layer in layers.values():
         if layer is model or layer.trainable or not layer.weights:
             continue
@@ -712,9 +712,9 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
                if parent is not layer and parent is not model and layer in _all_layers(parent)):
             continue  # reported with the frozen parent
         site = call_sites.get(id(layer), model_site)
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "warning", [_variable_name(v) for v in layer.weights], f"layer `{layer.name}` is frozen (trainable=False)",
-            f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again", site))
+            f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again", site), merge=False)
     return report
 
 

@@ -789,36 +789,36 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
         inside = [n for n in all_names if (not owner or n.startswith(owner + ".")) and n not in names]
         if owner in call_sites and any(reaches.get(n) for n in inside):
             # The layer runs and its other weights reach the output: this one it never uses.
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"`{owner or type(model).__name__}` is used, but its forward() never uses these "
                 "weights", f"use them in {type(module).__name__}.forward(), or delete them",
-                R.function_site(type(module).forward)))
+                R.function_site(type(module).forward)), merge=False)
         elif owner in call_sites:
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"`{owner}` is called, but its output does not reach the prediction (an unused "
                 "branch)", f"use the output of `{owner}` on the way to the prediction, or delete the call",
-                call_sites[owner]))
+                call_sites[owner]), merge=False)
         else:
-            report.findings.append(_model_finding(
+            report.add(_model_finding(
                 "error", names, f"`{owner or type(model).__name__}` is never called on the way to the output "
                 "(an unused branch)", f"use `{owner}` in forward(), or delete it (or freeze it with "
-                "requires_grad_(False) if that is intended)", model_site))
+                "requires_grad_(False) if that is intended)", model_site), merge=False)
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the parameters that compute only them",
-            R.definition_site(loss_fn)))
+            R.definition_site(loss_fn)), merge=False)
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding)",
             "fix the loss first: it must be computed from the model's output",
-            (first.file, first.line) if first else R.definition_site(loss_fn)))
+            (first.file, first.line) if first else R.definition_site(loss_fn)), merge=False)
     for owner, names in _groups(frozen, all_names).items():
         site = call_sites.get(owner) or model_site
-        report.findings.append(_model_finding(
+        report.add(_model_finding(
             "warning", names, f"`{owner or type(model).__name__}` is frozen (requires_grad=False)",
             f"if it should learn, call model.{owner}.requires_grad_(True) (and give its parameters to the optimizer)"
-            if owner else "call requires_grad_(True) on it if it should learn", site))
+            if owner else "call requires_grad_(True) on it if it should learn", site), merge=False)
     return report
