@@ -69,7 +69,7 @@ def _sub_jaxpr(eqn: Any) -> tuple[Any, list] | None:
     return None
 
 
-class _Pass:
+class _Pass(R.BreakLog):
     """Runs a traced loss equation by equation (concrete values, or tracers under ``jax.grad``) and,
     on the first run, follows the prediction: what depends on it, through which breaks, where."""
 
@@ -93,13 +93,6 @@ class _Pass:
         self.nonfinite: set[Var] = set()
         self.order: list[Var] = []  # every variable, in the order the program computes them
         self.eqns: list[tuple[Any, tuple[str | None, int | None]]] = []  # equations on the prediction or target
-
-    def first_break(self) -> Cause:
-        kind, op, site = self.breaks[0]
-        for other in self.breaks[1:]:
-            if other[0] == "branch" and other[2] == site:
-                return other
-        return kind, op, site
 
     def follow(self, jaxpr: Any) -> None:
         """Walk the program once: what depends on the prediction, through which breaks, on which line."""
@@ -449,12 +442,7 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
     for swap in run.swaps:
         report.add(R.keras_swap_finding(*swap))
     for name, a, b, site in run.broadcasts:
-        report.add(Finding(R.BROADCAST, "error",
-                           f"`{name}` combines a prediction-derived tensor of shape {a} with a target-derived tensor "
-                           f"of shape {b}; broadcasting silently compares every element with every other",
-                           "make the shapes equal before combining them (keras.ops.reshape(y_true, y_pred.shape), "
-                           "keras.ops.squeeze(y_pred, -1), or fix the model's output size); for pairwise terms on "
-                           "purpose, give the axes explicitly (a[:, None] - b[None])", site[0], site[1]))
+        report.add(R.broadcast_finding(name, a, b, "jax", site))
     loss_site = run.sites.get(out, R.definition_site(loss_fn)) if isinstance(out, Var) else R.definition_site(loss_fn)
     value = np.asarray(outvals[0], dtype=np.float64) if outvals else None
     report.value = float(np.sum(value)) if value is not None else None
@@ -522,11 +510,7 @@ def _dead_causes(run: _Pass, terms: list, connected: list[Var], jacobian: np.nda
     dead = [run.dead[t] for t in terms if isinstance(t, Var) and t not in run.connected and t in run.dead]
     if not connected or not np.any(jacobian != 0):
         return []
-    unique = []
-    for cause in dead:
-        if all(cause[2] != u[2] for u in unique):
-            unique.append(cause)
-    return unique
+    return R.unique_causes(dead)
 
 
 def _is_keras_loss(fn: Any) -> bool:

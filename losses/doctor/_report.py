@@ -374,6 +374,50 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
                                "cut the prediction off", loss_site[0], loss_site[1]))
 
 
+class BreakLog:
+    """What a framework's recorder shares: the breaks it saw, in order."""
+
+    breaks: list[tuple[str, str, tuple[str | None, int | None]]]
+
+    def first_break(self) -> tuple[str, str, tuple[str | None, int | None]]:
+        kind, op, site = self.breaks[0]
+        # `if pred.mean() > 0:` breaks at the comparison; the `if` is what the user has to change.
+        for other in self.breaks[1:]:
+            if other[0] == "branch" and other[2] == site:
+                return other
+        return kind, op, site
+
+
+_RESHAPE = {"torch": "target.view_as(prediction), prediction.squeeze(-1)",
+            "tensorflow": "tf.reshape(y_true, tf.shape(y_pred)), tf.squeeze(y_pred, -1)",
+            "jax": "keras.ops.reshape(y_true, y_pred.shape), keras.ops.squeeze(y_pred, -1)"}
+
+
+def broadcast_finding(op: str, a: tuple, b: tuple, framework: str, site: tuple[str | None, int | None]) -> Finding:
+    return Finding(BROADCAST, "error",
+                   f"`{op}` combines a prediction-derived tensor of shape {a} with a target-derived tensor of shape "
+                   f"{b}; broadcasting silently compares every element with every other",
+                   f"make the shapes equal before combining them (e.g. {_RESHAPE[framework]}, or fix the model's "
+                   "output size); for pairwise terms on purpose, give the axes explicitly (a[:, None] - b[None])",
+                   site[0], site[1])
+
+
+def unique_causes(causes: Sequence[tuple | None]) -> list[tuple]:
+    """One cause per line, in order."""
+    unique: list[tuple] = []
+    for cause in causes:
+        if cause is not None and all(cause[2] != u[2] for u in unique):
+            unique.append(cause)
+    return unique
+
+
+def variables_finding(severity: str, names: list[str], message: str, fix: str,
+                      site: tuple[str | None, int | None]) -> Finding:
+    """``NO_GRADIENT_VARIABLES`` for a group of variables of a model."""
+    listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+    return Finding(NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
+
+
 def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, int | None]) -> Finding:
     code, message, fix = _BREAKS[kind]
     words = dict(_FRAMEWORK_WORDS[framework], op=op)

@@ -67,7 +67,7 @@ def _attr(attrs: Any, name: str) -> Any:
     return None
 
 
-class _Recorder:
+class _Recorder(R.BreakLog):
     def __init__(self, preds: list[Any], target: Any) -> None:
         self.keep: list[Any] = [*preds, target]
         self.connected = {id(p) for p in preds}   # depends on the prediction through differentiable ops
@@ -88,13 +88,6 @@ class _Recorder:
         self._inside_custom = 0
         self._saved: dict[str, Any] = {}
         self._profile = None
-
-    def first_break(self) -> Cause:
-        kind, op, site = self.breaks[0]
-        for other in self.breaks[1:]:
-            if other[0] == "branch" and other[2] == site:
-                return other
-        return kind, op, site
 
     # -- op callback -------------------------------------------------------------------------
     def callback(self, op_type, inputs, attrs, outputs, op_name=None, graph=None):
@@ -341,15 +334,11 @@ def _grows(a: tuple, b: tuple) -> bool:
     return math.prod(shape) > max(math.prod(a), math.prod(b)) and math.prod(a) > 1 and math.prod(b) > 1
 
 
-def _swap_finding(name: str, site) -> Finding:
-    return R.keras_swap_finding(name, site)
-
-
 def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_shape) -> Finding | None:
     text = str(error)
     site = R.traceback_site(error.__traceback__)
     if rec.swaps:
-        return _swap_finding(*rec.swaps[0])
+        return R.keras_swap_finding(*rec.swaps[0])
     shape_words = ("Incompatible shapes", "must be broadcastable", "are incompatible", "shapes must be equal",
                    "Dimensions must be equal", "not compatible")
     if pred_shape != true_shape and any(w in text for w in shape_words):
@@ -439,11 +428,7 @@ def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any],
         elif id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
     dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
-    unique = []
-    for cause in dead:
-        if cause is not None and all(cause[2] != u[2] for u in unique):
-            unique.append(cause)
-    return unique if carried else []
+    return R.unique_causes(dead) if carried else []
 
 
 def diagnose_tensorflow(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *,
@@ -495,14 +480,9 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
             loss = tf.convert_to_tensor(loss)
             scalar = tf.reduce_sum(tf.cast(loss, tf.float32)) if loss.shape.rank else tf.cast(loss, tf.float32)
     for swap in rec.swaps:
-        report.add(_swap_finding(*swap))
+        report.add(R.keras_swap_finding(*swap))
     for name, a, b, site in rec.broadcasts:
-        report.add(Finding(R.BROADCAST, "error",
-                           f"`{name}` combines a prediction-derived tensor of shape {a} with a target-derived tensor "
-                           f"of shape {b}; broadcasting silently compares every element with every other",
-                           "make the shapes equal before combining them (tf.reshape(y_true, tf.shape(y_pred)), "
-                           "tf.squeeze(y_pred, -1), or fix the model's output size); for pairwise terms on purpose, "
-                           "give the axes explicitly (a[:, None] - b[None])", site[0], site[1]))
+        report.add(R.broadcast_finding(name, a, b, "tensorflow", site))
     if not is_tensor:
         if rec.breaks:
             report.add(R.break_finding(*rec.first_break()[:2], "tensorflow", rec.first_break()[2]))
@@ -594,11 +574,6 @@ def _is_plain_function(fn: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 # diagnose_model: which variables get no gradient, grouped by layer, and why.
 
-def _model_finding(severity: str, names: list[str], message: str, fix: str, site) -> Finding:
-    listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
-    return Finding(R.NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
-
-
 def _variable_name(v: Any) -> str:
     return getattr(v, "path", None) or v.name
 
@@ -679,28 +654,28 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
         others = [w for w in layer.trainable_weights if all(w is not v for v in variables)]
         if layer_id in call_sites and any(reaches.get(id(w)) for w in others):
             # The layer runs and its other weights reach the output: these it never uses.
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"layer `{layer.name}` is used, but its call() never uses these weights",
                 f"use them in {type(layer).__name__}.call(), or do not create them",
                 R.function_site(type(layer).call)), merge=False)
         elif layer_id in call_sites:
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"layer `{layer.name}` is called, but its output does not reach the prediction "
                 "(an unused branch)", f"use the output of layer `{layer.name}` on the way to the prediction, or "
                 "delete the call", call_sites[layer_id]), merge=False)
         else:
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"layer `{layer.name}` is never called on the way to the output (an unused branch)",
                 f"use layer `{layer.name}` in the model's call(), or remove it", model_site), merge=False)
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.add(_model_finding(
+        report.add(R.variables_finding(
             "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the layers that compute only them",
             R.definition_site(loss_fn)), merge=False)
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.add(_model_finding(
+        report.add(R.variables_finding(
             "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding); the "
             "optimizer raises 'No gradients provided for any variable'",
             "fix the loss first: it must be computed from y_pred",
@@ -712,9 +687,11 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
                if parent is not layer and parent is not model and layer in _all_layers(parent)):
             continue  # reported with the frozen parent
         site = call_sites.get(id(layer), model_site)
-        report.add(_model_finding(
-            "warning", [_variable_name(v) for v in layer.weights], f"layer `{layer.name}` is frozen (trainable=False)",
-            f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again", site), merge=False)
+        names = [_variable_name(v) for v in layer.weights]
+        report.add(R.variables_finding(
+            "warning", names, f"layer `{layer.name}` is frozen (trainable=False)",
+            f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again", site),
+            merge=False)
     return report
 
 

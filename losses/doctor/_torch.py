@@ -128,7 +128,7 @@ def check_function_class(cls: type) -> None:
             f"as {cls.__qualname__}.apply(...)")
 
 
-class _Recorder(TorchFunctionMode):
+class _Recorder(R.BreakLog, TorchFunctionMode):
     def __init__(self, preds: list[torch.Tensor], target: torch.Tensor) -> None:
         super().__init__()
         self.keep: list[Any] = [*preds, target]  # keeps ids unique while the pass runs
@@ -149,14 +149,6 @@ class _Recorder(TorchFunctionMode):
         self.zero: dict[int, Cause] = {}  # connected tensors computed through a zero-derivative op -> which
         self.functions: list[tuple[type, tuple, dict, tuple[str | None, int | None]]] = []
         self._inside_function = 0
-
-    def first_break(self) -> Cause:
-        kind, op, site = self.breaks[0]
-        # `if pred.mean() > 0:` breaks at the comparison; the `if` is what the user has to change.
-        for other in self.breaks[1:]:
-            if other[0] == "branch" and other[2] == site:
-                return other
-        return kind, op, site
 
     def _is_pred(self, t: torch.Tensor) -> bool:
         return id(t) in self.pred_ids
@@ -383,17 +375,6 @@ def _swap_finding(name: str, site) -> Finding:
         site[0], site[1])
 
 
-def _broadcast_finding(name: str, a: tuple, b: tuple, site) -> Finding:
-    return Finding(
-        R.BROADCAST, "error",
-        f"`{name}` combines a prediction-derived tensor of shape {a} with a target-derived tensor of shape {b}; "
-        "broadcasting silently compares every element with every other",
-        "make the shapes equal before combining them (e.g. target.view_as(prediction), prediction.squeeze(-1), "
-        "or fix the model's output size); for pairwise terms on purpose, give the axes explicitly "
-        "(a[:, None] - b[None])",
-        site[0], site[1])
-
-
 def _inplace_site(text: str, rec: _Recorder, fallback):
     """The in-place operation that changed what autograd saved: the one that moved the tensor of the
     error's shape from the version autograd expected to the next."""
@@ -514,11 +495,7 @@ def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor],
             dead.append(rec.dead[id(term)])
     dead = [cause for cause in dead if cause is not None]
     dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
-    unique = []
-    for cause in dead:
-        if cause is not None and all(cause[2] != u[2] for u in unique):
-            unique.append(cause)
-    return unique if carried else []
+    return R.unique_causes(dead) if carried else []
 
 
 def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *,
@@ -612,7 +589,7 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
     for swap in rec.swaps:
         report.add(_swap_finding(*swap))
     for name_, a, b, site in rec.broadcasts:
-        report.add(_broadcast_finding(name_, a, b, site))
+        report.add(R.broadcast_finding(name_, a, b, "torch", site))
     none = [None] * len(leaves)
 
     if isinstance(loss, HostNumber) or not isinstance(loss, torch.Tensor):
@@ -722,11 +699,6 @@ def _groups(names: list[str], all_names: list[str]) -> dict[str, list[str]]:
     return groups
 
 
-def _model_finding(severity: str, names: list[str], message: str, fix: str, site) -> Finding:
-    listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
-    return Finding(R.NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
-
-
 def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x: Any, y: Any, order: str) -> Report:
     R.refresh_library_roots()
     call_sites: dict[str, tuple[str | None, int | None]] = {}
@@ -789,35 +761,35 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
         inside = [n for n in all_names if (not owner or n.startswith(owner + ".")) and n not in names]
         if owner in call_sites and any(reaches.get(n) for n in inside):
             # The layer runs and its other weights reach the output: this one it never uses.
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"`{owner or type(model).__name__}` is used, but its forward() never uses these "
                 "weights", f"use them in {type(module).__name__}.forward(), or delete them",
                 R.function_site(type(module).forward)), merge=False)
         elif owner in call_sites:
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"`{owner}` is called, but its output does not reach the prediction (an unused "
                 "branch)", f"use the output of `{owner}` on the way to the prediction, or delete the call",
                 call_sites[owner]), merge=False)
         else:
-            report.add(_model_finding(
+            report.add(R.variables_finding(
                 "error", names, f"`{owner or type(model).__name__}` is never called on the way to the output "
                 "(an unused branch)", f"use `{owner}` in forward(), or delete it (or freeze it with "
                 "requires_grad_(False) if that is intended)", model_site), merge=False)
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.add(_model_finding(
+        report.add(R.variables_finding(
             "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
             "include those outputs in the loss, or freeze the parameters that compute only them",
             R.definition_site(loss_fn)), merge=False)
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.add(_model_finding(
+        report.add(R.variables_finding(
             "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding)",
             "fix the loss first: it must be computed from the model's output",
             (first.file, first.line) if first else R.definition_site(loss_fn)), merge=False)
     for owner, names in _groups(frozen, all_names).items():
         site = call_sites.get(owner) or model_site
-        report.add(_model_finding(
+        report.add(R.variables_finding(
             "warning", names, f"`{owner or type(model).__name__}` is frozen (requires_grad=False)",
             f"if it should learn, call model.{owner}.requires_grad_(True) (and give its parameters to the optimizer)"
             if owner else "call requires_grad_(True) on it if it should learn", site), merge=False)
