@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("the TensorFlow doctor runs Keras on the TensorFlow backend", allow_module_level=True)
 
-from doctor_corpus import tf_broken, tf_healthy, tf_models  # noqa: E402
+from doctor_corpus import keras_broken, keras_healthy, score, tf_broken, tf_healthy, tf_models  # noqa: E402
 from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
 
 from losses.doctor import diagnose, diagnose_model  # noqa: E402
@@ -22,44 +22,44 @@ from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKEN = expected_findings(tf_broken)
+MODULES = {"tf_broken": tf_broken, "keras_broken": keras_broken, "tf_healthy": tf_healthy,
+           "keras_healthy": keras_healthy}
+BROKEN_CASES = [(m, n) for m in ("tf_broken", "keras_broken") for n in sorted(expected_findings(MODULES[m]))]
+HEALTHY_CASES = [(m, n) for m in ("tf_healthy", "keras_healthy") for n in healthy_functions(MODULES[m])]
+WARNING_CODES = {"DEAD_TERM"}  # the loss still trains: a warning
 
 
 def inputs(module, name, seed=0):
-    pred_shape, true_shape = getattr(module, "SHAPES", {}).get(name, ((8, 4), (8, 4)))
-    rng = np.random.default_rng(seed)
-    y_pred = rng.uniform(0.05, 0.95, size=pred_shape).astype(np.float32)
-    y_true = (rng.uniform(size=true_shape) > 0.5).astype(np.float32)
-    return tf.constant(y_true), tf.constant(y_pred)
+    return tuple(score.to_framework(a, "tensorflow") for a in score.case_arrays(module, name, seed))
 
 
-def found(report):
-    return {(f.code, f.line) for f in report.findings if f.file and os.path.samefile(f.file, tf_broken.__file__)}
+def found(report, module=tf_broken):
+    return {(f.code, f.line) for f in report.findings if f.file and os.path.samefile(f.file, module.__file__)}
 
 
-def test_corpus_covers_every_failure_of_the_seed_articles():
-    codes = {code for expected in BROKEN.values() for code, _ in expected}
+def test_corpus_covers_every_failure_of_the_seed_articles_and_of_the_issues():
+    codes = {code for m in ("tf_broken", "keras_broken") for expected in expected_findings(MODULES[m]).values()
+             for code, _ in expected}
     # Tensors are immutable in TensorFlow: no INPLACE case.
-    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS"}
-    assert len(BROKEN) >= 17
+    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS",
+                     "WRONG_GRADIENT", "DEAD_TERM"}
+    assert len(BROKEN_CASES) >= 50
 
 
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_broken_loss_is_diagnosed_at_its_line(name):
-    y_true, y_pred = inputs(tf_broken, name)
-    fn = getattr(tf_broken, name)
-    report = diagnose(fn() if isinstance(fn, type) else fn, y_true, y_pred)
-    assert found(report) == BROKEN[name], report.to_text()
-    assert len(report.findings) == len(BROKEN[name]), report.to_text()
-    # partial_* losses still train part of the prediction: a warning; every other one is an error.
-    assert report.ok == name.startswith("partial_")
+@pytest.mark.parametrize("module, name", BROKEN_CASES)
+def test_broken_loss_is_diagnosed_at_its_line(module, name):
+    module = MODULES[module]
+    expected = expected_findings(module)[name]
+    report = score.diagnose_case(module, name, "tensorflow")
+    assert found(report, module) == expected, report.to_text()
+    assert len(report.findings) == len(expected), report.to_text()
+    # partial_* losses and dead terms still train part of the prediction: warnings; the rest are errors.
+    assert report.ok == (name.startswith("partial_") or {c for c, _ in expected} <= WARNING_CODES)
 
 
-@pytest.mark.parametrize("name", healthy_functions(tf_healthy))
-def test_healthy_loss_gives_a_clean_report(name):
-    fn = getattr(tf_healthy, name)
-    fn = fn() if isinstance(fn, type) else fn
-    y_true, y_pred = inputs(tf_healthy, name)
-    report = diagnose(fn, y_true, y_pred)
+@pytest.mark.parametrize("module, name", HEALTHY_CASES)
+def test_healthy_loss_gives_a_clean_report(module, name):
+    report = score.diagnose_case(MODULES[module], name, "tensorflow")
     assert report.findings == [], report.to_text()
     assert report.ok and report.grad_norm > 0 and report.zero_fraction < 1
 
@@ -95,6 +95,52 @@ def test_diagnose_model_names_the_frozen_layer_at_its_line():
     assert report.ok
 
 
+def test_diagnose_model_reports_every_group_with_its_reason():
+    model = tf_models.backbone_model()
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    report = diagnose_model(model, tf_models.mse, x, np.zeros((5, 2), np.float32))
+    (_, frozen_line), = expected_findings(tf_models, "frozen")["Backbone"]
+    (_, discarded_line), = expected_findings(tf_models, "discarded")["Backbone"]
+    (_, weight_line), = expected_findings(tf_models, "weight")["ScaledDense"]
+    by_line = {}
+    for f in report.findings:
+        by_line.setdefault(f.line, []).append(f)
+    frozen = by_line[frozen_line]  # two frozen layers called at one line: both reported
+    assert len(frozen) == 2 and all(f.severity == "warning" and "frozen" in f.message for f in frozen)
+    (discarded,) = by_line[discarded_line]
+    assert "does not reach the prediction" in discarded.message
+    (weight,) = by_line[weight_line]
+    assert "scale" in weight.message and "never uses these weights" in weight.message
+    assert len(report.findings) == 4, report.to_text()
+
+
+@pytest.mark.parametrize("model, loss", [("TupleHeads", "first_output_mse"), ("DictHeads", "logits_mse")])
+def test_diagnose_model_with_structured_outputs(model, loss):
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    report = diagnose_model(getattr(tf_models, model)(), getattr(tf_models, loss), x, np.zeros((5, 2), np.float32))
+    ((code, line),) = expected_findings(tf_models, "ignored")[loss]
+    (finding,) = report.findings
+    assert finding.code == code and finding.line == line and finding.severity == "warning"
+    assert ("outputs[1]" if model == "TupleHeads" else "outputs['embedding']") in finding.message
+
+
+def test_wrong_custom_gradient_names_the_factor():
+    report = score.diagnose_case(tf_broken, "custom_gradient_without_1_over_n", "tensorflow")
+    assert "32× too large" in report.findings[0].message, report.to_text()
+    report = score.diagnose_case(keras_broken, "custom_gradient_sign_flipped", "tensorflow")
+    assert "sign flipped" in report.findings[0].message, report.to_text()
+
+
+def test_keras_loss_with_a_host_number_term_runs():
+    # Keras reads the dtype of a Python number; a number the doctor marked must pass as one.
+    import keras
+
+    from losses.doctor._report import HostNumber
+
+    value = keras.ops.add(tf.constant([1.0, 2.0]), HostNumber(0.5, None) * 2)
+    assert value.dtype == tf.float32 and np.allclose(value, [2.0, 3.0])
+
+
 def test_diagnose_model_explains_no_gradients_provided():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     x = np.zeros((5, 4), np.float32)
@@ -121,6 +167,18 @@ def test_cli_on_tensorflow_files():
     ((code, line),) = BROKEN["stop_gradient"]
     assert data["framework"] == "tensorflow"
     assert [(f["code"], f["line"]) for f in data["findings"]] == [(code, line)]
+
+
+def test_cli_refuses_keras_on_another_backend_than_its_own(capsys, tmp_path):
+    from losses.__main__ import main
+
+    (tmp_path / "keras_loss.py").write_text("import keras\n\ndef loss(y_true, y_pred):\n"
+                                            "    return keras.ops.mean(keras.ops.round(y_pred) - y_true)\n")
+    assert main(["doctor", f"{tmp_path / 'keras_loss.py'}:loss", "--framework", "jax"]) == 2
+    err = capsys.readouterr().err
+    assert "runs on tensorflow here; set KERAS_BACKEND=jax" in err
+    assert main(["doctor", f"{tmp_path / 'keras_loss.py'}:loss"]) == 1  # Keras's backend: found from the imports
+    assert "ZERO_GRADIENT" in capsys.readouterr().out
 
 
 def test_cli_on_a_healthy_keras_loss(capsys):
@@ -154,15 +212,16 @@ def test_package_keras_losses_and_surrogates_give_a_clean_report(name):
     y_pred = tf.constant(rng.uniform(0.05, 0.95, size=(2, 4, 4, 3)).astype(np.float32))
     y_true = tf.constant((rng.uniform(size=(2, 4, 4, 3)) > 0.5).astype(np.float32))
     if params[:2] == ["y_true", "y_pred"]:
-        loss_fn = fn
-    else:  # a surrogate f(x, alpha, ...): its weighted sum as a loss
-        def loss_fn(y_true, y_pred):
-            return tf.reduce_sum(fn(y_pred * 3) * y_true)
-    try:
-        report = diagnose(loss_fn, y_true, y_pred)
-    except (TypeError, ValueError) as error:
-        pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
-    assert report.findings == [], report.to_text()
+        loss_fns = [fn]
+    else:  # a surrogate f(x, alpha, ...): its weighted sum as a loss, soft and straight-through
+        loss_fns = [lambda y_true, y_pred, st=st: tf.reduce_sum(fn(y_pred * 3, straight_through=st) * y_true)
+                    for st in (False, True)]
+    for loss_fn in loss_fns:
+        try:
+            report = diagnose(loss_fn, y_true, y_pred)
+        except (TypeError, ValueError) as error:
+            pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
+        assert report.findings == [], report.to_text()
 
 
 def test_demo_broken_then_repaired_keras_loss(monkeypatch):

@@ -16,49 +16,43 @@ torch = pytest.importorskip("torch")
 from losses.doctor import Finding, Report, diagnose, diagnose_model  # noqa: E402
 from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
 from losses.testing.strategies import float_arrays  # noqa: E402
-from doctor_corpus import torch_broken, torch_healthy, torch_models  # noqa: E402
+from doctor_corpus import score, torch_broken, torch_healthy, torch_models  # noqa: E402
 from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKEN = expected_findings(torch_broken)
+WARNING_CODES = {"DEAD_TERM"}  # the loss still trains: a warning
 
 
 def inputs(module, name, seed=0):
-    pred_shape, true_shape = getattr(module, "SHAPES", {}).get(name, ((8, 4), (8, 4)))
-    gen = torch.Generator().manual_seed(seed)
-    y_pred = torch.rand(pred_shape, generator=gen) * 0.9 + 0.05
-    y_true = (torch.rand(true_shape, generator=gen) > 0.5).float()
-    return y_true, y_pred
+    return tuple(score.to_framework(a, "torch") for a in score.case_arrays(module, name, seed))
 
 
 def found(report):
     return {(f.code, f.line) for f in report.findings if f.file and os.path.samefile(f.file, torch_broken.__file__)}
 
 
-def test_corpus_covers_every_failure_of_the_seed_articles():
+def test_corpus_covers_every_failure_of_the_seed_articles_and_of_the_issues():
     codes = {code for expected in BROKEN.values() for code, _ in expected}
-    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS", "INPLACE"}
-    assert len(BROKEN) >= 18
+    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS", "INPLACE",
+                     "WRONG_GRADIENT", "DEAD_TERM"}
+    assert len(BROKEN) >= 39
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_loss_is_diagnosed_at_its_line(name):
-    y_true, y_pred = inputs(torch_broken, name)
-    report = diagnose(getattr(torch_broken, name), y_true, y_pred)
+    report = score.diagnose_case(torch_broken, name, "torch")
     assert found(report) == BROKEN[name], report.to_text()
     assert len(report.findings) == len(BROKEN[name]), report.to_text()
     for finding in report.findings:
         assert finding.fix and finding.message
-    # partial_* losses still train part of the prediction: a warning; every other one is an error.
-    assert report.ok == name.startswith("partial_")
+    # partial_* losses and dead terms still train part of the prediction: warnings; the rest are errors.
+    assert report.ok == (name.startswith("partial_") or {c for c, _ in BROKEN[name]} <= WARNING_CODES)
 
 
 @pytest.mark.parametrize("name", healthy_functions(torch_healthy))
 def test_healthy_loss_gives_a_clean_report(name):
-    fn = getattr(torch_healthy, name)
-    fn = fn() if isinstance(fn, type) else fn
-    y_true, y_pred = inputs(torch_healthy, name)
-    report = diagnose(fn, y_true, y_pred)
+    report = score.diagnose_case(torch_healthy, name, "torch")
     assert report.findings == [], report.to_text()
     assert report.ok and report.grad_norm > 0 and report.zero_fraction < 1
 
@@ -107,6 +101,49 @@ def test_unrelated_errors_of_the_loss_propagate():
         diagnose(typo, *inputs(torch_healthy, "mse"))
 
 
+def test_wrong_gradient_names_the_factor_and_the_backward():
+    seed = score.diagnose_case(torch_broken, "SeedMAELoss", "torch")
+    assert "32× too large" in seed.findings[0].message, seed.to_text()  # the seed drops the 1/N of 8 x 4
+    flipped = score.diagnose_case(torch_broken, "sign_flipped_backward", "torch")
+    assert "sign flipped" in flipped.findings[0].message
+    chain = score.diagnose_case(torch_broken, "sigmoid_backward_without_chain_rule", "torch")
+    assert "not a constant factor" in chain.findings[0].message
+    # At another size the factor follows the number of elements: it is measured, not assumed.
+    y_true, y_pred = torch.zeros(4, 3), torch.full((4, 3), 0.5)
+    assert "12× too large" in diagnose(torch_broken.SeedMAELoss, y_true, y_pred).findings[0].message
+
+
+@pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")
+def test_a_legacy_autograd_function_gets_a_clear_message():
+    class Legacy(torch.autograd.Function):
+        def forward(self, input, target):
+            return (input - target).abs().mean()
+
+        def backward(self, grad):
+            return grad, None
+
+    for loss in (Legacy, Legacy()):
+        with pytest.raises(TypeError, match=r"legacy torch.autograd.Function .*@staticmethods"):
+            diagnose(loss, *inputs(torch_healthy, "mse"))
+
+
+def test_dead_term_is_a_warning_that_strict_assertions_catch():
+    report = assert_gradient_flow(torch_broken.dead_argmax_term, framework="torch")
+    assert report.codes == ["DEAD_TERM"] and "argmax" in report.findings[0].message
+    with pytest.raises(GradientFlowError, match="DEAD_TERM"):
+        assert_gradient_flow(torch_broken.dead_argmax_term, framework="torch", strict=True)
+
+
+def test_pairwise_broadcasting_is_reported_only_without_explicit_axes():
+    y_true, y_pred = torch.rand(6, 3), torch.rand(5, 3)
+    assert diagnose(torch_healthy.chamfer_distance, y_true, y_pred).codes == []
+    # The same pairwise difference with the axes left to broadcasting: (5, 1, 3) against (6, 3).
+    report = diagnose(lambda input, target: (input.reshape(5, 1, 3) - target).pow(2).mean(), y_true, y_pred)
+    assert report.codes == []  # the reshape asked for the new axis
+    y_true, y_pred = torch.rand(8), torch.rand(8, 1)
+    assert diagnose(lambda input, target: (input - target).pow(2).mean(), y_true, y_pred).codes == ["BROADCAST"]
+
+
 def test_diagnose_model_names_frozen_and_unused_parameters_with_their_lines():
     model = torch_models.frozen_model()
     report = diagnose_model(model, torch_models.mse, torch.randn(5, 4), torch.randn(5, 2))
@@ -116,6 +153,37 @@ def test_diagnose_model_names_frozen_and_unused_parameters_with_their_lines():
     (_, frozen_line), = expected_findings(torch_models, "frozen")["TwoHeads"]
     assert "aux_head.weight" in by_severity["error"].message and by_severity["error"].line == unused_line
     assert "encoder.weight" in by_severity["warning"].message and by_severity["warning"].line == frozen_line
+
+
+def test_diagnose_model_reports_every_group_with_its_reason():
+    torch.manual_seed(0)
+    report = diagnose_model(torch_models.backbone_model(), torch_models.mse, torch.randn(5, 4), torch.randn(5, 2))
+    lines = {tag: expected_findings(torch_models, tag) for tag in ("frozen", "discarded", "weight")}
+    (_, frozen_line), = lines["frozen"]["Backbone"]
+    (_, discarded_line), = lines["discarded"]["Backbone"]
+    (_, weight_line), = lines["weight"]["ScaledLinear"]
+    by_line = {}
+    for f in report.findings:
+        by_line.setdefault(f.line, []).append(f)
+    frozen = by_line[frozen_line]  # two frozen groups called at one line: both reported
+    assert len(frozen) == 2 and all(f.severity == "warning" and "frozen" in f.message for f in frozen)
+    assert {"stages.0.weight", "stages.2.weight"} <= {n for f in frozen for n in f.message.replace(",", " ").split()}
+    (discarded,) = by_line[discarded_line]
+    assert "probe.weight" in discarded.message and "does not reach the prediction" in discarded.message
+    (weight,) = by_line[weight_line]
+    assert "project.scale" in weight.message and "never uses these weights" in weight.message
+    assert "unused branch" not in weight.message
+    assert len(report.findings) == 4, report.to_text()
+
+
+@pytest.mark.parametrize("model, loss", [("TupleHeads", "first_output_mse"), ("DictHeads", "logits_mse")])
+def test_diagnose_model_with_structured_outputs(model, loss):
+    report = diagnose_model(getattr(torch_models, model)(), getattr(torch_models, loss), torch.randn(5, 4),
+                            torch.randn(5, 2))
+    ((code, line),) = expected_findings(torch_models, "ignored")[loss]
+    (finding,) = report.findings
+    assert finding.code == code and finding.line == line and finding.severity == "warning"
+    assert "embedding.weight" in finding.message and "logits" not in finding.message.split(":")[0]
 
 
 def test_diagnose_model_explains_a_disconnected_loss():
@@ -149,6 +217,14 @@ def main(capsys, *args):
     return status, capsys.readouterr().out
 
 
+def main_err(capsys, *args):
+    from losses.__main__ import main as losses_main
+
+    status = losses_main(["doctor", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss():
     result = run_cli(f"{torch_broken.__file__}:rounded")
     assert result.returncode == 1, result.stderr
@@ -177,6 +253,43 @@ def test_cli_options(capsys, tmp_path):
     bad = tmp_path / "typo.py"
     bad.write_text("import torch\n\ndef loss(input, target):\n    return input.nonexistent()\n")
     assert main(capsys, f"{bad}:loss")[0] == 2
+
+
+def test_cli_exit_status_2_says_why_in_one_line(capsys, tmp_path):
+    files = {
+        "syntax.py": ("import torch\ndef loss(input, target)\n    return input\n", "does not compile: SyntaxError"),
+        "imports.py": ("import torch\nimport no_such_module_here\n", "fails to import: ModuleNotFoundError"),
+        "needs_args.py": ("import torch\nclass loss(torch.nn.Module):\n    def __init__(self, weight):\n"
+                          "        super().__init__()\n", "loss(weight) needs constructor arguments"),
+        "matmul.py": ("import torch\ndef loss(input, target):\n    return (input @ target).mean()\n",
+                      "the default shapes may not fit this loss: pass --pred-shape and --true-shape"),
+        "plain.py": ("def loss(a, b):\n    return a\n", "pass --framework"),
+    }
+    for name, (text, cause) in files.items():
+        (tmp_path / name).write_text(text)
+        status, out, err = main_err(capsys, f"{tmp_path / name}:loss")
+        assert status == 2 and out == "", (name, out)
+        assert err.count("\n") == 1 and cause in err and "Traceback" not in err, (name, err)
+    # Equal shapes are never a BROADCAST finding: the loss failed for another reason.
+    assert "BROADCAST" not in main_err(capsys, f"{tmp_path / 'matmul.py'}:loss")[2]
+    status, _, err = main_err(capsys, f"{tmp_path / 'matmul.py'}:loss", "--verbose")
+    assert status == 2 and "Traceback" in err and "shapes cannot be multiplied" in err
+
+
+def test_cli_reads_the_framework_of_a_class_and_takes_a_function_class(capsys):
+    status, out = main(capsys, f"{torch_healthy.__file__}:ModuleLoss")  # no --framework
+    assert status == 0 and "OK" in out
+    status, out = main(capsys, f"{torch_broken.__file__}:SeedMAELoss")
+    ((code, line),) = BROKEN["SeedMAELoss"]
+    assert status == 1 and f"{code} at {torch_broken.__file__}:{line}" in out and "32× too large" in out
+    status, out = main(capsys, f"{torch_broken.__file__}:dead_item_term")
+    assert status == 0 and "WARNING DEAD_TERM" in out  # a warning: the exit status stays 0
+
+
+def test_cli_timeout_ends_a_loss_that_hangs(tmp_path):
+    (tmp_path / "hang.py").write_text("import torch\n\ndef loss(input, target):\n    while True:\n        pass\n")
+    result = run_cli(f"{tmp_path / 'hang.py'}:loss", "--timeout", "1")
+    assert result.returncode == 2 and "did not finish within 1 s (--timeout)" in result.stderr
 
 
 def test_demo_diagnoses_a_broken_loss_then_its_repair():
@@ -217,15 +330,16 @@ def test_package_losses_and_surrogates_give_a_clean_report(name):
     y_pred = torch.rand(2, 3, 4, 4, generator=gen) * 0.9 + 0.05
     y_true = (torch.rand(2, 3, 4, 4, generator=gen) > 0.5).float()
     if params[:2] == ["input", "target"]:
-        loss_fn = fn
-    else:  # a surrogate f(x, alpha, ...): its sum as a loss
-        def loss_fn(input, target):
-            return (fn(input * 3) * target).sum()
-    try:
-        report = diagnose(loss_fn, y_true, y_pred)
-    except (TypeError, ValueError) as error:
-        pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
-    assert report.findings == [], report.to_text()
+        loss_fns = [fn]
+    else:  # a surrogate f(x, alpha, ...): its sum as a loss, soft and straight-through
+        loss_fns = [lambda input, target, st=st: (fn(input * 3, straight_through=st) * target).sum()
+                    for st in (False, True)]
+    for loss_fn in loss_fns:
+        try:
+            report = diagnose(loss_fn, y_true, y_pred)
+        except (TypeError, ValueError) as error:
+            pytest.skip(f"{name} needs other inputs than the generic ones: {error}")
+        assert report.findings == [], report.to_text()
 
 
 def test_demo_repair_gives_a_clean_report(monkeypatch):

@@ -8,7 +8,8 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
 from typing import Any, Callable
 
 # The public contract: these codes never change meaning.
@@ -19,6 +20,8 @@ BROADCAST = "BROADCAST"
 SWAPPED_ARGUMENTS = "SWAPPED_ARGUMENTS"
 INPLACE = "INPLACE"
 NO_GRADIENT_VARIABLES = "NO_GRADIENT_VARIABLES"
+WRONG_GRADIENT = "WRONG_GRADIENT"
+DEAD_TERM = "DEAD_TERM"
 
 CODES = {
     DISCONNECTED: "the loss does not depend on the prediction at all",
@@ -28,6 +31,8 @@ CODES = {
     SWAPPED_ARGUMENTS: "the tensor that needs a gradient sits in the target's place",
     INPLACE: "an in-place change to a tensor autograd needs",
     NO_GRADIENT_VARIABLES: "trainable variables that receive no gradient",
+    WRONG_GRADIENT: "a hand-written backward disagrees with finite differences",
+    DEAD_TERM: "a term of the loss contributes no gradient while another term does",
 }
 
 SEVERITIES = ("error", "warning", "info")
@@ -93,9 +98,13 @@ class Report:
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
 
-    def add(self, finding: Finding) -> None:
+    def add(self, finding: Finding, merge: bool = True) -> None:
+        """Add ``finding`` unless (with ``merge``) one with its code and line is there; a line inside a
+        framework or this package is not the user's, and is dropped."""
+        if finding.file is not None and is_library_file(finding.file):
+            finding = replace(finding, file=None, line=None)
         key = (finding.code, finding.file, finding.line)
-        if all((f.code, f.file, f.line) != key for f in self.findings):
+        if not merge or all((f.code, f.file, f.line) != key for f in self.findings):
             self.findings.append(finding)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +166,8 @@ def parameter_names(fn: Callable[..., Any]) -> list[str]:
     except (TypeError, ValueError):
         return []
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in params if p.kind in kinds and p.name not in ("self", "cls")]
+    # ctx: the first parameter of a torch.autograd.Function's forward.
+    return [p.name for p in params if p.kind in kinds and p.name not in ("self", "cls", "ctx")]
 
 
 def _role(name: str) -> str | None:
@@ -307,19 +317,33 @@ _FRAMEWORK_WORDS = {
               "clamp": "x.clamp_min(eps)", "clip": "clamp"},
     "tensorflow": {"ns": "losses.keras", "fw": "tf / keras.ops", "stack": "tf.stack / tf.concat",
                    "where": "tf.where", "clamp": "tf.maximum(x, eps)", "clip": "clip"},
+    "jax": {"ns": "losses.keras", "fw": "keras.ops / jax.numpy", "stack": "keras.ops.stack / jnp.stack",
+            "where": "keras.ops.where", "clamp": "keras.ops.maximum(x, eps)", "clip": "clip"},
 }
 
 _PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
 
 
 def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],
-                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]]) -> None:
-    """The findings read off a gradient that exists: non-finite, partly or wholly zero.
+                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]],
+                          dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = (),
+                          zero_elsewhere: Callable[[], float | None] | None = None) -> None:
+    """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
     ``report.zero_fraction`` is set; ``rec`` is the framework's recorder (``breaks``, ``zero_ops``,
-    ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts.
+    ``swaps``, ``first_break()``); ``locate_non_finite()`` returns where a NaN/Inf gradient starts;
+    ``dead_causes``: the breaks that cut summands of the loss off while another summand carries
+    the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``);
+    ``zero_elsewhere()``: the zero fraction of the gradient at a slightly moved target (``None`` if
+    it cannot be had): a partial break is reported only if zeros remain there, not when they come
+    from terms that happen to vanish at this target (an element already at its minimum).
     """
     words = _FRAMEWORK_WORDS[framework]
+    if finite:
+        for cause in dead_causes:
+            report.add(dead_term_finding(cause, framework))
+    dead_sites = {cause[2] for cause in dead_causes}
+    partial = [b for b in rec.breaks if b[0] in _PARTIAL_BREAKS and b[2] not in dead_sites]
     if not finite and rec.swaps:
         return  # NaN from a log of the target: a consequence of the swap, reported already
     if not finite:
@@ -329,8 +353,8 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
                            "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
                            f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
                            "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
-    elif report.zero_fraction > 0 and any(b[0] in _PARTIAL_BREAKS for b in rec.breaks):
-        kind, op, site = next(b for b in rec.breaks if b[0] in _PARTIAL_BREAKS)
+    elif report.zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
+        kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
         report.add(Finding(base.code, "warning",
                            f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
@@ -350,7 +374,209 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
                                "cut the prediction off", loss_site[0], loss_site[1]))
 
 
+class BreakLog:
+    """What a framework's recorder shares: the breaks it saw, in order."""
+
+    breaks: list[tuple[str, str, tuple[str | None, int | None]]]
+
+    def first_break(self) -> tuple[str, str, tuple[str | None, int | None]]:
+        kind, op, site = self.breaks[0]
+        # `if pred.mean() > 0:` breaks at the comparison; the `if` is what the user has to change.
+        for other in self.breaks[1:]:
+            if other[0] == "branch" and other[2] == site:
+                return other
+        return kind, op, site
+
+
+_RESHAPE = {"torch": "target.view_as(prediction), prediction.squeeze(-1)",
+            "tensorflow": "tf.reshape(y_true, tf.shape(y_pred)), tf.squeeze(y_pred, -1)",
+            "jax": "keras.ops.reshape(y_true, y_pred.shape), keras.ops.squeeze(y_pred, -1)"}
+
+
+def broadcast_finding(op: str, a: tuple, b: tuple, framework: str, site: tuple[str | None, int | None]) -> Finding:
+    return Finding(BROADCAST, "error",
+                   f"`{op}` combines a prediction-derived tensor of shape {a} with a target-derived tensor of shape "
+                   f"{b}; broadcasting silently compares every element with every other",
+                   f"make the shapes equal before combining them (e.g. {_RESHAPE[framework]}, or fix the model's "
+                   "output size); for pairwise terms on purpose, give the axes explicitly (a[:, None] - b[None])",
+                   site[0], site[1])
+
+
+def unique_causes(causes: Sequence[tuple | None]) -> list[tuple]:
+    """One cause per line, in order."""
+    unique: list[tuple] = []
+    for cause in causes:
+        if cause is not None and all(cause[2] != u[2] for u in unique):
+            unique.append(cause)
+    return unique
+
+
+def variables_finding(severity: str, names: list[str], message: str, fix: str,
+                      site: tuple[str | None, int | None]) -> Finding:
+    """``NO_GRADIENT_VARIABLES`` for a group of variables of a model."""
+    listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+    return Finding(NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
+
+
 def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, int | None]) -> Finding:
     code, message, fix = _BREAKS[kind]
     words = dict(_FRAMEWORK_WORDS[framework], op=op)
     return Finding(code, "error", message.format(**words), fix.format(**words), site[0], site[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-written gradients and dead terms.
+
+def function_site(fn: Any) -> tuple[str | None, int | None]:
+    """``(file, line)`` of the ``def`` of a Python function (past its decorators), else ``(None, None)``."""
+    code = getattr(inspect.unwrap(fn) if callable(fn) else fn, "__code__", None)
+    if code is None:
+        return None, None
+    import linecache
+
+    line = code.co_firstlineno
+    if code.co_name == "<lambda>":
+        return code.co_filename, line
+    for offset in range(20):  # decorators come first; the def follows within a few lines
+        if linecache.getline(code.co_filename, line + offset).lstrip().startswith(("def ", "async def ")):
+            return code.co_filename, line + offset
+    return code.co_filename, line
+
+
+class HostNumber(float):
+    """A Python number read off the prediction (``.item()``, ``float()``): a constant to autodiff.
+
+    It behaves as the float it is; arithmetic on it keeps the mark, so that a term of the loss
+    built from it can be named with the line where it left the graph.
+    """
+
+    cause: tuple[str, str, tuple[str | None, int | None]] | None = None
+    # Keras reads `getattr(x, "dtype", type(x))`: the class float makes it a weakly typed Python float.
+    dtype = float
+
+    def __new__(cls, value: float, cause: Any) -> HostNumber:
+        number = super().__new__(cls, value)
+        number.cause = cause
+        return number
+
+    def _keep(self, result: Any) -> Any:
+        return HostNumber(result, self.cause) if isinstance(result, float) else result
+
+    def __add__(self, other): return self._keep(float.__add__(self, other))  # noqa: E704
+    def __radd__(self, other): return self._keep(float.__radd__(self, other))  # noqa: E704
+    def __sub__(self, other): return self._keep(float.__sub__(self, other))  # noqa: E704
+    def __rsub__(self, other): return self._keep(float.__rsub__(self, other))  # noqa: E704
+    def __mul__(self, other): return self._keep(float.__mul__(self, other))  # noqa: E704
+    def __rmul__(self, other): return self._keep(float.__rmul__(self, other))  # noqa: E704
+    def __truediv__(self, other): return self._keep(float.__truediv__(self, other))  # noqa: E704
+    def __rtruediv__(self, other): return self._keep(float.__rtruediv__(self, other))  # noqa: E704
+    def __pow__(self, other): return self._keep(float.__pow__(self, other))  # noqa: E704
+    def __rpow__(self, other): return self._keep(float.__rpow__(self, other))  # noqa: E704
+    def __neg__(self): return self._keep(float.__neg__(self))  # noqa: E704
+    def __abs__(self): return self._keep(float.__abs__(self))  # noqa: E704
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A summand of the loss that is a number, not computed from a tensor the pass followed."""
+
+    value: float | None
+
+
+def host_number_cause(terms: Sequence[Any], breaks: Sequence[tuple], dead: Sequence[tuple],
+                      terms_elsewhere: Callable[[], Sequence[Any] | None] | None) -> tuple | None:
+    """The cause of a constant summand computed from the prediction. Python's float() returns a plain
+    float, so a number read off the prediction with float(t) loses its mark on the way; a constant
+    summand whose value moves with the prediction (``terms_elsewhere()``: the summands at a moved
+    prediction), next to such a read, is taken to be it (not the 1 of ``1 - dice``)."""
+    read = next((b for b in breaks if b[0] == "host" and b[1] in ("__float__", "float()")
+                 and all(b[2] != d[2] for d in dead)), None)
+    if read is None or terms_elsewhere is None or not any(isinstance(t, Constant) for t in terms):
+        return None
+    moved = terms_elsewhere()
+    if moved is None or len(moved) != len(terms):
+        return None
+    changed = any(isinstance(t, Constant) and isinstance(m, Constant) and t.value != m.value
+                  for t, m in zip(terms, moved))
+    return read if changed else None
+
+
+def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], framework: str) -> Finding:
+    """The finding for a summand of the loss that contributes no gradient while another one does."""
+    kind, op, site = cause
+    base = break_finding(kind, op, framework, site)
+    return Finding(DEAD_TERM, "warning",
+                   "this term of the loss contributes no gradient (another term carries it, so training runs "
+                   "and the term silently does nothing): " + base.message,
+                   base.fix, site[0], site[1])
+
+
+def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdict: Any) -> Finding:
+    """The finding for a hand-written backward that disagrees with finite differences."""
+    if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
+        what = "sign flipped"
+        why = "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
+    elif verdict.factor is not None:
+        size = abs(verdict.factor)
+        times = f"{size:.0f}" if abs(size - round(size)) < 1e-2 * size else f"{size:.3g}"
+        if size < 1:
+            inverse = 1 / size
+            times = f"{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-2 * inverse else f"{inverse:.3g}"
+        what = f"{times}× too {'large' if size > 1 else 'small'}" + (", sign flipped" if verdict.factor < 0 else "")
+        why = ("a constant factor: a missing or extra 1/N of a mean (the number of elements), a scale or a "
+               "factor 2 of a square")
+    else:
+        what, why = "not a constant factor", ("a wrong formula: a missing chain-rule factor (the derivative of an "
+                                              "inner function), a wrong branch, or a gradient for the wrong input")
+    return Finding(WRONG_GRADIENT, "error",
+                   f"the hand-written backward of `{name}` disagrees with central finite differences in float64: "
+                   f"{what} (relative error {verdict.error:.3g} along a random direction)",
+                   f"check the backward against the forward: {why}; losses.testing.check_gradient compares them "
+                   "element by element",
+                   site[0], site[1])
+
+
+# Keras functions that take the target first, by the names of their first two parameters.
+KERAS_LOSSES = {"mean_squared_error", "mean_absolute_error", "binary_crossentropy", "binary_focal_crossentropy",
+                "categorical_crossentropy", "huber", "log_cosh", "kl_divergence", "poisson", "hinge", "squared_hinge",
+                "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
+                "categorical_hinge", "categorical_focal_crossentropy"}
+KERAS_OPS = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"}
+
+
+def keras_target_first(code: Any) -> str | None:
+    """``"keras.losses.NAME"`` / ``"keras.ops.NAME"`` when ``code`` is such a Keras function (target first)."""
+    if code.co_name in KERAS_LOSSES and code.co_varnames[:2] == ("y_true", "y_pred"):
+        api = "keras.losses"
+    elif code.co_name in KERAS_OPS and code.co_varnames[:2] == ("target", "output"):
+        api = "keras.ops"
+    else:
+        return None
+    return f"{api}.{code.co_name}" if is_library_file(code.co_filename) else None
+
+
+def keras_swap_finding(api_name: str, site: tuple[str | None, int | None]) -> Finding:
+    first, second = ("y_true", "y_pred") if api_name.startswith("keras.losses") else ("target", "output")
+    return Finding(SWAPPED_ARGUMENTS, "error",
+                   f"{api_name} takes ({first}, {second}), but the prediction was passed as {first}",
+                   f"call {api_name.rpartition('.')[2]}({first}, {second}) with the target first: Keras puts the "
+                   "target first (PyTorch losses take (input, target))", site[0], site[1])
+
+
+def keras_order_finding(loss_fn: Callable[..., Any]) -> Finding:
+    """A Keras loss whose parameters say (prediction, target): Keras passes (y_true, y_pred) by position."""
+    names = parameter_names(loss_fn)[:2]
+    return Finding(SWAPPED_ARGUMENTS, "error",
+                   f"the loss's parameters are ({', '.join(names)}), but Keras calls a loss as loss(y_true, y_pred) "
+                   "by position: the prediction would arrive in the target's parameter",
+                   "declare the parameters in Keras's order: def loss(y_true, y_pred)", *definition_site(loss_fn))
+
+
+def output_labels(structure: Any, prefix: str = "outputs") -> Any:
+    """``structure`` (a model's outputs) with each tensor replaced by the expression that reaches it,
+    such as ``outputs['logits']`` or ``outputs[1]``; flattened like the outputs, it names them."""
+    if isinstance(structure, dict):
+        return type(structure)((k, output_labels(v, f"{prefix}[{k!r}]")) for k, v in structure.items())
+    if isinstance(structure, (list, tuple)) and not hasattr(structure, "_fields"):
+        return type(structure)(output_labels(v, f"{prefix}[{i}]") for i, v in enumerate(structure))
+    return prefix

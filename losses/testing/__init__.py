@@ -5,7 +5,8 @@
 - :func:`numeric_gradient` and :func:`value_and_grad`: the two halves of that check.
 - ``losses.testing.strategies``: hypothesis strategies (imports hypothesis on first use).
 - :func:`assert_gradient_flow`: fails when the gradient-flow doctor (``losses.doctor``) finds an
-  error in a loss: no gradient, a zero or non-finite one, silent broadcasting, swapped arguments.
+  error in a loss: no gradient, a zero or non-finite one, silent broadcasting, swapped arguments,
+  a wrong hand-written backward.
 
 Example (PyTorch):
 

@@ -26,8 +26,9 @@ def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred
         loss_fn: the loss (function, ``nn.Module`` or ``keras.losses.Loss``).
         y_true, y_pred: inputs (tensors or NumPy arrays). Default: random arrays of ``shape``, a
             prediction in (0.05, 0.95) and a 0/1 target.
-        framework: ``"torch"`` or ``"tensorflow"``; needed when the inputs are NumPy arrays and
-            ``loss_fn``'s module does not show which framework it uses.
+        framework: ``"torch"``, ``"tensorflow"``, ``"jax"`` or ``"keras"`` (Keras on its backend);
+            needed when the inputs are NumPy arrays and ``loss_fn``'s module does not show which
+            framework it uses.
         order: ``"y_true, y_pred"`` or ``"y_pred, y_true"`` (default: from the parameter names).
         shape: shape of the random inputs.
         allow: finding codes to tolerate (e.g. ``{"ZERO_GRADIENT"}`` for a loss meant to be flat).
@@ -50,30 +51,19 @@ def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred
     ...
     losses.testing._flow.GradientFlowError: ...
     """
-    from losses.doctor import detect_framework, diagnose
-    from losses.doctor._cli import random_inputs
+    from losses.doctor import detect_framework, diagnose, resolve_framework
+    from losses.doctor._cli import random_inputs, to_framework
 
     if y_true is None or y_pred is None:
         rand_true, rand_pred = random_inputs(tuple(shape), tuple(shape), seed)
         y_true = rand_true if y_true is None else y_true
         y_pred = rand_pred if y_pred is None else y_pred
-    framework = framework or detect_framework(y_pred, y_true, fn=loss_fn)
-    y_true, y_pred = _convert(y_true, framework), _convert(y_pred, framework)
+    framework = resolve_framework(framework or detect_framework(y_pred, y_true, fn=loss_fn))
+    y_true, y_pred = (to_framework(v, framework) if isinstance(v, (np.ndarray, np.generic, list, tuple, float, int))
+                      else v for v in (y_true, y_pred))
     report = diagnose(loss_fn, y_true, y_pred, framework=framework, order=order, **kwargs)
     allowed = set(allow)
     severities = ("error", "warning") if strict else ("error",)
     if any(f.severity in severities and f.code not in allowed for f in report.findings):
         raise GradientFlowError(report)
     return report
-
-
-def _convert(value: Any, framework: str) -> Any:
-    if not isinstance(value, (np.ndarray, np.generic, list, tuple, float, int)):
-        return value
-    if framework == "torch":
-        import torch
-
-        return torch.as_tensor(np.asarray(value))
-    import tensorflow as tf
-
-    return tf.convert_to_tensor(np.asarray(value))

@@ -78,7 +78,11 @@ def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum:
 
 def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
                      framework: str = "torch", eps: float = 1e-6) -> np.ndarray:
-    """Central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``, one element at a time."""
+    """Central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``, one element at a time.
+
+    Where one side is not finite (a singularity within ``eps``, such as ``sqrt`` just above 0), the
+    one-sided difference from the finite side is used; where neither is finite, the element is NaN.
+    """
     if framework == "keras":
         import keras
 
@@ -90,14 +94,25 @@ def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnu
     x = base[argnum]
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: x is C-contiguous
+    def value() -> float:
+        return _to_float(fn(*[_to_framework(a, framework) for a in base]))
+
+    center = None
     for i in range(flat.size):
         saved = flat[i]
         flat[i] = saved + eps
-        plus = _to_float(fn(*[_to_framework(a, framework) for a in base]))
+        plus = value()
         flat[i] = saved - eps
-        minus = _to_float(fn(*[_to_framework(a, framework) for a in base]))
+        minus = value()
         flat[i] = saved
-        grad.flat[i] = (plus - minus) / (2 * eps)
+        slope = (plus - minus) / (2 * eps)
+        if not np.isfinite(slope):
+            center = value() if center is None else center
+            if np.isfinite(plus) and np.isfinite(center):
+                slope = (plus - center) / eps
+            elif np.isfinite(minus) and np.isfinite(center):
+                slope = (center - minus) / eps
+        grad.flat[i] = slope
     return grad
 
 
@@ -107,20 +122,31 @@ def check_gradient(fn: Callable[..., Any], *inputs: np.ndarray, argnum: int = 0,
 
     The input that is differentiated is converted to float64; the check passes when every element
     satisfies ``|autodiff - numeric| <= atol + rtol * |numeric|``. Keep inputs away from kinks
-    (``|x| = 0`` for an absolute value, thresholds): there the two sides legitimately differ.
+    (``|x| = 0`` for an absolute value, thresholds): there the two sides legitimately differ. Where
+    the finite differences are NaN or infinite although autodiff is finite (a singularity within
+    ``eps``), the gradient cannot be checked and the check fails, saying so.
     """
     inputs = tuple(np.array(a, dtype=np.float64) if i == argnum else np.asarray(a) for i, a in enumerate(inputs))
     _, analytic = value_and_grad(fn, inputs, argnum=argnum, framework=framework)
     numeric = numeric_gradient(fn, inputs, argnum=argnum, framework=framework, eps=eps)
     if analytic.shape != numeric.shape:
         raise GradientMismatch(f"gradient has shape {analytic.shape}; the input has shape {numeric.shape}")
+    unchecked = ~np.isfinite(numeric) & np.isfinite(analytic)
+    if np.any(unchecked):
+        index = np.unravel_index(int(np.argmax(unchecked)), numeric.shape)
+        raise GradientMismatch(
+            f"finite differences are {numeric[index]!r} at index {tuple(int(i) for i in index)} where autodiff "
+            f"gives {analytic[index]!r}: a singularity lies within eps={eps:g} of the input, so the gradient "
+            "cannot be checked here; move the input away from it"
+        )
     error = np.abs(analytic - numeric)
     bound = atol + rtol * np.abs(numeric)
     if not np.all(np.isfinite(analytic)) or np.any(error > bound):
         worst = int(np.argmax(np.where(np.isfinite(error), error - bound, np.inf)))
         index = np.unravel_index(worst, numeric.shape)
+        finite = error[np.isfinite(error)]
         raise GradientMismatch(
             f"autodiff and finite differences disagree at index {tuple(int(i) for i in index)}: "
             f"autodiff {analytic[index]!r}, numeric {numeric[index]!r} "
-            f"(max abs error {float(np.nanmax(error)):.3g}, atol={atol:g}, rtol={rtol:g})"
+            f"(max abs error {float(finite.max()) if finite.size else float('nan'):.3g}, atol={atol:g}, rtol={rtol:g})"
         )

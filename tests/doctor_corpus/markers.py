@@ -1,14 +1,19 @@
-"""Reads the ``# expect: CODE`` markers of a corpus module: the findings each function must give."""
+"""Reads the ``# expect: CODE`` markers of a corpus module: the findings each function must give.
+
+``# expect: CODE`` belongs to the top-level function or class around it; ``# expect(NAME): CODE``
+to the case ``NAME`` (a helper defined elsewhere in the module, such as a custom gradient, holds
+the line the case must point at); ``# expect-TAG: CODE`` is read only with ``tag="TAG"``.
+"""
 
 import ast
 import inspect
 import re
 
-MARKER = re.compile(r"#\s*expect(?:-(\w+))?:\s*([A-Z_]+)")
+MARKER = re.compile(r"#\s*expect(?:-(\w+))?(?:\((\w+)\))?:\s*([A-Z_]+)")
 
 
 def expected_findings(module, tag=None):
-    """``{function name: {(code, line), ...}}`` for every function with a marker (``# expect-TAG:`` with ``tag``)."""
+    """``{case name: {(code, line), ...}}`` for every case with a marker (``# expect-TAG:`` with ``tag``)."""
     path = inspect.getsourcefile(module)
     source = open(path).read()
     lines = source.splitlines()
@@ -18,7 +23,7 @@ def expected_findings(module, tag=None):
             for lineno in range(node.lineno, node.end_lineno + 1):
                 match = MARKER.search(lines[lineno - 1])
                 if match and match.group(1) == tag:
-                    found.setdefault(node.name, set()).add((match.group(2), lineno))
+                    found.setdefault(match.group(2) or node.name, set()).add((match.group(3), lineno))
     return found
 
 

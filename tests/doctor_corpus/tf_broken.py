@@ -129,3 +129,60 @@ def partial_stop_gradient(y_true, y_pred):
 class SwappedLossClass(keras.losses.Loss):
     def call(self, y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
         return tf.reduce_mean(tf.square(y_true - tf.sigmoid(y_pred)), axis=-1)
+
+
+# Hand-written gradients that are wrong: WRONG_GRADIENT points at the gradient function.
+
+@tf.custom_gradient
+def _mean_absolute_error_without_1_over_n(diff):
+    def grad(upstream):  # expect(custom_gradient_without_1_over_n): WRONG_GRADIENT
+        return upstream * tf.sign(diff)  # forgets the 1/N of the mean
+
+    return tf.reduce_mean(tf.abs(diff)), grad
+
+
+def custom_gradient_without_1_over_n(y_true, y_pred):
+    # The custom gradient is defined above, at module level, as users usually write it.
+    return _mean_absolute_error_without_1_over_n(y_pred - y_true)
+
+
+def custom_gradient_sign_flipped(y_true, y_pred):
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return -upstream * 2 * x
+
+        return tf.reduce_sum(x * x), grad
+
+    return squared_error(y_pred - y_true) / tf.cast(tf.size(y_pred), tf.float32)
+
+
+# A dead term next to a working one.
+
+def dead_argmax_term(y_true, y_pred):
+    correct = tf.cast(tf.equal(tf.argmax(y_pred, -1), tf.argmax(y_true, -1)), tf.float32)  # expect: DEAD_TERM
+    ce = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y_true, logits=y_pred))
+    return ce + 0.5 * (1.0 - tf.reduce_mean(correct))
+
+
+def dead_round_term(y_true, y_pred):
+    counts = tf.round(y_pred * 4)  # expect: DEAD_TERM
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    return mse + 0.1 * tf.reduce_mean(tf.abs(counts - 4 * y_true))
+
+
+def dead_comparison_term(y_true, y_pred):
+    positives = tf.cast(y_pred > 0.5, tf.float32)  # expect: DEAD_TERM
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    return mse + 0.1 * tf.square(tf.reduce_mean(positives) - tf.reduce_mean(y_true))
+
+
+def dead_python_float_term(y_true, y_pred):
+    sparsity = float(tf.reduce_mean(tf.abs(y_pred)))  # expect: DEAD_TERM
+    return tf.reduce_mean(tf.square(y_true - y_pred)) + 0.1 * sparsity
+
+
+def dead_stop_gradient_term(y_true, y_pred):
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    smoothness = tf.reduce_mean(tf.square(tf.stop_gradient(y_pred[:, 1:] - y_pred[:, :-1])))  # expect: DEAD_TERM
+    return mse + 0.1 * smoothness

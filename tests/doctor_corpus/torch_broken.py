@@ -138,3 +138,132 @@ def masked_assignment(input, target):
     probabilities = torch.sigmoid(input)
     probabilities[target > 0.5] = 1.0  # expect: INPLACE
     return probabilities.mean()
+
+
+# Hand-written backward passes that are wrong: WRONG_GRADIENT points at the backward.
+
+class SeedMAELoss(torch.autograd.Function):
+    # Seed 000, given to the doctor as the class: the backward drops the 1/N of the mean.
+    @staticmethod
+    def forward(ctx, y_true, y_pred):
+        abs_diff = torch.abs(y_true - y_pred)
+        quadratic_penalty = torch.where(abs_diff > 1, 0.5 * (abs_diff - 1) ** 2, torch.zeros_like(abs_diff))
+        loss = torch.mean(abs_diff + quadratic_penalty)
+        ctx.save_for_backward(y_true, y_pred, abs_diff)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):  # expect: WRONG_GRADIENT
+        y_true, y_pred, abs_diff = ctx.saved_tensors
+        grad_abs_diff = torch.where(abs_diff > 1, abs_diff - 1, torch.sign(y_pred - y_true))
+        grad_input = grad_output * grad_abs_diff
+        return -grad_input, grad_input
+
+
+def sign_flipped_backward(input, target):
+    class SquaredError(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, t):
+            ctx.save_for_backward(x, t)
+            return ((x - t) ** 2).sum()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            x, t = ctx.saved_tensors
+            return grad * 2 * (t - x), None
+
+    return SquaredError.apply(input, target) / input.numel()
+
+
+def sigmoid_backward_without_chain_rule(input, target):
+    class Sigmoid(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.sigmoid(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            (y,) = ctx.saved_tensors
+            return grad * y  # the derivative is y * (1 - y)
+
+    return F.binary_cross_entropy(Sigmoid.apply(input), target)
+
+
+# A dead term next to a working one: the total trains, the term does nothing.
+
+def dead_argmax_term(logits, target):
+    labels = target.argmax(dim=1)
+    wrong = (logits.argmax(dim=1) != labels).float().mean()  # expect: DEAD_TERM
+    return F.cross_entropy(logits, labels) + 0.5 * wrong
+
+
+def dead_round_term(input, target):
+    counts = torch.round(input * 4)  # expect: DEAD_TERM
+    return F.mse_loss(input, target) + 0.1 * (counts - 4 * target).abs().mean()
+
+
+def dead_comparison_term(input, target):
+    positives = (input > 0.5).float()  # expect: DEAD_TERM
+    return F.binary_cross_entropy(input, target) + 0.1 * (positives.mean() - target.mean()) ** 2
+
+
+def dead_cast_term(input, target):
+    buckets = (input * 10).long()  # expect: DEAD_TERM
+    return F.l1_loss(input, target) + 0.01 * buckets.float().var()
+
+
+def dead_item_term(input, target):
+    sparsity = input.abs().mean().item()  # expect: DEAD_TERM
+    return F.mse_loss(input, target) + 0.1 * sparsity
+
+
+def dead_python_float_term(input, target):
+    sparsity = float(input.abs().mean())  # expect: DEAD_TERM
+    return F.mse_loss(input, target) + 0.1 * sparsity
+
+
+def dead_no_grad_metric_term(input, target):
+    loss = F.mse_loss(input, target)
+    with torch.no_grad():
+        hits = (input.argmax(dim=1) == target.argmax(dim=1)).float().mean()  # expect: DEAD_TERM
+    return loss - 0.1 * hits
+
+
+def dead_detach_term(input, target):
+    mse = ((input - target) ** 2).mean()
+    smoothness = (input[:, 1:] - input[:, :-1]).detach().pow(2).mean()  # expect: DEAD_TERM
+    return mse + 0.1 * smoothness
+
+
+# Swapped arguments through torch.nn.functional and torch.nn losses.
+
+def swapped_kl_div(input, target):
+    log_probabilities = F.log_softmax(input, dim=1)
+    return F.kl_div(target.softmax(dim=1), log_probabilities, reduction="batchmean")  # expect: SWAPPED_ARGUMENTS
+
+
+def swapped_bce_module(input, target):
+    criterion = torch.nn.BCELoss()
+    return criterion(target, torch.sigmoid(input))  # expect: SWAPPED_ARGUMENTS
+
+
+def swapped_cross_entropy_probabilities(logits, target):
+    return F.cross_entropy(target, logits)  # expect: SWAPPED_ARGUMENTS
+
+
+# In-place changes of a tensor autograd saved, derived from the target.
+
+def inplace_on_saved_target_weights(input, target):
+    weights = target * 2.0 + 1.0
+    weighted = input * weights  # mul saves weights for the gradient of input
+    weights.add_(1.0)  # expect: INPLACE
+    return weighted.mean()
+
+
+def inplace_target_mask(input, target):
+    mask = target.clone()
+    loss = torch.exp(input) * mask
+    mask[mask == 0] = 0.5  # expect: INPLACE
+    return loss.mean()
