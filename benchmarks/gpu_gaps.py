@@ -180,21 +180,20 @@ def main(argv=None) -> int:
     loss_s = criterion(xs, ls)
     pieces = dict(forward_wall_ms=wall(lambda: criterion(xs, ls), 2000),
                   grad_only_wall_ms=wall(lambda: torch.autograd.grad(loss_s, xs, retain_graph=True), 2000))
-    from losses.torch._kernels import dice as dice_kernels
+    from losses.torch._kernels import overlap_stats as dice_kernels
     from losses.torch._kernels import triton_module
 
-    kernels = triton_module("_triton_dice")
-    part = torch.empty(8, 4, 128, 8, device=dev)
-    outs = torch.empty(8, 4, 7, device=dev)
+    kernels = triton_module("_triton_overlap")
+    part = torch.zeros(8, 4, 128, kernels.PARTIALS, device=dev)
+    outs = torch.empty(8, 4, kernels.PARTIALS - 1, device=dev)
 
     def reduce_launch():
-        kernels.reduce_kernel[(32,)](part, outs, 4, 128, 1, BLOCK=kernels.REDUCE_BLOCK, CHECK_LABELS=False,
-                                     num_warps=2) if "CHECK_LABELS" in kernels.reduce_kernel.arg_names else \
-            kernels.reduce_kernel[(32,)](part, outs, 4, 128, 1, BLOCK=kernels.REDUCE_BLOCK, num_warps=2)
+        kernels.reduce_kernel[(32,)](part, outs, 4, 128, 1, BLOCK=kernels.REDUCE_BLOCK, num_warps=2)
     pieces["one_reduce_launch_ms"] = wall(reduce_launch, 2000)
     pieces["torch_empty_ms"] = wall(lambda: torch.empty(8, 4, 7, device=dev), 2000)
     pieces["current_device_ms"] = wall(torch.cuda.current_device, 2000)
-    pieces["stats_fwd_ms"] = wall(lambda: dice_kernels._stats(xs, ls, "multiclass", True, None, True), 2000)
+    options = dice_kernels.StatsOptions("multiclass", True, None, True)
+    pieces["stats_fwd_ms"] = wall(lambda: dice_kernels.stats(xs, ls, None, options), 2000)
     out["dice_mc_8x4x256_pieces"] = pieces
     log("dice 8x4x256 host pieces: " + ", ".join(f"{k} {v:.4f}" for k, v in pieces.items()))
 

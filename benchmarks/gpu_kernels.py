@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from losses._dice import DiceOptions
-from losses.torch._kernels.dice import dice_stats_triton
-from losses.torch._kernels.dice_finalize import dice_loss_triton
+from losses._overlap import OverlapOptions
+from losses.torch._kernels.overlap_finalize import overlap_loss_triton
+from losses.torch._kernels.overlap_stats import overlap_stats_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 DELTA, PENALTY = 1.0, 0.5
@@ -45,6 +45,10 @@ def dice_from_stats(stats):
     return 1 - ((2 * stats[..., 0] + SMOOTH) / (stats[..., 1:3].sum(-1) + SMOOTH)).mean()
 
 
+def dice_stats_triton(x, target, **options):
+    return overlap_stats_triton(x, target, None, **options)
+
+
 def kernel_dice(x, target, mode, per_image=True):
     return dice_from_stats(dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None,
                                              per_image=per_image))
@@ -59,10 +63,10 @@ def fused_dice(x, target, mode):
     # and weights are made once, as DiceLoss does in its constructor.
     key = (mode, x.shape[1], x.device)
     if key not in _FUSED:
-        options = DiceOptions.create(mode=mode)
+        options = OverlapOptions.create(mode=mode)
         _FUSED[key] = options, torch.tensor(options.full_weights(x.shape[1]), device=x.device)
     options, weights = _FUSED[key]
-    return dice_loss_triton(x, target, weights, options, "mean")
+    return overlap_loss_triton(x, target, None, weights, options, "mean")
 
 
 _MODULES = {}
@@ -308,7 +312,7 @@ def main(argv=None) -> int:
         print(text, flush=True)
         lines.append(text)
 
-    from losses.torch._kernels import dice as dice_module
+    from losses.torch._kernels import overlap_stats as dice_module
     from losses.torch._kernels import penalized_mae as pmae_module
 
     config = {k: getattr(dice_module, k) for k in ("ROWS_BLOCK", "ROWS_WARPS", "ROWS_PROGRAMS", "MULTICLASS_WARPS", "MULTICLASS_PROGRAMS")}

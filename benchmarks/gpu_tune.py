@@ -13,7 +13,7 @@ import sys
 import torch
 from triton.testing import do_bench
 
-from losses.torch._kernels import dice as D
+from losses.torch._kernels import overlap_stats as D
 from losses.torch._kernels import penalized_mae as P
 
 
@@ -38,16 +38,16 @@ def main(argv=None):
     for block, warps, programs in [(2048, 8, 4096), (4096, 8, 4096), (2048, 4, 4096), (4096, 16, 4096),
                                    (2048, 8, 8192), (1024, 4, 8192), (4096, 8, 2048), (8192, 16, 4096)]:
         D.ROWS_BLOCK, D.ROWS_WARPS, D.ROWS_PROGRAMS = block, warps, programs
-        st = bench(lambda: D._stats(xb, tb, "binary", True, None, True))
-        gr = bench(lambda: D._stats_backward(gsb, xb, tb, "binary", True, None, True))
+        st = bench(lambda: D.stats(xb, tb, None, D.StatsOptions("binary", True, None, True)))
+        gr = bench(lambda: D.stats_backward(gsb, xb, tb, None, D.StatsOptions("binary", True, None, True)))
         print(f"  block {block:5d} warps {warps:2d} programs {programs:5d}: {st:.3f} {gr:.3f}", flush=True)
         best.setdefault("rows_stats", []).append((st, block, warps, programs))
         best.setdefault("rows_grad", []).append((gr, block, warps, programs))
     print("multiclass kernels (16x4x1024x1024, int64 labels): stats ms, grad ms", flush=True)
     for warps, programs in itertools.product((4, 8), (2048, 4096, 8192)):
         D.MULTICLASS_WARPS, D.MULTICLASS_PROGRAMS = warps, programs
-        st = bench(lambda: D._stats(xm, lm, "multiclass", True, None, True))
-        gr = bench(lambda: D._stats_backward(gsm, xm, lm, "multiclass", True, None, True))
+        st = bench(lambda: D.stats(xm, lm, None, D.StatsOptions("multiclass", True, None, True)))
+        gr = bench(lambda: D.stats_backward(gsm, xm, lm, None, D.StatsOptions("multiclass", True, None, True)))
         print(f"  warps {warps} programs {programs:5d}: {st:.3f} {gr:.3f}", flush=True)
         best.setdefault("mc", []).append((st + gr, warps, programs))
     print("penalized MAE forward (2^26, mean, with gradient): ms", flush=True)

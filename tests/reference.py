@@ -14,10 +14,10 @@ import numpy as np
 # Dice
 # ----------------------------------------------------------------------------------------------
 
-DICE_DEFAULTS = dict(
+OVERLAP_DEFAULTS = dict(
     mode="multiclass", from_logits=True, smooth_nr=1e-5, smooth_dr=1e-5, squared=False, log_loss=False,
     soft_labels=False, per_image=True, classes=None, class_weights=None, ignore_index=None,
-    empty_target="smooth",
+    empty_target="smooth", average="macro",
 )
 
 
@@ -31,8 +31,10 @@ def _softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits=True, ignore_index=None):
-    """Channels-first p, g and valid mask, all of shape (B, C, N), float64; label maps as one-hot."""
+def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits=True, ignore_index=None,
+                                   weight=None):
+    """Channels-first p, g and the weight of each element v (0 where ignored; the weight map's value
+    or 1 elsewhere), all of shape (B, C, N), float64; label maps as one-hot."""
     x = np.asarray(input, dtype=np.float64)
     batch, classes = x.shape[:2]
     x = x.reshape(batch, classes, -1)
@@ -54,12 +56,14 @@ def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits
             g = np.stack([(labels == c).astype(np.float64) for c in range(classes)], axis=1)
         valid = np.repeat(valid1[:, None, :], classes, axis=1)
         g = g * valid
+    if weight is not None:
+        valid = valid * np.asarray(weight, dtype=np.float64).reshape(batch, 1, -1)
     return p, g, valid
 
 
-def dice_stats(input, target, mode="multiclass", from_logits=True, ignore_index=None, per_image=True):
+def dice_stats(input, target, mode="multiclass", from_logits=True, ignore_index=None, per_image=True, weight=None):
     """The (S, C, 7) sums: Σv·p·g, Σv·p, Σv·g, Σv·p², Σv·g², Σv·|p − g|, Σv."""
-    p, g, v = dice_probabilities_and_targets(input, target, mode, from_logits, ignore_index)
+    p, g, v = dice_probabilities_and_targets(input, target, mode, from_logits, ignore_index, weight)
     stats = np.stack([
         (v * p * g).sum(-1), (v * p).sum(-1), (v * g).sum(-1), (v * p * p).sum(-1), (v * g * g).sum(-1),
         (v * np.abs(p - g)).sum(-1), v.sum(-1),
@@ -67,45 +71,120 @@ def dice_stats(input, target, mode="multiclass", from_logits=True, ignore_index=
     return stats if per_image else stats.sum(0, keepdims=True)
 
 
-def dice_loss(input, target, reduction="mean", **options):
-    """Dice loss per DESIGN.md, straight from the definitions; channels first."""
-    o = {**DICE_DEFAULTS, **options}
-    p, g, v = dice_probabilities_and_targets(input, target, o["mode"], o["from_logits"], o["ignore_index"])
-    if not o["per_image"]:  # one "image": the whole batch
-        p, g, v = (np.concatenate(list(a), axis=-1)[None] for a in (p, g, v))
-    num_images, num_classes = p.shape[:2]
-    weights = np.ones(num_classes) if o["class_weights"] is None else np.asarray(o["class_weights"], float)
-    selected = range(num_classes) if o["classes"] is None else o["classes"]
-    losses = np.zeros(num_images)
-    for b in range(num_images):
-        total, weight_total = 0.0, 0.0
-        for c in selected:
-            pc, gc, vc = p[b, c] * v[b, c], g[b, c] * v[b, c], v[b, c]
-            if o["soft_labels"]:
-                intersection = (pc.sum() + gc.sum() - np.abs(pc - gc).sum()) / 2
-            else:
-                intersection = (pc * gc).sum()
-            denominator = (pc ** 2).sum() + (gc ** 2).sum() if o["squared"] else pc.sum() + gc.sum()
-            numerator = 2 * intersection + o["smooth_nr"]
-            denominator = denominator + o["smooth_dr"]
-            dice = numerator / denominator if denominator > 0 else 1.0
-            loss = -np.log(max(dice, 1e-7)) if o["log_loss"] else 1 - dice
-            weight = weights[c]
-            if gc.sum() <= 0:
-                if o["empty_target"] == "exclude":
-                    weight = 0.0
-                elif o["empty_target"] == "penalize":
-                    loss = pc.sum() / vc.sum() if vc.sum() > 0 else 0.0
-            total += weight * loss
-            weight_total += weight
-        losses[b] = total / weight_total if weight_total > 0 else 0.0
-    if not o["per_image"]:
-        losses = losses[0]
+def _reduce(losses, reduction):
     if reduction == "mean":
         return np.mean(losses)
     if reduction == "sum":
         return np.sum(losses)
     return losses
+
+
+def _images(input, target, weight, o):
+    """p, g, v per image (the whole batch as one image when not per_image), the class weights and
+    the selected classes."""
+    p, g, v = dice_probabilities_and_targets(input, target, o["mode"], o["from_logits"], o["ignore_index"], weight)
+    if not o["per_image"]:
+        p, g, v = (np.concatenate(list(a), axis=-1)[None] for a in (p, g, v))
+    num_classes = p.shape[1]
+    weights = np.ones(num_classes) if o["class_weights"] is None else np.asarray(o["class_weights"], float)
+    selected = list(range(num_classes)) if o["classes"] is None else list(o["classes"])
+    return p, g, v, weights, selected
+
+
+def _class_sums(pc, gc, vc, soft_labels, squared):
+    """TP, P', G' (Σp², Σg² when squared), Σp, Σg and Σv of one class."""
+    p_sum, g_sum = (vc * pc).sum(), (vc * gc).sum()
+    tp = (p_sum + g_sum - (vc * np.abs(pc - gc)).sum()) / 2 if soft_labels else (vc * pc * gc).sum()
+    p_prime = (vc * pc ** 2).sum() if squared else p_sum
+    g_prime = (vc * gc ** 2).sum() if squared else g_sum
+    return tp, p_prime, g_prime, p_sum, g_sum, vc.sum()
+
+
+def _score(numerator, denominator, o):
+    denominator = denominator + o["smooth_dr"]
+    if denominator == 0:
+        return 1.0
+    return (numerator + o["smooth_nr"]) / max(denominator, 1e-30)
+
+
+def _ratio_loss(input, target, reduction, weight, o, k, alpha, beta, transform):
+    """A loss of the family whose per-class score is (k·TP + s_nr) / (k·TP + α·FP + β·FN + s_dr)."""
+    p, g, v, weights, selected = _images(input, target, weight, o)
+    losses = np.zeros(p.shape[0])
+    for b in range(p.shape[0]):
+        rows = []  # (numerator, denominator, Σp, Σg, Σv, weight) per class, or one pooled row
+        for c in selected:
+            tp, p_prime, g_prime, p_sum, g_sum, count = _class_sums(p[b, c], g[b, c], v[b, c], o["soft_labels"],
+                                                                    o["squared"])
+            rows.append((k * tp, k * tp + alpha * (p_prime - tp) + beta * (g_prime - tp), p_sum, g_sum, count,
+                         weights[c]))
+        if o["average"] == "micro":
+            rows = [tuple(sum(r[5] * r[i] for r in rows) for i in range(5)) + (1.0,)]
+        total, weight_total = 0.0, 0.0
+        for numerator, denominator, p_sum, g_sum, count, w in rows:
+            loss = transform(_score(numerator, denominator, o))
+            if g_sum <= 0:
+                if o["empty_target"] == "exclude":
+                    w = 0.0
+                elif o["empty_target"] == "penalize":
+                    loss = p_sum / count if count > 0 else 0.0
+            total += w * loss
+            weight_total += w
+        losses[b] = total / weight_total if weight_total > 0 else 0.0
+    return _reduce(losses if o["per_image"] else losses[0], reduction)
+
+
+def _linear_or_log(o):
+    return (lambda score: -np.log(max(score, 1e-7))) if o["log_loss"] else (lambda score: 1 - score)
+
+
+def dice_loss(input, target, reduction="mean", weight=None, **options):
+    """Dice loss: per class 1 − (2·TP + s_nr) / (2·TP + FP + FN + s_dr), i.e. (2·Σp·g + s)/(Σp + Σg + s)."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    return _ratio_loss(input, target, reduction, weight, o, 2.0, 1.0, 1.0, _linear_or_log(o))
+
+
+def jaccard_loss(input, target, reduction="mean", weight=None, **options):
+    """Jaccard (IoU) loss: per class 1 − (TP + s_nr) / (TP + FP + FN + s_dr)."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    return _ratio_loss(input, target, reduction, weight, o, 1.0, 1.0, 1.0, _linear_or_log(o))
+
+
+def tversky_loss(input, target, reduction="mean", weight=None, alpha=0.5, beta=0.5, **options):
+    """Tversky loss: per class 1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr); α weighs the false positives."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    return _ratio_loss(input, target, reduction, weight, o, 1.0, alpha, beta, _linear_or_log(o))
+
+
+def focal_tversky_loss(input, target, reduction="mean", weight=None, alpha=0.3, beta=0.7, gamma=0.75, **options):
+    """Focal Tversky loss: per class max(1 − T, 0)^γ with T the Tversky index, then the class mean."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    return _ratio_loss(input, target, reduction, weight, o, 1.0, alpha, beta,
+                       lambda score: max(1 - score, 0.0) ** gamma)
+
+
+def generalized_dice_loss(input, target, reduction="mean", weight=None, weight_type="square", **options):
+    """Generalized Dice loss: 1 − (2·Σ w_c·TP_c + s_nr) / (Σ w_c·(Σp + Σg)_c + s_dr) per image, with
+    w_c = class weight / G_c² (square), / G_c (simple) or 1 (uniform); an absent class gets the
+    largest weight of the present ones, an image with none present weights 0 (as in MONAI)."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    power = {"square": 2, "simple": 1, "uniform": 0}[weight_type]
+    p, g, v, weights, selected = _images(input, target, weight, o)
+    losses = np.zeros(p.shape[0])
+    for b in range(p.shape[0]):
+        sums = {c: _class_sums(p[b, c], g[b, c], v[b, c], o["soft_labels"], False) for c in selected}
+        present = {c: s[4] > 0 and weights[c] > 0 for c, s in sums.items()}
+        target_weights = {c: 1.0 / sums[c][4] ** power for c in selected if present[c]}
+        largest = max(target_weights.values()) if target_weights else 0.0
+        w = {c: weights[c] * (target_weights[c] if present[c] else (largest if power else 1.0)) for c in selected}
+        numerator = sum(w[c] * 2 * sums[c][0] for c in selected)
+        denominator = sum(w[c] * (sums[c][3] + sums[c][4]) for c in selected)
+        losses[b] = 1 - _score(numerator, denominator, o)
+    return _reduce(losses if o["per_image"] else losses[0], reduction)
+
+
+OVERLAP_LOSSES = {"dice": dice_loss, "jaccard": jaccard_loss, "tversky": tversky_loss,
+                  "focal_tversky": focal_tversky_loss, "generalized_dice": generalized_dice_loss}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from keras import ops
 
 import reference
 from dice_cases import IGNORE, dice_cases
-from losses._dice import DiceOptions, dice_from_stats
+from losses._overlap import OverlapOptions, overlap_loss
 from losses.keras import DiceLoss, dice_loss
 from losses.keras._common import KerasOps
-from losses.keras._dice import _dice_stats_keras
+from losses.keras._overlap import _overlap_stats_keras
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 
 BACKEND = keras.backend.backend()
@@ -70,11 +70,11 @@ def test_gradient_matches_central_differences(case):
 
 def _dice_with_frozen_denominator(y_true, y_pred):
     """Same value as dice_loss, deliberately wrong gradient: the denominator is held constant."""
-    options = DiceOptions.create(mode="multiclass")
-    stats = _dice_stats_keras(y_true, y_pred, options, label_map=True)
+    options = OverlapOptions.create(mode="multiclass")
+    stats = _overlap_stats_keras(ops.convert_to_tensor(y_true), y_pred, None, options, label_map=True)
     frozen = ops.concatenate([stats[..., :1], ops.stop_gradient(stats[..., 1:])], axis=-1)
     weights = ops.ones((stats.shape[1],), dtype=stats.dtype)
-    return mean(dice_from_stats(KerasOps, frozen, options, weights))
+    return mean(overlap_loss(KerasOps, frozen, weights, options.form))
 
 
 def test_negative_control_wrong_backward_fails_the_check():

@@ -176,10 +176,15 @@ def test_unknown_rank_inside_tf_function_is_a_clear_error():
         fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, 3), "float32"))
 
 
-def test_per_pixel_sample_weight_is_a_clear_error():
+@pytest.mark.parametrize("weight, text", [
+    (np.ones((2, 4, 5)), r"weight has shape \(2, 4, 5\); expected a weight per position"),
+    (-np.ones((2, 4, 4)), r"weight must be finite and >= 0; found \[-1.0\]"),
+    (np.full((2, 4, 4), np.nan), r"weight must be finite and >= 0; found \[nan\]"),
+])
+def test_a_bad_weight_map_is_a_clear_error(weight, text):
     y_pred = np.zeros((2, 4, 4, 3), "float32")
-    with pytest.raises(ValueError, match=r"sample_weight must have shape \(B,\)"):
-        DiceLoss()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=np.ones((2, 4, 4)))
+    with pytest.raises(ValueError, match=text):
+        DiceLoss()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=weight)
 
 
 def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_path):
@@ -193,4 +198,4 @@ def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "KERAS_BACKEND": BACKEND})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "losses.keras._dice dice_loss"
+    assert result.stdout.strip().splitlines()[-1] == "losses.keras._overlap dice_loss"

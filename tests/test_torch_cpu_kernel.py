@@ -1,4 +1,5 @@
-"""The fused CPU Dice passes (``losses/torch/_kernels/cpu_dice.c``) against the portable path and the reference."""
+"""The fused CPU passes of the overlap losses (``losses/torch/_kernels/cpu_overlap.c``) against the portable
+path and the reference."""
 
 from __future__ import annotations
 
@@ -219,51 +220,6 @@ def test_a_forked_child_runs_the_passes_on_one_thread():
     assert result.returncode == 0, result.stderr
 
 
-@settings(max_examples=80)
-@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), st.booleans(),
-       st.sampled_from(["smooth", "exclude", "penalize"]), st.sampled_from([0.0, 1e-5, 1.0]), st.sampled_from([0.0, 1e-5]))
-def test_formula_gradient_matches_autograd_of_the_formula(seed, squared, log_loss, soft_labels, empty_target,
-                                                          smooth_nr, smooth_dr):
-    """``dice_and_gradient_from_stats`` (the fused path's backward) against autograd of ``dice_from_stats``,
-    with empty classes, empty images and zero denominators among the sums."""
-    from losses._dice import DiceOptions, dice_and_gradient_from_stats, dice_from_stats
-    from losses.torch._dice import _TorchOps
-
-    assume(not (smooth_nr > 0 and smooth_dr == 0))  # rejected by the options
-    rng = np.random.default_rng(seed)
-    stats = rng.uniform(0.0, 5.0, size=(3, 4, 7))
-    stats[rng.uniform(size=(3, 4)) < 0.3, 2] = 0.0  # empty targets
-    stats[0, 1] = 0.0  # nothing at all: a zero denominator when smooth_dr = 0
-    stats[1, 3] = 1e-35  # subnormal in float32: the denominator is clamped when smooth_dr = 0
-    stats[2, :, 6] = 0.0 if rng.uniform() < 0.5 else stats[2, :, 6]  # no valid position
-    weights = np.array([1.0, 0.0, 2.5, 0.5])  # class 1 unselected
-    options = DiceOptions.create(squared=squared, log_loss=log_loss, soft_labels=soft_labels,
-                                 empty_target=empty_target, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-    leaf = torch.tensor(stats, requires_grad=True)
-    expected = dice_from_stats(_TorchOps, leaf, options, torch.tensor(weights))
-    (expected_grad,) = torch.autograd.grad(expected.sum(), leaf)
-    loss, grad = dice_and_gradient_from_stats(stats, weights, options)
-    np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("options", [{}, {"log_loss": True, "squared": True}, {"empty_target": "penalize"},
-                                     {"empty_target": "exclude", "soft_labels": True}])
-def test_formula_gives_nan_for_a_nan_row_and_finite_values_elsewhere(options):
-    from losses._dice import DiceOptions, dice_and_gradient_from_stats, dice_from_stats
-    from losses.torch._dice import _TorchOps
-
-    stats = np.random.default_rng(7).uniform(0.5, 5.0, size=(3, 2, 7))
-    stats[1] = np.nan
-    options = DiceOptions.create(**options)
-    loss, grad = dice_and_gradient_from_stats(stats, np.ones(2), options)
-    expected = dice_from_stats(_TorchOps, torch.tensor(stats), options, torch.ones(2, dtype=torch.float64))
-    assert np.isnan(loss[1]) and np.isnan(expected[1])
-    assert np.isnan(grad[1]).all()
-    assert np.isfinite(loss[[0, 2]]).all() and np.isfinite(grad[[0, 2]]).all()
-    np.testing.assert_allclose(loss, expected.numpy(), rtol=1e-12)
-
-
 def test_channels_last_predictions_and_strided_labels():
     rng = np.random.default_rng(5)
     logits = torch.as_tensor(rng.normal(size=(2, 3, 8, 9)), dtype=torch.float32).to(memory_format=torch.channels_last)
@@ -276,17 +232,3 @@ def test_channels_last_predictions_and_strided_labels():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
-def test_formula_gradient_check_fails_for_a_denominator_treated_as_constant():
-    """Negative control of the formula check: autograd of a formula whose Σp is held constant in
-    the denominator (the seed article's kind of mistake) must not match the hand-written derivative."""
-    from losses._dice import PRED_SUM, DiceOptions, dice_and_gradient_from_stats, dice_from_stats
-    from losses.torch._dice import _TorchOps
-
-    stats = np.random.default_rng(6).uniform(0.5, 5.0, size=(2, 3, 7))
-    weights, options = np.ones(3), DiceOptions.create()
-    leaf = torch.tensor(stats, requires_grad=True)
-    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM:PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1:]], -1)
-    (wrong_grad,) = torch.autograd.grad(dice_from_stats(_TorchOps, held, options, torch.tensor(weights)).sum(), leaf)
-    _, grad = dice_and_gradient_from_stats(stats, weights, options)
-    with pytest.raises(AssertionError):
-        np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-10, atol=1e-12)

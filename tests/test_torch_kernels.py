@@ -35,7 +35,7 @@ def test_kernels_under_the_triton_interpreter():
 torch = pytest.importorskip("torch")
 
 from losses.torch import _kernels  # noqa: E402  (no triton import: the kernels load lazily)
-from losses.torch._kernels.dice import dice_kernel_supports, dice_stats_triton  # noqa: E402
+from losses.torch._kernels.overlap_stats import overlap_kernel_supports, overlap_stats_triton  # noqa: E402
 from losses.torch._kernels.penalized_mae import penalized_mae_triton  # noqa: E402
 
 
@@ -224,10 +224,17 @@ def make_dice_case(mode, target_kind, dtype, ignore_index, from_logits, spatial=
     return x, labels.to(label_dtype)
 
 
+def stats_triton(x, target, weight=None, **options):
+    return overlap_stats_triton(x, target, weight, **options)
+
+
+def kernel_supports(x, target, mode, weight=None):
+    return overlap_kernel_supports(x, target, weight, mode)
+
+
 def check_dice(x, target, **options):
-    assert dice_kernel_supports(x, target, options["mode"], options["from_logits"], options["ignore_index"],
-                                options["per_image"])
-    stats = dice_stats_triton(x, target, **options)
+    assert kernel_supports(x, target, options["mode"])
+    stats = stats_triton(x, target, **options)
     xr = x.detach().double().requires_grad_()
     ref = dice_stats_reference(xr, target, **options)
     assert stats.dtype == torch.float32 and stats.shape == ref.shape
@@ -267,10 +274,10 @@ def test_dice_stats_kernels_flag_labels_out_of_range(mode, bad_label, ignore_ind
     if ignore_index is not None:
         target[1, 36, 60] = ignore_index  # ignored: never an error
     options = dict(mode=mode, from_logits=True, ignore_index=ignore_index, per_image=True)
-    dice_stats_triton(x, target, **options)
+    stats_triton(x, target, **options)
     target[0, 30, 59] = bad_label
     with pytest.raises(RuntimeError, match="input or target out of range"):
-        dice_stats_triton(x, target, **options)
+        stats_triton(x, target, **options)
 
 
 @pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
@@ -282,7 +289,7 @@ def test_dice_stats_kernels_make_the_sums_of_a_non_finite_image_nan(mode, value)
     if mode == "multilabel":
         target = torch.rand(2, classes, 37, 61).round()
     x[1, classes - 1, 20, 7] = value
-    stats = dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None, per_image=True)
+    stats = stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None, per_image=True)
     assert torch.isfinite(stats[0]).all()
     assert torch.isnan(stats[1, classes - 1]).all()
 
@@ -294,13 +301,13 @@ def test_dice_stats_kernels_flag_targets_and_probabilities_out_of_range(mode, ca
     probs = torch.rand(2, classes, 37, 61)
     target = torch.rand(2, classes, 37, 61) if mode != "multiclass" else torch.randint(0, classes, (2, 37, 61))
     options = dict(mode=mode, from_logits=False, ignore_index=None, per_image=True)
-    dice_stats_triton(probs, target, **options)
+    stats_triton(probs, target, **options)
     if case.startswith("target"):
         target[1, 0, 3, 4] = 1.5 if "above" in case else -0.5
     else:
         probs[1, 0, 3, 4] = 1.5 if "above" in case else -0.5
     with pytest.raises(RuntimeError, match="input or target out of range"):
-        dice_stats_triton(probs, target, **options)
+        stats_triton(probs, target, **options)
 
 
 def test_dice_gradient_kernel_saturates_float16():
@@ -351,8 +358,8 @@ def test_dice_many_classes_and_non_contiguous_input():
 
 def test_dice_is_deterministic():
     x, target = make_dice_case("multiclass", "int64", torch.float32, 1, True)
-    a = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
-    b = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
+    a = stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
+    b = stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=1, per_image=False)
     assert torch.equal(a, b)
 
 
@@ -361,7 +368,7 @@ def test_dice_negative_control():
     x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(7, 9))
     options = dict(mode="multiclass", from_logits=True, ignore_index=None, per_image=True)
     grad_stats = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(6))
-    (g,) = torch.autograd.grad(dice_stats_triton(x, target, **options), x, grad_stats)
+    (g,) = torch.autograd.grad(stats_triton(x, target, **options), x, grad_stats)
     xr = x.detach().double().requires_grad_()
     ref = dice_stats_reference(xr, target, **options)
     (right,) = torch.autograd.grad(ref, xr, grad_stats.double(), retain_graph=True)
@@ -372,13 +379,13 @@ def test_dice_negative_control():
 
 def test_dice_kernel_supports():
     x = torch.randn(2, 3, 4, 4)
-    assert dice_kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
-    assert not dice_kernel_supports(x, torch.rand(2, 3, 4, 4), "multiclass"), "dense multiclass: portable path"
-    assert dice_kernel_supports(x, torch.rand(2, 3, 4, 4), "multilabel")
-    assert not dice_kernel_supports(x, torch.rand(2, 3, 4, 4, requires_grad=True), "multilabel")
-    assert not dice_kernel_supports(x, torch.zeros(2, 4, 5, dtype=torch.long), "multiclass")
-    assert not dice_kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "binary"), "binary needs C = 1"
-    assert not dice_kernel_supports(x.double(), torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
+    assert kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
+    assert not kernel_supports(x, torch.rand(2, 3, 4, 4), "multiclass"), "dense multiclass: portable path"
+    assert kernel_supports(x, torch.rand(2, 3, 4, 4), "multilabel")
+    assert not kernel_supports(x, torch.rand(2, 3, 4, 4, requires_grad=True), "multilabel")
+    assert not kernel_supports(x, torch.zeros(2, 4, 5, dtype=torch.long), "multiclass")
+    assert not kernel_supports(x, torch.zeros(2, 4, 4, dtype=torch.long), "binary"), "binary needs C = 1"
+    assert not kernel_supports(x.double(), torch.zeros(2, 4, 4, dtype=torch.long), "multiclass")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +404,7 @@ def test_dice_stats_match_the_numpy_reference():
             x, target = make_dice_case(mode, kind, torch.float32, ignore, True, spatial=(7, 151))
             options = dict(mode=mode, from_logits=True, ignore_index=ignore, per_image=per_image)
             expected = torch.as_tensor(dice_stats(x.detach().double().numpy(), target.numpy(), **options))
-            assert rel_err(dice_stats_triton(x, target, **options), expected.reshape(-1, x.shape[1], 7)) < 1e-6
+            assert rel_err(stats_triton(x, target, **options), expected.reshape(-1, x.shape[1], 7)) < 1e-6
 
 
 def _functional(name):
@@ -441,7 +448,7 @@ def test_dice_loss_matches_the_portable_path(monkeypatch, mode, kind, ignore):
 
 
 # ----------------------------------------------------------------------------------------------
-# The Dice formula on Triton (finalize kernel) against losses._dice.dice_from_stats
+# The general form on Triton (finalize kernel) against losses._overlap.overlap_loss
 # ----------------------------------------------------------------------------------------------
 
 
@@ -472,84 +479,97 @@ def finalize_stats(seed=0, rows=6, classes=5):
 
 
 def finalize_reference(stats, weights, options):
-    from losses._dice import dice_from_stats
-    from losses.torch._dice import _TorchOps
+    from losses._overlap import overlap_loss
+    from losses.torch._ops import TorchOps
 
-    return dice_from_stats(_TorchOps, stats, options, weights)
+    return overlap_loss(TorchOps, stats, weights, options.form)
 
 
-def finalize_case(squared, log_loss, soft_labels, empty_target, weighted, smooth):
-    from losses._dice import DiceOptions
+# Every member of the family with the options that change its general form.
+FINALIZE_CASES = [
+    ("dice", dict(squared=squared, log_loss=log_loss, soft_labels=soft, empty_target=empty))
+    for squared in (False, True) for log_loss in (False, True) for soft in (False, True)
+    for empty in ("smooth", "exclude", "penalize")
+] + [
+    ("dice", dict(average="micro")), ("dice", dict(average="micro", empty_target="penalize")),
+    ("jaccard", {}), ("jaccard", dict(squared=True, log_loss=True)), ("jaccard", dict(average="micro")),
+    ("tversky", dict(alpha=0.3, beta=0.7)), ("tversky", dict(alpha=0.0, beta=1.0, soft_labels=True)),
+    ("tversky", dict(alpha=0.9, beta=0.2, empty_target="exclude", average="micro")),
+    ("focal_tversky", {}), ("focal_tversky", dict(gamma=2.0, empty_target="penalize")),
+    ("focal_tversky", dict(gamma=0.5, average="micro")),
+    ("generalized_dice", {}), ("generalized_dice", dict(weight_type="simple")),
+    ("generalized_dice", dict(weight_type="uniform", soft_labels=True)),
+]
 
-    options = DiceOptions.create(squared=squared, log_loss=log_loss, soft_labels=soft_labels,
-                                 empty_target=empty_target, smooth_nr=smooth, smooth_dr=smooth)
+
+def finalize_case(loss, options, weighted, smooth):
+    from losses._overlap import OverlapOptions
+
+    options = OverlapOptions.create(loss, **options, smooth_nr=smooth, smooth_dr=smooth)
     stats = finalize_stats()
     weights = torch.tensor([0.5, 2.0, 0.0, 1.0, 3.0] if weighted else [1.0] * 5, dtype=torch.float64)
     return options, stats, weights
 
 
-@pytest.mark.parametrize("squared", [False, True])
-@pytest.mark.parametrize("log_loss", [False, True])
-@pytest.mark.parametrize("soft_labels", [False, True])
-@pytest.mark.parametrize("empty_target", ["smooth", "exclude", "penalize"])
+@pytest.mark.parametrize("loss, options", FINALIZE_CASES)
 @pytest.mark.parametrize("weighted, smooth", [(False, 1e-5), (True, 0.0), (True, 1.0)])
-def test_dice_finalize_matches_dice_from_stats(squared, log_loss, soft_labels, empty_target, weighted, smooth):
-    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+def test_finalize_kernel_matches_the_general_form(loss, options, weighted, smooth):
+    from losses.torch._kernels.overlap_finalize import overlap_from_stats_triton
 
-    options, stats, weights = finalize_case(squared, log_loss, soft_labels, empty_target, weighted, smooth)
+    options, stats, weights = finalize_case(loss, options, weighted, smooth)
     upstream = torch.randn(stats.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     s32 = stats.float().requires_grad_()
-    loss = dice_from_stats_triton(s32, weights.float(), options)
-    (grad,) = torch.autograd.grad(loss, s32, upstream.float())
+    value = overlap_from_stats_triton(s32, weights.float(), options.form)
+    (grad,) = torch.autograd.grad(value, s32, upstream.float())
     s64 = stats.clone().requires_grad_()
     ref = finalize_reference(s64, weights, options)
     (grad_ref,) = torch.autograd.grad(ref, s64, upstream)
-    assert loss.dtype == torch.float32 and loss.shape == ref.shape
-    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
-    assert rel_err(loss, ref) < 1e-6
+    assert value.dtype == torch.float32 and value.shape == ref.shape
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    assert rel_err(value, ref) < 1e-6
     assert rel_err(grad, grad_ref) < 1e-5
     # Entry by entry too: a zero gradient where the reference has one (or the reverse) shows.
     assert torch.allclose(grad.double(), grad_ref, rtol=1e-4, atol=1e-6 * float(grad_ref.abs().max()) + 1e-12)
-    if empty_target == "exclude":
-        assert loss[3] == 0 and torch.all(grad[3] == 0), "no class counts: loss 0, gradient 0"
+    if options.empty_target == "exclude" and options.average == "macro":
+        assert value[3] == 0 and torch.all(grad[3] == 0), "no class counts: loss 0, gradient 0"
 
 
 @pytest.mark.parametrize("rows, classes", [(600, 5), (9, 300)])
-def test_dice_finalize_many_rows_or_classes(rows, classes):
+def test_finalize_kernel_many_rows_or_classes(rows, classes):
     # Several (BLOCK_S, C_PAD) tiles, or a wide one; and the reduction output over all of them.
-    from losses._dice import DiceOptions
-    from losses.torch._kernels.dice_finalize import _finalize
+    from losses._overlap import OverlapOptions
+    from losses.torch._kernels.overlap_finalize import _finalize
 
-    options = DiceOptions.create(empty_target="penalize", log_loss=True)
     stats = finalize_stats(seed=1, rows=rows, classes=classes)
     weights = torch.rand(classes, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    loss, mean, grad_stats = _finalize(stats.float(), weights.float(), options.smooth_nr, options.smooth_dr,
-                                       options.squared, options.log_loss, options.soft_labels,
-                                       options.empty_target, 1.0 / rows)
-    s64 = stats.clone().requires_grad_()
-    ref = finalize_reference(s64, weights, options)
-    (grad_ref,) = torch.autograd.grad(ref.sum(), s64)
-    assert rel_err(loss, ref) < 1e-6 and rel_err(mean, ref.mean()) < 1e-6
-    assert rel_err(grad_stats, grad_ref) < 1e-5
+    for options in (OverlapOptions.create(empty_target="penalize", log_loss=True),
+                    OverlapOptions.create("generalized_dice")):
+        loss, mean, grad_stats = _finalize(stats.float(), weights.float(), options.form, 1.0 / rows)
+        s64 = stats.clone().requires_grad_()
+        ref = finalize_reference(s64, weights, options)
+        (grad_ref,) = torch.autograd.grad(ref.sum(), s64)
+        assert rel_err(loss, ref) < 1e-6 and rel_err(mean, ref.mean()) < 1e-6
+        assert rel_err(grad_stats, grad_ref) < 1e-5
 
 
-def test_dice_finalize_on_float32_portable_stats():
-    # The formula in float32 on both sides agrees to rounding: what DiceLoss users see.
-    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+def test_finalize_kernel_on_float32_stats():
+    # The formula in float32 on both sides agrees to rounding: what the losses' users see.
+    from losses.torch._kernels.overlap_finalize import overlap_from_stats_triton
 
-    options, stats, weights = finalize_case(True, True, True, "penalize", True, 1e-5)
+    options, stats, weights = finalize_case("dice", dict(squared=True, log_loss=True, soft_labels=True,
+                                                         empty_target="penalize"), True, 1e-5)
     s32 = stats.float()
-    assert rel_err(dice_from_stats_triton(s32, weights.float(), options),
+    assert rel_err(overlap_from_stats_triton(s32, weights.float(), options.form),
                    finalize_reference(s32, weights.float(), options)) < 1e-6
 
 
-def test_dice_finalize_negative_control():
+def test_finalize_kernel_negative_control():
     """The comparison catches a derivative that leaves out one term (here d/dΣp of the denominator)."""
-    from losses.torch._kernels.dice_finalize import dice_from_stats_triton
+    from losses.torch._kernels.overlap_finalize import overlap_from_stats_triton
 
-    options, stats, weights = finalize_case(False, False, False, "smooth", True, 1e-5)
+    options, stats, weights = finalize_case("dice", {}, True, 1e-5)
     s32 = stats.float().requires_grad_()
-    (grad,) = torch.autograd.grad(dice_from_stats_triton(s32, weights.float(), options).sum(), s32)
+    (grad,) = torch.autograd.grad(overlap_from_stats_triton(s32, weights.float(), options.form).sum(), s32)
     s64 = stats.clone().requires_grad_()
     (right,) = torch.autograd.grad(finalize_reference(s64, weights, options).sum(), s64)
     keep = torch.ones(7, dtype=torch.float64)
@@ -589,27 +609,27 @@ def test_dice_fused_loss_matches_the_portable_path(monkeypatch, reduction, per_i
         target[0][target[0] == (1 if mode == "binary" else 0)] = 0 if mode == "binary" else 2  # an empty class
     (loss_t, grad_t, _), (loss_k, grad_k, node) = _fused_both_paths(
         monkeypatch, x, target, mode=mode, per_image=per_image, reduction=reduction, **options)
-    assert node == "_DiceLossBackward", "the fused path was taken"
+    assert node == "_OverlapLossBackward", "the fused path was taken"
     assert loss_k.shape == loss_t.shape and loss_k.dtype == loss_t.dtype
     assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-5
 
 
 def test_dice_fused_loss_negative_control(monkeypatch):
     """The end-to-end comparison catches an upstream gradient that is not applied per image."""
-    from losses.torch._kernels import dice_finalize
+    from losses.torch._kernels import overlap_finalize
 
     x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(5, 7))
     kwargs = dict(mode="multiclass", reduction="none")
     (_, grad_t, _), (_, grad_k, _) = _fused_both_paths(monkeypatch, x, target, **kwargs)
     assert rel_err(grad_k, grad_t) < 1e-5
-    original = dice_finalize._DiceLoss.forward
+    original = overlap_finalize._OverlapLoss.forward
 
     def forward_with_shared_scale(ctx, *args):
         out = original(ctx, *args)
         ctx.scale = (0, ctx.scale[1])  # every image takes the upstream gradient of image 0
         return out
 
-    monkeypatch.setattr(dice_finalize._DiceLoss, "forward", staticmethod(forward_with_shared_scale))
+    monkeypatch.setattr(overlap_finalize._OverlapLoss, "forward", staticmethod(forward_with_shared_scale))
     (_, grad_t, _), (_, grad_wrong, _) = _fused_both_paths(monkeypatch, x, target, **kwargs)
     assert rel_err(grad_wrong, grad_t) > 1e-2
 
@@ -625,7 +645,7 @@ def test_dice_fused_loss_compiles_fullgraph(monkeypatch):
     compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager")
     out = compiled(x, target)
     expected = criterion(x, target)
-    assert type(expected.grad_fn).__name__ == "_DiceLossBackward"
+    assert type(expected.grad_fn).__name__ == "_OverlapLossBackward"
     upstream = torch.tensor([0.3, 1.7])
     (g,) = torch.autograd.grad(out, x, upstream)
     (ge,) = torch.autograd.grad(expected, x, upstream)
@@ -644,7 +664,7 @@ def test_custom_ops_compile_fullgraph():
     t = torch.randn(x.shape)
 
     def fn(x, target, t):
-        stats = dice_stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=0, per_image=True)
+        stats = stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=0, per_image=True)
         return (stats[..., 0] / (stats[..., 1] + stats[..., 2] + 1)).sum() + penalized_mae_triton(x, t, 1.0, 0.5, "mean")
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
@@ -659,15 +679,21 @@ def test_custom_ops_compile_fullgraph():
 
 def test_custom_ops_pass_opcheck():
     x, target = make_dice_case("multilabel", "dense", torch.float32, None, True, spatial=(3, 5))
-    torch.library.opcheck(torch.ops.losses.dice_stats_triton.default, (x, target, "multilabel", True, None, False),
+    torch.library.opcheck(torch.ops.losses.overlap_stats_triton.default,
+                          (x, target, None, "multilabel", True, None, False), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.losses.overlap_stats_triton.default,
+                          (x, target, torch.rand(x.shape[0], *x.shape[2:]), "multilabel", True, None, False),
                           test_utils=("test_schema", "test_faketensor"))
     torch.library.opcheck(torch.ops.losses.penalized_mae_triton.default, (x, target, 1.0, 0.5, "sum", True),
                           test_utils=("test_schema", "test_faketensor"))
-    from losses.torch._kernels import dice_finalize  # noqa: F401  (registers the op)
+    from dataclasses import astuple
+
+    from losses._overlap import OverlapOptions
+    from losses.torch._kernels import overlap_finalize  # noqa: F401  (registers the op)
 
     stats = finalize_stats().float()
-    torch.library.opcheck(torch.ops.losses.dice_finalize_triton.default,
-                          (stats, torch.ones(5), 1e-5, 1e-5, False, True, True, "penalize"),
+    form = OverlapOptions.create("tversky", alpha=0.3, beta=0.7, empty_target="penalize").form
+    torch.library.opcheck(torch.ops.losses.overlap_finalize_triton.default, (stats, torch.ones(5), *astuple(form)),
                           test_utils=("test_schema", "test_faketensor"))
 
 

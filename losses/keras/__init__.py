@@ -12,8 +12,19 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("losses.keras needs Keras 3: pip install 'losses[tensorflow]' or 'losses[jax]'") from error
 
-# Dice
-from losses.keras._dice import DiceLoss, dice_loss
+# The overlap family
+from losses.keras._overlap import (
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    TverskyLoss,
+    dice_loss,
+    focal_tversky_loss,
+    generalized_dice_loss,
+    jaccard_loss,
+    tversky_loss,
+)
 
 
 # Penalized MAE
@@ -23,9 +34,17 @@ from losses.keras._penalized_mae import PenalizedMAELoss, penalized_mae
 from losses.keras._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
-    # Dice
+    # The overlap family
     "DiceLoss",
     "dice_loss",
+    "JaccardLoss",
+    "jaccard_loss",
+    "TverskyLoss",
+    "tversky_loss",
+    "FocalTverskyLoss",
+    "focal_tversky_loss",
+    "GeneralizedDiceLoss",
+    "generalized_dice_loss",
     # Penalized MAE
     "PenalizedMAELoss",
     "penalized_mae",

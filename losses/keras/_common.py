@@ -12,11 +12,15 @@ from losses._validation import floating_dtype_error
 
 
 class KerasOps:
-    """The tensor namespace :func:`losses._dice.dice_from_stats` and friends expect."""
+    """The tensor namespace :func:`losses._overlap.overlap_loss` expects, for Keras tensors."""
 
     where = staticmethod(ops.where)
     log = staticmethod(ops.log)
     zeros_like = staticmethod(ops.zeros_like)
+    stack = staticmethod(ops.stack)
+    logical_and = staticmethod(ops.logical_and)
+    logical_or = staticmethod(ops.logical_or)
+    stop_gradient = staticmethod(ops.stop_gradient)
 
     @staticmethod
     def maximum(x: Any, value: float) -> Any:
@@ -24,8 +28,16 @@ class KerasOps:
         return ops.where(x < value, value, x)
 
     @staticmethod
-    def sum(x: Any, axis: int) -> Any:
-        return ops.sum(x, axis=axis)
+    def pow(x: Any, exponent: float) -> Any:
+        return ops.power(x, ops.cast(exponent, x.dtype))
+
+    @staticmethod
+    def sum(x: Any, axis: int, keepdims: bool = False) -> Any:
+        return ops.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def min(x: Any, axis: int, keepdims: bool = False) -> Any:
+        return ops.min(x, axis=axis, keepdims=keepdims)
 
 
 def dtype_name(x: Any) -> str:

@@ -12,8 +12,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from losses.torch import functional
 
-# Dice
-from losses.torch._dice import DiceLoss
+# The overlap family
+from losses.torch._overlap import DiceLoss, FocalTverskyLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
 
 
 # Penalized MAE
@@ -24,8 +24,12 @@ from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sig
 
 __all__ = [
     "functional",
-    # Dice
+    # The overlap family
     "DiceLoss",
+    "JaccardLoss",
+    "TverskyLoss",
+    "FocalTverskyLoss",
+    "GeneralizedDiceLoss",
     # Penalized MAE
     "PenalizedMAELoss",
     # Surrogates

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# Dice
-from losses.torch._dice import dice_loss
+# The overlap family
+from losses.torch._overlap import dice_loss, focal_tversky_loss, generalized_dice_loss, jaccard_loss, tversky_loss
 
 
 # Penalized MAE
@@ -13,8 +13,12 @@ from losses.torch._penalized_mae import penalized_mae
 from losses.torch._surrogates import soft_ceil, soft_floor, soft_round, soft_sign, soft_step
 
 __all__ = [
-    # Dice
+    # The overlap family
     "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
     # Penalized MAE
     "penalized_mae",
     # Surrogates

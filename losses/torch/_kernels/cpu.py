@@ -1,7 +1,7 @@
-"""Fused Dice passes for CPU tensors, in the C library of :mod:`losses.torch._kernels._clib`.
+"""Fused passes of the overlap losses for CPU tensors, in the C library of :mod:`losses.torch._kernels._clib`.
 
 PyTorch's CPU ops make every elementwise step of a Dice loss a pass over memory with an
-input-sized result (sigmoid, products, sums, and as many again backwards). ``cpu_dice.c`` does the
+input-sized result (sigmoid, products, sums, and as many again backwards). ``cpu_overlap.c`` does the
 forward in one pass (probabilities and every per-class sum) and the backward in one pass (the
 gradient written over the stored probabilities), each split into fixed tasks that up to
 ``torch.get_num_threads()`` threads share (started and joined in C, without the GIL).
@@ -17,16 +17,19 @@ import ctypes
 import numpy as np
 import torch
 
+from losses._overlap import NUM_STATS, VALID_COUNT, layout_definitions
 from losses.torch._kernels import _clib
 from losses.torch._kernels._clib import available, build_error, library
 
+# The sums of losses._overlap, then the counts of values out of range and of non-finite values.
+OUT_OF_RANGE = NUM_STATS
+NON_FINITE = NUM_STATS + 1
+NUM_PARTIALS = NUM_STATS + 2
 # -ffinite-math-only and -fno-signed-zeros let the clamps of the passes become vector min/max.
-C_SOURCE = _clib.Source("cpu_dice.c", flags=("-ffinite-math-only", "-fno-signed-zeros"))
-MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_dice.c)
-# The seven sums of losses._dice, then the counts of values out of range and of non-finite values.
-NUM_PARTIALS = 9
-OUT_OF_RANGE = 7
-NON_FINITE = 8
+C_SOURCE = _clib.Source("cpu_overlap.c", flags=("-ffinite-math-only", "-fno-signed-zeros"),
+                        defines={**layout_definitions(), "PARTIAL_OUT_OF_RANGE": OUT_OF_RANGE,
+                                 "PARTIAL_NON_FINITE": NON_FINITE, "NUM_PARTIALS": NUM_PARTIALS})
+MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_overlap.c)
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
 ROW_CHUNK = 16384
 IMAGE_CHUNK = 4096
@@ -36,13 +39,13 @@ _LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
 
 
 class _Pass(ctypes.Structure):
-    """``struct Pass`` of cpu_dice.c."""
+    """``struct Pass`` of cpu_overlap.c."""
 
     _fields_ = [
         ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
         ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
         ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
-        ("ignore_int", ctypes.c_int64),
+        ("ignore_int", ctypes.c_int64), ("weight", ctypes.c_void_p),
     ]
 
 
@@ -72,10 +75,10 @@ class Prepared:
     """
 
     __slots__ = ("activation", "batch", "classes", "has_ignore", "ignore", "ignore_int", "kind", "positions", "probs",
-                 "target", "x")
+                 "target", "weight", "x")
 
     def __init__(self, input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
-                 ignore_index: int | None, label_map: bool) -> None:
+                 ignore_index: int | None, label_map: bool, weight: torch.Tensor | None = None) -> None:
         self.batch, self.classes = input.shape[0], input.shape[1]
         self.positions = input.numel() // (self.batch * self.classes)
         self.x = input.reshape(self.batch, self.classes, self.positions).to(torch.float32).contiguous()
@@ -96,6 +99,8 @@ class Prepared:
         self.has_ignore = int(ignore_index is not None and (info is None or info.min <= ignore_index <= info.max))
         self.ignore = float(ignore_index) if self.has_ignore else 0.0
         self.ignore_int = int(ignore_index) if self.has_ignore and info is not None else 0
+        # The weight map, one weight per position of each image.
+        self.weight = None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
         self.probs: torch.Tensor | None = None
 
     def _tasks(self) -> tuple[int, int, int]:
@@ -109,15 +114,19 @@ class Prepared:
     def _pass(self, chunk: int, **pointers: int) -> _Pass:
         return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
                      chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
-                     ignore_int=self.ignore_int, **pointers)
+                     ignore_int=self.ignore_int, weight=None if self.weight is None else self.weight.data_ptr(),
+                     **pointers)
 
     def stats(self, basic: bool) -> np.ndarray:
-        """The sums (B, C, NUM_PARTIALS) of cpu_dice.c in float64, added in a fixed order.
+        """The sums (B, C, NUM_PARTIALS) of cpu_overlap.c in float64, added in a fixed order.
 
-        ``basic``: only Σp·g, Σp and Σg (and the label check) are needed and nothing is ignored.
+        ``basic``: only Σp·g, Σp and Σg (and the checks) are needed, and nothing is ignored or weighted.
         """
         suffix = _SUFFIX[self.target.dtype]
-        variant = "basic" if basic and not self.has_ignore else "full"
+        if self.weight is not None:
+            variant = "weighted" if self.kind == "rows" else "full"
+        else:
+            variant = "basic" if basic and not self.has_ignore else "full"
         if self.kind == "rows":
             name = f"rows_stats_{suffix}_{'sigmoid' if self.activation else 'identity'}_{variant}"
         elif self.kind == "labels":
@@ -132,7 +141,7 @@ class Prepared:
         stats = out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64)
         stats = stats.reshape(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
-            stats[..., 6] = self.positions
+            stats[..., VALID_COUNT] = self.positions
         return stats
 
     def gradient(self, coefficients: np.ndarray) -> torch.Tensor:
@@ -142,7 +151,8 @@ class Prepared:
         """
         suffix = _SUFFIX[self.target.dtype]
         if self.kind == "rows":
-            name = f"rows_grad_{suffix}_{'sigmoid' if self.activation else 'identity'}"
+            weighted = "weighted" if self.weight is not None else "full"
+            name = f"rows_grad_{suffix}_{'sigmoid' if self.activation else 'identity'}_{weighted}"
         else:
             name = f"{self.kind}_grad_{suffix}"
         tasks, chunk, _ = self._tasks()

@@ -1,18 +1,26 @@
-/* Dice loss on the CPU in two fused passes over float32 predictions (see cpu.py).
+/* The overlap losses (Dice, Jaccard, Tversky, ...) on the CPU in two fused passes over float32
+ * predictions (see cpu.py).
  *
  * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself), written
  * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
- * the partial sums of losses/_dice.py for every class, plus the number of labels out of range:
- *   0 I = Σ p·g   1 P = Σ v·p   2 G = Σ g   3 P2 = Σ v·p²   4 G2 = Σ g²   5 A = Σ v·|p − g|
- *   6 N = Σ v     7 BAD = number of values out of range   8 NONFINITE = number of NaN or ±inf
- * where v = 0 where the target equals ignore_index and g = 0 there. BAD counts the valid labels
- * outside {0, 1} (binary) or [0, C) (multiclass), the valid per-class targets outside [0, 1], and,
- * when the input holds probabilities, every input outside [0, 1]; NONFINITE counts every input and
- * float target that is NaN or infinite (the caller turns the sums of such an image into NaN). The
- * "basic" variants (no ignore_index; only I, P, G are needed) skip the sums 3 to 6. Gradient pass: from four coefficients per
- * row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2, ∂loss/∂A) and the stored p, the gradient with
- * respect to the logits, written over p (the caller owns that buffer). Tasks are fixed by the
- * caller, independent of the number of threads, so the sums are the same run to run.
+ * the partial sums of losses/_overlap.py for every class, plus two counts:
+ *   STAT_INTERSECTION Σ v·p·g   STAT_PRED_SUM Σ v·p   STAT_TARGET_SUM Σ v·g   STAT_PRED_SQUARES Σ v·p²
+ *   STAT_TARGET_SQUARES Σ v·g²  STAT_ABS_DIFF Σ v·|p − g|   STAT_VALID_COUNT Σ v
+ *   PARTIAL_OUT_OF_RANGE: the number of values out of range
+ *   PARTIAL_NON_FINITE: the number of NaN or ±inf
+ * where v is the weight of the position (1, or the weight map's value) and 0 where the target
+ * equals ignore_index, and g = 0 there. The indices are definitions passed at build time from the
+ * one place that names the layout (losses/_overlap.py, cpu.py). The out-of-range count holds the
+ * valid labels outside {0, 1} (binary) or [0, C) (multiclass), the valid per-class targets outside
+ * [0, 1], and, when the input holds probabilities, every finite input outside [0, 1]; the
+ * non-finite count every input and float target that is NaN or infinite (the caller turns the sums
+ * of such an image into NaN). Variants: "basic" (no ignore_index, no weights; only I, P, G
+ * needed) skips the other sums; "weighted" reads the weight map (B, N).
+ *
+ * Gradient pass: from four coefficients per row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2,
+ * ∂loss/∂A) and the stored p, the gradient with respect to the logits, written over p (the caller
+ * owns that buffer). Tasks are fixed by the caller, independent of the number of threads, so the
+ * sums are the same run to run.
  *
  * Plain C99 with no library but libm, compiled on first use. The loops are written without
  * branches (selects, `&` rather than `&&`, the activation a constant of each function) and
@@ -26,7 +34,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define NUM_PARTIALS 9
+#if !defined(NUM_STATS) || !defined(NUM_PARTIALS) || !defined(PARTIAL_OUT_OF_RANGE) || !defined(PARTIAL_NON_FINITE)
+#error "the stats layout comes from the build (cpu.py): -DSTAT_...=, -DNUM_STATS=, -DNUM_PARTIALS=, -DPARTIAL_..."
+#endif
+
 #define TILE 256
 #define MAX_CLASSES 64
 
@@ -41,6 +52,7 @@ struct Pass {
     int32_t activation, has_ignore;
     double ignore;        /* ignore_index, for float targets */
     int64_t ignore_int;   /* ignore_index, for label maps (it fits their dtype when has_ignore) */
+    const float *weight;  /* the weight map (B, N) of the weighted variants, else NULL */
 };
 
 /* e^x as libm gives it in float32 (Cephes' polynomial, about 1 ulp): +inf above 88.72, subnormal
@@ -90,15 +102,28 @@ static inline float outside_unit(float p) {
 
 static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
 
+static inline void store_partials(float *o, float si, float sp, float sg, float sp2, float sg2, float sa, float sn,
+                                  float bad, float nf) {
+    o[STAT_INTERSECTION] = si;
+    o[STAT_PRED_SUM] = sp;
+    o[STAT_TARGET_SUM] = sg;
+    o[STAT_PRED_SQUARES] = sp2;
+    o[STAT_TARGET_SQUARES] = sg2;
+    o[STAT_ABS_DIFF] = sa;
+    o[STAT_VALID_COUNT] = sn;
+    o[PARTIAL_OUT_OF_RANGE] = bad;
+    o[PARTIAL_NON_FINITE] = nf;
+}
+
 /* Rows of positions: binary and multilabel (sigmoid or probabilities). Row r of the prediction
  * (r = b·C + c) pairs with row r of the target: per-class targets of the prediction's shape, or
- * with C = 1 a label map (IS_LABEL: values 0 or 1). */
-#define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, FULL)                                                \
+ * with C = 1 a label map (IS_LABEL: values 0 or 1). VARIANT: 0 basic, 1 full, 2 weighted. */
+#define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, VARIANT)                                             \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const float *x = a->x;                                                                          \
         const T *target = (const T *)a->target;                                                         \
         float *out = a->out, *probs = a->probs;                                                         \
-        const int64_t n = a->n, chunk = a->chunk;                                                       \
+        const int64_t n = a->n, chunk = a->chunk, classes = a->classes;                                 \
         const int32_t has_ignore = a->has_ignore;                                                       \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
@@ -108,6 +133,7 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const float *xr = x + row * n;                                                              \
             const T *tr = target + row * n;                                                             \
+            const float *wr = VARIANT == 2 ? a->weight + (row / classes) * n : NULL;                    \
             float *pr = probs + row * n;                                                                \
             float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0;            \
             _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf)")                    \
@@ -116,36 +142,35 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
                 const float p = ACTIVATION ? sigmoid(xj) : xj;                                          \
                 pr[j] = p;                                                                              \
                 const T raw = tr[j];                                                                    \
-                const float v = FULL ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                       \
-                const float g = v * (float)raw;                                                         \
-                si += p * g;                                                                            \
+                const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                \
+                const float v = VARIANT == 2 ? valid * wr[j] : valid;                                   \
+                const float g = valid * (float)raw;                                                     \
+                si += v * p * g;                                                                        \
                 sp += v * p;                                                                            \
-                sg += g;                                                                                \
-                if (FULL) {                                                                             \
+                sg += v * g;                                                                            \
+                if (VARIANT) {                                                                          \
                     sp2 += v * p * p;                                                                   \
-                    sg2 += g * g;                                                                       \
+                    sg2 += v * g * g;                                                                   \
                     sa += v * fabsf(p - g);                                                             \
                     sn += v;                                                                            \
                 }                                                                                       \
                 if (IS_LABEL)                                                                           \
-                    bad += ((v > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;                  \
+                    bad += ((valid > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;              \
                 else                                                                                    \
-                    bad += v * outside_unit((float)raw);                                                \
+                    bad += valid * outside_unit((float)raw);                                            \
                 if (!ACTIVATION) bad += outside_unit(p);                                                \
                 nf += IS_LABEL ? not_finite(xj) : not_finite(xj) + not_finite((float)raw);              \
             }                                                                                           \
-            float *o = out + task * NUM_PARTIALS;                                                       \
-            o[0] = si; o[1] = sp; o[2] = sg; o[3] = sp2; o[4] = sg2; o[5] = sa; o[6] = sn; o[7] = bad;  \
-            o[8] = nf;                                                                                  \
+            store_partials(out + task * NUM_PARTIALS, si, sp, sg, sp2, sg2, sa, sn, bad, nf);           \
         }                                                                                               \
     }
 
-#define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION)                                                       \
+#define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION, WEIGHTED)                                             \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const T *target = (const T *)a->target;                                                         \
         float *probs = a->probs;                                                                        \
         const float *coef = a->coef;                                                                    \
-        const int64_t n = a->n, chunk = a->chunk;                                                       \
+        const int64_t n = a->n, chunk = a->chunk, classes = a->classes;                                 \
         const int32_t has_ignore = a->has_ignore;                                                       \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
@@ -154,6 +179,7 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const T *tr = target + row * n;                                                             \
+            const float *wr = WEIGHTED ? a->weight + (row / classes) * n : NULL;                        \
             float *pr = probs + row * n;                                                                \
             const float ki = coef[row * 4], kp = coef[row * 4 + 1];                                     \
             const float kp2 = 2.0f * coef[row * 4 + 2], ka = coef[row * 4 + 3];                         \
@@ -161,21 +187,25 @@ static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); 
             for (int64_t j = begin; j < end; ++j) {                                                     \
                 const float p = pr[j];                                                                  \
                 const T raw = tr[j];                                                                    \
-                const float v = raw == ign ? keep_ignored : 1.0f;                                       \
-                const float g = v * (float)raw;                                                         \
+                const float valid = raw == ign ? keep_ignored : 1.0f;                                   \
+                const float v = WEIGHTED ? valid * wr[j] : valid;                                       \
+                const float g = valid * (float)raw;                                                     \
                 const float d = v * (ki * g + kp + kp2 * p + ka * sign_of(p - g));                      \
                 pr[j] = ACTIVATION ? d * p * (1.0f - p) : d;                                            \
             }                                                                                           \
         }                                                                                               \
     }
 
+#define ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, ACT_NAME, ACTIVATION)                             \
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_basic, T, IS_LABEL, ACTIVATION, 0)                    \
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 1)                     \
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 2)                 \
+    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 0)                       \
+    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 1)
+
 #define ROWS_KERNELS(SUFFIX, T, IS_LABEL)                                                              \
-    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_full, T, IS_LABEL, 1, 1)                                   \
-    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_basic, T, IS_LABEL, 1, 0)                                  \
-    ROWS_STATS(rows_stats_##SUFFIX##_identity_full, T, IS_LABEL, 0, 1)                                  \
-    ROWS_STATS(rows_stats_##SUFFIX##_identity_basic, T, IS_LABEL, 0, 0)                                 \
-    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid, T, IS_LABEL, 1)                                             \
-    ROWS_GRAD(rows_grad_##SUFFIX##_identity, T, IS_LABEL, 0)
+    ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, sigmoid, 1)                                            \
+    ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, identity, 0)
 
 ROWS_KERNELS(f32, float, 0)
 ROWS_KERNELS(i64, int64_t, 1)
@@ -226,6 +256,12 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
     *bad += (float)outside;
 }
 
+/* The weights of a tile: v[j] *= w[j] (the weight map), for the weighted passes. */
+static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) {
+    if (wb)
+        for (int j = 0; j < len; ++j) v[j] *= wb[n0 + j];
+}
+
 /* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
  * a position whose label is ignore_index belongs to no class and counts nowhere. A (Σ v·|p − g|) is
  * left at 0: for one-hot g it is P + G − 2·I, which the caller derives as the portable path does,
@@ -262,18 +298,20 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const T *tb = target + b * n;                                                               \
+            const float *wb = a->weight ? a->weight + b * n : NULL;                                     \
             const float *kb = coef + b * classes * 4;                                                   \
             float *pb = probs + b * classes * n;                                                        \
             for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
+                tile_weights(wb, n0, len, v);                                                           \
                 for (int j = 0; j < len; ++j) dot[j] = 0.0f;                                            \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     const float *pc = pb + c * n + n0;                                                  \
                     const float ki = kb[c * 4], kp = kb[c * 4 + 1];                                     \
                     const float kp2 = 2.0f * kb[c * 4 + 2];                                             \
                     for (int j = 0; j < len; ++j) {                                                     \
-                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
+                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                             \
                         const float dc = v[j] * (ki * g + kp + kp2 * pc[j]);                            \
                         d[c][j] = dc;                                                                   \
                         dot[j] += pc[j] * dc;                                                           \
@@ -290,6 +328,7 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
         }                                                                                               \
     }
 
+/* FULL: v is the weight of a position (ignore_index, the weight map); basic: every v is 1. */
 #define LABEL_STATS(NAME, SUFFIX, T, FULL)                                                             \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const float *x = a->x;                                                                          \
@@ -306,6 +345,7 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const float *xb = x + b * classes * n;                                                      \
             const T *tb = target + b * n;                                                               \
+            const float *wb = FULL && a->weight ? a->weight + b * n : NULL;                             \
             float *o = out + task * classes * NUM_PARTIALS;                                             \
             memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);                                       \
             float count = 0.0f, bad = 0.0f, nonfinite = 0.0f;                                           \
@@ -314,26 +354,32 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
                 tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n,     \
                                    &nonfinite, &bad);                                                   \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
+                tile_weights(wb, n0, len, v);                                                           \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     float si = 0, sp = 0, sg = 0, sp2 = 0;                                              \
                     _Pragma("omp simd reduction(+ : si, sp, sg, sp2)")                                  \
                     for (int j = 0; j < len; ++j) {                                                     \
                         const float pc = p[c][j];                                                       \
-                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                                      \
+                        const float vj = FULL ? v[j] : 1.0f;                                            \
+                        const float g = lab[j] == (int32_t)c ? vj : 0.0f;                               \
                         si += g * pc;                                                                   \
-                        sp += (FULL ? v[j] : 1.0f) * pc;                                                \
+                        sp += vj * pc;                                                                  \
                         sg += g;                                                                        \
-                        if (FULL) sp2 += v[j] * pc * pc;                                                \
+                        if (FULL) sp2 += vj * pc * pc;                                                  \
                     }                                                                                   \
                     float *oc = o + c * NUM_PARTIALS;                                                   \
-                    oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg;                   \
+                    oc[STAT_INTERSECTION] += si;                                                        \
+                    oc[STAT_PRED_SUM] += sp;                                                            \
+                    oc[STAT_TARGET_SUM] += sg;                                                          \
+                    oc[STAT_PRED_SQUARES] += sp2;                                                       \
+                    oc[STAT_TARGET_SQUARES] += sg; /* g is 0 or 1: Σ v·g² = Σ v·g */                   \
                 }                                                                                       \
             }                                                                                           \
             for (int64_t c = 0; c < classes; ++c) {                                                     \
-                o[c * NUM_PARTIALS + 6] = count;                                                        \
-                o[c * NUM_PARTIALS + 7] = bad;                                                          \
-                o[c * NUM_PARTIALS + 8] = nonfinite;                                                    \
+                o[c * NUM_PARTIALS + STAT_VALID_COUNT] = count;                                         \
+                o[c * NUM_PARTIALS + PARTIAL_OUT_OF_RANGE] = bad;                                       \
+                o[c * NUM_PARTIALS + PARTIAL_NON_FINITE] = nonfinite;                                   \
             }                                                                                           \
         }                                                                                               \
     }
@@ -349,48 +395,57 @@ void classes_stats_f32(const struct Pass *a, int64_t t0, int64_t t1) {
     float *out = a->out, *probs = a->probs;
     const int64_t classes = a->classes, n = a->n, chunk = a->chunk;
     const int32_t activation = a->activation, has_ignore = a->has_ignore;
-    const double ignore = a->ignore;
     const int64_t chunks = (n + chunk - 1) / chunk;
-    const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
-    float p[MAX_CLASSES][TILE];
+    const float ign = (float)a->ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
+    float p[MAX_CLASSES][TILE], w[TILE];
     for (int64_t task = t0; task < t1; ++task) {
         const int64_t b = task / chunks, begin = (task % chunks) * chunk;
         const int64_t end = begin + chunk < n ? begin + chunk : n;
         const float *xb = x + b * classes * n;
         const float *tb = target + b * classes * n;
+        const float *wb = a->weight ? a->weight + b * n : NULL;
         float *o = out + task * classes * NUM_PARTIALS;
         memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);
         float bad = 0.0f, nonfinite = 0.0f;
         for (int64_t n0 = begin; n0 < end; n0 += TILE) {
             const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
             tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n, &nonfinite, &bad);
+            for (int j = 0; j < len; ++j) w[j] = 1.0f;
+            tile_weights(wb, n0, len, w);
             for (int64_t c = 0; c < classes; ++c) {
                 const float *tc = tb + c * n + n0;
                 float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, out_of_range = 0, nf = 0;
                 _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, out_of_range, nf)")
                 for (int j = 0; j < len; ++j) {
                     const float pc = p[c][j];
-                    const float v = tc[j] == ign ? keep_ignored : 1.0f;
-                    const float g = v * tc[j];
-                    out_of_range += v * outside_unit(tc[j]);
-                    nf += not_finite(tc[j]);
-                    si += pc * g;
+                    const float valid = tc[j] == ign ? keep_ignored : 1.0f;
+                    const float v = valid * w[j];
+                    const float g = valid * tc[j];
+                    si += v * pc * g;
                     sp += v * pc;
-                    sg += g;
+                    sg += v * g;
                     sp2 += v * pc * pc;
-                    sg2 += g * g;
+                    sg2 += v * g * g;
                     sa += v * fabsf(pc - g);
                     sn += v;
+                    out_of_range += valid * outside_unit(tc[j]);
+                    nf += not_finite(tc[j]);
                 }
                 float *oc = o + c * NUM_PARTIALS;
-                oc[0] += si; oc[1] += sp; oc[2] += sg; oc[3] += sp2; oc[4] += sg2; oc[5] += sa; oc[6] += sn;
+                oc[STAT_INTERSECTION] += si;
+                oc[STAT_PRED_SUM] += sp;
+                oc[STAT_TARGET_SUM] += sg;
+                oc[STAT_PRED_SQUARES] += sp2;
+                oc[STAT_TARGET_SQUARES] += sg2;
+                oc[STAT_ABS_DIFF] += sa;
+                oc[STAT_VALID_COUNT] += sn;
                 bad += out_of_range;
                 nonfinite += nf;
             }
         }
         for (int64_t c = 0; c < classes; ++c) {
-            o[c * NUM_PARTIALS + 7] = bad;
-            o[c * NUM_PARTIALS + 8] = nonfinite;
+            o[c * NUM_PARTIALS + PARTIAL_OUT_OF_RANGE] = bad;
+            o[c * NUM_PARTIALS + PARTIAL_NON_FINITE] = nonfinite;
         }
     }
 }
@@ -400,26 +455,30 @@ void classes_grad_f32(const struct Pass *a, int64_t t0, int64_t t1) {
     float *probs = a->probs;
     const int64_t classes = a->classes, n = a->n, chunk = a->chunk;
     const int32_t activation = a->activation, has_ignore = a->has_ignore;
-    const double ignore = a->ignore;
     const int64_t chunks = (n + chunk - 1) / chunk;
-    const float ign = (float)ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
-    float d[MAX_CLASSES][TILE], dot[TILE];
+    const float ign = (float)a->ignore, keep_ignored = has_ignore ? 0.0f : 1.0f;
+    float d[MAX_CLASSES][TILE], dot[TILE], w[TILE];
     for (int64_t task = t0; task < t1; ++task) {
         const int64_t b = task / chunks, begin = (task % chunks) * chunk;
         const int64_t end = begin + chunk < n ? begin + chunk : n;
         const float *tb = target + b * classes * n;
+        const float *wb = a->weight ? a->weight + b * n : NULL;
         const float *kb = coef + b * classes * 4;
         float *pb = probs + b * classes * n;
         for (int64_t n0 = begin; n0 < end; n0 += TILE) {
             const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
-            for (int j = 0; j < len; ++j) dot[j] = 0.0f;
+            for (int j = 0; j < len; ++j) {
+                dot[j] = 0.0f;
+                w[j] = 1.0f;
+            }
+            tile_weights(wb, n0, len, w);
             for (int64_t c = 0; c < classes; ++c) {
                 const float *tc = tb + c * n + n0, *pc = pb + c * n + n0;
                 const float ki = kb[c * 4], kp = kb[c * 4 + 1], kp2 = 2.0f * kb[c * 4 + 2], ka = kb[c * 4 + 3];
                 for (int j = 0; j < len; ++j) {
-                    const float v = tc[j] == ign ? keep_ignored : 1.0f;
-                    const float g = v * tc[j];
-                    const float dc = v * (ki * g + kp + kp2 * pc[j] + ka * sign_of(pc[j] - g));
+                    const float valid = tc[j] == ign ? keep_ignored : 1.0f;
+                    const float g = valid * tc[j];
+                    const float dc = valid * w[j] * (ki * g + kp + kp2 * pc[j] + ka * sign_of(pc[j] - g));
                     d[c][j] = dc;
                     dot[j] += pc[j] * dc;
                 }

@@ -1,26 +1,52 @@
-"""Triton kernels of the Dice statistics and of their gradient.
+"""Triton kernels of the overlap statistics and of their gradient.
 
 Loaded through ``losses.torch._kernels.triton_module`` only; importing it imports ``triton``.
 
 Layouts: ``x`` is ``(B, C, HW)`` contiguous; a label map is ``(B, HW)``; a dense target has the
-shape of ``x``. Partial sums are ``(B, C, n_chunks, 8)`` (seven used), reduced in a fixed order by
-``reduce_kernel`` into ``(S, C, 7)``: I, P, G, P2, G2, A, N. Slot 7 holds the number of values
-of the block out of range: valid labels outside ``{0, 1}`` / ``[0, C)`` (multiclass: N − Σ_c G,
-derived from sums the block has anyway, since an in-range label matches exactly one class), valid
-per-class targets outside [0, 1], and probabilities outside [0, 1] (``FROM_LOGITS=False``);
-``reduce_check_kernel`` asserts on the device that it is 0. A block that reads a NaN or an
-infinity (input or float target) stores NaN as its count N, and the reduction turns every sum of
-that (row, class) into NaN, so that the loss of the row is NaN.
+shape of ``x``; a weight map is ``(B, HW)``. Partial sums are ``(B, C, n_chunks, PARTIALS)``,
+reduced in a fixed order by ``reduce_kernel`` into ``(S, C, NUM_STATS)`` in the layout of
+:mod:`losses._overlap` (its indices are constexprs here). Slot ``OUT_OF_RANGE`` holds the number of
+values of the block out of range: valid labels outside ``{0, 1}`` / ``[0, C)`` (multiclass:
+N − Σ_c G, derived from sums the block has anyway, since an in-range label matches exactly one
+class), valid per-class targets outside [0, 1], and probabilities outside [0, 1]
+(``FROM_LOGITS=False``); the reduction asserts on the device that it is 0. A block that reads a
+NaN or an infinity (input or float target) stores NaN as its count, and the reduction turns every
+sum of that (row, class) into NaN, so that the loss of the row is NaN. With a weight map every
+position counts with its weight (``v = valid·w``); without one, ``w = 1``.
 """
 
 from __future__ import annotations
 
+from losses._overlap import (
+    ABS_DIFF,
+    INTERSECTION,
+    NUM_STATS,
+    PRED_SQUARES,
+    PRED_SUM,
+    TARGET_SQUARES,
+    TARGET_SUM,
+    VALID_COUNT,
+)
 from losses.torch._kernels import interpreting
 from losses.torch._kernels._triton_base import jit, tl
 
 INTERPRET = interpreting()  # the setting this module was (re)loaded for
 
 REDUCE_BLOCK = 64
+OUT_OF_RANGE = NUM_STATS  # the slot of the partial sums that counts values out of range
+PARTIALS = NUM_STATS + 1
+
+_constexpr = tl.constexpr if tl is not None else (lambda value: value)
+S_I = _constexpr(INTERSECTION)
+S_P = _constexpr(PRED_SUM)
+S_G = _constexpr(TARGET_SUM)
+S_P2 = _constexpr(PRED_SQUARES)
+S_G2 = _constexpr(TARGET_SQUARES)
+S_A = _constexpr(ABS_DIFF)
+S_N = _constexpr(VALID_COUNT)
+S_BAD = _constexpr(OUT_OF_RANGE)
+N_STATS = _constexpr(NUM_STATS)
+N_PARTIALS = _constexpr(PARTIALS)
 
 
 @jit
@@ -30,20 +56,22 @@ def _not_finite(x):
 
 
 @jit
-def _store_stats(base, i_, p_, g_, p2, g2, a_, n_, stride):
-    tl.store(base + 0 * stride, i_)
-    tl.store(base + 1 * stride, p_)
-    tl.store(base + 2 * stride, g_)
-    tl.store(base + 3 * stride, p2)
-    tl.store(base + 4 * stride, g2)
-    tl.store(base + 5 * stride, a_)
-    tl.store(base + 6 * stride, n_)
+def _store_partials(base, i_, p_, g_, p2, g2, a_, n_, bad, mask):
+    tl.store(base + S_I, i_, mask=mask)
+    tl.store(base + S_P, p_, mask=mask)
+    tl.store(base + S_G, g_, mask=mask)
+    tl.store(base + S_P2, p2, mask=mask)
+    tl.store(base + S_G2, g2, mask=mask)
+    tl.store(base + S_A, a_, mask=mask)
+    tl.store(base + S_N, n_, mask=mask)
+    tl.store(base + S_BAD, bad, mask=mask)
 
 
 @jit
 def stats_rows_kernel(
-    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
-    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
+    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
     chunk = tl.program_id(0)
@@ -56,6 +84,7 @@ def stats_rows_kernel(
         t_base = t_ptr + b.to(tl.int64) * HW
     else:
         t_base = t_ptr + row64 * HW
+    w_base = w_ptr + b.to(tl.int64) * HW
     acc_i = tl.zeros([BLOCK], dtype=tl.float32)
     acc_p = tl.zeros([BLOCK], dtype=tl.float32)
     acc_g = tl.zeros([BLOCK], dtype=tl.float32)
@@ -90,28 +119,30 @@ def stats_rows_kernel(
         else:
             p = x
             acc_bad += (inside & ((x < 0.0) | (x > 1.0)) & ~_not_finite(x)).to(tl.float32)
-        p = tl.where(valid, p, 0.0)
+        v = valid.to(tl.float32)
+        if HAS_WEIGHT:
+            v = v * tl.load(w_base + offs, mask=inside, other=0.0).to(tl.float32)
         g = tl.where(valid, g, 0.0)
-        acc_i += p * g
-        acc_p += p
-        acc_g += g
-        acc_p2 += p * p
-        acc_g2 += g * g
-        acc_a += tl.abs(p - g)
-        acc_n += valid.to(tl.float32)
-    base = part_ptr + (row64 * n_chunks + chunk) * 8
-    n_sum = tl.sum(acc_n, axis=0)
-    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), n_sum)
-    _store_stats(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0), tl.sum(acc_p2, axis=0),
-                 tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum, 1)
+        acc_i += v * p * g
+        acc_p += v * p
+        acc_g += v * g
+        acc_p2 += v * p * p
+        acc_g2 += v * g * g
+        acc_a += v * tl.abs(p - g)
+        acc_n += v
+    base = part_ptr + (row64 * n_chunks + chunk) * N_PARTIALS
+    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), tl.sum(acc_n, axis=0))
     # Counts of at most iters * BLOCK positions: exact in float32.
-    tl.store(base + 7, tl.sum(acc_bad, axis=0))
+    _store_partials(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0),
+                    tl.sum(acc_p2, axis=0), tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum,
+                    tl.sum(acc_bad, axis=0), None)
 
 
 @jit
 def stats_multiclass_kernel(
-    x_ptr, t_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, C_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     # Multiclass from a label map: a (C_PAD, BLOCK) tile of one image holds every class of
     # BLOCK pixels, so the softmax and the one-hot comparison stay in registers.
@@ -122,12 +153,14 @@ def stats_multiclass_kernel(
     has_cls = cls < C
     x_base = x_ptr + b64 * C * HW + cls.to(tl.int64)[:, None] * HW
     t_base = t_ptr + b64 * HW
+    w_base = w_ptr + b64 * HW
     acc_i = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_p = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_g = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_p2 = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_a = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_count = tl.zeros([BLOCK], dtype=tl.float32)
     acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
     acc_nf = tl.zeros([BLOCK], dtype=tl.float32)
     start = chunk.to(tl.int64) * iters * BLOCK
@@ -149,31 +182,30 @@ def stats_multiclass_kernel(
         else:
             p = x
             acc_bad += tl.sum((in_tile & ((x < 0.0) | (x > 1.0)) & ~_not_finite(x)).to(tl.float32), axis=0)
+        v = valid.to(tl.float32)
+        if HAS_WEIGHT:
+            v = v * tl.load(w_base + offs, mask=inside, other=0.0).to(tl.float32)
         keep = valid[None, :] & has_cls[:, None]
-        g = (keep & (label[None, :] == cls[:, None])).to(tl.float32)
+        hit = keep & (label[None, :] == cls[:, None])
+        g = hit.to(tl.float32)
         p = tl.where(keep, p, 0.0)
-        acc_i += p * g
-        acc_p += p
-        acc_g += g
-        acc_p2 += p * p
-        acc_a += tl.abs(p - g)
-        acc_n += valid.to(tl.float32)
+        pv = p * v[None, :]
+        acc_i += pv * g
+        acc_p += pv
+        acc_g += g * v[None, :]
+        acc_p2 += pv * p
+        acc_a += v[None, :] * tl.abs(p - g)
+        acc_n += v
+        acc_count += valid.to(tl.float32)
+        acc_bad += valid.to(tl.float32) - tl.sum(hit.to(tl.float32), axis=0)
     g_sum = tl.sum(acc_g, axis=1)
-    count = tl.sum(acc_n, axis=0)
-    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), count) + tl.zeros([C_PAD], dtype=tl.float32)
-    # g is 0 or 1 here, so sum(g**2) = sum(g).
-    base = part_ptr + ((b64 * C + cls) * n_chunks + chunk) * 8
-    tl.store(base + 0, tl.sum(acc_i, axis=1), mask=has_cls)
-    tl.store(base + 1, tl.sum(acc_p, axis=1), mask=has_cls)
-    tl.store(base + 2, g_sum, mask=has_cls)
-    tl.store(base + 3, tl.sum(acc_p2, axis=1), mask=has_cls)
-    tl.store(base + 4, g_sum, mask=has_cls)
-    tl.store(base + 5, tl.sum(acc_a, axis=1), mask=has_cls)
-    tl.store(base + 6, n_sum, mask=has_cls)
-    # A valid in-range label matches exactly one class, any other none: the block's valid positions
-    # less its class counts are its out-of-range labels. Once per block, no work per element.
-    bad = count - tl.sum(g_sum, axis=0) + tl.sum(acc_bad, axis=0) + tl.zeros([C_PAD], dtype=tl.float32)
-    tl.store(base + 7, bad, mask=has_cls)
+    zeros = tl.zeros([C_PAD], dtype=tl.float32)
+    n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), tl.sum(acc_n, axis=0)) + zeros
+    # g is 0 or 1 here, so Σ v·g² = Σ v·g. A valid in-range label matches exactly one class, any
+    # other none: the valid positions less the class hits are the out-of-range labels.
+    base = part_ptr + ((b64 * C + cls) * n_chunks + chunk) * N_PARTIALS
+    _store_partials(base, tl.sum(acc_i, axis=1), tl.sum(acc_p, axis=1), g_sum, tl.sum(acc_p2, axis=1), g_sum,
+                    tl.sum(acc_a, axis=1), n_sum, tl.sum(acc_bad, axis=0) + zeros, has_cls)
 
 
 def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr):
@@ -182,23 +214,23 @@ def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr)
     pid = tl.program_id(0)
     s = pid // C
     c = pid % C
-    k = tl.arange(0, 8)
-    acc = tl.zeros([BLOCK, 8], dtype=tl.float32)
+    k = tl.arange(0, N_PARTIALS)
+    acc = tl.zeros([BLOCK, N_PARTIALS], dtype=tl.float32)
     for j in range(images_per_row):
         b = (s * images_per_row + j).to(tl.int64)
-        base = part_ptr + (b * C + c) * n_chunks * 8
+        base = part_ptr + (b * C + c) * n_chunks * N_PARTIALS
         for start in range(0, n_chunks, BLOCK):
             r = start + tl.arange(0, BLOCK)
             mask = (r < n_chunks)[:, None]
-            acc += tl.load(base + r[:, None] * 8 + k[None, :], mask=mask, other=0.0)
+            acc += tl.load(base + r[:, None] * N_PARTIALS + k[None, :], mask=mask, other=0.0)
     totals = tl.sum(acc, axis=0)
     # A block that read a non-finite value stored NaN as its count: every sum of the row is NaN.
-    count = tl.sum(tl.where(k == 6, totals, 0.0), axis=0)
+    count = tl.sum(tl.where(k == S_N, totals, 0.0), axis=0)
     totals = tl.where(count != count, float("nan"), totals)
-    tl.store(out_ptr + pid.to(tl.int64) * 7 + k, totals, mask=k < 7)
+    tl.store(out_ptr + pid.to(tl.int64) * N_STATS + k, totals, mask=k < N_STATS)
     # Per-block counts are non-negative integers, so their sum is 0 only if each is. The assert
     # stays on the device (no host synchronisation); it is compiled in only with debug=True.
-    bad = tl.sum(tl.where(k == 7, totals, 0.0), axis=0)
+    bad = tl.sum(tl.where(k == S_BAD, totals, 0.0), axis=0)
     tl.device_assert((bad == 0) | (bad != bad), "input or target out of range")
 
 
@@ -207,20 +239,21 @@ reduce_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None els
 
 @jit
 def grad_rows_kernel(
-    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride, scale_mult,
-    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr,
-    SATURATE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride,
+    scale_mult,
+    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    SCALED: tl.constexpr, SATURATE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     row = tl.program_id(1)
     row64 = row.to(tl.int64)
     b = row // C
     c = row % C
-    gs = gs_ptr + (b * per_image * C + c) * 7
-    g_i = tl.load(gs + 0)
-    g_p = tl.load(gs + 1)
-    g_p2 = tl.load(gs + 3)
-    g_a = tl.load(gs + 5)
+    gs = gs_ptr + (b * per_image * C + c) * N_STATS
+    g_i = tl.load(gs + S_I)
+    g_p = tl.load(gs + S_P)
+    g_p2 = tl.load(gs + S_P2)
+    g_a = tl.load(gs + S_A)
     if SCALED:  # the upstream gradient of the loss, folded in here rather than in a separate op
         scale = tl.load(scale_ptr + b * per_image * scale_stride).to(tl.float32) * scale_mult
         g_i = g_i * scale
@@ -240,15 +273,19 @@ def grad_rows_kernel(
         g = tl.load(t_ptr + row64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
         if HAS_IGNORE:
             valid = valid & (g != ignore_value)
+    g = tl.where(valid, g, 0.0)
+    v = valid.to(tl.float32)
+    if HAS_WEIGHT:
+        v = v * tl.load(w_ptr + b.to(tl.int64) * HW + offs, mask=inside, other=0.0).to(tl.float32)
     if FROM_LOGITS:
         p = 1.0 / (1.0 + tl.exp(-x))
     else:
         p = x
     d = p - g
     sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
-    # A product with the mask, not a select: a NaN coefficient (a non-finite input in the image)
+    # A product with the weight, not a select: a NaN coefficient (a non-finite input in the image)
     # reaches ignored positions too, as on the other paths.
-    dp = valid.to(tl.float32) * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
+    dp = v * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
         dp = dp * p * (1.0 - p)
     if SATURATE:  # float16 output: the largest finite value rather than inf
@@ -258,20 +295,20 @@ def grad_rows_kernel(
 
 @jit
 def grad_multiclass_kernel(
-    x_ptr, t_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, SCALED: tl.constexpr, SATURATE: tl.constexpr,
-    C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, SCALED: tl.constexpr,
+    SATURATE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     b64 = b.to(tl.int64)
     cls = tl.arange(0, C_PAD)
     has_cls = cls < C
-    gs = gs_ptr + (b * per_image * C + cls) * 7
-    g_i = tl.load(gs + 0, mask=has_cls, other=0.0)[:, None]
-    g_p = tl.load(gs + 1, mask=has_cls, other=0.0)[:, None]
-    g_p2 = tl.load(gs + 3, mask=has_cls, other=0.0)[:, None]
-    g_a = tl.load(gs + 5, mask=has_cls, other=0.0)[:, None]
+    gs = gs_ptr + (b * per_image * C + cls) * N_STATS
+    g_i = tl.load(gs + S_I, mask=has_cls, other=0.0)[:, None]
+    g_p = tl.load(gs + S_P, mask=has_cls, other=0.0)[:, None]
+    g_p2 = tl.load(gs + S_P2, mask=has_cls, other=0.0)[:, None]
+    g_a = tl.load(gs + S_A, mask=has_cls, other=0.0)[:, None]
     if SCALED:
         scale = tl.load(scale_ptr + b * per_image * scale_stride).to(tl.float32) * scale_mult
         g_i = g_i * scale
@@ -287,6 +324,9 @@ def grad_multiclass_kernel(
     valid = inside
     if HAS_IGNORE:
         valid = valid & (label != ignore_value)
+    v = valid.to(tl.float32)
+    if HAS_WEIGHT:
+        v = v * tl.load(w_ptr + b64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
     if FROM_LOGITS:
         x = tl.where(has_cls[:, None], x, float("-inf"))
         e = tl.exp(x - tl.max(x, axis=0)[None, :])
@@ -294,10 +334,10 @@ def grad_multiclass_kernel(
     else:
         p = x
     keep = valid[None, :] & has_cls[:, None]
-    g = (label[None, :] == cls[:, None]).to(tl.float32)
+    g = (keep & (label[None, :] == cls[:, None])).to(tl.float32)
     d = p - g
     sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0))
-    dp = keep.to(tl.float32) * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
+    dp = has_cls[:, None].to(tl.float32) * v[None, :] * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
         dp = p * (dp - tl.sum(tl.where(has_cls[:, None], p * dp, 0.0), axis=0)[None, :])
     if SATURATE:

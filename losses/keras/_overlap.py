@@ -1,0 +1,544 @@
+"""The overlap losses for Keras 3 (channels last), written in ``keras.ops``: Dice, Jaccard, Tversky,
+focal Tversky and generalized Dice, on the general form of :mod:`losses._overlap`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from losses._overlap import (
+    ABS_DIFF,
+    INTERSECTION,
+    NUM_STATS,
+    PRED_SQUARES,
+    PRED_SUM,
+    TARGET_SQUARES,
+    TARGET_SUM,
+    VALID_COUNT,
+    OverlapOptions,
+    overlap_loss,
+)
+from losses._validation import shape_text
+from losses.keras._common import (
+    KerasOps,
+    check_floating,
+    compute_dtype,
+    concrete_value,
+    dtype_name,
+    loss_config,
+    reduce_per_sample,
+    shapes_match,
+    static_shape,
+    upcast,
+)
+
+
+def _is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
+    if shapes_match(y_true_shape, y_pred_shape):
+        return False
+    label_shapes = (y_pred_shape[:-1], (*y_pred_shape[:-1], 1))
+    if mode != "multilabel" and any(shapes_match(y_true_shape, s) for s in label_shapes):
+        return True
+    if mode == "multilabel":
+        expected = f"{shape_text(y_pred_shape)} (y_pred's shape)"
+    else:
+        expected = (f"{shape_text(y_pred_shape)} (probabilities) or a label map of shape "
+                    f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}")
+    raise ValueError(f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
+                     f"expected y_true of shape {expected}. Shapes are never broadcast.")
+
+
+def _check_values(y_true: Any, y_pred: Any, options: OverlapOptions, label_map: bool, num_classes: int) -> None:
+    """Eager inputs only (inside a traced function, tf.function or jit, the check is skipped): every
+    value in its range, as in the PyTorch frontend; NaN is no error (it propagates to the loss)."""
+    values = concrete_value(y_true)
+    if values is not None:
+        if label_map:
+            upper = 2 if options.mode == "binary" else num_classes
+            allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
+            if np.issubdtype(values.dtype, np.floating):
+                allowed = "whole numbers " + allowed
+            _check_range("y_true labels", values, 0, upper - 1, allowed, options.ignore_index, integral=True)
+        elif values.dtype != bool:
+            _check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)",
+                         options.ignore_index)
+    if not options.from_logits:
+        predictions = concrete_value(y_pred)
+        if predictions is not None:
+            _check_range("y_pred", predictions, 0, 1, "probabilities in [0, 1] with from_logits=False (pass "
+                         "logits with from_logits=True)", None)
+
+
+def _check_range(name: str, values: np.ndarray, low: float, high: float, allowed: str, ignore_index: int | None,
+                 integral: bool = False, finite: bool = False) -> None:
+    checked = values if ignore_index is None else np.where(values == ignore_index, low, values)
+    with np.errstate(invalid="ignore"):
+        bad = (checked < low) | (checked > high)
+        if np.issubdtype(checked.dtype, np.floating):
+            if integral:
+                bad |= checked != np.floor(checked)  # True for NaN and ±inf: a label must be a number
+            elif finite:
+                bad |= ~np.isfinite(checked)
+            else:
+                bad &= np.isfinite(checked)  # NaN and ±inf are no range error: they propagate
+    if bad.any():
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        found = np.unique(checked[bad])[:8].tolist()
+        raise ValueError(f"{name} must be {allowed}{extra}; found {found}")
+
+
+def _ignored(target: Any, ignore_index: int | None) -> Any:
+    """``target == ignore_index`` (None when nothing can match), compared in ``target``'s own dtype."""
+    if ignore_index is None:
+        return None
+    dtype = keras.backend.standardize_dtype(target.dtype)
+    if "int" in dtype:
+        info = np.iinfo(dtype)
+        if not info.min <= ignore_index <= info.max:
+            return None
+    return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
+
+
+def _overlap_stats_keras(y_true: Any, y_pred: Any, weight: Any, options: OverlapOptions, label_map: bool) -> Any:
+    """Per-class sums (S, C, NUM_STATS) of :mod:`losses._overlap`, channels last; ``weight`` a weight
+    per position ``(B, *spatial)`` or None.
+
+    Every sum of an image that holds a NaN or an infinity (in y_pred, or in a float y_true) is NaN,
+    so that its loss and the gradient of all its elements are NaN, as in the PyTorch frontend.
+    """
+    dtype = compute_dtype(y_pred)
+    num_classes = y_pred.shape[-1]
+    batch = ops.shape(y_pred)[0]
+    # The number of positions, not -1: a batch of 0 images has no size to infer it from.
+    spatial = tuple(y_pred.shape[1:-1])
+    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
+    logits = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
+    if options.from_logits:
+        probs = ops.softmax(logits, axis=-1) if options.mode == "multiclass" else ops.sigmoid(logits)
+    else:
+        probs = logits
+    needed = options.needed_stats()
+    float_target = keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_true.dtype))
+
+    # g: the target probability of each class (0 where ignored); v: the weight of each position
+    # (0 where ignored), None where every weight is 1.
+    if label_map:
+        labels = ops.reshape(y_true, (batch, positions))
+        ignored = _ignored(labels, options.ignore_index)
+        if float_target:
+            labels = ops.round(labels)  # checked to be whole numbers where the values are known
+        if ignored is not None:
+            labels = ops.where(ignored, ops.zeros_like(labels), labels)
+        labels = ops.cast(labels, "int32")
+        if options.mode == "binary":
+            truth = ops.cast(ops.equal(labels, 1), dtype)[..., None]
+        else:
+            # A comparison, not a materialised one-hot: XLA fuses it into the reductions.
+            truth = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
+        valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)[..., None]
+        if valid is not None:
+            truth = truth * valid
+    else:
+        target = ops.reshape(y_true, (batch, positions, num_classes))
+        ignored = _ignored(target, options.ignore_index)
+        valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)
+        truth = ops.cast(target, dtype)
+        if valid is not None:
+            truth = ops.where(ignored, ops.zeros_like(truth), truth)
+    if weight is not None:
+        weights = ops.reshape(ops.cast(weight, dtype), (batch, positions, 1))
+        valid = weights if valid is None else valid * weights
+
+    def weighted_sum(x: Any) -> Any:
+        return ops.sum(x if valid is None else x * valid, axis=1)
+
+    zeros = ops.zeros((batch, num_classes), dtype)
+    columns = [zeros] * NUM_STATS
+    if INTERSECTION in needed:
+        columns[INTERSECTION] = weighted_sum(probs * truth)
+    if PRED_SUM in needed:
+        columns[PRED_SUM] = weighted_sum(probs)
+    columns[TARGET_SUM] = zeros + weighted_sum(truth)
+    if PRED_SQUARES in needed:
+        columns[PRED_SQUARES] = weighted_sum(probs * probs)
+    if TARGET_SQUARES in needed:
+        columns[TARGET_SQUARES] = zeros + weighted_sum(truth * truth)
+    if ABS_DIFF in needed:
+        columns[ABS_DIFF] = weighted_sum(ops.abs(probs - truth))
+    if VALID_COUNT in needed:
+        columns[VALID_COUNT] = zeros + ops.sum(ops.ones_like(probs[..., :1]) if valid is None else valid, axis=1)
+    stats = ops.stack(columns, axis=-1)
+    # 0 for finite values and NaN otherwise; 0·x, not a test, so that the gradient carries the NaN too.
+    guard = ops.sum(logits * 0.0, axis=(1, 2))
+    if not label_map and float_target:
+        guard = guard + ops.sum(ops.cast(target, dtype) * 0.0, axis=(1, 2))
+    stats = stats + guard[:, None, None]
+    if not options.per_image:
+        stats = ops.sum(stats, axis=0, keepdims=True)
+    return stats
+
+
+def _sum_across_replicas(stats: Any) -> Any:
+    """Σ of ``stats`` over the replicas of a ``tf.distribute`` strategy, inside its replica context.
+
+    The replica-context all-reduce is differentiable: its gradient is the sum over the replicas of
+    the upstream gradients. Other backends, or no strategy: ``stats`` unchanged.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return stats
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return stats
+    return tf.distribute.get_replica_context().all_reduce("sum", stats)
+
+
+def _weight_map(weight: Any, pred_shape: tuple) -> Any:
+    """``weight`` as a weight per position ``(B, *spatial)``, checked (the values where known)."""
+    shape = static_shape("weight", weight)
+    expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
+    if not any(shapes_match(shape, s) for s in expected):
+        raise ValueError(f"weight has shape {shape_text(shape)}; expected a weight per position, "
+                         f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
+                         f"{shape_text(pred_shape)}. Shapes are never broadcast.")
+    values = concrete_value(weight)
+    if values is not None:
+        _check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
+    weight = ops.convert_to_tensor(weight)
+    return weight[..., 0] if len(shape) == len(pred_shape) else weight
+
+
+def overlap_per_sample(y_true: Any, y_pred: Any, options: OverlapOptions, weight: Any = None) -> Any:
+    """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
+    check_floating("y_pred", y_pred)
+    pred_shape = static_shape("y_pred", y_pred)
+    true_shape = static_shape("y_true", y_true)
+    if len(pred_shape) < 3:
+        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
+                         f"got shape {shape_text(pred_shape)}")
+    num_classes = pred_shape[-1]
+    if num_classes is None:
+        raise ValueError("y_pred must have a known number of channels (its last dimension)")
+    options.check_num_classes(num_classes)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
+    label_map = _is_label_map(true_shape, pred_shape, options.mode)
+    weight = None if weight is None else _weight_map(weight, pred_shape)
+    # Before the conversion to tensors: labels beyond 32 bits are checked as they came.
+    _check_values(y_true, y_pred, options, label_map, num_classes)
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    stats = _overlap_stats_keras(y_true, y_pred, weight, options, label_map)
+    if options.sync_across_ranks and not options.per_image:
+        # Per-image losses need no synchronisation: Keras divides each replica's mean by the number
+        # of replicas and sums the gradients, which is already the global mean and its gradient.
+        stats = _sum_across_replicas(stats)
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
+    stats = stats + 0.0 * ops.sum(stats, axis=(1, 2), keepdims=True)
+    dtype = keras.backend.standardize_dtype(stats.dtype)
+    weights = ops.convert_to_tensor(np.asarray(options.full_weights(num_classes), dtype))
+    per_image = overlap_loss(KerasOps, stats, weights, options.form)
+    if not options.per_image:
+        per_image = ops.broadcast_to(per_image, (ops.shape(y_pred)[0],))
+    return per_image
+
+
+_FULL_PRECISION = ("float32", "float64")
+
+
+class _OverlapLoss(keras.losses.Loss):
+    """A member of the overlap family as a ``keras.losses.Loss``: its options, checked once.
+
+    ``sample_weight`` is one weight per image, ``(B,)`` (Keras' convention: it scales the image's
+    loss), or one per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``: a weight map that enters
+    every sum of the loss (a weight of 0 leaves the position out, as ``ignore_index``).
+    """
+
+    loss_name = ""
+
+    def __init__(self, reduction: str | None, name: str, dtype: Any, **options: Any) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.options = OverlapOptions.create(self.loss_name, **options)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
+        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
+        weight_map = None
+        if sample_weight is not None and not hasattr(sample_weight, "shape"):
+            sample_weight = np.asarray(sample_weight)
+        if sample_weight is not None and _per_position(sample_weight, y_pred):
+            weight_map, sample_weight = sample_weight, None
+        with keras.name_scope(self.name):
+            values = self._per_sample(y_true, y_pred, weight_map)
+            return reduce_per_sample(values, sample_weight, self.reduction, self.dtype)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self._per_sample(y_true, y_pred, None)
+
+    def _per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        check_floating("y_pred", y_pred)
+        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
+            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
+        return overlap_per_sample(y_true, y_pred, self.options, weight)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**loss_config(self), **self.options.to_dict()}
+
+
+def _per_position(sample_weight: Any, y_pred: Any) -> bool:
+    """Whether ``sample_weight`` has a weight per position rather than one per image."""
+    rank = len(static_shape("sample_weight", sample_weight))
+    pred_rank = len(static_shape("y_pred", y_pred))
+    return rank >= pred_rank - 1 and rank > 1 and not (rank == 2 and sample_weight.shape[-1] == 1 and pred_rank == 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# The members
+# ------------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+    """Dice loss of each sample, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)``; shape ``(B,)``.
+
+    Channels last: ``y_pred`` is ``(B, *spatial, C)``; ``y_true`` is a label map ``(B, *spatial)``
+    or ``(B, *spatial, 1)`` of class indices, or per-class targets of ``y_pred``'s shape;
+    ``weight`` an optional weight per position ``(B, *spatial)``. Every option is that of
+    :class:`DiceLoss` (and of ``losses.torch.functional.dice_loss``). With ``per_image=False`` every
+    sample carries the loss of the whole batch, so that the mean over the batch is that loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import dice_loss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')  # (B=1, 2, 2, C=1)
+    >>> mask = np.array([[[1, 0], [0, 1]]])                         # (1, 2, 2)
+    >>> loss = dice_loss(mask, logits, mode="binary")
+    >>> np.round(np.asarray(loss), 4)
+    array([0.018], dtype=float32)
+    """
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("dice", mode=mode, **options), weight)
+
+
+class _RatioLoss(_OverlapLoss):
+    """The options of Dice and Jaccard, which are the same."""
+
+    def __init__(self, mode: str = "multiclass", *, from_logits: bool = True, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
+                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(reduction, name or f"{self.loss_name}_loss", dtype, mode=mode, from_logits=from_logits,
+                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, log_loss=log_loss,
+                         soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
+                         ignore_index=ignore_index, empty_target=empty_target, average=average,
+                         sync_across_ranks=sync_across_ranks)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class DiceLoss(_RatioLoss):
+    """Dice loss as a ``keras.losses.Loss``, channels last.
+
+    Per class, with p the predicted and g the target probability, summed over the pixels of each
+    image (``per_image=True``) or of the whole batch::
+
+        loss = 1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)
+
+    averaged over classes with ``class_weights`` (``average="micro"``: one Dice of the sums pooled
+    over the classes). Options (the same in ``losses.torch.DiceLoss``): ``mode`` ("binary",
+    "multiclass", "multilabel"), ``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
+    ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+    ``empty_target`` ("smooth", "exclude", "penalize"), ``average`` ("macro", "micro"),
+    ``sync_across_ranks`` and the Keras ``reduction``. Registered as serializable under the package
+    ``losses``.
+
+    ``sample_weight``: one weight per image ``(B,)``, or a weight map ``(B, *spatial)`` /
+    ``(B, *spatial, 1)`` that enters every sum (``model.fit(x, y, sample_weight=pixel_weights)``).
+
+    ``sync_across_ranks=True`` (TensorFlow backend, ``model.fit`` under a ``tf.distribute`` strategy
+    such as ``MirroredStrategy``): with ``per_image=False`` the per-class sums are all-reduced over
+    the replicas, so that the loss and the gradients are those of the single-device run on the
+    global batch; with ``per_image=True`` Keras's own scaling already gives them. Outside a strategy
+    and on the JAX and torch backends it does nothing.
+
+    Values are checked where they are known (eagerly; not inside ``tf.function`` or ``jit``):
+    labels in ``[0, C)`` (binary ``{0, 1}``; whole numbers when stored as floats), per-class targets
+    in ``[0, 1]``, probabilities in ``[0, 1]`` with ``from_logits=False``, ``ignore_index``
+    excepted; labels keep their integer dtype (Keras' own loss call would cast them to float). A
+    NaN or ±inf in ``y_pred`` or a float ``y_true`` gives a NaN loss for its image and a NaN
+    gradient for all of it. An empty batch gives 0 with ``reduction="sum"`` and NaN with
+    ``"sum_over_batch_size"`` (the mean of nothing), in eager and traced code alike.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from losses.keras import DiceLoss
+    >>> loss = DiceLoss(mode="multiclass", ignore_index=255)
+    >>> y_pred = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    >>> y_true = np.random.default_rng(1).integers(0, 3, size=(2, 8, 8))
+    >>> value = float(loss(y_true, y_pred))
+    >>> 0.0 < value < 1.0
+    True
+    >>> DiceLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+    True
+    """
+
+    loss_name = "dice"
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+    """Jaccard (IoU) loss of each sample, ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``; shape ``(B,)``.
+
+    Inputs and options as :func:`dice_loss` (see :class:`JaccardLoss`).
+    """
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("jaccard", mode=mode, **options), weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class JaccardLoss(_RatioLoss):
+    """Jaccard (IoU) loss as a ``keras.losses.Loss``: per class ``1 − (TP + s_nr) / (TP + FP + FN + s_dr)``.
+
+    Options as :class:`DiceLoss` (``squared``: FP and FN from Σp² and Σg²); the same in
+    ``losses.torch.JaccardLoss``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import JaccardLoss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')
+    >>> round(float(JaccardLoss(mode="binary")(np.array([[[1, 0], [0, 1]]]), logits)), 4)
+    0.0353
+    """
+
+    loss_name = "jaccard"
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+    """Tversky loss of each sample, ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``; shape ``(B,)``.
+
+    ``alpha`` weighs false positives, ``beta`` false negatives (see :class:`TverskyLoss`).
+    """
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("tversky", mode=mode, **options), weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class TverskyLoss(_OverlapLoss):
+    """Tversky loss (Salehi et al., 2017) as a ``keras.losses.Loss``: per class
+    ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``.
+
+    ``alpha`` weighs false positives and ``beta`` false negatives, as in MONAI, smp, kornia and
+    ``losses.torch.TverskyLoss``. ``keras.losses.Tversky(alpha=a, beta=b)`` weighs them the other
+    way round: it is ``TverskyLoss(alpha=b, beta=a)`` here (up to its epsilon and its sums over all
+    axes). Other options as :class:`DiceLoss` (no ``squared``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import TverskyLoss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')
+    >>> round(float(TverskyLoss(mode="binary", alpha=0.3, beta=0.7)(np.array([[[1, 0], [0, 1]]]), logits)), 4)
+    0.018
+    """
+
+    loss_name = "tversky"
+
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, from_logits: bool = True,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, log_loss: bool = False, soft_labels: bool = False,
+                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
+                 name: str = "tversky_loss", dtype: Any = None) -> None:
+        super().__init__(reduction, name, dtype, mode=mode, alpha=alpha, beta=beta, from_logits=from_logits,
+                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, log_loss=log_loss, soft_labels=soft_labels,
+                         per_image=per_image, classes=classes, class_weights=class_weights,
+                         ignore_index=ignore_index, empty_target=empty_target, average=average,
+                         sync_across_ranks=sync_across_ranks)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
+                       **options: Any) -> Any:
+    """Focal Tversky loss of each sample: per class ``max(1 − T, 0)^γ`` averaged over classes; shape ``(B,)``.
+
+    See :class:`FocalTverskyLoss`.
+    """
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("focal_tversky", mode=mode, **options), weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class FocalTverskyLoss(_OverlapLoss):
+    """Focal Tversky loss (Abraham & Khan, 2019) as a ``keras.losses.Loss``: per class ``(1 − T)^γ``
+    with T the Tversky index of :class:`TverskyLoss`, before the class average.
+
+    Defaults ``alpha=0.3, beta=0.7, gamma=0.75``: the paper's recommendation (its α = 0.7 weighs the
+    false negatives, its exponent is 1/γ with γ = 4/3). The same in ``losses.torch.FocalTverskyLoss``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import FocalTverskyLoss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')
+    >>> round(float(FocalTverskyLoss(mode="binary")(np.array([[[1, 0], [0, 1]]]), logits)), 4)
+    0.0491
+    """
+
+    loss_name = "focal_tversky"
+
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
+                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                 soft_labels: bool = False, per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
+                 name: str = "focal_tversky_loss", dtype: Any = None) -> None:
+        super().__init__(reduction, name, dtype, mode=mode, alpha=alpha, beta=beta, gamma=gamma,
+                         from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels,
+                         per_image=per_image, classes=classes, class_weights=class_weights,
+                         ignore_index=ignore_index, empty_target=empty_target, average=average,
+                         sync_across_ranks=sync_across_ranks)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def generalized_dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
+                          **options: Any) -> Any:
+    """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``. See :class:`GeneralizedDiceLoss`."""
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("generalized_dice", mode=mode, **options), weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class GeneralizedDiceLoss(_OverlapLoss):
+    """Generalized Dice loss (Sudre et al., 2017) as a ``keras.losses.Loss``:
+    ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)`` per image.
+
+    ``w_c`` is ``class_weights_c`` divided by ``G_c²`` (``weight_type="square"``), by ``G_c``
+    (``"simple"``) or by 1 (``"uniform"``), ``G_c`` the target sum of class c; a class absent from
+    the target gets the largest weight of the present ones, an image with no class present only its
+    smoothing (as in MONAI). The same in ``losses.torch.GeneralizedDiceLoss``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import GeneralizedDiceLoss
+    >>> logits = np.array([[[[4.0, -4.0], [-4.0, 4.0]], [[-4.0, 4.0], [4.0, -4.0]]]], dtype='float32')
+    >>> round(float(GeneralizedDiceLoss()(np.array([[[0, 1], [1, 0]]]), logits)), 4)
+    0.0003
+    """
+
+    loss_name = "generalized_dice"
+
+    def __init__(self, mode: str = "multiclass", *, weight_type: str = "square", from_logits: bool = True,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, soft_labels: bool = False,
+                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, sync_across_ranks: bool = False,
+                 reduction: str | None = "sum_over_batch_size", name: str = "generalized_dice_loss",
+                 dtype: Any = None) -> None:
+        super().__init__(reduction, name, dtype, mode=mode, weight_type=weight_type, from_logits=from_logits,
+                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels, per_image=per_image,
+                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
+                         sync_across_ranks=sync_across_ranks)

@@ -1,0 +1,193 @@
+"""The general form of the overlap losses on Triton: one launch from the stats to the loss and its derivative.
+
+:func:`losses._overlap.overlap_loss` is some thirty small PyTorch ops forward and as many backward;
+on a GPU each costs a launch from the host, which at training sizes is most of the time of a step.
+``finalize_kernel`` computes, in one launch, the per-row loss of ``overlap_loss`` (every member of
+the family and every option), the derivative of each row's loss with respect to the sums of each
+class (``grad_stats``, saved for the backward) and the "mean"/"sum" of the rows.
+
+Two entry points:
+
+- ``overlap_from_stats_triton(stats, class_weights, form)``: the formula alone, differentiable in
+  ``stats`` (backward: ``grad_stats * grad_output[:, None, None]``);
+- ``overlap_loss_triton(input, target, weight, class_weights, options, reduction)``: the whole loss.
+  Eagerly, one autograd node: stats kernel, finalize kernel; backward, one gradient pass that
+  multiplies by the upstream gradient itself. Under ``torch.compile`` the stats op and the
+  finalize op are chained (custom ops the compiler keeps as opaque nodes).
+
+Class selection is a weight of 0 for every unselected class (``OverlapOptions.full_weights``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+
+import torch
+
+from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, Form, OverlapOptions
+from losses.torch._kernels import device_guard, triton_module
+from losses.torch._kernels.overlap_stats import StatsOptions, overlap_stats_triton, stats, stats_backward
+
+# One program holds a (BLOCK_S, C_PAD) tile of the stats; beyond this many classes the portable
+# formula is used.
+MAX_CLASSES = 1024
+_TILE = 2048
+_REDUCTION_CODES = ("none", "mean", "sum")
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def finalize_supports(num_rows: int, num_classes: int) -> bool:
+    """Whether the finalize kernel takes stats of ``num_rows`` rows and ``num_classes`` classes."""
+    return num_rows > 0 and 0 < num_classes <= MAX_CLASSES
+
+
+def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale: float, outputs=None):
+    """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, NUM_STATS)), float32, written into
+    ``outputs`` when given (the same three tensors), else into new tensors."""
+    with device_guard(stats):
+        kernels = triton_module("_triton_overlap_finalize")
+        st = stats if stats.dtype == torch.float32 and stats.is_contiguous() else stats.float().contiguous()
+        w = weights if weights.dtype == torch.float32 and weights.is_contiguous() else weights.float().contiguous()
+        rows, classes = st.shape[0], st.shape[1]
+        if outputs is None:
+            outputs = (torch.empty(rows, dtype=torch.float32, device=st.device),
+                       torch.empty((), dtype=torch.float32, device=st.device), torch.empty_like(st))
+        loss, red, grad_stats = outputs
+        c_pad = max(2, _next_pow2(classes))
+        block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
+        kernels.finalize_kernel[(1,)](
+            st, w, loss, red, grad_stats, rows, classes, float(form.tp_weight), float(form.fp_weight),
+            float(form.fn_weight), float(form.gamma), float(form.weight_power), float(form.smooth_nr),
+            float(form.smooth_dr), float(red_scale), LOG_CLAMP, DENOMINATOR_MIN,
+            SQUARED=bool(form.squared), SOFT=bool(form.soft_labels),
+            TRANSFORM=kernels.TRANSFORM_CODES.index(form.transform), POOLING=kernels.POOLING_CODES.index(form.pooling),
+            EMPTY=kernels.EMPTY_CODES.index(form.empty_target), C_PAD=c_pad, BLOCK_S=block_s, num_warps=4,
+        )
+        return loss, red, grad_stats
+
+
+# ------------------------------------------------------------------------------------------------
+# The formula alone, differentiable in the stats
+# ------------------------------------------------------------------------------------------------
+
+
+class _Finalize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, stats, weights, form):
+        loss, _, grad_stats = _finalize(stats, weights, form, 1.0)
+        ctx.save_for_backward(grad_stats)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (grad_stats,) = ctx.saved_tensors
+        return grad_stats * grad[:, None, None], None, None
+
+
+# The custom op takes the form as plain values (its fields, in order).
+@torch.library.custom_op("losses::overlap_finalize_triton", mutates_args=())
+def _finalize_op(stats: torch.Tensor, weights: torch.Tensor, tp_weight: float, fp_weight: float, fn_weight: float,
+                 squared: bool, soft_labels: bool, transform: str, gamma: float, pooling: str, weight_power: float,
+                 empty_target: str, smooth_nr: float, smooth_dr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    form = Form(tp_weight, fp_weight, fn_weight, squared, soft_labels, transform, gamma, pooling, weight_power,
+                empty_target, smooth_nr, smooth_dr)
+    loss, _, grad_stats = _finalize(stats, weights, form, 1.0)
+    return loss, grad_stats
+
+
+@_finalize_op.register_fake
+def _(stats, weights, *form):
+    return (stats.new_empty((stats.shape[0],), dtype=torch.float32),
+            stats.new_empty(stats.shape, dtype=torch.float32))
+
+
+def _finalize_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+
+
+def _finalize_backward(ctx, grad_loss, grad_grad_stats):
+    (grad_stats,) = ctx.saved_tensors
+    return (grad_stats * grad_loss[:, None, None],) + (None,) * 13
+
+
+_finalize_op.register_autograd(_finalize_backward, setup_context=_finalize_setup_context)
+
+
+def overlap_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, form: Form) -> torch.Tensor:
+    """:func:`losses._overlap.overlap_loss` on Triton: the loss ``(S,)`` (float32) of stats ``(S, C, NUM_STATS)``.
+
+    ``class_weights`` has one weight per class of ``stats`` (0 leaves a class out). Call it only
+    where ``finalize_supports`` is True; option checks are the caller's.
+    """
+    if torch.compiler.is_compiling():
+        return _finalize_op(stats, class_weights, *astuple(form))[0]
+    return _Finalize.apply(stats, class_weights, form)
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole loss: stats, formula, reduction; backward in the gradient pass
+# ------------------------------------------------------------------------------------------------
+
+
+class _OverlapLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, class_weights, options, reduction):
+        stats_options = StatsOptions.of(options)
+        rows = input.shape[0] if options.per_image else 1
+        n_grad = rows * input.shape[1] * NUM_STATS
+        n_grad_pad = -(-n_grad // 4) * 4
+        per_row = options.per_image and reduction == "none"
+        # grad_stats and whichever of the per-row loss and its reduction is not returned share
+        # the stats kernel's buffer: three allocations fewer per step (host time at training
+        # sizes). The returned tensor is allocated on its own, so that it is no view.
+        st, spare = stats(input, target, weight, stats_options, n_grad_pad + (1 if per_row else rows))
+        grad_stats = spare[:n_grad].view(st.shape)
+        if per_row:
+            outputs = (torch.empty(rows, dtype=torch.float32, device=input.device), spare[n_grad_pad], grad_stats)
+        else:
+            outputs = (spare[n_grad_pad:], torch.empty((), dtype=torch.float32, device=input.device), grad_stats)
+        mean = reduction == "mean" and options.per_image
+        loss, red, grad_stats = _finalize(st, class_weights, options.form, 1.0 / rows if mean else 1.0, outputs)
+        ctx.save_for_backward(input, target, weight, grad_stats)
+        ctx.options = stats_options
+        # Row s of grad_stats is scaled by grad_output[s * stride] * mult in the gradient pass.
+        ctx.scale = (1 if per_row else 0, 1.0 / rows if mean else 1.0)
+        return loss if per_row else red
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        input, target, weight, grad_stats = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        if grad.dtype != torch.float32 or not grad.is_contiguous():
+            grad = grad.to(torch.float32).contiguous()
+        grad_input = stats_backward(grad_stats, input, target, weight, ctx.options, grad, *ctx.scale)
+        return grad_input, None, None, None, None, None
+
+
+def overlap_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                        class_weights: torch.Tensor, options: OverlapOptions, reduction: str) -> torch.Tensor:
+    """The loss on the kernels: shape ``(B,)`` for ``reduction="none"`` with ``per_image``, else ``()``.
+
+    ``class_weights`` (float32, on the input's device) has one weight per channel, 0 for unselected
+    classes (``OverlapOptions.full_weights``). Call it only where ``overlap_kernel_supports`` and
+    ``finalize_supports`` are True; option and value checks are the caller's.
+    """
+    if reduction not in _REDUCTION_CODES:
+        raise ValueError(f"reduction must be one of {_REDUCTION_CODES}; got {reduction!r}")
+    if torch.compiler.is_compiling():
+        st = overlap_stats_triton(input, target, weight, mode=options.mode, from_logits=options.from_logits,
+                                  ignore_index=options.ignore_index, per_image=options.per_image)
+        loss = overlap_from_stats_triton(st, class_weights, options.form)
+        if not options.per_image:
+            return loss.squeeze(0)
+        return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+    return _OverlapLoss.apply(input, target, weight, class_weights, options, reduction)
+
+
+__all__ = ["finalize_supports", "overlap_from_stats_triton", "overlap_loss_triton"]

@@ -1,0 +1,116 @@
+"""Small tensor helpers of the PyTorch losses: the ops namespace of the framework-free formulas,
+cached constants, the computation dtype and the float16 cast of gradients."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from losses._validation import TORCH_REDUCTIONS
+
+FLOAT16_MAX = torch.finfo(torch.float16).max
+
+
+class TorchOps:
+    """The tensor namespace :func:`losses._overlap.overlap_loss` expects, for PyTorch tensors."""
+
+    where = staticmethod(torch.where)
+    log = staticmethod(torch.log)
+    pow = staticmethod(torch.pow)
+    zeros_like = staticmethod(torch.zeros_like)
+    stack = staticmethod(torch.stack)
+    logical_and = staticmethod(torch.logical_and)
+    logical_or = staticmethod(torch.logical_or)
+
+    @staticmethod
+    def maximum(x: Tensor, value: float) -> Tensor:
+        return x.clamp_min(value)  # keeps NaN
+
+    @staticmethod
+    def sum(x: Tensor, axis: int, keepdims: bool = False) -> Tensor:
+        return x.sum(axis, keepdim=keepdims)
+
+    @staticmethod
+    def min(x: Tensor, axis: int, keepdims: bool = False) -> Tensor:
+        return x.amin(axis, keepdim=keepdims)
+
+    @staticmethod
+    def stop_gradient(x: Tensor) -> Tensor:
+        return x.detach()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A small tensor of Python values on ``device``.
+
+    Eagerly, cached: a small host list copied to the GPU at every step would synchronise. Under
+    torch.compile the tensor becomes a constant of the graph.
+    """
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device)
+    return _cached_constant(values, dtype, device)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other floating dtype is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def cast_gradient(grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """``grad`` (float32) in ``dtype``, saturating at float16's largest value instead of overflowing.
+
+    A loss's gradient can exceed 65504 (1/smooth_dr per position on an empty target); cast to
+    float16 it would become inf and make AMP skip every step. NaN stays NaN.
+    """
+    if dtype == torch.float16:
+        grad = grad.clamp_(-FLOAT16_MAX, FLOAT16_MAX)
+    return grad.to(dtype)
+
+
+class _SaturatingUpcast(torch.autograd.Function):
+    """float16 to float32, whose backward casts the gradient back with :func:`cast_gradient`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: Tensor) -> Tensor:
+        return input.to(torch.float32)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        return tangent.to(torch.float32)
+
+
+def upcast(input: Tensor) -> Tensor:
+    """``input`` in its computation dtype (:func:`compute_dtype`), float16 through :func:`cast_gradient`'s rule."""
+    if input.dtype == torch.float16:
+        return _SaturatingUpcast.apply(input)
+    return input.to(compute_dtype(input.dtype))
+
+
+def reduce(loss: Tensor, reduction: str) -> Tensor:
+    """``"mean"``, ``"sum"`` or ``"none"`` of per-item losses (the mean of nothing is NaN, as in torch)."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+__all__ = ["FLOAT16_MAX", "TORCH_REDUCTIONS", "TorchOps", "cast_gradient", "compute_dtype", "constant", "reduce",
+           "upcast"]

@@ -1,0 +1,156 @@
+"""The general form of the overlap losses (losses/_overlap.py): its hand-written derivative (what the
+fused CPU path uses) against autograd of its own value, for every member and option; NaN rows; the
+options' checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from losses._overlap import MEMBERS, PRED_SUM, NumpyOps, OverlapOptions, overlap_loss
+from losses.torch._ops import TorchOps
+
+
+@st.composite
+def member_options(draw):
+    """(member name, options) over every option that changes the general form."""
+    name = draw(st.sampled_from(sorted(MEMBERS)))
+    accepted = MEMBERS[name].accepts()
+    smooth_nr = draw(st.sampled_from([0.0, 1e-5, 1.0]))
+    options = dict(smooth_nr=smooth_nr, smooth_dr=draw(st.sampled_from([1e-5, 1.0] + ([0.0] if smooth_nr == 0 else []))),
+                   soft_labels=draw(st.booleans()))
+    choices = dict(squared=st.booleans(), log_loss=st.booleans(),
+                   empty_target=st.sampled_from(["smooth", "exclude", "penalize"]),
+                   average=st.sampled_from(["macro", "micro"]), alpha=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
+                   beta=st.sampled_from([0.2, 0.7, 1.0]), gamma=st.sampled_from([0.5, 0.75, 1.0, 2.0]),
+                   weight_type=st.sampled_from(["square", "simple", "uniform"]))
+    for key, strategy in choices.items():
+        if key in accepted:
+            options[key] = draw(strategy)
+    return name, options
+
+
+def random_stats(seed):
+    """(S, C, 7) sums with the corner cases: empty targets, an empty row, subnormal sums, no valid position."""
+    rng = np.random.default_rng(seed)
+    stats = rng.uniform(0.0, 5.0, size=(4, 4, 7))
+    stats[rng.uniform(size=(4, 4)) < 0.3, 2] = 0.0  # empty targets
+    stats[0, 1] = 0.0  # nothing at all: a zero denominator without smoothing
+    stats[1, 3] = 1e-35  # subnormal in float32: the denominator is clamped without smoothing
+    stats[2, :, 6] = 0.0 if rng.uniform() < 0.5 else stats[2, :, 6]  # no valid position
+    stats[3, :, 2] = 0.0  # no class present in the image
+    return stats
+
+
+@given(member_options(), st.integers(0, 2**32 - 1))
+def test_the_hand_written_derivative_matches_autograd_of_the_value(case, seed):
+    name, options = case
+    options = OverlapOptions.create(name, **options)
+    stats = random_stats(seed)
+    weights = np.array([1.0, 0.0, 2.5, 0.5])  # class 1 unselected
+    leaf = torch.tensor(stats, requires_grad=True)
+    expected = overlap_loss(TorchOps, leaf, torch.tensor(weights), options.form)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), leaf)
+    loss, grad = overlap_loss(NumpyOps, stats, weights, options.form, with_grad=True)
+    assert np.isfinite(loss).all() and np.isfinite(grad).all()
+    np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_negative_control_a_denominator_held_constant_fails_the_comparison():
+    """Autograd of a formula whose Σp is held constant in the denominator (the seed article's kind
+    of mistake) must not match the hand-written derivative."""
+    stats = np.random.default_rng(6).uniform(0.5, 5.0, size=(2, 3, 7))
+    weights, options = np.ones(3), OverlapOptions.create()
+    leaf = torch.tensor(stats, requires_grad=True)
+    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM:PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1:]], -1)
+    (wrong_grad,) = torch.autograd.grad(overlap_loss(TorchOps, held, torch.tensor(weights), options.form).sum(), leaf)
+    _, grad = overlap_loss(NumpyOps, stats, weights, options.form, with_grad=True)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, options", [("dice", {}), ("dice", {"log_loss": True, "squared": True}),
+                                           ("dice", {"empty_target": "penalize"}), ("jaccard", {"average": "micro"}),
+                                           ("tversky", {"empty_target": "exclude", "soft_labels": True}),
+                                           ("focal_tversky", {}), ("generalized_dice", {})])
+def test_a_nan_row_gives_a_nan_loss_and_derivative_and_finite_values_elsewhere(name, options):
+    stats = np.random.default_rng(7).uniform(0.5, 5.0, size=(3, 2, 7))
+    stats[1] = np.nan
+    options = OverlapOptions.create(name, **options)
+    loss, grad = overlap_loss(NumpyOps, stats, np.ones(2), options.form, with_grad=True)
+    expected = overlap_loss(TorchOps, torch.tensor(stats), torch.ones(2, dtype=torch.float64), options.form)
+    assert np.isnan(loss[1]) and np.isnan(expected[1].item())
+    assert np.isnan(grad[1]).all()
+    assert np.isfinite(loss[[0, 2]]).all() and np.isfinite(grad[[0, 2]]).all()
+    np.testing.assert_allclose(loss, expected.numpy(), rtol=1e-12)
+
+
+def sums_of(seed):
+    """(S, C, 7) sums of real probabilities and targets, some classes absent from the target."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(size=(3, 4, 50))
+    g = (rng.uniform(size=(3, 4, 50)) < 0.3).astype(float)
+    g[0, 2] = 0.0
+    return np.stack([(p * g).sum(-1), p.sum(-1), g.sum(-1), (p * p).sum(-1), (g * g).sum(-1),
+                     np.abs(p - g).sum(-1), np.full((3, 4), 50.0)], -1)
+
+
+def test_members_reduce_to_one_another_where_they_should():
+    """Tversky at α = β = ½ is Dice with the smoothing doubled; at α = β = 1 it is Jaccard; focal
+    Tversky at γ = 1 is Tversky; generalized Dice with uniform weights is micro Dice."""
+    stats = sums_of(3)
+    weights = np.array([1.0, 0.5, 2.0, 1.0])
+
+    def value(name, **options):
+        return overlap_loss(NumpyOps, stats, weights, OverlapOptions.create(name, **options).form)
+
+    np.testing.assert_allclose(value("tversky", smooth_nr=0.5, smooth_dr=0.5), value("dice", smooth_nr=1.0, smooth_dr=1.0))
+    np.testing.assert_allclose(value("tversky", alpha=1.0, beta=1.0), value("jaccard"))
+    np.testing.assert_allclose(value("focal_tversky", alpha=0.5, beta=0.5, gamma=1.0), value("tversky"))
+    np.testing.assert_allclose(value("generalized_dice", weight_type="uniform"), value("dice", average="micro"))
+    assert not np.allclose(value("generalized_dice"), value("dice", average="micro"))
+
+
+def test_generalized_weights_of_absent_classes_and_empty_images():
+    """A class absent from the target gets the largest weight of the present ones (no infinity);
+    an image with no class present only its smoothing, 1 − s_nr / s_dr."""
+    stats = np.zeros((2, 3, 7))
+    stats[0, 0] = [2.0, 4.0, 4.0, 0, 0, 0, 10]   # present, G = 4
+    stats[0, 1] = [0.0, 3.0, 0.0, 0, 0, 0, 10]   # absent from the target, predicted
+    stats[0, 2] = [1.0, 2.0, 2.0, 0, 0, 0, 10]   # present, G = 2: the largest weight 1/4
+    stats[1, :, 1] = 1.0                          # nothing present at all
+    form = OverlapOptions.create("generalized_dice", smooth_nr=1e-5, smooth_dr=1e-3).form
+    loss, grad = overlap_loss(NumpyOps, stats, np.ones(3), form, with_grad=True)
+    w = np.array([1 / 16, 1 / 4, 1 / 4])
+    numerator = 2 * (w * stats[0, :, 0]).sum() + 1e-5
+    denominator = (w * (stats[0, :, 1] + stats[0, :, 2])).sum() + 1e-3
+    np.testing.assert_allclose(loss[0], 1 - numerator / denominator, rtol=1e-12)
+    np.testing.assert_allclose(loss[1], 1 - 1e-5 / 1e-3, rtol=1e-12)
+    assert np.isfinite(grad).all() and np.all(grad[1] == 0)
+
+
+@pytest.mark.parametrize("name, options, error, text", [
+    ("tversky", {"alpha": -0.1}, ValueError, "alpha must be >= 0"),
+    ("tversky", {"alpha": 0.0, "beta": 0.0}, ValueError, "alpha and beta must not both be 0"),
+    ("focal_tversky", {"gamma": 0.0}, ValueError, "gamma must be > 0"),
+    ("focal_tversky", {"gamma": float("nan")}, ValueError, "gamma must be finite"),
+    ("generalized_dice", {"weight_type": "cubic"}, ValueError, "weight_type must be one of"),
+    ("generalized_dice", {"empty_target": "exclude"}, TypeError, "GeneralizedDiceLoss takes no option 'empty_target'"),
+    ("tversky", {"squared": True}, TypeError, "TverskyLoss takes no option 'squared'"),
+    ("focal_tversky", {"log_loss": True}, TypeError, "FocalTverskyLoss takes no option 'log_loss'"),
+    ("dice", {"alpha": 0.3}, TypeError, "DiceLoss takes no option 'alpha'"),
+    ("dice", {"average": "weighted"}, ValueError, "average must be one of 'macro', 'micro'"),
+])
+def test_bad_options_name_the_argument(name, options, error, text):
+    with pytest.raises(error, match=text):
+        OverlapOptions.create(name, **options)
+
+
+def test_every_member_takes_the_common_options_and_its_own():
+    for name, member in MEMBERS.items():
+        options = OverlapOptions.create(name)
+        assert set(options.to_dict()) == set(member.accepts())
