@@ -462,8 +462,10 @@ class OverlapOptions:
     def full_weights(self, num_classes: int) -> tuple[float, ...]:
         """One weight per channel, 0 for a class left out by ``classes``, divided by the largest.
 
-        ``Σ w·L / Σ w`` does not change when every weight is scaled; scaled so that the largest is
-        1, huge weights cannot overflow the sum (``inf / inf``) nor tiny ones vanish in float32.
+        Class weights are relative: only their ratios matter. ``Σ w·L / Σ w`` does not change when
+        every weight is scaled, and the pooled sums (micro, generalized) are defined with the
+        weights so divided; huge weights cannot overflow the sum (``inf / inf``) nor tiny ones
+        vanish in float32.
         """
         weights = self.class_weights or (1.0,) * num_classes
         selected = range(num_classes) if self.classes is None else self.classes

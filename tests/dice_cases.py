@@ -70,3 +70,35 @@ def dice_cases(draw, with_ignore=True, max_side=4):
         empty_target=draw(st.sampled_from(["smooth", "exclude", "penalize"])),
     )
     return logits, target, options
+
+
+# The options of each member of the overlap family beyond the common ones, and values to draw.
+MEMBER_OPTIONS = {
+    "dice": dict(squared=[False, True], log_loss=[False, True], empty_target=["smooth", "exclude", "penalize"],
+                 average=["macro", "micro"]),
+    "jaccard": dict(squared=[False, True], log_loss=[False, True], empty_target=["smooth", "exclude", "penalize"],
+                    average=["macro", "micro"]),
+    "tversky": dict(alpha=[0.0, 0.3, 0.5, 1.0], beta=[0.3, 0.7, 1.0], log_loss=[False, True],
+                    empty_target=["smooth", "exclude", "penalize"], average=["macro", "micro"]),
+    "focal_tversky": dict(alpha=[0.3, 0.5], beta=[0.5, 0.7], gamma=[0.75, 1.0, 2.0],
+                          empty_target=["smooth", "exclude", "penalize"], average=["macro", "micro"]),
+    "generalized_dice": dict(weight_type=["square", "simple", "uniform"]),
+}
+_NOT_COMMON = ("squared", "log_loss", "empty_target")
+
+
+@st.composite
+def overlap_cases(draw, with_ignore=True, max_side=4, with_weight=True):
+    """(member, logits, target, options, weight map or None): every member of the family with its options."""
+    logits, target, options = draw(dice_cases(with_ignore=with_ignore, max_side=max_side))
+    member = draw(st.sampled_from(sorted(MEMBER_OPTIONS)))
+    options = {k: v for k, v in options.items() if k not in _NOT_COMMON}
+    for key, values in MEMBER_OPTIONS[member].items():
+        options[key] = draw(st.sampled_from(values))
+    if options.get("log_loss") and options["soft_labels"]:
+        options["log_loss"] = False  # float32 cancellation under a log: see test_torch_dice.test_float32_matches_reference
+    weight = None
+    if with_weight and draw(st.booleans()):
+        shape = (logits.shape[0], *logits.shape[2:])
+        weight = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(0.0, 2.0, size=shape)
+    return member, logits, target, options, weight

@@ -88,6 +88,9 @@ def _images(input, target, weight, o):
     num_classes = p.shape[1]
     weights = np.ones(num_classes) if o["class_weights"] is None else np.asarray(o["class_weights"], float)
     selected = list(range(num_classes)) if o["classes"] is None else list(o["classes"])
+    # Class weights are relative: only their ratios matter (with pooled sums too, where the
+    # smoothing is added after the weighted sums).
+    weights = weights / max(weights[c] for c in selected)
     return p, g, v, weights, selected
 
 

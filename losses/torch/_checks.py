@@ -107,7 +107,30 @@ def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: 
         _check_range("input", input, 0, 1, "probabilities in [0, 1] with from_logits=False (pass logits with "
                      "from_logits=True)", None)
     if weight is not None:
-        _check_range("weight", weight, 0, float("inf"), "finite and >= 0", None, finite=True)
+        check_weight_values(weight)
+
+
+def check_weight_values(weight: Tensor) -> None:
+    """A weight map's values: finite and >= 0 (see :func:`check_values` for where this is checked).
+
+    The fused kernels count the other values in their own passes; a weight map, optional, is
+    checked here in one pass of its own.
+    """
+    if torch.compiler.is_compiling() or _is_functorch_wrapped(weight):
+        return
+    _check_range("weight", weight, 0, float("inf"), "finite and >= 0", None, finite=True)
+
+
+def _distinct(values: Tensor) -> list:
+    """The distinct values, NaN once (torch.unique keeps every NaN)."""
+    distinct, nan_seen = [], False
+    for value in torch.unique(values).tolist():
+        if value != value:
+            if nan_seen:
+                continue
+            nan_seen = True
+        distinct.append(value)
+    return distinct
 
 
 def _check_range(name: str, x: Tensor, low: float, high: float, allowed: str, ignore_index: int | None,
@@ -138,6 +161,6 @@ def _check_range(name: str, x: Tensor, low: float, high: float, allowed: str, ig
         return
     bad = (checked < low) | (checked > high)
     values = checked[bad] if not_ok is None else torch.cat([checked[bad], x[not_ok]])
-    found = torch.unique(values)[:8].tolist()
+    found = _distinct(values)[:8]
     extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
     raise ValueError(f"{name} must be {allowed}{extra}; found {found}")

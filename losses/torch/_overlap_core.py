@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from losses._overlap import OverlapOptions, overlap_loss
-from losses.torch._checks import check_inputs, check_values, transformed
+from losses.torch._checks import check_inputs, check_values, check_weight_values, transformed
 from losses.torch._distributed import all_reduce_sum, distributed, reduce_across_ranks
 from losses.torch._fused_cpu import FusedCpuOverlap
 from losses.torch._kernels import cpu as cpu_kernels
@@ -91,6 +91,8 @@ def loss(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapO
     num_classes = input.shape[1]
     full_weights = options.full_weights(num_classes)  # raises when no selected class has a weight
     path = choose_path(input, target, weight, options, label_map)
+    if weight is not None and path.name in ("triton", "cpu"):
+        check_weight_values(weight)
     if path.name == "triton":
         # Stats, formula and reduction in two launches, the backward in one (host time is the
         # cost at training sizes). On CUDA the stats kernels check the values themselves (a device
