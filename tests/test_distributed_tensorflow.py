@@ -1,4 +1,4 @@
-"""Keras DiceLoss(sync_across_ranks=True) under tf.distribute.MirroredStrategy equals one device.
+"""Keras overlap losses with sync_across_ranks=True under tf.distribute.MirroredStrategy equal one device.
 
 ``model.fit`` under a MirroredStrategy over 2 logical CPU devices (each replica gets half of every
 batch) is compared with ``model.fit`` on one device: the loss of each step and the parameters after
@@ -31,6 +31,8 @@ CASES = [
     ("batch_local", dict(per_image=False, sync_across_ranks=False)),
     ("image_sync", dict(per_image=True, sync_across_ranks=True)),
     ("batch_sync_sum", dict(per_image=False, sync_across_ranks=True, reduction="sum")),
+    ("tversky_batch_sync", dict(loss="TverskyLoss", alpha=0.3, beta=0.7, per_image=False, sync_across_ranks=True)),
+    ("generalized_batch_sync", dict(loss="GeneralizedDiceLoss", per_image=False, sync_across_ranks=True)),
 ]
 
 
@@ -42,7 +44,7 @@ def _run_all(out: str) -> None:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
 
-    from losses.keras import DiceLoss
+    import losses.keras
 
     rng = np.random.default_rng(0)
     images = rng.normal(size=(4, 8, 8, 2)).astype("float32")
@@ -55,7 +57,9 @@ def _run_all(out: str) -> None:
                                  keras.layers.Conv2D(3, 1)])
 
     def fit(model, options):
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=DiceLoss(mode="multiclass", **options))
+        options = dict(options)
+        loss = getattr(losses.keras, options.pop("loss", "DiceLoss"))(mode="multiclass", **options)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=loss)
         params = [[w.tolist() for w in model.get_weights()]]
         save = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: params.append([w.tolist() for w in model.get_weights()]))

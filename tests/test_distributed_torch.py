@@ -1,4 +1,4 @@
-"""DiceLoss(sync_across_ranks=True) under DistributedDataParallel equals the single-process run.
+"""The overlap losses with sync_across_ranks=True under DistributedDataParallel equal the single-process run.
 
 Two worker processes (gloo backend, CPU) train a small conv net with DDP for a few steps on their
 slices of a batch; the test compares each step's loss on every rank and the parameter gradients DDP
@@ -31,6 +31,12 @@ CASES = [
     ("image_sync_uneven", dict(per_image=True, sync_across_ranks=True), (3, 1)),
     ("image_local_uneven", dict(per_image=True, sync_across_ranks=False), (3, 1)),
     ("image_sync_sum", dict(per_image=True, sync_across_ranks=True, reduction="sum"), (2, 2)),
+    # Other members of the overlap family: the same sums, the same synchronisation.
+    ("tversky_batch_sync", dict(loss="TverskyLoss", alpha=0.3, beta=0.7, per_image=False, sync_across_ranks=True),
+     (2, 2)),
+    ("generalized_batch_sync", dict(loss="GeneralizedDiceLoss", per_image=False, sync_across_ranks=True), (3, 1)),
+    ("jaccard_micro_sync", dict(loss="JaccardLoss", average="micro", per_image=False, sync_across_ranks=True),
+     (2, 2)),
 ]
 
 
@@ -50,9 +56,10 @@ def _model():
 
 def _train(model, images, labels, options: dict) -> tuple[list, list]:
     """Loss and parameter gradients of each step of plain SGD."""
-    from losses.torch import DiceLoss
+    import losses.torch
 
-    criterion = DiceLoss(mode="multiclass", **options)
+    options = dict(options)
+    criterion = getattr(losses.torch, options.pop("loss", "DiceLoss"))(mode="multiclass", **options)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     losses, grads = [], []
     for _ in range(STEPS):
