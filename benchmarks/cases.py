@@ -27,7 +27,7 @@ class Row:
 @dataclass(frozen=True)
 class Case:
     key: str  # stable name, what --only matches
-    loss: str  # "dice_binary", "dice_multiclass", "penalized_mae", "soft_round", "soft_step"
+    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "penalized_mae", "soft_round", ...
     shape: tuple  # of the prediction
     opts: dict
     rows: tuple
@@ -64,6 +64,36 @@ def _dice_rows(multiclass: bool, two_d: bool):
     return tuple(rows)
 
 
+def _overlap_rows(member: str):
+    rows = [
+        Row("losses (ours)", "torch", peers.ours_torch_overlap, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_overlap), "ours", compiled=True),
+        Row("naive torch", "torch", peers.naive_torch_overlap, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_overlap), "naive",
+            compiled=True),
+    ]
+    monai_names = {"tversky": "MONAI TverskyLoss", "generalized_dice": "MONAI GeneralizedDiceLoss",
+                   "jaccard": "MONAI DiceLoss(jaccard=True)"}
+    if member in monai_names:
+        rows.append(Row(monai_names[member], "torch", peers.monai_overlap, "peer"))
+    if member in ("jaccard", "tversky"):
+        rows.append(Row(f"smp {'JaccardLoss' if member == 'jaccard' else 'TverskyLoss'}", "torch", peers.smp_overlap,
+                        "peer"))
+    rows += [
+        Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_overlap, "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_overlap, "ours", jit=True, compiled=True),
+    ]
+    if member == "tversky":
+        per_image = {"per_image": True}
+        rows += [
+            Row("keras.losses.Tversky, tf.function", "keras", peers.keras_tversky, "peer"),
+            Row("keras.losses.Tversky, jit_compile", "keras", peers.keras_tversky, "peer", jit=True, compiled=True),
+            Row("losses (ours), per_image=True", "torch", peers.ours_torch_overlap, "ours", opts=per_image),
+            Row("kornia tversky_loss, per_image=True", "torch", peers.kornia_tversky, "peer", opts=per_image),
+        ]
+    return tuple(rows)
+
+
 def _elementwise_rows(name: str):
     ours_torch = getattr(peers, f"ours_torch_{name}")
     naive_torch = getattr(peers, f"naive_torch_{name}")
@@ -88,6 +118,12 @@ def _binary(shape, note=""):
 def _multiclass(shape, note=""):
     return Case(f"dice_multiclass_{'x'.join(map(str, shape))}", "dice_multiclass", shape,
                 {"mode": "multiclass", "per_image": False}, _dice_rows(True, len(shape) == 4), note)
+
+
+def _overlap(member, shape, note="int64 label maps", **member_opts):
+    opts = {"member": member, "per_image": False, **member_opts}
+    return Case(f"{member}_{'x'.join(map(str, shape))}", "overlap", shape, opts, _overlap_rows(member),
+                ", ".join(filter(None, (member, note))))
 
 
 def _elementwise(loss, numel, note=""):
@@ -124,6 +160,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _binary((2, 1, 16, 16)),
             _multiclass((2, 3, 16, 16)),
             _multiclass((1, 3, 8, 8, 8)),
+            _overlap("tversky", (2, 3, 16, 16), alpha=0.3, beta=0.7),
             _elementwise("penalized_mae", 4096),
             _elementwise("soft_round", 4096),
             _elementwise("soft_step", 4096),
@@ -133,6 +170,10 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _binary((16, 1, 256, 256)),
             _multiclass((8, 4, 128, 128), "int64 label maps"),
             _multiclass((2, 3, 64, 64, 64), "3D, int64 label maps"),
+            _overlap("jaccard", (8, 4, 128, 128)),
+            _overlap("tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7),
+            _overlap("focal_tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7, gamma=0.75),
+            _overlap("generalized_dice", (8, 4, 128, 128), weight_type="square"),
             _elementwise("penalized_mae", 2**22),
             _elementwise("soft_round", 2**22),
             _elementwise("soft_step", 2**22),
@@ -142,6 +183,10 @@ def _cases(device: str, quick: bool) -> list[Case]:
         _binary((16, 1, 2048, 2048)),
         _multiclass((16, 4, 1024, 1024), "int64 label maps"),
         _multiclass((2, 4, 160, 160, 160), "3D, int64 label maps"),
+        _overlap("jaccard", (16, 4, 1024, 1024)),
+        _overlap("tversky", (16, 4, 1024, 1024), alpha=0.3, beta=0.7),
+        _overlap("focal_tversky", (16, 4, 1024, 1024), alpha=0.3, beta=0.7, gamma=0.75),
+        _overlap("generalized_dice", (16, 4, 1024, 1024), weight_type="square"),
         _elementwise("penalized_mae", 2**26),
         _elementwise("soft_round", 2**26),
         _elementwise("soft_step", 2**26),

@@ -80,3 +80,35 @@ def soft_step_keras(x, *, alpha):
     from keras import ops
 
     return ops.mean(1.0 / (1.0 + ops.exp(-alpha * x)))
+
+
+# The overlap family ------------------------------------------------------------------------------
+
+
+def overlap_torch(input, target, *, member, per_image, alpha=0.5, beta=0.5, gamma=1.0, weight_type="square"):
+    """Dice, Jaccard, Tversky, focal Tversky or generalized Dice from logits and an int64 label map,
+    channels first, as a user would write them (one-hot target, sums, the ratio)."""
+    import torch
+    import torch.nn.functional as F
+
+    prob = torch.softmax(input, dim=1)
+    onehot = F.one_hot(target, input.shape[1]).movedim(-1, 1).to(prob.dtype)
+    dims = tuple(range(2, input.ndim)) if per_image else (0,) + tuple(range(2, input.ndim))
+    tp = (prob * onehot).sum(dims)
+    fp = (prob * (1 - onehot)).sum(dims)
+    fn = ((1 - prob) * onehot).sum(dims)
+    if member == "generalized_dice":
+        counts = onehot.sum(dims)
+        weights = {"square": 1 / counts**2, "simple": 1 / counts, "uniform": torch.ones_like(counts)}[weight_type]
+        score = (2 * (weights * tp).sum(-1) + SMOOTH_NR) / ((weights * (2 * tp + fp + fn)).sum(-1) + SMOOTH_DR)
+        return (1 - score).mean()
+    if member == "dice":
+        alpha = beta = 0.5
+    elif member == "jaccard":
+        alpha = beta = 1.0
+    if member == "dice":
+        score = (2 * tp + SMOOTH_NR) / (2 * tp + fp + fn + SMOOTH_DR)
+    else:
+        score = (tp + SMOOTH_NR) / (tp + alpha * fp + beta * fn + SMOOTH_DR)
+    loss = (1 - score).clamp_min(0) ** gamma if member == "focal_tversky" else 1 - score
+    return loss.mean()

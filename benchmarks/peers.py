@@ -115,7 +115,37 @@ ours_keras_soft_round = _ours_keras_surrogate("soft_round")
 ours_keras_soft_step = _ours_keras_surrogate("soft_step")
 
 
+def _overlap_kwargs(opts):
+    """This package's options for an overlap case: the member's own and the naive version's smoothing."""
+    member = opts["member"]
+    kwargs = dict(mode="multiclass", from_logits=True, **_same_smoothing(opts["per_image"]))
+    kwargs.update({k: opts[k] for k in ("alpha", "beta", "gamma", "weight_type") if k in opts})
+    return member, kwargs
+
+
+def ours_torch_overlap(opts):
+    functional = _import("losses.torch.functional", "the overlap family has not landed yet")
+    member, kwargs = _overlap_kwargs(opts)
+    loss = getattr(functional, f"{member}_loss")
+    return lambda input, target: loss(input, target, **kwargs)
+
+
+def ours_keras_overlap(opts):
+    module = _import("losses.keras", "the Keras overlap family has not landed yet")
+    from keras import ops
+
+    member, kwargs = _overlap_kwargs(opts)
+    loss = getattr(module, f"{member}_loss")
+    return lambda y_true, y_pred: ops.mean(loss(y_true, y_pred, **kwargs))
+
+
 # Naive versions ---------------------------------------------------------------------------------
+
+
+def naive_torch_overlap(opts):
+    options = {k: opts[k] for k in ("alpha", "beta", "gamma", "weight_type") if k in opts}
+    return lambda input, target: naive.overlap_torch(input, target, member=opts["member"],
+                                                     per_image=opts["per_image"], **options)
 
 
 def naive_torch_dice(opts):
@@ -182,6 +212,25 @@ def monai_dice(opts):
     return loss
 
 
+def monai_overlap(opts):
+    """MONAI's TverskyLoss, GeneralizedDiceLoss, or DiceLoss(jaccard=True), whose Jaccard smoothing is
+    twice ours: (2·I + s) / (2·(P + G − I) + s) = (I + s/2) / (P + G − I + s/2)."""
+    losses = _import("monai.losses", "pip install monai")
+    common = dict(softmax=True, to_onehot_y=True, batch=not opts["per_image"])
+    member = opts["member"]
+    if member == "tversky":
+        loss = losses.TverskyLoss(alpha=opts["alpha"], beta=opts["beta"], smooth_nr=naive.SMOOTH_NR,
+                                  smooth_dr=naive.SMOOTH_DR, **common)
+    elif member == "generalized_dice":
+        loss = losses.GeneralizedDiceLoss(w_type=opts["weight_type"], smooth_nr=naive.SMOOTH_NR,
+                                          smooth_dr=naive.SMOOTH_DR, **common)
+    elif member == "jaccard":
+        loss = losses.DiceLoss(jaccard=True, smooth_nr=2 * naive.SMOOTH_NR, smooth_dr=2 * naive.SMOOTH_DR, **common)
+    else:
+        raise Unavailable(f"MONAI has no {member} loss")
+    return lambda input, target: loss(input, target.unsqueeze(1))
+
+
 def _smp_losses():
     """``segmentation_models_pytorch.losses`` without the package's ``__init__``.
 
@@ -215,6 +264,46 @@ def smp_dice(opts):
         raise Unavailable("smp's DiceLoss sums over the whole batch only (per_image=False)")
     losses = _smp_losses()
     return losses.DiceLoss(mode=opts["mode"], from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7)
+
+
+def smp_overlap(opts):
+    if opts["per_image"]:
+        raise Unavailable("smp's losses sum over the whole batch only (per_image=False)")
+    losses = _smp_losses()
+    if opts["member"] == "jaccard":
+        return losses.JaccardLoss(mode="multiclass", from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7)
+    if opts["member"] == "tversky":
+        return losses.TverskyLoss(mode="multiclass", from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7,
+                                  alpha=opts["alpha"], beta=opts["beta"])
+    raise Unavailable(f"smp has no {opts['member']} loss with these options")
+
+
+def kornia_tversky(opts):
+    if not opts["per_image"]:
+        raise Unavailable("kornia's tversky_loss is per image only")
+    module = _import("kornia.losses", "pip install kornia")
+    return lambda input, target: module.tversky_loss(input, target, alpha=opts["alpha"], beta=opts["beta"], eps=1e-8)
+
+
+def keras_tversky(opts):
+    """Keras' built-in ``keras.losses.Tversky`` on probabilities and one-hot targets, channels last.
+
+    Its ``alpha`` weighs the false negatives: it gets this package's ``beta``, and the reverse."""
+    import keras
+    from keras import ops
+
+    if opts["per_image"]:
+        raise Unavailable("keras.losses.Tversky over (batch, *spatial) axes: per_image=False only")
+    losses = {}
+
+    def fn(y_true, y_pred):
+        ndim = len(y_pred.shape)
+        if ndim not in losses:
+            losses[ndim] = keras.losses.Tversky(alpha=opts["beta"], beta=opts["alpha"], axis=tuple(range(ndim - 1)))
+        onehot = ops.one_hot(y_true, y_pred.shape[-1], dtype=y_pred.dtype)
+        return losses[ndim](onehot, ops.softmax(y_pred, axis=-1))
+
+    return fn
 
 
 def kornia_dice(opts):

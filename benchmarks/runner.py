@@ -103,7 +103,7 @@ def make_inputs(case: Case, seed: int = 0) -> dict:
     x = (2.0 * rng.standard_normal(case.shape, dtype=np.float32)).astype(np.float32)
     if case.loss == "dice_binary":
         target = (rng.random(case.shape, dtype=np.float32) < 0.3).astype(np.float32)
-    elif case.loss == "dice_multiclass":
+    elif case.loss in ("dice_multiclass", "overlap"):
         label_shape = (case.shape[0],) + tuple(case.shape[2:])
         target = rng.integers(0, case.shape[1], size=label_shape, dtype=np.int64)
     elif case.loss == "penalized_mae":
@@ -130,20 +130,25 @@ def reference(case: Case, opts: dict, arrays: dict, device: str):
         "penalized_mae": lambda: naive.penalized_mae_torch(x, t, delta=opts["delta"], penalty=opts["penalty"]),
         "soft_round": lambda: naive.soft_round_torch(x, alpha=opts["alpha"]),
         "soft_step": lambda: naive.soft_step_torch(x, alpha=opts["alpha"]),
+        "overlap": lambda: naive.overlap_torch(x, t, **opts),
     }[case.loss]
     loss = fn()
     (grad,) = torch.autograd.grad(loss, x)
     return loss.detach().item(), grad.cpu().numpy()
 
 
+def _segmentation(case: Case) -> bool:
+    return case.loss.startswith("dice") or case.loss == "overlap"
+
+
 def _channels_last(case: Case, array):
-    if array is None or not case.loss.startswith("dice") or array.dtype == np.int64:
+    if array is None or not _segmentation(case) or array.dtype == np.int64:
         return array  # label maps have no channel axis
     return np.ascontiguousarray(np.moveaxis(array, 1, -1))
 
 
 def _channels_first(case: Case, array):
-    if not case.loss.startswith("dice"):
+    if not _segmentation(case):
         return array
     return np.moveaxis(array, -1, 1)
 
