@@ -153,6 +153,8 @@ def _generalized_weights(ops: Any, target_sum: Any, weights: Any, power: float) 
     weights 0 and scale 1, so that its loss is ``1 − smooth_nr / smooth_dr`` (as in MONAI).
     """
     selected = (ops.zeros_like(target_sum) + weights) > 0
+    if power == 0:  # uniform: the class weights themselves, whatever the target
+        return ops.where(selected, ops.zeros_like(target_sum) + weights, 0.0), 1.0
     present = ops.logical_and(target_sum > 0, selected)
     smallest = ops.min(ops.where(present, target_sum, math.inf), axis=1, keepdims=True)
     any_present = smallest < math.inf

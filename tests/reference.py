@@ -191,6 +191,91 @@ OVERLAP_LOSSES = {"dice": dice_loss, "jaccard": jaccard_loss, "tversky": tversky
 
 
 # ----------------------------------------------------------------------------------------------
+# Focal loss (cross-entropy at gamma = 0) and the pairs with an overlap loss
+# ----------------------------------------------------------------------------------------------
+
+
+def _log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def focal_terms(input, target, weight=None, mode="multiclass", gamma=2.0, alpha=None, from_logits=True,
+                label_smoothing=0.0, class_weights=None, ignore_index=None):
+    """(v·ℓ, v) per position (multiclass, (B, N)) or element ((B, C, N)), float64, per losses/_cross_entropy.py."""
+    x = np.asarray(input, dtype=np.float64)
+    batch, classes = x.shape[:2]
+    x = x.reshape(batch, classes, -1)
+    eps = label_smoothing
+    w = np.ones(classes) if class_weights is None else np.asarray(class_weights, float)
+    w = w / w.max()
+    t = np.asarray(target)
+    dense = t.shape == np.asarray(input).shape
+    if mode == "multiclass":
+        log_p = _log_softmax(x, 1) if from_logits else np.log(np.maximum(x, 1e-30))
+        if alpha is not None:
+            w = w * np.asarray(alpha, float)
+        if dense:
+            q = t.reshape(batch, classes, -1).astype(np.float64)
+            valid = np.ones((q.shape[0], q.shape[2])) if ignore_index is None else (q != ignore_index).all(1)
+            q = np.where(q == ignore_index, 0.0, q) if ignore_index is not None else q
+        else:
+            labels = t.reshape(batch, -1).astype(np.int64)
+            valid = np.ones(labels.shape, bool) if ignore_index is None else (labels != ignore_index)
+            q = np.stack([(labels == c) & valid for c in range(classes)], axis=1).astype(np.float64)
+        q = (1 - eps) * q + eps / classes
+        p = np.exp(log_p)
+        terms = -(w[None, :, None] * q * (1 - p) ** gamma * log_p).sum(1)
+        valid = np.asarray(valid, np.float64)
+    else:
+        t = t.reshape(batch, classes if dense else 1, -1)
+        valid = np.ones(t.shape) if ignore_index is None else (t != ignore_index).astype(np.float64)
+        t = np.where(valid > 0, t, 0).astype(np.float64)
+        t = (1 - eps) * t + eps / 2
+        if from_logits:
+            log_p, log_not_p, p = _log_sigmoid(x), _log_sigmoid(-x), _sigmoid(x)
+        else:
+            log_p, log_not_p, p = np.log(np.maximum(x, 1e-30)), np.log(np.maximum(1 - x, 1e-30)), x
+        ce = -(t * log_p + (1 - t) * log_not_p)
+        miss = p * (1 - t) + (1 - p) * t
+        terms = w[None, :, None] * miss ** gamma * ce
+        if alpha is not None:
+            terms = (alpha * t + (1 - alpha) * (1 - t)) * terms
+        valid = np.broadcast_to(valid, terms.shape)
+    if weight is not None:
+        shape = (batch, -1) if mode == "multiclass" else (batch, 1, -1)
+        valid = valid * np.asarray(weight, np.float64).reshape(shape)
+    return valid * terms, valid
+
+
+def focal_loss(input, target, reduction="mean", weight=None, **options):
+    terms, valid = focal_terms(input, target, weight, **options)
+    if reduction == "none":
+        return terms
+    return terms.sum() if reduction == "sum" else terms.sum() / valid.sum()
+
+
+def pair_loss(input, target, reduction="mean", weight=None, overlap="dice", overlap_options=None, lambdas=(1.0, 1.0),
+              term=None, **options):
+    """λ_overlap·L_overlap + λ_term·mean(ℓ) per image (per batch with per_image=False)."""
+    o = {**OVERLAP_DEFAULTS, **options}
+    overlap_rows = OVERLAP_LOSSES[overlap](input, target, "none", weight, **options, **(overlap_options or {}))
+    terms, valid = focal_terms(input, target, weight, mode=o["mode"], from_logits=o["from_logits"],
+                               class_weights=o["class_weights"], ignore_index=o["ignore_index"], **(term or {}))
+    term_sums, counts = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
+    if not o["per_image"]:
+        term_sums, counts = term_sums.sum(), counts.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        term_means = np.where(counts > 0, term_sums / counts, 0.0)  # no valid position: nothing to learn, 0
+    rows = lambdas[0] * overlap_rows + lambdas[1] * term_means
+    return _reduce(rows, reduction)
+
+
+# ----------------------------------------------------------------------------------------------
 # Penalized MAE
 # ----------------------------------------------------------------------------------------------
 

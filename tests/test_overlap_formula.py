@@ -94,14 +94,16 @@ def sums_of(seed):
     rng = np.random.default_rng(seed)
     p = rng.uniform(size=(3, 4, 50))
     g = (rng.uniform(size=(3, 4, 50)) < 0.3).astype(float)
-    g[0, 2] = 0.0
+    g[0, 2] = 0.0  # a class absent from one image
+    g[1] = 0.0  # an image with no class at all
     return np.stack([(p * g).sum(-1), p.sum(-1), g.sum(-1), (p * p).sum(-1), (g * g).sum(-1),
                      np.abs(p - g).sum(-1), np.full((3, 4), 50.0)], -1)
 
 
 def test_members_reduce_to_one_another_where_they_should():
     """Tversky at α = β = ½ is Dice with the smoothing doubled; at α = β = 1 it is Jaccard; focal
-    Tversky at γ = 1 is Tversky; generalized Dice with uniform weights is micro Dice."""
+    Tversky at γ = 1 is Tversky; generalized Dice with uniform weights is micro Dice (also for an
+    image without any class: uniform weights do not depend on the target)."""
     stats = sums_of(3)
     weights = np.array([1.0, 0.5, 2.0, 1.0])
 

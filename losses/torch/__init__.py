@@ -16,6 +16,10 @@ from losses.torch import functional
 from losses.torch._overlap import DiceLoss, FocalTverskyLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
 
 
+# Cross-entropy and focal terms, and their pairs with an overlap loss
+from losses.torch._cross_entropy import FocalLoss
+from losses.torch._pairs import DiceCELoss, DiceFocalLoss
+
 # Penalized MAE
 from losses.torch._penalized_mae import PenalizedMAELoss
 
@@ -30,6 +34,10 @@ __all__ = [
     "TverskyLoss",
     "FocalTverskyLoss",
     "GeneralizedDiceLoss",
+    # Cross-entropy and focal
+    "FocalLoss",
+    "DiceCELoss",
+    "DiceFocalLoss",
     # Penalized MAE
     "PenalizedMAELoss",
     # Surrogates

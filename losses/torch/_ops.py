@@ -4,6 +4,7 @@ cached constants, the computation dtype and the float16 cast of gradients."""
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -103,6 +104,36 @@ def upcast(input: Tensor) -> Tensor:
     return input.to(compute_dtype(input.dtype))
 
 
+class _NonFiniteMark(torch.autograd.Function):
+    """0 where ``x`` is finite and NaN where not, with a gradient that is NaN where ``x`` is not finite
+    (and exactly 0 elsewhere). Added to a loss term, it makes the term and the gradient of the
+    non-finite input NaN, which a loss scaler reads from the gradients."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return torch.where(torch.isfinite(x), 0.0, math.nan).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (mark,) = ctx.saved_tensors
+        return grad * 0 + mark
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        return torch.zeros_like(tangent)
+
+
+def non_finite_mark(x: Tensor) -> Tensor:
+    """0 where ``x`` is finite, NaN where not; its gradient likewise (see :class:`_NonFiniteMark`)."""
+    return _NonFiniteMark.apply(x)
+
+
 def reduce(loss: Tensor, reduction: str) -> Tensor:
     """``"mean"``, ``"sum"`` or ``"none"`` of per-item losses (the mean of nothing is NaN, as in torch)."""
     if reduction == "mean":
@@ -112,5 +143,5 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
-__all__ = ["FLOAT16_MAX", "TORCH_REDUCTIONS", "TorchOps", "cast_gradient", "compute_dtype", "constant", "reduce",
-           "upcast"]
+__all__ = ["FLOAT16_MAX", "TORCH_REDUCTIONS", "TorchOps", "cast_gradient", "compute_dtype", "constant",
+           "non_finite_mark", "reduce", "upcast"]

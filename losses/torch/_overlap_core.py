@@ -111,6 +111,18 @@ def composed_loss(input: Tensor, target: Tensor, weight: Tensor | None, options:
                   label_map: bool, sync: bool, triton_stats: bool = False) -> Tensor:
     """The loss from PyTorch ops (the sums from the Triton stats kernels with ``triton_stats``),
     differentiated by autograd."""
+    per_row = row_losses(input, target, weight, options, label_map, sync, triton_stats)
+    if not options.per_image:
+        return per_row.squeeze(0)
+    if sync and reduction != "none":
+        return reduce_across_ranks(per_row, reduction)
+    return reduce(per_row, reduction)
+
+
+def row_losses(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool,
+               sync: bool, triton_stats: bool = False) -> Tensor:
+    """The loss of each row, ``(S,)``: of each image, or (``per_image=False``) of the batch, from the
+    sums of all ranks when ``sync``."""
     if triton_stats:
         if input.device.type == "cpu":  # on CUDA the stats kernels assert themselves
             check_values(input, target, weight, options, label_map)
@@ -123,9 +135,4 @@ def composed_loss(input: Tensor, target: Tensor, weight: Tensor | None, options:
     # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
     stats = stats + 0 * stats.sum((1, 2), keepdim=True)
     weights = constant(options.full_weights(input.shape[1]), stats.dtype, stats.device)
-    per_image = overlap_loss(TorchOps, stats, weights, options.form)
-    if not options.per_image:
-        per_image = per_image.squeeze(0)
-    elif sync and reduction != "none":
-        return reduce_across_ranks(per_image, reduction)
-    return reduce(per_image, reduction)
+    return overlap_loss(TorchOps, stats, weights, options.form)

@@ -6,6 +6,10 @@ from __future__ import annotations
 from losses.torch._overlap import dice_loss, focal_tversky_loss, generalized_dice_loss, jaccard_loss, tversky_loss
 
 
+# Cross-entropy and focal terms, and their pairs with an overlap loss
+from losses.torch._cross_entropy import focal_loss
+from losses.torch._pairs import dice_ce_loss, dice_focal_loss
+
 # Penalized MAE
 from losses.torch._penalized_mae import penalized_mae
 
@@ -19,6 +23,10 @@ __all__ = [
     "tversky_loss",
     "focal_tversky_loss",
     "generalized_dice_loss",
+    # Cross-entropy and focal
+    "focal_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
     # Penalized MAE
     "penalized_mae",
     # Surrogates

@@ -82,7 +82,10 @@ def finalize_kernel(
                 any_present = smallest < float("inf")
                 smallest = tl.where(any_present, smallest, 1.0)
                 ratio = _pow(smallest[:, None] / tl.where(present, s_g, 1.0), weight_power)
-                ratio = tl.where(present, ratio, tl.where(any_present[:, None], 1.0, 0.0))
+                # A class absent from the target: the largest ratio, 1 (0 when no class is present,
+                # except with uniform weights, q = 0, which do not depend on the target).
+                absent = tl.where(any_present[:, None] | (weight_power == 0), 1.0, 0.0)
+                ratio = tl.where(present, ratio, absent)
                 pool = tl.where(wt > 0, ratio * wt, 0.0)
                 scale = _pow(smallest, weight_power)[:, None] + tl.zeros([BLOCK_S, C_PAD], dtype=tl.float32)
             # One pooled class, in column 0.

@@ -1,0 +1,187 @@
+r"""An overlap loss plus a cross-entropy or focal term over the same positions: ``DiceCELoss``,
+``DiceFocalLoss`` (PyTorch, channels first).
+
+Per image (per batch with ``per_image=False``)::
+
+    loss = λ_overlap · L_overlap + λ_term · Σ v·ℓ / Σ v
+
+with ``L_overlap`` any member of the overlap family (``overlap="dice"``, the default, or
+``"jaccard"``, ``"tversky"``, ``"focal_tversky"``, ``"generalized_dice"``, with that member's own
+options in ``overlap_options``) and ℓ the cross-entropy (``gamma = 0``) or focal term of
+:mod:`losses._cross_entropy`, over the same valid positions: one ``ignore_index``, one weight map
+(``weight``), one rule for ``class_weights`` (class c's weight multiplies its overlap loss in the
+class mean and its cross-entropy terms). ``classes`` selects the classes of the overlap term only;
+the cross-entropy covers every class, as a softmax does. A row (image, or batch) without a valid
+position adds 0, as its overlap loss does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from losses._cross_entropy import PairOptions
+from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses.torch._checks import check_inputs, check_weight_values
+from losses.torch._cross_entropy import focal_terms
+from losses.torch._distributed import all_reduce_sum, distributed, reduce_across_ranks
+from losses.torch._ops import reduce
+from losses.torch._overlap_core import row_losses
+
+
+def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOptions, reduction: str) -> Tensor:
+    """The pair's loss: shape ``()``, or ``(B,)`` for ``reduction="none"`` with ``per_image``."""
+    options = pair.overlap
+    label_map = check_inputs(input, target, weight, options)
+    pair.term.check_num_classes(input.shape[1])
+    options.full_weights(input.shape[1])  # raises when no selected class has a weight
+    if weight is not None:
+        check_weight_values(weight)
+    sync = options.sync_across_ranks and distributed()
+    overlap = row_losses(input, target, weight, options, label_map, sync)
+    terms, valid = focal_terms(input, target, weight, pair.term, label_map)
+    term_sum, count = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
+    if not options.per_image:
+        term_sum, count = term_sum.sum(0, keepdim=True), count.sum(0, keepdim=True)
+        if sync:
+            term_sum, count = all_reduce_sum(torch.stack([term_sum, count])).unbind(0)
+    # A row without a valid position has nothing to learn from: 0, as its overlap loss.
+    term_mean = torch.where(count > 0, term_sum / torch.where(count > 0, count, 1.0), 0.0)
+    per_row = pair.lambda_overlap * overlap + pair.lambda_term * term_mean
+    if not options.per_image:
+        return per_row.squeeze(0)
+    if sync and reduction != "none":
+        return reduce_across_ranks(per_row, reduction)
+    return reduce(per_row, reduction)
+
+
+def _functional(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, lambdas: tuple,
+                lambda_names: tuple[str, str], overlap: str, overlap_options: dict | None, common: dict,
+                term: dict) -> Tensor:
+    reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
+    pair = PairOptions.create(overlap, common, overlap_options, *lambdas, lambda_names, **term)
+    return pair_loss(input, target, weight, pair, reduction)
+
+
+def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
+                 lambda_dice: float = 1.0, lambda_ce: float = 1.0, overlap: str = "dice",
+                 overlap_options: dict | None = None, label_smoothing: float = 0.0, from_logits: bool = True,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False,
+                 soft_labels: bool = False, per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+    r"""Dice (or another overlap loss) plus cross-entropy: ``λ_dice·L_overlap + λ_ce·CE`` per image.
+
+    nnU-Net's default loss is this with ``per_image=False`` and ``classes`` leaving out the
+    background, up to a constant: nnU-Net adds −Dice rather than 1 − Dice. MONAI's ``DiceCELoss``
+    weighs the cross-entropy by its own ``weight`` and the Dice by nothing; here ``class_weights`` is
+    one rule for both terms. The common options are those of :func:`dice_loss`; ``overlap`` picks
+    the member of the overlap family and ``overlap_options`` its own options (e.g.
+    ``overlap="tversky", overlap_options={"alpha": 0.3, "beta": 0.7}``); ``label_smoothing`` is the
+    cross-entropy's. ``lambda_dice``, ``lambda_ce``: ``>= 0``, not both 0.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch.functional import dice_ce_loss
+    >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])      # (B=1, C=2, 1, 2)
+    >>> round(dice_ce_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
+    0.0961
+    """
+    common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                  log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                  class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target, average=average,
+                  sync_across_ranks=sync_across_ranks)
+    return _functional(input, target, weight, reduction, (lambda_dice, lambda_ce), ("lambda_dice", "lambda_ce"),
+                       overlap, overlap_options, common, dict(gamma=0.0, label_smoothing=label_smoothing))
+
+
+def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
+                    lambda_dice: float = 1.0, lambda_focal: float = 1.0, gamma: float = 2.0, alpha: Any = None,
+                    overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
+                    from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                    squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
+                    per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                    ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                    sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+    r"""Dice (or another overlap loss) plus focal loss: ``λ_dice·L_overlap + λ_focal·focal`` per image.
+
+    ``gamma`` and ``alpha`` are those of :func:`focal_loss`; the other options as :func:`dice_ce_loss`.
+    MONAI's ``DiceFocalLoss`` averages its focal term over the classes too (its focal term is this
+    one divided by C in multiclass mode).
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch.functional import dice_focal_loss
+    >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])
+    >>> round(dice_focal_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
+    0.0476
+    """
+    common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                  log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                  class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target, average=average,
+                  sync_across_ranks=sync_across_ranks)
+    return _functional(input, target, weight, reduction, (lambda_dice, lambda_focal), ("lambda_dice", "lambda_focal"),
+                       overlap, overlap_options, common, dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+
+
+class _PairLoss(nn.Module):
+    def __init__(self, reduction: str, pair: PairOptions) -> None:
+        super().__init__()
+        self.reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
+        self.options = pair
+
+    def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The loss of ``input`` ``(B, C, *spatial)`` against ``target``, with an optional weight per
+        position ``weight`` ``(B, *spatial)``."""
+        return pair_loss(input, target, weight, self.options, self.reduction)
+
+    def extra_repr(self) -> str:
+        pair = self.options
+        changed = [f"overlap={pair.overlap.loss!r}"] + [f"{k}={v!r}" for k, v in pair.overlap.changed().items()]
+        changed += [f"lambdas=({pair.lambda_overlap}, {pair.lambda_term})", f"term={pair.term.to_dict()}"]
+        if self.reduction != "mean":
+            changed.append(f"reduction={self.reduction!r}")
+        return ", ".join(changed)
+
+
+class DiceCELoss(_PairLoss):
+    """Dice (or another overlap loss) plus cross-entropy as an ``nn.Module``: the options of
+    :func:`losses.torch.functional.dice_ce_loss`. ``forward(input, target, weight=None)``."""
+
+    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+                 overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
+                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
+                 log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
+                 class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
+                 average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> None:
+        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+                      average=average, sync_across_ranks=sync_across_ranks)
+        super().__init__(reduction, PairOptions.create(overlap, common, overlap_options, lambda_dice, lambda_ce,
+                                                       ("lambda_dice", "lambda_ce"), gamma=0.0,
+                                                       label_smoothing=label_smoothing))
+
+
+class DiceFocalLoss(_PairLoss):
+    """Dice (or another overlap loss) plus focal loss as an ``nn.Module``: the options of
+    :func:`losses.torch.functional.dice_focal_loss`. ``forward(input, target, weight=None)``."""
+
+    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
+                 gamma: float = 2.0, alpha: Any = None, overlap: str = "dice", overlap_options: dict | None = None,
+                 label_smoothing: float = 0.0, from_logits: bool = True, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
+                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str = "mean") -> None:
+        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+                      average=average, sync_across_ranks=sync_across_ranks)
+        super().__init__(reduction, PairOptions.create(overlap, common, overlap_options, lambda_dice, lambda_focal,
+                                                       ("lambda_dice", "lambda_focal"), gamma=gamma, alpha=alpha,
+                                                       label_smoothing=label_smoothing))

@@ -1,0 +1,206 @@
+"""FocalLoss, DiceCELoss and DiceFocalLoss in PyTorch: against the float64 reference on every CPU path,
+finite differences with a negative control, extreme and non-finite inputs, bad options."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch.autograd.gradcheck import GradcheckError
+
+import reference
+from dice_cases import IGNORE
+from focal_cases import focal_cases, pair_cases
+from losses.torch import DiceCELoss, DiceFocalLoss, FocalLoss
+from losses.torch.functional import dice_ce_loss, dice_focal_loss, dice_loss, focal_loss
+
+PAIRS = {"dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss}
+
+
+@contextlib.contextmanager
+def kernels(choice: str):
+    previous = os.environ.get("LOSSES_KERNELS")
+    os.environ["LOSSES_KERNELS"] = choice
+    try:
+        yield
+    finally:
+        os.environ.pop("LOSSES_KERNELS") if previous is None else os.environ.__setitem__("LOSSES_KERNELS", previous)
+
+
+def tensor(array, dtype=torch.float64):
+    return None if array is None else torch.as_tensor(np.asarray(array), dtype=dtype)
+
+
+@given(focal_cases(), st.sampled_from(["mean", "sum", "none"]))
+def test_focal_loss_matches_the_reference_in_float64(case, reduction):
+    logits, target, options, weight = case
+    ours = focal_loss(tensor(logits), torch.as_tensor(target), weight=tensor(weight), reduction=reduction, **options)
+    expected = reference.focal_loss(logits, target, reduction, weight, **options)
+    np.testing.assert_allclose(ours.numpy().reshape(np.shape(expected)), expected, rtol=1e-9, atol=1e-12)
+
+
+@given(pair_cases(), st.sampled_from(["mean", "sum", "none"]))
+def test_pairs_match_the_reference_in_float64(case, reduction):
+    kind, logits, target, arguments, weight, reference_kwargs = case
+    ours = PAIRS[kind](tensor(logits), torch.as_tensor(target), weight=tensor(weight), reduction=reduction,
+                       **arguments)
+    np.testing.assert_allclose(ours.numpy(), reference.pair_loss(logits, target, reduction, weight,
+                                                                 **reference_kwargs), rtol=1e-9, atol=1e-12)
+
+
+@given(pair_cases(max_side=5))
+def test_pairs_on_every_cpu_path_agree_in_float32(case):
+    kind, logits, target, arguments, weight, reference_kwargs = case
+    results = []
+    for path in ("auto", "torch"):
+        with kernels(path):
+            x = tensor(logits, torch.float32).requires_grad_(True)
+            loss = PAIRS[kind](x, torch.as_tensor(target), weight=tensor(weight, torch.float32), **arguments)
+            (grad,) = torch.autograd.grad(loss, x)
+            results.append((loss.item(), grad.numpy()))
+    expected = reference.pair_loss(logits.astype(np.float32), target, "mean", weight, **reference_kwargs)
+    for loss, _ in results:
+        assert loss == pytest.approx(float(expected), rel=1e-4, abs=1e-5)
+    (_, a), (_, b) = results
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+def _clear_of_kinks(logits, target, soft_labels, options):
+    if not soft_labels:
+        return True
+    p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
+                                                       options["ignore_index"])
+    return bool(np.all(np.abs(p - g)[v > 0] > 1e-3))
+
+
+@settings(max_examples=15)
+@given(focal_cases(max_side=3))
+def test_focal_gradient_matches_central_differences(case):
+    logits, target, options, weight = case
+    if not options["from_logits"]:  # (1 − p)^γ with γ < 1 has an infinite slope at p = 1
+        assume(options["gamma"] in (0.0, 1.0, 2.0))
+    x = tensor(logits).requires_grad_(True)
+    t, w = torch.as_tensor(target), tensor(weight)
+    assert torch.autograd.gradcheck(lambda x: focal_loss(x, t, weight=w, **options), (x,), eps=1e-6, atol=1e-6,
+                                    rtol=1e-4)
+
+
+@settings(max_examples=15)
+@given(pair_cases(max_side=3))
+def test_pair_gradient_matches_central_differences(case):
+    kind, logits, target, arguments, weight, _ = case
+    assume(_clear_of_kinks(logits, target, arguments["soft_labels"], arguments))
+    x = tensor(logits).requires_grad_(True)
+    t, w = torch.as_tensor(target), tensor(weight)
+    assert torch.autograd.gradcheck(lambda x: PAIRS[kind](x, t, weight=w, **arguments), (x,), eps=1e-6, atol=1e-6,
+                                    rtol=1e-4)
+
+
+class _FocalWithoutModulatorGradient(torch.autograd.Function):
+    """A deliberately wrong backward: the focal factor (1 − p_t)^γ treated as a constant."""
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        ctx.save_for_backward(logits, target)
+        return focal_loss(logits, target, gamma=2.0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        logits, target = ctx.saved_tensors
+        with torch.enable_grad():
+            x = logits.detach().requires_grad_(True)
+            log_p = torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
+            factor = (1 - log_p.exp()).detach() ** 2
+            (grad,) = torch.autograd.grad((-factor * log_p).mean(), x)
+        return grad_output * grad, None
+
+
+def test_negative_control_a_wrong_backward_fails_the_same_check():
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(2, 3, 4, 4)), requires_grad=True)
+    t = torch.as_tensor(rng.integers(0, 3, (2, 4, 4)))
+    assert torch.autograd.gradcheck(lambda x: focal_loss(x, t), (x,), eps=1e-6, atol=1e-6)
+    assert _FocalWithoutModulatorGradient.apply(x, t).item() == pytest.approx(focal_loss(x, t).item(), rel=1e-12)
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(lambda x: _FocalWithoutModulatorGradient.apply(x, t), (x,), eps=1e-6, atol=1e-6)
+
+
+def test_gamma_zero_is_cross_entropy_and_the_pair_is_the_sum_of_its_terms():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(2, 3, 5, 4)))
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 5, 4)))
+    labels[0, 0] = IGNORE
+    ce = torch.nn.functional.cross_entropy(x, labels, ignore_index=IGNORE, label_smoothing=0.1)
+    torch.testing.assert_close(focal_loss(x, labels, gamma=0.0, ignore_index=IGNORE, label_smoothing=0.1), ce)
+    pair = dice_ce_loss(x, labels, per_image=False, ignore_index=IGNORE)
+    expected = dice_loss(x, labels, per_image=False, ignore_index=IGNORE) + torch.nn.functional.cross_entropy(
+        x, labels, ignore_index=IGNORE)
+    torch.testing.assert_close(pair, expected)
+
+
+@pytest.mark.parametrize("make", [lambda: FocalLoss(), lambda: DiceCELoss(), lambda: DiceFocalLoss(),
+                                  lambda: FocalLoss(mode="binary")])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_extreme_logits_give_finite_losses_and_gradients(make, dtype, path):
+    criterion = make()
+    binary = criterion.options.mode == "binary" if isinstance(criterion, FocalLoss) else False
+    channels = 1 if binary else 3
+    x = (torch.randint(0, 2, (2, channels, 6, 6)).float() * 2e4 - 1e4).to(dtype).requires_grad_(True)
+    labels = torch.randint(0, 2 if binary else 3, (2, 6, 6))
+    with kernels(path):
+        loss = criterion(x, labels)
+        (grad,) = torch.autograd.grad(loss, x)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("make", [lambda: FocalLoss(), lambda: DiceCELoss(), lambda: DiceFocalLoss(per_image=False)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_a_non_finite_logit_comes_out(make, value, path):
+    x = torch.randn(2, 3, 4, 4)
+    x[1, 2, 1, 1] = value
+    x.requires_grad_(True)
+    with kernels(path):
+        loss = make()(x, torch.randint(0, 3, (2, 4, 4)))
+        (grad,) = torch.autograd.grad(loss, x)
+    assert not torch.isfinite(loss)
+    assert not torch.isfinite(grad[1]).all()
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    (dict(gamma=-1.0), ValueError, "gamma must be >= 0"),
+    (dict(label_smoothing=1.0), ValueError, r"label_smoothing must be in \[0, 1\)"),
+    (dict(alpha=0.25), ValueError, "alpha must be one weight per class in mode='multiclass'"),
+    (dict(alpha=[1.0, 2.0]), ValueError, r"alpha must have one weight per channel of the input \(3\)"),
+])
+def test_bad_focal_options_name_the_argument(kwargs, error, text):
+    with pytest.raises(error, match=text):
+        focal_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    (dict(lambda_dice=0.0, lambda_ce=0.0), ValueError, "lambda_dice and lambda_ce must not both be 0"),
+    (dict(lambda_ce=-1.0), ValueError, "lambda_ce must be >= 0"),
+    (dict(overlap="tversky", squared=True), TypeError, "TverskyLoss \\(overlap='tversky'\\) takes no option 'squared'"),
+    (dict(overlap="iou"), ValueError, "overlap must be one of"),
+    (dict(overlap_options={"gamma": 2.0}), TypeError, "DiceLoss takes no option 'gamma'"),
+])
+def test_bad_pair_options_name_the_argument(kwargs, error, text):
+    with pytest.raises(error, match=text):
+        dice_ce_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
+
+
+def test_an_image_without_a_valid_position_adds_nothing():
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 4, 4))
+    labels[1] = IGNORE
+    per_image = dice_ce_loss(x, labels, ignore_index=IGNORE, reduction="none")
+    assert torch.isfinite(per_image).all() and per_image[1].item() == 0.0
+    (grad,) = torch.autograd.grad(per_image.sum(), x)
+    assert torch.all(grad[1] == 0)
