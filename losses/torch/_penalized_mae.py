@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
-from losses.torch._kernels import use_triton
+from losses.torch._kernels import cpu_elementwise, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -111,6 +111,64 @@ def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty
     return loss
 
 
+class _FusedCpuPenalizedMAE(torch.autograd.Function):
+    """The loss on CPU tensors in one pass of the C library that also writes the gradient (for
+    ``"mean"``, already divided by N); the backward only scales it, in place (nothing to do when the
+    upstream gradient is 1). For ``"none"`` the pass writes the per-element loss and derivative."""
+
+    @staticmethod
+    def forward(ctx, input, target, delta, penalty, reduction):
+        parameters = (delta, penalty, 0.0)
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        if reduction == "none":
+            loss, ctx.grad = cpu_elementwise.value_and_derivative("penalized_mae", parameters, input, target)
+        else:
+            scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+            total, ctx.grad = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target,
+                                                       scale if need_grad else None)
+            loss = torch.tensor(total * scale, dtype=_computed_in(input.dtype))
+        ctx.options = (delta, penalty, reduction)
+        ctx.save_for_backward(input, target)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target = ctx.saved_tensors
+        delta, penalty, reduction = ctx.options
+        if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
+            computed = _computed_in(input.dtype)
+            _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty,
+                                                    reduction)
+            grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
+        else:
+            grad, ctx.grad = ctx.grad, None  # handed out as the gradient
+            if grad is None:  # a second backward through the graph (retain_graph=True): again
+                scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+                grad = cpu_elementwise.gradient("penalized_mae", (delta, penalty, 0.0), input, target,
+                                                grad_output * scale)
+            else:
+                grad = cpu_elementwise.scale_in_place(grad, grad_output).to(input.dtype)
+        grad_input = grad if ctx.needs_input_grad[0] else None
+        grad_target = -grad if ctx.needs_input_grad[1] else None
+        return grad_input, grad_target, None, None, None
+
+
+def _computed_in(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _penalized_mae_fused_cpu(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
+    if target.dtype != input.dtype:  # the kernels read both in one dtype: the computation's
+        input, target = input.to(_computed_in(input.dtype)), target.to(_computed_in(input.dtype))
+    if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
+        return _FusedCpuPenalizedMAE.apply(input, target, delta, penalty, reduction)
+    parameters = (delta, penalty, 0.0)
+    if reduction == "none":
+        return cpu_elementwise.value("penalized_mae", parameters, input, target)
+    total, _ = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target, None)
+    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=_computed_in(input.dtype))
+
+
 def _check_tensor(name: str, value) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {describe(value)}")
@@ -168,6 +226,8 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
     check_choice("reduction", reduction, TORCH_REDUCTIONS)
     if input.dtype != torch.float64 and input.numel() > 0 and use_triton(input, target):
         return penalized_mae_triton(input, target, delta, penalty, reduction)
+    if input.device.type == "cpu" and target.device.type == "cpu" and cpu_elementwise.supports(input):
+        return _penalized_mae_fused_cpu(input, target, delta, penalty, reduction)
     return _penalized_mae_autograd(input, target, delta, penalty, reduction)
 
 
