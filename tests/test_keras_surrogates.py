@@ -77,13 +77,12 @@ def test_straight_through_backward_matches_finite_differences_of_the_surrogate(n
     check_straight_through_gradient(summed(name, alpha, True), summed(name, alpha), x, "keras")
 
 
-def _round_derivative_missing_scale(y, alpha):
-    r = ops.subtract(y, ops.add(impl._floor(y), 0.5))
-    return impl._scale(impl._sech2(impl._scale(r, alpha)), alpha)  # forgets 1 / (2 tanh(alpha / 2))
+def _round_derivative_missing_scale(x, alpha, scale, shift):
+    return impl._round_derivative(x, alpha, ops.ones_like(scale), shift)  # forgets 1 / (2 tanh(alpha / 2))
 
 
 def _step_derivative_missing_alpha(x, alpha):
-    z = impl._scale(x, alpha)
+    z = ops.multiply(x, alpha)
     return ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z)))  # forgets the chain rule's alpha
 
 
@@ -91,18 +90,18 @@ def _step_derivative_missing_alpha(x, alpha):
 def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
     x = np.array([0.3, 1.8, -2.4])
 
-    def wrong_round(t):
-        return ops.sum(impl._straight_through(t, ops.round, _round_derivative_missing_scale, alpha))
+    def with_derivative(t, hard, derivative, *option_values):
+        return ops.sum(impl._with_gradient(t, hard, derivative, impl.options(t, *option_values)))
 
-    def wrong_step(t):
-        return ops.sum(impl._straight_through(t, impl._hard_step, _step_derivative_missing_alpha, alpha))
-
+    round_options = (alpha, spec.round_scale(alpha), 0.0)
+    wrong_round = lambda t: with_derivative(t, ops.round, _round_derivative_missing_scale, *round_options)  # noqa: E731
+    wrong_step = lambda t: with_derivative(t, impl._hard_step, _step_derivative_missing_alpha, alpha)  # noqa: E731
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_round, summed("soft_round", alpha), x, "keras")
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_step, summed("soft_step", alpha), x, "keras")
     # the machinery itself is right: with the true derivative the same check passes
-    right = lambda t: ops.sum(impl._straight_through(t, ops.round, impl._round_derivative, alpha))  # noqa: E731
+    right = lambda t: with_derivative(t, ops.round, impl._round_derivative, *round_options)  # noqa: E731
     check_straight_through_gradient(right, summed("soft_round", alpha), x, "keras")
 
 

@@ -2,8 +2,15 @@ r"""Penalized MAE for PyTorch, with a hand-written backward.
 
 The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`.
 
-Implementation notes. The forward computes the loss and, when a gradient will be needed, the
-derivative factor ``ℓ'(e) = sign(e) · (1 + 2·penalty·max(|e| - delta, 0))``, written over ``e``
+Three paths compute the same loss. CUDA tensors: one Triton pass writes the loss and the gradient
+(``_kernels/penalized_mae.py``). CPU tensors: one pass of the C library does the same
+(``_kernels/cpu_elementwise.c``, :class:`_FusedCpuPenalizedMAE`); the backward only scales that
+gradient, in place, and skips even that when the upstream gradient is 1. Elsewhere (no compiler,
+``LOSSES_KERNELS=torch``, inside ``torch.compile`` and torch.func transforms, and for second
+derivatives) the portable path below.
+
+Implementation notes (portable path). The forward computes the loss and, when a gradient will be
+needed, the derivative factor ``ℓ'(e) = sign(e) · (1 + 2·penalty·max(|e| - delta, 0))``, written over ``e``
 (for ``"mean"`` and ``"sum"`` at most two input-sized tensors live at once, one after the
 forward). That factor is the only input-sized tensor kept for the backward, which is then a
 single multiplication. The factor is also a (hidden) second output of the ``autograd.Function``,
@@ -24,7 +31,7 @@ from torch import Tensor, nn
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
-from losses.torch._kernels import cpu_elementwise, use_triton
+from losses.torch._kernels import cpu_elementwise, transforms_active, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -199,7 +206,9 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
             ``"none"`` (the per-element loss, shape of ``input``).
 
     Returns:
-        A scalar for ``"mean"`` and ``"sum"``, else a tensor shaped like ``input``.
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor shaped like ``input``. A NaN or an
+        infinity in either input gives a non-finite loss, and a non-finite gradient where the
+        gradient depends on it (as in ``torch.nn.functional``).
 
     Works under ``torch.compile(fullgraph=True)``, ``torch.func.grad`` and ``torch.vmap``.
 
@@ -224,7 +233,7 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
     check_same_shape("input", input.shape, "target", target.shape)
     delta, penalty = check_penalized_mae_options(delta, penalty)
     check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    if input.dtype != torch.float64 and input.numel() > 0 and use_triton(input, target):
+    if input.dtype != torch.float64 and input.numel() > 0 and not transforms_active() and use_triton(input, target):
         return penalized_mae_triton(input, target, delta, penalty, reduction)
     if input.device.type == "cpu" and target.device.type == "cpu" and cpu_elementwise.supports(input):
         return _penalized_mae_fused_cpu(input, target, delta, penalty, reduction)

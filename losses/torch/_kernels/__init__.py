@@ -80,6 +80,14 @@ def use_triton(*tensors) -> bool:
     )
 
 
+def transforms_active() -> bool:
+    """True inside torch.func transforms (grad, vmap, jvp, ...) or forward-mode AD (dual tensors),
+    where a kernel that reads raw memory would drop the batching or the tangent: take the portable path."""
+    import torch
+
+    return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
+
+
 def device_guard(tensor):
     """A context that makes ``tensor``'s CUDA device current: Triton launches on the current one."""
     import torch
@@ -107,4 +115,5 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
-__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "triton_available", "triton_module", "use_triton"]
+__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "transforms_active", "triton_available",
+           "triton_module", "use_triton"]

@@ -17,7 +17,7 @@ import ctypes
 import numpy as np
 import torch
 
-from losses.torch._kernels import _clib
+from losses.torch._kernels import _clib, transforms_active
 
 C_SOURCE = _clib.Source("cpu_elementwise.c")
 # Elements per task. Fixed, so that the partial sums, and their order, do not depend on the threads.
@@ -39,12 +39,12 @@ class _Args(ctypes.Structure):
 
 def supports(*tensors: torch.Tensor | None) -> bool:
     """Whether the kernels take these tensors: on the CPU, of one dtype they read, not empty, and
-    outside ``torch.compile`` (which cannot trace a ctypes call) and torch.func transforms."""
+    outside ``torch.compile`` (which cannot trace a ctypes call), torch.func transforms and forward-mode AD."""
     present = [t for t in tensors if t is not None]
     first = present[0]
     return (first.dtype in _SUFFIX and first.numel() > 0
             and all(t.device.type == "cpu" and t.dtype == first.dtype for t in present)
-            and not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+            and not torch.compiler.is_compiling() and not transforms_active()
             and _clib.available())
 
 

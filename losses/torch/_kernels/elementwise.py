@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from losses.torch._kernels import device_guard, triton_module, use_triton
+from losses.torch._kernels import device_guard, transforms_active, triton_module, use_triton
 
 # As penalized MAE's launch (measured on an H100 for it; one exp more per element here).
 BLOCK, WARPS = 4096, 8
@@ -24,7 +24,7 @@ def supports(x: torch.Tensor) -> bool:
     """Whether the kernels take ``x`` (float64 keeps its precision on the portable path, and
     ``torch.compile`` compiles the portable path itself)."""
     return (x.dtype in DTYPES and x.numel() > 0 and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active() and use_triton(x))
+            and not transforms_active() and use_triton(x))
 
 
 def _codes(kernels, kernel: str) -> tuple[int, int]:
