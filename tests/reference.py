@@ -120,8 +120,11 @@ def _penalized_mae_reduce(values, reduction):
         return values.sum()
     if reduction == "mean":
         return values.sum() / max(values.size, 1)
-    if reduction == "per_sample":  # the Keras loss function: mean over every non-batch axis
-        return values if values.ndim == 0 else values.reshape(values.shape[0], -1).mean(axis=1)
+    if reduction == "per_sample":  # the Keras loss function: mean over every non-batch axis (0 when empty)
+        if values.ndim <= 1:
+            return values
+        per_sample = int(np.prod(values.shape[1:]))
+        return values.reshape(values.shape[0], per_sample).sum(axis=1) / max(per_sample, 1)
     raise ValueError(f"unknown reduction {reduction!r}")
 
 

@@ -111,3 +111,31 @@ def test_kink_subgradients_agree():
     np.testing.assert_array_equal(torch_grad, expected)
     np.testing.assert_array_equal(grad, expected)
     np.testing.assert_array_equal(expected.ravel()[:4], [0.0, 0.0, 0.2, -0.2])
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0), (0,)])
+def test_empty_inputs_give_the_same_result_in_both_frontends(shape):
+    """The reduction of nothing: 0 for the PyTorch "mean" and "sum" and for every reducing Keras
+    reduction; per element or per sample, an empty result (a sample with no elements has loss 0)."""
+    prediction, target = np.ones(shape), np.zeros(shape)
+    for reduction in ("mean", "sum"):
+        loss, grad = torch_value_and_grad(prediction, target, torch.float32, reduction=reduction)
+        assert loss == 0.0 and grad.shape == shape
+    for reduction in ("sum_over_batch_size", "sum", "mean"):
+        value = KerasPenalizedMAELoss(reduction=reduction)(target.astype("float32"), prediction.astype("float32"))
+        assert float(ops.convert_to_numpy(value)) == 0.0
+    per_sample = np.asarray(ops.convert_to_numpy(keras_penalized_mae(target, prediction)))
+    np.testing.assert_array_equal(per_sample, reference.penalized_mae(prediction, target, reduction="per_sample"))
+
+
+def test_non_finite_inputs_give_the_same_result_in_both_frontends():
+    prediction = np.array([np.nan, np.inf, -np.inf, 2.5, 0.0, 1.0])
+    target = np.array([0.0, 0.0, 1.0, np.inf, np.nan, 0.5])
+    per_element, grad = torch_value_and_grad(prediction, target, torch.float64, reduction="none")
+    keras_loss = np.asarray(ops.convert_to_numpy(keras_penalized_mae(target, prediction)))  # rank 1: per element
+    _, keras_grad_ = value_and_grad(lambda p, t: ops.sum(keras_penalized_mae(t, p)), [prediction, target],
+                                    framework="keras")
+    np.testing.assert_array_equal(per_element, keras_loss)
+    np.testing.assert_array_equal(grad, keras_grad_)
+    assert not np.isfinite(per_element[:5]).any() and not np.isfinite(grad[:5]).any()
+    assert np.isfinite(per_element[5]) and np.isfinite(grad[5])

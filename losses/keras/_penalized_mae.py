@@ -109,7 +109,7 @@ def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
     values = torch_penalized_mae(y_pred, y_true, delta, penalty, reduction="none")
     if values.dim() <= 1:
         return values
-    return values.reshape(values.shape[0], -1).sum(1) / max(values[0].numel(), 1)
+    return values.flatten(1).sum(1) / max(int(np.prod(values.shape[1:])), 1)
 
 
 @keras.saving.register_keras_serializable(package="losses")
