@@ -150,7 +150,8 @@ def _surrogate(name: str, x: Any, alpha: Any, straight_through: Any) -> Any:
             )
         return value(x, *options(x, *option_values(alpha)))
     tensors = options(x, *option_values(alpha))
-    return _with_gradient(x, hard if straight_through else lambda t: compiled(value)(t, *tensors), derivative, tensors)
+    forward = (lambda t: compiled(hard)(t)) if straight_through else (lambda t: compiled(value)(t, *tensors))
+    return _with_gradient(x, forward, derivative, tensors)
 
 
 def _with_gradient(x: Any, forward: Callable, derivative: Callable, tensors: list) -> Any:
