@@ -4,7 +4,6 @@ surrogates on CPU tensors, against the float64 reference, the portable path and 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 import pytest
@@ -32,15 +31,9 @@ SIZES = [1, 37, CHUNK - 1, CHUNK + 3, 2 * _clib.MIN_ELEMENTS_PER_THREAD + 17]
 
 @contextlib.contextmanager
 def kernels(choice: str):
-    before = os.environ.get("LOSSES_KERNELS")
-    os.environ["LOSSES_KERNELS"] = choice
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOSSES_KERNELS", choice)
         yield
-    finally:
-        if before is None:
-            del os.environ["LOSSES_KERNELS"]
-        else:
-            os.environ["LOSSES_KERNELS"] = before
 
 
 def surrogate_value_and_grad(name, x, alpha, straight_through, weights=None):

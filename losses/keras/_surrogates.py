@@ -63,12 +63,6 @@ def _tanh(y: Any) -> Any:
     return ops.subtract(ops.multiply(2.0, ops.sigmoid(ops.multiply(2.0, y))), 1.0)
 
 
-def _sech2(y: Any) -> Any:
-    # 1 - tanh(y)**2 = 4e / (1 + e)**2 with e = exp(-2|y|): no cancellation in the tails, one exp.
-    e = ops.exp(ops.multiply(-2.0, ops.abs(y)))
-    return ops.divide(ops.multiply(4.0, e), ops.square(ops.add(1.0, e)))
-
-
 def _sign(x: Any) -> Any:
     # ops.sign(nan) is 0 on some backends: a NaN that comes in must come out.
     return ops.where(ops.isnan(x), x, ops.sign(x))
@@ -77,6 +71,9 @@ def _sign(x: Any) -> Any:
 # Values and derivatives. Options are tensors of x's dtype (arguments of the compiled functions,
 # so that a new value compiles nothing): the rounding family takes alpha, 1 / (2 tanh(alpha / 2))
 # and the shift of its argument (-1/2, 0, +1/2 for floor, round, ceil); step and sign take alpha.
+# The derivatives are 1 - tanh² and sigmoid·(1 - sigmoid), as autodiff writes them: XLA's tanh and
+# sigmoid are cheap rational functions. Where they round to 0 in the tails, the derivative is
+# below the dtype's precision of its peak.
 
 def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
     y = ops.add(x, shift)
@@ -86,8 +83,8 @@ def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
 
 def _round_derivative(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
     y = ops.add(x, shift)
-    r = ops.subtract(y, ops.add(_floor(y), 0.5))
-    return ops.multiply(_sech2(ops.multiply(r, alpha)), ops.multiply(alpha, scale))
+    t = _tanh(ops.multiply(ops.subtract(y, ops.add(_floor(y), 0.5)), alpha))
+    return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
 
 
 def _step_value(x: Any, alpha: Any) -> Any:
@@ -95,8 +92,8 @@ def _step_value(x: Any, alpha: Any) -> Any:
 
 
 def _step_derivative(x: Any, alpha: Any) -> Any:
-    z = ops.multiply(x, alpha)
-    return ops.multiply(ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z))), alpha)
+    s = ops.sigmoid(ops.multiply(x, alpha))
+    return ops.multiply(ops.multiply(s, ops.subtract(1.0, s)), alpha)
 
 
 def _sign_value(x: Any, alpha: Any) -> Any:
@@ -105,7 +102,9 @@ def _sign_value(x: Any, alpha: Any) -> Any:
 
 
 def _sign_derivative(x: Any, alpha: Any) -> Any:
-    return ops.multiply(2.0, _step_derivative(x, alpha))
+    half = ops.multiply(alpha, 0.5)
+    t = _tanh(ops.multiply(x, half))
+    return ops.multiply(ops.subtract(1.0, ops.square(t)), half)
 
 
 def _hard_step(x: Any) -> Any:

@@ -1,7 +1,7 @@
 """Fused kernels behind the PyTorch frontend, and the choice between them and plain PyTorch.
 
-Triton kernels serve CUDA tensors; ``cpu.py`` (a small C library compiled on first use) serves
-the Dice loss on CPU tensors. The environment variable ``LOSSES_KERNELS`` picks the path:
+Triton kernels serve CUDA tensors; a small C library compiled on first use (``_clib.py``) serves
+CPU tensors: the Dice loss (``cpu.py``), penalized MAE and the surrogates (``cpu_elementwise.py``). The environment variable ``LOSSES_KERNELS`` picks the path:
 
 - ``auto`` (default): the Triton kernels for CUDA tensors when ``triton`` imports, the C library
   for CPU tensors when it builds, else PyTorch;

@@ -6,7 +6,7 @@
  * of a task (a fixed range of elements), in one of four ways:
  *   v   value only                       (no gradient needed)
  *   vd  value, and derivative · scale    (the forward of a loss or surrogate that will be differentiated)
- *   g   upstream · derivative            (a backward that recomputes; upstream is per element, or `scale`)
+ *   g   upstream · derivative            (a second backward, recomputed; upstream per element or `scale`)
  *   s   Σ value per task, and optionally derivative · scale (a loss reduced to its mean or sum)
  * and the straight-through variants write the hard value beside the surrogate's derivative.
  *
