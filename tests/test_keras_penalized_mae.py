@@ -127,15 +127,21 @@ def test_one_dimensional_inputs_are_batches_of_one_element_samples():
                                rtol=class_rtol("sum_over_batch_size"))
 
 
-@pytest.mark.parametrize("shape, per_sample", [((0, 4), (0,)), ((3, 0), (3,)), ((0,), (0,)), ((2, 0, 3), (2,))])
+@pytest.mark.parametrize("shape, per_sample", [((0, 4), (0,)), ((0,), (0,)), ((3, 0), (3,)), ((2, 0, 3), (2,))])
 def test_empty_inputs(shape, per_sample):
-    """A sample without elements has loss 0 and an empty batch has no samples: reduced, both give 0
-    (the PyTorch frontend's "mean" and "sum" of nothing), and the gradient is empty, not NaN."""
+    """The mean of nothing is NaN, the sum 0, as in torch.nn.functional: an empty batch has no
+    per-sample losses and reduces to 0 with "sum" and NaN with the means; a sample without elements
+    has a NaN loss. The gradient has the input's (empty) shape."""
     y_true, y_pred = np.zeros(shape, "float32"), np.ones(shape, "float32")
-    loss = penalized_mae(y_true, y_pred)
-    assert tuple(loss.shape) == per_sample and np.all(numpy(loss) == 0.0)
+    loss = numpy(penalized_mae(y_true, y_pred))
+    assert loss.shape == per_sample and np.all(np.isnan(loss))
+    empty_batch = shape[0] == 0
     for reduction in ("sum_over_batch_size", "sum", "mean"):
-        assert float(numpy(PenalizedMAELoss(reduction=reduction)(y_true, y_pred))) == 0.0
+        reduced = float(numpy(PenalizedMAELoss(reduction=reduction)(y_true, y_pred)))
+        if empty_batch and reduction == "sum":
+            assert reduced == 0.0
+        else:
+            assert np.isnan(reduced)
     _, grad = value_and_grad(lambda p, t: ops.sum(penalized_mae(t, p)), [y_pred, y_true], framework="keras")
     assert grad.shape == shape
 

@@ -48,11 +48,11 @@ def _check_shapes(y_true, y_pred) -> None:
 
 
 def _sample_count(e):
-    """Elements per sample, as a tensor of e's dtype (at least 1: an empty sample has mean 0)."""
+    """Elements per sample, as a tensor of e's dtype (0 for samples without elements: their mean is NaN)."""
     if None not in e.shape[1:]:
-        count = max(int(np.prod(e.shape[1:])), 1)
+        count = int(np.prod(e.shape[1:]))
     else:  # unknown sizes inside a traced function
-        count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
+        count = ops.size(e) // ops.maximum(ops.shape(e)[0], 1)
     return ops.cast(count, e.dtype)
 
 
@@ -109,7 +109,7 @@ def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
     values = torch_penalized_mae(y_pred, y_true, delta, penalty, reduction="none")
     if values.dim() <= 1:
         return values
-    return values.flatten(1).sum(1) / max(int(np.prod(values.shape[1:])), 1)
+    return values.flatten(1).sum(1) / int(np.prod(values.shape[1:]))
 
 
 @keras.saving.register_keras_serializable(package="losses")
@@ -134,8 +134,8 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
 
     Returns:
-        The loss of each sample, shape ``(B,)``: the mean over its elements (0 for a sample of no
-        elements; an empty batch gives shape ``(0,)``). A one-dimensional input is a batch of
+        The loss of each sample, shape ``(B,)``: the mean over its elements (NaN for a sample of no
+        elements, the mean of nothing; an empty batch gives shape ``(0,)``). A one-dimensional input is a batch of
         one-element samples (the loss of each element); a scalar gives a scalar. A NaN or an
         infinity in either input gives a non-finite loss, and a non-finite gradient where the
         gradient depends on it.
@@ -178,8 +178,8 @@ class PenalizedMAELoss(keras.losses.Loss):
         delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
         reduction: a Keras reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"``,
-            ``"mean_with_sample_weight"``, ``"none"`` or ``None``. An empty batch reduces to 0, as
-            the PyTorch frontend's ``"mean"`` and ``"sum"`` do.
+            ``"mean_with_sample_weight"``, ``"none"`` or ``None``. An empty batch gives 0 with
+            ``"sum"`` and NaN with the means (the mean of nothing), as the PyTorch frontend does.
         name: the loss's name. Default ``"penalized_mae"``.
         dtype: the computation dtype (default ``keras.backend.floatx()``); inputs are converted to
             it as by every Keras loss.
@@ -209,8 +209,9 @@ class PenalizedMAELoss(keras.losses.Loss):
         _check_prediction_dtype(y_pred)
         loss = super().__call__(y_true, y_pred, sample_weight=sample_weight)
         if self.reduction not in (None, "none") and tuple(loss.shape) == (0,):
-            # Keras hands an empty batch back unreduced; its reduction is 0, as in losses.torch.
-            return ops.sum(loss)
+            # Keras hands an empty batch back unreduced: its sum is 0, its mean NaN (as in losses.torch).
+            total = ops.sum(loss)
+            return total if self.reduction == "sum" else ops.divide(total, ops.zeros_like(total))
         return loss
 
     def call(self, y_true, y_pred):

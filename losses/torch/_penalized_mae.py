@@ -62,7 +62,7 @@ def _penalized_mae_forward(input: Tensor, target: Tensor, delta: float, penalty:
     if reduction != "none":
         loss = loss + penalty * excess.square_().sum()
         if reduction == "mean":
-            loss = loss / max(e.numel(), 1)  # an empty input has mean loss 0, not NaN
+            loss = loss / e.numel()  # the mean of nothing is NaN, as in torch.nn.functional
     return loss, factor
 
 
@@ -202,7 +202,8 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
         target: same shape as ``input`` (never broadcast); converted to the computation dtype.
         delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
-        reduction: ``"mean"`` (over every element; 0 for an empty input), ``"sum"``, or
+        reduction: ``"mean"`` (over every element; NaN for an empty input, the mean of nothing as in
+            ``torch.nn.functional``), ``"sum"`` (0 for an empty input), or
             ``"none"`` (the per-element loss, shape of ``input``).
 
     Returns:

@@ -60,7 +60,8 @@ def _launch_forward(input, target, delta, penalty, reduction, need_grad):
             out_scale = 1.0 / n if reduction == "mean" else 1.0
             kernels.sum_kernel[(1,)](partial, loss, grid[0], out_scale, BLOCK=kernels.REDUCE_BLOCK, num_warps=8)
         else:
-            loss.fill_(0.0)  # the sum of nothing, and the mean of nothing as losses.torch defines it
+            # The mean of nothing is NaN, as in torch.mean; the sum of nothing is 0.
+            loss.fill_(float("nan") if reduction == "mean" else 0.0)
     return loss, grad
 
 
