@@ -10,7 +10,7 @@ derivative times the upstream gradient, each as one compiled function of the bac
   Each function is traced once per rank and dtype of its arguments (an input signature with
   unknown sizes), and option values are passed as tensors: neither a new shape nor a new option
   value retraces.
-- JAX: ``jax.jit`` (option values are traced arguments: a new value does not recompile).
+- JAX: ``jax.jit`` (option values are traced arguments, Python floats: a new value does not recompile).
 - torch: the PyTorch frontend's own kernels (the C library on the CPU, Triton on CUDA), called by
   the two modules directly.
 """
@@ -27,7 +27,12 @@ _JAX: dict = {}
 
 
 def options(x, *values: float) -> list:
-    """Option values as scalar tensors of ``x``'s dtype: arguments, not constants, of a compiled function."""
+    """Option values as arguments of a compiled function, not constants of its trace: scalar tensors
+    of ``x``'s dtype on TensorFlow (the function's signature), Python floats on JAX (``jax.jit``
+    traces them as weakly typed scalars, of ``x``'s dtype, and a concrete array closed over by a
+    custom gradient would become a constant of every enclosing trace)."""
+    if keras.backend.backend() == "jax":
+        return [float(value) for value in values]
     return [ops.convert_to_tensor(value, dtype=x.dtype) for value in values]
 
 
