@@ -27,7 +27,7 @@ class Row:
 @dataclass(frozen=True)
 class Case:
     key: str  # stable name, what --only matches
-    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "penalized_mae", "soft_round", ...
+    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "penalized_mae", or a surrogate's name
     shape: tuple  # of the prediction
     opts: dict
     rows: tuple
@@ -95,16 +95,19 @@ def _overlap_rows(member: str):
 
 
 def _elementwise_rows(name: str):
-    ours_torch = getattr(peers, f"ours_torch_{name}")
-    naive_torch = getattr(peers, f"naive_torch_{name}")
-    ours_keras = getattr(peers, f"ours_keras_{name}")
-    naive_keras = getattr(peers, f"naive_keras_{name}")
+    if name == "penalized_mae":
+        ours_torch, naive_torch = peers.ours_torch_penalized_mae, peers.naive_torch_penalized_mae
+        ours_keras, naive_keras = peers.ours_keras_penalized_mae, peers.naive_keras_penalized_mae
+    else:
+        ours_torch, naive_torch = peers.ours_torch_surrogate(name), peers.naive_torch_surrogate(name)
+        ours_keras, naive_keras = peers.ours_keras_surrogate(name), peers.naive_keras_surrogate(name)
     return (
         Row("losses (ours)", "torch", ours_torch, "ours"),
         Row("losses (ours) + torch.compile", "torch", peers.compiled(ours_torch), "ours", compiled=True),
         Row("naive torch", "torch", naive_torch, "naive"),
         Row("naive torch + torch.compile", "torch", peers.compiled(naive_torch), "naive", compiled=True),
         Row("losses.keras (ours), tf.function", "keras", ours_keras, "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", ours_keras, "ours", jit=True, compiled=True),
         Row("naive keras, tf.function", "keras", naive_keras, "naive"),
         Row("naive keras, jit_compile", "keras", naive_keras, "naive", jit=True, compiled=True),
     )
@@ -126,11 +129,25 @@ def _overlap(member, shape, note="int64 label maps", **member_opts):
                 ", ".join(filter(None, (member, note))))
 
 
-def _elementwise(loss, numel, note=""):
+def _elementwise(loss, numel, note="", straight_through=False):
     opts = {"delta": 1.0, "penalty": 0.5} if loss == "penalized_mae" else {"alpha": 5.0}
+    if straight_through:
+        opts["straight_through"] = True
+        note = ", ".join(filter(None, ("straight_through=True", note)))
     shape = (numel // 65536, 65536) if numel >= 65536 else (1, numel)
     size = f"2^{int(math.log2(numel))} elements" if numel & (numel - 1) == 0 else f"{numel} elements"
-    return Case(f"{loss}_{numel}", loss, shape, opts, _elementwise_rows(loss), ", ".join(filter(None, (size, note))))
+    key = f"{loss}{'_straight_through' if straight_through else ''}_{numel}"
+    return Case(key, loss, shape, opts, _elementwise_rows(loss), ", ".join(filter(None, (size, note))))
+
+
+SURROGATES = ("soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
+
+
+def _elementwise_cases(numel):
+    """Penalized MAE and every surrogate, plain and straight through."""
+    return [_elementwise("penalized_mae", numel)] + [
+        _elementwise(name, numel, straight_through=straight_through)
+        for name in SURROGATES for straight_through in (False, True)]
 
 
 def _extra_rows(device: str):
@@ -161,9 +178,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _multiclass((2, 3, 16, 16)),
             _multiclass((1, 3, 8, 8, 8)),
             _overlap("tversky", (2, 3, 16, 16), alpha=0.3, beta=0.7),
-            _elementwise("penalized_mae", 4096),
-            _elementwise("soft_round", 4096),
-            _elementwise("soft_step", 4096),
+            *_elementwise_cases(4096),
         ]
     if device == "cpu":
         return [
@@ -174,9 +189,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _overlap("tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7),
             _overlap("focal_tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7, gamma=0.75),
             _overlap("generalized_dice", (8, 4, 128, 128), weight_type="square"),
-            _elementwise("penalized_mae", 2**22),
-            _elementwise("soft_round", 2**22),
-            _elementwise("soft_step", 2**22),
+            *_elementwise_cases(2**22),
         ]
     return [
         # Sizes that fill the GPU: memory bandwidth sets the time.
@@ -187,9 +200,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
         _overlap("tversky", (16, 4, 1024, 1024), alpha=0.3, beta=0.7),
         _overlap("focal_tversky", (16, 4, 1024, 1024), alpha=0.3, beta=0.7, gamma=0.75),
         _overlap("generalized_dice", (16, 4, 1024, 1024), weight_type="square"),
-        _elementwise("penalized_mae", 2**26),
-        _elementwise("soft_round", 2**26),
-        _elementwise("soft_step", 2**26),
+        *_elementwise_cases(2**26),
         # Sizes people train with: host overhead sets the time.
         _multiclass((8, 4, 256, 256), "training size"),
         _multiclass((2, 4, 96, 96, 96), "3D, training size"),

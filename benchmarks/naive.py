@@ -50,36 +50,46 @@ def penalized_mae_keras(y_true, y_pred, *, delta, penalty):
 
 
 # Surrogates ----------------------------------------------------------------------------------
+# Each surrogate's value as written in the docs; straight through as a user would write it: the
+# hard value forward, the surrogate's gradient backward, with the detach trick.
 
 
-def soft_round_torch(x, *, alpha):
+def _surrogate_value(ops, name, x, alpha):
     import math
 
+    if name == "soft_step":
+        return 1.0 / (1.0 + ops.exp(-alpha * x))
+    if name == "soft_sign":
+        return ops.tanh(0.5 * alpha * x)
+    y = x + {"soft_round": 0.0, "soft_floor": -0.5, "soft_ceil": 0.5}[name]
+    middle = ops.floor(y) + 0.5
+    return middle + ops.tanh(alpha * (y - middle)) / (2.0 * math.tanh(alpha / 2.0))
+
+
+def _hard_value(ops, name, x):
+    if name == "soft_step":
+        return (ops.sign(x) + 1.0) * 0.5
+    if name == "soft_sign":
+        return ops.sign(x)
+    return {"soft_round": ops.round, "soft_floor": ops.floor, "soft_ceil": ops.ceil}[name](x)
+
+
+def surrogate_torch(x, *, name, alpha, straight_through=False):
     import torch
 
-    middle = torch.floor(x) + 0.5
-    return (middle + torch.tanh(alpha * (x - middle)) / (2.0 * math.tanh(alpha / 2.0))).mean()
+    value = _surrogate_value(torch, name, x, alpha)
+    if straight_through:
+        value = value + (_hard_value(torch, name, x) - value).detach()
+    return value.mean()
 
 
-def soft_round_keras(x, *, alpha):
-    import math
-
+def surrogate_keras(x, *, name, alpha, straight_through=False):
     from keras import ops
 
-    middle = ops.floor(x) + 0.5
-    return ops.mean(middle + ops.tanh(alpha * (x - middle)) / (2.0 * math.tanh(alpha / 2.0)))
-
-
-def soft_step_torch(x, *, alpha):
-    import torch
-
-    return (1.0 / (1.0 + torch.exp(-alpha * x))).mean()
-
-
-def soft_step_keras(x, *, alpha):
-    from keras import ops
-
-    return ops.mean(1.0 / (1.0 + ops.exp(-alpha * x)))
+    value = _surrogate_value(ops, name, x, alpha)
+    if straight_through:
+        value = value + ops.stop_gradient(_hard_value(ops, name, x) - value)
+    return ops.mean(value)
 
 
 # The overlap family ------------------------------------------------------------------------------

@@ -62,13 +62,14 @@ def ours_torch_penalized_mae(opts):
     )
 
 
-def _ours_torch_surrogate(name):
+def ours_torch_surrogate(name):
     def build(opts):
         module = _import("losses.torch", "the torch surrogates have not landed yet")
         if not hasattr(module, name):
             raise Unavailable(f"losses.torch.{name} does not exist yet")
         function = getattr(module, name)
-        return lambda x, _target: function(x, alpha=opts["alpha"]).mean()
+        straight_through = opts.get("straight_through", False)
+        return lambda x, _target: function(x, alpha=opts["alpha"], straight_through=straight_through).mean()
 
     return build
 
@@ -96,7 +97,7 @@ def ours_keras_penalized_mae(opts):
     )
 
 
-def _ours_keras_surrogate(name):
+def ours_keras_surrogate(name):
     def build(opts):
         module = _import("losses.keras", "the Keras surrogates have not landed yet")
         if not hasattr(module, name):
@@ -104,15 +105,10 @@ def _ours_keras_surrogate(name):
         from keras import ops
 
         function = getattr(module, name)
-        return lambda _y_true, x: ops.mean(function(x, alpha=opts["alpha"]))
+        straight_through = opts.get("straight_through", False)
+        return lambda _y_true, x: ops.mean(function(x, alpha=opts["alpha"], straight_through=straight_through))
 
     return build
-
-
-ours_torch_soft_round = _ours_torch_surrogate("soft_round")
-ours_torch_soft_step = _ours_torch_surrogate("soft_step")
-ours_keras_soft_round = _ours_keras_surrogate("soft_round")
-ours_keras_soft_step = _ours_keras_surrogate("soft_step")
 
 
 def _overlap_kwargs(opts):
@@ -158,12 +154,8 @@ def naive_torch_penalized_mae(opts):
     )
 
 
-def naive_torch_soft_round(opts):
-    return lambda x, _target: naive.soft_round_torch(x, alpha=opts["alpha"])
-
-
-def naive_torch_soft_step(opts):
-    return lambda x, _target: naive.soft_step_torch(x, alpha=opts["alpha"])
+def naive_torch_surrogate(name):
+    return lambda opts: lambda x, _target: naive.surrogate_torch(x, name=name, **opts)
 
 
 def naive_keras_penalized_mae(opts):
@@ -172,12 +164,8 @@ def naive_keras_penalized_mae(opts):
     )
 
 
-def naive_keras_soft_round(opts):
-    return lambda _y_true, x: naive.soft_round_keras(x, alpha=opts["alpha"])
-
-
-def naive_keras_soft_step(opts):
-    return lambda _y_true, x: naive.soft_step_keras(x, alpha=opts["alpha"])
+def naive_keras_surrogate(name):
+    return lambda opts: lambda _y_true, x: naive.surrogate_keras(x, name=name, **opts)
 
 
 def compiled(build):

@@ -128,10 +128,8 @@ def reference(case: Case, opts: dict, arrays: dict, device: str):
         "dice_binary": lambda: naive.dice_torch(x, t, mode="binary", per_image=opts["per_image"]),
         "dice_multiclass": lambda: naive.dice_torch(x, t, mode="multiclass", per_image=opts["per_image"]),
         "penalized_mae": lambda: naive.penalized_mae_torch(x, t, delta=opts["delta"], penalty=opts["penalty"]),
-        "soft_round": lambda: naive.soft_round_torch(x, alpha=opts["alpha"]),
-        "soft_step": lambda: naive.soft_step_torch(x, alpha=opts["alpha"]),
         "overlap": lambda: naive.overlap_torch(x, t, **opts),
-    }[case.loss]
+    }.get(case.loss, lambda: naive.surrogate_torch(x, name=case.loss, **opts))
     loss = fn()
     (grad,) = torch.autograd.grad(loss, x)
     return loss.detach().item(), grad.cpu().numpy()

@@ -40,7 +40,8 @@ Laina et al. (2016, "Deeper depth prediction with fully convolutional residual n
 >>> berhu_penalty(0.2)
 2.5
 
-Reductions. PyTorch: ``"mean"`` (over every element; an empty input gives 0), ``"sum"``,
+Reductions. PyTorch: ``"mean"`` (over every element; NaN for an empty input, the mean of nothing
+as in ``torch.nn.functional``), ``"sum"`` (0 for an empty input),
 ``"none"`` (the per-element loss). Keras: the loss function returns the per-sample mean over every
 non-batch axis, shape ``(B,)``, and the ``keras.losses.Loss`` class applies ``sample_weight`` and
 the Keras reduction to it.

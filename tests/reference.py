@@ -286,16 +286,21 @@ def _penalized_mae_reduce(values, reduction):
     if reduction == "sum":
         return values.sum()
     if reduction == "mean":
-        return values.sum() / max(values.size, 1)
-    if reduction == "per_sample":  # the Keras loss function: mean over every non-batch axis
-        return values if values.ndim == 0 else values.reshape(values.shape[0], -1).mean(axis=1)
+        return values.sum() / values.size if values.size else np.nan  # the mean of nothing
+    if reduction == "per_sample":  # the Keras loss function: mean over every non-batch axis (NaN when empty)
+        if values.ndim <= 1:
+            return values
+        per_sample = int(np.prod(values.shape[1:]))
+        if per_sample == 0:
+            return np.full(values.shape[0], np.nan)
+        return values.reshape(values.shape[0], per_sample).sum(axis=1) / per_sample
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
 def penalized_mae(prediction, target, delta=1.0, penalty=0.5, reduction="mean"):
     """|e| + penalty * max(|e| - delta, 0)**2 with e = prediction - target, in float64.
 
-    reduction: "mean" (over every element, 0 when empty), "sum", "none", or "per_sample" (mean
+    reduction: "mean" (over every element, NaN when empty), "sum", "none", or "per_sample" (mean
     over every axis but the first, as the Keras loss function returns).
     """
     e = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)

@@ -88,7 +88,7 @@ def test_an_unavailable_row_does_not_crash_the_run():
         raise peers.Unavailable("not here")
 
     case = Case("missing", "soft_step", (1, 64), {"alpha": 5.0},
-                (Row("missing", "torch", missing, "ours"), Row("naive", "torch", peers.naive_torch_soft_step, "naive")))
+                (Row("missing", "torch", missing, "ours"), Row("naive", "torch", peers.naive_torch_surrogate("soft_step"), "naive")))
     with tqdm(disable=True) as progress:
         results, steps, _ = runner.run_case(case, "cpu", rounds=1, warmup=0, sample_ms=1.0,
                                             compile_rows=False, progress=progress)

@@ -112,6 +112,79 @@ def test_extreme_finite_inputs_give_no_nan():
     assert not np.isnan(numpy(penalized_mae(y_true, y_pred))).any()
 
 
+def test_one_dimensional_inputs_are_batches_of_one_element_samples():
+    y_pred, y_true = np.array([0.5, -2.0, 3.0, 0.0, 1.25]), np.array([0.0, 0.5, -1.0, 0.0, 1.0])
+    loss = penalized_mae(y_true, y_pred, 0.7, 0.4)
+    assert tuple(loss.shape) == (5,)
+    np.testing.assert_allclose(numpy(loss), reference.penalized_mae(y_pred, y_true, 0.7, 0.4, "none"), rtol=1e-12)
+    weights = ops.convert_to_tensor(np.arange(1.0, 6.0))
+    _, grad = value_and_grad(lambda p, t: ops.sum(ops.multiply(penalized_mae(t, p, 0.7, 0.4), weights)),
+                             [y_pred, y_true], framework="keras")
+    expected = reference.penalized_mae_grad(y_pred, y_true, 0.7, 0.4, "none") * np.arange(1.0, 6.0)
+    np.testing.assert_allclose(grad, expected, rtol=1e-12)
+    mean = PenalizedMAELoss(0.7, 0.4, dtype="float64")(y_true, y_pred)
+    np.testing.assert_allclose(numpy(mean), reference.penalized_mae(y_pred, y_true, 0.7, 0.4),
+                               rtol=class_rtol("sum_over_batch_size"))
+
+
+@pytest.mark.parametrize("shape, per_sample", [((0, 4), (0,)), ((0,), (0,)), ((3, 0), (3,)), ((2, 0, 3), (2,))])
+def test_empty_inputs(shape, per_sample):
+    """The mean of nothing is NaN, the sum 0, as in torch.nn.functional: an empty batch has no
+    per-sample losses and reduces to 0 with "sum" and NaN with the means; a sample without elements
+    has a NaN loss. The gradient has the input's (empty) shape."""
+    y_true, y_pred = np.zeros(shape, "float32"), np.ones(shape, "float32")
+    loss = numpy(penalized_mae(y_true, y_pred))
+    assert loss.shape == per_sample and np.all(np.isnan(loss))
+    empty_batch = shape[0] == 0
+    for reduction in ("sum_over_batch_size", "sum", "mean"):
+        reduced = float(numpy(PenalizedMAELoss(reduction=reduction)(y_true, y_pred)))
+        if empty_batch and reduction == "sum":
+            assert reduced == 0.0
+        else:
+            assert np.isnan(reduced)
+    _, grad = value_and_grad(lambda p, t: ops.sum(penalized_mae(t, p)), [y_pred, y_true], framework="keras")
+    assert grad.shape == shape
+
+
+@pytest.mark.parametrize("where", ["y_pred", "y_true"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_inputs_give_non_finite_losses_and_gradients(where, bad):
+    y_pred, y_true = np.array([[0.5, -2.0, 3.0], [1.0, 0.0, 0.25]]), np.zeros((2, 3))
+    (y_pred if where == "y_pred" else y_true)[0, 1] = bad
+    loss = numpy(penalized_mae(y_true, y_pred))
+    assert not np.isfinite(loss[0]) and np.isfinite(loss[1])
+    assert not np.isfinite(numpy(PenalizedMAELoss()(y_true, y_pred)))
+    _, grad = value_and_grad(lambda p, t: ops.sum(penalized_mae(t, p)), [y_pred, y_true], framework="keras")
+    assert not np.isfinite(grad[0, 1]) and np.all(np.isfinite(np.delete(grad.reshape(-1), 1)))
+
+
+@only_tensorflow
+def test_no_retracing_for_new_shapes_or_option_values(monkeypatch):
+    import tensorflow as tf
+
+    from losses.keras import _elementwise
+
+    monkeypatch.setattr(_elementwise, "_TENSORFLOW", {})  # functions of this test only
+
+    def step(y_true, y_pred, delta):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            value = tf.reduce_sum(penalized_mae(y_true, y_pred, delta=delta))
+        return tape.gradient(value, y_pred)
+
+    graph_step = tf.function(step, reduce_retracing=True)
+    for run in (step, graph_step):  # eagerly, and inside a graph (where the clusters are XLA's)
+        before = dict(_elementwise._TENSORFLOW)
+        for batch, delta in [(2, 0.5), (3, 1.0), (5, 1.5), (7, 2.0), (11, 0.1)]:
+            x = tf.constant(np.random.default_rng(batch).normal(size=(batch, 4)))
+            grad = run(tf.zeros_like(x), x, delta)
+            expected = reference.penalized_mae_grad(x.numpy(), 0.0, delta, 0.5, "per_sample")
+            np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12)
+        added = [function for key, function in _elementwise._TENSORFLOW.items() if key not in before]
+        assert len(added) == 2  # the loss and its gradient, once each
+        assert all(function.experimental_get_tracing_count() == 1 for function in added)
+
+
 # ---------------------------------------------------------------------------------------------
 # Gradients: finite differences, kinks, negative control
 # ---------------------------------------------------------------------------------------------

@@ -77,13 +77,12 @@ def test_straight_through_backward_matches_finite_differences_of_the_surrogate(n
     check_straight_through_gradient(summed(name, alpha, True), summed(name, alpha), x, "keras")
 
 
-def _round_derivative_missing_scale(y, alpha):
-    r = ops.subtract(y, ops.add(impl._floor(y), 0.5))
-    return impl._scale(impl._sech2(impl._scale(r, alpha)), alpha)  # forgets 1 / (2 tanh(alpha / 2))
+def _round_derivative_missing_scale(x, alpha, scale, shift):
+    return impl._round_derivative(x, alpha, ops.ones_like(scale), shift)  # forgets 1 / (2 tanh(alpha / 2))
 
 
 def _step_derivative_missing_alpha(x, alpha):
-    z = impl._scale(x, alpha)
+    z = ops.multiply(x, alpha)
     return ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z)))  # forgets the chain rule's alpha
 
 
@@ -91,18 +90,18 @@ def _step_derivative_missing_alpha(x, alpha):
 def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
     x = np.array([0.3, 1.8, -2.4])
 
-    def wrong_round(t):
-        return ops.sum(impl._straight_through(t, ops.round, _round_derivative_missing_scale, alpha))
+    def with_derivative(t, hard, derivative, *option_values):
+        return ops.sum(impl._with_gradient(t, hard, derivative, impl.options(t, *option_values)))
 
-    def wrong_step(t):
-        return ops.sum(impl._straight_through(t, impl._hard_step, _step_derivative_missing_alpha, alpha))
-
+    round_options = (alpha, spec.round_scale(alpha), 0.0)
+    wrong_round = lambda t: with_derivative(t, ops.round, _round_derivative_missing_scale, *round_options)  # noqa: E731
+    wrong_step = lambda t: with_derivative(t, impl._hard_step, _step_derivative_missing_alpha, alpha)  # noqa: E731
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_round, summed("soft_round", alpha), x, "keras")
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_step, summed("soft_step", alpha), x, "keras")
     # the machinery itself is right: with the true derivative the same check passes
-    right = lambda t: ops.sum(impl._straight_through(t, ops.round, impl._round_derivative, alpha))  # noqa: E731
+    right = lambda t: with_derivative(t, ops.round, impl._round_derivative, *round_options)  # noqa: E731
     check_straight_through_gradient(right, summed("soft_round", alpha), x, "keras")
 
 
@@ -216,6 +215,52 @@ def test_values_and_gradients_are_finite_on_the_grid(name, dtype, alpha, straigh
     # the gradient passes through the dtype (the cast's own backward), as it does in a model
     total, grad = value_and_grad(summed(name, alpha, straight_through, dtype), [x], framework="keras")
     assert np.isfinite(total) and np.all(np.isfinite(grad)), grad
+
+
+# At ±inf: the rounding family has no value (its formula gives NaN) but its hard form does; step and
+# sign have their limits, with derivative 0 (as sigmoid and tanh do). NaN gives NaN everywhere.
+AT_INFINITY = {  # name: (soft value at +inf, hard value at +inf, derivative at ±inf)
+    "soft_round": (np.nan, np.inf, np.nan), "soft_floor": (np.nan, np.inf, np.nan),
+    "soft_ceil": (np.nan, np.inf, np.nan), "soft_step": (1.0, 1.0, 0.0), "soft_sign": (1.0, 1.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_non_finite_inputs(name, straight_through):
+    x = np.array([np.nan, np.inf, -np.inf, 0.3])
+    value = numpy(FUNCTIONS[name](x, 3.0, straight_through=straight_through))
+    _, grad = value_and_grad(summed(name, 3.0, straight_through), [x], framework="keras")
+    soft, hard, derivative = AT_INFINITY[name]
+    at_inf = hard if straight_through else soft
+    negative = {"soft_step": 0.0}.get(name, -at_inf)
+    np.testing.assert_array_equal(value[:3], [np.nan, at_inf, negative])
+    np.testing.assert_array_equal(grad[:3], [np.nan, derivative, derivative])
+    assert np.isfinite(value[3]) and np.isfinite(grad[3])
+
+
+def test_32_bit_tanh_and_floor_are_rebuilt_in_the_input_dtype(monkeypatch):
+    """Where a backend returns float32 from tanh or floor of float64 (JAX's tanh, floor on JAX and
+    torch), the surrogates build them from sigmoid and round, which keep the dtype."""
+    from losses.keras import _elementwise
+
+    real_tanh, real_floor = ops.tanh, ops.floor
+    monkeypatch.setattr(impl.ops, "tanh", lambda y: real_tanh(ops.cast(y, "float32")))
+    monkeypatch.setattr(impl.ops, "floor", lambda y: real_floor(ops.cast(y, "float32")))
+    monkeypatch.setattr(_elementwise, "_TENSORFLOW", {})  # compiled functions are traced again, patched
+    monkeypatch.setattr(_elementwise, "_JAX", {})
+    x = np.array([0.3, 1.7, -2.45, 1e10 + 0.25, -3e300])
+    assert keras.backend.standardize_dtype(ops.tanh(x).dtype) == "float32"  # the branch below is taken
+    assert np.abs(numpy(ops.tanh(x[:3])) - np.tanh(x[:3])).max() > 1e-9  # and the 32-bit tanh is not enough
+    tanh, floor = impl._tanh(ops.convert_to_tensor(x)), impl._floor(ops.convert_to_tensor(x))
+    assert keras.backend.standardize_dtype(tanh.dtype) == keras.backend.standardize_dtype(floor.dtype) == "float64"
+    np.testing.assert_allclose(numpy(tanh), np.tanh(x), rtol=1e-15, atol=1e-16)
+    np.testing.assert_array_equal(numpy(floor), np.floor(x))
+    if BACKEND != "torch":  # the torch backend runs the PyTorch frontend's surrogates, not these ops
+        np.testing.assert_allclose(numpy(FUNCTIONS["soft_sign"](x[:3], 3.0)), reference.soft_sign(x[:3], 3.0),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(numpy(FUNCTIONS["soft_floor"](x, 3.0)), reference.soft_floor(x, 3.0), rtol=1e-12)
+        np.testing.assert_array_equal(numpy(FUNCTIONS["soft_floor"](x, 3.0, straight_through=True)), np.floor(x))
 
 
 def test_low_precision_is_computed_in_float32():

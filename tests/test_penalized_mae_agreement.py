@@ -111,3 +111,31 @@ def test_kink_subgradients_agree():
     np.testing.assert_array_equal(torch_grad, expected)
     np.testing.assert_array_equal(grad, expected)
     np.testing.assert_array_equal(expected.ravel()[:4], [0.0, 0.0, 0.2, -0.2])
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (0,)])
+def test_an_empty_batch_gives_the_same_result_in_both_frontends(shape):
+    """The reduction of nothing, as in torch.nn.functional: the sum is 0, the mean NaN."""
+    prediction, target = np.ones(shape), np.zeros(shape)
+    for torch_reduction, keras_reductions, expected in (("mean", ("sum_over_batch_size", "mean"), np.nan),
+                                                        ("sum", ("sum",), 0.0)):
+        loss, grad = torch_value_and_grad(prediction, target, torch.float32, reduction=torch_reduction)
+        np.testing.assert_array_equal(loss, expected)
+        assert grad.shape == shape
+        for reduction in keras_reductions:
+            value = KerasPenalizedMAELoss(reduction=reduction)(target.astype("float32"), prediction.astype("float32"))
+            np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(value)), expected)
+    assert tuple(keras_penalized_mae(target, prediction).shape) == (0,)
+
+
+def test_non_finite_inputs_give_the_same_result_in_both_frontends():
+    prediction = np.array([np.nan, np.inf, -np.inf, 2.5, 0.0, 1.0])
+    target = np.array([0.0, 0.0, 1.0, np.inf, np.nan, 0.5])
+    per_element, grad = torch_value_and_grad(prediction, target, torch.float64, reduction="none")
+    keras_loss = np.asarray(ops.convert_to_numpy(keras_penalized_mae(target, prediction)))  # rank 1: per element
+    _, keras_grad_ = value_and_grad(lambda p, t: ops.sum(keras_penalized_mae(t, p)), [prediction, target],
+                                    framework="keras")
+    np.testing.assert_array_equal(per_element, keras_loss)
+    np.testing.assert_array_equal(grad, keras_grad_)
+    assert not np.isfinite(per_element[:5]).any() and not np.isfinite(grad[:5]).any()
+    assert np.isfinite(per_element[5]) and np.isfinite(grad[5])

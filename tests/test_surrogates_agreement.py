@@ -59,6 +59,17 @@ def test_frontends_agree_with_each_other_and_the_reference(name, dtype, alpha, s
     assert_in_band(tg, kg, low, high, x)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_non_finite_inputs_give_the_same_result_in_both_frontends(name, straight_through):
+    x = np.array([np.nan, np.inf, -np.inf, 0.3])
+    tv, tg = torch_value_and_grad(name, x, 3.0, straight_through)
+    kv, kg = keras_value_and_grad(name, x, 3.0, straight_through)
+    np.testing.assert_allclose(tv, kv, rtol=1e-12)  # NaN where the other has NaN, the same infinities
+    np.testing.assert_allclose(tg, kg, rtol=1e-12)
+    assert np.isnan(tv[0]) and np.isnan(tg[0])
+
+
 def assert_in_band(torch_result, keras_result, low, high, x):
     for ours in (torch_result, keras_result):
         bad = np.flatnonzero((ours < low) | (ours > high))

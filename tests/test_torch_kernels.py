@@ -104,11 +104,11 @@ def test_path_selection(monkeypatch):
 
 
 def test_kernels_follow_the_interpreter_setting(monkeypatch):
-    assert _kernels.triton_module("_triton_pmae").INTERPRET
+    assert _kernels.triton_module("_triton_elementwise").INTERPRET
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert not _kernels.triton_module("_triton_pmae").INTERPRET
+    assert not _kernels.triton_module("_triton_elementwise").INTERPRET
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert _kernels.triton_module("_triton_pmae").INTERPRET
+    assert _kernels.triton_module("_triton_elementwise").INTERPRET
 
 
 def test_import_losses_torch_does_not_import_triton():

@@ -92,12 +92,16 @@ def test_module_matches_functional_and_repr():
     assert PenalizedMAELoss().reduction == "mean"
 
 
-def test_empty_input_mean_is_zero_not_nan():
-    x = torch.zeros(0, 3, requires_grad=True)
-    loss = penalized_mae(x, torch.zeros(0, 3))
-    assert loss.item() == 0.0
-    loss.backward()
-    assert x.grad.shape == (0, 3)
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0,)])
+def test_empty_input_is_the_reduction_of_nothing(shape):
+    """As in torch.nn.functional: the mean of nothing is NaN, the sum 0; the gradient is empty."""
+    for reduction, expected in (("mean", float("nan")), ("sum", 0.0)):
+        x = torch.zeros(shape, requires_grad=True)
+        loss = penalized_mae(x, torch.zeros(shape), reduction=reduction)
+        torch.testing.assert_close(loss, torch.tensor(expected), equal_nan=True)
+        loss.backward()
+        assert x.grad.shape == shape
+    assert penalized_mae(torch.zeros(shape), torch.zeros(shape), reduction="none").shape == shape
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

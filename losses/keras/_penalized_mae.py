@@ -1,17 +1,17 @@
 r"""Penalized MAE for Keras 3, with a hand-written gradient (``keras.ops.custom_gradient``).
 
 The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`. On
-TensorFlow ``keras.ops.custom_gradient`` is ``tf.custom_gradient``, on JAX ``jax.custom_gradient``
-and on torch a ``torch.autograd.Function``. The gradient closure keeps no input-sized tensor of
-its own: it recomputes ``e`` from the inputs and ``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)``
-from it, only when a gradient is asked for. Being written in differentiable ops, the gradient can
-itself be differentiated (nested ``GradientTape``, ``jax.hessian``, ``create_graph=True``): the
-second derivative is ``2·penalty·[|e| > delta]``.
+TensorFlow ``keras.ops.custom_gradient`` is ``tf.custom_gradient``, on JAX ``jax.custom_gradient``;
+the loss and its gradient run as compiled functions of the backend (one XLA cluster each inside a
+TensorFlow graph, ``jax.jit`` on JAX; see :mod:`losses.keras._elementwise`). The gradient keeps
+no input-sized tensor of its own: it recomputes ``e`` from the inputs and
+``ℓ'(e) = sign(e) + 2·penalty·softshrink(e, delta)`` from it, only when a gradient is asked for.
+Being written in differentiable ops, the gradient can itself be differentiated (nested
+``GradientTape``, ``jax.hessian``): the second derivative is ``2·penalty·[|e| > delta]``. On the
+torch backend the loss is the PyTorch frontend's (its C and Triton kernels).
 """
 
 from __future__ import annotations
-
-import math
 
 import keras
 import numpy as np
@@ -19,6 +19,7 @@ from keras import ops
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import check_same_shape, floating_dtype_error
+from losses.keras._elementwise import compiled, options
 
 _LOW_PRECISION = ("float16", "bfloat16")
 
@@ -47,22 +48,22 @@ def _check_shapes(y_true, y_pred) -> None:
 
 
 def _sample_count(e):
-    """Elements per sample, as a tensor of e's dtype (at least 1: an empty sample has mean 0)."""
+    """Elements per sample, as a tensor of e's dtype (0 for samples without elements: their mean is NaN)."""
     if None not in e.shape[1:]:
-        count = max(math.prod(e.shape[1:]), 1)
+        count = int(np.prod(e.shape[1:]))
     else:  # unknown sizes inside a traced function
-        count = ops.maximum(ops.size(e) // ops.maximum(ops.shape(e)[0], 1), 1)
+        count = ops.size(e) // ops.maximum(ops.shape(e)[0], 1)
     return ops.cast(count, e.dtype)
 
 
-def _excess(e, delta: float):
-    """sign(e)·max(|e| − delta, 0), with constants of e's dtype (some backends make Python floats float32)."""
-    return ops.subtract(e, ops.clip(e, ops.convert_to_tensor(-delta, e.dtype), ops.convert_to_tensor(delta, e.dtype)))
+def _excess(e, delta):
+    """sign(e)·max(|e| − delta, 0) = e − clip(e, −delta, delta)."""
+    return ops.subtract(e, ops.clip(e, ops.negative(delta), delta))
 
 
-def _loss_per_sample(y_true, y_pred, delta: float, penalty: float):
+def _loss_per_sample(y_true, y_pred, delta, penalty):
     e = ops.subtract(y_pred, y_true)
-    values = ops.add(ops.abs(e), ops.multiply(ops.convert_to_tensor(penalty, e.dtype), ops.square(_excess(e, delta))))
+    values = ops.add(ops.abs(e), ops.multiply(penalty, ops.square(_excess(e, delta))))
     rank = len(e.shape)
     if rank <= 1:
         return values
@@ -70,32 +71,22 @@ def _loss_per_sample(y_true, y_pred, delta: float, penalty: float):
     return ops.divide(ops.sum(values, axis=tuple(range(1, rank))), _sample_count(e))
 
 
-def _gradient_of_prediction(y_true, y_pred, upstream, delta: float, penalty: float):
+def _gradient_of_prediction(y_true, y_pred, upstream, delta, penalty):
     e = ops.subtract(y_pred, y_true)
-    factor = ops.add(ops.sign(e), ops.multiply(ops.convert_to_tensor(2 * penalty, e.dtype), _excess(e, delta)))
+    factor = ops.add(ops.sign(e), ops.multiply(ops.add(penalty, penalty), _excess(e, delta)))
+    # sign(e) is 0 for a NaN e: a NaN that comes in must come out of the gradient too
+    factor = ops.where(ops.isnan(e), e, factor)
     rank = len(e.shape)
     if rank > 1:
         upstream = ops.reshape(ops.divide(upstream, _sample_count(e)), (-1,) + (1,) * (rank - 1))
     return ops.multiply(factor, upstream)
 
 
-_FUSED: dict = {}
-
-
-def _fused(fn):
-    """On TensorFlow, ``fn`` as one XLA cluster: the elementwise chain runs as a single pass over
-    memory instead of one kernel (and one temporary) per op. Other backends run ``fn`` as it is."""
-    if keras.backend.backend() != "tensorflow":
-        return fn
-    if fn not in _FUSED:
-        import tensorflow as tf
-
-        _FUSED[fn] = tf.function(fn, jit_compile=True)
-    return _FUSED[fn]
-
-
 def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
     """Per-sample mean over the non-batch axes; inputs already checked and of one float dtype."""
+    if keras.backend.backend() == "torch":
+        return _torch_per_sample(y_true, y_pred, delta, penalty)
+    delta_t, penalty_t = options(y_pred, delta, penalty)
 
     @ops.custom_gradient
     def per_sample(y_true, y_pred):
@@ -104,12 +95,21 @@ def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
                 (upstream,) = args
             # e again from the inputs, not the forward's e: the closure then keeps no tensor the
             # caller does not hold anyway, and the gradient stays differentiable (second order).
-            grad_pred = _fused(_gradient_of_prediction)(y_true, y_pred, upstream, delta, penalty)
+            grad_pred = compiled(_gradient_of_prediction)(y_true, y_pred, upstream, delta_t, penalty_t)
             return ops.negative(grad_pred), grad_pred
 
-        return _fused(_loss_per_sample)(y_true, y_pred, delta, penalty), grad
+        return compiled(_loss_per_sample)(y_true, y_pred, delta_t, penalty_t), grad
 
     return per_sample(y_true, y_pred)
+
+
+def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
+    from losses.torch.functional import penalized_mae as torch_penalized_mae
+
+    values = torch_penalized_mae(y_pred, y_true, delta, penalty, reduction="none")
+    if values.dim() <= 1:
+        return values
+    return values.flatten(1).sum(1) / int(np.prod(values.shape[1:]))
 
 
 @keras.saving.register_keras_serializable(package="losses")
@@ -134,7 +134,11 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
 
     Returns:
-        The loss of each sample, shape ``(B,)`` (a scalar for a scalar input).
+        The loss of each sample, shape ``(B,)``: the mean over its elements (NaN for a sample of no
+        elements, the mean of nothing; an empty batch gives shape ``(0,)``). A one-dimensional input is a batch of
+        one-element samples (the loss of each element); a scalar gives a scalar. A NaN or an
+        infinity in either input gives a non-finite loss, and a non-finite gradient where the
+        gradient depends on it.
 
     Example:
 
@@ -174,7 +178,8 @@ class PenalizedMAELoss(keras.losses.Loss):
         delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
         reduction: a Keras reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"``,
-            ``"mean_with_sample_weight"``, ``"none"`` or ``None``.
+            ``"mean_with_sample_weight"``, ``"none"`` or ``None``. An empty batch gives 0 with
+            ``"sum"`` and NaN with the means (the mean of nothing), as the PyTorch frontend does.
         name: the loss's name. Default ``"penalized_mae"``.
         dtype: the computation dtype (default ``keras.backend.floatx()``); inputs are converted to
             it as by every Keras loss.
@@ -202,7 +207,12 @@ class PenalizedMAELoss(keras.losses.Loss):
         # Keras converts the inputs to self.dtype first, which would silently turn integer
         # predictions into floats: check before it does.
         _check_prediction_dtype(y_pred)
-        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        loss = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        if self.reduction not in (None, "none") and tuple(loss.shape) == (0,):
+            # Keras hands an empty batch back unreduced: its sum is 0, its mean NaN (as in losses.torch).
+            total = ops.sum(loss)
+            return total if self.reduction == "sum" else ops.divide(total, ops.zeros_like(total))
+        return loss
 
     def call(self, y_true, y_pred):
         return penalized_mae(y_true, y_pred, delta=self.delta, penalty=self.penalty)

@@ -1,9 +1,13 @@
 """Smooth surrogates of round, floor, ceil, step and sign in ``keras.ops``, with straight-through forms.
 
 The formulas, the range of ``alpha`` and the docstrings live in :mod:`losses._surrogates`, shared
-with the PyTorch frontend. The straight-through forms use ``keras.ops.custom_gradient``
-(``tf.custom_gradient``, ``jax.custom_gradient`` or a ``torch.autograd.Function``, by backend)
-with the surrogate's derivative written out.
+with the PyTorch frontend. Each function is its value and its derivative, written out below;
+the gradient is the derivative times the upstream gradient, written by hand with
+``keras.ops.custom_gradient`` (``tf.custom_gradient`` or ``jax.custom_gradient``), for the soft
+forms as for the straight-through ones (whose forward value is the exact hard function). Value
+and gradient each run as one compiled function of the backend (see
+:mod:`losses.keras._elementwise`); on the torch backend they are the PyTorch frontend's.
+Symbolic inputs (``keras.Input``) get the soft forms as plain ``keras.ops``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from keras import ops
 
 from losses import _surrogates as _spec
 from losses._validation import floating_dtype_error
+from losses.keras._elementwise import compiled, options
 
 __all__ = ["soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign"]
 
@@ -36,9 +41,12 @@ def _dtype(x: Any) -> str:
 
 # Keras caps the result of floor, ceil (JAX and torch backends) and tanh (JAX backend) at 32 bits,
 # so float64 would lose its precision there, and floor(1e300) would become inf. round, sign and
-# sigmoid keep the dtype on every backend, so floor, ceil and (where needed) tanh are built on them.
+# sigmoid keep the dtype on every backend, so there floor, ceil and tanh are built on them.
 
 def _floor(x: Any) -> Any:
+    f = ops.floor(x)
+    if _dtype(f) == _dtype(x):
+        return f
     # exact: round(x) is an integer within 1/2 of x, so floor(x) is it or it minus one
     r = ops.round(x)
     return ops.subtract(r, ops.cast(ops.greater(r, x), _dtype(x)))
@@ -55,114 +63,138 @@ def _tanh(y: Any) -> Any:
     return ops.subtract(ops.multiply(2.0, ops.sigmoid(ops.multiply(2.0, y))), 1.0)
 
 
-def _scale(x: Any, c: float) -> Any:
-    # The torch backend turns a bare Python float into a float32 tensor, which would round c
-    # before it meets a float64 x; converting it to x's dtype keeps it exact.
-    return ops.multiply(x, ops.convert_to_tensor(c, dtype=_dtype(x)))
+def _sign(x: Any) -> Any:
+    # ops.sign(nan) is 0 on some backends: a NaN that comes in must come out.
+    return ops.where(ops.isnan(x), x, ops.sign(x))
 
 
-def _sech2(y: Any) -> Any:
-    # 1 - tanh(y)**2 written with sigmoids: no cancellation in the tails, exactly 1 at 0.
-    return ops.multiply(4.0, ops.multiply(ops.sigmoid(ops.multiply(2.0, y)), ops.sigmoid(ops.multiply(-2.0, y))))
+# Values and derivatives. Options are tensors of x's dtype (arguments of the compiled functions,
+# so that a new value compiles nothing): the rounding family takes alpha, 1 / (2 tanh(alpha / 2))
+# and the shift of its argument (-1/2, 0, +1/2 for floor, round, ceil); step and sign take alpha.
+# The derivatives are 1 - tanh² and sigmoid·(1 - sigmoid), as autodiff writes them: XLA's tanh and
+# sigmoid are cheap rational functions. Where they round to 0 in the tails, the derivative is
+# below the dtype's precision of its peak.
 
-
-# Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
-
-def _round_value(y: Any, alpha: float) -> Any:
+def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
+    y = ops.add(x, shift)
     m = ops.add(_floor(y), 0.5)
-    return ops.add(m, _scale(_tanh(_scale(ops.subtract(y, m), alpha)), _spec.round_scale(alpha)))
+    return ops.add(m, ops.multiply(_tanh(ops.multiply(ops.subtract(y, m), alpha)), scale))
 
 
-def _round_derivative(y: Any, alpha: float) -> Any:
-    r = ops.subtract(y, ops.add(_floor(y), 0.5))
-    return _scale(_sech2(_scale(r, alpha)), alpha * _spec.round_scale(alpha))
+def _round_derivative(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
+    y = ops.add(x, shift)
+    t = _tanh(ops.multiply(ops.subtract(y, ops.add(_floor(y), 0.5)), alpha))
+    return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
 
 
-def _floor_derivative(x: Any, alpha: float) -> Any:
-    return _round_derivative(ops.subtract(x, 0.5), alpha)
+def _step_value(x: Any, alpha: Any) -> Any:
+    return ops.sigmoid(ops.multiply(x, alpha))
 
 
-def _ceil_derivative(x: Any, alpha: float) -> Any:
-    return _round_derivative(ops.add(x, 0.5), alpha)
+def _step_derivative(x: Any, alpha: Any) -> Any:
+    s = ops.sigmoid(ops.multiply(x, alpha))
+    return ops.multiply(ops.multiply(s, ops.subtract(1.0, s)), alpha)
 
 
-def _step_derivative(x: Any, alpha: float) -> Any:
-    z = _scale(x, alpha)
-    return _scale(ops.multiply(ops.sigmoid(z), ops.sigmoid(ops.negative(z))), alpha)
+def _sign_value(x: Any, alpha: Any) -> Any:
+    # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
+    return _tanh(ops.multiply(x, ops.multiply(alpha, 0.5)))
 
 
-def _sign_derivative(x: Any, alpha: float) -> Any:
-    return ops.multiply(2.0, _step_derivative(x, alpha))
+def _sign_derivative(x: Any, alpha: Any) -> Any:
+    half = ops.multiply(alpha, 0.5)
+    t = _tanh(ops.multiply(x, half))
+    return ops.multiply(ops.subtract(1.0, ops.square(t)), half)
 
 
 def _hard_step(x: Any) -> Any:
     # (sign + 1) / 2 is exact: 0, 1/2 or 1, with step(0) = 1/2 like the surrogate at 0.
-    return ops.multiply(ops.add(ops.sign(x), 1.0), 0.5)
+    return ops.multiply(ops.add(_sign(x), 1.0), 0.5)
 
 
-def _straight_through(x: Any, hard: Callable, derivative: Callable, alpha: float) -> Any:
-    """Forward ``hard(x)``, backward ``upstream * derivative(x, alpha)``."""
+# name: (value, derivative, hard value, options(alpha))
+_FUNCTIONS = {
+    "soft_round": (_round_value, _round_derivative, ops.round, lambda a: (a, _spec.round_scale(a), 0.0)),
+    "soft_floor": (_round_value, _round_derivative, _floor, lambda a: (a, _spec.round_scale(a), -0.5)),
+    "soft_ceil": (_round_value, _round_derivative, _ceil, lambda a: (a, _spec.round_scale(a), 0.5)),
+    "soft_step": (_step_value, _step_derivative, _hard_step, lambda a: (a,)),
+    "soft_sign": (_sign_value, _sign_derivative, _sign, lambda a: (a,)),
+}
+
+
+def _times_derivative(derivative: Callable) -> Callable:
+    """``upstream · derivative(x)``, one function per derivative (a compiled function's identity)."""
+    if derivative not in _GRADIENTS:
+        _GRADIENTS[derivative] = lambda x, upstream, *option_values: ops.multiply(upstream, derivative(x, *option_values))
+    return _GRADIENTS[derivative]
+
+
+_GRADIENTS: dict = {}
+
+
+def _surrogate(name: str, x: Any, alpha: Any, straight_through: Any) -> Any:
+    alpha, straight_through = _spec.check_options(alpha, straight_through)
+    if keras.backend.backend() == "torch" and not isinstance(x, keras.KerasTensor):
+        return _torch_surrogate(name, x, alpha, straight_through)
+    x = _prepare(x)
+    value, derivative, hard, option_values = _FUNCTIONS[name]
     if isinstance(x, keras.KerasTensor):
-        # custom_gradient is not a Keras operation, so a functional model could not replay it
-        raise TypeError(
-            "straight_through=True needs a concrete tensor, not a symbolic keras.Input; inside a "
-            "functional model wrap the call in a layer, e.g. "
-            "keras.layers.Lambda(lambda t: soft_round(t, alpha, straight_through=True)), or use it "
-            "in a loss or in a layer's call()"
-        )
+        if straight_through:
+            # custom_gradient is not a Keras operation, so a functional model could not replay it
+            raise TypeError(
+                "straight_through=True needs a concrete tensor, not a symbolic keras.Input; inside a "
+                "functional model wrap the call in a layer, e.g. "
+                "keras.layers.Lambda(lambda t: soft_round(t, alpha, straight_through=True)), or use it "
+                "in a loss or in a layer's call()"
+            )
+        return value(x, *options(x, *option_values(alpha)))
+    tensors = options(x, *option_values(alpha))
+    forward = (lambda t: compiled(hard)(t)) if straight_through else (lambda t: compiled(value)(t, *tensors))
+    return _with_gradient(x, forward, derivative, tensors)
+
+
+def _with_gradient(x: Any, forward: Callable, derivative: Callable, tensors: list) -> Any:
+    """``forward(x)``, with the gradient ``upstream · derivative(x, *tensors)`` written by hand."""
+    gradient = compiled(_times_derivative(derivative))
 
     @ops.custom_gradient
-    def forward(x):
+    def apply(x):
         def grad(*args, upstream=None):
             # TensorFlow and JAX call grad(upstream); the torch backend grad(*inputs, upstream=...).
             if upstream is None:
                 (upstream,) = args
-            return ops.multiply(upstream, derivative(x, alpha))
+            return gradient(x, upstream, *tensors)
 
-        return hard(x), grad
+        return forward(x), grad
 
-    return forward(x)
+    return apply(x)
+
+
+def _torch_surrogate(name: str, x: Any, alpha: float, straight_through: bool) -> Any:
+    import losses.torch
+
+    x = _prepare(x)
+    return getattr(losses.torch, name)(x, alpha, straight_through=straight_through)
 
 
 def soft_round(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, ops.round, _round_derivative, alpha)
-    return _round_value(x, alpha)
+    return _surrogate("soft_round", x, alpha, straight_through)
 
 
 def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, _floor, _floor_derivative, alpha)
-    return _round_value(ops.subtract(x, 0.5), alpha)
+    return _surrogate("soft_floor", x, alpha, straight_through)
 
 
 def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, _ceil, _ceil_derivative, alpha)
-    return _round_value(ops.add(x, 0.5), alpha)
+    return _surrogate("soft_ceil", x, alpha, straight_through)
 
 
 def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, _hard_step, _step_derivative, alpha)
-    return ops.sigmoid(_scale(x, alpha))
+    return _surrogate("soft_step", x, alpha, straight_through)
 
 
 def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, ops.sign, _sign_derivative, alpha)
-    # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
-    return _tanh(_scale(x, 0.5 * alpha))
+    return _surrogate("soft_sign", x, alpha, straight_through)
 
 
 _EXAMPLES = {

@@ -2,8 +2,15 @@ r"""Penalized MAE for PyTorch, with a hand-written backward.
 
 The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalized_mae`.
 
-Implementation notes. The forward computes the loss and, when a gradient will be needed, the
-derivative factor ``ℓ'(e) = sign(e) · (1 + 2·penalty·max(|e| - delta, 0))``, written over ``e``
+Three paths compute the same loss. CUDA tensors: one Triton pass writes the loss and the gradient
+(``_kernels/penalized_mae.py``). CPU tensors: one pass of the C library does the same
+(``_kernels/cpu_elementwise.c``, :class:`_FusedCpuPenalizedMAE`); the backward only scales that
+gradient, in place, and skips even that when the upstream gradient is 1. Elsewhere (no compiler,
+``LOSSES_KERNELS=torch``, inside ``torch.compile`` and torch.func transforms, and for second
+derivatives) the portable path below.
+
+Implementation notes (portable path). The forward computes the loss and, when a gradient will be
+needed, the derivative factor ``ℓ'(e) = sign(e) · (1 + 2·penalty·max(|e| - delta, 0))``, written over ``e``
 (for ``"mean"`` and ``"sum"`` at most two input-sized tensors live at once, one after the
 forward). That factor is the only input-sized tensor kept for the backward, which is then a
 single multiplication. The factor is also a (hidden) second output of the ``autograd.Function``,
@@ -24,7 +31,7 @@ from torch import Tensor, nn
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
-from losses.torch._kernels import use_triton
+from losses.torch._kernels import cpu_elementwise, transforms_active, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -55,7 +62,7 @@ def _penalized_mae_forward(input: Tensor, target: Tensor, delta: float, penalty:
     if reduction != "none":
         loss = loss + penalty * excess.square_().sum()
         if reduction == "mean":
-            loss = loss / max(e.numel(), 1)  # an empty input has mean loss 0, not NaN
+            loss = loss / e.numel()  # the mean of nothing is NaN, as in torch.nn.functional
     return loss, factor
 
 
@@ -111,6 +118,64 @@ def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty
     return loss
 
 
+class _FusedCpuPenalizedMAE(torch.autograd.Function):
+    """The loss on CPU tensors in one pass of the C library that also writes the gradient (for
+    ``"mean"``, already divided by N); the backward only scales it, in place (nothing to do when the
+    upstream gradient is 1). For ``"none"`` the pass writes the per-element loss and derivative."""
+
+    @staticmethod
+    def forward(ctx, input, target, delta, penalty, reduction):
+        parameters = (delta, penalty, 0.0)
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        if reduction == "none":
+            loss, ctx.grad = cpu_elementwise.value_and_derivative("penalized_mae", parameters, input, target)
+        else:
+            scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+            total, ctx.grad = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target,
+                                                       scale if need_grad else None)
+            loss = torch.tensor(total * scale, dtype=_computed_in(input.dtype))
+        ctx.options = (delta, penalty, reduction)
+        ctx.save_for_backward(input, target)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target = ctx.saved_tensors
+        delta, penalty, reduction = ctx.options
+        if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
+            computed = _computed_in(input.dtype)
+            _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty,
+                                                    reduction)
+            grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
+        else:
+            grad, ctx.grad = ctx.grad, None  # handed out as the gradient
+            if grad is None:  # a second backward through the graph (retain_graph=True): again
+                scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+                grad = cpu_elementwise.gradient("penalized_mae", (delta, penalty, 0.0), input, target,
+                                                grad_output * scale)
+            else:
+                grad = cpu_elementwise.scale_in_place(grad, grad_output).to(input.dtype)
+        grad_input = grad if ctx.needs_input_grad[0] else None
+        grad_target = -grad if ctx.needs_input_grad[1] else None
+        return grad_input, grad_target, None, None, None
+
+
+def _computed_in(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _penalized_mae_fused_cpu(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
+    if target.dtype != input.dtype:  # the kernels read both in one dtype: the computation's
+        input, target = input.to(_computed_in(input.dtype)), target.to(_computed_in(input.dtype))
+    if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
+        return _FusedCpuPenalizedMAE.apply(input, target, delta, penalty, reduction)
+    parameters = (delta, penalty, 0.0)
+    if reduction == "none":
+        return cpu_elementwise.value("penalized_mae", parameters, input, target)
+    total, _ = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target, None)
+    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=_computed_in(input.dtype))
+
+
 def _check_tensor(name: str, value) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {describe(value)}")
@@ -137,11 +202,14 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
         target: same shape as ``input`` (never broadcast); converted to the computation dtype.
         delta: threshold ``>= 0`` beyond which the quadratic penalty starts. Default 1.0.
         penalty: weight ``>= 0`` of the quadratic penalty. Default 0.5.
-        reduction: ``"mean"`` (over every element; 0 for an empty input), ``"sum"``, or
+        reduction: ``"mean"`` (over every element; NaN for an empty input, the mean of nothing as in
+            ``torch.nn.functional``), ``"sum"`` (0 for an empty input), or
             ``"none"`` (the per-element loss, shape of ``input``).
 
     Returns:
-        A scalar for ``"mean"`` and ``"sum"``, else a tensor shaped like ``input``.
+        A scalar for ``"mean"`` and ``"sum"``, else a tensor shaped like ``input``. A NaN or an
+        infinity in either input gives a non-finite loss, and a non-finite gradient where the
+        gradient depends on it (as in ``torch.nn.functional``).
 
     Works under ``torch.compile(fullgraph=True)``, ``torch.func.grad`` and ``torch.vmap``.
 
@@ -166,8 +234,10 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
     check_same_shape("input", input.shape, "target", target.shape)
     delta, penalty = check_penalized_mae_options(delta, penalty)
     check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    if input.dtype != torch.float64 and input.numel() > 0 and use_triton(input, target):
+    if input.dtype != torch.float64 and input.numel() > 0 and not transforms_active() and use_triton(input, target):
         return penalized_mae_triton(input, target, delta, penalty, reduction)
+    if input.device.type == "cpu" and target.device.type == "cpu" and cpu_elementwise.supports(input):
+        return _penalized_mae_fused_cpu(input, target, delta, penalty, reduction)
     return _penalized_mae_autograd(input, target, delta, penalty, reduction)
 
 

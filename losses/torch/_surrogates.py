@@ -1,9 +1,17 @@
 """Smooth surrogates of round, floor, ceil, step and sign for PyTorch, with straight-through forms.
 
 The formulas, the range of ``alpha`` and the docstrings live in :mod:`losses._surrogates`, shared
-with the Keras frontend. The straight-through forms are one ``torch.autograd.Function`` whose
-backward is the surrogate's derivative, written out (not autodiff of the surrogate, and not the
-``x + (hard - x).detach()`` trick, which would evaluate the surrogate in the forward pass too).
+with the Keras frontend.
+
+Two paths compute the same thing. On CPU tensors (the C library) and CUDA tensors (Triton), one
+``autograd.Function`` runs a kernel that writes the value (or, straight through, the exact hard
+value) and the derivative in one pass; the backward only scales the derivative by the upstream
+gradient, in place. Each function and its derivative are one definition in the kernels. Elsewhere (float64 on CUDA, no compiler,
+``LOSSES_KERNELS=torch``, inside ``torch.compile`` and torch.func transforms, and for second
+derivatives) the portable path composes PyTorch ops: autograd differentiates the soft forms, and
+the straight-through forms are one ``torch.autograd.Function`` whose backward is the surrogate's
+derivative, written out (not autodiff of the surrogate, and not the ``x + (hard - x).detach()``
+trick, which would evaluate the surrogate in the forward pass too).
 """
 
 from __future__ import annotations
@@ -14,23 +22,26 @@ import torch
 
 from losses import _surrogates as _spec
 from losses._validation import describe, floating_dtype_error
+from losses.torch._kernels import cpu_elementwise
+from losses.torch._kernels import elementwise as triton_elementwise
 
 __all__ = ["soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign"]
 
 _KEPT_DTYPES = (torch.float32, torch.float64)
 
 
-def _prepare(x: torch.Tensor) -> torch.Tensor:
+def _check(x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor; got {describe(x)}")
     if not x.is_floating_point():
         raise floating_dtype_error("x", x.dtype)
-    return x if x.dtype in _KEPT_DTYPES else x.float()
+    return x
 
 
 def _sech2(y: torch.Tensor) -> torch.Tensor:
-    # 1 - tanh(y)**2 written with sigmoids: no cancellation in the tails, exactly 1 at 0.
-    return 4.0 * torch.sigmoid(2.0 * y) * torch.sigmoid(-2.0 * y)
+    # 1 - tanh(y)**2 = 4e / (1 + e)**2 with e = exp(-2|y|): no cancellation in the tails, exactly 1 at 0.
+    e = torch.exp(-2.0 * y.abs())
+    return 4.0 * e / (1.0 + e).square()
 
 
 # Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
@@ -62,9 +73,14 @@ def _sign_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return 2.0 * _step_derivative(x, alpha)
 
 
+def _hard_sign(x: torch.Tensor) -> torch.Tensor:
+    # torch.sign(nan) is 0: a NaN that comes in must come out.
+    return torch.where(torch.isnan(x), x, torch.sign(x))
+
+
 def _hard_step(x: torch.Tensor) -> torch.Tensor:
     # (sign + 1) / 2 is exact: 0, 1/2 or 1, with step(0) = 1/2 like the surrogate at 0.
-    return (torch.sign(x) + 1.0) * 0.5
+    return (_hard_sign(x) + 1.0) * 0.5
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -93,45 +109,97 @@ def _straight_through(x: torch.Tensor, hard: Callable, derivative: Callable, alp
     return _StraightThrough.apply(x, hard, derivative, alpha)
 
 
-def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
+# The five functions: (soft value, hard value, derivative) on the portable path, and on the kernels
+# (function, shift of its argument, hard value); the rounding family is soft_round shifted.
+_PORTABLE = {
+    "soft_round": (lambda x, alpha: _round_value(x, alpha), torch.round, _round_derivative),
+    "soft_floor": (lambda x, alpha: _round_value(x - 0.5, alpha), torch.floor, _floor_derivative),
+    "soft_ceil": (lambda x, alpha: _round_value(x + 0.5, alpha), torch.ceil, _ceil_derivative),
+    "soft_step": (lambda x, alpha: torch.sigmoid(alpha * x), _hard_step, _step_derivative),
+    # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
+    "soft_sign": (lambda x, alpha: torch.tanh(0.5 * alpha * x), _hard_sign, _sign_derivative),
+}
+_KERNELS = {
+    "soft_round": ("soft_round", 0.0, "round"),
+    "soft_floor": ("soft_round", -0.5, "floor"),
+    "soft_ceil": ("soft_round", 0.5, "ceil"),
+    "soft_step": ("soft_step", 0.0, "step"),
+    "soft_sign": ("soft_sign", 0.0, "sign"),
+}
+
+
+def _kernel_backend(x: torch.Tensor):
+    """The kernels that take ``x`` (C on the CPU, Triton on CUDA), or None for the portable path."""
+    if triton_elementwise.supports(x):
+        return triton_elementwise
+    return cpu_elementwise if cpu_elementwise.supports(x) else None
+
+
+class _Fused(torch.autograd.Function):
+    """Forward: the value (or hard value) and the derivative in one kernel pass; backward: the
+    derivative scaled by the upstream gradient, in place (nothing to do when that is 1)."""
+
+    @staticmethod
+    def forward(ctx, x, backend, name, alpha, straight_through):
+        function, _, hard = _KERNELS[name]
+        value, ctx.derivative = backend.value_and_derivative(hard if straight_through else function,
+                                                             _parameters(name, alpha), x)
+        ctx.backend, ctx.name, ctx.alpha = backend, name, alpha
+        ctx.save_for_backward(x)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the derivative from differentiable ops
+            derivative = _PORTABLE[ctx.name][2]
+            computed = x if x.dtype in _KEPT_DTYPES else x.float()
+            return (grad * derivative(computed, ctx.alpha)).to(x.dtype), None, None, None, None
+        derivative, ctx.derivative = ctx.derivative, None  # handed out as the gradient
+        if derivative is None:  # a second backward through the graph (retain_graph=True): again
+            gradient = ctx.backend.gradient(_KERNELS[ctx.name][0], _parameters(ctx.name, ctx.alpha), x, None, grad)
+        else:
+            gradient = ctx.backend.scale_in_place(derivative, grad).to(x.dtype)
+        return gradient, None, None, None, None
+
+
+def _parameters(name: str, alpha: float) -> tuple[float, float, float]:
+    function, shift, _ = _KERNELS[name]
+    return alpha, _spec.round_scale(alpha) if function == "soft_round" else 0.0, shift
+
+
+def _surrogate(name: str, x: torch.Tensor, alpha, straight_through) -> torch.Tensor:
     alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, torch.round, _round_derivative, alpha)
-    return _round_value(x, alpha)
+    x = _check(x)
+    backend = _kernel_backend(x)
+    if backend is not None:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _Fused.apply(x, backend, name, alpha, straight_through)
+        function, _, hard = _KERNELS[name]
+        return backend.value(hard if straight_through else function, _parameters(name, alpha), x)
+    value, hard, derivative = _PORTABLE[name]
+    x = x if x.dtype in _KEPT_DTYPES else x.float()
+    return _straight_through(x, hard, derivative, alpha) if straight_through else value(x, alpha)
+
+
+def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
+    return _surrogate("soft_round", x, alpha, straight_through)
 
 
 def soft_floor(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, torch.floor, _floor_derivative, alpha)
-    return _round_value(x - 0.5, alpha)
+    return _surrogate("soft_floor", x, alpha, straight_through)
 
 
 def soft_ceil(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, torch.ceil, _ceil_derivative, alpha)
-    return _round_value(x + 0.5, alpha)
+    return _surrogate("soft_ceil", x, alpha, straight_through)
 
 
 def soft_step(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, _hard_step, _step_derivative, alpha)
-    return torch.sigmoid(alpha * x)
+    return _surrogate("soft_step", x, alpha, straight_through)
 
 
 def soft_sign(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:
-    alpha, straight_through = _spec.check_options(alpha, straight_through)
-    x = _prepare(x)
-    if straight_through:
-        return _straight_through(x, torch.sign, _sign_derivative, alpha)
-    # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
-    return torch.tanh(0.5 * alpha * x)
+    return _surrogate("soft_sign", x, alpha, straight_through)
 
 
 _EXAMPLES = {
@@ -142,10 +210,10 @@ _EXAMPLES = {
     >>> from losses.torch import soft_round
     >>> x = torch.tensor([0.2, 0.5, 1.7], requires_grad=True)
     >>> soft_round(x, alpha=10.0)
-    tensor([0.0024, 0.5000, 1.9821], grad_fn=<AddBackward0>)
+    tensor([0.0024, 0.5000, 1.9821], grad_fn=<...>)
     >>> y = soft_round(x, alpha=10.0, straight_through=True)
     >>> y
-    tensor([0., 0., 2.], grad_fn=<_StraightThroughBackward>)
+    tensor([0., 0., 2.], grad_fn=<...>)
     >>> y.sum().backward()
     >>> x.grad
     tensor([0.0493, 5.0005, 0.3533])
@@ -157,10 +225,10 @@ _EXAMPLES = {
     >>> from losses.torch import soft_floor
     >>> x = torch.tensor([0.2, 1.0, 1.7], requires_grad=True)
     >>> soft_floor(x, alpha=10.0)
-    tensor([-0.0179,  0.5000,  1.0024], grad_fn=<AddBackward0>)
+    tensor([-0.0179,  0.5000,  1.0024], grad_fn=<...>)
     >>> y = soft_floor(x, alpha=10.0, straight_through=True)
     >>> y
-    tensor([0., 1., 1.], grad_fn=<_StraightThroughBackward>)
+    tensor([0., 1., 1.], grad_fn=<...>)
     >>> y.sum().backward()
     >>> x.grad
     tensor([0.3533, 5.0005, 0.0493])
@@ -172,9 +240,9 @@ _EXAMPLES = {
     >>> from losses.torch import soft_ceil
     >>> x = torch.tensor([0.2, 1.0, 1.7], requires_grad=True)
     >>> soft_ceil(x, alpha=10.0)
-    tensor([0.9821, 1.5000, 2.0024], grad_fn=<AddBackward0>)
+    tensor([0.9821, 1.5000, 2.0024], grad_fn=<...>)
     >>> soft_ceil(x, alpha=10.0, straight_through=True)
-    tensor([1., 1., 2.], grad_fn=<_StraightThroughBackward>)
+    tensor([1., 1., 2.], grad_fn=<...>)
 """,
     "soft_step": """
     Example:
@@ -183,10 +251,10 @@ _EXAMPLES = {
     >>> from losses.torch import soft_step
     >>> x = torch.tensor([-0.5, 0.0, 0.1], requires_grad=True)
     >>> soft_step(x, alpha=10.0)
-    tensor([0.0067, 0.5000, 0.7311], grad_fn=<SigmoidBackward0>)
+    tensor([0.0067, 0.5000, 0.7311], grad_fn=<...>)
     >>> y = soft_step(x, alpha=10.0, straight_through=True)
     >>> y
-    tensor([0.0000, 0.5000, 1.0000], grad_fn=<_StraightThroughBackward>)
+    tensor([0.0000, 0.5000, 1.0000], grad_fn=<...>)
     >>> y.sum().backward()
     >>> x.grad
     tensor([0.0665, 2.5000, 1.9661])
@@ -198,9 +266,9 @@ _EXAMPLES = {
     >>> from losses.torch import soft_sign
     >>> x = torch.tensor([-0.5, 0.0, 0.1], requires_grad=True)
     >>> soft_sign(x, alpha=10.0)
-    tensor([-0.9866,  0.0000,  0.4621], grad_fn=<TanhBackward0>)
+    tensor([-0.9866,  0.0000,  0.4621], grad_fn=<...>)
     >>> soft_sign(x, alpha=10.0, straight_through=True)
-    tensor([-1.,  0.,  1.], grad_fn=<_StraightThroughBackward>)
+    tensor([-1.,  0.,  1.], grad_fn=<...>)
 """,
 }
 

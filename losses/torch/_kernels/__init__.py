@@ -1,7 +1,7 @@
 """Fused kernels behind the PyTorch frontend, and the choice between them and plain PyTorch.
 
-Triton kernels serve CUDA tensors; ``cpu.py`` (a small C library compiled on first use) serves
-the Dice loss on CPU tensors. The environment variable ``LOSSES_KERNELS`` picks the path:
+Triton kernels serve CUDA tensors; a small C library compiled on first use (``_clib.py``) serves
+CPU tensors: the Dice loss (``cpu.py``), penalized MAE and the surrogates (``cpu_elementwise.py``). The environment variable ``LOSSES_KERNELS`` picks the path:
 
 - ``auto`` (default): the Triton kernels for CUDA tensors when ``triton`` imports, the C library
   for CPU tensors when it builds, else PyTorch;
@@ -80,6 +80,14 @@ def use_triton(*tensors) -> bool:
     )
 
 
+def transforms_active() -> bool:
+    """True inside torch.func transforms (grad, vmap, jvp, ...) or forward-mode AD (dual tensors),
+    where a kernel that reads raw memory would drop the batching or the tangent: take the portable path."""
+    import torch
+
+    return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
+
+
 def device_guard(tensor):
     """A context that makes ``tensor``'s CUDA device current: Triton launches on the current one."""
     import torch
@@ -107,4 +115,5 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
-__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "triton_available", "triton_module", "use_triton"]
+__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "transforms_active", "triton_available",
+           "triton_module", "use_triton"]

@@ -72,9 +72,9 @@ class Source:
 
 def _sources() -> list[Source]:
     """Every file of the library. Imported here, not at the top: those modules import this one."""
-    from losses.torch._kernels import cpu
+    from losses.torch._kernels import cpu, cpu_elementwise
 
-    return [Source("cpu_common.c"), cpu.C_SOURCE]
+    return [Source("cpu_common.c"), cpu.C_SOURCE, cpu_elementwise.C_SOURCE]
 
 
 _lock = threading.Lock()

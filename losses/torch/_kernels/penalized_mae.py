@@ -5,7 +5,7 @@ Per element, with e = input - target::
     loss = |e| + penalty * max(|e| - delta, 0)**2
     dloss/dinput = sign(e) * (1 + 2 * penalty * max(|e| - delta, 0)),   sign(0) = 0
 
-The forward reads input and target once and writes the gradient (pre-scaled by 1/N for the
+(one definition in ``_triton_elementwise.py``, shared with the surrogates' kernels). The forward reads input and target once and writes the gradient (pre-scaled by 1/N for the
 mean) next to the loss: 12 bytes per float32 element for forward and backward together. The
 loss sum is made of per-block partial sums added in a fixed order, so it is the same on every
 run. The backward multiplies the saved gradient by ``grad_output`` on the device: in eager mode
@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 
 from losses.torch._kernels import device_guard, triton_module
+from losses.torch._kernels.elementwise import scale_in_place
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py).
 BLOCK, WARPS = 4096, 8
-SCALE_BLOCK = 16384
 
 
 def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str,
@@ -35,7 +35,7 @@ def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: f
 
 def _launch_forward(input, target, delta, penalty, reduction, need_grad):
     # Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
-    kernels = triton_module("_triton_pmae")
+    kernels = triton_module("_triton_elementwise")
     x = input if input.is_contiguous() else input.contiguous()
     t = target if target.is_contiguous() else target.contiguous()
     n = x.numel()
@@ -50,9 +50,10 @@ def _launch_forward(input, target, delta, penalty, reduction, need_grad):
         loss = torch.empty((), dtype=torch.float32, device=x.device)
         partial = torch.empty(grid[0], dtype=torch.float32, device=x.device)
     if n > 0:
-        kernels.pmae_forward_kernel[grid](
-            x, t, loss, x if grad is None else grad, partial, n, float(delta), float(penalty), grad_scale,
-            WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=BLOCK, num_warps=WARPS,
+        kernels.loss_kernel[grid](
+            x, t, loss, x if grad is None else grad, partial, n, float(delta), float(penalty), 0.0, grad_scale,
+            FUNCTION=kernels.FUNCTIONS["penalized_mae"], WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=BLOCK,
+            num_warps=WARPS,
         )
     if not elementwise:
         if n > 0:
@@ -62,18 +63,6 @@ def _launch_forward(input, target, delta, penalty, reduction, need_grad):
             # The mean of nothing is NaN, as in torch.mean; the sum of nothing is 0.
             loss.fill_(float("nan") if reduction == "mean" else 0.0)
     return loss, grad
-
-
-def _scale_in_place(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-    if grad_output.dim() == 0:
-        kernels = triton_module("_triton_pmae")
-        n = grad.numel()
-        if n > 0:
-            with device_guard(grad):
-                kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](
-                    grad, grad_output, n, BLOCK=SCALE_BLOCK, num_warps=8)
-        return grad
-    return grad.mul_(grad_output.to(grad.dtype))
 
 
 class _PenalizedMAE(torch.autograd.Function):
@@ -98,7 +87,7 @@ class _PenalizedMAE(torch.autograd.Function):
             # its buffer to the caller, so compute the gradient again.
             input, target = ctx.saved_tensors
             _, grad = _forward(input, target, *ctx.options, need_grad=True)
-        grad_input = _scale_in_place(grad, grad_output)
+        grad_input = scale_in_place(grad, grad_output)
         grad_target = -grad_input if ctx.needs_input_grad[1] else None
         if not ctx.needs_input_grad[0]:
             grad_input = None
