@@ -126,7 +126,7 @@ def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dt
         if rank > 1:
             sample_weight = ops.reshape(sample_weight, (-1,))
         values = values * sample_weight
-    if reduction is None or reduction == "none":
+    if reduction is None or reduction == "none" or len(values.shape) == 0:
         return values
     total = ops.sum(values)
     if reduction == "sum":

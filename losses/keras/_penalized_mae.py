@@ -19,6 +19,7 @@ from keras import ops
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import check_same_shape, floating_dtype_error
+from losses.keras._common import reduce_per_sample
 from losses.keras._elementwise import compiled, options
 
 _LOW_PRECISION = ("float16", "bfloat16")
@@ -207,12 +208,12 @@ class PenalizedMAELoss(keras.losses.Loss):
         # Keras converts the inputs to self.dtype first, which would silently turn integer
         # predictions into floats: check before it does.
         _check_prediction_dtype(y_pred)
-        loss = super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        if self.reduction not in (None, "none") and tuple(loss.shape) == (0,):
-            # Keras hands an empty batch back unreduced: its sum is 0, its mean NaN (as in losses.torch).
-            total = ops.sum(loss)
-            return total if self.reduction == "sum" else ops.divide(total, ops.zeros_like(total))
-        return loss
+        with keras.name_scope(self.name):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+            # The reduction of every loss of this package: an empty batch sums to 0 and its mean is
+            # NaN, in eager and traced code alike (Keras hands an empty batch back unreduced).
+            return reduce_per_sample(self.call(y_true, y_pred), sample_weight, self.reduction, self.dtype)
 
     def call(self, y_true, y_pred):
         return penalized_mae(y_true, y_pred, delta=self.delta, penalty=self.penalty)
