@@ -42,7 +42,7 @@ def pair_cases(draw, max_side=4, with_weight=True):
     lambdas = (draw(st.sampled_from([1.0, 0.5])), draw(st.sampled_from([1.0, 2.0])))
     term = {"gamma": 0.0, "label_smoothing": draw(st.sampled_from([0.0, 0.1]))}
     if kind == "dice_focal":
-        term["gamma"] = draw(st.sampled_from([1.0, 2.0]))
+        term["gamma"] = draw(st.sampled_from([0.5, 1.0, 2.0]))
     arguments = dict(common, overlap=overlap, overlap_options=own, label_smoothing=term["label_smoothing"])
     arguments["lambda_dice"] = lambdas[0]
     arguments["lambda_ce" if kind == "dice_ce" else "lambda_focal"] = lambdas[1]

@@ -70,6 +70,44 @@ def test_pairs_on_every_cpu_path_agree_in_float32(case):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(np.abs(b).max())))
 
 
+@given(focal_cases(max_side=5), st.sampled_from(["mean", "sum"]))
+def test_focal_loss_on_every_cpu_path_agrees_in_float32(case, reduction):
+    logits, target, options, weight = case
+    results = []
+    for path in ("auto", "torch"):
+        with kernels(path):
+            x = tensor(logits, torch.float32).requires_grad_(True)
+            loss = focal_loss(x, torch.as_tensor(target), weight=tensor(weight, torch.float32), reduction=reduction,
+                              **options)
+            (grad,) = torch.autograd.grad(loss, x)
+            results.append((loss.item(), grad.numpy()))
+    expected = float(reference.focal_loss(logits.astype(np.float32), target, reduction, weight, **options))
+    for loss, _ in results:  # NaN: a mean over no valid position
+        assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5, nan_ok=True)
+    (_, a), (_, b) = results
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(np.abs(b).max())))
+
+
+@pytest.mark.parametrize("mode, classes, label_map", [("binary", 1, True), ("multiclass", 3, True),
+                                                      ("multilabel", 3, False), ("binary", 1, False)])
+def test_the_fused_cpu_passes_take_logits_with_label_maps_or_sigmoid_targets(mode, classes, label_map):
+    from losses._cross_entropy import FocalOptions
+    from losses.torch._term_core import TermLoss, choose_term_path
+
+    x = torch.randn(2, classes, 4, 4)
+    if label_map:
+        target = torch.randint(0, max(classes, 2), (2, 4, 4))
+    else:
+        target = torch.randint(0, 2, (2, classes, 4, 4)).float()
+    spec = TermLoss.focal(FocalOptions.create(mode=mode), "mean")
+    assert choose_term_path(x, target, None, spec, label_map).name == "cpu"
+    probabilities = TermLoss.focal(FocalOptions.create(mode=mode, from_logits=False), "mean")
+    assert "from_logits=False" in choose_term_path(x.sigmoid(), target, None, probabilities, label_map).reason
+    dense = torch.softmax(torch.randn(2, 3, 4, 4), 1)
+    multiclass = TermLoss.focal(FocalOptions.create(mode="multiclass"), "mean")
+    assert "label maps" in choose_term_path(torch.randn(2, 3, 4, 4), dense, None, multiclass, False).reason
+
+
 def _clear_of_kinks(logits, target, soft_labels, options):
     if not soft_labels:
         return True

@@ -1,93 +1,19 @@
-"""Focal loss (and cross-entropy, at ``gamma=0``) for PyTorch: the per-position terms from PyTorch ops.
+"""Focal loss (and cross-entropy, at ``gamma=0``) for PyTorch: the public function and module.
 
-The definitions are in :mod:`losses._cross_entropy`. Logarithms come from ``log_softmax`` and
-``logsigmoid`` of the logits, so a finite input gives a finite loss also where a probability
-underflows to 0.
+The definitions are in :mod:`losses._cross_entropy`; the terms and the execution paths in
+:mod:`losses.torch._term_core`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from losses._cross_entropy import PROBABILITY_MIN, FocalOptions
+from losses._cross_entropy import FocalOptions
 from losses._validation import TORCH_REDUCTIONS, check_choice
-from losses.torch._checks import check_inputs, check_values, matches
-from losses.torch._ops import compute_dtype, constant, non_finite_mark, upcast
-
-
-def _power(base: Tensor, gamma: float) -> Tensor:
-    """``base^γ`` for base in [0, 1], with the gradient of the limit (0) where base = 0 and γ < 1."""
-    if gamma == 0:
-        return torch.ones_like(base)
-    if gamma == 1:
-        return base
-    zero = base <= 0
-    return torch.where(zero, 0.0, torch.where(zero, 1.0, base) ** gamma)
-
-
-def focal_terms(input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions,
-                label_map: bool) -> tuple[Tensor, Tensor]:
-    """``(v·ℓ, v)``: the weighted focal terms and the weight of each, shape ``(B, N)`` (multiclass:
-    per position) or ``(B, C, N)`` (binary, multilabel: per element), where N is the number of
-    positions. Differentiable through ``input`` (and a float target that requires grad)."""
-    dtype = compute_dtype(input.dtype)
-    batch, num_classes = input.shape[:2]
-    positions = math.prod(input.shape[2:])
-    x = upcast(input).reshape(batch, num_classes, positions)
-    factors = constant(options.class_factors(num_classes), dtype, x.device)[:, None]  # (C, 1)
-    smoothing = options.label_smoothing
-    if options.mode == "multiclass":
-        log_p = torch.log_softmax(x, 1) if options.from_logits else torch.log(x.clamp_min(PROBABILITY_MIN))
-        p = log_p.exp()
-        per_class = -factors * _power(1 - p, options.gamma) * log_p  # (B, C, N): the term of each class
-        if label_map:
-            labels = target.reshape(batch, positions).long()
-            ignored = matches(labels, options.ignore_index)
-            safe = labels if ignored is None else torch.where(ignored, 0, labels)
-            terms = (1 - smoothing) * per_class.gather(1, safe[:, None]).squeeze(1)
-            if smoothing:
-                terms = terms + smoothing / num_classes * per_class.sum(1)
-            valid = torch.ones_like(terms) if ignored is None else (~ignored).to(dtype)
-        else:
-            q = target.reshape(batch, num_classes, positions).to(dtype)
-            ignored = matches(q, options.ignore_index)
-            valid_elements = None if ignored is None else ~ignored
-            if valid_elements is not None:
-                q = torch.where(valid_elements, q, 0.0)
-            q = (1 - smoothing) * q + smoothing / num_classes
-            terms = (q * per_class).sum(1)
-            valid = (torch.ones_like(terms) if valid_elements is None else valid_elements.all(1).to(dtype))
-    else:
-        t = target.reshape(batch, 1 if label_map else num_classes, positions)
-        ignored = matches(t, options.ignore_index)
-        t = t.to(dtype)
-        if ignored is not None:
-            t = torch.where(ignored, 0.0, t)
-        t = (1 - smoothing) * t + smoothing / 2
-        if options.from_logits:
-            log_p, log_not_p = torch.nn.functional.logsigmoid(x), torch.nn.functional.logsigmoid(-x)
-            p = torch.sigmoid(x)
-        else:
-            p = x
-            log_p, log_not_p = torch.log(x.clamp_min(PROBABILITY_MIN)), torch.log((1 - x).clamp_min(PROBABILITY_MIN))
-        ce = -(t * log_p + (1 - t) * log_not_p)
-        miss = p * (1 - t) + (1 - p) * t  # 1 − p_t
-        terms = factors * _power(miss, options.gamma) * ce
-        alpha = options.positive_weight
-        if alpha is not None:
-            terms = (alpha * t + (1 - alpha) * (1 - t)) * terms
-        valid = torch.ones_like(terms) if ignored is None else (~ignored).to(dtype).expand_as(terms)
-    # A NaN or ±inf logit makes its term NaN, and its gradient NaN (a loss scaler reads the gradients).
-    mark = non_finite_mark(x)
-    terms = terms + (mark.sum(1) if options.mode == "multiclass" else mark)
-    if weight is not None:
-        shape = (batch, positions) if options.mode == "multiclass" else (batch, 1, positions)
-        valid = valid * weight.reshape(shape).to(dtype)
-    return valid * terms, valid
+from losses.torch._checks import check_inputs, check_values
+from losses.torch._term_core import TermLoss, focal_terms, term_loss
 
 
 def focal_loss_torch(input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions,
@@ -95,14 +21,12 @@ def focal_loss_torch(input: Tensor, target: Tensor, weight: Tensor | None, optio
     """The focal loss, reduced: ``"mean"`` (``Σ v·ℓ / Σ v``), ``"sum"``, or ``"none"`` (``v·ℓ`` of each
     position, ``(B, *spatial)``, or element, ``(B, C, *spatial)``)."""
     label_map = check_inputs(input, target, weight, options)
+    if reduction != "none":
+        return term_loss(input, target, weight, TermLoss.focal(options, reduction), "mean", label_map)
     check_values(input, target, weight, options, label_map)
-    terms, valid = focal_terms(input, target, weight, options, label_map)
-    if reduction == "none":
-        shape = (input.shape[0], *input.shape[2:]) if options.mode == "multiclass" else tuple(input.shape)
-        return terms.reshape(shape)
-    if reduction == "sum":
-        return terms.sum()
-    return terms.sum() / valid.sum()
+    terms, _ = focal_terms(input, target, weight, options, label_map)
+    shape = (input.shape[0], *input.shape[2:]) if options.mode == "multiclass" else tuple(input.shape)
+    return terms.reshape(shape)
 
 
 def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,

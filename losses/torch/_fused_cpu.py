@@ -1,4 +1,5 @@
-"""The overlap losses on CPU tensors in two fused passes of the C library, as one autograd node."""
+"""The overlap losses, and the cross-entropy / focal terms, on CPU tensors in two fused passes of the
+C library, as one autograd node."""
 
 from __future__ import annotations
 
@@ -29,6 +30,50 @@ _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
 _GRADIENT_STATS = [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]  # the coefficients the gradient pass reads
 
 
+def _overlap_rows(partials: np.ndarray, options: OverlapOptions, num_classes: int,
+                  label_map: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(rows, ∂rows/∂stats, one_hot_labels)`` of the overlap loss from the sums of the stats pass
+    (NaN sums for an image with a NaN or an infinity, as on the portable path)."""
+    stats = partials[..., :NUM_STATS].copy()
+    stats[partials[..., cpu_kernels.NON_FINITE].sum(1) > 0] = np.nan
+    one_hot_labels = label_map and options.mode == "multiclass"
+    if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
+        stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
+    if not options.per_image:
+        stats = stats.sum(0, keepdims=True)
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
+    stats[np.isnan(stats).any(axis=(1, 2))] = np.nan
+    rows, grad_stats = overlap_loss(NumpyOps, stats, np.asarray(options.full_weights(num_classes)), options.form,
+                                    with_grad=True)
+    return rows, grad_stats, one_hot_labels
+
+
+def _overlap_coefficients(grad_stats: np.ndarray, row_scale: np.ndarray, one_hot_labels: bool,
+                          batch: int) -> np.ndarray:
+    """The (B, C, 4) coefficients of the gradient pass: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
+    from ∂rows/∂stats and ∂loss/∂rows."""
+    coefficients = grad_stats[..., _GRADIENT_STATS] * row_scale[:, None, None]
+    if one_hot_labels:  # the Σ|p − g| of one-hot labels is Σp + Σg − 2·Σp·g
+        coefficients[..., 1] += coefficients[..., 3]
+        coefficients[..., 0] -= 2 * coefficients[..., 3]
+        coefficients[..., 3] = 0.0
+    return np.broadcast_to(coefficients, (batch, *coefficients.shape[1:]))
+
+
+def _row_upstream(grad_output: Tensor, reduction: str, rows: int) -> np.ndarray:
+    """∂loss/∂row of each row, ``(rows,)``."""
+    upstream = grad_output.detach().double().numpy()
+    if reduction == "mean":
+        upstream = upstream / rows
+    return np.broadcast_to(upstream, (rows,)).copy()
+
+
+def _reduced(rows: np.ndarray, reduction: str, per_image: bool) -> Tensor:
+    if reduction == "none":
+        return torch.from_numpy(np.asarray(rows if per_image else rows[0], dtype=np.float32))
+    return torch.full((), float(rows.mean() if reduction == "mean" else rows.sum()), dtype=torch.float32)
+
+
 class FusedCpuOverlap(torch.autograd.Function):
     """The whole loss on the CPU: one fused pass for the sums (``_kernels/cpu_overlap.c``), the
     general form and its derivative on the small ``(S, C, NUM_STATS)`` sums in NumPy
@@ -40,30 +85,15 @@ class FusedCpuOverlap(torch.autograd.Function):
         prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
                                         label_map, weight)
         partials = prepared.stats(options.needed_stats() <= _BASIC_STATS)  # NumPy float64 (B, C, NUM_PARTIALS)
-        if partials[..., cpu_kernels.OUT_OF_RANGE].any():
-            check_values(input, target, weight, options, label_map)  # raises, with details
-            raise RuntimeError("the fused CPU pass counted values out of range that the check did not find")
-        stats = partials[..., :NUM_STATS]
-        # An image with a NaN or an infinity: NaN sums, as on the portable path.
-        stats[partials[..., cpu_kernels.NON_FINITE].sum(1) > 0] = np.nan
-        one_hot_labels = label_map and options.mode == "multiclass"
-        if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
-            stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
-        if not options.per_image:
-            stats = stats.sum(0, keepdims=True)
-        # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
-        stats[np.isnan(stats).any(axis=(1, 2))] = np.nan
-        rows, grad_stats = overlap_loss(NumpyOps, stats, np.asarray(options.full_weights(input.shape[1])),
-                                        options.form, with_grad=True)
+        _raise_out_of_range(partials, input, target, weight, options, label_map)
+        rows, grad_stats, one_hot_labels = _overlap_rows(partials, options, input.shape[1], label_map)
         # The images whose gradient is NaN: those of a NaN row (every image when the row is the batch).
         not_finite = ~np.isfinite(rows)
         ctx.nan_images = not_finite if options.per_image else np.repeat(not_finite, input.shape[0])
         ctx.prepared, ctx.grad_stats, ctx.one_hot_labels = prepared, grad_stats, one_hot_labels
         ctx.options, ctx.reduction, ctx.label_map, ctx.input_dtype = options, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target, weight)
-        if reduction == "none":
-            return torch.from_numpy(np.asarray(rows if options.per_image else rows[0], dtype=np.float32))
-        return torch.full((), float(rows.mean() if reduction == "mean" else rows.sum()), dtype=torch.float32)
+        return _reduced(rows, reduction, options.per_image)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
@@ -79,18 +109,104 @@ class FusedCpuOverlap(torch.autograd.Function):
                 loss = composed_loss(input, target, weight, ctx.options, ctx.reduction, ctx.label_map, sync=False)
                 (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
             return grad, None, None, None, None, None
-        grad_stats = ctx.grad_stats
-        upstream = grad_output.detach().double().numpy()
-        if ctx.reduction == "mean":
-            upstream = upstream / grad_stats.shape[0]
-        scale = np.broadcast_to(upstream, grad_stats.shape[:1])[:, None, None]
-        coefficients = grad_stats[..., _GRADIENT_STATS] * scale
-        if ctx.one_hot_labels:  # the Σ|p − g| of one-hot labels is Σp + Σg − 2·Σp·g
-            coefficients[..., 1] += coefficients[..., 3]
-            coefficients[..., 0] -= 2 * coefficients[..., 3]
-            coefficients[..., 3] = 0.0
         prepared, ctx.prepared = ctx.prepared, None
-        grad = prepared.gradient(np.broadcast_to(coefficients, (prepared.batch, *coefficients.shape[1:])))
+        row_scale = _row_upstream(grad_output, ctx.reduction, ctx.grad_stats.shape[0])
+        grad = prepared.gradient(_overlap_coefficients(ctx.grad_stats, row_scale, ctx.one_hot_labels,
+                                                       prepared.batch))
         if ctx.nan_images.any():
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
         return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
+
+
+class FusedCpuTerm(torch.autograd.Function):
+    """A cross-entropy or focal term, alone or beside an overlap loss (``losses.torch._term_core.TermLoss``),
+    in the same two fused passes: the term's sum per image in the stats pass, its gradient added in
+    the gradient pass."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Tensor, target: Tensor, weight: Tensor | None, spec: Any, reduction: str,
+                label_map: bool) -> Tensor:
+        options, term = spec.overlap, spec.term
+        prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
+                                        label_map, weight, term=term)
+        partials = prepared.stats(False)
+        _raise_out_of_range(partials, input, target, weight, term, label_map)
+        non_finite = partials[..., cpu_kernels.NON_FINITE].sum(1) > 0  # (B,): images with a NaN or an infinity
+        if options.mode == "multiclass":  # one term per position, summed in the slot of class 0
+            term_sum, count = partials[:, 0, cpu_kernels.CROSS_ENTROPY], partials[:, 0, VALID_COUNT]
+        else:
+            term_sum, count = partials[..., cpu_kernels.CROSS_ENTROPY].sum(1), partials[..., VALID_COUNT].sum(1)
+        term_sum = np.where(non_finite, np.nan, term_sum)
+        if not options.per_image:
+            term_sum, count = term_sum.sum(keepdims=True), count.sum(keepdims=True)
+        # The term of each row and its derivative by the row's sum.
+        safe_count = np.where(count > 0, count, 1.0)
+        if spec.normalization == "sum":
+            term, term_slope = term_sum, np.ones_like(count)
+        elif spec.normalization == "mean":  # a mean over nothing is NaN, and so is its gradient
+            term, term_slope = np.where(count > 0, term_sum / safe_count, np.nan), 1.0 / safe_count
+        else:  # a row without a valid position adds 0
+            term, term_slope = np.where(count > 0, term_sum / safe_count, 0.0), np.where(count > 0, 1 / safe_count, 0)
+        rows = spec.lambda_term * term
+        nan_rows = np.isnan(term) & (count == 0)
+        overlap = None
+        if spec.lambda_overlap != 0:
+            overlap = _overlap_rows(partials, options, input.shape[1], label_map)
+            rows = rows + spec.lambda_overlap * overlap[0]
+            nan_rows |= ~np.isfinite(overlap[0])
+        # The gradient is NaN in the images of a NaN row (but for a term that is NaN only from its
+        # input, which is NaN where that input is not finite).
+        ctx.nan_images = nan_rows if options.per_image else np.repeat(nan_rows, input.shape[0])
+        ctx.non_finite_inputs = non_finite
+        ctx.prepared, ctx.overlap, ctx.term_slope = prepared, overlap, spec.lambda_term * term_slope
+        ctx.spec, ctx.reduction, ctx.label_map, ctx.input_dtype = spec, reduction, label_map, input.dtype
+        ctx.save_for_backward(input, target, weight)
+        return _reduced(rows, reduction, options.per_image)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+        input, target, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        if torch.is_grad_enabled() or ctx.prepared is None:  # see FusedCpuOverlap.backward
+            from losses.torch._term_core import composed_term_loss
+
+            with torch.enable_grad():
+                loss = composed_term_loss(input, target, weight, ctx.spec, ctx.reduction, ctx.label_map, sync=False)
+                (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+            return grad, None, None, None, None, None
+        prepared, ctx.prepared = ctx.prepared, None
+        spec = ctx.spec
+        row_scale = _row_upstream(grad_output, ctx.reduction, ctx.term_slope.shape[0])
+        term_scale = row_scale * ctx.term_slope
+        if not spec.overlap.per_image:
+            term_scale = np.broadcast_to(term_scale, (prepared.batch,))
+        if ctx.overlap is None:
+            coefficients = np.zeros((prepared.batch, prepared.classes, 4))
+        else:
+            _, grad_stats, one_hot_labels = ctx.overlap
+            coefficients = _overlap_coefficients(grad_stats, row_scale * spec.lambda_overlap, one_hot_labels,
+                                                 prepared.batch)
+        grad = prepared.gradient(coefficients, term_scale)
+        if ctx.nan_images.any():
+            grad[torch.from_numpy(ctx.nan_images)] = float("nan")
+        if ctx.non_finite_inputs.any():
+            _mark_non_finite(grad, prepared.x, ctx.non_finite_inputs, spec.term.mode == "multiclass")
+        return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
+
+
+def _mark_non_finite(grad: Tensor, x: Tensor, images: np.ndarray, per_position: bool) -> None:
+    """NaN where the input is NaN or ±inf (multiclass: in every class of that position), as the portable
+    path's gradient."""
+    for b in np.flatnonzero(images):
+        bad = ~torch.isfinite(x[b])
+        if per_position:
+            bad = bad.any(0, keepdim=True).expand_as(bad)
+        grad[b][bad] = float("nan")
+
+
+def _raise_out_of_range(partials: np.ndarray, input: Tensor, target: Tensor, weight: Tensor | None, options: Any,
+                        label_map: bool) -> None:
+    if partials[..., cpu_kernels.OUT_OF_RANGE].any():
+        check_values(input, target, weight, options, label_map)  # raises, with details
+        raise RuntimeError("the fused CPU pass counted values out of range that the check did not find")

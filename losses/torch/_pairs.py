@@ -19,42 +19,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from losses._cross_entropy import PairOptions
 from losses._validation import TORCH_REDUCTIONS, check_choice
-from losses.torch._checks import check_inputs, check_weight_values
-from losses.torch._cross_entropy import focal_terms
-from losses.torch._distributed import all_reduce_sum, distributed, reduce_across_ranks
-from losses.torch._ops import reduce
-from losses.torch._overlap_core import row_losses
+from losses.torch._checks import check_inputs
+from losses.torch._term_core import TermLoss, term_loss
 
 
 def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOptions, reduction: str) -> Tensor:
     """The pair's loss: shape ``()``, or ``(B,)`` for ``reduction="none"`` with ``per_image``."""
-    options = pair.overlap
-    label_map = check_inputs(input, target, weight, options)
+    label_map = check_inputs(input, target, weight, pair.overlap)
     pair.term.check_num_classes(input.shape[1])
-    options.full_weights(input.shape[1])  # raises when no selected class has a weight
-    if weight is not None:
-        check_weight_values(weight)
-    sync = options.sync_across_ranks and distributed()
-    overlap = row_losses(input, target, weight, options, label_map, sync)
-    terms, valid = focal_terms(input, target, weight, pair.term, label_map)
-    term_sum, count = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
-    if not options.per_image:
-        term_sum, count = term_sum.sum(0, keepdim=True), count.sum(0, keepdim=True)
-        if sync:
-            term_sum, count = all_reduce_sum(torch.stack([term_sum, count])).unbind(0)
-    # A row without a valid position has nothing to learn from: 0, as its overlap loss.
-    term_mean = torch.where(count > 0, term_sum / torch.where(count > 0, count, 1.0), 0.0)
-    per_row = pair.lambda_overlap * overlap + pair.lambda_term * term_mean
-    if not options.per_image:
-        return per_row.squeeze(0)
-    if sync and reduction != "none":
-        return reduce_across_ranks(per_row, reduction)
-    return reduce(per_row, reduction)
+    pair.overlap.full_weights(input.shape[1])  # raises when no selected class has a weight
+    return term_loss(input, target, weight, TermLoss.pair(pair), reduction, label_map)
 
 
 def _functional(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, lambdas: tuple,

@@ -21,14 +21,17 @@ from losses._overlap import NUM_STATS, VALID_COUNT, layout_definitions
 from losses.torch._kernels import _clib
 from losses.torch._kernels._clib import available, build_error, library
 
-# The sums of losses._overlap, then the counts of values out of range and of non-finite values.
+# The sums of losses._overlap, the counts of values out of range and of non-finite values, and the
+# sum of the cross-entropy / focal term (multiclass label maps: in the slot of class 0).
 OUT_OF_RANGE = NUM_STATS
 NON_FINITE = NUM_STATS + 1
-NUM_PARTIALS = NUM_STATS + 2
+CROSS_ENTROPY = NUM_STATS + 2
+NUM_PARTIALS = NUM_STATS + 3
 # -ffinite-math-only and -fno-signed-zeros let the clamps of the passes become vector min/max.
 C_SOURCE = _clib.Source("cpu_overlap.c", flags=("-ffinite-math-only", "-fno-signed-zeros"),
                         defines={**layout_definitions(), "PARTIAL_OUT_OF_RANGE": OUT_OF_RANGE,
-                                 "PARTIAL_NON_FINITE": NON_FINITE, "NUM_PARTIALS": NUM_PARTIALS})
+                                 "PARTIAL_NON_FINITE": NON_FINITE, "PARTIAL_CE": CROSS_ENTROPY,
+                                 "NUM_PARTIALS": NUM_PARTIALS})
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_overlap.c)
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
 ROW_CHUNK = 16384
@@ -36,6 +39,8 @@ IMAGE_CHUNK = 4096
 
 _SUFFIX = {torch.float32: "f32", torch.int64: "i64", torch.int32: "i32", torch.uint8: "u8"}
 _LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
+# The rows kernels with a term, by γ: the cross-entropy, γ = 2 (products only), any other γ.
+_TERM_KERNELS = {0.0: "_ce", 2.0: "_focal2"}
 
 
 class _Pass(ctypes.Structure):
@@ -45,7 +50,9 @@ class _Pass(ctypes.Structure):
         ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
         ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
         ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
-        ("ignore_int", ctypes.c_int64), ("weight", ctypes.c_void_p),
+        ("ignore_int", ctypes.c_int64), ("weight", ctypes.c_void_p), ("ce_factor", ctypes.c_void_p),
+        ("ce_scale", ctypes.c_void_p), ("gamma", ctypes.c_float), ("smoothing", ctypes.c_float),
+        ("alpha", ctypes.c_float),
     ]
 
 
@@ -74,11 +81,14 @@ class Prepared:
     :meth:`gradient` turns that buffer into the gradient, once.
     """
 
-    __slots__ = ("activation", "batch", "classes", "has_ignore", "ignore", "ignore_int", "kind", "positions", "probs",
-                 "target", "weight", "x")
+    __slots__ = ("activation", "batch", "ce_factor", "classes", "has_ignore", "ignore", "ignore_int", "kind",
+                 "positions", "probs", "target", "term", "weight", "x")
 
     def __init__(self, input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
-                 ignore_index: int | None, label_map: bool, weight: torch.Tensor | None = None) -> None:
+                 ignore_index: int | None, label_map: bool, weight: torch.Tensor | None = None,
+                 term=None) -> None:
+        """``term``: the options of a cross-entropy / focal term (``losses._cross_entropy.FocalOptions``)
+        to sum in the same pass, or None; with logits and label maps or binary / multilabel targets."""
         self.batch, self.classes = input.shape[0], input.shape[1]
         self.positions = input.numel() // (self.batch * self.classes)
         self.x = input.reshape(self.batch, self.classes, self.positions).to(torch.float32).contiguous()
@@ -101,6 +111,8 @@ class Prepared:
         self.ignore_int = int(ignore_index) if self.has_ignore and info is not None else 0
         # The weight map, one weight per position of each image.
         self.weight = None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
+        self.term = term
+        self.ce_factor = None if term is None else np.asarray(term.class_factors(self.classes), dtype=np.float32)
         self.probs: torch.Tensor | None = None
 
     def _tasks(self) -> tuple[int, int, int]:
@@ -112,10 +124,15 @@ class Prepared:
         return rows * -(-self.positions // chunk), chunk, rows
 
     def _pass(self, chunk: int, **pointers: int) -> _Pass:
+        term = {}
+        if self.term is not None:
+            alpha = self.term.positive_weight
+            term = dict(ce_factor=self.ce_factor.ctypes.data, gamma=self.term.gamma,
+                        smoothing=self.term.label_smoothing, alpha=-1.0 if alpha is None else alpha)
         return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
                      chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
                      ignore_int=self.ignore_int, weight=None if self.weight is None else self.weight.data_ptr(),
-                     **pointers)
+                     **term, **pointers)
 
     def stats(self, basic: bool) -> np.ndarray:
         """The sums (B, C, NUM_PARTIALS) of cpu_overlap.c in float64, added in a fixed order.
@@ -126,9 +143,10 @@ class Prepared:
         if self.weight is not None:
             variant = "weighted" if self.kind == "rows" else "full"
         else:
-            variant = "basic" if basic and not self.has_ignore else "full"
+            variant = "basic" if basic and not self.has_ignore and self.term is None else "full"
         if self.kind == "rows":
-            name = f"rows_stats_{suffix}_{'sigmoid' if self.activation else 'identity'}_{variant}"
+            ce = "" if self.term is None else _TERM_KERNELS.get(self.term.gamma, "_focal")
+            name = f"rows_stats_{suffix}_{'sigmoid' if self.activation else 'identity'}_{variant}{ce}"
         elif self.kind == "labels":
             name = f"labels_stats_{suffix}_{variant}"
         else:
@@ -144,21 +162,27 @@ class Prepared:
             stats[..., VALID_COUNT] = self.positions
         return stats
 
-    def gradient(self, coefficients: np.ndarray) -> torch.Tensor:
-        """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|.
+    def gradient(self, coefficients: np.ndarray, term_scale: np.ndarray | None = None) -> torch.Tensor:
+        """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
+        and (with a term) ``term_scale`` (B,): ∂loss/∂ of the sum of the term over each image.
 
         Written over the probabilities of :meth:`stats`, which are gone afterwards.
         """
         suffix = _SUFFIX[self.target.dtype]
         if self.kind == "rows":
             weighted = "weighted" if self.weight is not None else "full"
-            name = f"rows_grad_{suffix}_{'sigmoid' if self.activation else 'identity'}_{weighted}"
+            ce = "" if self.term is None else _TERM_KERNELS.get(self.term.gamma, "_focal")
+            name = f"rows_grad_{suffix}_{'sigmoid' if self.activation else 'identity'}_{weighted}{ce}"
         else:
             name = f"{self.kind}_grad_{suffix}"
         tasks, chunk, _ = self._tasks()
         coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
+        pointers = dict(probs=self.probs.data_ptr(), coef=coefficients.ctypes.data)
+        if self.term is not None:
+            term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)
+            pointers["ce_scale"] = term_scale.ctypes.data
         grad, self.probs = self.probs, None
-        _run(name, self._pass(chunk, probs=grad.data_ptr(), coef=coefficients.ctypes.data), tasks, self.x.numel())
+        _run(name, self._pass(chunk, **pointers), tasks, self.x.numel())
         return grad
 
 

@@ -34,7 +34,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if !defined(NUM_STATS) || !defined(NUM_PARTIALS) || !defined(PARTIAL_OUT_OF_RANGE) || !defined(PARTIAL_NON_FINITE)
+#if !defined(NUM_STATS) || !defined(NUM_PARTIALS) || !defined(PARTIAL_OUT_OF_RANGE) || !defined(PARTIAL_NON_FINITE) || \
+    !defined(PARTIAL_CE)
 #error "the stats layout comes from the build (cpu.py): -DSTAT_...=, -DNUM_STATS=, -DNUM_PARTIALS=, -DPARTIAL_..."
 #endif
 
@@ -53,13 +54,21 @@ struct Pass {
     double ignore;        /* ignore_index, for float targets */
     int64_t ignore_int;   /* ignore_index, for label maps (it fits their dtype when has_ignore) */
     const float *weight;  /* the weight map (B, N) of the weighted variants, else NULL */
+    /* The cross-entropy / focal term (the "_ce" rows variants; the label kernels when ce_factor is set):
+     * ce_factor[c] = w_c·α_c, a PARTIAL_CE sum per task, ce_scale[b] its coefficient in a gradient pass. */
+    const float *ce_factor, *ce_scale;
+    float gamma, smoothing, alpha; /* alpha < 0: no balancing of positives and negatives */
 };
+
+/* The scalar helpers of the vectorised loops: always inlined (the many kernels of this file would
+ * otherwise exhaust GCC's inlining budget, and a loop with a call in it is not vectorised). */
+#define SCALAR static inline __attribute__((always_inline))
 
 /* e^x as libm gives it in float32 (Cephes' polynomial, about 1 ulp): +inf above 88.72, subnormal
  * below -87.34 and 0 below -103.97, so that the sigmoid and softmax agree with PyTorch's to the
  * last bits also for extreme logits; branch-free, so that loops over it vectorise (the libm call
  * does not). 2^k is applied as two factors 2^(k/2), each a normal float even where 2^k is not. */
-static inline float exp_full(float x) {
+SCALAR float exp_full(float x) {
     x = x < -110.0f ? -110.0f : x; /* e^-110 rounds to 0, as everything below */
     x = x > 89.0f ? 89.0f : x;     /* e^89 overflows to +inf, as everything above */
     /* Adding 1.5·2^23 rounds x·log2(e) to the integer k and leaves k in the low mantissa bits. */
@@ -86,24 +95,66 @@ static inline float exp_full(float x) {
 }
 
 /* 1 / (1 + e^-x), the form PyTorch computes: exactly 0 below about -88.7, where e^-x overflows. */
-static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_full(-x)); }
+SCALAR float sigmoid(float x) { return 1.0f / (1.0f + exp_full(-x)); }
+
+/* log(x) for x > 0, subnormal too (Cephes' logf polynomial, about 1 ulp), branch-free. */
+SCALAR float log_full(float x) {
+    const float subnormal = x < 1.17549435e-38f ? 1.0f : 0.0f;
+    x = subnormal > 0.0f ? x * 8388608.0f : x; /* 2^23: a normal float */
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int32_t e = ((bits >> 23) & 0xff) - 126; /* x = m·2^e, m in [1/2, 1) */
+    bits = (bits & 0x007fffff) | 0x3f000000;
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    const int32_t low = m < 0.707106781186547524f;
+    e -= low;
+    m = low ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    const float fe = (float)e - 23.0f * subnormal;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * fe;
+}
+
+/* log(1 + e^-a) for a >= 0, also where e^-a is below float's precision next to 1. */
+SCALAR float log1p_exp_neg(float a) {
+    const float u = exp_full(-a), w = 1.0f + u;
+    return log_full(w) - ((w - 1.0f) - u) / w;
+}
+
+/* m^γ for m in [0, 1] and γ > 0 (0 at m = 0). */
+SCALAR float pow_unit(float m, float gamma) {
+    const float positive = m > 0.0f ? 1.0f : 0.0f;
+    return positive * exp_full(gamma * log_full(positive > 0.0f ? m : 1.0f));
+}
 
 /* NaN or ±inf, from the bits: -ffinite-math-only folds float tests for them to false. */
-static inline float not_finite(float x) {
+SCALAR float not_finite(float x) {
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
     return (bits & 0x7f800000u) == 0x7f800000u ? 1.0f : 0.0f;
 }
 
 /* 1 for a finite value outside [0, 1] (NaN and ±inf are counted by not_finite instead). */
-static inline float outside_unit(float p) {
+SCALAR float outside_unit(float p) {
     return ((p < 0.0f) | (p > 1.0f)) ? 1.0f - not_finite(p) : 0.0f;
 }
 
-static inline float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
+SCALAR float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
 
 static inline void store_partials(float *o, float si, float sp, float sg, float sp2, float sg2, float sa, float sn,
-                                  float bad, float nf) {
+                                  float bad, float nf, float ce) {
     o[STAT_INTERSECTION] = si;
     o[STAT_PRED_SUM] = sp;
     o[STAT_TARGET_SUM] = sg;
@@ -113,12 +164,44 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
     o[STAT_VALID_COUNT] = sn;
     o[PARTIAL_OUT_OF_RANGE] = bad;
     o[PARTIAL_NON_FINITE] = nf;
+    o[PARTIAL_CE] = ce;
+}
+
+/* log p and log(1 − p) of p = sigmoid(x), from the logit: finite where p underflows. (Values, not
+ * out-parameters: a local whose address is taken keeps an "omp simd" loop from vectorising.) */
+SCALAR float log_sigmoid(float x) { return -((x < 0.0f ? -x : 0.0f) + log1p_exp_neg(fabsf(x))); }
+
+/* sigmoid(x) and log sigmoid(x) from one exponential u = e^−|x| and one reciprocal r = 1 / (1 + u)
+ * (the passes with a cross-entropy term). */
+SCALAR float sigmoid_of(float x, float u, float r) { return (x >= 0.0f ? 1.0f : u) * r; }
+SCALAR float log_sigmoid_of(float x, float u, float r) {
+    const float w = 1.0f + u;
+    return -((x < 0.0f ? -x : 0.0f) + log_full(w) - ((w - 1.0f) - u) * r);
+}
+
+/* The binary cross-entropy −(t·log p + (1 − t)·log(1 − p)) from log p and log(1 − p) = log p − x. */
+SCALAR float binary_ce(float log_p, float log_q, float t) { return -(t * log_p + (1.0f - t) * log_q); }
+
+/* How (1 − p)^γ is computed: FOCUS_NONE (γ = 0, the cross-entropy), FOCUS_SQUARE (γ = 2, the usual
+ * value: products only) or FOCUS_POWER (any other γ: an exponential and a logarithm). */
+enum { FOCUS_NONE = 0, FOCUS_POWER = 1, FOCUS_SQUARE = 2 };
+SCALAR int focus_of(float gamma) { return gamma == 0.0f ? FOCUS_NONE : gamma == 2.0f ? FOCUS_SQUARE : FOCUS_POWER; }
+SCALAR float focal_power(float m, float gamma, int focus) {
+    return focus == FOCUS_NONE ? 1.0f : focus == FOCUS_SQUARE ? m * m : pow_unit(m, gamma);
+}
+/* γ·p·(1 − p)^(γ−1)·log p − (1 − p)^γ, the factor of G; at p = 1 its limit, 0. */
+SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
+    const float rest = 1.0f - p;
+    if (focus == FOCUS_NONE) return -1.0f;
+    if (focus == FOCUS_SQUARE) return 2.0f * p * rest * log_p - rest * rest;
+    const float lower = rest > 0.0f ? exp_full((gamma - 1.0f) * log_full(rest > 0.0f ? rest : 1.0f)) : 0.0f;
+    return gamma * p * lower * log_p - rest * lower;
 }
 
 /* Rows of positions: binary and multilabel (sigmoid or probabilities). Row r of the prediction
  * (r = b·C + c) pairs with row r of the target: per-class targets of the prediction's shape, or
  * with C = 1 a label map (IS_LABEL: values 0 or 1). VARIANT: 0 basic, 1 full, 2 weighted. */
-#define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, VARIANT)                                             \
+#define ROWS_STATS(NAME, T, IS_LABEL, ACTIVATION, VARIANT, CE, FOCUS)                                  \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const float *x = a->x;                                                                          \
         const T *target = (const T *)a->target;                                                         \
@@ -128,18 +211,23 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
+        const float gamma = a->gamma, eps = a->smoothing;                                               \
+        /* α_t = α·t + (1 − α)·(1 − t), or 1 without balancing */                                      \
+        const float a_pos = a->alpha >= 0.0f ? a->alpha : 1.0f, a_neg = a->alpha >= 0.0f ? 1.0f - a->alpha : 1.0f; \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const float *xr = x + row * n;                                                              \
             const T *tr = target + row * n;                                                             \
             const float *wr = VARIANT == 2 ? a->weight + (row / classes) * n : NULL;                    \
+            const float factor = CE ? a->ce_factor[row % classes] : 0.0f;                               \
             float *pr = probs + row * n;                                                                \
-            float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0;            \
-            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf)")                    \
+            float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0, sce = 0;   \
+            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf, sce)")               \
             for (int64_t j = begin; j < end; ++j) {                                                     \
                 const float xj = xr[j];                                                                 \
-                const float p = ACTIVATION ? sigmoid(xj) : xj;                                          \
+                const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
+                const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
                 pr[j] = p;                                                                              \
                 const T raw = tr[j];                                                                    \
                 const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                \
@@ -154,35 +242,52 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
                     sa += v * fabsf(p - g);                                                             \
                     sn += v;                                                                            \
                 }                                                                                       \
+                if (CE) {                                                                               \
+                    const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
+                    const float log_p = log_sigmoid_of(xj, u, r), log_q = log_p - xj;                   \
+                    const float ce = binary_ce(log_p, log_q, ts);                                       \
+                    const float miss = p * (1.0f - ts) + (1.0f - p) * ts; /* 1 − p_t */                 \
+                    const float modulator = focal_power(miss, gamma, FOCUS);                            \
+                    const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
+                    sce += v * factor * at * modulator * ce;                                            \
+                }                                                                                       \
                 if (IS_LABEL)                                                                           \
-                    bad += ((valid > 0.0f) & (raw != (T)0) & (raw != (T)1)) ? 1.0f : 0.0f;              \
+                    bad += valid * (float)((raw != (T)0) & (raw != (T)1));                              \
                 else                                                                                    \
                     bad += valid * outside_unit((float)raw);                                            \
                 if (!ACTIVATION) bad += outside_unit(p);                                                \
                 nf += IS_LABEL ? not_finite(xj) : not_finite(xj) + not_finite((float)raw);              \
             }                                                                                           \
-            store_partials(out + task * NUM_PARTIALS, si, sp, sg, sp2, sg2, sa, sn, bad, nf);           \
+            store_partials(out + task * NUM_PARTIALS, si, sp, sg, sp2, sg2, sa, sn, bad, nf, sce);      \
         }                                                                                               \
     }
 
-#define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION, WEIGHTED)                                             \
+/* CE: adds ce_scale[b]·v·∂ℓ/∂x of the focal term, ∂ℓ/∂x = w·α_t·((1 − p_t)^γ·(p − t) +
+ * γ·(1 − p_t)^(γ−1)·(1 − 2t)·p·(1 − p)·BCE), the second product written (1 − p_t)^γ·ratio·… with
+ * ratio = p·(1 − p) / (1 − p_t) <= 1 (since 1 − p_t >= p·(1 − p)): no overflow, one power. */
+#define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION, WEIGHTED, CE, FOCUS)                                  \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const T *target = (const T *)a->target;                                                         \
         float *probs = a->probs;                                                                        \
-        const float *coef = a->coef;                                                                    \
+        const float *coef = a->coef, *x = a->x;                                                         \
         const int64_t n = a->n, chunk = a->chunk, classes = a->classes;                                 \
         const int32_t has_ignore = a->has_ignore;                                                       \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
+        const float gamma = a->gamma, eps = a->smoothing;                                               \
+        /* α_t = α·t + (1 − α)·(1 − t), or 1 without balancing */                                      \
+        const float a_pos = a->alpha >= 0.0f ? a->alpha : 1.0f, a_neg = a->alpha >= 0.0f ? 1.0f - a->alpha : 1.0f; \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const T *tr = target + row * n;                                                             \
+            const float *xr = x + row * n;                                                              \
             const float *wr = WEIGHTED ? a->weight + (row / classes) * n : NULL;                        \
             float *pr = probs + row * n;                                                                \
             const float ki = coef[row * 4], kp = coef[row * 4 + 1];                                     \
             const float kp2 = 2.0f * coef[row * 4 + 2], ka = coef[row * 4 + 3];                         \
+            const float ce_k = CE ? a->ce_scale[row / classes] * a->ce_factor[row % classes] : 0.0f;    \
             _Pragma("omp simd")                                                                         \
             for (int64_t j = begin; j < end; ++j) {                                                     \
                 const float p = pr[j];                                                                  \
@@ -191,21 +296,46 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
                 const float v = WEIGHTED ? valid * wr[j] : valid;                                       \
                 const float g = valid * (float)raw;                                                     \
                 const float d = v * (ki * g + kp + kp2 * p + ka * sign_of(p - g));                      \
-                pr[j] = ACTIVATION ? d * p * (1.0f - p) : d;                                            \
+                float out = ACTIVATION ? d * p * (1.0f - p) : d;                                        \
+                if (CE) {                                                                               \
+                    const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
+                    const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
+                    float slope = p - ts;                                                               \
+                    if (FOCUS != FOCUS_NONE) {                                                          \
+                        const float log_p = log_sigmoid(xr[j]);                                         \
+                        const float ce = binary_ce(log_p, log_p - xr[j], ts);                           \
+                        const float miss = p * (1.0f - ts) + (1.0f - p) * ts;                           \
+                        const float modulator = focal_power(miss, gamma, FOCUS);                        \
+                        const float ratio = miss > 0.0f ? p * (1.0f - p) / (miss > 0.0f ? miss : 1.0f) : 0.0f;\
+                        slope = modulator * (slope + gamma * ratio * (1.0f - 2.0f * ts) * ce);          \
+                    }                                                                                   \
+                    out += ce_k * v * at * slope;                                                       \
+                }                                                                                       \
+                pr[j] = out;                                                                            \
             }                                                                                           \
         }                                                                                               \
     }
 
 #define ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, ACT_NAME, ACTIVATION)                             \
-    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_basic, T, IS_LABEL, ACTIVATION, 0)                    \
-    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 1)                     \
-    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 2)                 \
-    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 0)                       \
-    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 1)
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_basic, T, IS_LABEL, ACTIVATION, 0, 0, FOCUS_NONE)         \
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 1, 0, FOCUS_NONE)          \
+    ROWS_STATS(rows_stats_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 2, 0, FOCUS_NONE)      \
+    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_full, T, IS_LABEL, ACTIVATION, 0, 0, FOCUS_NONE)            \
+    ROWS_GRAD(rows_grad_##SUFFIX##_##ACT_NAME##_weighted, T, IS_LABEL, ACTIVATION, 1, 0, FOCUS_NONE)
+
+/* With the cross-entropy (TERM "ce") or focal term ("focal2": γ = 2, "focal": any other γ): from logits only. */
+#define ROWS_TERM_KERNELS(SUFFIX, T, IS_LABEL, TERM, FOCUS)                                            \
+    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_full_##TERM, T, IS_LABEL, 1, 1, 1, FOCUS)                  \
+    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_weighted_##TERM, T, IS_LABEL, 1, 2, 1, FOCUS)              \
+    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid_full_##TERM, T, IS_LABEL, 1, 0, 1, FOCUS)                    \
+    ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid_weighted_##TERM, T, IS_LABEL, 1, 1, 1, FOCUS)
 
 #define ROWS_KERNELS(SUFFIX, T, IS_LABEL)                                                              \
     ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, sigmoid, 1)                                            \
-    ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, identity, 0)
+    ROWS_ACTIVATION_KERNELS(SUFFIX, T, IS_LABEL, identity, 0)                                           \
+    ROWS_TERM_KERNELS(SUFFIX, T, IS_LABEL, ce, FOCUS_NONE)                                              \
+    ROWS_TERM_KERNELS(SUFFIX, T, IS_LABEL, focal2, FOCUS_SQUARE)                                        \
+    ROWS_TERM_KERNELS(SUFFIX, T, IS_LABEL, focal, FOCUS_POWER)
 
 ROWS_KERNELS(f32, float, 0)
 ROWS_KERNELS(i64, int64_t, 1)
@@ -217,7 +347,7 @@ ROWS_KERNELS(u8, uint8_t, 1)
  * number of non-finite inputs to *nonfinite and, for probabilities, of those outside [0, 1] to *bad. */
 static inline void tile_probabilities(const float *xb, int64_t classes, int64_t n, int64_t n0, int len,
                                       int32_t activation, float p[][TILE], float *pb, float *nonfinite,
-                                      float *bad) {
+                                      float *bad, float *lse) {
     /* Integer counts: a float sum in these loops would keep GCC from vectorising them. */
     int32_t nf = 0, outside = 0;
     if (!activation) {
@@ -247,6 +377,8 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
                 p[c][j] = e;
                 s[j] += e;
             }
+        if (lse) /* log Σ_c e^x_c, for the log-probabilities x_c − lse of the cross-entropy */
+            for (int j = 0; j < len; ++j) lse[j] = m[j] + log_full(s[j]);
         for (int j = 0; j < len; ++j) s[j] = 1.0f / s[j];
         for (int64_t c = 0; c < classes; ++c)
             for (int j = 0; j < len; ++j) p[c][j] *= s[j];
@@ -260,6 +392,136 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
 static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) {
     if (wb)
         for (int j = 0; j < len; ++j) v[j] *= wb[n0 + j];
+}
+
+/* The term and gradient of the multiclass focal loss (cross-entropy at γ = 0) over a tile, class by
+ * class so that the loops over positions vectorise. With f_c = w_c·α_c and q the label y smoothed
+ * by ε (q_c = ε/C + (1 − ε)·[c = y]; y = −1: no label), per position
+ *   ℓ = −Σ_c f_c·q_c·(1 − p_c)^γ·log p_c,    ∂ℓ/∂x_k = G_k − p_k·Σ_c G_c,
+ *   G_c = f_c·q_c·(γ·p_c·(1 − p_c)^(γ−1)·log p_c − (1 − p_c)^γ),
+ * with log p_c = x_c − lse taken from the logits. Without smoothing only the label's class counts. */
+
+/* (1 − p)^γ, and the factor of G: γ·p·(1 − p)^(γ−1)·log p − (1 − p)^γ; 0 at p = 1, their limits. */
+/* The label's probability, logit and factor f_y of each position of a tile (0 where y = −1). */
+static inline void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
+                                     const float *restrict pb, int64_t p_stride, const int32_t *restrict lab,
+                                     const float *restrict f, float *restrict py, float *restrict xy,
+                                     float *restrict fy) {
+    _Pragma("omp simd")
+    for (int j = 0; j < len; ++j) py[j] = xy[j] = fy[j] = 0.0f;
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *pc = pb + c * p_stride, *xc = xb + c * n + n0, fc = f[c];
+        _Pragma("omp simd")
+        for (int j = 0; j < len; ++j) {
+            const int hit = lab[j] == (int32_t)c;
+            const float pv = pc[j], xv = xc[j]; /* read unconditionally: a masked load does not vectorise */
+            py[j] = hit ? pv : py[j];
+            xy[j] = hit ? xv : xy[j];
+            fy[j] = hit ? fc : fy[j];
+        }
+    }
+}
+
+/* Σ_j v_j·ℓ_j over a tile; p_c of position j at pb[c·p_stride + j]. */
+SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
+                               int64_t p_stride, const float *lse, const int32_t *lab, const float *v,
+                               const struct Pass *a, int focus) {
+    const float *f = a->ce_factor;
+    const float eps = a->smoothing, gamma = a->gamma, share = eps / (float)classes;
+    float sum = 0.0f;
+    if (eps == 0.0f) {
+        float py[TILE], xy[TILE], fy[TILE];
+        tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy);
+        _Pragma("omp simd reduction(+ : sum)")
+        for (int j = 0; j < len; ++j) sum += -v[j] * fy[j] * focal_power(1.0f - py[j], gamma, focus) * (xy[j] - lse[j]);
+        return sum;
+    }
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *pc = pb + c * p_stride, *xc = xb + c * n + n0, fc = f[c];
+        _Pragma("omp simd reduction(+ : sum)")
+        for (int j = 0; j < len; ++j) {
+            const float q = share + (lab[j] == (int32_t)c ? 1.0f - eps : 0.0f);
+            sum += -v[j] * fc * q * focal_power(1.0f - pc[j], gamma, focus) * (xc[j] - lse[j]);
+        }
+    }
+    return sum;
+}
+
+/* e[c][j] = scale_j·∂ℓ_j/∂x_c over a tile; p_c of position j at pb[c·n + j] (the probabilities buffer). */
+SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
+                                   const float *restrict pb, const float *restrict lse, const int32_t *restrict lab,
+                                   const float *restrict scale, const struct Pass *a, float (*restrict e)[TILE],
+                                   int focus) {
+    const float *f = a->ce_factor;
+    const float eps = a->smoothing, gamma = a->gamma, share = eps / (float)classes;
+    if (eps == 0.0f) { /* only G_y: ∂ℓ/∂x_c = G_y·([c = y] − p_c) */
+        float py[TILE], xy[TILE], gy[TILE];
+        tile_gather_label(xb, n, n0, len, classes, pb, n, lab, f, py, xy, gy);
+        _Pragma("omp simd")
+        for (int j = 0; j < len; ++j) gy[j] *= scale[j] * focal_slope(py[j], xy[j] - lse[j], gamma, focus);
+        for (int64_t c = 0; c < classes; ++c) {
+            const float *pc = pb + c * n;
+            float *ec = e[c];
+            _Pragma("omp simd")
+            for (int j = 0; j < len; ++j) ec[j] = gy[j] * ((lab[j] == (int32_t)c ? 1.0f : 0.0f) - pc[j]);
+        }
+        return;
+    }
+    float total[TILE];
+    _Pragma("omp simd")
+    for (int j = 0; j < len; ++j) total[j] = 0.0f;
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *pc = pb + c * n, *xc = xb + c * n + n0, fc = f[c];
+        float *ec = e[c];
+        _Pragma("omp simd")
+        for (int j = 0; j < len; ++j) {
+            const float q = share + (lab[j] == (int32_t)c ? 1.0f - eps : 0.0f);
+            ec[j] = fc * q * focal_slope(pc[j], xc[j] - lse[j], gamma, focus);
+            total[j] += ec[j];
+        }
+    }
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *pc = pb + c * n;
+        float *ec = e[c];
+        _Pragma("omp simd")
+        for (int j = 0; j < len; ++j) ec[j] = scale[j] * (ec[j] - pc[j] * total[j]);
+    }
+}
+
+/* The two above with the focusing of a->gamma fixed at compile time (their loops then vectorise). */
+static float tile_focal_sum(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
+                            int64_t p_stride, const float *lse, const int32_t *lab, const float *v,
+                            const struct Pass *a) {
+    switch (focus_of(a->gamma)) {
+    case FOCUS_NONE: return tile_focal_sum_of(xb, n, n0, len, classes, pb, p_stride, lse, lab, v, a, FOCUS_NONE);
+    case FOCUS_SQUARE: return tile_focal_sum_of(xb, n, n0, len, classes, pb, p_stride, lse, lab, v, a, FOCUS_SQUARE);
+    default: return tile_focal_sum_of(xb, n, n0, len, classes, pb, p_stride, lse, lab, v, a, FOCUS_POWER);
+    }
+}
+
+static void tile_focal_gradient(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
+                                const float *lse, const int32_t *lab, const float *scale, const struct Pass *a,
+                                float (*e)[TILE]) {
+    switch (focus_of(a->gamma)) {
+    case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_NONE); break;
+    case FOCUS_SQUARE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_SQUARE); break;
+    default: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_POWER);
+    }
+}
+
+/* log Σ_c e^x_c of each position of a tile (the gradient pass, which has the probabilities only). */
+static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t n, int64_t n0, int len, float *lse) {
+    float m[TILE], s[TILE];
+    for (int j = 0; j < len; ++j) m[j] = xb[n0 + j];
+    for (int64_t c = 1; c < classes; ++c)
+        for (int j = 0; j < len; ++j) {
+            const float value = xb[c * n + n0 + j];
+            m[j] = value > m[j] ? value : m[j];
+        }
+    for (int j = 0; j < len; ++j) s[j] = 0.0f;
+    for (int64_t c = 0; c < classes; ++c)
+        for (int j = 0; j < len; ++j) s[j] += exp_full(xb[c * n + n0 + j] - m[j]);
+    for (int j = 0; j < len; ++j) lse[j] = m[j] + log_full(s[j]);
 }
 
 /* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
@@ -292,14 +554,17 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
-        float d[MAX_CLASSES][TILE], v[TILE], dot[TILE], bad = 0.0f;                                     \
+        float d[MAX_CLASSES][TILE], e[MAX_CLASSES][TILE], v[TILE], dot[TILE], lse[TILE], scale[TILE];      \
+        float bad = 0.0f; /* counted by the stats pass */                                               \
         int32_t lab[TILE];                                                                              \
+        const int32_t ce = a->ce_factor != NULL;                                                        \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const T *tb = target + b * n;                                                               \
             const float *wb = a->weight ? a->weight + b * n : NULL;                                     \
             const float *kb = coef + b * classes * 4;                                                   \
+            const float *xb = a->x + b * classes * n;                                                   \
             float *pb = probs + b * classes * n;                                                        \
             for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
@@ -317,12 +582,19 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
                         dot[j] += pc[j] * dc;                                                           \
                     }                                                                                   \
                 }                                                                                       \
+                if (ce) { /* the focal / cross-entropy term's gradient, from the probabilities still here */\
+                    if (a->gamma != 0.0f) tile_log_normalizer(xb, classes, n, n0, len, lse);            \
+                    for (int j = 0; j < len; ++j) scale[j] = a->ce_scale[b] * v[j];                     \
+                    tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e);       \
+                }                                                                                       \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     float *pc = pb + c * n + n0;                                                        \
                     if (activation)                                                                     \
                         for (int j = 0; j < len; ++j) pc[j] = pc[j] * (d[c][j] - dot[j]);               \
                     else                                                                                \
                         for (int j = 0; j < len; ++j) pc[j] = d[c][j];                                  \
+                    if (ce)                                                                             \
+                        for (int j = 0; j < len; ++j) pc[j] += e[c][j];                                 \
                 }                                                                                       \
             }                                                                                           \
         }                                                                                               \
@@ -338,8 +610,9 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
-        float p[MAX_CLASSES][TILE], v[TILE];                                                            \
+        float p[MAX_CLASSES][TILE], v[TILE], lse[TILE];                                                 \
         int32_t lab[TILE];                                                                              \
+        const int32_t ce = a->ce_factor != NULL;                                                        \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
@@ -348,14 +621,15 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
             const float *wb = FULL && a->weight ? a->weight + b * n : NULL;                             \
             float *o = out + task * classes * NUM_PARTIALS;                                             \
             memset(o, 0, sizeof(float) * classes * NUM_PARTIALS);                                       \
-            float count = 0.0f, bad = 0.0f, nonfinite = 0.0f;                                           \
+            float count = 0.0f, bad = 0.0f, nonfinite = 0.0f, sce = 0.0f;                               \
             for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
                 tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n,     \
-                                   &nonfinite, &bad);                                                   \
+                                   &nonfinite, &bad, ce ? lse : NULL);                                  \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 tile_weights(wb, n0, len, v);                                                           \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
+                if (ce) sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, lse, lab, v, a); \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     float si = 0, sp = 0, sg = 0, sp2 = 0;                                              \
                     _Pragma("omp simd reduction(+ : si, sp, sg, sp2)")                                  \
@@ -381,6 +655,7 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
                 o[c * NUM_PARTIALS + PARTIAL_OUT_OF_RANGE] = bad;                                       \
                 o[c * NUM_PARTIALS + PARTIAL_NON_FINITE] = nonfinite;                                   \
             }                                                                                           \
+            o[PARTIAL_CE] = sce; /* the term of the image's positions, in class 0 */                    \
         }                                                                                               \
     }
 
@@ -409,7 +684,7 @@ void classes_stats_f32(const struct Pass *a, int64_t t0, int64_t t1) {
         float bad = 0.0f, nonfinite = 0.0f;
         for (int64_t n0 = begin; n0 < end; n0 += TILE) {
             const int len = (int)(end - n0 < TILE ? end - n0 : TILE);
-            tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n, &nonfinite, &bad);
+            tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n, &nonfinite, &bad, NULL);
             for (int j = 0; j < len; ++j) w[j] = 1.0f;
             tile_weights(wb, n0, len, w);
             for (int64_t c = 0; c < classes; ++c) {
