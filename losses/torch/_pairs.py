@@ -66,7 +66,7 @@ def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     >>> from losses.torch.functional import dice_ce_loss
     >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])      # (B=1, C=2, 1, 2)
     >>> round(dice_ce_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
-    0.0961
+    0.096
     """
     common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
                   log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
@@ -96,7 +96,7 @@ def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, 
     >>> from losses.torch.functional import dice_focal_loss
     >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])
     >>> round(dice_focal_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
-    0.0476
+    0.0475
     """
     common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
                   log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
