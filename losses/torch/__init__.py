@@ -15,6 +15,9 @@ from losses.torch import functional
 # The overlap family
 from losses.torch._overlap import DiceLoss, FocalTverskyLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
 
+# The Lovász losses
+from losses.torch._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+
 
 # Penalized MAE
 from losses.torch._penalized_mae import PenalizedMAELoss
@@ -30,6 +33,9 @@ __all__ = [
     "TverskyLoss",
     "FocalTverskyLoss",
     "GeneralizedDiceLoss",
+    # The Lovász losses
+    "LovaszSoftmaxLoss",
+    "LovaszHingeLoss",
     # Penalized MAE
     "PenalizedMAELoss",
     # Surrogates

@@ -5,6 +5,9 @@ from __future__ import annotations
 # The overlap family
 from losses.torch._overlap import dice_loss, focal_tversky_loss, generalized_dice_loss, jaccard_loss, tversky_loss
 
+# The Lovász losses
+from losses.torch._lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+
 
 # Penalized MAE
 from losses.torch._penalized_mae import penalized_mae
@@ -19,6 +22,9 @@ __all__ = [
     "tversky_loss",
     "focal_tversky_loss",
     "generalized_dice_loss",
+    # The Lovász losses
+    "lovasz_softmax_loss",
+    "lovasz_hinge_loss",
     # Penalized MAE
     "penalized_mae",
     # Surrogates
