@@ -90,7 +90,7 @@ class LovaszOptions:
         if unknown:
             raise TypeError(f"{LOSSES[loss]} takes no option {unknown[0]!r}; its options are {sorted(accepted)}")
         values = {**accepted, **kwargs}
-        classes = values.get("classes", "present")
+        classes = values.get("classes", "all")  # the hinge has one class, its foreground, always counted
         if isinstance(classes, str):
             if classes not in CLASS_CHOICES:
                 raise ValueError(f"classes must be 'present', 'all' or a sequence of class indices; got {classes!r}")

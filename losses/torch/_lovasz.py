@@ -8,6 +8,7 @@ differentiated by autograd (the weights are constants).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -89,20 +90,20 @@ def _labels(input: Tensor, target: Tensor, options: LovaszOptions) -> tuple[Tens
                          "argmax over the channels)")
     # The hinge's (B, 1, *spatial) target is the input's shape: a label map of 0 and 1 all the same.
     check_values(input, target, None, options, label_map=True)
-    labels = target.reshape(input.shape[0], -1)
+    labels = target.reshape(input.shape[0], math.prod(input.shape[2:]))
     ignored = matches(labels, options.ignore_index)
     return labels, None if ignored is None else ~ignored
 
 
 def _rows(x: Tensor, per_image: bool) -> Tensor:
     """``(B, K, N)`` as the rows of the loss: ``(B, K, N)``, or ``(1, K, B·N)`` for the whole batch."""
-    return x if per_image else x.transpose(0, 1).reshape(1, x.shape[1], -1)
+    return x if per_image else x.transpose(0, 1).reshape(1, x.shape[1], x.shape[0] * x.shape[2])
 
 
 def _lovasz(input: Tensor, target: Tensor, options: LovaszOptions, reduction: str) -> Tensor:
     labels, valid = _labels(input, target, options)
     batch, num_classes = input.shape[:2]
-    x = upcast(input).reshape(batch, num_classes, -1)
+    x = upcast(input).reshape(batch, num_classes, labels.shape[1])
     dtype = x.dtype
     if options.loss == "lovasz_softmax":
         p = torch.softmax(x, 1) if options.from_logits else x
@@ -126,9 +127,11 @@ def _lovasz(input: Tensor, target: Tensor, options: LovaszOptions, reduction: st
     selected = (foreground.any(-1).to(dtype) if mask is None
                 else constant(mask, dtype, x.device).expand_as(per_class))
     loss = class_average(_LovaszOps, per_class, selected)
-    # 1 for finite input, NaN for a row holding a NaN or ±inf: a NaN loss and gradient for the whole row.
+    # 0 for a finite row, NaN for a row holding a NaN or ±inf. Its square adds 0 or NaN to the loss,
+    # and its derivative 2·poison·0 is 0 or NaN at every element of the row.
     poison = (x * 0.0).sum((1, 2))
-    loss = loss * (1.0 + (poison if options.per_image else poison.sum(0, keepdim=True)))
+    poison = poison if options.per_image else poison.sum(0, keepdim=True)
+    loss = loss + poison * poison
     return reduce(loss if options.per_image else loss.squeeze(0), reduction)
 
 
