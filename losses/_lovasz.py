@@ -16,10 +16,10 @@ positions among the first ``i``, ``Δ(M_i) = (F_i + B_i) / (G + B_i)``, so that
     w_i = 1 / (G + B_i)                           at a foreground position,
     w_i = (G − F_i) / ((G + B_i)(G + B_i − 1))    at a background position (1 when G + B_i − 1 = 0),
 
-every ``w_i >= 0`` and ``Σ w_i = 1``. :func:`extension_weights` computes them in this closed form,
-from integer counts, rather than as the difference of consecutive ``Δ`` (as the reference
-implementation, segmentation-models-pytorch and kornia do), which loses the digits of ``w`` to
-cancellation in float32 once a row holds thousands of positions. The weights depend only on the
+every ``w_i >= 0`` and ``Σ w_i = 1`` over a row with a position. :func:`extension_weights` computes
+them in this closed form, from integer counts, rather than as the difference of consecutive ``Δ``
+(as the reference implementation, segmentation-models-pytorch and kornia do), which loses the
+digits of ``w`` to cancellation in float32 once a row holds thousands of positions. The weights depend only on the
 labels and the order: they are constants for the gradient, which is ``w`` put back in place.
 
 **The two losses.** ``LovaszSoftmaxLoss``: per class ``c``, the errors are ``|g − p_c|``
@@ -46,7 +46,8 @@ but its gradient does: there the loss has a kink and every order of the tied pos
 subgradient (a vertex of the base polytope of ``Δ``). Both frontends sort stably: among equal
 errors, the position that comes first in the flattened row (row-major over the spatial axes; over
 the batch then the spatial axes with ``per_image=False``) is taken first, i.e. counted as the larger
-error. The hinge's ``max(·, 0)`` has derivative 0 at 0 (``z·s = 1`` exactly).
+error. The derivative of ``|g − p|`` at ``p = g`` (a saturated probability) and of the hinge's
+``max(·, 0)`` at 0 (``z·s = 1`` exactly) are taken as 0.
 
 **Non-finite values.** A NaN or ±inf anywhere in a row's input (also at an ignored position) gives
 that row a NaN loss and a NaN gradient for every element of it, as the overlap losses do.
