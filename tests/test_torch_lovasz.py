@@ -303,6 +303,8 @@ def test_finite_input_gives_a_finite_loss_and_gradient_in_every_dtype(case, dtyp
     loss, logits, labels, options = case
     if options.get("from_logits", True):
         logits = logits * scale
+    if dtype == "float16":
+        logits = np.clip(logits, -6e4, 6e4)  # finite in float16 too
     value, grad = loss_and_grad(loss, logits, labels, "none", dtype=DTYPES[dtype], **options)
     assert grad.dtype == DTYPES[dtype]
     assert torch.all(torch.isfinite(value)) and torch.all(torch.isfinite(grad))
