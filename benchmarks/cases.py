@@ -8,7 +8,7 @@ is per image only), and is then checked against the reference at its own options
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from benchmarks import peers
 
@@ -27,11 +27,12 @@ class Row:
 @dataclass(frozen=True)
 class Case:
     key: str  # stable name, what --only matches
-    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "penalized_mae", or a surrogate's name
+    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "lovasz", "penalized_mae", or a surrogate's name
     shape: tuple  # of the prediction
     opts: dict
     rows: tuple
     note: str = ""
+    grad_rtol: float | None = None  # the gradient check's tolerance, if not the runner's GRAD_RTOL
 
     @property
     def title(self) -> str:
@@ -94,6 +95,23 @@ def _overlap_rows(member: str):
     return tuple(rows)
 
 
+def _lovasz_rows():
+    all_per_image = {"per_image": True, "classes": "all"}
+    return (
+        Row("losses (ours)", "torch", peers.ours_torch_lovasz, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_lovasz), "ours", compiled=True),
+        Row("naive torch", "torch", peers.naive_torch_lovasz, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_lovasz), "naive", compiled=True),
+        Row("smp LovaszLoss", "torch", peers.smp_lovasz, "peer"),
+        Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_lovasz, "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_lovasz, "ours", jit=True, compiled=True),
+        Row("losses (ours), per_image=True, classes='all'", "torch", peers.ours_torch_lovasz, "ours",
+            opts=all_per_image),
+        Row("kornia lovasz_softmax_loss, per image, all classes", "torch", peers.kornia_lovasz, "peer",
+            opts=all_per_image),
+    )
+
+
 def _elementwise_rows(name: str):
     if name == "penalized_mae":
         ours_torch, naive_torch = peers.ours_torch_penalized_mae, peers.naive_torch_penalized_mae
@@ -127,6 +145,14 @@ def _overlap(member, shape, note="int64 label maps", **member_opts):
     opts = {"member": member, "per_image": False, **member_opts}
     return Case(f"{member}_{'x'.join(map(str, shape))}", "overlap", shape, opts, _overlap_rows(member),
                 ", ".join(filter(None, (member, note))))
+
+
+def _lovasz(shape):
+    # The weights as differences of consecutive Jaccard losses in float32 (naive, smp) lose about
+    # 0.5% of the largest gradient at 131072 positions per row: checked to 1% here, to time them.
+    return Case(f"lovasz_softmax_{'x'.join(map(str, shape))}", "lovasz", shape,
+                {"per_image": False, "classes": "present"}, _lovasz_rows(),
+                "int64 label maps, gradients checked to 1% of the largest", grad_rtol=1e-2)
 
 
 def _elementwise(loss, numel, note="", straight_through=False):
@@ -166,8 +192,7 @@ def _extra_rows(device: str):
 def cases_for(device: str, quick: bool = False) -> list[Case]:
     """Every case for a device; ``quick``: tiny sizes, to check that the runner works."""
     extra = _extra_rows(device)
-    return [case if not extra.get(case.loss) else
-            Case(case.key, case.loss, case.shape, case.opts, case.rows + tuple(extra[case.loss]), case.note)
+    return [case if not extra.get(case.loss) else replace(case, rows=case.rows + tuple(extra[case.loss]))
             for case in _cases(device, quick)]
 
 
@@ -178,6 +203,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _multiclass((2, 3, 16, 16)),
             _multiclass((1, 3, 8, 8, 8)),
             _overlap("tversky", (2, 3, 16, 16), alpha=0.3, beta=0.7),
+            _lovasz((2, 3, 16, 16)),
             *_elementwise_cases(4096),
         ]
     if device == "cpu":
@@ -189,6 +215,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _overlap("tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7),
             _overlap("focal_tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7, gamma=0.75),
             _overlap("generalized_dice", (8, 4, 128, 128), weight_type="square"),
+            _lovasz((8, 4, 128, 128)),
             *_elementwise_cases(2**22),
         ]
     return [

@@ -122,3 +122,35 @@ def overlap_torch(input, target, *, member, per_image, alpha=0.5, beta=0.5, gamm
         score = (tp + SMOOTH_NR) / (tp + alpha * fp + beta * fn + SMOOTH_DR)
     loss = (1 - score).clamp_min(0) ** gamma if member == "focal_tversky" else 1 - score
     return loss.mean()
+
+
+# Lovász-softmax -------------------------------------------------------------------------------------
+
+
+def lovasz_softmax_torch(input, target, *, per_image, classes):
+    """Lovász-softmax from logits and an int64 label map, channels first, as in the reference
+    implementation of Berman et al.: per class, sort the errors, take the differences of the
+    Jaccard losses of the growing sets as weights."""
+    import torch
+
+    prob = torch.softmax(input, dim=1)
+    num_classes = prob.shape[1]
+
+    def flat_loss(p, labels):  # p (C, N), labels (N,)
+        losses = []
+        for c in range(num_classes):
+            foreground = (labels == c).to(p.dtype)
+            if classes == "present" and foreground.sum() == 0:
+                continue
+            errors_sorted, order = torch.sort((foreground - p[c]).abs(), descending=True)
+            foreground_sorted = foreground[order]
+            total = foreground_sorted.sum()
+            jaccard = 1 - (total - foreground_sorted.cumsum(0)) / (total + (1 - foreground_sorted).cumsum(0))
+            weights = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+            losses.append(torch.dot(errors_sorted, weights))
+        return torch.stack(losses).mean()
+
+    if per_image:
+        return torch.stack([flat_loss(p.reshape(num_classes, -1), labels.reshape(-1))
+                            for p, labels in zip(prob, target)]).mean()
+    return flat_loss(prob.movedim(1, 0).reshape(num_classes, -1), target.reshape(-1))

@@ -135,7 +135,34 @@ def ours_keras_overlap(opts):
     return lambda y_true, y_pred: ops.mean(loss(y_true, y_pred, **kwargs))
 
 
+def _lovasz_kwargs(opts):
+    return dict(per_image=opts["per_image"], classes=opts["classes"])
+
+
+def ours_torch_lovasz(opts):
+    functional = _import("losses.torch.functional", "the Lovász losses have not landed yet")
+    if not hasattr(functional, "lovasz_softmax_loss"):
+        raise Unavailable("losses.torch.functional.lovasz_softmax_loss does not exist yet")
+    loss, kwargs = functional.lovasz_softmax_loss, _lovasz_kwargs(opts)
+    return lambda input, target: loss(input, target, **kwargs)
+
+
+def ours_keras_lovasz(opts):
+    module = _import("losses.keras", "the Keras Lovász losses have not landed yet")
+    if not hasattr(module, "lovasz_softmax_loss"):
+        raise Unavailable("losses.keras.lovasz_softmax_loss does not exist yet")
+    from keras import ops
+
+    loss, kwargs = module.lovasz_softmax_loss, _lovasz_kwargs(opts)
+    return lambda y_true, y_pred: ops.mean(loss(y_true, y_pred, **kwargs))
+
+
 # Naive versions ---------------------------------------------------------------------------------
+
+
+def naive_torch_lovasz(opts):
+    return lambda input, target: naive.lovasz_softmax_torch(input, target, **_lovasz_kwargs(opts))
+
 
 
 def naive_torch_overlap(opts):
@@ -324,3 +351,17 @@ def keras_dice(opts):
         return losses[ndim](onehot, ops.softmax(y_pred, axis=-1))
 
     return fn
+
+
+def smp_lovasz(opts):
+    if opts["classes"] != "present":
+        raise Unavailable("smp's LovaszLoss averages over the classes present in the target only")
+    losses = _smp_losses()
+    return losses.LovaszLoss(mode="multiclass", per_image=opts["per_image"])
+
+
+def kornia_lovasz(opts):
+    if not opts["per_image"] or opts["classes"] != "all":
+        raise Unavailable("kornia's lovasz_softmax_loss is per image over all classes only")
+    module = _import("kornia.losses", "pip install kornia")
+    return lambda input, target: module.lovasz_softmax_loss(input, target)

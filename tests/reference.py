@@ -405,3 +405,70 @@ def surrogate(name, x, alpha):
 
 def surrogate_derivative(name, x, alpha):
     return globals()[name + "_derivative"](x, alpha)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Lovász losses
+# ----------------------------------------------------------------------------------------------
+
+
+def lovasz_extension(errors, foreground):
+    """Value and gradient of the Lovász extension of the Jaccard loss Δ(M) = |M| / |F ∪ M| at the
+    errors of one row of valid positions: Σ_i m_π(i)·(Δ(M_i) − Δ(M_{i−1})), π a stable sort by
+    decreasing error (among equal errors the earlier position first), M_i its first i positions.
+    The gradient puts each weight Δ(M_i) − Δ(M_{i−1}) back at its position (at ties: this order's)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    foreground = np.asarray(foreground, dtype=bool)
+    order = np.argsort(-errors, kind="stable")
+    mispredicted = np.zeros(errors.shape, dtype=bool)
+    weights = np.zeros(errors.shape)
+    previous = 0.0
+    for position in order:
+        mispredicted[position] = True
+        current = mispredicted.sum() / (foreground | mispredicted).sum()
+        weights[position] = current - previous
+        previous = current
+    return float(errors @ weights), weights
+
+
+def _lovasz_rows(input, target, per_image, ignore_index):
+    """Channels-first logits (B, C, N) and labels (B, N) as rows: one per image, or the batch as one."""
+    x = np.asarray(input, dtype=np.float64)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    labels = np.asarray(target).reshape(x.shape[0], -1)
+    valid = np.ones(labels.shape, dtype=bool) if ignore_index is None else labels != ignore_index
+    if not per_image:
+        x = np.moveaxis(x, 0, 1).reshape(1, x.shape[1], -1)
+        labels, valid = labels.reshape(1, -1), valid.reshape(1, -1)
+    return x, labels, valid
+
+
+def lovasz_softmax_loss(input, target, reduction="mean", classes="present", per_image=True, ignore_index=None,
+                        from_logits=True):
+    """Lovász-softmax: per class the extension at |g − p| over the valid positions, averaged over
+    the classes ("present": in the row's target; "all"; or a list), 0 for a row with none."""
+    x, labels, valid = _lovasz_rows(input, target, per_image, ignore_index)
+    p = _softmax(x, 1) if from_logits else x
+    losses = np.zeros(x.shape[0])
+    for row in range(x.shape[0]):
+        keep = valid[row]
+        terms = []
+        for c in range(x.shape[1]):
+            foreground = labels[row][keep] == c
+            chosen = foreground.any() if classes == "present" else classes == "all" or c in classes
+            if chosen:
+                terms.append(lovasz_extension(np.abs(foreground - p[row, c][keep]), foreground)[0])
+        losses[row] = np.mean(terms) if terms else 0.0
+    return _reduce(losses if per_image else losses[0], reduction)
+
+
+def lovasz_hinge_loss(input, target, reduction="mean", per_image=True, ignore_index=None):
+    """Lovász hinge: the extension at max(1 − z·(2g − 1), 0) over the valid positions (0 if none)."""
+    x, labels, valid = _lovasz_rows(input, target, per_image, ignore_index)
+    losses = np.zeros(x.shape[0])
+    for row in range(x.shape[0]):
+        keep = valid[row]
+        foreground = labels[row][keep] == 1
+        errors = np.maximum(1.0 - x[row, 0][keep] * (2.0 * foreground - 1.0), 0.0)
+        losses[row] = lovasz_extension(errors, foreground)[0] if keep.any() else 0.0
+    return _reduce(losses if per_image else losses[0], reduction)

@@ -26,6 +26,9 @@ from losses.keras._overlap import (
     tversky_loss,
 )
 
+# The Lovász losses
+from losses.keras._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_hinge_loss, lovasz_softmax_loss
+
 
 # Penalized MAE
 from losses.keras._penalized_mae import PenalizedMAELoss, penalized_mae
@@ -45,6 +48,11 @@ __all__ = [
     "focal_tversky_loss",
     "GeneralizedDiceLoss",
     "generalized_dice_loss",
+    # The Lovász losses
+    "LovaszSoftmaxLoss",
+    "lovasz_softmax_loss",
+    "LovaszHingeLoss",
+    "lovasz_hinge_loss",
     # Penalized MAE
     "PenalizedMAELoss",
     "penalized_mae",

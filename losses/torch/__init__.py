@@ -15,6 +15,8 @@ from losses.torch import functional
 # The overlap family
 from losses.torch._overlap import DiceLoss, FocalTverskyLoss, GeneralizedDiceLoss, JaccardLoss, TverskyLoss
 
+# The Lovász losses
+from losses.torch._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 
 # Cross-entropy and focal terms, and their pairs with an overlap loss
 from losses.torch._cross_entropy import FocalLoss
@@ -38,6 +40,9 @@ __all__ = [
     "FocalLoss",
     "DiceCELoss",
     "DiceFocalLoss",
+    # The Lovász losses
+    "LovaszSoftmaxLoss",
+    "LovaszHingeLoss",
     # Penalized MAE
     "PenalizedMAELoss",
     # Surrogates

@@ -5,6 +5,9 @@ from __future__ import annotations
 # The overlap family
 from losses.torch._overlap import dice_loss, focal_tversky_loss, generalized_dice_loss, jaccard_loss, tversky_loss
 
+# The Lovász losses
+from losses.torch._lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+
 
 # Cross-entropy and focal terms, and their pairs with an overlap loss
 from losses.torch._cross_entropy import focal_loss
@@ -27,6 +30,9 @@ __all__ = [
     "focal_loss",
     "dice_ce_loss",
     "dice_focal_loss",
+    # The Lovász losses
+    "lovasz_softmax_loss",
+    "lovasz_hinge_loss",
     # Penalized MAE
     "penalized_mae",
     # Surrogates

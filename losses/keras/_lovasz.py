@@ -1,0 +1,264 @@
+r"""The Lovász losses for Keras 3 (channels last), written in ``keras.ops``: ``LovaszSoftmaxLoss`` and
+``LovaszHingeLoss``.
+
+The definitions, the closed form of the extension's weights, ignored positions and ties are in
+:mod:`losses._lovasz`; the label checks are those of the overlap losses. The order is
+``ops.argsort`` of the negated errors, stable on every backend (TensorFlow sorts through
+``top_k``, which puts the lower index first among equal values; JAX and torch sort stably), so
+that ties give the same subgradient as in ``losses.torch``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from losses._lovasz import LovaszOptions, class_average, extension_weights
+from losses._validation import shape_text
+from losses.keras._common import (
+    check_floating,
+    compute_dtype,
+    dtype_name,
+    loss_config,
+    reduce_per_sample,
+    shapes_match,
+    static_shape,
+    upcast,
+)
+from losses.keras._overlap import _check_values, _ignored
+
+
+class _LovaszOps:
+    """The tensor namespace of :func:`losses._lovasz.extension_weights` for Keras tensors."""
+
+    where = staticmethod(ops.where)
+    cast = staticmethod(ops.cast)
+
+    @staticmethod
+    def cumsum(x: Any) -> Any:
+        return ops.cumsum(ops.cast(x, "int32"), axis=-1)
+
+    @staticmethod
+    def count(x: Any) -> Any:
+        return ops.sum(ops.cast(x, "int32"), axis=-1, keepdims=True)
+
+    @staticmethod
+    def sum(x: Any) -> Any:
+        return ops.sum(x, axis=-1)
+
+    @staticmethod
+    def maximum(x: Any, value: float) -> Any:
+        return ops.where(x < value, value, x)  # not ops.maximum: float32 for float64 x on the torch backend
+
+
+def _check_label_map(true_shape: tuple, pred_shape: tuple, options: LovaszOptions) -> None:
+    label_shapes = (pred_shape[:-1], (*pred_shape[:-1], 1))
+    if not any(shapes_match(true_shape, s) for s in label_shapes):
+        raise ValueError(f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
+                         f"expected a label map of shape {shape_text(label_shapes[0])} or "
+                         f"{shape_text(label_shapes[1])} (class indices: the Lovász extension needs hard labels"
+                         + ("; turn one-hot targets into labels with argmax over the channels" if
+                            options.loss == "lovasz_softmax" else "") + "). Shapes are never broadcast.")
+
+
+def _rows(x: Any, per_image: bool) -> Any:
+    """``(B, K, N)`` as the rows of the loss: itself, or ``(1, K, B·N)`` for the whole batch."""
+    return x if per_image else ops.reshape(ops.transpose(x, (1, 0, 2)), (1, x.shape[1], -1))
+
+
+def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
+    """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
+    check_floating("y_pred", y_pred)
+    pred_shape = static_shape("y_pred", y_pred)
+    true_shape = static_shape("y_true", y_true)
+    if len(pred_shape) < 3:
+        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
+                         f"got shape {shape_text(pred_shape)}")
+    num_classes = pred_shape[-1]
+    if num_classes is None:
+        raise ValueError("y_pred must have a known number of channels (its last dimension)")
+    options.check_num_classes(num_classes)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
+    _check_label_map(true_shape, pred_shape, options)
+    _check_values(y_true, y_pred, options, True, num_classes)  # before conversion: labels beyond 32 bits as they came
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    dtype = compute_dtype(y_pred)
+    batch = ops.shape(y_pred)[0]
+    spatial = tuple(pred_shape[1:-1])
+    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
+    x = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
+    labels = ops.reshape(y_true, (batch, positions))
+    ignored = _ignored(labels, options.ignore_index)
+    if keras.backend.is_float_dtype(dtype_name(labels)):
+        labels = ops.round(labels)  # checked to be whole numbers where the values are known
+    if ignored is not None:
+        labels = ops.where(ignored, ops.zeros_like(labels), labels)
+    labels = ops.cast(labels, "int32")
+    valid = None if ignored is None else ops.logical_not(ignored)
+
+    if options.loss == "lovasz_softmax":
+        p = ops.softmax(x, axis=-1) if options.from_logits else x
+        foreground = ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32"))
+        if valid is not None:
+            foreground = ops.logical_and(foreground, valid[..., None])
+        errors = ops.transpose(ops.abs(p - ops.cast(foreground, dtype)), (0, 2, 1))  # (B, C, N)
+        foreground = ops.transpose(foreground, (0, 2, 1))
+    else:
+        foreground = ops.equal(labels, 1)
+        if valid is not None:
+            foreground = ops.logical_and(foreground, valid)
+        errors = ops.relu(1.0 - x[..., 0] * (2.0 * ops.cast(foreground, dtype) - 1.0))[:, None, :]
+        foreground = foreground[:, None, :]
+    background = ops.logical_not(foreground)
+    if valid is not None:
+        background = ops.logical_and(background, valid[:, None, :])
+    # One gather of the kind of each position: 1 foreground, 2 background, 0 ignored.
+    kinds = ops.cast(foreground, "int32") + 2 * ops.cast(background, "int32")
+    errors, kinds, foreground = (_rows(t, options.per_image) for t in (errors, kinds, foreground))
+
+    order = ops.argsort(-errors, axis=-1)
+    errors_sorted = ops.take_along_axis(errors, order, axis=-1)
+    kinds_sorted = ops.take_along_axis(kinds, order, axis=-1)
+    weights = ops.stop_gradient(extension_weights(_LovaszOps, ops.equal(kinds_sorted, 1), ops.equal(kinds_sorted, 2),
+                                                  dtype))
+    per_class = ops.sum(errors_sorted * weights, axis=-1)  # (S, K)
+    mask = options.class_mask(per_class.shape[1])
+    if mask is None:
+        selected = ops.cast(ops.any(foreground, axis=-1), dtype)
+    else:
+        selected = ops.zeros_like(per_class) + ops.convert_to_tensor(np.asarray(mask, dtype))
+    loss = class_average(_LovaszOps, per_class, selected)
+    # 0 for a finite row, NaN for a row holding a NaN or ±inf. Its square adds 0 or NaN to the loss,
+    # and its derivative 2·poison·0 is 0 or NaN at every element of the row.
+    poison = ops.sum(x * 0.0, axis=(1, 2))
+    if options.per_image:
+        return loss + poison * poison
+    poison = ops.sum(poison)
+    return ops.broadcast_to(loss + poison * poison, (batch,))
+
+
+_FULL_PRECISION = ("float32", "float64")
+
+
+class _LovaszLoss(keras.losses.Loss):
+    """A Lovász loss as a ``keras.losses.Loss``: its options, checked once. ``sample_weight``: one
+    weight per image, ``(B,)``."""
+
+    loss_name = ""
+
+    def __init__(self, reduction: str | None, name: str, dtype: Any, **options: Any) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.options = LovaszOptions.create(self.loss_name, **options)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
+        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
+        with keras.name_scope(self.name):
+            return reduce_per_sample(self.call(y_true, y_pred), sample_weight, self.reduction, self.dtype)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        check_floating("y_pred", y_pred)
+        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
+            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
+        return lovasz_per_sample(y_true, y_pred, self.options)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**loss_config(self), **self.options.to_dict()}
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_image: bool = True,
+                        ignore_index: int | None = None, from_logits: bool = True) -> Any:
+    """Lovász-softmax loss of each sample, shape ``(B,)``: see :class:`LovaszSoftmaxLoss`.
+
+    ``y_pred`` ``(B, *spatial, C)``, ``y_true`` a label map ``(B, *spatial)`` or ``(B, *spatial, 1)``.
+    With ``per_image=False`` every sample carries the loss of the whole batch.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import lovasz_softmax_loss
+    >>> logits = np.array([[[[2.0, 0.0], [-1.0, 0.5]]]], dtype="float32")   # (B=1, 1, 2, C=2)
+    >>> np.round(np.asarray(lovasz_softmax_loss(np.array([[[0, 1]]]), logits)), 4)
+    array([0.1666], dtype=float32)
+    """
+    options = LovaszOptions.create("lovasz_softmax", classes=classes, per_image=per_image, ignore_index=ignore_index,
+                                   from_logits=from_logits)
+    return lovasz_per_sample(y_true, y_pred, options)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_index: int | None = None) -> Any:
+    """Lovász hinge loss of each sample, shape ``(B,)``: see :class:`LovaszHingeLoss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import lovasz_hinge_loss
+    >>> logits = np.array([[[[2.0], [-1.0], [0.5]]]], dtype="float32")   # (B=1, 1, 3, C=1)
+    >>> np.round(np.asarray(lovasz_hinge_loss(np.array([[[1, 0, 0]]]), logits)), 4)
+    array([0.75], dtype=float32)
+    """
+    options = LovaszOptions.create("lovasz_hinge", per_image=per_image, ignore_index=ignore_index)
+    return lovasz_per_sample(y_true, y_pred, options)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class LovaszSoftmaxLoss(_LovaszLoss):
+    """Lovász-softmax loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last.
+
+    Per class, the Lovász extension of the Jaccard loss at the errors ``|g − p|`` of the softmax
+    probabilities, averaged over the classes given by ``classes``: ``"present"`` (in the target of
+    the image, or of the batch with ``per_image=False``), ``"all"`` or a list of indices. Options
+    (the same in ``losses.torch.LovaszSoftmaxLoss``): ``classes``, ``per_image``, ``ignore_index``,
+    ``from_logits`` and the Keras ``reduction``. ``y_true``: a label map ``(B, *spatial)`` or
+    ``(B, *spatial, 1)``, labels in ``[0, C)`` (checked eagerly, not inside ``tf.function`` /
+    ``jit``) keeping their integer dtype. A NaN or ±inf in ``y_pred`` gives a NaN loss for its
+    image (the batch with ``per_image=False``) and a NaN gradient for all of it; an empty batch
+    gives 0 with ``reduction="sum"`` and NaN with ``"sum_over_batch_size"``. Registered as
+    serializable under the package ``losses``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import LovaszSoftmaxLoss
+    >>> loss = LovaszSoftmaxLoss(ignore_index=255)
+    >>> y_pred = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    >>> y_true = np.random.default_rng(1).integers(0, 3, size=(2, 8, 8))
+    >>> 0.0 < float(loss(y_true, y_pred)) < 1.0
+    True
+    >>> LovaszSoftmaxLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+    True
+    """
+
+    loss_name = "lovasz_softmax"
+
+    def __init__(self, *, classes: Any = "present", per_image: bool = True, ignore_index: int | None = None,
+                 from_logits: bool = True, reduction: str | None = "sum_over_batch_size",
+                 name: str = "lovasz_softmax_loss", dtype: Any = None) -> None:
+        super().__init__(reduction, name, dtype, classes=classes, per_image=per_image, ignore_index=ignore_index,
+                         from_logits=from_logits)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class LovaszHingeLoss(_LovaszLoss):
+    """Lovász hinge loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last: the Lovász
+    extension of the foreground's Jaccard loss at the hinge errors ``max(1 − z·(2g − 1), 0)``.
+
+    ``y_pred``: one logit per position, ``(B, *spatial, 1)``; ``y_true``: 0 or 1 (or
+    ``ignore_index``), ``(B, *spatial)`` or ``(B, *spatial, 1)``. Options ``per_image``,
+    ``ignore_index`` and the Keras ``reduction``, as in ``losses.torch.LovaszHingeLoss``.
+    """
+
+    loss_name = "lovasz_hinge"
+
+    def __init__(self, *, per_image: bool = True, ignore_index: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", name: str = "lovasz_hinge_loss",
+                 dtype: Any = None) -> None:
+        super().__init__(reduction, name, dtype, per_image=per_image, ignore_index=ignore_index)
