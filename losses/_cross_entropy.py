@@ -108,15 +108,25 @@ class FocalOptions:
         return self.alpha if isinstance(self.alpha, float) else None
 
     def to_dict(self) -> dict[str, Any]:
-        config = {"gamma": self.gamma, "alpha": list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha,
-                  "label_smoothing": self.label_smoothing}
-        return config
+        """The focusing options (for repr and the pairs' configs)."""
+        return {"gamma": self.gamma, "alpha": list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha,
+                "label_smoothing": self.label_smoothing}
+
+    def to_config(self) -> dict[str, Any]:
+        """Every option, as the arguments of ``FocalLoss`` (lists, not tuples)."""
+        return {"mode": self.mode, "from_logits": self.from_logits, **self.to_dict(),
+                "class_weights": None if self.class_weights is None else list(self.class_weights),
+                "ignore_index": self.ignore_index}
 
 
 # Below this a probability given as input (from_logits=False) is clamped inside the log: −log stays finite.
 PROBABILITY_MIN = 1e-30
 
 _DEFAULT_OVERLAP_OPTIONS = {name: default for member in MEMBERS.values() for name, default in member.options}
+# The overlap options in the pairs' own signatures; the others go in ``overlap_options``.
+PAIR_COMMON_OPTIONS = ("mode", "from_logits", "smooth_nr", "smooth_dr", "squared", "log_loss", "soft_labels",
+                       "per_image", "classes", "class_weights", "ignore_index", "empty_target", "average",
+                       "sync_across_ranks")
 
 
 @dataclass(frozen=True)
@@ -155,3 +165,16 @@ class PairOptions:
             raise ValueError(f"{lambda_names[0]} and {lambda_names[1]} must not both be 0: the loss would be 0 "
                              "with no gradient")
         return cls(overlap_opts, term, first, second)
+
+    def to_config(self, lambda_names: tuple[str, str]) -> dict[str, Any]:
+        """The arguments of the pair's class that give these options (lists, not tuples)."""
+        overlap = self.overlap.to_dict()
+        config = {name: value for name, value in overlap.items() if name in PAIR_COMMON_OPTIONS}
+        config.update({lambda_names[0]: self.lambda_overlap, lambda_names[1]: self.lambda_term,
+                       "overlap": self.overlap.loss,
+                       "overlap_options": {k: v for k, v in overlap.items() if k not in PAIR_COMMON_OPTIONS},
+                       "label_smoothing": self.term.label_smoothing})
+        if lambda_names[1] == "lambda_focal":
+            config.update(gamma=self.term.gamma, alpha=self.term.to_dict()["alpha"])
+        return config
+

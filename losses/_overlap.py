@@ -30,6 +30,10 @@ the Triton kernels as constexprs imported from here.
     TP = Σv·p·g               (soft_labels: (Σv·p + Σv·g − Σv·|p − g|) / 2)
     FP = P' − TP,  FN = G' − TP      with P' = Σv·p, G' = Σv·g   (squared: Σv·p², Σv·g²)
 
+(with ``squared`` the soft-label intersection is taken in the same norm, as MONAI does:
+``(Σv·p² + Σv·g² − Σv·(p − g)²) / 2``, which is ``Σv·p·g``; the L1 form there could make
+``P' + G' − TP`` negative and the ratio unbounded)
+
 and the score of a member is the ratio
 
     score = (k·TP + smooth_nr) / (k·TP + α·FP + β·FN + smooth_dr)
@@ -115,13 +119,18 @@ class Form:
     smooth_nr: float = 1e-5
     smooth_dr: float = 1e-5
 
+    @property
+    def soft_intersection(self) -> bool:
+        """TP from Σ|p − g| (soft labels); with ``squared`` the soft intersection is ``Σv·p·g``."""
+        return self.soft_labels and not self.squared
+
     def coefficients(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(u, d)`` with numerator ``k·TP = stats · u`` and denominator ``k·TP + α·FP + β·FN = stats · d``.
 
         Both are linear in the sums, so their derivatives are these constant vectors.
         """
         tp = [0.0] * NUM_STATS
-        if self.soft_labels:
+        if self.soft_intersection:
             tp[PRED_SUM], tp[TARGET_SUM], tp[ABS_DIFF] = 0.5, 0.5, -0.5
         else:
             tp[INTERSECTION] = 1.0

@@ -97,7 +97,12 @@ def _images(input, target, weight, o):
 def _class_sums(pc, gc, vc, soft_labels, squared):
     """TP, P', G' (Σp², Σg² when squared), Σp, Σg and Σv of one class."""
     p_sum, g_sum = (vc * pc).sum(), (vc * gc).sum()
-    tp = (p_sum + g_sum - (vc * np.abs(pc - gc)).sum()) / 2 if soft_labels else (vc * pc * gc).sum()
+    if soft_labels and squared:  # the soft intersection in the squared norm, as MONAI
+        tp = ((vc * pc ** 2).sum() + (vc * gc ** 2).sum() - (vc * (pc - gc) ** 2).sum()) / 2
+    elif soft_labels:
+        tp = (p_sum + g_sum - (vc * np.abs(pc - gc)).sum()) / 2
+    else:
+        tp = (vc * pc * gc).sum()
     p_prime = (vc * pc ** 2).sum() if squared else p_sum
     g_prime = (vc * gc ** 2).sum() if squared else g_sum
     return tp, p_prime, g_prime, p_sum, g_sum, vc.sum()
@@ -257,6 +262,14 @@ def focal_loss(input, target, reduction="mean", weight=None, **options):
     if reduction == "none":
         return terms
     return terms.sum() if reduction == "sum" else terms.sum() / valid.sum()
+
+
+def focal_image_means(input, target, weight=None, **options):
+    """Σ v·ℓ / Σ v of each image, 0 for an image without a valid position (the Keras per-sample focal loss)."""
+    terms, valid = focal_terms(input, target, weight, **options)
+    sums, counts = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, 0.0)
 
 
 def pair_loss(input, target, reduction="mean", weight=None, overlap="dice", overlap_options=None, lambdas=(1.0, 1.0),

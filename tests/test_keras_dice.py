@@ -18,6 +18,7 @@ from dice_cases import IGNORE, dice_cases
 from losses._overlap import OverlapOptions, overlap_loss
 from losses.keras import DiceLoss, dice_loss
 from losses.keras._common import KerasOps
+from losses.keras._inputs import prepare_inputs
 from losses.keras._overlap import _overlap_stats_keras
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 
@@ -71,7 +72,7 @@ def test_gradient_matches_central_differences(case):
 def _dice_with_frozen_denominator(y_true, y_pred):
     """Same value as dice_loss, deliberately wrong gradient: the denominator is held constant."""
     options = OverlapOptions.create(mode="multiclass")
-    stats = _overlap_stats_keras(ops.convert_to_tensor(y_true), y_pred, None, options, label_map=True)
+    stats = _overlap_stats_keras(prepare_inputs(y_true, y_pred, options), options)
     frozen = ops.concatenate([stats[..., :1], ops.stop_gradient(stats[..., 1:])], axis=-1)
     weights = ops.ones((stats.shape[1],), dtype=stats.dtype)
     return mean(overlap_loss(KerasOps, frozen, weights, options.form))

@@ -30,6 +30,7 @@ from losses.keras import (
     tversky_loss,
 )
 from losses.keras._common import KerasOps
+from losses.keras._inputs import prepare_inputs
 from losses.keras._overlap import _overlap_stats_keras
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 
@@ -80,7 +81,7 @@ def test_every_member_gradient_matches_central_differences(case):
 def _tversky_with_frozen_false_positives(y_true, y_pred):
     """Same value as tversky_loss, deliberately wrong gradient: Σp (and so FP) held constant."""
     options = OverlapOptions.create("tversky", alpha=0.7, beta=0.3)
-    stats = _overlap_stats_keras(ops.convert_to_tensor(y_true), y_pred, None, options, label_map=True)
+    stats = _overlap_stats_keras(prepare_inputs(y_true, y_pred, options), options)
     frozen = ops.concatenate([stats[..., :1], ops.stop_gradient(stats[..., 1:2]), stats[..., 2:]], axis=-1)
     weights = ops.ones((stats.shape[1],), dtype=stats.dtype)
     return mean(overlap_loss(KerasOps, frozen, weights, options.form))

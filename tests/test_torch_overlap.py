@@ -54,6 +54,43 @@ def test_every_member_matches_the_reference_in_float64(case, reduction):
 
 
 @given(overlap_cases())
+def test_every_member_is_between_zero_and_one(case):
+    """Every score is at most 1 (TP <= the denominator) and at least 0, whatever the options: the loss
+    is in [0, 1] (the log loss: >= 0), on every CPU path. (Soft labels with squared sums once gave
+    an unbounded ratio.)"""
+    member, logits, target, options, weight = case
+    for path in ("torch", "auto"):
+        with kernels(path):
+            values = ours(member, logits, target, weight, "none", **options).numpy()
+            values32 = ours(member, logits.astype(np.float32), target, weight, "none", dtype=torch.float32,
+                            **options).numpy()
+        for v in (values, values32):
+            assert np.all(v >= -1e-6), v
+            if not options.get("log_loss"):
+                assert np.all(v <= 1 + 1e-6), v
+            assert np.all(np.isfinite(v)), v
+
+
+@pytest.mark.parametrize("member", ["dice", "jaccard"])
+@pytest.mark.parametrize("path", ["torch", "auto"])
+def test_squared_soft_labels_take_the_intersection_in_the_squared_norm(member, path):
+    """With squared sums the soft-label TP is (Σp² + Σg² − Σ(p − g)²)/2 = Σp·g (MONAI): a score in
+    [0, 1], 1 at p = g. The L1 form there made Jaccard's denominator negative (here for class 1)."""
+    p = np.array([[[0.529], [0.471]]])
+    g = np.array([[[0.631], [0.369]]])
+    options = dict(mode="multiclass", from_logits=False, soft_labels=True, squared=True, smooth_nr=0.0)
+    with kernels(path):
+        value = ours(member, p, g, reduction="none", **options).item()
+        at_target = ours(member, g, g, reduction="none", **options).item()
+    tp = (p * g).sum(2)
+    denominator = (p ** 2).sum(2) + (g ** 2).sum(2)
+    score = 2 * tp / (denominator + 1e-5) if member == "dice" else tp / (denominator - tp + 1e-5)
+    assert value == pytest.approx(1 - score.mean(), rel=1e-9)
+    assert 0 <= value <= 1
+    assert at_target == pytest.approx(0.0, abs=1e-4)
+
+
+@given(overlap_cases())
 def test_every_member_on_the_fused_cpu_path_matches_the_reference(case):
     member, logits, target, options, weight = case
     with kernels("auto"):

@@ -29,6 +29,15 @@ from losses.keras._overlap import (
 # The Lovász losses
 from losses.keras._lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_hinge_loss, lovasz_softmax_loss
 
+# Cross-entropy and focal terms, and their pairs with an overlap loss
+from losses.keras._cross_entropy import (
+    DiceCELoss,
+    DiceFocalLoss,
+    FocalLoss,
+    dice_ce_loss,
+    dice_focal_loss,
+    focal_loss,
+)
 
 # Penalized MAE
 from losses.keras._penalized_mae import PenalizedMAELoss, penalized_mae
@@ -53,6 +62,13 @@ __all__ = [
     "lovasz_softmax_loss",
     "LovaszHingeLoss",
     "lovasz_hinge_loss",
+    # Cross-entropy and focal
+    "FocalLoss",
+    "focal_loss",
+    "DiceCELoss",
+    "dice_ce_loss",
+    "DiceFocalLoss",
+    "dice_focal_loss",
     # Penalized MAE
     "PenalizedMAELoss",
     "penalized_mae",

@@ -107,6 +107,23 @@ def upcast(x: Any) -> Any:
     return ops.cast(x, compute_dtype(x))
 
 
+@ops.custom_gradient
+def _non_finite_mark(x: Any) -> Any:
+    def grad(*args: Any, upstream: Any = None) -> Any:
+        if upstream is None:
+            (upstream,) = args
+        return upstream * (x * 0.0)
+
+    return x * 0.0, grad
+
+
+def non_finite_mark(x: Any) -> Any:
+    """0 where ``x`` is finite and NaN where it is NaN or ±inf, with the gradient 0 and NaN there too:
+    added to a term, it makes the term and its gradient NaN where its input was not finite (so that
+    a loss scaler sees the NaN), whatever the term's own derivative gives there."""
+    return _non_finite_mark(x)
+
+
 def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dtype: str) -> Any:
     """The Keras ``reduction`` of per-sample losses ``values`` ``(B,)`` weighted by ``sample_weight``.
 

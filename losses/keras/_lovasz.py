@@ -10,7 +10,6 @@ that ties give the same subgradient as in ``losses.torch``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -19,17 +18,8 @@ from keras import ops
 
 from losses._lovasz import LovaszOptions, class_average, extension_weights
 from losses._validation import shape_text
-from losses.keras._common import (
-    check_floating,
-    compute_dtype,
-    dtype_name,
-    loss_config,
-    reduce_per_sample,
-    shapes_match,
-    static_shape,
-    upcast,
-)
-from losses.keras._overlap import _check_values, _ignored
+from losses.keras._common import compute_dtype, loss_config, shapes_match, upcast
+from losses.keras._inputs import LossWithWeightMap, label_indices, prepare_inputs
 
 
 class _LovaszOps:
@@ -55,7 +45,7 @@ class _LovaszOps:
         return ops.where(x < value, value, x)  # not ops.maximum: float32 for float64 x on the torch backend
 
 
-def _check_label_map(true_shape: tuple, pred_shape: tuple, options: LovaszOptions) -> None:
+def _label_map_only(true_shape: tuple, pred_shape: tuple, options: LovaszOptions) -> bool:
     label_shapes = (pred_shape[:-1], (*pred_shape[:-1], 1))
     if not any(shapes_match(true_shape, s) for s in label_shapes):
         raise ValueError(f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
@@ -63,6 +53,7 @@ def _check_label_map(true_shape: tuple, pred_shape: tuple, options: LovaszOption
                          f"{shape_text(label_shapes[1])} (class indices: the Lovász extension needs hard labels"
                          + ("; turn one-hot targets into labels with argmax over the channels" if
                             options.loss == "lovasz_softmax" else "") + "). Shapes are never broadcast.")
+    return True
 
 
 def _rows(x: Any, per_image: bool) -> Any:
@@ -72,35 +63,12 @@ def _rows(x: Any, per_image: bool) -> Any:
 
 def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
-    check_floating("y_pred", y_pred)
-    pred_shape = static_shape("y_pred", y_pred)
-    true_shape = static_shape("y_true", y_true)
-    if len(pred_shape) < 3:
-        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
-                         f"got shape {shape_text(pred_shape)}")
-    num_classes = pred_shape[-1]
-    if num_classes is None:
-        raise ValueError("y_pred must have a known number of channels (its last dimension)")
-    options.check_num_classes(num_classes)
-    if "complex" in dtype_name(y_true):
-        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
-    _check_label_map(true_shape, pred_shape, options)
-    _check_values(y_true, y_pred, options, True, num_classes)  # before conversion: labels beyond 32 bits as they came
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true)
-    dtype = compute_dtype(y_pred)
-    batch = ops.shape(y_pred)[0]
-    spatial = tuple(pred_shape[1:-1])
-    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
-    x = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
-    labels = ops.reshape(y_true, (batch, positions))
-    ignored = _ignored(labels, options.ignore_index)
-    if keras.backend.is_float_dtype(dtype_name(labels)):
-        labels = ops.round(labels)  # checked to be whole numbers where the values are known
-    if ignored is not None:
-        labels = ops.where(ignored, ops.zeros_like(labels), labels)
-    labels = ops.cast(labels, "int32")
-    valid = None if ignored is None else ops.logical_not(ignored)
+    inputs = prepare_inputs(y_true, y_pred, options, target_kind=_label_map_only)
+    num_classes, positions = inputs.num_classes, inputs.positions
+    dtype = compute_dtype(inputs.y_pred)
+    batch = ops.shape(inputs.y_pred)[0]
+    x = ops.reshape(upcast(inputs.y_pred), (batch, positions, num_classes))
+    labels, valid = label_indices(ops.reshape(inputs.y_true, (batch, positions)), options.ignore_index)
 
     if options.loss == "lovasz_softmax":
         p = ops.softmax(x, axis=-1) if options.from_logits else x
@@ -143,29 +111,18 @@ def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
     return ops.broadcast_to(loss + poison * poison, (batch,))
 
 
-_FULL_PRECISION = ("float32", "float64")
-
-
-class _LovaszLoss(keras.losses.Loss):
+class _LovaszLoss(LossWithWeightMap):
     """A Lovász loss as a ``keras.losses.Loss``: its options, checked once. ``sample_weight``: one
     weight per image, ``(B,)``."""
 
     loss_name = ""
+    takes_weight_map = False
 
     def __init__(self, reduction: str | None, name: str, dtype: Any, **options: Any) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.options = LovaszOptions.create(self.loss_name, **options)
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
-        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
-        with keras.name_scope(self.name):
-            return reduce_per_sample(self.call(y_true, y_pred), sample_weight, self.reduction, self.dtype)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        check_floating("y_pred", y_pred)
-        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
-            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
+    def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         return lovasz_per_sample(y_true, y_pred, self.options)
 
     def get_config(self) -> dict[str, Any]:

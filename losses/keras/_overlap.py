@@ -3,7 +3,6 @@ focal Tversky and generalized Dice, on the general form of :mod:`losses._overlap
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -22,100 +21,20 @@ from losses._overlap import (
     OverlapOptions,
     overlap_loss,
 )
-from losses._validation import shape_text
-from losses.keras._common import (
-    KerasOps,
-    check_floating,
-    compute_dtype,
-    concrete_value,
-    dtype_name,
-    loss_config,
-    reduce_per_sample,
-    shapes_match,
-    static_shape,
-    upcast,
-)
+from losses.keras._common import KerasOps, compute_dtype, loss_config, upcast
+from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
 
 
-def _is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
-    if shapes_match(y_true_shape, y_pred_shape):
-        return False
-    label_shapes = (y_pred_shape[:-1], (*y_pred_shape[:-1], 1))
-    if mode != "multilabel" and any(shapes_match(y_true_shape, s) for s in label_shapes):
-        return True
-    if mode == "multilabel":
-        expected = f"{shape_text(y_pred_shape)} (y_pred's shape)"
-    else:
-        expected = (f"{shape_text(y_pred_shape)} (probabilities) or a label map of shape "
-                    f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}")
-    raise ValueError(f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
-                     f"expected y_true of shape {expected}. Shapes are never broadcast.")
-
-
-def _check_values(y_true: Any, y_pred: Any, options: OverlapOptions, label_map: bool, num_classes: int) -> None:
-    """Eager inputs only (inside a traced function, tf.function or jit, the check is skipped): every
-    value in its range, as in the PyTorch frontend; NaN is no error (it propagates to the loss)."""
-    values = concrete_value(y_true)
-    if values is not None:
-        if label_map:
-            upper = 2 if options.mode == "binary" else num_classes
-            allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
-            if np.issubdtype(values.dtype, np.floating):
-                allowed = "whole numbers " + allowed
-            _check_range("y_true labels", values, 0, upper - 1, allowed, options.ignore_index, integral=True)
-        elif values.dtype != bool:
-            _check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)",
-                         options.ignore_index)
-    if not options.from_logits:
-        predictions = concrete_value(y_pred)
-        if predictions is not None:
-            _check_range("y_pred", predictions, 0, 1, "probabilities in [0, 1] with from_logits=False (pass "
-                         "logits with from_logits=True)", None)
-
-
-def _check_range(name: str, values: np.ndarray, low: float, high: float, allowed: str, ignore_index: int | None,
-                 integral: bool = False, finite: bool = False) -> None:
-    checked = values if ignore_index is None else np.where(values == ignore_index, low, values)
-    with np.errstate(invalid="ignore"):
-        bad = (checked < low) | (checked > high)
-        if np.issubdtype(checked.dtype, np.floating):
-            if integral:
-                bad |= checked != np.floor(checked)  # True for NaN and ±inf: a label must be a number
-            elif finite:
-                bad |= ~np.isfinite(checked)
-            else:
-                bad &= np.isfinite(checked)  # NaN and ±inf are no range error: they propagate
-    if bad.any():
-        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        found = np.unique(checked[bad])[:8].tolist()
-        raise ValueError(f"{name} must be {allowed}{extra}; found {found}")
-
-
-def _ignored(target: Any, ignore_index: int | None) -> Any:
-    """``target == ignore_index`` (None when nothing can match), compared in ``target``'s own dtype."""
-    if ignore_index is None:
-        return None
-    dtype = keras.backend.standardize_dtype(target.dtype)
-    if "int" in dtype:
-        info = np.iinfo(dtype)
-        if not info.min <= ignore_index <= info.max:
-            return None
-    return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
-
-
-def _overlap_stats_keras(y_true: Any, y_pred: Any, weight: Any, options: OverlapOptions, label_map: bool) -> Any:
-    """Per-class sums (S, C, NUM_STATS) of :mod:`losses._overlap`, channels last; ``weight`` a weight
-    per position ``(B, *spatial)`` or None.
+def _overlap_stats_keras(inputs: Inputs, options: OverlapOptions) -> Any:
+    """Per-class sums (S, C, NUM_STATS) of :mod:`losses._overlap`, channels last.
 
     Every sum of an image that holds a NaN or an infinity (in y_pred, or in a float y_true) is NaN,
     so that its loss and the gradient of all its elements are NaN, as in the PyTorch frontend.
     """
+    y_true, y_pred, weight, label_map = inputs.y_true, inputs.y_pred, inputs.weight, inputs.label_map
     dtype = compute_dtype(y_pred)
-    num_classes = y_pred.shape[-1]
+    num_classes, positions = inputs.num_classes, inputs.positions
     batch = ops.shape(y_pred)[0]
-    # The number of positions, not -1: a batch of 0 images has no size to infer it from.
-    spatial = tuple(y_pred.shape[1:-1])
-    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
     logits = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
     if options.from_logits:
         probs = ops.softmax(logits, axis=-1) if options.mode == "multiclass" else ops.sigmoid(logits)
@@ -127,24 +46,18 @@ def _overlap_stats_keras(y_true: Any, y_pred: Any, weight: Any, options: Overlap
     # g: the target probability of each class (0 where ignored); v: the weight of each position
     # (0 where ignored), None where every weight is 1.
     if label_map:
-        labels = ops.reshape(y_true, (batch, positions))
-        ignored = _ignored(labels, options.ignore_index)
-        if float_target:
-            labels = ops.round(labels)  # checked to be whole numbers where the values are known
-        if ignored is not None:
-            labels = ops.where(ignored, ops.zeros_like(labels), labels)
-        labels = ops.cast(labels, "int32")
+        labels, valid = label_indices(ops.reshape(y_true, (batch, positions)), options.ignore_index)
         if options.mode == "binary":
             truth = ops.cast(ops.equal(labels, 1), dtype)[..., None]
         else:
             # A comparison, not a materialised one-hot: XLA fuses it into the reductions.
             truth = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
-        valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)[..., None]
+        valid = None if valid is None else ops.cast(valid, dtype)[..., None]
         if valid is not None:
             truth = truth * valid
     else:
         target = ops.reshape(y_true, (batch, positions, num_classes))
-        ignored = _ignored(target, options.ignore_index)
+        ignored = ignored_positions(target, options.ignore_index)
         valid = None if ignored is None else ops.cast(ops.logical_not(ignored), dtype)
         truth = ops.cast(target, dtype)
         if valid is not None:
@@ -182,7 +95,7 @@ def _overlap_stats_keras(y_true: Any, y_pred: Any, weight: Any, options: Overlap
     return stats
 
 
-def _sum_across_replicas(stats: Any) -> Any:
+def sum_across_replicas(stats: Any) -> Any:
     """Σ of ``stats`` over the replicas of a ``tf.distribute`` strategy, inside its replica context.
 
     The replica-context all-reduce is differentiable: its gradient is the sum over the replicas of
@@ -197,66 +110,33 @@ def _sum_across_replicas(stats: Any) -> Any:
     return tf.distribute.get_replica_context().all_reduce("sum", stats)
 
 
-def _weight_map(weight: Any, pred_shape: tuple) -> Any:
-    """``weight`` as a weight per position ``(B, *spatial)``, checked (the values where known)."""
-    shape = static_shape("weight", weight)
-    expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
-    if not any(shapes_match(shape, s) for s in expected):
-        raise ValueError(f"weight has shape {shape_text(shape)}; expected a weight per position, "
-                         f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
-                         f"{shape_text(pred_shape)}. Shapes are never broadcast.")
-    values = concrete_value(weight)
-    if values is not None:
-        _check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
-    weight = ops.convert_to_tensor(weight)
-    return weight[..., 0] if len(shape) == len(pred_shape) else weight
+def overlap_rows(inputs: Inputs, options: OverlapOptions) -> Any:
+    """The loss of each row: of each image ``(B,)``, or of the batch ``(1,)`` with ``per_image=False``."""
+    stats = _overlap_stats_keras(inputs, options)
+    if options.sync_across_ranks and not options.per_image:
+        # Per-image losses need no synchronisation: Keras divides each replica's mean by the number
+        # of replicas and sums the gradients, which is already the global mean and its gradient.
+        stats = sum_across_replicas(stats)
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
+    stats = stats + 0.0 * ops.sum(stats, axis=(1, 2), keepdims=True)
+    dtype = keras.backend.standardize_dtype(stats.dtype)
+    weights = ops.convert_to_tensor(np.asarray(options.full_weights(inputs.num_classes), dtype))
+    return overlap_loss(KerasOps, stats, weights, options.form)
 
 
 def overlap_per_sample(y_true: Any, y_pred: Any, options: OverlapOptions, weight: Any = None) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
-    check_floating("y_pred", y_pred)
-    pred_shape = static_shape("y_pred", y_pred)
-    true_shape = static_shape("y_true", y_true)
-    if len(pred_shape) < 3:
-        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
-                         f"got shape {shape_text(pred_shape)}")
-    num_classes = pred_shape[-1]
-    if num_classes is None:
-        raise ValueError("y_pred must have a known number of channels (its last dimension)")
-    options.check_num_classes(num_classes)
-    if "complex" in dtype_name(y_true):
-        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
-    label_map = _is_label_map(true_shape, pred_shape, options.mode)
-    weight = None if weight is None else _weight_map(weight, pred_shape)
-    # Before the conversion to tensors: labels beyond 32 bits are checked as they came.
-    _check_values(y_true, y_pred, options, label_map, num_classes)
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true)
-    stats = _overlap_stats_keras(y_true, y_pred, weight, options, label_map)
-    if options.sync_across_ranks and not options.per_image:
-        # Per-image losses need no synchronisation: Keras divides each replica's mean by the number
-        # of replicas and sums the gradients, which is already the global mean and its gradient.
-        stats = _sum_across_replicas(stats)
-    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
-    stats = stats + 0.0 * ops.sum(stats, axis=(1, 2), keepdims=True)
-    dtype = keras.backend.standardize_dtype(stats.dtype)
-    weights = ops.convert_to_tensor(np.asarray(options.full_weights(num_classes), dtype))
-    per_image = overlap_loss(KerasOps, stats, weights, options.form)
-    if not options.per_image:
-        per_image = ops.broadcast_to(per_image, (ops.shape(y_pred)[0],))
-    return per_image
+    inputs = prepare_inputs(y_true, y_pred, options, weight)
+    return per_sample(overlap_rows(inputs, options), inputs, options.per_image)
 
 
-_FULL_PRECISION = ("float32", "float64")
+def per_sample(rows: Any, inputs: Inputs, per_image: bool) -> Any:
+    """``rows`` as one value per sample: itself, or the batch's loss repeated B times."""
+    return rows if per_image else ops.broadcast_to(rows, (ops.shape(inputs.y_pred)[0],))
 
 
-class _OverlapLoss(keras.losses.Loss):
-    """A member of the overlap family as a ``keras.losses.Loss``: its options, checked once.
-
-    ``sample_weight`` is one weight per image, ``(B,)`` (Keras' convention: it scales the image's
-    loss), or one per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``: a weight map that enters
-    every sum of the loss (a weight of 0 leaves the position out, as ``ignore_index``).
-    """
+class _OverlapLoss(LossWithWeightMap):
+    """A member of the overlap family as a ``keras.losses.Loss``: its options, checked once."""
 
     loss_name = ""
 
@@ -264,36 +144,11 @@ class _OverlapLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.options = OverlapOptions.create(self.loss_name, **options)
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
-        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
-        weight_map = None
-        if sample_weight is not None and not hasattr(sample_weight, "shape"):
-            sample_weight = np.asarray(sample_weight)
-        if sample_weight is not None and _per_position(sample_weight, y_pred):
-            weight_map, sample_weight = sample_weight, None
-        with keras.name_scope(self.name):
-            values = self._per_sample(y_true, y_pred, weight_map)
-            return reduce_per_sample(values, sample_weight, self.reduction, self.dtype)
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self._per_sample(y_true, y_pred, None)
-
-    def _per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        check_floating("y_pred", y_pred)
-        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
-            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
+    def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         return overlap_per_sample(y_true, y_pred, self.options, weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**loss_config(self), **self.options.to_dict()}
-
-
-def _per_position(sample_weight: Any, y_pred: Any) -> bool:
-    """Whether ``sample_weight`` has a weight per position rather than one per image."""
-    rank = len(static_shape("sample_weight", sample_weight))
-    pred_rank = len(static_shape("y_pred", y_pred))
-    return rank >= pred_rank - 1 and rank > 1 and not (rank == 2 and sample_weight.shape[-1] == 1 and pred_rank == 3)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,8 +52,10 @@ def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum:
         tensors[argnum] = tensors[argnum].detach().clone().requires_grad_(True)
         value = fn(*tensors)
         (grad,) = torch.autograd.grad(value, tensors[argnum], allow_unused=True)
-        grad = torch.zeros_like(tensors[argnum]) if grad is None else grad
-        return _to_float(value), grad.detach().cpu().numpy()
+        grad = torch.zeros_like(tensors[argnum]) if grad is None else grad.detach().cpu()
+        if grad.dtype == torch.bfloat16:  # NumPy has no bfloat16: float32 holds it exactly
+            grad = grad.float()
+        return _to_float(value), grad.numpy()
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -19,7 +19,8 @@ Arguments common to every member:
 - ``smooth_nr``, ``smooth_dr``: added to the numerator and the denominator of the score (``>= 0``;
   ``smooth_dr > 0`` when ``smooth_nr > 0``).
 - ``soft_labels``: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to ``Σp·g`` for hard labels and
-  minimised at ``p = g`` for soft targets.
+  minimised at ``p = g`` for soft targets (with ``squared``: ``(Σp² + Σg² − Σ(p − g)²) / 2 = Σp·g``,
+  as MONAI).
 - ``per_image``: sums per image and class, or (``False``) per class over the whole batch.
 - ``classes``: the indices of the classes that enter the loss; ``class_weights``: one weight per
   channel (``Σ w·L / Σ w``).

@@ -62,7 +62,7 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
             st, w, loss, red, grad_stats, rows, classes, float(form.tp_weight), float(form.fp_weight),
             float(form.fn_weight), float(form.gamma), float(form.weight_power), float(form.smooth_nr),
             float(form.smooth_dr), float(red_scale), LOG_CLAMP, DENOMINATOR_MIN,
-            SQUARED=bool(form.squared), SOFT=bool(form.soft_labels),
+            SQUARED=bool(form.squared), SOFT=form.soft_intersection,
             TRANSFORM=kernels.TRANSFORM_CODES.index(form.transform), POOLING=kernels.POOLING_CODES.index(form.pooling),
             EMPTY=kernels.EMPTY_CODES.index(form.empty_target), C_PAD=c_pad, BLOCK_S=block_s, num_warps=4,
         )

@@ -1,0 +1,333 @@
+r"""Focal loss (cross-entropy at ``gamma=0``) and its pairs with an overlap loss for Keras 3 (channels
+last), written in ``keras.ops``: ``FocalLoss``, ``DiceCELoss``, ``DiceFocalLoss``.
+
+The definitions are in :mod:`losses._cross_entropy`. A Keras loss gives one value per sample: here
+the mean of the terms over the image's valid positions, ``Σ v·ℓ / Σ v`` (0 for an image without a
+valid position), which Keras' reduction then averages over the batch with its ``sample_weight``.
+``losses.torch.FocalLoss`` pools the batch instead (``Σ v·ℓ / Σ v`` over every position of every
+image); the two agree when every image has the same total weight (no ``ignore_index``, no weight
+map). The pairs are the same per image in both frontends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from losses._cross_entropy import PROBABILITY_MIN, FocalOptions, PairOptions
+from losses.keras._common import compute_dtype, loss_config, non_finite_mark, upcast
+from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
+from losses.keras._overlap import overlap_rows, per_sample, sum_across_replicas
+
+
+def _power(base: Any, gamma: float) -> Any:
+    """``base^γ`` for base in [0, 1], with the gradient of the limit (0) where base = 0 and γ < 1."""
+    if gamma == 0:
+        return ops.ones_like(base)
+    if gamma == 1:
+        return base
+    zero = base <= 0
+    return ops.where(zero, 0.0, ops.power(ops.where(zero, 1.0, base), ops.cast(gamma, base.dtype)))
+
+
+def _log_at_least(x: Any) -> Any:
+    """``log(max(x, PROBABILITY_MIN))``: a probability given as input, clamped inside the log."""
+    return ops.log(ops.where(x < PROBABILITY_MIN, PROBABILITY_MIN, x))
+
+
+def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
+    """``(v·ℓ, v)``: the weighted focal terms and their weights, ``(B, N)`` (multiclass: per position)
+    or ``(B, N, C)`` (binary, multilabel: per element)."""
+    y_pred = inputs.y_pred
+    dtype = compute_dtype(y_pred)
+    num_classes, positions = inputs.num_classes, inputs.positions
+    batch = ops.shape(y_pred)[0]
+    x = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
+    factors = ops.convert_to_tensor(np.asarray(options.class_factors(num_classes), dtype))
+    smoothing = options.label_smoothing
+    if options.mode == "multiclass":
+        log_p = ops.log_softmax(x, axis=-1) if options.from_logits else _log_at_least(x)
+        per_class = -factors * _power(1.0 - ops.exp(log_p), options.gamma) * log_p  # (B, N, C)
+        if inputs.label_map:
+            labels, valid = label_indices(ops.reshape(inputs.y_true, (batch, positions)), options.ignore_index)
+            one_hot = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
+            terms = (1.0 - smoothing) * ops.sum(one_hot * per_class, axis=-1)
+            if smoothing:
+                terms = terms + smoothing / num_classes * ops.sum(per_class, axis=-1)
+        else:
+            q = ops.reshape(inputs.y_true, (batch, positions, num_classes))
+            ignored = ignored_positions(q, options.ignore_index)
+            q = ops.cast(q, dtype)
+            valid = None
+            if ignored is not None:
+                q = ops.where(ignored, 0.0, q)
+                valid = ops.all(ops.logical_not(ignored), axis=-1)
+            q = (1.0 - smoothing) * q + smoothing / num_classes
+            terms = ops.sum(q * per_class, axis=-1)
+        mark = ops.sum(non_finite_mark(x), axis=-1)
+    else:
+        t = ops.reshape(inputs.y_true, (batch, positions, 1 if inputs.label_map else num_classes))
+        ignored = ignored_positions(t, options.ignore_index)
+        t = ops.cast(t, dtype)
+        if ignored is not None:
+            t = ops.where(ignored, 0.0, t)
+        t = (1.0 - smoothing) * t + smoothing / 2
+        if options.from_logits:
+            log_p, log_not_p, p = ops.log_sigmoid(x), ops.log_sigmoid(-x), ops.sigmoid(x)
+        else:
+            log_p, log_not_p, p = _log_at_least(x), _log_at_least(1.0 - x), x
+        ce = -(t * log_p + (1.0 - t) * log_not_p)
+        miss = p * (1.0 - t) + (1.0 - p) * t  # 1 − p_t
+        terms = factors * _power(miss, options.gamma) * ce
+        alpha = options.positive_weight
+        if alpha is not None:
+            terms = (alpha * t + (1.0 - alpha) * (1.0 - t)) * terms
+        valid = None if ignored is None else ops.broadcast_to(ops.logical_not(ignored), ops.shape(terms))
+        mark = non_finite_mark(x)
+    # A NaN or ±inf logit makes its term NaN, and its gradient NaN.
+    terms = terms + mark
+    valid = ops.ones_like(terms) if valid is None else ops.cast(valid, dtype)
+    if inputs.weight is not None:
+        weight = ops.reshape(ops.cast(inputs.weight, dtype), (batch, positions))
+        valid = valid * (weight if options.mode == "multiclass" else weight[..., None])
+    return valid * terms, valid
+
+
+def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: bool) -> Any:
+    """``Σ v·ℓ / Σ v`` of each row (image, or the batch), 0 for a row without a valid position."""
+    terms, valid = focal_terms(inputs, options)
+    axes = tuple(range(1, len(terms.shape)))
+    sums = ops.stack([ops.sum(terms, axis=axes), ops.sum(valid, axis=axes)], axis=-1)  # (B, 2)
+    if not per_image:
+        sums = ops.sum(sums, axis=0, keepdims=True)
+        if sync:
+            sums = sum_across_replicas(sums)
+    term_sum, count = sums[:, 0], sums[:, 1]
+    has_valid = count > 0
+    return ops.where(has_valid, term_sum / ops.where(has_valid, count, 1.0), 0.0)
+
+
+def focal_per_sample(y_true: Any, y_pred: Any, options: FocalOptions, weight: Any = None) -> Any:
+    """The focal loss of each image, ``(B,)``: the mean of its terms over its valid positions."""
+    inputs = prepare_inputs(y_true, y_pred, options, weight)
+    return _term_rows(inputs, options, per_image=True, sync=False)
+
+
+def pair_per_sample(y_true: Any, y_pred: Any, pair: PairOptions, weight: Any = None) -> Any:
+    """``λ_overlap·L_overlap + λ_term·mean(ℓ)`` of each image ``(B,)``; with ``per_image=False`` the
+    batch's value repeated B times."""
+    options = pair.overlap
+    inputs = prepare_inputs(y_true, y_pred, options, weight)
+    pair.term.check_num_classes(inputs.num_classes)
+    term = _term_rows(inputs, pair.term, options.per_image, options.sync_across_ranks)
+    rows = pair.lambda_overlap * overlap_rows(inputs, options) + pair.lambda_term * term
+    return per_sample(rows, inputs, options.per_image)
+
+
+# ------------------------------------------------------------------------------------------------
+# Focal loss
+# ------------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *, gamma: float = 2.0,
+               alpha: Any = None, from_logits: bool = True, label_smoothing: float = 0.0, class_weights: Any = None,
+               ignore_index: int | None = None) -> Any:
+    """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
+
+    See :class:`FocalLoss`; ``weight`` an optional weight per position ``(B, *spatial)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import focal_loss
+    >>> logits = np.array([[[[2.0, -1.0], [-1.0, 2.0]]]], dtype="float32")   # (B=1, 1, 2, C=2)
+    >>> np.round(np.asarray(focal_loss(np.array([[[0, 1]]]), logits, gamma=0.0)), 4)   # cross-entropy
+    array([0.0486], dtype=float32)
+    """
+    options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
+                                  label_smoothing=label_smoothing, class_weights=class_weights,
+                                  ignore_index=ignore_index)
+    return focal_per_sample(y_true, y_pred, options, weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class FocalLoss(LossWithWeightMap):
+    r"""Focal loss (Lin et al., 2017) as a ``keras.losses.Loss``, channels last; ``gamma=0`` is the
+    cross-entropy.
+
+    Multiclass (softmax), per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c`` with q the
+    label-smoothed one-hot label (label maps ``(B, *spatial)`` of class indices, never expanded to
+    one-hot in memory, or per-class targets). Binary and multilabel (a sigmoid per element):
+    ``ℓ = w_c·α_t·(1 − p_t)^γ·BCE`` with ``α_t = α·t + (1 − α)·(1 − t)``. Options as
+    ``losses.torch.FocalLoss``: ``mode``, ``gamma``, ``alpha`` (binary/multilabel: the weight of
+    the positives in [0, 1], as torchvision and MONAI; multiclass: one weight per class),
+    ``from_logits``, ``label_smoothing``, ``class_weights`` (relative), ``ignore_index``.
+
+    Each sample's loss is the mean of its terms over its valid positions (0 when it has none);
+    Keras' reduction averages the samples. ``sample_weight``: one weight per image ``(B,)``, or a
+    weight map ``(B, *spatial)`` that weighs each position's term.
+
+    ``keras.losses.CategoricalFocalCrossentropy(alpha=a, gamma=g)`` on one-hot targets is
+    ``FocalLoss(gamma=g, alpha=[a] * C)`` here (it sums over the classes too);
+    ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=a)`` is
+    ``FocalLoss(mode="multilabel", alpha=a)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import FocalLoss
+    >>> loss = FocalLoss(mode="binary", alpha=0.25)
+    >>> logits = np.array([[[[3.0], [-3.0]]]], dtype="float32")          # (B=1, 1, 2, C=1)
+    >>> round(float(loss(np.array([[[1, 0]]]), logits)), 5)
+    5e-05
+    """
+
+    def __init__(self, mode: str = "multiclass", *, gamma: float = 2.0, alpha: Any = None, from_logits: bool = True,
+                 label_smoothing: float = 0.0, class_weights: Any = None, ignore_index: int | None = None,
+                 reduction: str | None = "sum_over_batch_size", name: str = "focal_loss", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
+                                           label_smoothing=label_smoothing, class_weights=class_weights,
+                                           ignore_index=ignore_index)
+
+    def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        return focal_per_sample(y_true, y_pred, self.options, weight)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**loss_config(self), **self.options.to_config()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Pairs
+# ------------------------------------------------------------------------------------------------
+
+_COMMON_DEFAULTS = dict(mode="multiclass", from_logits=True, smooth_nr=1e-5, smooth_dr=1e-5, squared=False,
+                        log_loss=False, soft_labels=False, per_image=True, classes=None, class_weights=None,
+                        ignore_index=None, empty_target="smooth", average="macro", sync_across_ranks=False)
+
+
+def _pair(overlap: str, overlap_options: dict | None, lambdas: tuple, lambda_names: tuple[str, str],
+          common: dict, term: dict) -> PairOptions:
+    unknown = sorted(set(common) - set(_COMMON_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}; the options are {sorted(_COMMON_DEFAULTS)}, "
+                        "'overlap', 'overlap_options' and those of the cross-entropy term")
+    return PairOptions.create(overlap, {**_COMMON_DEFAULTS, **common}, overlap_options, *lambdas, lambda_names,
+                              **term)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def dice_ce_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *, lambda_dice: float = 1.0,
+                 lambda_ce: float = 1.0, overlap: str = "dice", overlap_options: dict | None = None,
+                 label_smoothing: float = 0.0, **options: Any) -> Any:
+    """Dice (or another overlap loss) plus cross-entropy of each sample, shape ``(B,)``: see :class:`DiceCELoss`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import dice_ce_loss
+    >>> logits = np.array([[[[2.0, -1.0], [-1.0, 2.0]]]], dtype="float32")   # (B=1, 1, 2, C=2)
+    >>> np.round(np.asarray(dice_ce_loss(np.array([[[0, 1]]]), logits)), 4)
+    array([0.096], dtype=float32)
+    """
+    pair = _pair(overlap, overlap_options, (lambda_dice, lambda_ce), ("lambda_dice", "lambda_ce"),
+                 dict(options, mode=mode), dict(gamma=0.0, label_smoothing=label_smoothing))
+    return pair_per_sample(y_true, y_pred, pair, weight)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+def dice_focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *,
+                    lambda_dice: float = 1.0, lambda_focal: float = 1.0, gamma: float = 2.0, alpha: Any = None,
+                    overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
+                    **options: Any) -> Any:
+    """Dice (or another overlap loss) plus focal loss of each sample, shape ``(B,)``: see :class:`DiceFocalLoss`."""
+    pair = _pair(overlap, overlap_options, (lambda_dice, lambda_focal), ("lambda_dice", "lambda_focal"),
+                 dict(options, mode=mode), dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+    return pair_per_sample(y_true, y_pred, pair, weight)
+
+
+class _PairLoss(LossWithWeightMap):
+    lambda_names: tuple[str, str] = ("", "")
+
+    def __init__(self, pair: PairOptions, reduction: str | None, name: str, dtype: Any) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.options = pair
+
+    def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        return pair_per_sample(y_true, y_pred, self.options, weight)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**loss_config(self), **self.options.to_config(self.lambda_names)}
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class DiceCELoss(_PairLoss):
+    """Dice (or another overlap loss) plus cross-entropy as a ``keras.losses.Loss``, channels last:
+    ``λ_dice·L_overlap + λ_ce·CE`` per image (per batch with ``per_image=False``).
+
+    Both terms over the same valid positions, with one ``ignore_index``, one weight map (a
+    per-position ``sample_weight``) and one rule for ``class_weights`` (class c's weight multiplies
+    its overlap loss in the class mean and its cross-entropy terms). ``overlap`` picks the member of
+    the overlap family (``"dice"``, ``"jaccard"``, ``"tversky"``, ``"focal_tversky"``,
+    ``"generalized_dice"``) and ``overlap_options`` its own options; ``label_smoothing`` is the
+    cross-entropy's; the other options are those of :class:`DiceLoss`. The same in
+    ``losses.torch.DiceCELoss``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import DiceCELoss
+    >>> loss = DiceCELoss(ignore_index=255)
+    >>> y_pred = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    >>> y_true = np.random.default_rng(1).integers(0, 3, size=(2, 8, 8))
+    >>> float(loss(y_true, y_pred)) > 0
+    True
+    >>> DiceCELoss.from_config(loss.get_config()).get_config() == loss.get_config()
+    True
+    """
+
+    lambda_names = ("lambda_dice", "lambda_ce")
+
+    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+                 overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
+                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
+                 log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
+                 class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
+                 average: str = "macro", sync_across_ranks: bool = False,
+                 reduction: str | None = "sum_over_batch_size", name: str = "dice_ce_loss", dtype: Any = None) -> None:
+        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+                      average=average, sync_across_ranks=sync_across_ranks)
+        pair = _pair(overlap, overlap_options, (lambda_dice, lambda_ce), self.lambda_names, common,
+                     dict(gamma=0.0, label_smoothing=label_smoothing))
+        super().__init__(pair, reduction, name, dtype)
+
+
+@keras.saving.register_keras_serializable(package="losses")
+class DiceFocalLoss(_PairLoss):
+    """Dice (or another overlap loss) plus focal loss as a ``keras.losses.Loss``:
+    ``λ_dice·L_overlap + λ_focal·focal`` per image. ``gamma`` and ``alpha`` as :class:`FocalLoss`;
+    the other options as :class:`DiceCELoss`. The same in ``losses.torch.DiceFocalLoss``."""
+
+    lambda_names = ("lambda_dice", "lambda_focal")
+
+    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
+                 gamma: float = 2.0, alpha: Any = None, overlap: str = "dice", overlap_options: dict | None = None,
+                 label_smoothing: float = 0.0, from_logits: bool = True, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
+                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
+                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
+                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
+                 name: str = "dice_focal_loss", dtype: Any = None) -> None:
+        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
+                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
+                      average=average, sync_across_ranks=sync_across_ranks)
+        pair = _pair(overlap, overlap_options, (lambda_dice, lambda_focal), self.lambda_names, common,
+                     dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+        super().__init__(pair, reduction, name, dtype)

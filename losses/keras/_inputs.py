@@ -1,0 +1,213 @@
+"""The inputs of the Keras losses (channels last): shapes, target kinds, value checks, ignored
+positions and weight maps, the same for every loss of the package."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from losses._validation import shape_text
+from losses.keras._common import (
+    check_floating,
+    concrete_value,
+    dtype_name,
+    reduce_per_sample,
+    shapes_match,
+    static_shape,
+)
+
+
+def is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
+    """Whether ``y_true`` is a label map (else per-class targets of ``y_pred``'s shape); a clear error otherwise."""
+    if shapes_match(y_true_shape, y_pred_shape):
+        return False
+    label_shapes = (y_pred_shape[:-1], (*y_pred_shape[:-1], 1))
+    if mode != "multilabel" and any(shapes_match(y_true_shape, s) for s in label_shapes):
+        return True
+    if mode == "multilabel":
+        expected = f"{shape_text(y_pred_shape)} (y_pred's shape)"
+    else:
+        expected = (f"{shape_text(y_pred_shape)} (probabilities) or a label map of shape "
+                    f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}")
+    raise ValueError(f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
+                     f"expected y_true of shape {expected}. Shapes are never broadcast.")
+
+
+def check_values(y_true: Any, y_pred: Any, options: Any, label_map: bool, num_classes: int) -> None:
+    """Eager inputs only (inside a traced function, tf.function or jit, the check is skipped): every
+    value in its range, as in the PyTorch frontend; NaN is no error (it propagates to the loss)."""
+    values = concrete_value(y_true)
+    if values is not None:
+        if label_map:
+            upper = 2 if options.mode == "binary" else num_classes
+            allowed = "0 or 1" if options.mode == "binary" else f"in [0, {num_classes})"
+            if np.issubdtype(values.dtype, np.floating):
+                allowed = "whole numbers " + allowed
+            check_range("y_true labels", values, 0, upper - 1, allowed, options.ignore_index, integral=True)
+        elif values.dtype != bool:
+            check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)",
+                         options.ignore_index)
+    if not options.from_logits:
+        predictions = concrete_value(y_pred)
+        if predictions is not None:
+            check_range("y_pred", predictions, 0, 1, "probabilities in [0, 1] with from_logits=False (pass "
+                         "logits with from_logits=True)", None)
+
+
+def check_range(name: str, values: np.ndarray, low: float, high: float, allowed: str, ignore_index: int | None,
+                 integral: bool = False, finite: bool = False) -> None:
+    checked = values if ignore_index is None else np.where(values == ignore_index, low, values)
+    with np.errstate(invalid="ignore"):
+        bad = (checked < low) | (checked > high)
+        if np.issubdtype(checked.dtype, np.floating):
+            if integral:
+                bad |= checked != np.floor(checked)  # True for NaN and ±inf: a label must be a number
+            elif finite:
+                bad |= ~np.isfinite(checked)
+            else:
+                bad &= np.isfinite(checked)  # NaN and ±inf are no range error: they propagate
+    if bad.any():
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        found = np.unique(checked[bad])[:8].tolist()
+        raise ValueError(f"{name} must be {allowed}{extra}; found {found}")
+
+
+def ignored_positions(target: Any, ignore_index: int | None) -> Any:
+    """``target == ignore_index`` (None when nothing can match), compared in ``target``'s own dtype."""
+    if ignore_index is None:
+        return None
+    dtype = keras.backend.standardize_dtype(target.dtype)
+    if "int" in dtype:
+        info = np.iinfo(dtype)
+        if not info.min <= ignore_index <= info.max:
+            return None
+    return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
+
+
+def weight_map(weight: Any, pred_shape: tuple) -> Any:
+    """``weight`` as a weight per position ``(B, *spatial)``, checked (the values where known)."""
+    shape = static_shape("weight", weight)
+    expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
+    if not any(shapes_match(shape, s) for s in expected):
+        raise ValueError(f"weight has shape {shape_text(shape)}; expected a weight per position, "
+                         f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
+                         f"{shape_text(pred_shape)}. Shapes are never broadcast.")
+    values = concrete_value(weight)
+    if values is not None:
+        check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
+    weight = ops.convert_to_tensor(weight)
+    return weight[..., 0] if len(shape) == len(pred_shape) else weight
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Checked inputs as tensors: ``y_true``, ``y_pred``, ``weight`` (a weight per position
+    ``(B, *spatial)`` or None), whether ``y_true`` is a label map, the number of classes C and of
+    positions N per image (an int, or a tensor where the spatial shape is unknown)."""
+
+    y_true: Any
+    y_pred: Any
+    weight: Any
+    label_map: bool
+    num_classes: int
+    positions: Any
+
+
+def prepare_inputs(y_true: Any, y_pred: Any, options: Any, weight: Any = None,
+                   target_kind: Callable[[tuple, tuple, Any], bool] | None = None) -> Inputs:
+    """Shapes, dtypes and (where known) values of a loss's inputs, checked once for every loss.
+
+    ``options`` has ``mode``, ``from_logits``, ``ignore_index`` and ``check_num_classes``;
+    ``target_kind(true_shape, pred_shape, options)`` says whether ``y_true`` is a label map (raising
+    on a mismatch); by default :func:`is_label_map`.
+    """
+    check_floating("y_pred", y_pred)
+    pred_shape = static_shape("y_pred", y_pred)
+    true_shape = static_shape("y_true", y_true)
+    if len(pred_shape) < 3:
+        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
+                         f"got shape {shape_text(pred_shape)}")
+    num_classes = pred_shape[-1]
+    if num_classes is None:
+        raise ValueError("y_pred must have a known number of channels (its last dimension)")
+    options.check_num_classes(num_classes)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
+    if target_kind is None:
+        label_map = is_label_map(true_shape, pred_shape, options.mode)
+    else:
+        label_map = target_kind(true_shape, pred_shape, options)
+    weight = None if weight is None else weight_map(weight, pred_shape)
+    # Before the conversion to tensors: labels beyond 32 bits are checked as they came.
+    check_values(y_true, y_pred, options, label_map, num_classes)
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    # The number of positions, not -1: a batch of 0 images has no size to infer it from.
+    spatial = tuple(pred_shape[1:-1])
+    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
+    return Inputs(y_true, y_pred, weight, label_map, num_classes, positions)
+
+
+def label_indices(labels: Any, ignore_index: int | None) -> tuple[Any, Any]:
+    """``(labels as int32 with ignored positions set to 0, valid)``: ``valid`` is a boolean tensor,
+    or None when nothing is ignored. Float labels are rounded (checked to be whole numbers where
+    their values are known)."""
+    ignored = ignored_positions(labels, ignore_index)
+    if keras.backend.is_float_dtype(dtype_name(labels)):
+        labels = ops.round(labels)
+    if ignored is not None:
+        labels = ops.where(ignored, ops.zeros_like(labels), labels)
+    return ops.cast(labels, "int32"), None if ignored is None else ops.logical_not(ignored)
+
+
+_FULL_PRECISION = ("float32", "float64")
+
+
+class LossWithWeightMap(keras.losses.Loss):
+    """A loss of the package as a ``keras.losses.Loss``; subclasses define :meth:`loss_per_sample`.
+
+    ``sample_weight`` is one weight per image, ``(B,)`` (Keras' convention: it scales the image's
+    loss), or one per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``: a weight map that enters
+    every sum of the loss (a weight of 0 leaves the position out, as ``ignore_index``), unless
+    ``takes_weight_map`` is False.
+    """
+
+    takes_weight_map = True
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that
+        # would turn integer predictions into floats unchecked and labels beyond 2^24 into other labels.
+        weight_map = None
+        if sample_weight is not None and not hasattr(sample_weight, "shape"):
+            sample_weight = np.asarray(sample_weight)
+        if sample_weight is not None and self.takes_weight_map and _per_position(sample_weight, y_pred):
+            weight_map, sample_weight = sample_weight, None
+        with keras.name_scope(self.name):
+            values = self._per_sample(y_true, y_pred, weight_map)
+            return reduce_per_sample(values, sample_weight, self.reduction, self.dtype)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self._per_sample(y_true, y_pred, None)
+
+    def _per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        check_floating("y_pred", y_pred)
+        if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
+            y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
+        return self.loss_per_sample(y_true, y_pred, weight)
+
+    def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        """The loss of each sample, ``(B,)``, with ``weight`` a weight per position or None."""
+        raise NotImplementedError
+
+
+def _per_position(sample_weight: Any, y_pred: Any) -> bool:
+    """Whether ``sample_weight`` has a weight per position rather than one per image."""
+    rank = len(static_shape("sample_weight", sample_weight))
+    pred_rank = len(static_shape("y_pred", y_pred))
+    return rank >= pred_rank - 1 and rank > 1 and not (rank == 2 and sample_weight.shape[-1] == 1 and pred_rank == 3)
+
