@@ -59,8 +59,12 @@ def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weigh
             is none, as ``torch.nn.functional.cross_entropy``), ``"sum"``, or ``"none"``: the weighted
             term of each position ``(B, *spatial)`` (multiclass) or element ``(B, C, *spatial)``.
 
-    MONAI's ``FocalLoss`` averages over the classes too (its mean is this one divided by C in
-    multiclass mode); ``keras.losses.CategoricalFocalCrossentropy`` sums over the classes, as here.
+    MONAI's ``FocalLoss(use_softmax=True)`` averages over the classes too (its mean is this one
+    divided by C; its ``weight`` is not divided by the largest); its sigmoid focal loss is this one
+    in multilabel mode, as is torchvision's ``sigmoid_focal_loss`` (whose ``alpha`` defaults to
+    0.25, here to None). segmentation-models-pytorch's multiclass ``FocalLoss`` is a mean of
+    one-class-against-the-rest sigmoid focal losses: this one in multilabel mode on the one-hot
+    target. ``keras.losses.CategoricalFocalCrossentropy`` sums over the classes, as here.
 
     Example:
 

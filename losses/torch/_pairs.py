@@ -52,10 +52,15 @@ def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
                  sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
     r"""Dice (or another overlap loss) plus cross-entropy: ``λ_dice·L_overlap + λ_ce·CE`` per image.
 
-    nnU-Net's default loss is this with ``per_image=False`` and ``classes`` leaving out the
-    background, up to a constant: nnU-Net adds −Dice rather than 1 − Dice. MONAI's ``DiceCELoss``
-    weighs the cross-entropy by its own ``weight`` and the Dice by nothing; here ``class_weights`` is
-    one rule for both terms. The common options are those of :func:`dice_loss`; ``overlap`` picks
+    nnU-Net's ``DC_and_CE_loss`` (``do_bg=False``, smooth 1e-5) is this with
+    ``classes=[1, ..., C - 1]`` and ``per_image=not batch_dice``, minus 1 (it adds −Dice rather
+    than 1 − Dice); with its ignore label, ``per_image=False`` (its cross-entropy is a mean over the
+    batch). MONAI's ``DiceCELoss(softmax=True, to_onehot_y=True, batch=b)`` is this with
+    ``per_image=not b``; with C > 1 channels its cross-entropy is the softmax one even with
+    ``sigmoid=True``. Class weights: MONAI's ``weight`` multiplies each class's Dice loss before an
+    unweighted class mean and makes its cross-entropy PyTorch's weighted mean ``Σ w_y·ℓ / Σ w_y``;
+    here ``class_weights`` is one rule for both terms (a weighted class mean ``Σ w·L / Σ w`` of the
+    overlap losses, and ``w_y·ℓ`` averaged over the valid positions). The common options are those of :func:`dice_loss`; ``overlap`` picks
     the member of the overlap family and ``overlap_options`` its own options (e.g.
     ``overlap="tversky", overlap_options={"alpha": 0.3, "beta": 0.7}``); ``label_smoothing`` is the
     cross-entropy's. ``lambda_dice``, ``lambda_ce``: ``>= 0``, not both 0.
@@ -87,8 +92,9 @@ def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, 
     r"""Dice (or another overlap loss) plus focal loss: ``λ_dice·L_overlap + λ_focal·focal`` per image.
 
     ``gamma`` and ``alpha`` are those of :func:`focal_loss`; the other options as :func:`dice_ce_loss`.
-    MONAI's ``DiceFocalLoss`` averages its focal term over the classes too (its focal term is this
-    one divided by C in multiclass mode).
+    MONAI's ``DiceFocalLoss`` takes its focal term from a sigmoid of each channel even with
+    ``softmax=True`` (one class against the rest): it matches this loss in binary and multilabel
+    modes.
 
     Example:
 
