@@ -634,6 +634,98 @@ def test_dice_fused_loss_negative_control(monkeypatch):
     assert rel_err(grad_wrong, grad_t) > 1e-2
 
 
+# ----------------------------------------------------------------------------------------------
+# Focal loss and the pairs: the term in the stats kernel, one gradient kernel
+# ----------------------------------------------------------------------------------------------
+
+
+def _term_both_paths(monkeypatch, name, x, target, **kwargs):
+    from losses.torch import functional
+
+    out = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.detach().clone().requires_grad_()
+        loss = getattr(functional, name)(xi, target, **kwargs)
+        upstream = 0.5 + torch.arange(loss.numel(), dtype=torch.float32).reshape(loss.shape)  # distinct per image
+        (grad,) = torch.autograd.grad(loss, xi, upstream)
+        out[path] = (loss, grad, type(loss.grad_fn).__name__)
+    return out["torch"], out["triton"]
+
+
+TERM_CASES = [
+    ("multiclass", "int64", dict(label_smoothing=0.1, class_weights=[1.0, 0.5, 2.0], ignore_index=1)),
+    ("multiclass", "uint8", dict(gamma=0.5, alpha=[0.2, 0.3, 0.5])),
+    ("binary", "int64", dict(gamma=1.0, alpha=0.25, label_smoothing=0.2, ignore_index=2)),
+    ("multilabel", "dense", dict(alpha=0.75, class_weights=[0.2, 1.0, 2.0])),
+]
+
+
+# reduction="none" of the focal loss is the term of each position: the portable path.
+TERM_LOSSES = [(name, reduction) for name in ("focal_loss", "dice_ce_loss", "dice_focal_loss")
+               for reduction in ("mean", "sum", "none") if (name, reduction) != ("focal_loss", "none")]
+
+
+@pytest.mark.parametrize("name, reduction", TERM_LOSSES)
+@pytest.mark.parametrize("mode, kind, options", TERM_CASES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_term_losses_match_the_portable_path(monkeypatch, reduction, name, mode, kind, options, weighted):
+    x, target = make_dice_case(mode, kind, torch.float32, options.get("ignore_index"), True, spatial=(37, 41))
+    if kind != "dense" and mode == "binary" and options.get("ignore_index") is None:
+        target = target.clamp(max=1)
+    kwargs = dict(options, mode=mode, reduction=reduction)
+    if name == "dice_ce_loss":
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("gamma", "alpha")}
+    if weighted:
+        kwargs["weight"] = torch.rand(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(3)) * 2
+    for per_image in ([True, False] if name != "focal_loss" else [None]):
+        if per_image is not None:
+            kwargs["per_image"] = per_image
+        (loss_t, grad_t, _), (loss_k, grad_k, node) = _term_both_paths(monkeypatch, name, x, target, **kwargs)
+        assert node == "_TermLossBackward", "the fused path was taken"
+        assert loss_k.shape == loss_t.shape
+        assert rel_err(loss_k, loss_t) < 1e-5 and rel_err(grad_k, grad_t) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["focal_loss", "dice_focal_loss"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_term_losses_carry_a_non_finite_logit_as_the_portable_path(monkeypatch, name, value):
+    x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(9, 11))
+    x = x.detach()
+    x[1, 0, 3, 4] = value
+    (loss_t, grad_t, _), (loss_k, grad_k, _) = _term_both_paths(monkeypatch, name, x, target, reduction="sum")
+    assert loss_t.isnan() and loss_k.isnan()
+    assert torch.equal(grad_t.isnan(), grad_k.isnan())
+    finite = ~grad_t.isnan()
+    assert rel_err(grad_k[finite], grad_t[finite]) < 1e-5
+
+
+def test_term_losses_saturate_float16_gradients(monkeypatch):
+    x, target = make_dice_case("binary", "int64", torch.float16, None, True, spatial=(9, 11))
+    target = target.clamp(max=1)
+    (_, grad_t, _), (_, grad_k, _) = _term_both_paths(monkeypatch, "dice_ce_loss", x, target, reduction="sum",
+                                                      mode="binary", lambda_ce=1e9)
+    assert grad_k.dtype == torch.float16 and torch.isfinite(grad_k).all()
+    assert torch.equal(grad_k.abs() == 65504, grad_t.abs() == 65504)
+
+
+def test_term_loss_negative_control(monkeypatch):
+    """The comparison catches a term gradient whose scale is not applied per image."""
+    from losses.torch._kernels import overlap_finalize
+
+    x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(9, 11))
+    (_, grad_t, _), (_, grad_k, _) = _term_both_paths(monkeypatch, "dice_ce_loss", x, target, reduction="none")
+    assert rel_err(grad_k, grad_t) < 1e-5
+    original = overlap_finalize.stats_backward
+
+    def backward_with_one_scale(*args, term_scale=None, **kwargs):
+        return original(*args, term_scale=term_scale.mean().expand_as(term_scale).contiguous(), **kwargs)
+
+    monkeypatch.setattr(overlap_finalize, "stats_backward", backward_with_one_scale)
+    (_, grad_t, _), (_, grad_wrong, _) = _term_both_paths(monkeypatch, "dice_ce_loss", x, target, reduction="none")
+    assert rel_err(grad_wrong, grad_t) > 1e-2
+
+
 def test_dice_fused_loss_compiles_fullgraph(monkeypatch):
     from losses.torch import DiceLoss
 

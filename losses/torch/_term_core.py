@@ -10,6 +10,9 @@ Paths (:func:`choose_term_path`), as for the overlap losses (:mod:`losses.torch.
 - ``"cpu"``: CPU tensors with logits and label maps (or binary / multilabel targets): the fused
   passes of the C library, the term summed in the pass of the overlap sums and its gradient added
   in the gradient pass (:class:`losses.torch._fused_cpu.FusedCpuTerm`);
+- ``"triton"``: CUDA tensors with Triton, eagerly, with the same inputs: the term summed in the
+  stats kernel, the overlap rows from the formula kernel, one gradient kernel for both
+  (:func:`losses.torch._kernels.overlap_finalize.term_loss_triton`);
 - ``"portable"``: PyTorch ops and autograd, everywhere else.
 """
 
@@ -27,6 +30,7 @@ from losses._overlap import OverlapOptions
 from losses.torch._checks import check_values, check_weight_values, matches
 from losses.torch._distributed import all_reduce_sum, distributed, reduce_across_ranks
 from losses.torch._fused_cpu import FusedCpuTerm
+from losses.torch._kernels.overlap_finalize import term_loss_triton
 from losses.torch._ops import compute_dtype, constant, non_finite_mark, reduce, upcast
 from losses.torch._overlap_core import Path, choose_path, row_losses
 
@@ -136,13 +140,16 @@ def _rows_of(options: FocalOptions) -> OverlapOptions:
 def choose_term_path(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, label_map: bool) -> Path:
     """The path of a loss with a term (see the module docstring)."""
     path = choose_path(input, target, weight, spec.overlap, label_map)
-    if path.name == "cpu":
-        if not spec.term.from_logits:
-            return Path("portable", "from_logits=False: the fused cross-entropy term reads logits")
-        if spec.term.mode == "multiclass" and not label_map:
-            return Path("portable", "per-class multiclass targets: the fused cross-entropy term reads label maps")
-    elif path.name != "portable":
-        return Path("portable", "the Triton kernels have no cross-entropy term")
+    if path.name == "portable":
+        return path
+    if not spec.term.from_logits:
+        return Path("portable", "from_logits=False: the fused cross-entropy term reads logits")
+    if spec.term.mode == "multiclass" and not label_map:
+        return Path("portable", "per-class multiclass targets: the fused cross-entropy term reads label maps")
+    if path.name == "triton-stats":
+        return Path("portable", path.reason + "; the term is fused only with the formula kernel")
+    if path.name == "triton" and torch.compiler.is_compiling():
+        return Path("portable", "under torch.compile (the portable path compiles)")
     return path
 
 
@@ -151,10 +158,15 @@ def term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLo
     """The loss of ``spec`` on checked inputs: shape ``()``, or ``(B,)`` for ``reduction="none"`` with
     ``per_image``."""
     path = choose_term_path(input, target, weight, spec, label_map)
+    if weight is not None and path.name in ("cpu", "triton"):
+        check_weight_values(weight)
     if path.name == "cpu":
-        if weight is not None:
-            check_weight_values(weight)
         return FusedCpuTerm.apply(input, target, weight, spec, reduction, label_map)
+    if path.name == "triton":
+        if input.device.type == "cpu":  # the interpreter: the detailed ValueError (CUDA asserts on the device)
+            check_values(input, target, weight, spec.term, label_map)
+        weights = constant(spec.overlap.full_weights(input.shape[1]), torch.float32, input.device)
+        return term_loss_triton(input, target, weight, weights, spec, reduction)
     sync = spec.overlap.sync_across_ranks and distributed()
     return composed_term_loss(input, target, weight, spec, reduction, label_map, sync)
 

@@ -56,6 +56,62 @@ def _not_finite(x):
 
 
 @jit
+def _log_sigmoid(x):
+    # log(1 / (1 + e^-x)) from the logit: finite where the probability underflows; log(1 + u) with
+    # the rounding of 1 + u corrected, for u = e^-|x| below float32's precision next to 1.
+    u = tl.exp(-tl.abs(x))
+    w = 1.0 + u
+    return -(tl.maximum(-x, 0.0) + tl.log(w) - ((w - 1.0) - u) / w)
+
+
+@jit
+def _focal_power(m, gamma, TERM: tl.constexpr):
+    # (1 − p_t)^γ for m = 1 − p_t in [0, 1]: TERM 1 cross-entropy (1), 2 any γ, 3 γ = 2.
+    if TERM == 1:
+        return tl.full(m.shape, 1.0, tl.float32)
+    elif TERM == 3:
+        return m * m
+    else:
+        return tl.where(m > 0.0, tl.exp(gamma * tl.log(tl.where(m > 0.0, m, 1.0))), 0.0)
+
+
+@jit
+def _binary_term(x, p, t, gamma, a_pos, a_neg, TERM: tl.constexpr):
+    # α_t·(1 − p_t)^γ·BCE(x, t) of a sigmoid element, t the smoothed target.
+    log_p = _log_sigmoid(x)
+    ce = -(t * log_p + (1.0 - t) * (log_p - x))
+    miss = p * (1.0 - t) + (1.0 - p) * t
+    return (a_pos * t + a_neg * (1.0 - t)) * _focal_power(miss, gamma, TERM) * ce
+
+
+@jit
+def _binary_term_slope(x, p, t, gamma, a_pos, a_neg, TERM: tl.constexpr):
+    # ∂/∂x of _binary_term: α_t·((1 − p_t)^γ·(p − t) + γ·(1 − p_t)^(γ−1)·(1 − 2t)·p·(1 − p)·BCE), the
+    # second product as (1 − p_t)^γ·ratio with ratio = p·(1 − p) / (1 − p_t) <= 1.
+    slope = p - t
+    if TERM != 1:
+        log_p = _log_sigmoid(x)
+        ce = -(t * log_p + (1.0 - t) * (log_p - x))
+        miss = p * (1.0 - t) + (1.0 - p) * t
+        ratio = tl.where(miss > 0.0, p * (1.0 - p) / tl.where(miss > 0.0, miss, 1.0), 0.0)
+        slope = _focal_power(miss, gamma, TERM) * (slope + gamma * ratio * (1.0 - 2.0 * t) * ce)
+    return (a_pos * t + a_neg * (1.0 - t)) * slope
+
+
+@jit
+def _softmax_focal_slope(p, log_p, gamma, TERM: tl.constexpr):
+    # γ·p·(1 − p)^(γ−1)·log p − (1 − p)^γ, 0 at p = 1 (its limit).
+    rest = 1.0 - p
+    if TERM == 1:
+        return tl.full(p.shape, -1.0, tl.float32)
+    elif TERM == 3:
+        return 2.0 * p * rest * log_p - rest * rest
+    else:
+        lower = tl.where(rest > 0.0, tl.exp((gamma - 1.0) * tl.log(tl.where(rest > 0.0, rest, 1.0))), 0.0)
+        return gamma * p * lower * log_p - rest * lower
+
+
+@jit
 def _store_partials(base, i_, p_, g_, p2, g2, a_, n_, bad, mask):
     tl.store(base + S_I, i_, mask=mask)
     tl.store(base + S_P, p_, mask=mask)
@@ -70,8 +126,9 @@ def _store_partials(base, i_, p_, g_, p2, g2, a_, n_, bad, mask):
 @jit
 def stats_rows_kernel(
     x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
+    term_part_ptr, factor_ptr, gamma, smoothing, a_pos, a_neg,
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    BLOCK: tl.constexpr,
+    TERM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
     chunk = tl.program_id(0)
@@ -94,6 +151,9 @@ def stats_rows_kernel(
     acc_n = tl.zeros([BLOCK], dtype=tl.float32)
     acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
     acc_nf = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_term = tl.zeros([BLOCK], dtype=tl.float32)
+    if TERM > 0:
+        factor = tl.load(factor_ptr + c)
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
@@ -130,6 +190,13 @@ def stats_rows_kernel(
         acc_g2 += v * g * g
         acc_a += v * tl.abs(p - g)
         acc_n += v
+        if TERM > 0:
+            t = g * (1.0 - smoothing) + 0.5 * smoothing
+            acc_term += v * factor * _binary_term(x, p, t, gamma, a_pos, a_neg, TERM)
+    if TERM > 0:  # the term's sum and weight (the weight with no NaN: see the module docstring)
+        term_base = term_part_ptr + (row64 * n_chunks + chunk) * 2
+        tl.store(term_base, tl.sum(acc_term, axis=0))
+        tl.store(term_base + 1, tl.sum(acc_n, axis=0))
     base = part_ptr + (row64 * n_chunks + chunk) * N_PARTIALS
     n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), tl.sum(acc_n, axis=0))
     # Counts of at most iters * BLOCK positions: exact in float32.
@@ -141,8 +208,9 @@ def stats_rows_kernel(
 @jit
 def stats_multiclass_kernel(
     x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, C_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
+    term_part_ptr, factor_ptr, gamma, smoothing,
+    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, TERM: tl.constexpr,
+    C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # Multiclass from a label map: a (C_PAD, BLOCK) tile of one image holds every class of
     # BLOCK pixels, so the softmax and the one-hot comparison stay in registers.
@@ -163,6 +231,9 @@ def stats_multiclass_kernel(
     acc_count = tl.zeros([BLOCK], dtype=tl.float32)
     acc_bad = tl.zeros([BLOCK], dtype=tl.float32)
     acc_nf = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_term = tl.zeros([C_PAD, BLOCK], dtype=tl.float32)
+    if TERM > 0:
+        factor = tl.load(factor_ptr + cls, mask=has_cls, other=0.0)[:, None]
     start = chunk.to(tl.int64) * iters * BLOCK
     for it in range(iters):
         offs = start + it * BLOCK + tl.arange(0, BLOCK)
@@ -177,8 +248,10 @@ def stats_multiclass_kernel(
             valid = valid & (label != ignore_value)
         if FROM_LOGITS:
             x = tl.where(has_cls[:, None], x, float("-inf"))
-            e = tl.exp(x - tl.max(x, axis=0)[None, :])
-            p = e / tl.sum(e, axis=0)[None, :]
+            m = tl.max(x, axis=0)[None, :]
+            e = tl.exp(x - m)
+            total = tl.sum(e, axis=0)[None, :]
+            p = e / total
         else:
             p = x
             acc_bad += tl.sum((in_tile & ((x < 0.0) | (x > 1.0)) & ~_not_finite(x)).to(tl.float32), axis=0)
@@ -187,6 +260,11 @@ def stats_multiclass_kernel(
             v = v * tl.load(w_base + offs, mask=inside, other=0.0).to(tl.float32)
         keep = valid[None, :] & has_cls[:, None]
         hit = keep & (label[None, :] == cls[:, None])
+        if TERM > 0:  # −Σ_c f_c·q_c·(1 − p_c)^γ·log p_c, q the smoothed label, log p_c = x_c − lse
+            log_p = tl.where(has_cls[:, None], x - m - tl.log(total), 0.0)
+            q = hit.to(tl.float32) * (1.0 - smoothing) + smoothing / C
+            term = -factor * q * _focal_power(1.0 - p, gamma, TERM) * log_p
+            acc_term += tl.where(has_cls[:, None], term, 0.0) * v[None, :]
         g = hit.to(tl.float32)
         p = tl.where(keep, p, 0.0)
         pv = p * v[None, :]
@@ -200,6 +278,10 @@ def stats_multiclass_kernel(
         acc_bad += valid.to(tl.float32) - tl.sum(hit.to(tl.float32), axis=0)
     g_sum = tl.sum(acc_g, axis=1)
     zeros = tl.zeros([C_PAD], dtype=tl.float32)
+    if TERM > 0:  # per class; the weight (with no NaN) in every class
+        term_base = term_part_ptr + ((b64 * C + cls) * n_chunks + chunk) * 2
+        tl.store(term_base, tl.sum(acc_term, axis=1), mask=has_cls)
+        tl.store(term_base + 1, tl.sum(acc_n, axis=0) + zeros, mask=has_cls)
     n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), tl.sum(acc_n, axis=0)) + zeros
     # g is 0 or 1 here, so Σ v·g² = Σ v·g. A valid in-range label matches exactly one class, any
     # other none: the valid positions less the class hits are the out-of-range labels.
@@ -240,9 +322,9 @@ reduce_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None els
 @jit
 def grad_rows_kernel(
     x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride,
-    scale_mult,
+    scale_mult, term_scale_ptr, factor_ptr, gamma, smoothing, a_pos, a_neg,
     FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    SCALED: tl.constexpr, SATURATE: tl.constexpr, BLOCK: tl.constexpr,
+    SCALED: tl.constexpr, SATURATE: tl.constexpr, TERM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     row = tl.program_id(1)
@@ -288,6 +370,10 @@ def grad_rows_kernel(
     dp = v * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
         dp = dp * p * (1.0 - p)
+    if TERM > 0:  # the term's gradient, by the logit; its scale: λ·upstream / (the term's weight)
+        term_k = tl.load(term_scale_ptr + b) * tl.load(factor_ptr + c)
+        t = g * (1.0 - smoothing) + 0.5 * smoothing
+        dp += term_k * v * _binary_term_slope(x, p, t, gamma, a_pos, a_neg, TERM)
     if SATURATE:  # float16 output: the largest finite value rather than inf
         dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
     tl.store(gx_ptr + row64 * HW + offs, dp.to(gx_ptr.dtype.element_ty), mask=inside)
@@ -296,8 +382,9 @@ def grad_rows_kernel(
 @jit
 def grad_multiclass_kernel(
     x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
+    term_scale_ptr, factor_ptr, gamma, smoothing,
     FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, SCALED: tl.constexpr,
-    SATURATE: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    SATURATE: tl.constexpr, TERM: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1)
@@ -329,8 +416,10 @@ def grad_multiclass_kernel(
         v = v * tl.load(w_ptr + b64 * HW + offs, mask=inside, other=0.0).to(tl.float32)
     if FROM_LOGITS:
         x = tl.where(has_cls[:, None], x, float("-inf"))
-        e = tl.exp(x - tl.max(x, axis=0)[None, :])
-        p = e / tl.sum(e, axis=0)[None, :]
+        m = tl.max(x, axis=0)[None, :]
+        e = tl.exp(x - m)
+        total = tl.sum(e, axis=0)[None, :]
+        p = e / total
     else:
         p = x
     keep = valid[None, :] & has_cls[:, None]
@@ -340,6 +429,13 @@ def grad_multiclass_kernel(
     dp = has_cls[:, None].to(tl.float32) * v[None, :] * (g * g_i + g_p + 2.0 * p * g_p2 + sign * g_a)
     if FROM_LOGITS:
         dp = p * (dp - tl.sum(tl.where(has_cls[:, None], p * dp, 0.0), axis=0)[None, :])
+    if TERM > 0:  # ∂ℓ/∂x_k = G_k − p_k·Σ_c G_c, G_c = f_c·q_c·(γ·p_c·(1 − p_c)^(γ−1)·log p_c − (1 − p_c)^γ)
+        factor = tl.load(factor_ptr + cls, mask=has_cls, other=0.0)[:, None]
+        log_p = tl.where(has_cls[:, None], x - m - tl.log(total), 0.0)
+        q = g * (1.0 - smoothing) + smoothing / C
+        big_g = tl.where(has_cls[:, None], factor * q * _softmax_focal_slope(p, log_p, gamma, TERM), 0.0)
+        term_k = tl.load(term_scale_ptr + b) * v
+        dp += term_k[None, :] * (big_g - p * tl.sum(big_g, axis=0)[None, :])
     if SATURATE:
         dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
     tl.store(gx_ptr + tile, dp.to(gx_ptr.dtype.element_ty), mask=in_tile)

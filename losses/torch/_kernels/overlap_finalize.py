@@ -26,7 +26,14 @@ import torch
 
 from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, Form, OverlapOptions
 from losses.torch._kernels import device_guard, triton_module
-from losses.torch._kernels.overlap_stats import StatsOptions, overlap_stats_triton, stats, stats_backward
+from losses.torch._kernels.overlap_stats import (
+    StatsOptions,
+    TermArgs,
+    overlap_stats_triton,
+    stats,
+    stats_backward,
+    stats_with_term,
+)
 
 # One program holds a (BLOCK_S, C_PAD) tile of the stats; beyond this many classes the portable
 # formula is used.
@@ -190,4 +197,74 @@ def overlap_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch
     return _OverlapLoss.apply(input, target, weight, class_weights, options, reduction)
 
 
-__all__ = ["finalize_supports", "overlap_from_stats_triton", "overlap_loss_triton"]
+# ------------------------------------------------------------------------------------------------
+# An overlap loss with a cross-entropy / focal term, or the term alone (eager only)
+# ------------------------------------------------------------------------------------------------
+
+
+class _TermLoss(torch.autograd.Function):
+    """``spec`` (``losses.torch._term_core.TermLoss``): the term's sums come from the stats pass, the
+    overlap rows from the finalize kernel, and the backward is one gradient pass for both."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, class_weights, spec, reduction):
+        options = spec.overlap
+        stats_options = StatsOptions.of(options)
+        term = TermArgs.of(spec.term, input.shape[1], input.device)
+        st, term_sums = stats_with_term(input, target, weight, stats_options, term)
+        term_sum = term_sums[..., 0].sum(1)
+        # The term's weight: per element (binary, multilabel) summed over the classes; per position
+        # (multiclass) the same in every class.
+        count = term_sums[:, 0, 1] if options.mode == "multiclass" else term_sums[..., 1].sum(1)
+        if not options.per_image:
+            term_sum, count = term_sum.sum(0, keepdim=True), count.sum(0, keepdim=True)
+        has_valid = count > 0
+        safe_count = torch.where(has_valid, count, 1.0)
+        if spec.normalization == "sum":
+            value, slope = term_sum, torch.ones_like(count)
+        elif spec.normalization == "mean":  # a mean over nothing is NaN, and so is its gradient
+            value, slope = term_sum / count, 1.0 / count
+        else:  # a row without a valid position adds 0
+            value, slope = torch.where(has_valid, term_sum / safe_count, 0.0), torch.where(has_valid, 1.0 / safe_count,
+                                                                                             0.0)
+        rows = spec.lambda_term * value
+        grad_stats = None
+        if spec.lambda_overlap != 0:
+            loss, _, grad_stats = _finalize(st, class_weights, options.form, 1.0)
+            rows = rows + spec.lambda_overlap * loss
+        ctx.save_for_backward(input, target, weight, grad_stats, slope)
+        ctx.spec, ctx.term, ctx.options, ctx.reduction = spec, term, stats_options, reduction
+        if reduction == "none":
+            return rows if options.per_image else rows[0]
+        return rows.mean() if reduction == "mean" else rows.sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        input, target, weight, grad_stats, slope = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        spec, rows = ctx.spec, slope.shape[0]
+        upstream = grad.to(torch.float32).expand(rows) if grad.dim() == 0 else grad.to(torch.float32)
+        if ctx.reduction == "mean":
+            upstream = upstream / rows
+        term_scale = spec.lambda_term * upstream * slope
+        if not spec.overlap.per_image:
+            term_scale = term_scale.expand(input.shape[0])
+        if grad_stats is None:
+            coefficients = torch.zeros((rows, input.shape[1], NUM_STATS), dtype=torch.float32, device=input.device)
+        else:
+            coefficients = grad_stats * (spec.lambda_overlap * upstream)[:, None, None]
+        grad_input = stats_backward(coefficients, input, target, weight, ctx.options, term=ctx.term,
+                                    term_scale=term_scale.contiguous())
+        return grad_input, None, None, None, None, None
+
+
+def term_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                     class_weights: torch.Tensor, spec, reduction: str) -> torch.Tensor:
+    """An overlap loss with a cross-entropy / focal term (``losses.torch._term_core.TermLoss``) on the
+    kernels, eagerly: shape ``(B,)`` for ``reduction="none"`` with ``per_image``, else ``()``."""
+    return _TermLoss.apply(input, target, weight, class_weights, spec, reduction)
+
+
+__all__ = ["finalize_supports", "overlap_from_stats_triton", "overlap_loss_triton", "term_loss_triton"]

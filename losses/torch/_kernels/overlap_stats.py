@@ -50,6 +50,33 @@ MULTICLASS_WARPS, MULTICLASS_PROGRAMS = 4, 4096
 
 
 @dataclass(frozen=True)
+class TermArgs:
+    """The cross-entropy / focal term the kernels add (``losses._cross_entropy.FocalOptions``): its
+    code (1 cross-entropy, 2 focal, 3 focal with γ = 2), scalars and class factors ``w_c·α_c``
+    (float32, on the input's device)."""
+
+    code: int
+    factors: torch.Tensor
+    gamma: float
+    smoothing: float
+    a_pos: float
+    a_neg: float
+
+    @classmethod
+    def of(cls, options, num_classes: int, device: torch.device) -> TermArgs:
+        from losses.torch._ops import constant
+
+        code = 1 if options.gamma == 0 else 3 if options.gamma == 2 else 2
+        alpha = options.positive_weight
+        a_pos, a_neg = (1.0, 1.0) if alpha is None else (float(alpha), 1.0 - float(alpha))
+        return cls(code, constant(options.class_factors(num_classes), torch.float32, device), float(options.gamma),
+                   float(options.label_smoothing), a_pos, a_neg)
+
+
+_NO_TERM = (0.0, 0.0, 1.0, 1.0)  # gamma, smoothing, a_pos, a_neg of kernels without a term
+
+
+@dataclass(frozen=True)
 class StatsOptions:
     """What the stats and gradient kernels need of the loss's options."""
 
@@ -164,37 +191,53 @@ def stats(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
           spare: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(stats, ``spare`` float32 scratch elements or None), both views into one buffer when spare > 0."""
     with device_guard(input):
-        return _launch_stats(_Tensors.of(input, target, weight), options, spare)
+        return _launch_stats(_Tensors.of(input, target, weight), options, spare)[:2]
 
 
-def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int):
+def stats_with_term(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions,
+                    term: TermArgs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stats, the term's sums ``(B, C, 2)``: Σ v·ℓ of each image and class, and Σ v (for multiclass,
+    whose terms are per position, the same Σ v in every class)), from the same pass."""
+    with device_guard(input):
+        out, _, term_sums = _launch_stats(_Tensors.of(input, target, weight), options, 0, term)
+        return out, term_sums
+
+
+def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int, term: TermArgs | None = None):
     kernels = triton_module("_triton_overlap")
     x, t, w, batch, classes, hw = tensors.x, tensors.t, tensors.w, tensors.batch, tensors.classes, tensors.hw
     groups = batch if options.per_image else 1
     if hw == 0 or batch == 0:
         out = torch.zeros((groups, classes, NUM_STATS), dtype=torch.float32, device=x.device)
-        return out, torch.empty(spare, dtype=torch.float32, device=x.device) if spare else None
+        term_sums = None if term is None else torch.zeros((batch, classes, 2), dtype=torch.float32, device=x.device)
+        return out, torch.empty(spare, dtype=torch.float32, device=x.device) if spare else None, term_sums
     has_ignore = options.ignore_index is not None
     weight_arg = w if w is not None else x
+    gamma, smoothing, a_pos, a_neg = _NO_TERM if term is None else (term.gamma, term.smoothing, term.a_pos, term.a_neg)
+    code = 0 if term is None else term.code
+    factors = x if term is None else term.factors
     if options.mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         iters, n_chunks = _chunks(-(-hw // block), batch, MULTICLASS_PROGRAMS)
         partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, kernels.PARTIALS, spare)
+        term_part = _term_partials(term, batch, classes, n_chunks, x)
         kernels.stats_multiclass_kernel[(n_chunks, batch)](
-            x, t, weight_arg, partial, classes, hw, n_chunks, iters, tensors.ignore(options),
-            FROM_LOGITS=options.from_logits, HAS_IGNORE=has_ignore, HAS_WEIGHT=w is not None, C_PAD=c_pad,
-            BLOCK=block, num_warps=MULTICLASS_WARPS,
+            x, t, weight_arg, partial, classes, hw, n_chunks, iters, tensors.ignore(options), term_part, factors,
+            gamma, smoothing,
+            FROM_LOGITS=options.from_logits, HAS_IGNORE=has_ignore, HAS_WEIGHT=w is not None, TERM=code,
+            C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
         )
     else:
         block = ROWS_BLOCK
         binary = options.mode == "binary"
         iters, n_chunks = _chunks(-(-hw // block), batch * classes, ROWS_PROGRAMS)
         partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, kernels.PARTIALS, spare)
+        term_part = _term_partials(term, batch, classes, n_chunks, x)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
             x, t, weight_arg, partial, classes, hw, n_chunks, iters, tensors.ignore(options), 1 if binary else 0,
-            2 if binary else classes,
+            2 if binary else classes, term_part, factors, gamma, smoothing, a_pos, a_neg,
             FROM_LOGITS=options.from_logits, LABELS=tensors.labels, HAS_IGNORE=has_ignore, HAS_WEIGHT=w is not None,
-            BLOCK=block, num_warps=ROWS_WARPS,
+            TERM=code, BLOCK=block, num_warps=ROWS_WARPS,
         )
     # The reduction also asserts, on the device, that no value was out of range.
     kernels.reduce_kernel[(groups * classes,)](
@@ -204,20 +247,31 @@ def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int):
         # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
         if bool(partial[..., kernels.OUT_OF_RANGE].nansum() > 0):
             raise RuntimeError(_RANGE_ERROR)
-    return out, scratch
+    return out, scratch, None if term is None else term_part.sum(2)
+
+
+def _term_partials(term: TermArgs | None, batch: int, classes: int, n_chunks: int, x: torch.Tensor) -> torch.Tensor:
+    """The per-block sums of the term and its weight, ``(B, C, n_chunks, 2)``; without a term, a
+    placeholder pointer the kernels do not read."""
+    if term is None:
+        return x
+    return torch.empty((batch, classes, n_chunks, 2), dtype=torch.float32, device=x.device)
 
 
 def stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
                    options: StatsOptions, scale: torch.Tensor | None = None, scale_stride: int = 0,
-                   scale_mult: float = 1.0) -> torch.Tensor:
+                   scale_mult: float = 1.0, term: TermArgs | None = None,
+                   term_scale: torch.Tensor | None = None) -> torch.Tensor:
     """The input gradient for ``grad_stats``; with ``scale``, for ``grad_stats`` of image row s times
-    ``scale[s * scale_stride] * scale_mult`` (the upstream gradient of a per-image loss, folded in)."""
+    ``scale[s * scale_stride] * scale_mult`` (the upstream gradient of a per-image loss, folded in);
+    with ``term``, plus ``term_scale[b]`` (float32, ``(B,)``) times the gradient of image b's Σ v·ℓ."""
     with device_guard(input):
         return _launch_stats_backward(grad_stats, _Tensors.of(input, target, weight), options, scale, scale_stride,
-                                      scale_mult)
+                                      scale_mult, term, term_scale)
 
 
-def _launch_stats_backward(grad_stats, tensors: _Tensors, options: StatsOptions, scale, scale_stride, scale_mult):
+def _launch_stats_backward(grad_stats, tensors: _Tensors, options: StatsOptions, scale, scale_stride, scale_mult,
+                           term: TermArgs | None = None, term_scale: torch.Tensor | None = None):
     kernels = triton_module("_triton_overlap")
     x, t, w, batch, classes, hw = tensors.x, tensors.t, tensors.w, tensors.batch, tensors.classes, tensors.hw
     grad = torch.empty_like(x)
@@ -230,19 +284,24 @@ def _launch_stats_backward(grad_stats, tensors: _Tensors, options: StatsOptions,
     scale_arg = scale if scaled else gs
     weight_arg = w if w is not None else x
     common = dict(FROM_LOGITS=options.from_logits, HAS_IGNORE=options.ignore_index is not None,
-                  HAS_WEIGHT=w is not None, SCALED=scaled, SATURATE=grad.dtype == torch.float16)
+                  HAS_WEIGHT=w is not None, SCALED=scaled, SATURATE=grad.dtype == torch.float16,
+                  TERM=0 if term is None else term.code)
+    gamma, smoothing, a_pos, a_neg = _NO_TERM if term is None else (term.gamma, term.smoothing, term.a_pos, term.a_neg)
+    factors = x if term is None else term.factors
+    term_scale_arg = x if term_scale is None else term_scale
     if options.mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
             x, t, weight_arg, gs, grad, classes, hw, int(options.per_image), tensors.ignore(options), scale_arg,
-            scale_stride, float(scale_mult), C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS, **common,
+            scale_stride, float(scale_mult), term_scale_arg, factors, gamma, smoothing,
+            C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS, **common,
         )
     else:
         block = ROWS_BLOCK
         kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
             x, t, weight_arg, gs, grad, classes, hw, int(options.per_image), tensors.ignore(options),
-            1 if options.mode == "binary" else 0, scale_arg, scale_stride, float(scale_mult),
-            LABELS=tensors.labels, BLOCK=block, num_warps=ROWS_WARPS, **common,
+            1 if options.mode == "binary" else 0, scale_arg, scale_stride, float(scale_mult), term_scale_arg, factors,
+            gamma, smoothing, a_pos, a_neg, LABELS=tensors.labels, BLOCK=block, num_warps=ROWS_WARPS, **common,
         )
     return grad
 
@@ -324,4 +383,5 @@ def overlap_stats_triton(input: torch.Tensor, target: torch.Tensor, weight: torc
     return _OverlapStats.apply(input, target, weight, options)
 
 
-__all__ = ["StatsOptions", "overlap_kernel_supports", "overlap_stats_triton", "stats", "stats_backward"]
+__all__ = ["StatsOptions", "TermArgs", "overlap_kernel_supports", "overlap_stats_triton", "stats", "stats_backward",
+           "stats_with_term"]
