@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Sequence
 from typing import Any, Callable
 
+import numpy as np
+
 # The public contract: these codes never change meaning.
 DISCONNECTED = "DISCONNECTED"
 ZERO_GRADIENT = "ZERO_GRADIENT"
@@ -322,6 +324,33 @@ _FRAMEWORK_WORDS = {
 }
 
 _PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
+
+
+def moving_fraction(gradient: np.ndarray, prediction: np.ndarray, value: float,
+                    loss_at: Callable[[np.ndarray], float], probes: int = 16) -> float:
+    """Of up to ``probes`` elements whose gradient is 0, the fraction whose move changes the loss on
+    both sides: 0 when the zeros are where the loss is flat (a hinge's margin met, an ignored
+    position, a clipped probability), more when a cut path hides a dependence the loss has.
+
+    ``loss_at(prediction)`` evaluates the loss at a moved prediction (same shape). A change on one
+    side only is a kink within reach of the move, not a dependence.
+    """
+    zeros = np.flatnonzero(np.ravel(gradient) == 0)
+    if zeros.size == 0:
+        return 0.0
+    picked = np.random.default_rng(0).choice(zeros, size=min(probes, zeros.size), replace=False)
+    flat = np.ravel(prediction)
+    tolerance = 1e-6 * max(1.0, abs(value))
+    moved = 0
+    for index in picked:
+        step = 1e-2 * max(1.0, abs(float(flat[index])))
+        changes = []
+        for delta in (step, -step):
+            shifted = flat.copy()
+            shifted[index] += delta
+            changes.append(abs(loss_at(shifted.reshape(np.shape(prediction))) - value) > tolerance)
+        moved += all(changes)
+    return moved / len(picked)
 
 
 def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],

@@ -532,9 +532,36 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
 
     dead = _dead_causes(rec, tape, loss, sources, terms_elsewhere) if finite and report.zero_fraction < 1 else []
 
-    def zero_elsewhere() -> float | None:
-        if not _float_dtype(target):
+    def flat_where_zero() -> float | None:
+        if sum(floating) != 1:
             return None
+        k = floating.index(True)
+        start = np.asarray(tf.convert_to_tensor(outputs[k]).numpy(), dtype=np.float64)
+        dtype = tf.convert_to_tensor(outputs[k]).dtype
+
+        def loss_at(values: np.ndarray) -> tuple[float, Any]:
+            moved = tf.constant(values, dtype=dtype)
+            structure = list(outputs)
+            structure[k] = moved
+            pred_again = tf.nest.pack_sequence_as(y_pred, structure) if not single else moved
+            with tf.GradientTape() as probe:
+                probe.watch(moved)
+                value = loss_fn(*((pred_again, target) if args[0] is pred else (target, pred_again)), **kwargs)
+                value = tf.reduce_sum(value)
+            return float(value.numpy()), probe.gradient(value, moved)
+
+        try:
+            value, grad = loss_at(start)
+            if grad is None:
+                return None
+            return R.moving_fraction(np.asarray(tf.convert_to_tensor(grad).numpy(), np.float64), start, value,
+                                     lambda moved: loss_at(moved)[0])
+        except Exception:  # no second look: keep the finding
+            return None
+
+    def zero_elsewhere() -> float | None:
+        if not _float_dtype(target):  # labels cannot be moved: probe the prediction instead
+            return flat_where_zero()
         moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
         again = [tf.identity(s) for s in sources]
         inputs = iter(again)

@@ -563,8 +563,8 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
         return None if failed or not isinstance(value, torch.Tensor) else again.summands(value, value.numel())
 
     def zero_elsewhere() -> float | None:
-        if not target.is_floating_point():
-            return None
+        if not target.is_floating_point():  # labels cannot be moved: probe the prediction instead
+            return flat_where_zero()
         moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
         inputs = [leaf.detach().clone().requires_grad_(True) if f else leaf for leaf, f in zip(leaves, floating)]
         again = tree_unflatten(inputs, spec)
@@ -575,6 +575,33 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
             return None
         grad = torch.cat([g.reshape(-1) for g in grads if g is not None])
         return float((grad == 0).double().mean())
+
+    def flat_where_zero() -> float | None:
+        if sum(floating) != 1:
+            return None
+        k = floating.index(True)
+        base = outputs[k].detach()
+
+        def loss_at(values: np.ndarray) -> tuple[float, torch.Tensor | None]:
+            leaf = torch.as_tensor(values, dtype=base.dtype, device=base.device).requires_grad_(True)
+            preds = list(outputs)
+            preds[k] = leaf.clone()
+            pred = tree_unflatten(preds, spec)
+            value = _scalar(loss_fn(*((pred, target) if order == "y_pred, y_true" else (target, pred)), **kwargs))
+            (grad,) = torch.autograd.grad(value, leaf, allow_unused=True)
+            return float(value.detach()), grad
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                start = base.cpu().double().numpy()
+                value, grad = loss_at(start)
+                if grad is None:
+                    return None
+                return R.moving_fraction(grad.detach().cpu().double().numpy(), start, value,
+                                         lambda moved: loss_at(moved)[0])
+        except Exception:  # no second look: keep the finding
+            return None
 
     grads = iter(analyse_loss(report, rec, loss, [leaf for leaf, f in zip(leaves, floating) if f], loss_fn,
                               zero_elsewhere, terms_elsewhere))
