@@ -949,6 +949,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", action="append", default=[], metavar="[TARGET=]N",
                         help="at most N mutants per target (or for TARGET only; repeatable), chosen with --seed")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--match", action="append", default=[], metavar="TEXT",
+                        help="only the (sampled) mutants whose description (file:line: original -> mutated) "
+                             "contains TEXT (repeatable: any of them)")
     parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a mutant times out after this times the baseline duration plus 30 s (default 3)")
     parser.add_argument("--report", type=Path, help="write the Markdown report here")
@@ -957,6 +960,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun-survivors", action="store_true",
                         help="with --resume, run again the mutants that survived in --log (after new tests: "
                              "a mutant the tests killed stays killed when tests are only added)")
+    parser.add_argument("--only-logged", action="store_true",
+                        help="with --resume, keep only the (sampled) mutants that --log already holds: re-measure "
+                             "the part of a sample an earlier run got through")
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs pytest")
     args = parser.parse_args(argv)
 
@@ -976,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes[name or None] = int(size)
     chosen = {t.name: sample(all_mutants[t.name], sizes.get(t.name, sizes.get(None)), args.seed, t.name)
               for t in targets}
+    if args.match:
+        chosen = {name: [m for m in mutants if any(text in m.describe() for text in args.match)]
+                  for name, mutants in chosen.items()}
     if args.list:
         for target in targets:
             count, run_count = len(all_mutants[target.name]), len(chosen[target.name])
@@ -1006,6 +1015,12 @@ def main(argv: list[str] | None = None) -> int:
             done[entry["key"]] = entry
     elif args.log and args.log.exists():
         args.log.unlink()
+    if args.only_logged:
+        if not (args.resume and args.log and args.log.exists()):
+            parser.error("--only-logged needs --resume and an existing --log")
+        logged = {json.loads(line)["key"] for line in args.log.read_text(encoding="utf-8").splitlines()}
+        chosen = {name: [m for m in mutants if m.key in logged] for name, mutants in chosen.items()}
+        targets = [t for t in targets if chosen[t.name]]
     begin = time.monotonic()
     try:
         baselines, results = run(targets, chosen, max(1, args.jobs), args.python, args.timeout_factor, args.log, done)
