@@ -354,3 +354,15 @@ def test_lambdas_are_free_as_long_as_one_is_positive():
     torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=0.25),
                                0.25 * dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=1.0))
     torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.25, lambda_ce=0.0), 0.25 * dice_loss(x, labels))
+
+
+@pytest.mark.parametrize("options, text", [
+    (dict(mode="binarie"), "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+    (dict(mode="binary", alpha=1.5), r"alpha must be in \[0, 1\]"),
+    (dict(mode="multiclass", alpha=0.25), "alpha must be one weight per class in mode='multiclass'"),
+    (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
+])
+def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
+    """Before any forward pass: a misspelled mode must not wait for the first batch."""
+    with pytest.raises(ValueError, match=text):
+        FocalLoss(**options)
