@@ -168,3 +168,12 @@ def test_keras_tversky_weighs_false_negatives_with_alpha():
                                 smooth_dr=keras.backend.epsilon())(target, probs))
     assert ours == pytest.approx(theirs, rel=1e-5)
     assert abs(swapped - theirs) > 1e-3
+
+
+@pytest.mark.parametrize("argument", ["y_true", "y_pred"])
+def test_a_non_array_argument_of_the_function_is_a_type_error_naming_it(argument):
+    """The loss classes convert what Keras gives them; the functions take tensors or arrays."""
+    values = dict(y_true=np.zeros((1, 4, 4, 1), "float32"), y_pred=np.zeros((1, 4, 4, 1), "float32"))
+    values[argument] = values[argument].tolist()
+    with pytest.raises(TypeError, match=f"^{argument} must be a tensor or an array; got list$"):
+        dice_loss(values["y_true"], values["y_pred"], mode="binary")

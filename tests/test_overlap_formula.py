@@ -156,3 +156,51 @@ def test_every_member_takes_the_common_options_and_its_own():
     for name, member in MEMBERS.items():
         options = OverlapOptions.create(name)
         assert set(options.to_dict()) == set(member.accepts())
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_the_defaults_are_those_of_the_documented_signatures(name):
+    """The Keras functions (``dice_loss(y_true, y_pred, **options)``) and ``OverlapOptions.create`` take
+    the defaults of OverlapOptions and of the member: they must be those the PyTorch signatures document."""
+    import inspect
+
+    from losses.torch import functional
+
+    parameters = inspect.signature(getattr(functional, f"{name}_loss")).parameters
+    documented = {key: parameters[key].default for key in MEMBERS[name].accepts()}
+    assert OverlapOptions.create(name).to_dict() == documented
+
+
+@pytest.mark.parametrize("smooth_nr", [1e-5, 0.5, 1.0, 3.0])
+def test_numerator_smoothing_without_denominator_smoothing_is_an_error(smooth_nr):
+    with pytest.raises(ValueError, match=r"smooth_dr must be > 0 when smooth_nr > 0 \(got smooth_nr="):
+        OverlapOptions.create("dice", smooth_nr=smooth_nr, smooth_dr=0.0)
+    assert OverlapOptions.create("dice", smooth_nr=0.0, smooth_dr=0.0).form.smooth_dr == 0.0  # no smoothing at all
+
+
+def test_only_a_denominator_below_the_documented_minimum_is_clamped():
+    """Without smoothing, a positive denominator below 1e-30 is clamped there (the score stays finite
+    in float32); one at or above 1e-30 is not."""
+    form = OverlapOptions.create("dice", smooth_nr=0.0, smooth_dr=0.0).form
+    stats = np.zeros((3, 1, 7))
+    for row, (intersection, total) in enumerate([(0.5e-30, 1.5e-30), (0.25e-30, 1e-30), (0.1e-30, 0.4e-30)]):
+        stats[row, 0, [0, 1, 2]] = intersection, total / 2, total / 2
+    loss, grad = overlap_loss(NumpyOps, stats, np.ones(1), form, with_grad=True)
+    np.testing.assert_allclose(loss, [1 - 1.0 / 1.5, 0.5, 1 - 0.2 / 1.0], rtol=1e-12)
+    # Unclamped rows: ∂(1 − 2I/D)/∂P = 2I/D²; the clamped row's denominator is a constant.
+    np.testing.assert_allclose(grad[:2, 0, 1], [1.0 / 1.5 / 1.5e-30, 0.5 / 1e-30], rtol=1e-12)
+    assert grad[2, 0, 1] == 0.0
+
+
+@pytest.mark.parametrize("weight_type, power", [("square", 2), ("simple", 1), ("uniform", 0)])
+def test_generalized_weights_are_the_inverse_target_sums_to_the_power_of_the_weight_type(weight_type, power):
+    """Sudre et al.'s weights w_c·G_c^-q (the smoothing is not weighted), with G_c = 2, 4, 8, 16."""
+    stats = sums_of(5)[:1]  # one image, every class present
+    stats[0, :, 2] = [2.0, 4.0, 8.0, 16.0]
+    class_weights = np.array([1.0, 0.5, 0.25, 1.0])
+    w = class_weights / stats[0, :, 2] ** power
+    numerator = 2 * (w * stats[0, :, 0]).sum() + 1e-5
+    denominator = (w * (stats[0, :, 1] + stats[0, :, 2])).sum() + 1e-5
+    form = OverlapOptions.create("generalized_dice", weight_type=weight_type).form
+    loss = overlap_loss(NumpyOps, stats, class_weights, form)
+    np.testing.assert_allclose(loss, [1 - numerator / denominator], rtol=1e-12)

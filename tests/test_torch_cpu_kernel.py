@@ -232,3 +232,102 @@ def test_channels_last_predictions_and_strided_labels():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("mode, value", [("binary", float("inf")), ("binary", float("nan")),
+                                         ("multilabel", float("-inf")), ("multiclass", float("inf"))])
+def test_one_non_finite_logit_makes_its_image_nan_and_leaves_the_others_finite(mode, value):
+    rng = np.random.default_rng(6)
+    channels = 1 if mode == "binary" else 3
+    logits = torch.as_tensor(rng.normal(size=(3, channels, 5, 5)), dtype=torch.float32)
+    logits[1, channels - 1, 2, 3] = value
+    target = (torch.as_tensor(rng.uniform(size=logits.shape) < 0.4).float() if mode == "multilabel"
+              else torch.as_tensor(rng.integers(0, max(channels, 2), (3, 5, 5))))
+    x = logits.clone().requires_grad_(True)
+    loss = dice_loss(x, target, mode=mode, reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.isnan(loss[1]) and torch.isfinite(loss[[0, 2]]).all()
+    assert torch.isnan(grad[1]).all() and torch.isfinite(grad[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("mode, shape", [("binary", (1, 1, 128, 128)), ("binary", (1, 1, 256, 128)),
+                                         ("multiclass", (2, 3, 64, 64)), ("multiclass", (1, 3, 128, 64))])
+def test_positions_that_fill_whole_tasks_exactly(mode, shape):
+    """Rows of exactly one or two tasks of the rows kernel (16384 positions), images of one or two of
+    the images kernel (4096): no partial task. Label maps, and per-class targets."""
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=shape)
+    labels = rng.integers(0, 2 if mode == "binary" else shape[1], (shape[0], *shape[2:]))
+    for options in ({}, {"ignore_index": 255, "squared": True}):
+        fused_matches_portable(logits, labels, mode=mode, **options)
+    dense = np.moveaxis(np.eye(shape[1], dtype=np.float32)[labels], -1, 1) if mode == "multiclass" else labels[:, None]
+    fused_matches_portable(logits, dense.astype(np.float32), mode=mode, squared=True)
+
+
+@pytest.mark.parametrize("mode, ignore_index", [("multiclass", 0), ("multiclass", 2), ("binary", 0),
+                                                ("binary", 1)])
+def test_an_ignore_index_that_is_also_a_class(mode, ignore_index):
+    """Positions labelled ignore_index are left out of every class, also when it is a valid class."""
+    rng = np.random.default_rng(8)
+    channels = 1 if mode == "binary" else 3
+    logits = rng.normal(size=(2, channels, 6, 7))
+    labels = rng.integers(0, 2 if mode == "binary" else channels, (2, 6, 7))
+    for options in ({}, {"squared": True}, {"empty_target": "penalize"}):
+        fused_matches_portable(logits, labels, mode=mode, ignore_index=ignore_index, **options)
+        with kernels("auto"):
+            ours, _ = loss_and_grad(logits.astype(np.float32), labels, mode=mode, ignore_index=ignore_index, **options)
+        expected = reference.dice_loss(logits, labels, "mean", mode=mode, ignore_index=ignore_index, **options)
+        np.testing.assert_allclose(ours, expected, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("empty_target", ["exclude", "penalize"])
+@pytest.mark.parametrize("options", [{}, {"squared": True}, {"soft_labels": True}, {"ignore_index": 2}])
+def test_dense_multiclass_targets_with_an_absent_class(empty_target, options):
+    """One-hot (B, C, ...) targets in which class 1 is absent from an image: the empty-target policy
+    applies to it on the fused path as on the portable path."""
+    rng = np.random.default_rng(9)
+    logits = rng.normal(size=(2, 3, 5, 6))
+    labels = rng.choice([0, 2], size=(2, 5, 6))
+    labels[1, :2] = 1
+    one_hot = np.moveaxis(np.eye(3, dtype=np.float32)[labels], -1, 1)
+    fused_matches_portable(logits, one_hot, mode="multiclass", empty_target=empty_target, **options)
+    with kernels("auto"):
+        ours, _ = loss_and_grad(logits.astype(np.float32), one_hot, reduction="none", mode="multiclass",
+                                empty_target=empty_target, **options)
+    expected = reference.dice_loss(logits, one_hot, "none", mode="multiclass", empty_target=empty_target, **options)
+    np.testing.assert_allclose(ours, expected, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
+def test_extreme_logits_agree_with_the_portable_path(mode):
+    """Logits where e^x is subnormal, 0 or beyond float32's range: the fused probabilities are those
+    of PyTorch's sigmoid and softmax, so the loss and gradient agree (not merely stay finite)."""
+    extremes = np.array([-1e4, -120.0, -100.0, -95.0, -88.5, 0.0, 3.0, 87.5, 88.5, 95.0, 100.0, 1e4])
+    rng = np.random.default_rng(10)
+    channels = 1 if mode == "binary" else 3
+    logits = rng.choice(extremes, size=(2, channels, 4, 6))
+    if mode == "multiclass":
+        logits[:, 0] = 0.0  # differences of about -100 and -1e4 below the maximum
+    labels = rng.integers(0, max(channels, 2), (2, 4, 6))
+    target = (rng.uniform(size=logits.shape) < 0.5).astype(np.float32) if mode == "multilabel" else labels
+    for options in ({"per_image": True}, {"per_image": False, "squared": True, "smooth_nr": 0.0, "smooth_dr": 1e-7}):
+        fused_matches_portable(logits, target, mode=mode, **options)
+
+
+@pytest.mark.parametrize("mode, bad", [("multilabel", 1.5), ("multilabel", -0.5), ("multiclass", 2.0),
+                                       ("binary", -0.25)])
+def test_per_class_targets_outside_the_unit_interval_raise_on_the_fused_path(mode, bad):
+    channels = 1 if mode == "binary" else 3
+    target = torch.zeros(2, channels, 4, 5)
+    target[:, 0] = 1.0 if mode == "multiclass" else 0.0
+    target[1, 0, 2, 3] = bad
+    with kernels("auto"), pytest.raises(ValueError, match=rf"target must be in \[0, 1\].*found \[{bad}\]"):
+        dice_loss(torch.randn(2, channels, 4, 5), target, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+@pytest.mark.parametrize("bad", [1.25, -0.5])
+def test_probabilities_outside_the_unit_interval_raise_on_the_fused_path(mode, bad):
+    channels = 1 if mode == "binary" else 3
+    probabilities = torch.full((2, channels, 4, 5), 1.0 / channels)
+    probabilities[0, 0, 1, 1] = bad
+    with kernels("auto"), pytest.raises(ValueError, match=rf"input must be probabilities in \[0, 1\].*found \[{bad}\]"):
+        dice_loss(probabilities, torch.zeros(2, 4, 5, dtype=torch.long), mode=mode, from_logits=False)

@@ -242,3 +242,127 @@ def test_an_image_without_a_valid_position_adds_nothing():
     assert torch.isfinite(per_image).all() and per_image[1].item() == 0.0
     (grad,) = torch.autograd.grad(per_image.sum(), x)
     assert torch.all(grad[1] == 0)
+
+
+@pytest.mark.parametrize("mode, channels, kwargs, text", [
+    ("binarie", 1, {}, "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+    ("binary", 1, dict(alpha=1.5), r"alpha must be in \[0, 1\] \(the weight of the positives\); got 1.5"),
+    ("binary", 1, dict(alpha=[0.5]), r"alpha must be a float in \[0, 1\] in mode='binary'; got a sequence"),
+    ("multilabel", 2, dict(alpha=-0.5), "alpha must be >= 0"),
+    ("binary", 3, {}, "input must have exactly 1 channel in mode='binary'; got 3 channels"),
+    ("multiclass", 1, {}, "input must have at least 2 channels in mode='multiclass'; got 1"),
+    ("multilabel", 2, dict(class_weights=[1.0, 2.0, 3.0]),
+     r"class_weights must have one weight per channel of the input \(2\); got 3 weights"),
+])
+def test_bad_focal_options_and_channel_counts_are_errors_naming_the_argument(mode, channels, kwargs, text):
+    target = torch.zeros(1, channels, 2, 2) if mode == "multilabel" else torch.zeros(1, 2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=text):
+        focal_loss(torch.randn(1, channels, 2, 2), target, mode=mode, **kwargs)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_alpha_at_the_ends_of_its_range_weighs_only_the_negatives_or_the_positives(alpha):
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]]], dtype=torch.float64)
+    labels = torch.tensor([[[1, 0], [0, 1]]])
+    per_element = focal_loss(logits, labels, mode="binary", alpha=alpha, reduction="none")
+    unbalanced = focal_loss(logits, labels, mode="binary", reduction="none")
+    kept = labels[:, None] == (1 if alpha == 1.0 else 0)
+    torch.testing.assert_close(per_element, torch.where(kept, unbalanced, 0.0))
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+def test_a_probability_of_zero_for_the_target_gives_the_clamped_finite_loss(mode):
+    """With from_logits=False, log p is clamped at log(1e-30): a confident miss costs 69.08, not inf."""
+    if mode == "multiclass":
+        probabilities, target = torch.tensor([[[[0.0]], [[1.0]]]], dtype=torch.float64), torch.tensor([[[0]]])
+    else:
+        probabilities, target = torch.tensor([[[[0.0]]]], dtype=torch.float64), torch.tensor([[[1]]])
+    for path in ("auto", "torch"):
+        with kernels(path):
+            loss = focal_loss(probabilities, target, mode=mode, from_logits=False, gamma=0.0)
+        np.testing.assert_allclose(loss.item(), -np.log(1e-30), rtol=1e-12)
+
+
+def test_the_pair_repr_names_the_term_options():
+    assert repr(DiceFocalLoss(mode="binary", alpha=0.25)) == (
+        "DiceFocalLoss(overlap='dice', mode='binary', lambdas=(1.0, 1.0), "
+        "term={'gamma': 2.0, 'alpha': 0.25, 'label_smoothing': 0.0})")
+    assert "term={'gamma': 1.0, 'alpha': [1.0, 2.0], 'label_smoothing': 0.1}" in repr(
+        DiceFocalLoss(gamma=1.0, alpha=[1.0, 2.0], label_smoothing=0.1))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_where_one_non_finite_logit_makes_the_gradient_nan(value, mode, path):
+    """The focal loss alone: NaN at that logit's position only (multiclass: in every class, through the
+    softmax); a pair: in the whole image, whose overlap loss is NaN. The loss is NaN either way."""
+    rng = np.random.default_rng(11)
+    channels = 1 if mode == "binary" else 3
+    logits = torch.as_tensor(rng.normal(size=(2, channels, 3, 4)), dtype=torch.float32)
+    logits[1, channels - 1, 2, 1] = value
+    target = (torch.as_tensor(rng.uniform(size=logits.shape) < 0.5).float() if mode == "multilabel"
+              else torch.as_tensor(rng.integers(0, max(channels, 2), (2, 3, 4))))
+    expected = torch.zeros(logits.shape, dtype=torch.bool)
+    if mode == "multiclass":
+        expected[1, :, 2, 1] = True
+    else:
+        expected[1, channels - 1, 2, 1] = True
+    for loss_function, nan_where in ((focal_loss, expected), (dice_ce_loss, expected.any((1, 2, 3), keepdim=True))):
+        x = logits.clone().requires_grad_(True)
+        with kernels(path):
+            loss = loss_function(x, target, mode=mode, reduction="none" if loss_function is dice_ce_loss else "sum")
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        assert torch.isnan(loss.sum())
+        assert torch.equal(torch.isnan(grad), nan_where.expand_as(grad)), loss_function.__name__
+
+
+_PORTABLE_PAIR_CHECKS_LATE = pytest.mark.xfail(
+    strict=True, raises=RuntimeError,
+    reason="the portable path of a pair gathers the label's term before the overlap sums check the labels")
+
+
+@pytest.mark.parametrize("mode, bad, loss_function, path", [
+    pytest.param(mode, bad, loss_function, path,
+                 marks=_PORTABLE_PAIR_CHECKS_LATE if (mode, loss_function, path) == ("multiclass", dice_focal_loss,
+                                                                                     "torch") else ())
+    for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1))
+    for loss_function in (focal_loss, dice_focal_loss) for path in ("auto", "torch")
+])
+def test_labels_out_of_range_are_an_error_for_the_term_alone_and_in_a_pair(mode, bad, loss_function, path):
+    channels = 1 if mode == "binary" else 3
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    labels[1, 2, 3] = bad
+    with kernels(path), pytest.raises(ValueError, match=rf"target labels must be .*found \[{bad}\]"):
+        loss_function(torch.randn(2, channels, 4, 4), labels, mode=mode)
+
+
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_the_focal_mean_over_no_valid_position_is_nan_and_so_is_its_gradient(path):
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    labels = torch.full((2, 4, 4), IGNORE)
+    with kernels(path):
+        loss = focal_loss(x, labels, ignore_index=IGNORE)
+        (grad,) = torch.autograd.grad(loss, x)
+    assert torch.isnan(loss) and torch.isnan(grad).all()
+    with kernels(path):
+        assert focal_loss(x, labels, ignore_index=IGNORE, reduction="sum").item() == 0.0
+
+
+def test_lambdas_are_free_as_long_as_one_is_positive():
+    x, labels = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (2, 4, 4))
+    torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=0.25),
+                               0.25 * dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=1.0))
+    torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.25, lambda_ce=0.0), 0.25 * dice_loss(x, labels))
+
+
+@pytest.mark.parametrize("options, text", [
+    (dict(mode="binarie"), "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+    (dict(mode="binary", alpha=1.5), r"alpha must be in \[0, 1\]"),
+    (dict(mode="multiclass", alpha=0.25), "alpha must be one weight per class in mode='multiclass'"),
+    (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
+])
+def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
+    """Before any forward pass: a misspelled mode must not wait for the first batch."""
+    with pytest.raises(ValueError, match=text):
+        FocalLoss(**options)

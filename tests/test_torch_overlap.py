@@ -263,3 +263,9 @@ def test_compiles_with_fullgraph(member):
     torch.testing.assert_close(loss, criterion(logits, labels, weight))
     torch.testing.assert_close(grad, expected_grad)
     torch._dynamo.reset()
+
+
+def test_repr_shows_the_mode_and_only_the_options_that_differ_from_the_defaults():
+    assert repr(DiceLoss()) == "DiceLoss(mode='multiclass')"
+    assert repr(TverskyLoss("binary", alpha=0.3, reduction="sum")) == "TverskyLoss(mode='binary', alpha=0.3, reduction='sum')"
+    assert repr(FocalTverskyLoss(gamma=0.75, beta=0.5)) == "FocalTverskyLoss(mode='multiclass', beta=0.5)"

@@ -3,9 +3,9 @@
 tests that should notice, and report the mutants they did not kill.
 
     python tools/mutation.py                      # every target, one job
-    python tools/mutation.py --target dice-formula --jobs 2
+    python tools/mutation.py --target overlap-form --jobs 2
     python tools/mutation.py --list               # the targets and how many mutants each has
-    python tools/mutation.py --show-mutants --target cpu-kernel
+    python tools/mutation.py --show-mutants --target cpu-overlap
     python tools/mutation.py --sample 40 --seed 0 --report tools/mutation-results/run.md
 
 Run by hand, not in CI: a mutant costs one run of its target's test selection (5-30 s).
@@ -27,10 +27,11 @@ What is mutated (only inside the regions of :data:`TARGETS`):
   removal of unary ``-`` and ``!``, numeric constants as above, the condition of ``if`` and of
   ``c ? a : b`` negated (where ``c`` is a name or a parenthesised expression), compound
   assignments inverted (``+= -> -=``) or dropped (``x += e -> x += 0``), calls of ``fabsf``,
-  ``sign_of``, ``sigmoid`` and ``exp_clamped`` replaced by their argument, and call statements
-  (``memset``, ``memcpy``, ...) removed. Preprocessor lines are left alone, except the bodies of
-  function-like macros. A C mutant is first compiled with ``-fsyntax-only``; one that does not
-  compile is reported as compile-failed, not as killed by the tests.
+  ``sign_of``, ``sigmoid``, ``exp_full``, ``exp_nonpositive`` and ``log_full`` replaced by their
+  argument, and call statements (``memset``, ``memcpy``, ...) removed. Preprocessor lines are left
+  alone, except the bodies of function-like macros. A C mutant is first compiled with
+  ``-fsyntax-only`` (and the file's flags and ``-D`` definitions from the library's build); one that
+  does not compile is reported as compile-failed, not as killed by the tests.
 
 Each job works in its own copy of the working tree (tracked and untracked, not ignored files) in a
 temporary directory, with its own ``LOSSES_CACHE_DIR`` (the C library is rebuilt there for a C
@@ -83,43 +84,72 @@ class Target:
     env: tuple[tuple[str, str], ...] = ()
 
 
-_KERAS_SURROGATE_MATH = ("_prepare", "_floor", "_ceil", "_tanh", "_scale", "_sech2", "_round_value",
-                         "_round_derivative", "_floor_derivative", "_ceil_derivative", "_step_derivative", "_sign_derivative", "_hard_step",
-                         "_straight_through", "soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
-_TORCH_SURROGATE_MATH = ("_prepare", "_sech2", "_round_value", "_round_derivative", "_floor_derivative",
-                         "_ceil_derivative", "_step_derivative", "_sign_derivative", "_hard_step", "_StraightThrough",
-                         "soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
+# The general form of the overlap family and what defines its members (losses/_overlap.py).
+_OVERLAP_FORM = ("LOG_CLAMP", "DENOMINATOR_MIN", "Form", "_linear", "_generalized_weights", "overlap_loss")
+_OVERLAP_MEMBERS = ("_transform", "_pooling", "_SHARED", "DICE", "JACCARD", "TVERSKY", "FOCAL_TVERSKY",
+                    "GENERALIZED_DICE")
+# cpu_overlap.c: the overlap passes, and the cross-entropy / focal terms they can carry.
+_CPU_OVERLAP = ("exp_full", "sigmoid", "not_finite", "outside_unit", "sign_of", "store_partials", "ROWS_STATS",
+                "ROWS_GRAD", "ROWS_KERNELS", "tile_probabilities", "tile_weights", "LABEL_KERNELS", "LABEL_STATS",
+                "classes_stats_f32", "classes_grad_f32")
+_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "log_sigmoid", "sigmoid_of", "log_sigmoid_of", "binary_ce",
+             "focus_of", "focal_power", "focal_slope", "tile_gather_label", "tile_focal_sum_of",
+             "tile_focal_gradient_of", "tile_log_normalizer")
+_CPU_ELEMENTWISE = ("bf16_to_float", "float_to_bf16", "f16_to_float", "float_to_f16", "exp_nonpositive",
+                    "tanh_sech2_f", "tanh_sech2_d", "sigmoid_f", "sigmoid_d", "FUNCTIONS", "ARGUMENT_LOSS", "KERNELS",
+                    "SUM_KERNEL", "HARD_KERNELS")
+_TORCH_PENALIZED_MAE = ("_penalized_mae_forward", "_PenalizedMAEFunction", "_penalized_mae_autograd",
+                        "_FusedCpuPenalizedMAE", "_computed_in", "_penalized_mae_fused_cpu", "_check_tensor",
+                        "penalized_mae")
+_TORCH_SURROGATES = ("_check", "_sech2", "_round_value", "_round_derivative", "_floor_derivative", "_ceil_derivative",
+                     "_step_derivative", "_sign_derivative", "_hard_sign", "_hard_step", "_StraightThrough",
+                     "_straight_through", "_PORTABLE", "_KERNELS", "_Fused", "_parameters", "_surrogate")
+_KERAS_PENALIZED_MAE = ("_check_shapes", "_sample_count", "_excess", "_loss_per_sample", "_gradient_of_prediction",
+                        "_penalized_mae_per_sample", "penalized_mae")
+# _floor, _ceil and _tanh fall back to other ops only where Keras changes the dtype (JAX): their own row.
+_KERAS_SURROGATES = ("_prepare", "_sign", "_round_value", "_round_derivative", "_step_value", "_step_derivative",
+                     "_sign_value", "_sign_derivative", "_hard_step", "_FUNCTIONS", "_surrogate", "_with_gradient")
+_KERAS_SURROGATES_JAX = ("_floor", "_ceil", "_tanh")
+_KERAS_OVERLAP = ("_is_label_map", "_check_values", "_check_range", "_ignored", "_overlap_stats_keras", "_weight_map",
+                  "overlap_per_sample", "_per_position")
 
 # The table to edit when the code moves: one row per (source file, region) and the tests that
 # should kill its mutants. Keep each selection to a few seconds up to ~30 s; put the file that
 # fails first for most mutants first (pytest stops at the first failure, -x).
 TARGETS = (
-    Target("dice-options", "losses/_dice.py", ("DiceOptions",),
-           ("tests/test_torch_dice.py", "tests/test_keras_dice.py")),
-    Target("dice-formula", "losses/_dice.py", ("LOG_CLAMP", "dice_from_stats"),
-           ("tests/test_torch_dice.py", "tests/test_keras_dice.py")),
-    Target("dice-gradient", "losses/_dice.py", ("dice_and_gradient_from_stats",),
-           ("tests/test_torch_cpu_kernel.py", "tests/test_torch_dice.py")),
+    Target("overlap-options", "losses/_overlap.py", ("Member", "OverlapOptions"),
+           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py")),
+    Target("overlap-form", "losses/_overlap.py", _OVERLAP_FORM,
+           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py")),
+    Target("overlap-members", "losses/_overlap.py", _OVERLAP_MEMBERS,
+           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py")),
+    Target("focal-options", "losses/_cross_entropy.py", ("FocalOptions", "PROBABILITY_MIN", "PairOptions"),
+           ("tests/test_torch_cross_entropy.py",)),
+    Target("torch-fused-cpu", "losses/torch/_fused_cpu.py", (),
+           ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py")),
+    Target("cpu-overlap", "losses/torch/_kernels/cpu_overlap.c", _CPU_OVERLAP,
+           ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py")),
+    Target("cpu-term", "losses/torch/_kernels/cpu_overlap.c", _CPU_TERM,
+           ("tests/test_torch_cross_entropy.py",)),
+    Target("cpu-elementwise", "losses/torch/_kernels/cpu_elementwise.c", _CPU_ELEMENTWISE,
+           ("tests/test_torch_elementwise_cpu.py",)),
     Target("penalized-mae-math", "losses/_penalized_mae.py", (),
            ("losses/_penalized_mae.py", "tests/test_torch_penalized_mae.py")),
     Target("surrogates-math", "losses/_surrogates.py",
            ("ALPHA_MIN", "ALPHA_MAX", "check_alpha", "check_options", "round_scale"),
            ("tests/test_torch_surrogates.py",)),
-    Target("torch-penalized-mae", "losses/torch/_penalized_mae.py",
-           ("_penalized_mae_forward", "_PenalizedMAEFunction", "_penalized_mae_autograd", "penalized_mae"),
+    Target("torch-penalized-mae", "losses/torch/_penalized_mae.py", _TORCH_PENALIZED_MAE,
            ("losses/torch/_penalized_mae.py", "tests/test_torch_penalized_mae.py")),
-    Target("torch-surrogates", "losses/torch/_surrogates.py", _TORCH_SURROGATE_MATH,
+    Target("torch-surrogates", "losses/torch/_surrogates.py", _TORCH_SURROGATES,
            ("losses/torch/_surrogates.py", "tests/test_torch_surrogates.py")),
-    Target("keras-penalized-mae", "losses/keras/_penalized_mae.py",
-           ("_check_shapes", "_sample_count", "_excess", "_loss_per_sample", "_gradient_of_prediction",
-            "_penalized_mae_per_sample", "penalized_mae"),
+    Target("keras-penalized-mae", "losses/keras/_penalized_mae.py", _KERAS_PENALIZED_MAE,
            ("losses/keras/_penalized_mae.py", "tests/test_keras_penalized_mae.py")),
-    Target("keras-surrogates", "losses/keras/_surrogates.py", _KERAS_SURROGATE_MATH,
+    Target("keras-surrogates", "losses/keras/_surrogates.py", _KERAS_SURROGATES,
            ("losses/keras/_surrogates.py", "tests/test_keras_surrogates.py")),
-    Target("cpu-kernel", "losses/torch/_kernels/cpu_dice.c",
-           ("exp_clamped", "sigmoid", "sign_of", "ROWS_STATS", "ROWS_GRAD", "ROWS_KERNELS", "tile_probabilities",
-            "LABEL_KERNELS", "LABEL_STATS", "classes_stats_f32", "classes_grad_f32"),
-           ("tests/test_torch_cpu_kernel.py",)),
+    Target("keras-surrogates-jax", "losses/keras/_surrogates.py", _KERAS_SURROGATES_JAX,
+           ("tests/test_keras_surrogates.py",), env=(("KERAS_BACKEND", "jax"),)),
+    Target("keras-overlap", "losses/keras/_overlap.py", _KERAS_OVERLAP,
+           ("tests/test_keras_overlap.py", "tests/test_keras_dice.py")),
 )
 
 
@@ -447,8 +477,8 @@ _C_TOKEN = re.compile(r"""
 # Words after which `*` and `&` are a declarator or address-of, not a binary operator.
 _C_TYPES = {"const", "void", "char", "int", "float", "double", "long", "short", "unsigned", "signed", "struct",
             "int32_t", "int64_t", "uint8_t", "T", "Pass", "Share", "pthread_t", "pass_fn", "return", "sizeof",
-            "static", "inline", "typedef"}
-_C_CALLS_TO_ARGUMENT = {"fabsf", "sign_of", "sigmoid", "exp_clamped"}
+            "static", "inline", "typedef", "uint16_t", "uint32_t", "Elementwise", "R", "S"}
+_C_CALLS_TO_ARGUMENT = {"fabsf", "sign_of", "sigmoid", "exp_full", "exp_nonpositive", "log_full"}
 _C_NO_STATEMENT_REMOVAL = {"for", "if", "while", "return", "sizeof", "switch", "do", "else"}
 
 
@@ -537,9 +567,10 @@ def _mark_mutable(source: str, tokens: list[_Token], spans: list[tuple[int, int]
 
 
 def _c_number(text: str) -> tuple[float | int, bool, str]:
-    suffix = re.search(r"[fFlLuU]*$", text).group()
+    hexadecimal = text.lower().startswith("0x")
+    suffix = re.search(r"[lLuU]*$" if hexadecimal else r"[fFlLuU]*$", text).group()
     body = text[:len(text) - len(suffix)] if suffix else text
-    if body.lower().startswith("0x"):
+    if hexadecimal:
         return int(body, 16), False, suffix
     is_float = any(c in body for c in ".eE") or "f" in suffix.lower()
     return (float(body) if is_float else int(body)), is_float, suffix
@@ -676,6 +707,21 @@ def _tree_files(root: Path) -> list[str]:
     return [name for name in listed if name and (root / name).is_file()]
 
 
+_FLAGS_LOCK = threading.Lock()
+_FLAGS: dict[str, list[str]] = {}
+
+
+def _library_flags(python: str) -> dict[str, list[str]]:
+    """The flags and ``-D`` definitions of each C file of the library, as the build passes them."""
+    with _FLAGS_LOCK:
+        if not _FLAGS:
+            code = ("import json; from losses.torch._kernels import _clib; "
+                    "print(json.dumps({s.file: s.compile_flags() for s in _clib._sources()}))")
+            result = subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+            _FLAGS.update(json.loads(result.stdout.strip().splitlines()[-1]))
+        return _FLAGS
+
+
 class Job:
     """A copy of the tree in a temporary directory, with its own cache for the C library."""
 
@@ -699,9 +745,9 @@ class Job:
 
     def run_tests(self, target: Target, timeout: float | None) -> tuple[str, float, str]:
         """('passed' | 'failed' | 'timeout', seconds, the last lines of the output)."""
-        env = {**os.environ, "CI": "true", "LOSSES_CACHE_DIR": str(self.cache), "PYTHONDONTWRITEBYTECODE": "1",
-               **dict(target.env)}
+        env = {**os.environ, "CI": "true", "LOSSES_CACHE_DIR": str(self.cache), "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("LOSSES_KERNELS", None)
+        env.update(target.env)
         command = [self.python, "-m", "pytest", *PYTEST, *target.tests]
         begin = time.monotonic()
         process = subprocess.Popen(command, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -724,8 +770,9 @@ class Job:
 
     def compiles(self, path: Path) -> tuple[bool, str]:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
-        result = subprocess.run([compiler, "-std=c99", "-fopenmp-simd", "-ffinite-math-only", "-fsyntax-only", "-w",
-                                 str(path)], capture_output=True, text=True, check=False)
+        flags = _library_flags(self.python).get(path.name, [])
+        result = subprocess.run([compiler, "-std=c99", "-fopenmp-simd", *flags, "-fsyntax-only", "-w", str(path)],
+                                capture_output=True, text=True, check=False)
         errors = [line for line in result.stderr.splitlines() if "error" in line]
         return result.returncode == 0, (errors or [""])[0].replace(str(self.root) + "/", "")
 
@@ -902,11 +949,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", action="append", default=[], metavar="[TARGET=]N",
                         help="at most N mutants per target (or for TARGET only; repeatable), chosen with --seed")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--match", action="append", default=[], metavar="TEXT",
+                        help="only the (sampled) mutants whose description (file:line: original -> mutated) "
+                             "contains TEXT (repeatable: any of them)")
     parser.add_argument("--timeout-factor", type=float, default=3.0,
                         help="a mutant times out after this times the baseline duration plus 30 s (default 3)")
     parser.add_argument("--report", type=Path, help="write the Markdown report here")
     parser.add_argument("--log", type=Path, help="append one JSON line per mutant here; with --resume, skip those")
     parser.add_argument("--resume", action="store_true", help="skip the mutants already in --log")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="with --resume, run again the mutants that survived in --log (after new tests: "
+                             "a mutant the tests killed stays killed when tests are only added)")
+    parser.add_argument("--only-logged", action="store_true",
+                        help="with --resume, keep only the (sampled) mutants that --log already holds: re-measure "
+                             "the part of a sample an earlier run got through")
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs pytest")
     args = parser.parse_args(argv)
 
@@ -926,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes[name or None] = int(size)
     chosen = {t.name: sample(all_mutants[t.name], sizes.get(t.name, sizes.get(None)), args.seed, t.name)
               for t in targets}
+    if args.match:
+        chosen = {name: [m for m in mutants if any(text in m.describe() for text in args.match)]
+                  for name, mutants in chosen.items()}
     if args.list:
         for target in targets:
             count, run_count = len(all_mutants[target.name]), len(chosen[target.name])
@@ -950,9 +1009,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.log and args.log.exists():
         for line in args.log.read_text(encoding="utf-8").splitlines():
             entry = json.loads(line)
+            if args.rerun_survivors and entry["status"] == "survived":
+                done.pop(entry["key"], None)
+                continue
             done[entry["key"]] = entry
     elif args.log and args.log.exists():
         args.log.unlink()
+    if args.only_logged:
+        if not (args.resume and args.log and args.log.exists()):
+            parser.error("--only-logged needs --resume and an existing --log")
+        logged = {json.loads(line)["key"] for line in args.log.read_text(encoding="utf-8").splitlines()}
+        chosen = {name: [m for m in mutants if m.key in logged] for name, mutants in chosen.items()}
+        targets = [t for t in targets if chosen[t.name]]
     begin = time.monotonic()
     try:
         baselines, results = run(targets, chosen, max(1, args.jobs), args.python, args.timeout_factor, args.log, done)

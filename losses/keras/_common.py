@@ -77,6 +77,8 @@ def concrete_value(x: Any) -> np.ndarray | None:
 
 def static_shape(name: str, x: Any) -> tuple:
     """``x.shape`` as a tuple (unknown sizes are None); a clear error when even the rank is unknown."""
+    if not hasattr(x, "shape"):
+        raise TypeError(f"{name} must be a tensor or an array; got {type(x).__name__}")
     try:
         return tuple(x.shape)
     except (TypeError, ValueError):  # a TensorShape of unknown rank
