@@ -317,17 +317,10 @@ def test_where_one_non_finite_logit_makes_the_gradient_nan(value, mode, path):
         assert torch.equal(torch.isnan(grad), nan_where.expand_as(grad)), loss_function.__name__
 
 
-_PORTABLE_PAIR_CHECKS_LATE = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="the portable path of a pair gathers the label's term before the overlap sums check the labels")
-
-
 @pytest.mark.parametrize("mode, bad, loss_function, path", [
-    pytest.param(mode, bad, loss_function, path,
-                 marks=_PORTABLE_PAIR_CHECKS_LATE if (mode, loss_function, path) == ("multiclass", dice_focal_loss,
-                                                                                     "torch") else ())
+    (mode, bad, loss_function, path)
     for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1))
-    for loss_function in (focal_loss, dice_focal_loss) for path in ("auto", "torch")
+    for loss_function in (focal_loss, dice_focal_loss, dice_ce_loss) for path in ("auto", "torch")
 ])
 def test_labels_out_of_range_are_an_error_for_the_term_alone_and_in_a_pair(mode, bad, loss_function, path):
     channels = 1 if mode == "binary" else 3

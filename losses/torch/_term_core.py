@@ -175,8 +175,11 @@ def composed_term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spe
                        label_map: bool, sync: bool) -> Tensor:
     """The loss of ``spec`` from PyTorch ops, differentiated by autograd."""
     options = spec.overlap
-    if spec.lambda_overlap == 0:
-        check_values(input, target, weight, spec.term, label_map)  # else the overlap sums check them
+    # The inputs are checked before the term indexes by the labels: by the overlap sums, or alone.
+    if spec.lambda_overlap != 0:
+        overlap_rows = row_losses(input, target, weight, options, label_map, sync)
+    else:
+        check_values(input, target, weight, spec.term, label_map)
     terms, valid = focal_terms(input, target, weight, spec.term, label_map)
     term_sum, count = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
     if not options.per_image:
@@ -191,7 +194,7 @@ def composed_term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spe
         term = torch.where(count > 0, term_sum / torch.where(count > 0, count, 1.0), 0.0)
     per_row = spec.lambda_term * term
     if spec.lambda_overlap != 0:
-        per_row = per_row + spec.lambda_overlap * row_losses(input, target, weight, options, label_map, sync)
+        per_row = per_row + spec.lambda_overlap * overlap_rows
     if not options.per_image:
         return per_row.squeeze(0)
     if sync and reduction != "none":
