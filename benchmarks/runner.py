@@ -421,7 +421,7 @@ def environment(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "versions": {name: peers.version_of(name) for name in (
             "torch", "tensorflow", "tensorflow-cpu", "keras", "monai", "segmentation-models-pytorch",
-            "kornia", "numpy")},
+            "torchvision", "kornia", "numpy")},
     }
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
