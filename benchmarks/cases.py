@@ -22,12 +22,14 @@ class Row:
     opts: dict = field(default_factory=dict)  # overrides of the case's options
     jit: bool = False  # keras rows: tf.function(jit_compile=True)
     compiled: bool = False  # torch.compile / XLA rows: slow to warm up, skipped by --no-compile
+    scale: float = 1.0  # the row computes scale × the case's loss (and gradient), and is checked so
 
 
 @dataclass(frozen=True)
 class Case:
     key: str  # stable name, what --only matches
-    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "lovasz", "penalized_mae", or a surrogate's name
+    loss: str  # "dice_binary", "dice_multiclass", "overlap" (opts["member"]), "lovasz", "focal", "dice_ce",
+    # "dice_focal", "penalized_mae", or a surrogate's name
     shape: tuple  # of the prediction
     opts: dict
     rows: tuple
@@ -112,6 +114,63 @@ def _lovasz_rows():
     )
 
 
+def _focal_rows(mode: str, num_classes: int):
+    multiclass = mode == "multiclass"
+    rows = [
+        Row("losses (ours)", "torch", peers.ours_torch_focal, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_focal), "ours", compiled=True),
+        Row("naive torch", "torch", peers.naive_torch_focal, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_focal), "naive", compiled=True),
+    ]
+    # MONAI's softmax focal loss is also a mean over the classes: C times less than ours.
+    monai_scale = 1 / num_classes if multiclass else 1.0
+    monai_name = "MONAI FocalLoss" + (" (use_softmax; ÷ C)" if multiclass else "")
+    rows += [
+        Row(monai_name, "torch", peers.monai_focal, "peer", scale=monai_scale),
+        Row(monai_name + " + torch.compile", "torch", peers.compiled(peers.monai_focal), "peer", compiled=True,
+            scale=monai_scale),
+    ]
+    if not multiclass:
+        rows += [
+            Row("smp FocalLoss", "torch", peers.smp_focal, "peer"),
+            Row("torchvision sigmoid_focal_loss", "torch", peers.torchvision_focal, "peer"),
+            Row("torchvision sigmoid_focal_loss + torch.compile", "torch", peers.compiled(peers.torchvision_focal),
+                "peer", compiled=True),
+        ]
+    keras_name = "keras.losses.CategoricalFocalCrossentropy" if multiclass else "keras.losses.BinaryFocalCrossentropy"
+    rows += [
+        Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_focal, "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_focal, "ours", jit=True, compiled=True),
+        Row(f"{keras_name}, tf.function", "keras", peers.keras_focal, "peer"),
+        Row(f"{keras_name}, jit_compile", "keras", peers.keras_focal, "peer", jit=True, compiled=True),
+    ]
+    return tuple(rows)
+
+
+def _pair_rows(pair: str):
+    """``dice_ce`` or ``dice_focal``: the fused pair, and Dice alone on the same input (the pair with
+    the term's weight at 0), what the term costs."""
+    ours = peers.ours_torch_pair(pair)
+    rows = [
+        Row("losses (ours)", "torch", ours, "ours"),
+        Row("losses (ours) + torch.compile", "torch", peers.compiled(ours), "ours", compiled=True),
+        Row("losses DiceLoss alone (ours)", "torch", peers.ours_torch_dice, "ours", opts={"lambda_term": 0.0}),
+    ]
+    if pair == "dice_ce":
+        rows.append(Row("losses DiceLoss + torch cross-entropy, composed", "torch",
+                        peers.ours_dice_plus_torch_cross_entropy, "naive"))
+    rows += [
+        Row("naive torch", "torch", peers.naive_torch_pair, "naive"),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_pair), "naive", compiled=True),
+        Row("MONAI DiceCELoss" if pair == "dice_ce" else "MONAI DiceFocalLoss", "torch",
+            peers.monai_dice_ce if pair == "dice_ce" else peers.monai_dice_focal, "peer"),
+        Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_pair(pair), "ours"),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_pair(pair), "ours", jit=True,
+            compiled=True),
+    ]
+    return tuple(rows)
+
+
 def _elementwise_rows(name: str):
     if name == "penalized_mae":
         ours_torch, naive_torch = peers.ours_torch_penalized_mae, peers.naive_torch_penalized_mae
@@ -166,6 +225,35 @@ def _elementwise(loss, numel, note="", straight_through=False):
     return Case(key, loss, shape, opts, _elementwise_rows(loss), ", ".join(filter(None, (size, note))))
 
 
+def _focal(mode, shape):
+    # The torchvision default alpha (0.25) for a sigmoid; none for a softmax (MONAI's and Keras' differ).
+    opts = {"mode": mode, "gamma": 2.0, "alpha": None if mode == "multiclass" else 0.25}
+    note = "int64 label maps" if mode == "multiclass" else "float 0/1 targets, alpha=0.25"
+    return Case(f"focal_loss_{mode}_{'x'.join(map(str, shape))}", "focal", shape, opts,
+                _focal_rows(mode, shape[1]), f"{mode}, gamma=2, {note}")
+
+
+def _pair(pair, mode, shape):
+    opts = {"mode": mode, "per_image": False, "lambda_term": 1.0}
+    if pair == "dice_focal":
+        opts.update(gamma=2.0, alpha=None)
+    note = "int64 label maps" if mode == "multiclass" else "float 0/1 targets"
+    return Case(f"{pair}_{mode}_{'x'.join(map(str, shape))}", pair, shape, opts, _pair_rows(pair),
+                f"{mode}, per_image=False, {note}")
+
+
+def _cross_entropy_cases(multiclass_shape, binary_shape):
+    """The focal loss and the Dice pairs, multiclass and binary."""
+    return [
+        _focal("multiclass", multiclass_shape),
+        _pair("dice_ce", "multiclass", multiclass_shape),
+        _pair("dice_focal", "multiclass", multiclass_shape),
+        _focal("binary", binary_shape),
+        _pair("dice_ce", "binary", binary_shape),
+        _pair("dice_focal", "binary", binary_shape),
+    ]
+
+
 SURROGATES = ("soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
 
 
@@ -204,6 +292,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _multiclass((1, 3, 8, 8, 8)),
             _overlap("tversky", (2, 3, 16, 16), alpha=0.3, beta=0.7),
             _lovasz((2, 3, 16, 16)),
+            *_cross_entropy_cases((2, 3, 16, 16), (2, 1, 16, 16)),
             *_elementwise_cases(4096),
         ]
     if device == "cpu":
@@ -216,6 +305,7 @@ def _cases(device: str, quick: bool) -> list[Case]:
             _overlap("focal_tversky", (8, 4, 128, 128), alpha=0.3, beta=0.7, gamma=0.75),
             _overlap("generalized_dice", (8, 4, 128, 128), weight_type="square"),
             _lovasz((8, 4, 128, 128)),
+            *_cross_entropy_cases((8, 4, 128, 128), (16, 1, 256, 256)),
             *_elementwise_cases(2**22),
         ]
     return [

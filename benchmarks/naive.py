@@ -154,3 +154,36 @@ def lovasz_softmax_torch(input, target, *, per_image, classes):
         return torch.stack([flat_loss(p.reshape(num_classes, -1), labels.reshape(-1))
                             for p, labels in zip(prob, target)]).mean()
     return flat_loss(prob.movedim(1, 0).reshape(num_classes, -1), target.reshape(-1))
+
+
+# Focal loss and the pairs with Dice ------------------------------------------------------------------
+
+
+def focal_torch(input, target, *, mode, gamma, alpha=None):
+    """Focal loss from logits, the mean over positions (multiclass: int64 label maps) or elements
+    (binary, multilabel: float 0/1 targets of the prediction's shape), as torchvision writes the
+    sigmoid one; ``alpha``: the weight of the positives (sigmoid) or None."""
+    import torch
+    import torch.nn.functional as F
+
+    if mode == "multiclass":
+        if alpha is not None:
+            raise ValueError("the naive multiclass focal loss takes no alpha")
+        log_pt = torch.log_softmax(input, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+        return -((1 - log_pt.exp()) ** gamma * log_pt).mean()
+    target = target.to(input.dtype)
+    p = torch.sigmoid(input)
+    ce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.mean()
+
+
+def dice_term_torch(input, target, *, mode, per_image, lambda_term, gamma=0.0, alpha=None):
+    """Dice plus ``lambda_term`` times the cross-entropy (``gamma=0``) or focal loss. Per image or per
+    batch, the pair is the same: every image has as many positions, so the mean of the images'
+    mean terms is the batch's mean term."""
+    dice = dice_torch(input, target, mode=mode, per_image=per_image)
+    return dice + lambda_term * focal_torch(input, target, mode=mode, gamma=gamma, alpha=alpha)

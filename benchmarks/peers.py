@@ -8,6 +8,7 @@ channels-last tensors. A builder that cannot run here (package missing, API not 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -157,6 +158,71 @@ def ours_keras_lovasz(opts):
     return lambda y_true, y_pred: ops.mean(loss(y_true, y_pred, **kwargs))
 
 
+def _ours_torch(function, kwargs_of):
+    """A builder of ``losses.torch.functional.<function>`` with the options ``kwargs_of(opts)``."""
+
+    def build(opts):
+        functional = _import("losses.torch.functional", f"the torch {function} has not landed yet")
+        if not hasattr(functional, function):
+            raise Unavailable(f"losses.torch.functional.{function} does not exist yet")
+        loss, kwargs = getattr(functional, function), kwargs_of(opts)
+        return lambda input, target: loss(input, target, **kwargs)
+
+    return build
+
+
+def _ours_keras(function, kwargs_of):
+    """A builder of ``losses.keras.<function>``, averaged over the samples."""
+
+    def build(opts):
+        module = _import("losses.keras", f"the Keras {function} has not landed yet")
+        if not hasattr(module, function):
+            raise Unavailable(f"losses.keras.{function} does not exist yet")
+        from keras import ops
+
+        loss, kwargs = getattr(module, function), kwargs_of(opts)
+        return lambda y_true, y_pred: ops.mean(loss(y_true, y_pred, **kwargs))
+
+    return build
+
+
+def _focal_kwargs(opts):
+    return dict(mode=opts["mode"], gamma=opts["gamma"], alpha=opts["alpha"])
+
+
+def _pair_kwargs(pair, opts):
+    """This package's options for ``dice_ce`` or ``dice_focal``: the Dice options of the case (with
+    the naive version's smoothing) and the term's weight, focusing and balancing."""
+    kwargs = dict(mode=opts["mode"], **_same_smoothing(opts["per_image"]))
+    if pair == "dice_ce":
+        return dict(kwargs, lambda_ce=opts["lambda_term"])
+    return dict(kwargs, lambda_focal=opts["lambda_term"], gamma=opts["gamma"], alpha=opts["alpha"])
+
+
+ours_torch_focal = _ours_torch("focal_loss", _focal_kwargs)
+ours_keras_focal = _ours_keras("focal_loss", _focal_kwargs)
+
+
+def ours_torch_pair(pair):
+    """``dice_ce`` or ``dice_focal``."""
+    return _ours_torch(f"{pair}_loss", functools.partial(_pair_kwargs, pair))
+
+
+def ours_keras_pair(pair):
+    return _ours_keras(f"{pair}_loss", functools.partial(_pair_kwargs, pair))
+
+
+def ours_dice_plus_torch_cross_entropy(opts):
+    """This package's Dice plus PyTorch's own cross-entropy, two calls composed by hand: what the
+    fused pair saves."""
+    import torch.nn.functional as F
+
+    dice, weight = ours_torch_dice(opts), opts["lambda_term"]
+    if opts["mode"] == "multiclass":
+        return lambda input, target: dice(input, target) + weight * F.cross_entropy(input, target)
+    return lambda input, target: dice(input, target) + weight * F.binary_cross_entropy_with_logits(input, target)
+
+
 # Naive versions ---------------------------------------------------------------------------------
 
 
@@ -193,6 +259,14 @@ def naive_keras_penalized_mae(opts):
 
 def naive_keras_surrogate(name):
     return lambda opts: lambda _y_true, x: naive.surrogate_keras(x, name=name, **opts)
+
+
+def naive_torch_focal(opts):
+    return lambda input, target: naive.focal_torch(input, target, **_focal_kwargs(opts))
+
+
+def naive_torch_pair(opts):
+    return lambda input, target: naive.dice_term_torch(input, target, **opts)
 
 
 def compiled(build):
@@ -365,3 +439,71 @@ def kornia_lovasz(opts):
         raise Unavailable("kornia's lovasz_softmax_loss is per image over all classes only")
     module = _import("kornia.losses", "pip install kornia")
     return lambda input, target: module.lovasz_softmax_loss(input, target)
+
+
+# Peers of the focal loss and the Dice pairs ------------------------------------------------------------
+
+
+def monai_focal(opts):
+    """MONAI's FocalLoss: the sigmoid one is this package's binary / multilabel focal loss; the softmax
+    one averages over the classes too, C times less (the row's ``scale``)."""
+    losses = _import("monai.losses", "pip install monai")
+    if opts["mode"] == "multiclass":
+        if opts["alpha"] is not None:
+            raise Unavailable("MONAI's softmax alpha is [1 - a, a, ...]: the case has none")
+        loss = losses.FocalLoss(gamma=opts["gamma"], use_softmax=True, to_onehot_y=True)
+        return lambda input, target: loss(input, target.unsqueeze(1))
+    return losses.FocalLoss(gamma=opts["gamma"], alpha=opts["alpha"])
+
+
+def smp_focal(opts):
+    if opts["mode"] != "binary":
+        raise Unavailable("smp's multiclass FocalLoss is one sigmoid per class against the rest, not a softmax")
+    return _smp_losses().FocalLoss(mode="binary", alpha=opts["alpha"], gamma=opts["gamma"])
+
+
+def torchvision_focal(opts):
+    if opts["mode"] == "multiclass":
+        raise Unavailable("torchvision's sigmoid_focal_loss is binary / multilabel only")
+    ops = _import("torchvision.ops", "PyPI's torchvision pins its own torch build, not the CPU one: run the "
+                  "case in an environment with both (benchmarks/results/cross_entropy-torchvision/)")
+    alpha = -1 if opts["alpha"] is None else opts["alpha"]  # torchvision's "no balancing"
+    return lambda input, target: ops.sigmoid_focal_loss(input, target, alpha=alpha, gamma=opts["gamma"],
+                                                        reduction="mean")
+
+
+def keras_focal(opts):
+    """Keras' ``BinaryFocalCrossentropy`` (class balancing by ``alpha``: this package's multilabel loss)
+    or ``CategoricalFocalCrossentropy`` on one-hot targets (its ``alpha=a`` is ``[a] * C``: 1 here)."""
+    import keras
+    from keras import ops
+
+    if opts["mode"] == "multiclass":
+        if opts["alpha"] is not None:
+            raise Unavailable("the case's alpha per class differs from Keras' one alpha for every class")
+        loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=opts["gamma"], from_logits=True)
+        return lambda y_true, y_pred: loss(ops.one_hot(y_true, y_pred.shape[-1], dtype=y_pred.dtype), y_pred)
+    balanced = opts["alpha"] is not None
+    return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=balanced, alpha=opts["alpha"] if balanced else 0.25,
+                                                gamma=opts["gamma"], from_logits=True)
+
+
+def monai_dice_ce(opts):
+    """MONAI's DiceCELoss: with ``batch=not per_image``, this package's ``dice_ce_loss`` (softmax and
+    one-hot label maps, or a sigmoid with one channel, where its cross-entropy is the binary one)."""
+    losses = _import("monai.losses", "pip install monai")
+    multiclass = opts["mode"] == "multiclass"
+    loss = losses.DiceCELoss(softmax=multiclass, sigmoid=not multiclass, to_onehot_y=multiclass,
+                             batch=not opts["per_image"], smooth_nr=naive.SMOOTH_NR, smooth_dr=naive.SMOOTH_DR,
+                             lambda_ce=opts["lambda_term"])
+    return (lambda input, target: loss(input, target.unsqueeze(1))) if multiclass else loss
+
+
+def monai_dice_focal(opts):
+    if opts["mode"] == "multiclass":
+        raise Unavailable("MONAI's DiceFocalLoss takes its focal term from a sigmoid per channel even with "
+                          "softmax=True: binary and multilabel only")
+    losses = _import("monai.losses", "pip install monai")
+    return losses.DiceFocalLoss(sigmoid=True, batch=not opts["per_image"], smooth_nr=naive.SMOOTH_NR,
+                                smooth_dr=naive.SMOOTH_DR, gamma=opts["gamma"], alpha=opts["alpha"],
+                                lambda_focal=opts["lambda_term"])

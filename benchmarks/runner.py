@@ -4,9 +4,11 @@ Method (also written into the results and the README):
 
 - Inputs are random with a fixed seed. Before anything is timed, each row's loss and gradient are
   compared with a float64 reference (the naive composition evaluated in float64 on the same
-  inputs, at the row's own options); a row that disagrees (loss to 1e-5 + 1e-4 of its value,
-  gradient to 1e-3 of its largest component unless the case's title says otherwise) is reported
-  as ``wrong`` and not timed, and the run exits with status 1.
+  inputs, at the row's own options, times the row's scale where a peer computes a known multiple
+  of the loss: MONAI's softmax focal loss is also a mean over the classes, 1/C of ours); a row
+  that disagrees (loss to 1e-5 + 1e-4 of its value, gradient to 1e-3 of its largest component
+  unless the case's title says otherwise) is reported as ``wrong`` and not timed, and the run
+  exits with status 1.
 - One step is the forward pass plus the gradient of the loss with respect to the prediction (the
   leaf tensor), through ``torch.autograd.grad`` or ``tf.GradientTape`` inside a ``tf.function``.
 - Warm-up steps (which include compilation) are excluded. The rows of a case are then timed in
@@ -43,6 +45,7 @@ import numpy as np
 from benchmarks import naive, peers
 from benchmarks.cases import Case, Row
 
+CROSS_ENTROPY = ("focal", "dice_ce", "dice_focal")  # the cases whose target follows opts["mode"]
 LOSS_ATOL = 1e-5  # the losses are O(1); float32 sums over millions of terms agree far better
 GRAD_RTOL = 1e-3  # of the largest reference gradient component
 
@@ -102,9 +105,9 @@ def make_inputs(case: Case, seed: int = 0) -> dict:
     """Float32 prediction and its target, channels first, as NumPy arrays."""
     rng = np.random.default_rng(seed)
     x = (2.0 * rng.standard_normal(case.shape, dtype=np.float32)).astype(np.float32)
-    if case.loss == "dice_binary":
+    if case.loss == "dice_binary" or (case.loss in CROSS_ENTROPY and case.opts["mode"] != "multiclass"):
         target = (rng.random(case.shape, dtype=np.float32) < 0.3).astype(np.float32)
-    elif case.loss in ("dice_multiclass", "overlap", "lovasz"):
+    elif case.loss in ("dice_multiclass", "overlap", "lovasz") + CROSS_ENTROPY:
         label_shape = (case.shape[0],) + tuple(case.shape[2:])
         target = rng.integers(0, case.shape[1], size=label_shape, dtype=np.int64)
     elif case.loss == "penalized_mae":
@@ -131,6 +134,9 @@ def reference(case: Case, opts: dict, arrays: dict, device: str):
         "penalized_mae": lambda: naive.penalized_mae_torch(x, t, delta=opts["delta"], penalty=opts["penalty"]),
         "overlap": lambda: naive.overlap_torch(x, t, **opts),
         "lovasz": lambda: naive.lovasz_softmax_torch(x, t, **opts),
+        "focal": lambda: naive.focal_torch(x, t, **opts),
+        "dice_ce": lambda: naive.dice_term_torch(x, t, **opts),
+        "dice_focal": lambda: naive.dice_term_torch(x, t, **opts),
     }.get(case.loss, lambda: naive.surrogate_torch(x, name=case.loss, **opts))
     loss = fn()
     (grad,) = torch.autograd.grad(loss, x)
@@ -138,7 +144,7 @@ def reference(case: Case, opts: dict, arrays: dict, device: str):
 
 
 def _segmentation(case: Case) -> bool:
-    return case.loss.startswith("dice") or case.loss in ("overlap", "lovasz")
+    return case.loss.startswith("dice") or case.loss in ("overlap", "lovasz", "focal")
 
 
 def _channels_last(case: Case, array):
@@ -346,6 +352,7 @@ def run_case(case: Case, device: str, *, rounds: int, warmup: int, sample_ms: fl
             if key not in references:
                 references[key] = reference(case, opts, arrays, device)
             ref_loss, ref_grad = references[key]
+            ref_loss, ref_grad = row.scale * ref_loss, row.scale * ref_grad
             make = torch_step if row.framework == "torch" else keras_step
             step = make(case, row, opts, arrays, device)
             begin = time.perf_counter()
@@ -414,7 +421,7 @@ def environment(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "versions": {name: peers.version_of(name) for name in (
             "torch", "tensorflow", "tensorflow-cpu", "keras", "monai", "segmentation-models-pytorch",
-            "kornia", "numpy")},
+            "torchvision", "kornia", "numpy")},
     }
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()

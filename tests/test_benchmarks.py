@@ -94,3 +94,23 @@ def test_an_unavailable_row_does_not_crash_the_run():
                                             compile_rows=False, progress=progress)
     assert [result.status for result in results] == ["unavailable", "ok"]
     assert results[0].reason == "not here" and list(steps) == ["naive"]
+
+
+def test_a_row_computing_a_multiple_of_the_loss_is_checked_at_its_scale():
+    """A peer computing scale × the loss (MONAI's softmax focal loss is 1/C of ours) is checked against
+    that multiple; the same row without its scale is caught."""
+    from tqdm import tqdm
+
+    from benchmarks import naive, runner
+    from benchmarks.cases import Case, Row
+
+    def doubled(opts):
+        return lambda input, target: 2 * naive.penalized_mae_torch(input, target, delta=1.0, penalty=0.5)
+
+    case = Case("scaled", "penalized_mae", (1, 64), {"delta": 1.0, "penalty": 0.5},
+                (Row("scale 2", "torch", doubled, "peer", scale=2.0), Row("no scale", "torch", doubled, "peer")))
+    with tqdm(disable=True) as progress:
+        results, steps, _ = runner.run_case(case, "cpu", rounds=1, warmup=0, sample_ms=1.0,
+                                            compile_rows=False, progress=progress)
+    assert [result.status for result in results] == ["ok", "wrong"]
+    assert list(steps) == ["scale 2"]
