@@ -129,7 +129,7 @@ class FusedCpuTerm(torch.autograd.Function):
         options, term = spec.overlap, spec.term
         prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
                                         label_map, weight, term=term)
-        partials = prepared.stats(False)
+        partials = prepared.stats(spec.lambda_overlap == 0 or options.needed_stats() <= _BASIC_STATS)
         _raise_out_of_range(partials, input, target, weight, term, label_map)
         non_finite = partials[..., cpu_kernels.NON_FINITE].sum(1) > 0  # (B,): images with a NaN or an infinity
         if options.mode == "multiclass":  # one term per position, summed in the slot of class 0

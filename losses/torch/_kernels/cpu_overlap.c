@@ -331,6 +331,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
 
 /* With the cross-entropy (TERM "ce") or focal term ("focal2": γ = 2, "focal": any other γ): from logits only. */
 #define ROWS_TERM_KERNELS(SUFFIX, T, IS_LABEL, TERM, FOCUS)                                            \
+    ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_basic_##TERM, T, IS_LABEL, 1, 0, 1, FOCUS)                 \
     ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_full_##TERM, T, IS_LABEL, 1, 1, 1, FOCUS)                  \
     ROWS_STATS(rows_stats_##SUFFIX##_sigmoid_weighted_##TERM, T, IS_LABEL, 1, 2, 1, FOCUS)              \
     ROWS_GRAD(rows_grad_##SUFFIX##_sigmoid_full_##TERM, T, IS_LABEL, 1, 0, 1, FOCUS)                    \
