@@ -379,7 +379,7 @@ def test_huge_and_tiny_class_weights_are_normalised():
     expected = dice_loss(logits, labels, class_weights=[1.0, 2.0, 3.0])
     for path in PATHS:
         for scale in (1e38, 1e-40):
-            value = _on_path(path, lambda: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
+            value = _on_path(path, lambda scale=scale: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
             torch.testing.assert_close(value, expected)
 
 
@@ -411,7 +411,7 @@ def test_a_soft_target_that_requires_grad_gets_its_gradient_on_every_path():
     grads = []
     for path in PATHS:
         t = soft.clone().requires_grad_(True)
-        loss = _on_path(path, lambda: dice_loss(logits, t, soft_labels=True))
+        loss = _on_path(path, lambda t=t: dice_loss(logits, t, soft_labels=True))
         (grad,) = torch.autograd.grad(loss, t)
         assert grad.abs().sum() > 0
         grads.append(grad)
