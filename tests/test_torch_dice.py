@@ -112,7 +112,7 @@ def _empty_case(prediction_empty: bool, policy: str):
 
 
 # (policy, prediction empty?) -> (loss, gradient per pixel), with smooth_nr = smooth_dr = s = 1e-5,
-# N = 16 pixels, p = 0.9 where the prediction is not empty. The README shows this table.
+# N = 16 pixels, p = 0.9 where the prediction is not empty. docs/overlap.md shows this table.
 S = 1e-5
 EMPTY_TARGET_TABLE = {
     ("smooth", True): (0.0, 1 / S),  # 1 − s/s; d/dp of 1 − s/(Σp + s) at Σp = 0 is s/s² = 1/s
