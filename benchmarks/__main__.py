@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for <device>.json, .md and .png (default benchmarks/results)")
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip the PNG chart")
     parser.add_argument("--readme", action="store_true",
-                        help="also put the tables and chart into README.md (between its benchmarks markers)")
+                        help="also put the headline table into README.md (between its benchmarks markers)")
     args = parser.parse_args(argv)
 
     from benchmarks import runner
@@ -40,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     report = runner.run(args.device, quick=args.quick, only=only, out_dir=args.out, rounds=args.rounds,
                         compile_rows=args.compile_rows, chart=args.chart, threads=args.threads, command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]))
     if args.readme and not args.quick:
-        stem = os.path.join(args.out, report["device"])
         readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-        runner.update_readme(report, readme, stem + ".png" if os.path.exists(stem + ".png") else None)
+        runner.update_readme(report, readme)
     print(runner.markdown(report))
     wrong = runner.wrong_rows(report)
     if wrong:

@@ -649,18 +649,40 @@ README_BEGIN = "<!-- benchmarks:{device} -->"
 README_END = "<!-- /benchmarks:{device} -->"
 
 
-def update_readme(report: dict, readme: str, chart_path: str | None) -> None:
-    """Replaces the README's block between the ``benchmarks:<device>`` markers with the tables."""
+def _fastest(rows: list[dict]) -> dict | None:
+    timed = [row for row in rows if row["status"] == "ok" and row.get("min_ms")]
+    return min(timed, key=lambda row: row["min_ms"]) if timed else None
+
+
+def headline(report: dict) -> str:
+    """One line per case: this package's fastest row beside the fastest other row, per framework
+    (fastest rounds, the steadier figure on a shared machine); the full tables are in the .md file."""
+    lines = [
+        f"`{report['command']}`, {report['date'][:10]}, {report['environment']['cpu']}: forward + backward, "
+        "fastest round in ms of the fastest row of each side.",
+        "",
+        "| case | PyTorch: ours | PyTorch: other | Keras (TensorFlow): ours | Keras: other |",
+        "|---|---:|---|---:|---|",
+    ]
+    for case in report["cases"]:
+        cells = [case["title"]]
+        for framework in ("torch", "keras"):
+            rows = [row for row in case["rows"] if row["framework"] == framework]
+            for row in (_fastest([row for row in rows if row["group"] == "ours"]),
+                        _fastest([row for row in rows if row["group"] != "ours"])):
+                cells.append(f"{row['min_ms']:.2f} ({row['name']})" if row else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(report: dict, readme: str) -> None:
+    """Replaces the README's block between the ``benchmarks:<device>`` markers with the headline table."""
     begin, end = (marker.format(device=report["device"]) for marker in (README_BEGIN, README_END))
     with open(readme) as file:
         text = file.read()
     if begin not in text:
         raise SystemExit(f"{readme} has no {begin} marker")
-    block = markdown(report, level=3)
-    if chart_path:
-        relative = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(readme)))
-        block += f"\n![{report['command']}]({relative})\n"
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1] if end in rest else ""
     with open(readme, "w") as file:
-        file.write(f"{head}{begin}\n{block}{end}{tail}")
+        file.write(f"{head}{begin}\n{headline(report)}{end}{tail}")

@@ -62,7 +62,7 @@ from losses._validation import check_bool, check_int, check_int_sequence
 
 LOSSES = {"lovasz_softmax": "LovaszSoftmaxLoss", "lovasz_hinge": "LovaszHingeLoss"}
 CLASS_CHOICES = ("present", "all")
-_OPTIONS = {
+_OPTIONS: dict[str, dict[str, Any]] = {
     "lovasz_softmax": {"classes": "present", "per_image": True, "ignore_index": None, "from_logits": True},
     "lovasz_hinge": {"per_image": True, "ignore_index": None},
 }

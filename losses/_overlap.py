@@ -61,8 +61,9 @@ row's sums gives a NaN loss; the derivative of such a row is NaN in every entry.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from losses._validation import (
     check_bool,

@@ -9,9 +9,24 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 TORCH_REDUCTIONS = ("mean", "sum", "none")
+
+
+class InputOptions(Protocol):
+    """What the input checks of both frontends read from a loss's options (overlap, focal, Lovász)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def from_logits(self) -> bool: ...
+
+    @property
+    def ignore_index(self) -> int | None: ...
+
+    def check_num_classes(self, num_classes: int) -> None: ...
 
 
 def describe(value: Any) -> str:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from keras import ops
 
 import reference
-from penalized_mae_cases import MARGIN, penalized_mae_cases
+from penalized_mae_cases import penalized_mae_cases
 from losses.keras import PenalizedMAELoss, penalized_mae
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 

@@ -10,7 +10,6 @@ tests/test_keras_overlap.py.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import numpy as np

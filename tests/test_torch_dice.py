@@ -112,7 +112,7 @@ def _empty_case(prediction_empty: bool, policy: str):
 
 
 # (policy, prediction empty?) -> (loss, gradient per pixel), with smooth_nr = smooth_dr = s = 1e-5,
-# N = 16 pixels, p = 0.9 where the prediction is not empty. The README shows this table.
+# N = 16 pixels, p = 0.9 where the prediction is not empty. docs/overlap.md shows this table.
 S = 1e-5
 EMPTY_TARGET_TABLE = {
     ("smooth", True): (0.0, 1 / S),  # 1 − s/s; d/dp of 1 − s/(Σp + s) at Σp = 0 is s/s² = 1/s
@@ -379,7 +379,7 @@ def test_huge_and_tiny_class_weights_are_normalised():
     expected = dice_loss(logits, labels, class_weights=[1.0, 2.0, 3.0])
     for path in PATHS:
         for scale in (1e38, 1e-40):
-            value = _on_path(path, lambda: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
+            value = _on_path(path, lambda scale=scale: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
             torch.testing.assert_close(value, expected)
 
 
@@ -411,7 +411,7 @@ def test_a_soft_target_that_requires_grad_gets_its_gradient_on_every_path():
     grads = []
     for path in PATHS:
         t = soft.clone().requires_grad_(True)
-        loss = _on_path(path, lambda: dice_loss(logits, t, soft_labels=True))
+        loss = _on_path(path, lambda t=t: dice_loss(logits, t, soft_labels=True))
         (grad,) = torch.autograd.grad(loss, t)
         assert grad.abs().sum() > 0
         grads.append(grad)

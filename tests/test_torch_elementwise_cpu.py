@@ -167,9 +167,9 @@ def test_float64_gradients_match_finite_differences():
             check_straight_through_gradient(fn, soft, x, "torch", rtol=1e-6, atol=1e-8)
     for reduction in ("mean", "sum", "none"):
         w = np.linspace(0.5, 2.0, 6)
-        check_gradient(lambda a, b, c: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
+        check_gradient(lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
                        framework="torch")
-        check_gradient(lambda a, b, c: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
+        check_gradient(lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
                        argnum=1, framework="torch")
 
 

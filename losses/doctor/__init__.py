@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from losses.doctor._report import CODES, ORDERS, Finding, Report, infer_order
+from losses.doctor._report import CODES, Finding, Report, infer_order
 
 __all__ = ["diagnose", "diagnose_model", "Report", "Finding", "CODES"]
 

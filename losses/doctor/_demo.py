@@ -3,7 +3,6 @@ a smooth surrogate of this package, in each installed framework."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from collections.abc import Callable, Sequence
 
@@ -68,12 +67,6 @@ def run_doctor_demo(print_fn: Callable[[str], None] = print, frameworks: Sequenc
             surrogate = "losses.keras"
         print_fn(f"doctor ({framework}): a loss that rounds its prediction")
         print_fn(diagnose(broken, *inputs, framework="torch" if framework == "torch" else "tensorflow").to_text())
-        try:
-            module = importlib.import_module(surrogate)
-            getattr(module, "soft_round")
-        except (ImportError, AttributeError):
-            print_fn(f"doctor ({framework}): {surrogate}.soft_round is not available in this build; repair skipped")
-            continue
         print_fn(f"doctor ({framework}): the same loss with {surrogate}.soft_round")
         report = diagnose(repaired, *inputs, framework="torch" if framework == "torch" else "tensorflow")
         print_fn(report.to_text())

@@ -57,7 +57,7 @@ def check_directions(value: Callable[[list[np.ndarray]], float],
         for _ in range(directions):
             vs = [rng.standard_normal(x.shape) for x in xs]
 
-            def differences(h):
+            def differences(h, xs=xs, vs=vs, f0=f0):
                 plus = value([x + h * v for x, v in zip(xs, vs)])
                 minus = value([x - h * v for x, v in zip(xs, vs)])
                 return (plus - f0) / h, (f0 - minus) / h, (plus - minus) / (2 * h)

@@ -8,9 +8,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -9,7 +9,8 @@ import inspect
 import math
 import re
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -399,7 +400,7 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
         op, where = _inplace_site(text, rec, site)
         return Finding(R.INPLACE, "error",
                        f"`{op}` changed a tensor in place that autograd had saved for the backward pass",
-                       f"use the out-of-place form (e.g. `x = x * 2` instead of `x.mul_(2)` / `x *= 2`, "
+                       "use the out-of-place form (e.g. `x = x * 2` instead of `x.mul_(2)` / `x *= 2`, "
                        "`torch.where(mask, value, x)` instead of `x[mask] = value`), or .clone() the tensor "
                        "before changing it",
                        where[0], where[1])

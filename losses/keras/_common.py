@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
 from keras import ops
 
 from losses._validation import floating_dtype_error
+
+Shape = tuple[int | None, ...]
+"""A static shape: a size per axis, None where it is unknown (inside a traced function)."""
+
+_Registered = TypeVar("_Registered")
+
+
+def serializable(obj: _Registered) -> _Registered:
+    """Registers a loss class or function with Keras under the package name ``losses``, so that a saved
+    model reloads after ``import losses.keras`` without ``custom_objects``."""
+    registered: _Registered = keras.saving.register_keras_serializable(package="losses")(obj)
+    return registered
 
 
 class KerasOps:
@@ -75,7 +87,7 @@ def concrete_value(x: Any) -> np.ndarray | None:
         return None
 
 
-def static_shape(name: str, x: Any) -> tuple:
+def static_shape(name: str, x: Any) -> Shape:
     """``x.shape`` as a tuple (unknown sizes are None); a clear error when even the rank is unknown."""
     if not hasattr(x, "shape"):
         raise TypeError(f"{name} must be a tensor or an array; got {type(x).__name__}")
@@ -162,6 +174,6 @@ def loss_config(loss: Any) -> dict[str, Any]:
     return {"name": loss.name, "reduction": loss.reduction, "dtype": dtype}
 
 
-def shapes_match(a: tuple, b: tuple) -> bool:
+def shapes_match(a: Shape, b: Shape) -> bool:
     """Equal shapes, where an unknown (None) dimension matches anything."""
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))

@@ -18,15 +18,16 @@ derivative times the upstream gradient, each as one compiled function of the bac
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import ops
 
-_TENSORFLOW: dict = {}
-_JAX: dict = {}
+_TENSORFLOW: dict[tuple[Any, ...], Callable[..., Any]] = {}
+_JAX: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
-def options(x, *values: float) -> list:
+def options(x: Any, *values: float) -> list[Any]:
     """Option values as arguments of a compiled function, not constants of its trace: scalar tensors
     of ``x``'s dtype on TensorFlow (the function's signature), Python floats on JAX (``jax.jit``
     traces them as weakly typed scalars, of ``x``'s dtype, and a concrete array closed over by a
@@ -36,7 +37,7 @@ def options(x, *values: float) -> list:
     return [ops.convert_to_tensor(value, dtype=x.dtype) for value in values]
 
 
-def compiled(fn: Callable) -> Callable:
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` (of tensors only) compiled by the backend, as described in the module docstring."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -50,7 +51,7 @@ def compiled(fn: Callable) -> Callable:
     return fn
 
 
-def _tensorflow_function(fn: Callable, args: tuple) -> Callable:
+def _tensorflow_function(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any]:
     import tensorflow as tf
 
     if any(arg.shape.rank is None for arg in args):  # unknown rank: no signature fits, run the ops

@@ -4,25 +4,27 @@ positions and weight maps, the same for every loss of the package."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from losses._validation import shape_text
+from losses._validation import InputOptions, shape_text
 from losses.keras._common import (
     check_floating,
     concrete_value,
     dtype_name,
     reduce_per_sample,
+    Shape,
     shapes_match,
     static_shape,
 )
 
 
-def is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
+def is_label_map(y_true_shape: Shape, y_pred_shape: Shape, mode: str) -> bool:
     """Whether ``y_true`` is a label map (else per-class targets of ``y_pred``'s shape); a clear error otherwise."""
     if shapes_match(y_true_shape, y_pred_shape):
         return False
@@ -38,7 +40,7 @@ def is_label_map(y_true_shape: tuple, y_pred_shape: tuple, mode: str) -> bool:
                      f"expected y_true of shape {expected}. Shapes are never broadcast.")
 
 
-def check_values(y_true: Any, y_pred: Any, options: Any, label_map: bool, num_classes: int) -> None:
+def check_values(y_true: Any, y_pred: Any, options: InputOptions, label_map: bool, num_classes: int) -> None:
     """Eager inputs only (inside a traced function, tf.function or jit, the check is skipped): every
     value in its range, as in the PyTorch frontend; NaN is no error (it propagates to the loss)."""
     values = concrete_value(y_true)
@@ -89,7 +91,7 @@ def ignored_positions(target: Any, ignore_index: int | None) -> Any:
     return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
 
 
-def weight_map(weight: Any, pred_shape: tuple) -> Any:
+def weight_map(weight: Any, pred_shape: Shape) -> Any:
     """``weight`` as a weight per position ``(B, *spatial)``, checked (the values where known)."""
     shape = static_shape("weight", weight)
     expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
@@ -118,8 +120,8 @@ class Inputs:
     positions: Any
 
 
-def prepare_inputs(y_true: Any, y_pred: Any, options: Any, weight: Any = None,
-                   target_kind: Callable[[tuple, tuple, Any], bool] | None = None) -> Inputs:
+def prepare_inputs(y_true: Any, y_pred: Any, options: InputOptions, weight: Any = None,
+                   target_kind: Callable[[Shape, Shape, Any], bool] | None = None) -> Inputs:
     """Shapes, dtypes and (where known) values of a loss's inputs, checked once for every loss.
 
     ``options`` has ``mode``, ``from_logits``, ``ignore_index`` and ``check_num_classes``;

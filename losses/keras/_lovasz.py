@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 
 from losses._lovasz import LovaszOptions, class_average, extension_weights
 from losses._validation import shape_text
-from losses.keras._common import compute_dtype, loss_config, shapes_match, upcast
+from losses.keras._common import Shape, compute_dtype, loss_config, serializable, shapes_match, upcast
 from losses.keras._inputs import LossWithWeightMap, label_indices, prepare_inputs
 
 
@@ -45,7 +44,7 @@ class _LovaszOps:
         return ops.where(x < value, value, x)  # not ops.maximum: float32 for float64 x on the torch backend
 
 
-def _label_map_only(true_shape: tuple, pred_shape: tuple, options: LovaszOptions) -> bool:
+def _label_map_only(true_shape: Shape, pred_shape: Shape, options: LovaszOptions) -> bool:
     label_shapes = (pred_shape[:-1], (*pred_shape[:-1], 1))
     if not any(shapes_match(true_shape, s) for s in label_shapes):
         raise ValueError(f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
@@ -129,7 +128,7 @@ class _LovaszLoss(LossWithWeightMap):
         return {**loss_config(self), **self.options.to_dict()}
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_image: bool = True,
                         ignore_index: int | None = None, from_logits: bool = True) -> Any:
     """Lovász-softmax loss of each sample, shape ``(B,)``: see :class:`LovaszSoftmaxLoss`.
@@ -150,7 +149,7 @@ def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_
     return lovasz_per_sample(y_true, y_pred, options)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_index: int | None = None) -> Any:
     """Lovász hinge loss of each sample, shape ``(B,)``: see :class:`LovaszHingeLoss`.
 
@@ -166,7 +165,7 @@ def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_i
     return lovasz_per_sample(y_true, y_pred, options)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class LovaszSoftmaxLoss(_LovaszLoss):
     """Lovász-softmax loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last.
 
@@ -203,7 +202,7 @@ class LovaszSoftmaxLoss(_LovaszLoss):
                          from_logits=from_logits)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class LovaszHingeLoss(_LovaszLoss):
     """Lovász hinge loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last: the Lovász
     extension of the foreground's Jaccard loss at the hinge errors ``max(1 − z·(2g − 1), 0)``.

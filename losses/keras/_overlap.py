@@ -21,7 +21,7 @@ from losses._overlap import (
     OverlapOptions,
     overlap_loss,
 )
-from losses.keras._common import KerasOps, compute_dtype, loss_config, upcast
+from losses.keras._common import KerasOps, compute_dtype, loss_config, serializable, upcast
 from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
 
 
@@ -156,7 +156,7 @@ class _OverlapLoss(LossWithWeightMap):
 # ------------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Dice loss of each sample, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)``; shape ``(B,)``.
 
@@ -195,7 +195,7 @@ class _RatioLoss(_OverlapLoss):
                          sync_across_ranks=sync_across_ranks)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class DiceLoss(_RatioLoss):
     """Dice loss as a ``keras.losses.Loss``, channels last.
 
@@ -246,7 +246,7 @@ class DiceLoss(_RatioLoss):
     loss_name = "dice"
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Jaccard (IoU) loss of each sample, ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``; shape ``(B,)``.
 
@@ -255,7 +255,7 @@ def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("jaccard", mode=mode, **options), weight)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class JaccardLoss(_RatioLoss):
     """Jaccard (IoU) loss as a ``keras.losses.Loss``: per class ``1 − (TP + s_nr) / (TP + FP + FN + s_dr)``.
 
@@ -274,7 +274,7 @@ class JaccardLoss(_RatioLoss):
     loss_name = "jaccard"
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Tversky loss of each sample, ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``; shape ``(B,)``.
 
@@ -283,7 +283,7 @@ def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("tversky", mode=mode, **options), weight)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class TverskyLoss(_OverlapLoss):
     """Tversky loss (Salehi et al., 2017) as a ``keras.losses.Loss``: per class
     ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``.
@@ -317,7 +317,7 @@ class TverskyLoss(_OverlapLoss):
                          sync_across_ranks=sync_across_ranks)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
                        **options: Any) -> Any:
     """Focal Tversky loss of each sample: per class ``max(1 − T, 0)^γ`` averaged over classes; shape ``(B,)``.
@@ -327,7 +327,7 @@ def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weigh
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("focal_tversky", mode=mode, **options), weight)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class FocalTverskyLoss(_OverlapLoss):
     """Focal Tversky loss (Abraham & Khan, 2019) as a ``keras.losses.Loss``: per class ``(1 − T)^γ``
     with T the Tversky index of :class:`TverskyLoss`, before the class average.
@@ -359,14 +359,14 @@ class FocalTverskyLoss(_OverlapLoss):
                          sync_across_ranks=sync_across_ranks)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def generalized_dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
                           **options: Any) -> Any:
     """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``. See :class:`GeneralizedDiceLoss`."""
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("generalized_dice", mode=mode, **options), weight)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class GeneralizedDiceLoss(_OverlapLoss):
     """Generalized Dice loss (Sudre et al., 2017) as a ``keras.losses.Loss``:
     ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)`` per image.

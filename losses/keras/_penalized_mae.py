@@ -19,7 +19,7 @@ from keras import ops
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
 from losses._validation import check_same_shape, floating_dtype_error
-from losses.keras._common import reduce_per_sample
+from losses.keras._common import reduce_per_sample, serializable
 from losses.keras._elementwise import compiled, options
 
 _LOW_PRECISION = ("float16", "bfloat16")
@@ -113,7 +113,7 @@ def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
     return values.flatten(1).sum(1) / int(np.prod(values.shape[1:]))
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY):
     r"""Per-sample mean absolute error plus a quadratic penalty on errors larger than ``delta``.
 
@@ -162,7 +162,7 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
     return _penalized_mae_per_sample(y_true, y_pred, delta, penalty)
 
 
-@keras.saving.register_keras_serializable(package="losses")
+@serializable
 class PenalizedMAELoss(keras.losses.Loss):
     r"""Mean absolute error plus a quadratic penalty on errors larger than ``delta``.
 

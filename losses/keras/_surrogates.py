@@ -178,27 +178,39 @@ def _torch_surrogate(name: str, x: Any, alpha: float, straight_through: bool) ->
 
 
 def soft_round(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    return _surrogate("soft_round", x, alpha, straight_through)
+    """Smooth round: ``soft_round(x, alpha)`` (Agustsson & Theis, 2020).
 
+    With ``y = x``, ``m = floor(y) + 1/2`` and ``r = y - m`` in ``[-1/2, 1/2)``::
 
-def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    return _surrogate("soft_floor", x, alpha, straight_through)
+        soft_round(x, alpha) = m + tanh(alpha * r) / (2 * tanh(alpha / 2))
+        derivative           = alpha * (1 - tanh(alpha * r)**2) / (2 * tanh(alpha / 2))
 
+    It is C-infinity and strictly increasing inside each unit interval of ``y`` and meets the
+    hard round at the ends of that interval, so it is continuous and C1 where ``floor(y)``
+    changes branch (the derivative there is ``alpha / sinh(alpha)``, from both sides); the second
+    derivative jumps there. At the jumps of the hard round it passes through the midpoint.
+    The hard value of ``straight_through=True`` rounds half to even, like ``round`` in NumPy, PyTorch
+    and TensorFlow.
 
-def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    return _surrogate("soft_ceil", x, alpha, straight_through)
+    Limits, with ``d`` the distance from ``x`` to the nearest jump of the hard round:
+    ``|soft_round(x, alpha) - round(x)| <= exp(-2 * alpha * d)``, and
+    ``|soft_round(x, alpha) - x| <= alpha**2 / 48`` (the identity) for alpha <= 1.
 
+    Args:
+        x: tensor of any shape with a floating-point dtype. float16, bfloat16 (and other reduced
+            precisions) are computed in float32; float32 and float64 are kept.
+        alpha: sharpness, a Python float in ``[0.001, 10000]`` (default
+            ``10``). Large alpha approaches the hard function, small alpha the smooth
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            ``ValueError`` (outside the range, not finite).
+        straight_through: if True, the forward pass returns the exact hard value (round of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
+            written by hand (not the ``x + stop_gradient(hard - x)`` trick).
 
-def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    return _surrogate("soft_step", x, alpha, straight_through)
+    Returns:
+        A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
+        Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
-
-def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
-    return _surrogate("soft_sign", x, alpha, straight_through)
-
-
-_EXAMPLES = {
-    "soft_round": """
     Example:
 
     >>> import keras, numpy as np
@@ -208,8 +220,43 @@ _EXAMPLES = {
     array([0.0024, 0.5   , 1.9821], dtype=float32)
     >>> keras.ops.convert_to_numpy(soft_round(x, alpha=10.0, straight_through=True))
     array([0., 0., 2.], dtype=float32)
-""",
-    "soft_floor": """
+    """
+    return _surrogate("soft_round", x, alpha, straight_through)
+
+
+def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
+    """Smooth floor: ``soft_floor(x, alpha) = soft_round(x - 1/2, alpha)`` (Agustsson & Theis, 2020).
+
+    With ``y = x - 1/2``, ``m = floor(y) + 1/2`` and ``r = y - m`` in ``[-1/2, 1/2)``::
+
+        soft_floor(x, alpha) = m + tanh(alpha * r) / (2 * tanh(alpha / 2))
+        derivative           = alpha * (1 - tanh(alpha * r)**2) / (2 * tanh(alpha / 2))
+
+    It is C-infinity and strictly increasing inside each unit interval of ``y`` and meets the
+    hard floor at the ends of that interval, so it is continuous and C1 where ``floor(y)``
+    changes branch (the derivative there is ``alpha / sinh(alpha)``, from both sides); the second
+    derivative jumps there. At the jumps of the hard floor it passes through the midpoint.
+    The hard value of ``straight_through=True`` is ``floor``.
+
+    Limits, with ``d`` the distance from ``x`` to the nearest jump of the hard floor:
+    ``|soft_floor(x, alpha) - floor(x)| <= exp(-2 * alpha * d)``, and
+    ``|soft_floor(x, alpha) - (x - 1/2)| <= alpha**2 / 48`` (the identity, shifted) for alpha <= 1.
+
+    Args:
+        x: tensor of any shape with a floating-point dtype. float16, bfloat16 (and other reduced
+            precisions) are computed in float32; float32 and float64 are kept.
+        alpha: sharpness, a Python float in ``[0.001, 10000]`` (default
+            ``10``). Large alpha approaches the hard function, small alpha the smooth
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            ``ValueError`` (outside the range, not finite).
+        straight_through: if True, the forward pass returns the exact hard value (floor of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
+            written by hand (not the ``x + stop_gradient(hard - x)`` trick).
+
+    Returns:
+        A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
+        Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
     Example:
 
     >>> import keras, numpy as np
@@ -219,8 +266,43 @@ _EXAMPLES = {
     array([-0.0179,  0.5   ,  1.0024], dtype=float32)
     >>> keras.ops.convert_to_numpy(soft_floor(x, alpha=10.0, straight_through=True))
     array([0., 1., 1.], dtype=float32)
-""",
-    "soft_ceil": """
+    """
+    return _surrogate("soft_floor", x, alpha, straight_through)
+
+
+def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
+    """Smooth ceil: ``soft_ceil(x, alpha) = soft_round(x + 1/2, alpha)`` (Agustsson & Theis, 2020).
+
+    With ``y = x + 1/2``, ``m = floor(y) + 1/2`` and ``r = y - m`` in ``[-1/2, 1/2)``::
+
+        soft_ceil(x, alpha) = m + tanh(alpha * r) / (2 * tanh(alpha / 2))
+        derivative          = alpha * (1 - tanh(alpha * r)**2) / (2 * tanh(alpha / 2))
+
+    It is C-infinity and strictly increasing inside each unit interval of ``y`` and meets the
+    hard ceil at the ends of that interval, so it is continuous and C1 where ``floor(y)``
+    changes branch (the derivative there is ``alpha / sinh(alpha)``, from both sides); the second
+    derivative jumps there. At the jumps of the hard ceil it passes through the midpoint.
+    The hard value of ``straight_through=True`` is ``ceil``.
+
+    Limits, with ``d`` the distance from ``x`` to the nearest jump of the hard ceil:
+    ``|soft_ceil(x, alpha) - ceil(x)| <= exp(-2 * alpha * d)``, and
+    ``|soft_ceil(x, alpha) - (x + 1/2)| <= alpha**2 / 48`` (the identity, shifted) for alpha <= 1.
+
+    Args:
+        x: tensor of any shape with a floating-point dtype. float16, bfloat16 (and other reduced
+            precisions) are computed in float32; float32 and float64 are kept.
+        alpha: sharpness, a Python float in ``[0.001, 10000]`` (default
+            ``10``). Large alpha approaches the hard function, small alpha the smooth
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            ``ValueError`` (outside the range, not finite).
+        straight_through: if True, the forward pass returns the exact hard value (ceil of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
+            written by hand (not the ``x + stop_gradient(hard - x)`` trick).
+
+    Returns:
+        A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
+        Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
     Example:
 
     >>> import keras, numpy as np
@@ -230,8 +312,36 @@ _EXAMPLES = {
     array([0.9821, 1.5   , 2.0024], dtype=float32)
     >>> keras.ops.convert_to_numpy(soft_ceil(x, alpha=10.0, straight_through=True))
     array([1., 1., 2.], dtype=float32)
-""",
-    "soft_step": """
+    """
+    return _surrogate("soft_ceil", x, alpha, straight_through)
+
+
+def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
+    """Smooth Heaviside step: ``soft_step(x, alpha) = sigmoid(alpha * x)``.
+
+    Derivative ``alpha * sigmoid(alpha * x) * sigmoid(-alpha * x)``, at most ``alpha / 4`` (at 0).
+    The hard value of ``straight_through=True`` is 1 for x > 0, 0 for x < 0 and 1/2 at 0 (the
+    value of the surrogate at 0 for every alpha; ``numpy.heaviside(x, 0.5)``).
+    To turn ``if a > threshold`` into a weight, use ``soft_step(a - threshold, alpha)``.
+
+    Limits: ``|soft_step(x, alpha) - step(x)| <= exp(-alpha * |x|)``, and
+    ``|soft_step(x, alpha) - (1/2 + alpha * x / 4)| <= (alpha * |x|)**3 / 48``.
+
+    Args:
+        x: tensor of any shape with a floating-point dtype. float16, bfloat16 (and other reduced
+            precisions) are computed in float32; float32 and float64 are kept.
+        alpha: sharpness, a Python float in ``[0.001, 10000]`` (default
+            ``10``). Large alpha approaches the hard function, small alpha the smooth
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            ``ValueError`` (outside the range, not finite).
+        straight_through: if True, the forward pass returns the exact hard value (step of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
+            written by hand (not the ``x + stop_gradient(hard - x)`` trick).
+
+    Returns:
+        A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
+        Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
     Example:
 
     >>> import keras, numpy as np
@@ -241,8 +351,35 @@ _EXAMPLES = {
     array([0.0067, 0.5   , 0.7311], dtype=float32)
     >>> keras.ops.convert_to_numpy(soft_step(x, alpha=10.0, straight_through=True))
     array([0. , 0.5, 1. ], dtype=float32)
-""",
-    "soft_sign": """
+    """
+    return _surrogate("soft_step", x, alpha, straight_through)
+
+
+def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> Any:
+    """Smooth sign: ``soft_sign(x, alpha) = 2 * sigmoid(alpha * x) - 1 = tanh(alpha * x / 2)``.
+
+    Derivative ``2 * alpha * sigmoid(alpha * x) * sigmoid(-alpha * x)``, at most ``alpha / 2``
+    (at 0). The hard value of ``straight_through=True`` is ``sign(x)`` with ``sign(0) = 0``.
+    (Not ``x / (1 + |x|)``, which Keras calls softsign: that one has no sharpness.)
+
+    Limits: ``|soft_sign(x, alpha) - sign(x)| <= 2 * exp(-alpha * |x|)``, and
+    ``|soft_sign(x, alpha) - alpha * x / 2| <= (alpha * |x|)**3 / 24``.
+
+    Args:
+        x: tensor of any shape with a floating-point dtype. float16, bfloat16 (and other reduced
+            precisions) are computed in float32; float32 and float64 are kept.
+        alpha: sharpness, a Python float in ``[0.001, 10000]`` (default
+            ``10``). Large alpha approaches the hard function, small alpha the smooth
+            end (see above). Anything else raises ``TypeError`` (not a real number, a tensor) or
+            ``ValueError`` (outside the range, not finite).
+        straight_through: if True, the forward pass returns the exact hard value (sign of x,
+            exactly, in float64 too) and the backward pass the derivative of the surrogate,
+            written by hand (not the ``x + stop_gradient(hard - x)`` trick).
+
+    Returns:
+        A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
+        Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
     Example:
 
     >>> import keras, numpy as np
@@ -252,9 +389,5 @@ _EXAMPLES = {
     array([-0.9866,  0.    ,  0.4621], dtype=float32)
     >>> keras.ops.convert_to_numpy(soft_sign(x, alpha=10.0, straight_through=True))
     array([-1.,  0.,  1.], dtype=float32)
-""",
-}
-
-for _function in (soft_round, soft_floor, soft_ceil, soft_step, soft_sign):
-    _function.__doc__ = _spec.docstring(_function.__name__, _EXAMPLES[_function.__name__])
-del _function
+    """
+    return _surrogate("soft_sign", x, alpha, straight_through)

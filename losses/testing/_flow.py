@@ -24,8 +24,9 @@ def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred
 
     Args:
         loss_fn: the loss (function, ``nn.Module`` or ``keras.losses.Loss``).
-        y_true, y_pred: inputs (tensors or NumPy arrays). Default: random arrays of ``shape``, a
-            prediction in (0.05, 0.95) and a 0/1 target.
+        y_true: the target (a tensor or NumPy array). Default: a random 0/1 array of ``shape``.
+        y_pred: the prediction (a tensor or NumPy array). Default: a random array of ``shape`` in
+            (0.05, 0.95).
         framework: ``"torch"``, ``"tensorflow"``, ``"jax"`` or ``"keras"`` (Keras on its backend);
             needed when the inputs are NumPy arrays and ``loss_fn``'s module does not show which
             framework it uses.

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losses._overlap import OverlapOptions
-from losses._validation import floating_dtype_error, shape_text
+from losses._validation import InputOptions, floating_dtype_error, shape_text
 
 _is_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 _forward_ad = torch.autograd.forward_ad
@@ -33,7 +32,7 @@ def is_label_map(input: Tensor, target: Tensor, mode: str) -> bool:
                      f"expected target of shape {expected}. Shapes are never broadcast.")
 
 
-def check_inputs(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions) -> bool:
+def check_inputs(input: Tensor, target: Tensor, weight: Tensor | None, options: InputOptions) -> bool:
     """Types, shapes and devices; returns whether ``target`` is a label map."""
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor; got {type(input).__name__}")
@@ -81,7 +80,7 @@ def matches(x: Tensor, value: int | None) -> Tensor | None:
     return x == value
 
 
-def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions,
+def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: InputOptions,
                  label_map: bool) -> None:
     """Every value in its range, or a clear error. NaN in input or target is no error: it propagates.
 
@@ -121,7 +120,7 @@ def check_weight_values(weight: Tensor) -> None:
     _check_range("weight", weight, 0, float("inf"), "finite and >= 0", None, finite=True)
 
 
-def _distinct(values: Tensor) -> list:
+def _distinct(values: Tensor) -> list[float]:
     """The distinct values, NaN once (torch.unique keeps every NaN)."""
     distinct, nan_seen = [], False
     for value in torch.unique(values).tolist():

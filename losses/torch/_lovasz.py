@@ -215,7 +215,21 @@ class _LovaszLoss(nn.Module):
         self.options = LovaszOptions.create(self.name, **options)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The loss of ``input`` ``(B, C, *spatial)`` against the label map ``target``."""
+        """The loss of ``input`` against the label map ``target``.
+
+        Args:
+            input: logits ``(B, C, *spatial)``, ``C >= 2`` (softmax; probabilities with
+                ``from_logits=False``), or one logit per position ``(B, 1, *spatial)`` (hinge).
+            target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (hinge:
+                0 or 1); one-hot targets are a ``ValueError`` (take their argmax).
+
+        Returns:
+            The loss: a scalar for ``reduction="mean"`` or ``"sum"``, ``(B,)`` for ``"none"``.
+
+        Raises:
+            TypeError: ``input`` or ``target`` is not a tensor, or ``input`` is not floating-point.
+            ValueError: shapes that do not match, or, on the CPU, a label out of range.
+        """
         return _lovasz(input, target, self.options, self.reduction)
 
     def extra_repr(self) -> str:
@@ -226,8 +240,26 @@ class _LovaszLoss(nn.Module):
 
 
 class LovaszSoftmaxLoss(_LovaszLoss):
-    """Lovász-softmax loss as an ``nn.Module``: the options of
-    :func:`losses.torch.functional.lovasz_softmax_loss`, held. ``forward(input, target)``.
+    """Lovász-softmax loss (Berman et al., 2018) as an ``nn.Module``: the Lovász extension of each
+    class's Jaccard loss at the errors ``|g − p_c|``, averaged over the classes.
+
+    Per class, the errors m sorted in decreasing order get the weights ``Δ(M_i) − Δ(M_{i−1})``, the
+    growth of the Jaccard loss ``Δ(M) = |M| / |F ∪ M|`` (F the class's positions) as the i largest
+    errors join; the loss is ``Σ m_π(i)·(Δ(M_i) − Δ(M_{i−1}))``. ``forward(input, target)``
+    computes it.
+
+    Args:
+        classes: ``"present"``: the classes in the target of each row (an absent class contributes
+            nothing); ``"all"``: every class; or a list of class indices, averaged present or not.
+        per_image: one loss per image; False: the positions of the whole batch sorted together.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+        from_logits: apply the softmax inside; False: the input is probabilities.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (``(B,)``; ``()`` with
+            ``per_image=False``).
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -249,8 +281,29 @@ class LovaszSoftmaxLoss(_LovaszLoss):
 
 
 class LovaszHingeLoss(_LovaszLoss):
-    """Lovász hinge loss as an ``nn.Module``: the options of
-    :func:`losses.torch.functional.lovasz_hinge_loss`, held. ``forward(input, target)``.
+    """Lovász hinge loss (Berman et al., 2018) as an ``nn.Module``: the Lovász extension of the
+    foreground's Jaccard loss at the hinge errors ``max(1 − z·(2g − 1), 0)``.
+
+    z is one logit per position and g the 0/1 label; the weights are those of
+    :class:`LovaszSoftmaxLoss` for the foreground class. ``forward(input, target)`` computes it.
+
+    Args:
+        per_image: one loss per image; False: the positions of the whole batch sorted together.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (``(B,)``; ``()`` with
+            ``per_image=False``).
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import LovaszHingeLoss
+    >>> logits = torch.tensor([[[[2.0, -2.0], [-2.0, 2.0]]]])      # (B=1, 1, 2, 2)
+    >>> LovaszHingeLoss()(logits, torch.tensor([[[1, 0], [0, 1]]])).item()
+    0.0
     """
 
     name = "lovasz_hinge"

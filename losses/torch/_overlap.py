@@ -63,8 +63,27 @@ class _OverlapLoss(nn.Module):
         self.options = OverlapOptions.create(self.name, **options)
 
     def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The loss of ``input`` ``(B, C, *spatial)`` against ``target`` (a label map or per-class
-        targets), with an optional weight per position ``weight`` ``(B, *spatial)``."""
+        """The loss of ``input`` against ``target``, with the options given to the constructor.
+
+        Args:
+            input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+                (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64
+                (low precision is computed in float32).
+            target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary:
+                0 or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets
+                of ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+            weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``,
+                finite and ``>= 0``, entering every sum (0 leaves the position out).
+
+        Returns:
+            The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image
+            ``(B,)`` for ``"none"`` (``()`` with ``per_image=False``).
+
+        Raises:
+            TypeError: ``input`` or ``target`` is not a tensor, or ``input`` is not floating-point.
+            ValueError: shapes that do not match (never broadcast), tensors on different devices,
+                or, on the CPU, a label, target, probability or weight out of its range.
+        """
         return _loss(input, target, weight, self.options, self.reduction)
 
     def extra_repr(self) -> str:
@@ -129,9 +148,39 @@ class _RatioLoss(_OverlapLoss):
 
 
 class DiceLoss(_RatioLoss):
-    """Dice loss as an ``nn.Module``: the options of :func:`losses.torch.functional.dice_loss`, held.
+    """Dice loss as an ``nn.Module``: per class ``1 − (2·TP + smooth_nr) / (2·TP + FP + FN + smooth_dr)``.
 
-    ``forward(input, target, weight=None)``.
+    With p the predicted probability and g the target, summed over the positions of each image,
+    TP = Σp·g, FP = Σp − TP, FN = Σg − TP, so the loss is ``1 − (2·Σp·g + s_nr) / (Σp + Σg + s_dr)``,
+    averaged over the classes. ``forward(input, target, weight=None)`` computes it.
+
+    Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg²``, Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (Σg = 0) contributes: ``"smooth"`` the
+            smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    Raises:
+        TypeError: an option of the wrong type, or one this loss does not take.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -181,9 +230,20 @@ def jaccard_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
 
 
 class JaccardLoss(_RatioLoss):
-    """Jaccard (IoU) loss as an ``nn.Module``: the options of :func:`losses.torch.functional.jaccard_loss`.
+    """Jaccard (IoU) loss as an ``nn.Module``: per class ``1 − (TP + smooth_nr) / (TP + FP + FN + smooth_dr)``.
 
-    ``forward(input, target, weight=None)``.
+    TP, FP and FN as for :class:`DiceLoss`, averaged over the classes.
+    ``forward(input, target, weight=None)`` computes it.
+
+    The arguments are those of :class:`DiceLoss`, with the same defaults.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import JaccardLoss
+    >>> logits = torch.tensor([[[[4.0, -4.0], [-4.0, 4.0]]]])      # (B=1, C=1, 2, 2)
+    >>> round(JaccardLoss(mode="binary")(logits, torch.tensor([[[1, 0], [0, 1]]])).item(), 4)
+    0.0353
     """
 
     name = "jaccard"
@@ -225,9 +285,17 @@ def tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
 
 
 class TverskyLoss(_OverlapLoss):
-    """Tversky loss as an ``nn.Module``: the options of :func:`losses.torch.functional.tversky_loss`.
+    """Tversky loss as an ``nn.Module``: per class ``1 − (TP + smooth_nr) / (TP + α·FP + β·FN + smooth_dr)``.
 
-    ``forward(input, target, weight=None)``.
+    TP, FP and FN as for :class:`DiceLoss`, averaged over the classes (Salehi et al., 2017).
+    ``forward(input, target, weight=None)`` computes it.
+
+    Args:
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+
+    The other arguments are those of :class:`DiceLoss` (``log_loss``, ``empty_target``, ``average``
+    and the common ones), with the same defaults.
     """
 
     name = "tversky"
@@ -280,9 +348,19 @@ def focal_tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", 
 
 
 class FocalTverskyLoss(_OverlapLoss):
-    """Focal Tversky loss as an ``nn.Module``: the options of :func:`losses.torch.functional.focal_tversky_loss`.
+    """Focal Tversky loss as an ``nn.Module``: per class ``max(1 − T, 0)^γ``, T the Tversky index.
 
-    ``forward(input, target, weight=None)``.
+    ``T = (TP + smooth_nr) / (TP + α·FP + β·FN + smooth_dr)`` as for :class:`TverskyLoss`; the power
+    is taken per class, before the class average (Abraham & Khan, 2019, whose γ = 4/3 is this 1/γ).
+    ``forward(input, target, weight=None)`` computes it.
+
+    Args:
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+        gamma: the exponent (``> 0``).
+
+    The other arguments are those of :class:`DiceLoss` (``empty_target``, ``average`` and the
+    common ones), with the same defaults.
     """
 
     name = "focal_tversky"
@@ -334,10 +412,16 @@ def generalized_dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass
 
 
 class GeneralizedDiceLoss(_OverlapLoss):
-    """Generalized Dice loss as an ``nn.Module``: the options of
-    :func:`losses.torch.functional.generalized_dice_loss`.
+    """Generalized Dice loss as an ``nn.Module``: ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)``.
 
-    ``forward(input, target, weight=None)``.
+    One ratio per image pooled over the classes (Sudre et al., 2017), with class weights from the
+    target's class sums G_c. ``forward(input, target, weight=None)`` computes it.
+
+    Args:
+        weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
+
+    The other arguments are the common ones of :class:`DiceLoss` (not ``squared``, ``log_loss``,
+    ``empty_target``, ``average``), with the same defaults.
     """
 
     name = "generalized_dice"

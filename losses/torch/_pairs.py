@@ -133,8 +133,25 @@ class _PairLoss(nn.Module):
 
 
 class DiceCELoss(_PairLoss):
-    """Dice (or another overlap loss) plus cross-entropy as an ``nn.Module``: the options of
-    :func:`losses.torch.functional.dice_ce_loss`. ``forward(input, target, weight=None)``."""
+    """Dice (or another overlap loss) plus cross-entropy as an ``nn.Module``:
+    ``λ_dice·L_overlap + λ_ce·mean(ℓ)`` per image, over the same valid positions.
+
+    ℓ is the cross-entropy term of :class:`FocalLoss` with ``gamma=0``; one ``ignore_index``, one
+    weight map and one rule for ``class_weights`` hold for both terms.
+    ``forward(input, target, weight=None)`` computes it (its arguments are those of
+    :meth:`DiceLoss.forward`).
+
+    Args:
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_ce: the weight of the cross-entropy term (``>= 0``).
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only, e.g. ``{"alpha": 0.3, "beta": 0.7}``.
+        label_smoothing: ε in [0, 1) of the cross-entropy term.
+
+    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
+    the classes of the overlap term only.
+    """
 
     def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
                  overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
@@ -152,8 +169,26 @@ class DiceCELoss(_PairLoss):
 
 
 class DiceFocalLoss(_PairLoss):
-    """Dice (or another overlap loss) plus focal loss as an ``nn.Module``: the options of
-    :func:`losses.torch.functional.dice_focal_loss`. ``forward(input, target, weight=None)``."""
+    """Dice (or another overlap loss) plus focal loss as an ``nn.Module``:
+    ``λ_dice·L_overlap + λ_focal·mean(ℓ)`` per image, over the same valid positions.
+
+    ℓ is the term of :class:`FocalLoss`; one ``ignore_index``, one weight map and one rule for
+    ``class_weights`` hold for both terms. ``forward(input, target, weight=None)`` computes it
+    (its arguments are those of :meth:`DiceLoss.forward`).
+
+    Args:
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_focal: the weight of the focal term (``>= 0``).
+        gamma: the focusing exponent (``>= 0``).
+        alpha: binary/multilabel: the weight in [0, 1] of the positives; multiclass: one weight
+            per class; None: no weighting.
+        overlap: the member of the overlap family (as for :class:`DiceCELoss`).
+        overlap_options: options of that member only.
+        label_smoothing: ε in [0, 1) of the focal term.
+
+    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
+    the classes of the overlap term only.
+    """
 
     def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
                  gamma: float = 2.0, alpha: Any = None, overlap: str = "dice", overlap_options: dict | None = None,
