@@ -47,8 +47,7 @@ class _Pass(ctypes.Structure):
     """``struct Pass`` of cpu_overlap.c."""
 
     _fields_ = [
-        ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("codes", ctypes.c_void_p),
-        ("out", ctypes.c_void_p),
+        ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
         ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
         ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
         ("ignore_int", ctypes.c_int64), ("weight", ctypes.c_void_p), ("ce_factor", ctypes.c_void_p),
@@ -78,13 +77,11 @@ def _run(name: str, pass_: _Pass, tasks: int, elements: int) -> None:
 class Prepared:
     """The prediction (B, C, N) as contiguous float32 and the target in a dtype the library reads.
 
-    Images (softmax): :meth:`stats` keeps the probabilities (one buffer of the prediction's size)
-    and :meth:`gradient` turns that buffer into the gradient, once. Rows (sigmoid): the gradient pass
-    recomputes them, and :meth:`stats` keeps a binary label map wider than a byte as byte codes
-    (a quarter to an eighth of its size) that the gradient pass reads instead.
+    :meth:`stats` keeps the probabilities (one buffer of the prediction's size) and
+    :meth:`gradient` turns that buffer into the gradient, once.
     """
 
-    __slots__ = ("activation", "batch", "ce_factor", "classes", "codes", "has_ignore", "ignore", "ignore_int", "kind",
+    __slots__ = ("activation", "batch", "ce_factor", "classes", "has_ignore", "ignore", "ignore_int", "kind",
                  "positions", "probs", "target", "term", "weight", "x")
 
     def __init__(self, input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
@@ -117,7 +114,6 @@ class Prepared:
         self.term = term
         self.ce_factor = None if term is None else np.asarray(term.class_factors(self.classes), dtype=np.float32)
         self.probs: torch.Tensor | None = None
-        self.codes: torch.Tensor | None = None
 
     def _tasks(self) -> tuple[int, int, int]:
         """(tasks, positions per task, rows): rows of N positions, or images of C × N."""
@@ -128,17 +124,15 @@ class Prepared:
         return rows * -(-self.positions // chunk), chunk, rows
 
     def _pass(self, chunk: int, **pointers: int) -> _Pass:
-        pointers.setdefault("target", self.target.data_ptr())
         term = {}
         if self.term is not None:
             alpha = self.term.positive_weight
             term = dict(ce_factor=self.ce_factor.ctypes.data, gamma=self.term.gamma,
                         smoothing=self.term.label_smoothing, alpha=-1.0 if alpha is None else alpha)
-        pointers.setdefault("has_ignore", self.has_ignore)
-        pointers.setdefault("ignore_int", self.ignore_int)
-        return _Pass(x=self.x.data_ptr(), classes=self.classes, n=self.positions, chunk=chunk,
-                     activation=self.activation, ignore=self.ignore,
-                     weight=None if self.weight is None else self.weight.data_ptr(), **term, **pointers)
+        return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
+                     chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
+                     ignore_int=self.ignore_int, weight=None if self.weight is None else self.weight.data_ptr(),
+                     **term, **pointers)
 
     def stats(self, basic: bool) -> np.ndarray:
         """The sums (B, C, NUM_PARTIALS) of cpu_overlap.c in float64, added in a fixed order.
@@ -162,15 +156,8 @@ class Prepared:
         tasks, chunk, rows = self._tasks()
         per_task = 1 if self.kind == "rows" else self.classes
         out = np.empty((tasks, per_task, NUM_PARTIALS), dtype=np.float32)
-        pointers = dict(out=out.ctypes.data)
-        if self.kind == "rows":
-            if not self.target.is_floating_point() and self.target.element_size() > 1:
-                self.codes = torch.empty(self.target.shape, dtype=torch.uint8)
-                pointers["codes"] = self.codes.data_ptr()
-        else:
-            self.probs = torch.empty_like(self.x)
-            pointers["probs"] = self.probs.data_ptr()
-        _run(name, self._pass(chunk, **pointers), tasks, self.x.numel())
+        self.probs = torch.empty_like(self.x)
+        _run(name, self._pass(chunk, out=out.ctypes.data, probs=self.probs.data_ptr()), tasks, self.x.numel())
         stats = out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64)
         stats = stats.reshape(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
@@ -181,28 +168,23 @@ class Prepared:
         """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
         and (with a term) ``term_scale`` (B,): ∂loss/∂ of the sum of the term over each image.
 
-        Once: images write it over the probabilities of :meth:`stats`, which are gone afterwards.
+        Written over the probabilities of :meth:`stats`, which are gone afterwards.
         """
-        coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
-        pointers = dict(coef=coefficients.ctypes.data)
-        if self.term is not None:
-            term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)
-            pointers["ce_scale"] = term_scale.ctypes.data
         suffix = _SUFFIX[self.target.dtype]
         if self.kind == "rows":
             weighted = "weighted" if self.weight is not None else "full"
             ce = "" if self.term is None else _TERM_KERNELS.get(self.term.gamma, "_focal")
-            if self.codes is not None:  # the labels as byte codes: 255 is ignored
-                suffix = "u8"
-                pointers.update(target=self.codes.data_ptr(), has_ignore=1, ignore_int=255)
             name = f"rows_grad_{suffix}_{'sigmoid' if self.activation else 'identity'}_{weighted}{ce}"
-            grad = torch.empty_like(self.x)
         else:
             name = f"{self.kind}_grad_{suffix}"
-            grad, self.probs = self.probs, None
         tasks, chunk, _ = self._tasks()
-        _run(name, self._pass(chunk, probs=grad.data_ptr(), **pointers), tasks, self.x.numel())
-        self.codes = None
+        coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
+        pointers = dict(probs=self.probs.data_ptr(), coef=coefficients.ctypes.data)
+        if self.term is not None:
+            term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)
+            pointers["ce_scale"] = term_scale.ctypes.data
+        grad, self.probs = self.probs, None
+        _run(name, self._pass(chunk, **pointers), tasks, self.x.numel())
         return grad
 
 

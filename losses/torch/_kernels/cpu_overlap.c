@@ -1,8 +1,9 @@
 /* The overlap losses (Dice, Jaccard, Tversky, ...) on the CPU in two fused passes over float32
  * predictions (see cpu.py).
  *
- * Stats pass: for every task (a fixed range of positions of one row or image) the partial sums of
- * losses/_overlap.py for every class, plus two counts:
+ * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself), written
+ * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
+ * the partial sums of losses/_overlap.py for every class, plus two counts:
  *   STAT_INTERSECTION Σ v·p·g   STAT_PRED_SUM Σ v·p   STAT_TARGET_SUM Σ v·g   STAT_PRED_SQUARES Σ v·p²
  *   STAT_TARGET_SQUARES Σ v·g²  STAT_ABS_DIFF Σ v·|p − g|   STAT_VALID_COUNT Σ v
  *   PARTIAL_OUT_OF_RANGE: the number of values out of range
@@ -17,12 +18,9 @@
  * needed) skips the other sums; "weighted" reads the weight map (B, N).
  *
  * Gradient pass: from four coefficients per row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2,
- * ∂loss/∂A), the gradient with respect to the logits. Images (softmax) keep their probabilities
- * from the stats pass in `probs` and the gradient is written over them; rows (sigmoid, or
- * probabilities as input) recompute p, which costs less than storing and reading it back, and the
- * stats pass of a binary label map wider than a byte writes the labels as byte codes (0, 1, and
- * 255 for ignored) that the gradient pass reads in their place. Tasks are fixed by the caller,
- * independent of the number of threads, so the sums are the same run to run.
+ * ∂loss/∂A) and the stored p, the gradient with respect to the logits, written over p (the caller
+ * owns that buffer). Tasks are fixed by the caller, independent of the number of threads, so the
+ * sums are the same run to run.
  *
  * Plain C99 with no library but libm, compiled on first use. The loops are written without
  * branches (selects, `&` rather than `&&`, the activation a constant of each function) and
@@ -48,9 +46,7 @@
 struct Pass {
     const float *x;       /* the prediction (B, C, N), float32 */
     const void *target;   /* per-class targets (B, C, N) float32, or a label map (B, N) */
-    float *probs;         /* images: written by a stats pass, turned into the gradient by a gradient pass;
-                           * rows: the gradient, written by the gradient pass */
-    uint8_t *codes;       /* binary label maps wider than a byte: their byte codes, from the stats pass */
+    float *probs;         /* written by a stats pass, turned into the gradient by a gradient pass */
     float *out;           /* partial sums of a stats pass: (tasks, C or 1, NUM_PARTIALS) */
     const float *coef;    /* gradient pass: (rows, C, 4) ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g| */
     int64_t classes, n, chunk;
@@ -173,6 +169,7 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
 
 /* log p and log(1 − p) of p = sigmoid(x), from the logit: finite where p underflows. (Values, not
  * out-parameters: a local whose address is taken keeps an "omp simd" loop from vectorising.) */
+SCALAR float log_sigmoid(float x) { return -((x < 0.0f ? -x : 0.0f) + log1p_exp_neg(fabsf(x))); }
 
 /* sigmoid(x) and log sigmoid(x) from one exponential u = e^−|x| and one reciprocal r = 1 / (1 + u)
  * (the passes with a cross-entropy term). */
@@ -208,12 +205,11 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const float *x = a->x;                                                                          \
         const T *target = (const T *)a->target;                                                         \
-        float *out = a->out;                                                                            \
+        float *out = a->out, *probs = a->probs;                                                         \
         const int64_t n = a->n, chunk = a->chunk, classes = a->classes;                                 \
         const int32_t has_ignore = a->has_ignore;                                                       \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = IS_LABEL ? (T)a->ignore_int : (T)a->ignore;                                       \
-        const int32_t codes = IS_LABEL && sizeof(T) > 1; /* write the byte codes */                     \
         const float keep_ignored = has_ignore ? 0.0f : 1.0f;                                            \
         const float gamma = a->gamma, eps = a->smoothing;                                               \
         /* α_t = α·t + (1 − α)·(1 − t), or 1 without balancing */                                      \
@@ -225,16 +221,16 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
             const T *tr = target + row * n;                                                             \
             const float *wr = VARIANT == 2 ? a->weight + (row / classes) * n : NULL;                    \
             const float factor = CE ? a->ce_factor[row % classes] : 0.0f;                               \
-            uint8_t *cr = codes ? a->codes + row * n : NULL;                                            \
+            float *pr = probs + row * n;                                                                \
             float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0, sce = 0;   \
             _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf, sce)")               \
             for (int64_t j = begin; j < end; ++j) {                                                     \
                 const float xj = xr[j];                                                                 \
                 const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
                 const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
+                pr[j] = p;                                                                              \
                 const T raw = tr[j];                                                                    \
                 const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                \
-                if (codes) cr[j] = valid > 0.0f ? (uint8_t)raw : (uint8_t)255;                          \
                 const float v = VARIANT == 2 ? valid * wr[j] : valid;                                   \
                 const float g = valid * (float)raw;                                                     \
                 si += v * p * g;                                                                        \
@@ -288,15 +284,13 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
             const T *tr = target + row * n;                                                             \
             const float *xr = x + row * n;                                                              \
             const float *wr = WEIGHTED ? a->weight + (row / classes) * n : NULL;                        \
-            float *gr = probs + row * n;                                                                \
+            float *pr = probs + row * n;                                                                \
             const float ki = coef[row * 4], kp = coef[row * 4 + 1];                                     \
             const float kp2 = 2.0f * coef[row * 4 + 2], ka = coef[row * 4 + 3];                         \
             const float ce_k = CE ? a->ce_scale[row / classes] * a->ce_factor[row % classes] : 0.0f;    \
             _Pragma("omp simd")                                                                         \
             for (int64_t j = begin; j < end; ++j) {                                                     \
-                const float xj = xr[j];                                                                 \
-                const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
-                const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
+                const float p = pr[j];                                                                  \
                 const T raw = tr[j];                                                                    \
                 const float valid = raw == ign ? keep_ignored : 1.0f;                                   \
                 const float v = WEIGHTED ? valid * wr[j] : valid;                                       \
@@ -308,8 +302,8 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                     const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
                     float slope = p - ts;                                                               \
                     if (FOCUS != FOCUS_NONE) {                                                          \
-                        const float log_p = log_sigmoid_of(xj, u, r);                                   \
-                        const float ce = binary_ce(log_p, log_p - xj, ts);                              \
+                        const float log_p = log_sigmoid(xr[j]);                                         \
+                        const float ce = binary_ce(log_p, log_p - xr[j], ts);                           \
                         const float miss = p * (1.0f - ts) + (1.0f - p) * ts;                           \
                         const float modulator = focal_power(miss, gamma, FOCUS);                        \
                         const float ratio = miss > 0.0f ? p * (1.0f - p) / (miss > 0.0f ? miss : 1.0f) : 0.0f;\
@@ -317,7 +311,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                     }                                                                                   \
                     out += ce_k * v * at * slope;                                                       \
                 }                                                                                       \
-                gr[j] = out;                                                                            \
+                pr[j] = out;                                                                            \
             }                                                                                           \
         }                                                                                               \
     }
