@@ -30,16 +30,16 @@ def focal_cases(draw, max_side=4, with_weight=True):
 
 
 @st.composite
-def pair_cases(draw, max_side=4, with_weight=True):
+def pair_cases(draw, max_side=4, with_weight=True, kinds=("dice_ce", "dice_focal")):
     """(kind, logits, target, options of the pair function, weight, reference kwargs)."""
     logits, target, options = draw(dice_cases(max_side=max_side))
-    kind = draw(st.sampled_from(["dice_ce", "dice_focal"]))
+    kind = draw(st.sampled_from(kinds))
     overlap = draw(st.sampled_from(sorted(MEMBER_OPTIONS)))
     common = {k: v for k, v in options.items() if k not in ("squared", "log_loss", "empty_target")}
     own = {key: draw(st.sampled_from(values)) for key, values in MEMBER_OPTIONS[overlap].items()}
     if own.get("log_loss") and common["soft_labels"]:
         own["log_loss"] = False
-    lambdas = (draw(st.sampled_from([1.0, 0.5])), draw(st.sampled_from([1.0, 2.0])))
+    lambdas = draw(st.sampled_from([(1.0, 1.0), (0.5, 1.0), (1.0, 2.0), (0.5, 2.0), (0.0, 1.0), (1.0, 0.0)]))
     term = {"gamma": 0.0, "label_smoothing": draw(st.sampled_from([0.0, 0.1]))}
     if kind == "dice_focal":
         term["gamma"] = draw(st.sampled_from([0.5, 1.0, 2.0]))

@@ -242,3 +242,46 @@ def test_an_image_without_a_valid_position_adds_nothing():
     assert torch.isfinite(per_image).all() and per_image[1].item() == 0.0
     (grad,) = torch.autograd.grad(per_image.sum(), x)
     assert torch.all(grad[1] == 0)
+
+
+@pytest.mark.xfail(strict=True, reason="the portable path computes the cross-entropy term (a gather by label) before "
+                                       "the overlap sums check the labels")
+@pytest.mark.parametrize("label", [3, -1, 2**40])
+@pytest.mark.parametrize("fn", [dice_ce_loss, dice_focal_loss])
+def test_the_pairs_portable_path_checks_the_labels_before_using_them(fn, label):
+    with kernels("torch"), pytest.raises(ValueError, match=r"target labels must be in \[0, 3\)"):
+        fn(torch.randn(1, 3, 1, 2), torch.tensor([[[0, label]]]))
+
+
+@pytest.mark.xfail(strict=True, reason="composed_term_loss reshapes the terms of 0 images to (0, -1)")
+@pytest.mark.parametrize("fn", [focal_loss, dice_ce_loss, dice_focal_loss])
+def test_a_batch_of_zero_images(fn):
+    """As the overlap losses: the sum over no image is 0, the mean NaN (the focal loss: the sum of no
+    term 0, their mean NaN)."""
+    x = torch.zeros(0, 3, 4, 4, requires_grad=True)
+    labels = torch.zeros(0, 4, 4, dtype=torch.long)
+    total = fn(x, labels, reduction="sum")
+    assert total.item() == 0.0
+    assert torch.isnan(fn(x, labels))
+    assert torch.autograd.grad(total, x)[0].shape == x.shape
+
+
+@pytest.mark.xfail(strict=True, reason="the term of a row without a valid position is set to 0, also when one of "
+                                       "its terms is NaN; with lambda_dice=0 nothing else carries the NaN")
+@pytest.mark.parametrize("path", ["auto", "torch"])
+@pytest.mark.parametrize("empty", ["ignored", "zero weight"])
+def test_a_nan_in_a_row_without_valid_positions_comes_out(empty, path):
+    """A NaN logit at an ignored (or zero-weight) position makes its row NaN, as in the overlap
+    losses, also where the row has no valid position and the pair is its cross-entropy alone."""
+    x = torch.randn(2, 3, 2, 2)
+    x[0, 1, 0, 0] = float("nan")
+    labels = torch.randint(0, 3, (2, 2, 2))
+    weight = None
+    if empty == "ignored":
+        labels[0] = IGNORE
+    else:
+        weight = torch.ones(2, 2, 2)
+        weight[0] = 0.0
+    with kernels(path):
+        values = dice_ce_loss(x, labels, weight=weight, lambda_dice=0.0, ignore_index=IGNORE, reduction="none")
+    assert torch.isnan(values[0]) and torch.isfinite(values[1])
