@@ -28,6 +28,7 @@ from keras import ops
 
 from robustness_cases import (
     LOSSES,
+    Case,
     bad_inputs,
     finite_cases,
     hides_a_nan_in_a_row_without_valid_positions,
@@ -67,6 +68,10 @@ PER_BAD_INPUT = settings(max_examples=max(1, _EXAMPLES // 10))
 
 def channels_last(array):
     return np.moveaxis(np.asarray(array), 1, -1)
+
+
+def channels_first(array):
+    return np.moveaxis(np.asarray(array), -1, 1)
 
 
 def keras_case(logits, target):
@@ -190,17 +195,18 @@ def test_empty_inputs(loss, shape):
     assert np.isnan(mean) if shape[0] == 0 else mean == 0.0
 
 
-def test_labels_and_ignore_index_beyond_32_bits():
+@pytest.mark.parametrize("loss", ["dice", "focal", "dice_ce", "dice_focal", "lovasz_softmax"])
+def test_labels_and_ignore_index_beyond_32_bits(loss):
     rng = np.random.default_rng(0)
     y_pred = rng.normal(size=(1, 3, 4, 3)).astype("float32")
     labels = rng.integers(0, 3, (1, 3, 4))
     big = labels.copy()
     big[0, 0] = 2**40  # ignored: exactly as if those positions were cropped away
-    ignored = float(DiceLoss(ignore_index=2**40)(big, y_pred))
-    cropped = float(DiceLoss()(labels[:, 1:], y_pred[:, 1:]))
+    ignored = float(CLASSES[loss](ignore_index=2**40)(big, y_pred))
+    cropped = float(CLASSES[loss]()(labels[:, 1:], y_pred[:, 1:]))
     assert ignored == pytest.approx(cropped, rel=1e-6)
     with pytest.raises(ValueError, match=r"y_true labels must be in \[0, 3\).*1099511627777"):
-        DiceLoss(ignore_index=2**40)(np.where(big == 2**40, 2**40 + 1, big), y_pred)
+        CLASSES[loss](ignore_index=2**40)(np.where(big == 2**40, 2**40 + 1, big), y_pred)
 
 
 def test_float16_gradient_saturates_instead_of_overflowing():
@@ -208,7 +214,8 @@ def test_float16_gradient_saturates_instead_of_overflowing():
     beyond float16's largest value; it comes back as 65504, not inf."""
     y_pred = np.zeros((1, 4, 4, 1), "float16")
     labels = np.zeros((1, 4, 4), "int64")
-    _, grad = per_image_and_grad(labels, y_pred, {"mode": "binary", "from_logits": False})
+    case = Case("dice", channels_first(y_pred), labels, {"mode": "binary", "from_logits": False})
+    _, grad = per_image_and_grad(case, labels, y_pred)
     assert np.isfinite(grad).all() and grad.max() == 65504.0
 
 
@@ -220,26 +227,38 @@ def test_config_keeps_dtype_and_every_option():
     assert again.dtype == "float64" and again.get_config() == config
 
 
-def test_unknown_rank_inside_tf_function_is_a_clear_error():
+@pytest.mark.parametrize("loss", LOSSES)
+def test_unknown_rank_inside_tf_function_is_a_clear_error(loss):
     if BACKEND != "tensorflow":
         pytest.skip("TensorFlow-specific")
     import tensorflow as tf
 
-    fn = tf.function(lambda t, p: DiceLoss()(t, p),
-                     input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, 3))])
+    channels = 1 if loss == "lovasz_hinge" else 3
+    fn = tf.function(lambda t, p: CLASSES[loss]()(t, p),
+                     input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, channels))])
     with pytest.raises(ValueError, match="y_true must have a known rank"):
-        fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, 3), "float32"))
+        fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, channels), "float32"))
 
 
+@pytest.mark.parametrize("loss", WITH_WEIGHT_MAP)
 @pytest.mark.parametrize("weight, text", [
     (np.ones((2, 4, 5)), r"weight has shape \(2, 4, 5\); expected a weight per position"),
     (-np.ones((2, 4, 4)), r"weight must be finite and >= 0; found \[-1.0\]"),
     (np.full((2, 4, 4), np.nan), r"weight must be finite and >= 0; found \[nan\]"),
 ])
-def test_a_bad_weight_map_is_a_clear_error(weight, text):
+def test_a_bad_weight_map_is_a_clear_error(loss, weight, text):
     y_pred = np.zeros((2, 4, 4, 3), "float32")
     with pytest.raises(ValueError, match=text):
-        DiceLoss()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=weight)
+        CLASSES[loss]()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=weight)
+
+
+@pytest.mark.parametrize("loss", ["lovasz_softmax", "lovasz_hinge"])
+def test_a_weight_map_for_a_loss_without_one_is_a_clear_error(loss):
+    """The Lovász losses take one weight per image: a weight per position is no silent broadcast."""
+    channels = 1 if loss == "lovasz_hinge" else 3
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(B,\)"):
+        CLASSES[loss]()(np.zeros((2, 4, 4), "int64"), np.zeros((2, 4, 4, channels), "float32"),
+                        sample_weight=np.ones((2, 4, 4)))
 
 
 def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_path):
