@@ -285,3 +285,28 @@ def test_a_nan_in_a_row_without_valid_positions_comes_out(empty, path):
     with kernels(path):
         values = dice_ce_loss(x, labels, weight=weight, lambda_dice=0.0, ignore_index=IGNORE, reduction="none")
     assert torch.isnan(values[0]) and torch.isfinite(values[1])
+
+
+SUM_OVER_NOTHING = ("the fused CPU path marks a row NaN when its term is NaN and it has no valid position; meant "
+                    "for the mean over nothing, it also catches the sum of a NaN term")
+
+
+@pytest.mark.parametrize("path", [pytest.param("auto", marks=pytest.mark.xfail(strict=True, reason=SUM_OVER_NOTHING)),
+                                  "torch"])
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_the_focal_sum_over_no_valid_position_keeps_a_nan_where_it_entered(mode, path):
+    """Every position ignored: the sum of the focal terms is NaN from the NaN logit, and so is the
+    gradient there (multiclass: at every class of its position), and nowhere else (each term is
+    independent; the sum over nothing else is 0)."""
+    channels = 1 if mode == "binary" else 3
+    x = torch.randn(2, channels, 2, 2)
+    x[0, 0, 0, 0] = float("nan")
+    x.requires_grad_(True)
+    labels = torch.full((2, 2, 2), IGNORE)
+    with kernels(path):
+        total = focal_loss(x, labels, mode=mode, ignore_index=IGNORE, reduction="sum")
+        (grad,) = torch.autograd.grad(total, x)
+    assert torch.isnan(total)
+    assert torch.isnan(grad[0, :, 0, 0]).all()
+    grad[0, :, 0, 0] = 0.0
+    assert torch.all(grad == 0)
