@@ -219,6 +219,18 @@ def test_float16_gradient_saturates_instead_of_overflowing():
     assert np.isfinite(grad).all() and grad.max() == 65504.0
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_float16_gradient_keeps_an_infinity_from_a_non_finite_input(value):
+    """Saturation is for finite input only: an infinite soft target makes the focal term's gradient
+    infinite at its element, and in float16 it stays so (it came back as a finite ∓65504)."""
+    y_pred = np.full((1, 1, 1, 1), 0.6, "float16")
+    y_true = np.full((1, 1, 1, 1), value)
+    case = Case("focal", channels_first(y_pred), channels_first(y_true), {"mode": "binary", "from_logits": False,
+                                                                          "gamma": 0.0})
+    _, grad = per_image_and_grad(case, y_true, y_pred)
+    assert np.isinf(grad).all(), grad
+
+
 def test_config_keeps_dtype_and_every_option():
     loss = DiceLoss(mode="binary", dtype="float64", smooth_nr=0.5, smooth_dr=1.0)
     config = loss.get_config()

@@ -245,6 +245,18 @@ def test_empty_inputs(loss, shape, path):
         assert np.isnan(mean.item()) if shape[0] == 0 else mean.item() == 0.0
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_float16_gradient_keeps_an_infinity_from_a_non_finite_input(value, path):
+    """Saturation at ±65504 is for finite input only: an infinite soft target makes the focal term's
+    gradient infinite at its element, and in float16 it stays so (it came back as a finite ∓65504)."""
+    x = torch.full((1, 1, 1), 0.6, dtype=torch.float16, requires_grad=True)
+    with kernels(path):
+        loss = focal_loss(x, torch.full((1, 1, 1), value), mode="binary", from_logits=False, gamma=0.0)
+        (grad,) = torch.autograd.grad(loss, x)
+    assert grad.dtype == torch.float16 and torch.isinf(grad).all(), grad
+
+
 @pytest.mark.skipif(IN_TRITON_CHILD, reason="the parent process checks it")
 @pytest.mark.parametrize("loss", ["focal", "dice_ce"])
 def test_the_losses_with_a_term_take_the_portable_path_under_the_triton_choice(loss, monkeypatch):
