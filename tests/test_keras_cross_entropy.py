@@ -305,3 +305,21 @@ def test_a_model_with_dice_focal_trains_saves_and_reloads_without_custom_objects
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert reloaded["class"] == "DiceFocalLoss"
     assert reloaded["config"] == json.loads(json.dumps(loss.get_config()))
+
+
+@pytest.mark.parametrize("empty", ["ignored", "zero weight"])
+def test_a_nan_in_a_row_without_valid_positions_comes_out(empty):
+    """A NaN logit at an ignored (or zero-weight) position makes its image's loss NaN, as in the
+    overlap losses, also where the image has no valid position."""
+    rng = np.random.default_rng(10)
+    logits = rng.normal(size=(2, 2, 2, 3)).astype("float32")
+    logits[0, 0, 0, 1] = np.nan
+    labels = rng.integers(0, 3, (2, 2, 2))
+    weight = None
+    if empty == "ignored":
+        labels[0] = IGNORE
+    else:
+        weight = np.ones((2, 2, 2), "float32")
+        weight[0] = 0.0
+    values = numpy(focal_loss(labels, logits, weight=weight, ignore_index=IGNORE))
+    assert np.isnan(values[0]) and np.isfinite(values[1])

@@ -1,15 +1,20 @@
 """Nothing fails silently (Keras 3, on the active backend; tests/test_keras_backends.py runs this file
-on the others): random finite and non-finite inputs, dtypes and options, eager and compiled.
+on the others): every segmentation loss (Dice, focal, Dice + cross-entropy, Dice + focal,
+Lovász-softmax, Lovász hinge) on random finite and non-finite inputs, dtypes, options and weight
+maps, eager and compiled.
 
 - finite in → finite loss and gradient, equal eager and compiled, and equal to the reference;
-- a NaN or ±inf in ``y_pred`` or in a float ``y_true`` → a non-finite loss, and a non-finite gradient
-  for every element of the image that holds it, while the other images stay finite;
+- a NaN or ±inf in ``y_pred`` or in a float ``y_true`` → a non-finite loss for its image (the batch
+  with ``per_image=False``) and a non-finite gradient for every element of that row and no other;
+  for the focal loss, a mean of independent terms, at its element (and at most the other classes
+  of its position);
 - bad input → a ``ValueError`` / ``TypeError`` naming the argument (``y_true``, ``y_pred`` or the option);
 - a batch of 0 images or 0 positions → the documented result.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -17,18 +22,55 @@ import sys
 import keras
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import ops
 
-import reference
-from robustness_cases import bad_inputs, finite_cases, poisoned_cases
-from losses.keras import DiceLoss, dice_loss
+from robustness_cases import (
+    LOSSES,
+    Case,
+    bad_inputs,
+    finite_cases,
+    matches_reference_in,
+    non_finite_gradient,
+    non_finite_values,
+    poisoned_cases,
+    reference_per_sample,
+)
+from losses.keras import (
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    FocalLoss,
+    LovaszHingeLoss,
+    LovaszSoftmaxLoss,
+    dice_ce_loss,
+    dice_focal_loss,
+    dice_loss,
+    focal_loss,
+    lovasz_hinge_loss,
+    lovasz_softmax_loss,
+)
 
 BACKEND = keras.backend.backend()
+FUNCTIONS = {"dice": dice_loss, "focal": focal_loss, "dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss,
+             "lovasz_softmax": lovasz_softmax_loss, "lovasz_hinge": lovasz_hinge_loss}
+CLASSES = {"dice": DiceLoss, "focal": FocalLoss, "dice_ce": DiceCELoss, "dice_focal": DiceFocalLoss,
+           "lovasz_softmax": LovaszSoftmaxLoss, "lovasz_hinge": LovaszHingeLoss}
+WITH_WEIGHT_MAP = ("dice", "focal", "dice_ce", "dice_focal")
+# The profile's examples shared among the losses: a third of them for each of the six (at least 2).
+_EXAMPLES = settings.default.max_examples
+PER_LOSS = settings(max_examples=max(2, math.ceil(2 * _EXAMPLES / len(LOSSES))))
+# Every kind of bad input of every loss, each with a few random values.
+PER_BAD_INPUT = settings(max_examples=max(1, _EXAMPLES // 10))
 
 
 def channels_last(array):
     return np.moveaxis(np.asarray(array), 1, -1)
+
+
+def channels_first(array):
+    return np.moveaxis(np.asarray(array), -1, 1)
 
 
 def keras_case(logits, target):
@@ -49,102 +91,118 @@ def compiled(fn):
     return fn
 
 
-def per_image_and_grad(y_true, y_pred, options, compile_=False):
-    """The per-image losses and the gradient of their sum with respect to y_pred, as NumPy."""
+def per_image_and_grad(case, y_true, y_pred, compile_=False):
+    """The per-image losses of ``case`` and the gradient of their sum with respect to y_pred, as NumPy."""
     y_true = ops.convert_to_tensor(y_true)
+    options = dict(case.options)
+    if case.weight is not None:
+        options["weight"] = ops.convert_to_tensor(case.weight.astype("float32"))
+    fn = FUNCTIONS[case.loss]
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
         def step(x):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                values = dice_loss(y_true, x, **options)
+                values = fn(y_true, x, **options)
                 total = tf.reduce_sum(values)
             return values, tape.gradient(total, x)
     elif BACKEND == "jax":
         import jax
 
         def step(x):
-            values, vjp = jax.vjp(lambda z: dice_loss(y_true, z, **options), x)
+            values, vjp = jax.vjp(lambda z: fn(y_true, z, **options), x)
             return values, vjp(ops.ones_like(values))[0]
     else:
         import torch
 
         def step(x):
             x = x.detach().clone().requires_grad_(True)
-            values = dice_loss(y_true, x, **options)
+            values = fn(y_true, x, **options)
             (grad,) = torch.autograd.grad(values.sum(), x)
             return values, grad
     values, grad = (compiled(step) if compile_ else step)(ops.convert_to_tensor(y_pred))
     return np.asarray(ops.convert_to_numpy(values), np.float64), np.asarray(ops.convert_to_numpy(grad), np.float64)
 
 
-@given(finite_cases(max_side=3))
-def test_finite_inputs_give_finite_results_eager_and_compiled_alike(case):
-    logits, target, options, dtype, _ = case
-    y_pred, y_true = keras_case(logits, target)
+@pytest.mark.parametrize("loss", LOSSES)
+@PER_LOSS
+@given(data=st.data())
+def test_finite_inputs_give_finite_results_eager_and_compiled_alike(loss, data):
+    case, dtype, _ = data.draw(finite_cases(loss, max_side=3))
+    y_pred, y_true = keras_case(case.logits, case.target)
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), dtype)
-    eager = per_image_and_grad(y_true, y_pred, options)
-    traced = per_image_and_grad(y_true, y_pred, options, compile_=True)
+    eager = per_image_and_grad(case, y_true, y_pred)
+    traced = per_image_and_grad(case, y_true, y_pred, compile_=True)
     for values, grad in (eager, traced):
         assert np.isfinite(values).all() and np.isfinite(grad).all()
     np.testing.assert_allclose(traced[0], eager[0], rtol=1e-5, atol=1e-6)
     scale = max(1.0, float(np.abs(eager[1]).max()))
     np.testing.assert_allclose(traced[1], eager[1], rtol=1e-3, atol=1e-5 * scale)
-    extreme = options["smooth_dr"] == 0.0 or np.abs(logits).max() > 50
-    if dtype in ("float32", "float64") and not extreme and not (options["soft_labels"] and options["log_loss"]):
-        rows = reference.dice_loss(logits, target, "none", **options)
-        expected = np.broadcast_to(rows, eager[0].shape)
+    if matches_reference_in(case, dtype):
+        expected = reference_per_sample(case, case.logits)
         np.testing.assert_allclose(eager[0], expected, rtol=2e-5, atol=2e-6)
 
 
-@given(poisoned_cases(max_side=3))
-def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_of_its_image(case):
-    logits, target, options, image = case
-    y_pred, y_true = keras_case(logits, target)
-    values, grad = per_image_and_grad(y_true, y_pred.astype("float32"), options)
-    clean = [b for b in range(logits.shape[0]) if b != image]
-    if options["per_image"]:
-        assert not np.isfinite(values[image]) and np.isfinite(values[clean]).all()
-        assert not np.isfinite(grad[image]).any() and np.isfinite(grad[clean]).all()
-    else:
-        assert not np.isfinite(values).any() and not np.isfinite(grad).any()
-    assert not np.isfinite(float(DiceLoss(**options)(y_true, y_pred.astype("float32"))))
+@pytest.mark.parametrize("loss", LOSSES)
+@PER_LOSS
+@given(data=st.data())
+def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_where_it_entered(loss, data):
+    case, where, index = data.draw(poisoned_cases(loss, max_side=3))
+    y_pred, y_true = keras_case(case.logits, case.target)
+    values, grad = per_image_and_grad(case, y_true, y_pred.astype("float32"))
+    np.testing.assert_array_equal(~np.isfinite(values), non_finite_values(case, index, per_sample=True),
+                                  err_msg=f"{where} {index}")
+    must, may = (channels_last(mask) for mask in non_finite_gradient(case, index))
+    assert not np.isfinite(grad[must]).any(), (where, index)
+    assert np.isfinite(grad[~may]).all(), (where, index)
+    options = {k: v for k, v in case.options.items() if k != "mode"}
+    criterion = CLASSES[loss](case.options["mode"], **options) if "mode" in case.options else CLASSES[loss](**options)
+    assert not np.isfinite(float(criterion(y_true, y_pred.astype("float32"), sample_weight=case.weight)))
 
 
-@given(bad_inputs())
-def test_bad_input_is_a_clear_error_naming_the_argument(bad):
-    name, (logits, target, options), error, text = bad
+@pytest.mark.parametrize("loss, build, error, text",
+                         [pytest.param(loss, build, error, text, id=f"{loss}: {name}")
+                          for loss, name, build, error, text in bad_inputs()])
+@PER_BAD_INPUT
+@given(seed=st.integers(0, 2**32 - 1))
+def test_bad_input_is_a_clear_error_naming_the_argument(loss, build, error, text, seed):
+    logits, target, options, weight = build(np.random.default_rng(seed))
     y_pred, y_true = keras_case(logits, target)
+    if weight is not None:
+        options = {**options, "weight": weight}
     text = text.replace("target", "y_true").replace("input", "y_pred")
     with pytest.raises(error, match=text):
-        dice_loss(y_true, y_pred.astype("float32"), **options)
+        FUNCTIONS[loss](y_true, y_pred.astype("float32"), **options)
 
 
-@pytest.mark.parametrize("shape", [(0, 4, 4, 3), (2, 0, 4, 3)])
-def test_empty_inputs(shape):
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("shape", [(0, 4, 4), (2, 0, 4)])
+def test_empty_inputs(loss, shape):
     """As in the PyTorch frontend: per-image losses of 0 images are empty, their sum 0 and their
-    mean NaN; an image of 0 positions has every class empty in prediction and target (loss 0)."""
-    y_pred = np.zeros(shape, "float32")
-    labels = np.zeros(shape[:-1], "int64")
-    values = ops.convert_to_numpy(dice_loss(labels, y_pred))
+    mean NaN; an image of 0 positions has every class empty in prediction and target (loss 0), and
+    no valid position (its focal loss, a mean over them, 0)."""
+    y_pred = np.zeros((*shape, 1 if loss == "lovasz_hinge" else 3), "float32")
+    labels = np.zeros(shape, "int64")
+    values = ops.convert_to_numpy(FUNCTIONS[loss](labels, y_pred))
     assert values.shape == (shape[0],) and (values == 0).all()
-    assert float(DiceLoss(reduction="sum")(labels, y_pred)) == 0.0
-    mean = float(DiceLoss()(labels, y_pred))
+    assert float(CLASSES[loss](reduction="sum")(labels, y_pred)) == 0.0
+    mean = float(CLASSES[loss]()(labels, y_pred))
     assert np.isnan(mean) if shape[0] == 0 else mean == 0.0
 
 
-def test_labels_and_ignore_index_beyond_32_bits():
+@pytest.mark.parametrize("loss", ["dice", "focal", "dice_ce", "dice_focal", "lovasz_softmax"])
+def test_labels_and_ignore_index_beyond_32_bits(loss):
     rng = np.random.default_rng(0)
     y_pred = rng.normal(size=(1, 3, 4, 3)).astype("float32")
     labels = rng.integers(0, 3, (1, 3, 4))
     big = labels.copy()
     big[0, 0] = 2**40  # ignored: exactly as if those positions were cropped away
-    ignored = float(DiceLoss(ignore_index=2**40)(big, y_pred))
-    cropped = float(DiceLoss()(labels[:, 1:], y_pred[:, 1:]))
+    ignored = float(CLASSES[loss](ignore_index=2**40)(big, y_pred))
+    cropped = float(CLASSES[loss]()(labels[:, 1:], y_pred[:, 1:]))
     assert ignored == pytest.approx(cropped, rel=1e-6)
     with pytest.raises(ValueError, match=r"y_true labels must be in \[0, 3\).*1099511627777"):
-        DiceLoss(ignore_index=2**40)(np.where(big == 2**40, 2**40 + 1, big), y_pred)
+        CLASSES[loss](ignore_index=2**40)(np.where(big == 2**40, 2**40 + 1, big), y_pred)
 
 
 def test_float16_gradient_saturates_instead_of_overflowing():
@@ -152,8 +210,21 @@ def test_float16_gradient_saturates_instead_of_overflowing():
     beyond float16's largest value; it comes back as 65504, not inf."""
     y_pred = np.zeros((1, 4, 4, 1), "float16")
     labels = np.zeros((1, 4, 4), "int64")
-    _, grad = per_image_and_grad(labels, y_pred, {"mode": "binary", "from_logits": False})
+    case = Case("dice", channels_first(y_pred), labels, {"mode": "binary", "from_logits": False})
+    _, grad = per_image_and_grad(case, labels, y_pred)
     assert np.isfinite(grad).all() and grad.max() == 65504.0
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_float16_gradient_keeps_an_infinity_from_a_non_finite_input(value):
+    """Saturation is for finite input only: an infinite soft target makes the focal term's gradient
+    infinite at its element, and in float16 it stays so (it came back as a finite ∓65504)."""
+    y_pred = np.full((1, 1, 1, 1), 0.6, "float16")
+    y_true = np.full((1, 1, 1, 1), value)
+    case = Case("focal", channels_first(y_pred), channels_first(y_true), {"mode": "binary", "from_logits": False,
+                                                                          "gamma": 0.0})
+    _, grad = per_image_and_grad(case, y_true, y_pred)
+    assert np.isinf(grad).all(), grad
 
 
 def test_config_keeps_dtype_and_every_option():
@@ -164,26 +235,38 @@ def test_config_keeps_dtype_and_every_option():
     assert again.dtype == "float64" and again.get_config() == config
 
 
-def test_unknown_rank_inside_tf_function_is_a_clear_error():
+@pytest.mark.parametrize("loss", LOSSES)
+def test_unknown_rank_inside_tf_function_is_a_clear_error(loss):
     if BACKEND != "tensorflow":
         pytest.skip("TensorFlow-specific")
     import tensorflow as tf
 
-    fn = tf.function(lambda t, p: DiceLoss()(t, p),
-                     input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, 3))])
+    channels = 1 if loss == "lovasz_hinge" else 3
+    fn = tf.function(lambda t, p: CLASSES[loss]()(t, p),
+                     input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, channels))])
     with pytest.raises(ValueError, match="y_true must have a known rank"):
-        fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, 3), "float32"))
+        fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, channels), "float32"))
 
 
+@pytest.mark.parametrize("loss", WITH_WEIGHT_MAP)
 @pytest.mark.parametrize("weight, text", [
     (np.ones((2, 4, 5)), r"weight has shape \(2, 4, 5\); expected a weight per position"),
     (-np.ones((2, 4, 4)), r"weight must be finite and >= 0; found \[-1.0\]"),
     (np.full((2, 4, 4), np.nan), r"weight must be finite and >= 0; found \[nan\]"),
 ])
-def test_a_bad_weight_map_is_a_clear_error(weight, text):
+def test_a_bad_weight_map_is_a_clear_error(loss, weight, text):
     y_pred = np.zeros((2, 4, 4, 3), "float32")
     with pytest.raises(ValueError, match=text):
-        DiceLoss()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=weight)
+        CLASSES[loss]()(np.zeros((2, 4, 4), "int64"), y_pred, sample_weight=weight)
+
+
+@pytest.mark.parametrize("loss", ["lovasz_softmax", "lovasz_hinge"])
+def test_a_weight_map_for_a_loss_without_one_is_a_clear_error(loss):
+    """The Lovász losses take one weight per image: a weight per position is no silent broadcast."""
+    channels = 1 if loss == "lovasz_hinge" else 3
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(B,\)"):
+        CLASSES[loss]()(np.zeros((2, 4, 4), "int64"), np.zeros((2, 4, 4, channels), "float32"),
+                        sample_weight=np.ones((2, 4, 4)))
 
 
 def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_path):

@@ -359,3 +359,61 @@ def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
     """Before any forward pass: a misspelled mode must not wait for the first batch."""
     with pytest.raises(ValueError, match=text):
         FocalLoss(**options)
+
+
+@pytest.mark.parametrize("label", [3, -1, 2**40])
+@pytest.mark.parametrize("fn", [dice_ce_loss, dice_focal_loss])
+def test_the_pairs_portable_path_checks_the_labels_before_using_them(fn, label):
+    with kernels("torch"), pytest.raises(ValueError, match=r"target labels must be in \[0, 3\)"):
+        fn(torch.randn(1, 3, 1, 2), torch.tensor([[[0, label]]]))
+
+
+@pytest.mark.parametrize("fn", [focal_loss, dice_ce_loss, dice_focal_loss])
+def test_a_batch_of_zero_images(fn):
+    """As the overlap losses: the sum over no image is 0, the mean NaN (the focal loss: the sum of no
+    term 0, their mean NaN)."""
+    x = torch.zeros(0, 3, 4, 4, requires_grad=True)
+    labels = torch.zeros(0, 4, 4, dtype=torch.long)
+    total = fn(x, labels, reduction="sum")
+    assert total.item() == 0.0
+    assert torch.isnan(fn(x, labels))
+    assert torch.autograd.grad(total, x)[0].shape == x.shape
+
+
+@pytest.mark.parametrize("path", ["auto", "torch"])
+@pytest.mark.parametrize("empty", ["ignored", "zero weight"])
+def test_a_nan_in_a_row_without_valid_positions_comes_out(empty, path):
+    """A NaN logit at an ignored (or zero-weight) position makes its row NaN, as in the overlap
+    losses, also where the row has no valid position and the pair is its cross-entropy alone."""
+    x = torch.randn(2, 3, 2, 2)
+    x[0, 1, 0, 0] = float("nan")
+    labels = torch.randint(0, 3, (2, 2, 2))
+    weight = None
+    if empty == "ignored":
+        labels[0] = IGNORE
+    else:
+        weight = torch.ones(2, 2, 2)
+        weight[0] = 0.0
+    with kernels(path):
+        values = dice_ce_loss(x, labels, weight=weight, lambda_dice=0.0, ignore_index=IGNORE, reduction="none")
+    assert torch.isnan(values[0]) and torch.isfinite(values[1])
+
+
+@pytest.mark.parametrize("path", ["auto", "torch"])
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_the_focal_sum_over_no_valid_position_keeps_a_nan_where_it_entered(mode, path):
+    """Every position ignored: the sum of the focal terms is NaN from the NaN logit, and so is the
+    gradient there (multiclass: at every class of its position), and nowhere else (each term is
+    independent; the sum over nothing else is 0)."""
+    channels = 1 if mode == "binary" else 3
+    x = torch.randn(2, channels, 2, 2)
+    x[0, 0, 0, 0] = float("nan")
+    x.requires_grad_(True)
+    labels = torch.full((2, 2, 2), IGNORE)
+    with kernels(path):
+        total = focal_loss(x, labels, mode=mode, ignore_index=IGNORE, reduction="sum")
+        (grad,) = torch.autograd.grad(total, x)
+    assert torch.isnan(total)
+    assert torch.isnan(grad[0, :, 0, 0]).all()
+    grad[0, :, 0, 0] = 0.0
+    assert torch.all(grad == 0)

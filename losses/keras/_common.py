@@ -106,7 +106,9 @@ def _saturating_upcast(x: Any) -> Any:
     def grad(*args: Any, upstream: Any = None) -> Any:
         if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
             (upstream,) = args
-        return ops.cast(ops.clip(upstream, -_FLOAT16_MAX, _FLOAT16_MAX), "float16")
+        # An infinity comes from a non-finite input (finite input gives a finite gradient): it stays one.
+        saturated = ops.where(ops.isinf(upstream), upstream, ops.clip(upstream, -_FLOAT16_MAX, _FLOAT16_MAX))
+        return ops.cast(saturated, "float16")
 
     return ops.cast(x, "float32"), grad
 
@@ -114,7 +116,7 @@ def _saturating_upcast(x: Any) -> Any:
 def upcast(x: Any) -> Any:
     """``x`` in its computation dtype (:func:`compute_dtype`). From float16 the gradient is cast back
     with saturation at float16's largest value, rather than overflowing to inf (which would make a
-    loss scaler skip the step); NaN stays NaN."""
+    loss scaler skip the step); NaN and ±inf (from a non-finite input) stay as they are."""
     dtype = dtype_name(x)
     if dtype == "float16":
         return _saturating_upcast(x)

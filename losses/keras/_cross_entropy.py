@@ -97,7 +97,8 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
 
 
 def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: bool) -> Any:
-    """``Σ v·ℓ / Σ v`` of each row (image, or the batch), 0 for a row without a valid position."""
+    """``Σ v·ℓ / Σ v`` of each row (image, or the batch), 0 for a row without a valid position (NaN
+    where a NaN entered it)."""
     terms, valid = focal_terms(inputs, options)
     axes = tuple(range(1, len(terms.shape)))
     sums = ops.stack([ops.sum(terms, axis=axes), ops.sum(valid, axis=axes)], axis=-1)  # (B, 2)
@@ -107,7 +108,7 @@ def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: boo
             sums = sum_across_replicas(sums)
     term_sum, count = sums[:, 0], sums[:, 1]
     has_valid = count > 0
-    return ops.where(has_valid, term_sum / ops.where(has_valid, count, 1.0), 0.0)
+    return ops.where(has_valid, term_sum / ops.where(has_valid, count, 1.0), term_sum * 0.0)
 
 
 def focal_per_sample(y_true: Any, y_pred: Any, options: FocalOptions, weight: Any = None) -> Any:

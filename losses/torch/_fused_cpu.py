@@ -145,10 +145,11 @@ class FusedCpuTerm(torch.autograd.Function):
             term, term_slope = term_sum, np.ones_like(count)
         elif spec.normalization == "mean":  # a mean over nothing is NaN, and so is its gradient
             term, term_slope = np.where(count > 0, term_sum / safe_count, np.nan), 1.0 / safe_count
-        else:  # a row without a valid position adds 0
-            term, term_slope = np.where(count > 0, term_sum / safe_count, 0.0), np.where(count > 0, 1 / safe_count, 0)
+        else:  # a row without a valid position adds 0 (NaN where a NaN entered it)
+            term = np.where(count > 0, term_sum / safe_count, term_sum * 0.0)
+            term_slope = np.where(count > 0, 1 / safe_count, 0)
         rows = spec.lambda_term * term
-        nan_rows = np.isnan(term) & (count == 0)
+        nan_rows = (count == 0) & (spec.normalization == "mean")
         overlap = None
         if spec.lambda_overlap != 0:
             overlap = _overlap_rows(partials, options, input.shape[1], label_map)

@@ -68,10 +68,12 @@ def cast_gradient(grad: Tensor, dtype: torch.dtype) -> Tensor:
     """``grad`` (float32) in ``dtype``, saturating at float16's largest value instead of overflowing.
 
     A loss's gradient can exceed 65504 (1/smooth_dr per position on an empty target); cast to
-    float16 it would become inf and make AMP skip every step. NaN stays NaN.
+    float16 it would become inf and make AMP skip every step. NaN and ±inf stay as they are: finite
+    input gives a finite float32 gradient, so an infinity here comes from a non-finite input, and
+    the loss scaler must see it.
     """
     if dtype == torch.float16:
-        grad = grad.clamp_(-FLOAT16_MAX, FLOAT16_MAX)
+        grad = torch.where(grad.isinf(), grad, grad.clamp(-FLOAT16_MAX, FLOAT16_MAX))
     return grad.to(dtype)
 
 
@@ -90,7 +92,7 @@ class _SaturatingUpcast(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16)
+        return cast_gradient(grad, torch.float16)
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:

@@ -181,7 +181,7 @@ def composed_term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spe
     else:
         check_values(input, target, weight, spec.term, label_map)
     terms, valid = focal_terms(input, target, weight, spec.term, label_map)
-    term_sum, count = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
+    term_sum, count = terms.flatten(1).sum(1), valid.flatten(1).sum(1)
     if not options.per_image:
         term_sum, count = term_sum.sum(0, keepdim=True), count.sum(0, keepdim=True)
         if sync:
@@ -190,8 +190,8 @@ def composed_term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spe
         term = term_sum
     elif spec.normalization == "mean":
         term = term_sum / count
-    else:  # a row without a valid position has nothing to learn from: 0, as its overlap loss
-        term = torch.where(count > 0, term_sum / torch.where(count > 0, count, 1.0), 0.0)
+    else:  # a row without a valid position has nothing to learn from: 0 (NaN where a NaN entered it)
+        term = torch.where(count > 0, term_sum / torch.where(count > 0, count, 1.0), term_sum * 0.0)
     per_row = spec.lambda_term * term
     if spec.lambda_overlap != 0:
         per_row = per_row + spec.lambda_overlap * overlap_rows
