@@ -224,9 +224,9 @@ class _TermLoss(torch.autograd.Function):
             value, slope = term_sum, torch.ones_like(count)
         elif spec.normalization == "mean":  # a mean over nothing is NaN, and so is its gradient
             value, slope = term_sum / count, 1.0 / count
-        else:  # a row without a valid position adds 0
-            value, slope = torch.where(has_valid, term_sum / safe_count, 0.0), torch.where(has_valid, 1.0 / safe_count,
-                                                                                             0.0)
+        else:  # a row without a valid position adds 0 (NaN where a NaN entered it)
+            value = torch.where(has_valid, term_sum / safe_count, term_sum * 0.0)
+            slope = torch.where(has_valid, 1.0 / safe_count, 0.0)
         rows = spec.lambda_term * value
         grad_stats = None
         if spec.lambda_overlap != 0:
