@@ -331,3 +331,17 @@ def test_probabilities_outside_the_unit_interval_raise_on_the_fused_path(mode, b
     probabilities[0, 0, 1, 1] = bad
     with kernels("auto"), pytest.raises(ValueError, match=rf"input must be probabilities in \[0, 1\].*found \[{bad}\]"):
         dice_loss(probabilities, torch.zeros(2, 4, 5, dtype=torch.long), mode=mode, from_logits=False)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("where", ["target", "probabilities"])
+def test_a_non_finite_target_or_probability_makes_its_image_nan_and_is_no_range_error(value, where):
+    """±inf is not a value out of [0, 1] to raise about but a non-finite input: it comes out as NaN for
+    its image on the fused path, as NaN does."""
+    target = torch.zeros(2, 3, 4, 5)
+    target[:, 0] = 1.0
+    probabilities = torch.full((2, 3, 4, 5), 0.25)
+    (target if where == "target" else probabilities)[1, 0, 2, 3] = value
+    with kernels("auto"):
+        loss = dice_loss(probabilities, target, mode="multilabel", from_logits=False, reduction="none")
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
