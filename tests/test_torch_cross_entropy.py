@@ -359,3 +359,20 @@ def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
     """Before any forward pass: a misspelled mode must not wait for the first batch."""
     with pytest.raises(ValueError, match=text):
         FocalLoss(**options)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_the_fused_cpu_term_of_one_position_is_accurate_to_float32_precision(mode, gamma):
+    """Position by position (one per call: the pass sums), the fused term is within a few float32 roundings
+    of the float64 reference, also where its logarithm (log σ(x), log Σ e^x) takes the ends of the
+    polynomial's range (|x| about 0.9 for σ): looser agreement would hide a wrong coefficient."""
+    errors = []
+    with kernels("auto"):
+        for i, value in enumerate(np.linspace(-2.0, 2.0, 41, dtype=np.float32)):
+            logits = np.array([value, -0.5 * value, 0.25], np.float32)[: 1 if mode == "binary" else 3].reshape(1, -1, 1)
+            target = (np.full((1, 1, 1), i % 2, np.float32) if mode == "binary" else np.full((1, 1), i % 3))
+            ours = focal_loss(torch.as_tensor(logits), torch.as_tensor(target), mode=mode, gamma=gamma, reduction="sum")
+            expected = reference.focal_loss(logits.astype(np.float64), target, "sum", mode=mode, gamma=gamma)
+            errors.append(abs(ours.item() - expected) / max(1.0, abs(expected)))
+    assert max(errors) < 1e-6
