@@ -376,3 +376,14 @@ def test_the_fused_cpu_term_of_one_position_is_accurate_to_float32_precision(mod
             expected = reference.focal_loss(logits.astype(np.float64), target, "sum", mode=mode, gamma=gamma)
             errors.append(abs(ours.item() - expected) / max(1.0, abs(expected)))
     assert max(errors) < 1e-6
+
+
+def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minus_logit():
+    """−log σ(x) = log(1 + e^−x) ≈ e^−x for a large logit with target 1: tiny but positive, to float32's relative
+    precision; the rounding of 1 + e^−x must be compensated, not doubled (which gives −e^−x, a negative loss)."""
+    logits = np.array([5.0, 10.0, 17.0, 25.0, 40.0, 60.0], np.float32)
+    with kernels("auto"):
+        for value in logits:
+            ours = focal_loss(torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0,
+                              reduction="sum").item()
+            assert ours == pytest.approx(np.log1p(np.exp(-np.float64(value))), rel=1e-5)
