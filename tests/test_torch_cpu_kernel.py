@@ -345,3 +345,19 @@ def test_a_non_finite_target_or_probability_makes_its_image_nan_and_is_no_range_
     with kernels("auto"):
         loss = dice_loss(probabilities, target, mode="multilabel", from_logits=False, reduction="none")
     assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+@pytest.mark.parametrize("value", [float("-inf"), float("inf"), float("nan")])
+def test_a_non_finite_logit_of_any_class_makes_its_multiclass_image_nan(channel, value):
+    """Also in the first class, the one the softmax's running maximum starts from: a −inf there would
+    otherwise just give that class a probability of 0 and a finite loss."""
+    rng = np.random.default_rng(11)
+    logits = torch.as_tensor(rng.normal(size=(2, 3, 4, 5)), dtype=torch.float32)
+    logits[1, channel, 2, 3] = value
+    x = logits.clone().requires_grad_(True)
+    with kernels("auto"):
+        loss = dice_loss(x, torch.as_tensor(rng.integers(0, 3, (2, 4, 5))), mode="multiclass", reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    assert torch.isfinite(grad[0]).all() and torch.isnan(grad[1]).all()
