@@ -361,3 +361,13 @@ def test_a_non_finite_logit_of_any_class_makes_its_multiclass_image_nan(channel,
         (grad,) = torch.autograd.grad(loss.sum(), x)
     assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
     assert torch.isfinite(grad[0]).all() and torch.isnan(grad[1]).all()
+
+
+def test_probabilities_and_labels_both_out_of_range_in_one_image_raise():
+    """The fused pass counts both kinds of bad value in one sum: one of each must not cancel out."""
+    probabilities = torch.full((1, 3, 4, 5), 1.0 / 3.0)
+    probabilities[0, 0, 1, 1] = 1.5
+    labels = torch.zeros(1, 4, 5, dtype=torch.long)
+    labels[0, 2, 2] = 7
+    with kernels("auto"), pytest.raises(ValueError):
+        dice_loss(probabilities, labels, mode="multiclass", from_logits=False)

@@ -387,3 +387,19 @@ def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minu
             ours = focal_loss(torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0,
                               reduction="sum").item()
             assert ours == pytest.approx(np.log1p(np.exp(-np.float64(value))), rel=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_the_fused_multiclass_focal_gradient_beyond_the_first_tile(gamma):
+    """Images of more positions than one tile of the C passes (256): the gradient pass recomputes the
+    log-sum-exp of every tile from that tile's own positions."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(2, 3, 24, 25)).astype(np.float32)
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 24, 25)))
+    grads = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            (grad,) = torch.autograd.grad(focal_loss(x, labels, mode="multiclass", gamma=gamma), x)
+            grads.append(grad.double().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-9)
