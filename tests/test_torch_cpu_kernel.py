@@ -331,3 +331,43 @@ def test_probabilities_outside_the_unit_interval_raise_on_the_fused_path(mode, b
     probabilities[0, 0, 1, 1] = bad
     with kernels("auto"), pytest.raises(ValueError, match=rf"input must be probabilities in \[0, 1\].*found \[{bad}\]"):
         dice_loss(probabilities, torch.zeros(2, 4, 5, dtype=torch.long), mode=mode, from_logits=False)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("where", ["target", "probabilities"])
+def test_a_non_finite_target_or_probability_makes_its_image_nan_and_is_no_range_error(value, where):
+    """±inf is not a value out of [0, 1] to raise about but a non-finite input: it comes out as NaN for
+    its image on the fused path, as NaN does."""
+    target = torch.zeros(2, 3, 4, 5)
+    target[:, 0] = 1.0
+    probabilities = torch.full((2, 3, 4, 5), 0.25)
+    (target if where == "target" else probabilities)[1, 0, 2, 3] = value
+    with kernels("auto"):
+        loss = dice_loss(probabilities, target, mode="multilabel", from_logits=False, reduction="none")
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+@pytest.mark.parametrize("value", [float("-inf"), float("inf"), float("nan")])
+def test_a_non_finite_logit_of_any_class_makes_its_multiclass_image_nan(channel, value):
+    """Also in the first class, the one the softmax's running maximum starts from: a −inf there would
+    otherwise just give that class a probability of 0 and a finite loss."""
+    rng = np.random.default_rng(11)
+    logits = torch.as_tensor(rng.normal(size=(2, 3, 4, 5)), dtype=torch.float32)
+    logits[1, channel, 2, 3] = value
+    x = logits.clone().requires_grad_(True)
+    with kernels("auto"):
+        loss = dice_loss(x, torch.as_tensor(rng.integers(0, 3, (2, 4, 5))), mode="multiclass", reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    assert torch.isfinite(grad[0]).all() and torch.isnan(grad[1]).all()
+
+
+def test_probabilities_and_labels_both_out_of_range_in_one_image_raise():
+    """The fused pass counts both kinds of bad value in one sum: one of each must not cancel out."""
+    probabilities = torch.full((1, 3, 4, 5), 1.0 / 3.0)
+    probabilities[0, 0, 1, 1] = 1.5
+    labels = torch.zeros(1, 4, 5, dtype=torch.long)
+    labels[0, 2, 2] = 7
+    with kernels("auto"), pytest.raises(ValueError):
+        dice_loss(probabilities, labels, mode="multiclass", from_logits=False)

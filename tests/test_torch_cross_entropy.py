@@ -417,3 +417,47 @@ def test_the_focal_sum_over_no_valid_position_keeps_a_nan_where_it_entered(mode,
     assert torch.isnan(grad[0, :, 0, 0]).all()
     grad[0, :, 0, 0] = 0.0
     assert torch.all(grad == 0)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_the_fused_cpu_term_of_one_position_is_accurate_to_float32_precision(mode, gamma):
+    """Position by position (one per call: the pass sums), the fused term is within a few float32 roundings
+    of the float64 reference, also where its logarithm (log σ(x), log Σ e^x) takes the ends of the
+    polynomial's range (|x| about 0.9 for σ): looser agreement would hide a wrong coefficient."""
+    errors = []
+    with kernels("auto"):
+        for i, value in enumerate(np.linspace(-2.0, 2.0, 41, dtype=np.float32)):
+            logits = np.array([value, -0.5 * value, 0.25], np.float32)[: 1 if mode == "binary" else 3].reshape(1, -1, 1)
+            target = (np.full((1, 1, 1), i % 2, np.float32) if mode == "binary" else np.full((1, 1), i % 3))
+            ours = focal_loss(torch.as_tensor(logits), torch.as_tensor(target), mode=mode, gamma=gamma, reduction="sum")
+            expected = reference.focal_loss(logits.astype(np.float64), target, "sum", mode=mode, gamma=gamma)
+            errors.append(abs(ours.item() - expected) / max(1.0, abs(expected)))
+    assert max(errors) < 1e-6
+
+
+def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minus_logit():
+    """−log σ(x) = log(1 + e^−x) ≈ e^−x for a large logit with target 1: tiny but positive, to float32's relative
+    precision; the rounding of 1 + e^−x must be compensated, not doubled (which gives −e^−x, a negative loss)."""
+    logits = np.array([5.0, 10.0, 17.0, 25.0, 40.0, 60.0], np.float32)
+    with kernels("auto"):
+        for value in logits:
+            ours = focal_loss(torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0,
+                              reduction="sum").item()
+            assert ours == pytest.approx(np.log1p(np.exp(-np.float64(value))), rel=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_the_fused_multiclass_focal_gradient_beyond_the_first_tile(gamma):
+    """Images of more positions than one tile of the C passes (256): the gradient pass recomputes the
+    log-sum-exp of every tile from that tile's own positions."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(2, 3, 24, 25)).astype(np.float32)
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 24, 25)))
+    grads = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            (grad,) = torch.autograd.grad(focal_loss(x, labels, mode="multiclass", gamma=gamma), x)
+            grads.append(grad.double().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-9)

@@ -92,7 +92,7 @@ _OVERLAP_MEMBERS = ("_transform", "_pooling", "_SHARED", "DICE", "JACCARD", "TVE
 _CPU_OVERLAP = ("exp_full", "sigmoid", "not_finite", "outside_unit", "sign_of", "store_partials", "ROWS_STATS",
                 "ROWS_GRAD", "ROWS_KERNELS", "tile_probabilities", "tile_weights", "LABEL_KERNELS", "LABEL_STATS",
                 "classes_stats_f32", "classes_grad_f32")
-_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "log_sigmoid", "sigmoid_of", "log_sigmoid_of", "binary_ce",
+_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "sigmoid_of", "log_sigmoid_of", "binary_ce",
              "focus_of", "focal_power", "focal_slope", "tile_gather_label", "tile_focal_sum_of",
              "tile_focal_gradient_of", "tile_log_normalizer")
 _CPU_ELEMENTWISE = ("bf16_to_float", "float_to_bf16", "f16_to_float", "float_to_f16", "exp_nonpositive",
@@ -110,8 +110,9 @@ _KERAS_PENALIZED_MAE = ("_check_shapes", "_sample_count", "_excess", "_loss_per_
 _KERAS_SURROGATES = ("_prepare", "_sign", "_round_value", "_round_derivative", "_step_value", "_step_derivative",
                      "_sign_value", "_sign_derivative", "_hard_step", "_FUNCTIONS", "_surrogate", "_with_gradient")
 _KERAS_SURROGATES_JAX = ("_floor", "_ceil", "_tanh")
-_KERAS_OVERLAP = ("_is_label_map", "_check_values", "_check_range", "_ignored", "_overlap_stats_keras", "_weight_map",
-                  "overlap_per_sample", "_per_position")
+_KERAS_OVERLAP = ("_overlap_stats_keras", "overlap_rows", "overlap_per_sample", "per_sample")
+_KERAS_INPUTS = ("is_label_map", "check_values", "check_range", "ignored_positions", "weight_map", "prepare_inputs",
+                 "label_indices", "_per_position")
 
 # The table to edit when the code moves: one row per (source file, region) and the tests that
 # should kill its mutants. Keep each selection to a few seconds up to ~30 s; put the file that
@@ -149,6 +150,8 @@ TARGETS = (
     Target("keras-surrogates-jax", "losses/keras/_surrogates.py", _KERAS_SURROGATES_JAX,
            ("tests/test_keras_surrogates.py",), env=(("KERAS_BACKEND", "jax"),)),
     Target("keras-overlap", "losses/keras/_overlap.py", _KERAS_OVERLAP,
+           ("tests/test_keras_overlap.py", "tests/test_keras_dice.py")),
+    Target("keras-inputs", "losses/keras/_inputs.py", _KERAS_INPUTS,
            ("tests/test_keras_overlap.py", "tests/test_keras_dice.py")),
 )
 
