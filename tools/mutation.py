@@ -92,7 +92,7 @@ _OVERLAP_MEMBERS = ("_transform", "_pooling", "_SHARED", "DICE", "JACCARD", "TVE
 _CPU_OVERLAP = ("exp_full", "sigmoid", "not_finite", "outside_unit", "sign_of", "store_partials", "ROWS_STATS",
                 "ROWS_GRAD", "ROWS_KERNELS", "tile_probabilities", "tile_weights", "LABEL_KERNELS", "LABEL_STATS",
                 "classes_stats_f32", "classes_grad_f32")
-_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "sigmoid_of", "log_sigmoid_of", "binary_ce",
+_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "log_sigmoid", "sigmoid_of", "log_sigmoid_of", "binary_ce",
              "focus_of", "focal_power", "focal_slope", "tile_gather_label", "tile_focal_sum_of",
              "tile_focal_gradient_of", "tile_log_normalizer")
 _CPU_ELEMENTWISE = ("bf16_to_float", "float_to_bf16", "f16_to_float", "float_to_f16", "exp_nonpositive",
