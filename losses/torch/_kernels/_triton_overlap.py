@@ -65,6 +65,14 @@ def _log_sigmoid(x):
 
 
 @jit
+def _saturate_float16(dp):
+    # A finite gradient beyond float16's range becomes its largest value; ±inf (from a non-finite
+    # input) stays, so that a loss scaler sees it.
+    clamped = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
+    return tl.where(_not_finite(dp), dp, clamped)
+
+
+@jit
 def _focal_power(m, gamma, TERM: tl.constexpr):
     # (1 − p_t)^γ for m = 1 − p_t in [0, 1]: TERM 1 cross-entropy (1), 2 any γ, 3 γ = 2.
     if TERM == 1:
@@ -375,7 +383,7 @@ def grad_rows_kernel(
         t = g * (1.0 - smoothing) + 0.5 * smoothing
         dp += term_k * v * _binary_term_slope(x, p, t, gamma, a_pos, a_neg, TERM)
     if SATURATE:  # float16 output: the largest finite value rather than inf
-        dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
+        dp = _saturate_float16(dp)
     tl.store(gx_ptr + row64 * HW + offs, dp.to(gx_ptr.dtype.element_ty), mask=inside)
 
 
@@ -437,5 +445,5 @@ def grad_multiclass_kernel(
         term_k = tl.load(term_scale_ptr + b) * v
         dp += term_k[None, :] * (big_g - p * tl.sum(big_g, axis=0)[None, :])
     if SATURATE:
-        dp = tl.where(dp > 65504.0, 65504.0, tl.where(dp < -65504.0, -65504.0, dp))
+        dp = _saturate_float16(dp)
     tl.store(gx_ptr + tile, dp.to(gx_ptr.dtype.element_ty), mask=in_tile)
