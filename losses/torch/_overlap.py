@@ -105,17 +105,52 @@ def dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight
               average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
     r"""Dice loss: per class ``1 − (2·TP + smooth_nr) / (2·TP + FP + FN + smooth_dr)``, averaged over classes.
 
-    With TP = Σp·g, FP + FN = Σp + Σg − 2·TP this is ``1 − (2·Σp·g + s_nr) / (Σp + Σg + s_dr)``.
-    The common arguments are described in :mod:`losses.torch._overlap`; specific ones:
+    With p the predicted probability and g the target, summed over the positions of each image,
+    TP = Σp·g, FP = Σp − TP, FN = Σg − TP, so the loss is ``1 − (2·Σp·g + s_nr) / (Σp + Σg + s_dr)``.
+    The functional form of :class:`losses.torch.DiceLoss`.
 
     Args:
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
         empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
             the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
             ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
         average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one Dice of the sums
             pooled over the classes (class-weighted), per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type or is not taken by this loss.
+        ValueError: shapes that do not match (never broadcast), tensors on different devices, an
+            option out of its range (the message names it), or, on the CPU, a label, target,
+            probability or weight out of its range.
 
     Example:
 
@@ -209,10 +244,36 @@ def jaccard_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
                  average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
     r"""Jaccard (IoU) loss: per class ``1 − (TP + smooth_nr) / (TP + FP + FN + smooth_dr)``, averaged over classes.
 
-    With TP = Σp·g this is ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``. Options as
-    :func:`dice_loss` (``squared``: FP and FN from Σp² and Σg², the denominator
-    ``Σp² + Σg² − Σp·g``). MONAI's ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` equals this
-    loss with ``smooth_nr = smooth_dr = s/2``.
+    With TP = Σp·g this is ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``. MONAI's
+    ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` equals this loss with
+    ``smooth_nr = smooth_dr = s/2``. The functional form of :class:`losses.torch.JaccardLoss`.
+
+    Args:
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0`` (0 leaves the position out).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
+        log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
+    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
+    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type or is not taken by this loss.
+        ValueError: shapes that do not match (never broadcast), tensors on different devices, an
+            option out of its range (the message names it), or, on the CPU, a label, target,
+            probability or weight out of its range.
 
     Example:
 
@@ -266,8 +327,36 @@ def tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     negatives, as in MONAI, segmentation-models-pytorch and kornia (``keras.losses.Tversky``'s
     ``alpha`` weighs the false negatives: its ``Tversky(alpha=a, beta=b)`` is this loss with
     ``alpha=b, beta=a``). ``alpha = beta = 1/2`` is the Dice loss with doubled smoothing,
-    ``alpha = beta = 1`` the Jaccard loss. Both ``>= 0``, not both 0. Other options as
-    :func:`dice_loss` (no ``squared``).
+    ``alpha = beta = 1`` the Jaccard loss. The functional form of :class:`losses.torch.TverskyLoss`.
+
+    Args:
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0`` (0 leaves the position out).
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+        log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
+    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
+    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults; there is no
+    ``squared``.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type or is not taken by this loss.
+        ValueError: shapes that do not match (never broadcast), tensors on different devices, an
+            option out of its range (the message names it), or, on the CPU, a label, target,
+            probability or weight out of its range.
 
     Example:
 
@@ -329,8 +418,37 @@ def focal_tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", 
     paper's recommendation in this package's convention: its α = 0.7 weighs the false negatives
     (our ``beta=0.7``, ``alpha=0.3``) and its exponent 1/γ with γ = 4/3 is our ``gamma=0.75``.
     ``gamma > 0``; below 1 the loss is steeper near a perfect score. segmentation-models-pytorch's
-    ``TverskyLoss(gamma=g)`` applies the power after the class average instead. Other options as
-    :func:`tversky_loss` (no ``log_loss``).
+    ``TverskyLoss(gamma=g)`` applies the power after the class average instead. The functional
+    form of :class:`losses.torch.FocalTverskyLoss`.
+
+    Args:
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0`` (0 leaves the position out).
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+        gamma: the exponent (``> 0``).
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
+    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
+    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults; there is no
+    ``squared`` and no ``log_loss``.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type or is not taken by this loss.
+        ValueError: shapes that do not match (never broadcast), tensors on different devices, an
+            option out of its range (the message names it), or, on the CPU, a label, target,
+            probability or weight out of its range.
 
     Example:
 
@@ -394,8 +512,36 @@ def generalized_dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass
     (``"uniform"``), ``G_c = Σg`` of class c. A class absent from the target would get an infinite
     weight: it gets the largest weight of the present classes instead, and an image with no class
     present only its smoothing (loss ``1 − s_nr/s_dr``), as in MONAI's ``GeneralizedDiceLoss``. The
-    weights come from the target and are constants for the gradient. No ``empty_target`` (absent
-    classes are handled by the weights) and no ``average`` (the ratio pools the classes already).
+    weights come from the target and are constants for the gradient. The functional form of
+    :class:`losses.torch.GeneralizedDiceLoss`.
+
+    Args:
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0`` (0 leaves the position out).
+        weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
+        class_weights: one weight per channel, relative (divided by the largest), multiplying ``w_c``.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
+    ``per_image``, ``classes``, ``ignore_index``, ``sync_across_ranks``) are those of
+    :func:`dice_loss`, with the same defaults. There is no ``empty_target`` (absent classes are
+    handled by the weights) and no ``average`` (the ratio pools the classes already).
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type or is not taken by this loss.
+        ValueError: shapes that do not match (never broadcast), tensors on different devices, an
+            option out of its range (the message names it), or, on the CPU, a label, target,
+            probability or weight out of its range.
 
     Example:
 
