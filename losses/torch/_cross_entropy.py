@@ -66,6 +66,18 @@ def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weigh
     one-class-against-the-rest sigmoid focal losses: this one in multilabel mode on the one-hot
     target. ``keras.losses.CategoricalFocalCrossentropy`` sums over the classes, as here.
 
+    Returns:
+        A scalar for ``reduction="mean"`` or ``"sum"``; for ``"none"`` the weighted term of each
+        position ``(B, *spatial)`` (multiclass) or element ``(B, C, *spatial)`` (binary, multilabel).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, or an option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), a channel count that does not fit
+            ``mode`` (binary: 1, multiclass: at least 2), ``alpha`` or ``class_weights`` without one
+            value per channel, an option out of its range (the message names it), or, on the CPU, a
+            label, target, probability or weight out of its range.
+
     Example:
 
     >>> import torch
@@ -84,17 +96,45 @@ def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weigh
 
 
 class FocalLoss(nn.Module):
-    """Focal loss as an ``nn.Module``: the options of :func:`losses.torch.functional.focal_loss`, held.
+    r"""Focal loss (Lin et al., 2017) as an ``nn.Module``; with ``gamma=0`` the cross-entropy.
 
-    ``forward(input, target, weight=None)``.
+    Multiclass (softmax over C), per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c`` with q the
+    label-smoothed one-hot label. Binary and multilabel (a sigmoid per element):
+    ``ℓ = w_c·α_t·(1 − p_t)^γ·BCE(x, t)`` with ``p_t = p·t + (1 − p)·(1 − t)`` and
+    ``α_t = α·t + (1 − α)·(1 − t)``. The options of :func:`losses.torch.functional.focal_loss`,
+    checked once; ``forward(input, target, weight=None)`` computes it.
+
+    Args:
+        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
+            (a sigmoid per element; target of the input's shape).
+        gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
+        alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
+            the negatives); multiclass: None or one weight per class.
+        from_logits: apply the sigmoid / softmax inside; False: the input is probabilities.
+        label_smoothing: ε in [0, 1): multiclass ``q = (1 − ε)·q + ε/C``; sigmoid
+            ``t = (1 − ε)·t + ε/2``.
+        class_weights: one weight per channel, relative (divided by the largest), multiplying the
+            terms of that class.
+        ignore_index: a target value whose positions (elements, for per-class targets) count nowhere.
+        reduction: ``"mean"`` (``Σ v·ℓ / Σ v`` over the valid positions, or elements), ``"sum"``, or
+            ``"none"`` (the weighted term of each position, or element).
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
     >>> import torch
     >>> from losses.torch import FocalLoss
     >>> criterion = FocalLoss(mode="binary", alpha=0.25)
-    >>> logits = torch.randn(2, 1, 8, 8, requires_grad=True)
-    >>> criterion(logits, torch.randint(0, 2, (2, 8, 8))).backward()
+    >>> logits = torch.tensor([[[[2.0, -1.0]]]], requires_grad=True)   # (B=1, C=1, 1, 2)
+    >>> loss = criterion(logits, torch.tensor([[[1, 0]]]))
+    >>> round(loss.item(), 5)   # (0.25·0.119²·0.127 + 0.75·0.269²·0.313) / 2
+    0.00872
+    >>> loss.backward()
+    >>> logits.grad.shape
+    torch.Size([1, 1, 1, 2])
     """
 
     def __init__(self, mode: str = "multiclass", *, gamma: float = 2.0, alpha: Any = None, from_logits: bool = True,
@@ -107,6 +147,26 @@ class FocalLoss(nn.Module):
                                            ignore_index=ignore_index)
 
     def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The focal loss of ``input`` against ``target``, with the options given to the constructor.
+
+        Args:
+            input: logits (or probabilities with ``from_logits=False``) ``(B, C, *spatial)``.
+            target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` (binary: 0/1), or
+                per-class targets of the input's shape (probabilities in [0, 1]).
+            weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, >= 0.
+
+        Returns:
+            A scalar for ``reduction="mean"`` or ``"sum"``; for ``"none"`` the weighted term of
+            each position ``(B, *spatial)`` (multiclass) or element ``(B, C, *spatial)``.
+
+        Raises:
+            TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+                floating-point, or an option has the wrong type.
+            ValueError: shapes that do not match (never broadcast), a channel count that does not
+                fit ``mode`` (binary: 1, multiclass: at least 2), ``alpha`` or ``class_weights``
+                without one value per channel, or, on the CPU, a label, target, probability or
+                weight out of its range.
+        """
         return focal_loss_torch(input, target, weight, self.options, self.reduction)
 
     def extra_repr(self) -> str:
