@@ -60,10 +60,43 @@ def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     ``sigmoid=True``. Class weights: MONAI's ``weight`` multiplies each class's Dice loss before an
     unweighted class mean and makes its cross-entropy PyTorch's weighted mean ``Σ w_y·ℓ / Σ w_y``;
     here ``class_weights`` is one rule for both terms (a weighted class mean ``Σ w·L / Σ w`` of the
-    overlap losses, and ``w_y·ℓ`` averaged over the valid positions). The common options are those of :func:`dice_loss`; ``overlap`` picks
-    the member of the overlap family and ``overlap_options`` its own options (e.g.
-    ``overlap="tversky", overlap_options={"alpha": 0.3, "beta": 0.7}``); ``label_smoothing`` is the
-    cross-entropy's. ``lambda_dice``, ``lambda_ce``: ``>= 0``, not both 0.
+    overlap losses, and ``w_y·ℓ`` averaged over the valid positions).
+
+    Per image (per batch with ``per_image=False``), ``CE = Σ v·ℓ / Σ v`` over the valid positions,
+    v the weight map and ℓ the cross-entropy term of :func:`focal_loss` with ``gamma=0``.
+
+    Args:
+        input: logits ``(B, C, *spatial)`` (``C = 1`` in binary mode; probabilities with
+            ``from_logits=False``), as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0``, for both terms.
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the cross-entropy term.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
+    ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+    ``empty_target``, ``average``, ``sync_across_ranks``) are those of :func:`dice_loss`, with the
+    same defaults; ``classes`` selects the classes of the overlap term only.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, an option has the wrong type, or ``overlap_options`` names an option
+            the chosen member does not take.
+        ValueError: shapes that do not match (never broadcast), both lambdas 0, an option out of
+            its range (the message names it), or, on the CPU, a label, target, probability or
+            weight out of its range.
 
     Example:
 
@@ -95,6 +128,42 @@ def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, 
     MONAI's ``DiceFocalLoss`` takes its focal term from a sigmoid of each channel even with
     ``softmax=True`` (one class against the rest): it matches this loss in binary and multilabel
     modes.
+
+    Args:
+        input: logits ``(B, C, *spatial)`` (``C = 1`` in binary mode; probabilities with
+            ``from_logits=False``), as for :func:`dice_loss`.
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
+            and ``>= 0``, for both terms.
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_focal: the weight of the focal term (``>= 0``; not both 0).
+        gamma: the focusing exponent (``>= 0``).
+        alpha: binary/multilabel: the weight in [0, 1] of the positives; multiclass: one weight
+            per class; None: no weighting.
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the focal term.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
+
+    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
+    ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+    ``empty_target``, ``average``, ``sync_across_ranks``) are those of :func:`dice_loss`, with the
+    same defaults; ``classes`` selects the classes of the overlap term only.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
+        for ``"none"`` (``()`` with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input``, ``target`` or ``weight`` is not a tensor, ``input`` is not
+            floating-point, an option has the wrong type, or ``overlap_options`` names an option
+            the chosen member does not take.
+        ValueError: shapes that do not match (never broadcast), both lambdas 0, an option out of
+            its range (the message names it), or, on the CPU, a label, target, probability or
+            weight out of its range.
 
     Example:
 
