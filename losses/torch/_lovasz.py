@@ -164,6 +164,17 @@ def lovasz_softmax_loss(input: Tensor, target: Tensor, *, classes: Any = "presen
     per_image=True``. A row whose positions are all ignored has loss 0; a batch of 0 images gives
     a ``(0,)`` loss, 0 for ``"sum"``, NaN for ``"mean"``. See :mod:`losses._lovasz` for ties.
 
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, ``(B,)`` for ``"none"`` (``()``
+        with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input`` or ``target`` is not a tensor, ``input`` is not floating-point, or an
+            option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), per-class (one-hot) targets instead of a label map,
+            an option out of its range
+            (the message names it), or, on the CPU, a label out of range.
+
     Example:
 
     >>> import torch
@@ -193,6 +204,16 @@ def lovasz_hinge_loss(input: Tensor, target: Tensor, *, per_image: bool = True, 
     segmentation-models-pytorch's ``LovaszLoss(mode="binary")`` is ``per_image=False`` (its
     default); kornia's ``lovasz_hinge_loss`` is ``per_image=True``. An image without foreground
     has loss ``max(1 + z)`` over its positions, the hinge of its worst background logit.
+
+    Returns:
+        The loss: a scalar for ``reduction="mean"`` or ``"sum"``, ``(B,)`` for ``"none"`` (``()``
+        with ``per_image=False``).
+
+    Raises:
+        TypeError: ``input`` or ``target`` is not a tensor, ``input`` is not floating-point, or an
+            option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), an option out of its range
+            (the message names it), or, on the CPU, a label out of range.
 
     Example:
 

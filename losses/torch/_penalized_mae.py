@@ -211,6 +211,12 @@ def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, p
         infinity in either input gives a non-finite loss, and a non-finite gradient where the
         gradient depends on it (as in ``torch.nn.functional``).
 
+    Raises:
+        TypeError: ``input`` or ``target`` is not a tensor, ``input`` is not floating-point,
+            ``target`` is complex, or ``delta`` / ``penalty`` is not a real number.
+        ValueError: ``target``'s shape differs from ``input``'s (never broadcast), ``delta`` or
+            ``penalty`` is negative or not finite, or ``reduction`` is not one of the three.
+
     Works under ``torch.compile(fullgraph=True)``, ``torch.func.grad`` and ``torch.vmap``.
 
     Example:

@@ -216,6 +216,11 @@ def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thr
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
+            (a tensor, for instance), or ``straight_through`` is not a bool.
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
+
     Example:
 
     >>> import torch
@@ -265,6 +270,11 @@ def soft_floor(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thr
     Returns:
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
+            (a tensor, for instance), or ``straight_through`` is not a bool.
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
 
@@ -316,6 +326,11 @@ def soft_ceil(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
+            (a tensor, for instance), or ``straight_through`` is not a bool.
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
+
     Example:
 
     >>> import torch
@@ -354,6 +369,11 @@ def soft_step(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
     Returns:
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
+            (a tensor, for instance), or ``straight_through`` is not a bool.
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
 
@@ -396,6 +416,11 @@ def soft_sign(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
     Returns:
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
+    Raises:
+        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
+            (a tensor, for instance), or ``straight_through`` is not a bool.
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
 
