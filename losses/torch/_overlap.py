@@ -298,6 +298,10 @@ class JaccardLoss(_RatioLoss):
 
     The arguments are those of :class:`DiceLoss`, with the same defaults.
 
+    Raises:
+        TypeError: an option of the wrong type, or one this loss does not take.
+        ValueError: an option value out of its range (the message names the option).
+
     Example:
 
     >>> import torch
@@ -385,6 +389,18 @@ class TverskyLoss(_OverlapLoss):
 
     The other arguments are those of :class:`DiceLoss` (``log_loss``, ``empty_target``, ``average``
     and the common ones), with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type, or one this loss does not take.
+        ValueError: an option value out of its range (the message names the option).
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import TverskyLoss
+    >>> logits = torch.tensor([[[[4.0, -4.0], [-4.0, 4.0]]]])      # (B=1, C=1, 2, 2)
+    >>> round(TverskyLoss(mode="binary", alpha=0.3, beta=0.7)(logits, torch.tensor([[[1, 0], [0, 1]]])).item(), 4)
+    0.018
     """
 
     name = "tversky"
@@ -479,6 +495,18 @@ class FocalTverskyLoss(_OverlapLoss):
 
     The other arguments are those of :class:`DiceLoss` (``empty_target``, ``average`` and the
     common ones), with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type, or one this loss does not take.
+        ValueError: an option value out of its range (the message names the option).
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import FocalTverskyLoss
+    >>> logits = torch.tensor([[[[4.0, -4.0], [-4.0, 4.0]]]])      # (B=1, C=1, 2, 2)
+    >>> round(FocalTverskyLoss(mode="binary")(logits, torch.tensor([[[1, 0], [0, 1]]])).item(), 4)
+    0.0491
     """
 
     name = "focal_tversky"
@@ -568,6 +596,18 @@ class GeneralizedDiceLoss(_OverlapLoss):
 
     The other arguments are the common ones of :class:`DiceLoss` (not ``squared``, ``log_loss``,
     ``empty_target``, ``average``), with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type, or one this loss does not take.
+        ValueError: an option value out of its range (the message names the option).
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import GeneralizedDiceLoss
+    >>> logits = torch.tensor([[[[4.0, -4.0], [-4.0, 4.0]]], [[[-4.0, 4.0], [4.0, -4.0]]]]).transpose(0, 1)
+    >>> round(GeneralizedDiceLoss(weight_type="simple")(logits, torch.tensor([[[0, 1], [1, 0]]])).item(), 4)
+    0.0003
     """
 
     name = "generalized_dice"

@@ -220,6 +220,19 @@ class DiceCELoss(_PairLoss):
 
     The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
     the classes of the overlap term only.
+
+    Raises:
+        TypeError: an option of the wrong type, or ``overlap_options`` naming an option the
+            chosen member does not take.
+        ValueError: an option value out of its range (the message names the option), or both lambdas 0.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import DiceCELoss
+    >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])      # (B=1, C=2, 1, 2)
+    >>> round(DiceCELoss()(logits, torch.tensor([[[0, 1]]])).item(), 4)
+    0.096
     """
 
     def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
@@ -257,6 +270,19 @@ class DiceFocalLoss(_PairLoss):
 
     The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
     the classes of the overlap term only.
+
+    Raises:
+        TypeError: an option of the wrong type, or ``overlap_options`` naming an option the
+            chosen member does not take.
+        ValueError: an option value out of its range (the message names the option), or both lambdas 0.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.torch import DiceFocalLoss
+    >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])      # (B=1, C=2, 1, 2)
+    >>> round(DiceFocalLoss()(logits, torch.tensor([[[0, 1]]])).item(), 4)
+    0.0475
     """
 
     def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,

@@ -266,6 +266,11 @@ class PenalizedMAELoss(nn.Module):
     Shapes: ``input`` any shape, ``target`` the same shape; the output is a scalar, or shaped like
     ``input`` for ``reduction="none"``.
 
+    Raises:
+        TypeError: ``delta`` or ``penalty`` is not a real number.
+        ValueError: ``delta`` or ``penalty`` is negative or not finite, or ``reduction`` is not one
+            of the three.
+
     Example:
 
     >>> import torch
