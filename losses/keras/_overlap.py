@@ -160,11 +160,38 @@ class _OverlapLoss(LossWithWeightMap):
 def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Dice loss of each sample, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)``; shape ``(B,)``.
 
-    Channels last: ``y_pred`` is ``(B, *spatial, C)``; ``y_true`` is a label map ``(B, *spatial)``
-    or ``(B, *spatial, 1)`` of class indices, or per-class targets of ``y_pred``'s shape;
-    ``weight`` an optional weight per position ``(B, *spatial)``. Every option is that of
-    :class:`DiceLoss` (and of ``losses.torch.functional.dice_loss``). With ``per_image=False`` every
-    sample carries the loss of the whole batch, so that the mean over the batch is that loss.
+    Per class, p the predicted probability and g the target summed over the positions of each image
+    (of the batch with ``per_image=False``), averaged over the classes: the functional form of
+    :class:`DiceLoss`, with the options of ``losses.torch.functional.dice_loss``. With
+    ``per_image=False`` every sample carries the loss of the whole batch, so that the mean over the
+    batch is that loss.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
+            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
+            multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
+            (``from_logits=True``, the default) or probabilities.
+        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
+            sigmoids).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        **options: the keyword options of :class:`DiceLoss` (``squared``, ``log_loss``,
+            ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
+            ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+            ``sync_across_ranks``), with its defaults.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, an option has the wrong type, or ``options`` holds one this loss does
+            not take.
+        ValueError: shapes that do not match (never broadcast), an option out of its range (the
+            message names it), or, where the values are known (eagerly), a label, target,
+            probability or weight out of its range.
 
     Example:
 
@@ -229,6 +256,36 @@ class DiceLoss(_RatioLoss):
     gradient for all of it. An empty batch gives 0 with ``reduction="sum"`` and NaN with
     ``"sum_over_batch_size"`` (the mean of nothing), in eager and traced code alike.
 
+    Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss; None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy with ``per_image=False``, all-reduce
+            the per-class sums over the replicas (see above).
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
+
     Example:
 
     >>> import keras, numpy as np
@@ -250,7 +307,43 @@ class DiceLoss(_RatioLoss):
 def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Jaccard (IoU) loss of each sample, ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``; shape ``(B,)``.
 
-    Inputs and options as :func:`dice_loss` (see :class:`JaccardLoss`).
+    Per class, averaged over the classes; the functional form of :class:`JaccardLoss`, with inputs
+    and options as :func:`dice_loss`.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
+            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
+            multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
+            (``from_logits=True``, the default) or probabilities.
+        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
+            sigmoids).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        **options: the keyword options of :class:`JaccardLoss` (``squared``, ``log_loss``,
+            ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
+            ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+            ``sync_across_ranks``), with its defaults.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, an option has the wrong type, or ``options`` holds one this loss does
+            not take.
+        ValueError: shapes that do not match (never broadcast), an option out of its range (the
+            message names it), or, where the values are known (eagerly), a label, target,
+            probability or weight out of its range.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import jaccard_loss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')  # (B=1, 2, 2, C=1)
+    >>> np.round(np.asarray(jaccard_loss(np.array([[[1, 0], [0, 1]]]), logits, mode="binary")), 4)
+    array([0.0353], dtype=float32)
     """
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("jaccard", mode=mode, **options), weight)
 
@@ -261,6 +354,12 @@ class JaccardLoss(_RatioLoss):
 
     Options as :class:`DiceLoss` (``squared``: FP and FN from Σp² and Σg²); the same in
     ``losses.torch.JaccardLoss``.
+
+    The arguments are those of :class:`DiceLoss`, with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -278,7 +377,44 @@ class JaccardLoss(_RatioLoss):
 def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Tversky loss of each sample, ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``; shape ``(B,)``.
 
-    ``alpha`` weighs false positives, ``beta`` false negatives (see :class:`TverskyLoss`).
+    With TP = Σp·g, FP = Σp − TP, FN = Σg − TP per class, averaged over the classes: ``alpha``
+    weighs false positives, ``beta`` false negatives. The functional form of :class:`TverskyLoss`.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
+            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
+            multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
+            (``from_logits=True``, the default) or probabilities.
+        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
+            sigmoids).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        **options: the keyword options of :class:`TverskyLoss` (``alpha``, ``beta``, ``log_loss``,
+            ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
+            ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+            ``sync_across_ranks``), with its defaults.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, an option has the wrong type, or ``options`` holds one this loss does
+            not take.
+        ValueError: shapes that do not match (never broadcast), an option out of its range (the
+            message names it), or, where the values are known (eagerly), a label, target,
+            probability or weight out of its range.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import tversky_loss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')
+    >>> loss = tversky_loss(np.array([[[1, 0], [0, 1]]]), logits, mode="binary", alpha=0.3, beta=0.7)
+    >>> np.round(np.asarray(loss), 4)
+    array([0.018], dtype=float32)
     """
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("tversky", mode=mode, **options), weight)
 
@@ -291,7 +427,17 @@ class TverskyLoss(_OverlapLoss):
     ``alpha`` weighs false positives and ``beta`` false negatives, as in MONAI, smp, kornia and
     ``losses.torch.TverskyLoss``. ``keras.losses.Tversky(alpha=a, beta=b)`` weighs them the other
     way round: it is ``TverskyLoss(alpha=b, beta=a)`` here (up to its epsilon and its sums over all
-    axes). Other options as :class:`DiceLoss` (no ``squared``).
+    axes).
+
+    Args:
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+
+    The other arguments are those of :class:`DiceLoss` (no ``squared``), with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -322,7 +468,43 @@ def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weigh
                        **options: Any) -> Any:
     """Focal Tversky loss of each sample: per class ``max(1 − T, 0)^γ`` averaged over classes; shape ``(B,)``.
 
-    See :class:`FocalTverskyLoss`.
+    ``T = (TP + s_nr) / (TP + α·FP + β·FN + s_dr)`` is the Tversky index of :func:`tversky_loss`.
+    The functional form of :class:`FocalTverskyLoss`.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
+            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
+            multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
+            (``from_logits=True``, the default) or probabilities.
+        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
+            sigmoids).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        **options: the keyword options of :class:`FocalTverskyLoss` (``alpha``, ``beta``, ``gamma``,
+            ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
+            ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
+            ``sync_across_ranks``), with its defaults.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, an option has the wrong type, or ``options`` holds one this loss does
+            not take.
+        ValueError: shapes that do not match (never broadcast), an option out of its range (the
+            message names it), or, where the values are known (eagerly), a label, target,
+            probability or weight out of its range.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import focal_tversky_loss
+    >>> logits = np.array([[[[4.0], [-4.0]], [[-4.0], [4.0]]]], dtype='float32')
+    >>> np.round(np.asarray(focal_tversky_loss(np.array([[[1, 0], [0, 1]]]), logits, mode="binary")), 4)
+    array([0.0491], dtype=float32)
     """
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("focal_tversky", mode=mode, **options), weight)
 
@@ -334,6 +516,18 @@ class FocalTverskyLoss(_OverlapLoss):
 
     Defaults ``alpha=0.3, beta=0.7, gamma=0.75``: the paper's recommendation (its α = 0.7 weighs the
     false negatives, its exponent is 1/γ with γ = 4/3). The same in ``losses.torch.FocalTverskyLoss``.
+
+    Args:
+        alpha: the weight of the false positives (``>= 0``).
+        beta: the weight of the false negatives (``>= 0``; not both 0).
+        gamma: the exponent (``> 0``).
+
+    The other arguments are those of :class:`DiceLoss` (no ``squared``, no ``log_loss``), with the
+    same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -362,7 +556,47 @@ class FocalTverskyLoss(_OverlapLoss):
 @serializable
 def generalized_dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
                           **options: Any) -> Any:
-    """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``. See :class:`GeneralizedDiceLoss`."""
+    """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``.
+
+    ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)`` per image, one ratio pooled over
+    the classes with weights ``w_c`` from the target's class sums. The functional form of
+    :class:`GeneralizedDiceLoss`.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
+            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
+            multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
+            (``from_logits=True``, the default) or probabilities.
+        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
+            sigmoids).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, entering every sum (0 leaves the position out).
+        **options: the keyword options of :class:`GeneralizedDiceLoss` (``weight_type`` and
+            ``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``, ``per_image``,
+            ``classes``, ``class_weights``, ``ignore_index``, ``sync_across_ranks``), with its
+            defaults.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, an option has the wrong type, or ``options`` holds one this loss does
+            not take.
+        ValueError: shapes that do not match (never broadcast), an option out of its range (the
+            message names it), or, where the values are known (eagerly), a label, target,
+            probability or weight out of its range.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import generalized_dice_loss
+    >>> logits = np.array([[[[4.0, -4.0], [-4.0, 4.0]], [[-4.0, 4.0], [4.0, -4.0]]]], dtype='float32')
+    >>> np.round(np.asarray(generalized_dice_loss(np.array([[[0, 1], [1, 0]]]), logits)), 4)
+    array([0.0003], dtype=float32)
+    """
     return overlap_per_sample(y_true, y_pred, OverlapOptions.create("generalized_dice", mode=mode, **options), weight)
 
 
@@ -375,6 +609,16 @@ class GeneralizedDiceLoss(_OverlapLoss):
     (``"simple"``) or by 1 (``"uniform"``), ``G_c`` the target sum of class c; a class absent from
     the target gets the largest weight of the present ones, an image with no class present only its
     smoothing (as in MONAI). The same in ``losses.torch.GeneralizedDiceLoss``.
+
+    Args:
+        weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
+
+    The other arguments are those of :class:`DiceLoss` (no ``squared``, ``log_loss``,
+    ``empty_target``, ``average``), with the same defaults.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
