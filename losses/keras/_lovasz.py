@@ -133,8 +133,31 @@ def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_
                         ignore_index: int | None = None, from_logits: bool = True) -> Any:
     """Lovász-softmax loss of each sample, shape ``(B,)``: see :class:`LovaszSoftmaxLoss`.
 
-    ``y_pred`` ``(B, *spatial, C)``, ``y_true`` a label map ``(B, *spatial)`` or ``(B, *spatial, 1)``.
-    With ``per_image=False`` every sample carries the loss of the whole batch.
+    Per class, the Lovász extension of the Jaccard loss at the errors ``|g − p|`` of the softmax
+    probabilities, averaged over the classes (Berman et al., 2018). With ``per_image=False`` every
+    sample carries the loss of the whole batch.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices in ``[0, C)``.
+        y_pred: logits ``(B, *spatial, C)``, ``C >= 2``, channels last (probabilities with
+            ``from_logits=False``).
+        classes: ``"present"`` (the classes in the target of each row; an absent class contributes
+            nothing), ``"all"`` (every class) or a sequence of class indices (averaged whether
+            present or not).
+        per_image: one loss per image; ``False``: one loss for the batch, its positions sorted together.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+        from_logits: apply the softmax over the channels inside.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, or an option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), per-class (one-hot) targets instead of a label map,
+            an option out of its range
+            (the message names it), or, where the values are known (eagerly), a label out of range.
 
     Example:
 
@@ -152,6 +175,27 @@ def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_
 @serializable
 def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_index: int | None = None) -> Any:
     """Lovász hinge loss of each sample, shape ``(B,)``: see :class:`LovaszHingeLoss`.
+
+    The Lovász extension of the foreground's Jaccard loss at the hinge errors
+    ``max(1 − z·(2g − 1), 0)`` of the logits z (Berman et al., 2018). With ``per_image=False``
+    every sample carries the loss of the whole batch.
+
+    Args:
+        y_true: a binary label map ``(B, *spatial)`` or ``(B, *spatial, 1)``: 0 or 1, or
+            ``ignore_index``.
+        y_pred: one logit per position, ``(B, *spatial, 1)``.
+        per_image: one loss per image; ``False``: one loss for the batch.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
+        entry).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, or an option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), an option out of its range
+            (the message names it), or, where the values are known (eagerly), a label out of range.
 
     Example:
 
@@ -179,6 +223,21 @@ class LovaszSoftmaxLoss(_LovaszLoss):
     image (the batch with ``per_image=False``) and a NaN gradient for all of it; an empty batch
     gives 0 with ``reduction="sum"`` and NaN with ``"sum_over_batch_size"``. Registered as
     serializable under the package ``losses``.
+
+    Args:
+        classes: ``"present"``: the classes in the target of each row (an absent class contributes
+            nothing); ``"all"``: every class; or a list of class indices, averaged present or not.
+        per_image: one loss per image; False: the positions of the whole batch sorted together.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+        from_logits: apply the softmax inside; False: ``y_pred`` is probabilities.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -210,6 +269,26 @@ class LovaszHingeLoss(_LovaszLoss):
     ``y_pred``: one logit per position, ``(B, *spatial, 1)``; ``y_true``: 0 or 1 (or
     ``ignore_index``), ``(B, *spatial)`` or ``(B, *spatial, 1)``. Options ``per_image``,
     ``ignore_index`` and the Keras ``reduction``, as in ``losses.torch.LovaszHingeLoss``.
+
+    Args:
+        per_image: one loss per image; False: the positions of the whole batch sorted together.
+        ignore_index: a target value whose positions are left out (gradient exactly 0).
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import LovaszHingeLoss
+    >>> logits = np.array([[[[2.0], [-2.0]], [[-2.0], [2.0]]]], dtype="float32")   # (B=1, 2, 2, C=1)
+    >>> float(LovaszHingeLoss()(np.array([[[1, 0], [0, 1]]]), logits))
+    0.0
     """
 
     loss_name = "lovasz_hinge"
