@@ -139,7 +139,38 @@ def focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any =
                ignore_index: int | None = None) -> Any:
     """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
 
-    See :class:`FocalLoss`; ``weight`` an optional weight per position ``(B, *spatial)``.
+    Multiclass, per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c``; binary and multilabel,
+    per element: ``ℓ = w_c·α_t·(1 − p_t)^γ·BCE``; v the weight of the position (see
+    :class:`FocalLoss`).
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
+            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
+            ``from_logits=False``).
+        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
+            (a sigmoid per element).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``.
+        gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
+        alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
+            the negatives); multiclass: None or one weight per class.
+        from_logits: apply the sigmoid / softmax inside; False: ``y_pred`` is probabilities.
+        label_smoothing: ε in [0, 1): multiclass ``q = (1 − ε)·q + ε/C``; sigmoid
+            ``t = (1 − ε)·t + ε/2``.
+        class_weights: one weight per channel, relative (divided by the largest), multiplying the
+            terms of that class.
+        ignore_index: a target value whose positions (elements, for per-class targets) count nowhere.
+
+    Returns:
+        The loss of each sample, shape ``(B,)`` (0 for an image without a valid position).
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, or an option has the wrong type.
+        ValueError: shapes that do not match (never broadcast), a channel count that does not fit
+            ``mode``, an option out of its range (the message names it), or, where the
+            values are known (eagerly), a label, target, probability or weight out of its range.
 
     Example:
 
@@ -176,6 +207,25 @@ class FocalLoss(LossWithWeightMap):
     ``FocalLoss(gamma=g, alpha=[a] * C)`` here (it sums over the classes too);
     ``keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=a)`` is
     ``FocalLoss(mode="multilabel", alpha=a)``.
+
+    Args:
+        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
+            (a sigmoid per element).
+        gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
+        alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
+            the negatives); multiclass: None or one weight per class.
+        from_logits: apply the sigmoid / softmax inside; False: ``y_pred`` is probabilities.
+        label_smoothing: ε in [0, 1) (as :func:`focal_loss`).
+        class_weights: one weight per channel, relative (divided by the largest).
+        ignore_index: a target value whose positions (elements, for per-class targets) count nowhere.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option value out of its range (the message names the option).
 
     Example:
 
@@ -227,6 +277,40 @@ def dice_ce_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
                  label_smoothing: float = 0.0, **options: Any) -> Any:
     """Dice (or another overlap loss) plus cross-entropy of each sample, shape ``(B,)``: see :class:`DiceCELoss`.
 
+    ``λ_dice·L_overlap + λ_ce·Σ v·ℓ / Σ v`` per image (per batch with ``per_image=False``, its value
+    in every entry), ℓ the cross-entropy term of :func:`focal_loss` with ``gamma=0``.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
+            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
+            ``from_logits=False``).
+        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
+            (a sigmoid per element).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, for both terms.
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the cross-entropy term.
+        **options: the other options of :class:`DiceLoss` (``from_logits``, ``smooth_nr``,
+            ``smooth_dr``, ``squared``, ``log_loss``, ``soft_labels``, ``per_image``, ``classes``,
+            ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
+            ``sync_across_ranks``), with its defaults; ``classes`` selects the classes of the
+            overlap term only.
+
+    Returns:
+        The loss of each sample, shape ``(B,)``.
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, or an option has the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
+        ValueError: shapes that do not match (never broadcast), a channel count that does not fit
+            ``mode``, an option out of its range (the message names it), both lambdas 0, or, where the
+            values are known (eagerly), a label, target, probability or weight out of its range.
+
     Example:
 
     >>> import numpy as np
@@ -245,7 +329,53 @@ def dice_focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: 
                     lambda_dice: float = 1.0, lambda_focal: float = 1.0, gamma: float = 2.0, alpha: Any = None,
                     overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
                     **options: Any) -> Any:
-    """Dice (or another overlap loss) plus focal loss of each sample, shape ``(B,)``: see :class:`DiceFocalLoss`."""
+    """Dice (or another overlap loss) plus focal loss of each sample, shape ``(B,)``: see :class:`DiceFocalLoss`.
+
+    ``λ_dice·L_overlap + λ_focal·Σ v·ℓ / Σ v`` per image (per batch with ``per_image=False``, its
+    value in every entry), ℓ the term of :func:`focal_loss`.
+
+    Args:
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
+            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
+            ``from_logits=False``).
+        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
+            (a sigmoid per element).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
+            and ``>= 0``, for both terms.
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_focal: the weight of the focal term (``>= 0``; not both 0).
+        gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
+        alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
+            the negatives); multiclass: None or one weight per class.
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the focal term.
+        **options: the other options of :class:`DiceLoss` (``from_logits``, ``smooth_nr``,
+            ``smooth_dr``, ``squared``, ``log_loss``, ``soft_labels``, ``per_image``, ``classes``,
+            ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
+            ``sync_across_ranks``), with its defaults; ``classes`` selects the classes of the
+            overlap term only.
+
+    Returns:
+        The loss of each sample, shape ``(B,)``.
+
+    Raises:
+        TypeError: ``y_true`` or ``y_pred`` is not a tensor or an array, ``y_pred`` is not
+            floating-point, or an option has the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
+        ValueError: shapes that do not match (never broadcast), a channel count that does not fit
+            ``mode``, an option out of its range (the message names it), both lambdas 0, or, where the
+            values are known (eagerly), a label, target, probability or weight out of its range.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import dice_focal_loss
+    >>> logits = np.array([[[[2.0, -1.0], [-1.0, 2.0]]]], dtype="float32")   # (B=1, 1, 2, C=2)
+    >>> np.round(np.asarray(dice_focal_loss(np.array([[[0, 1]]]), logits)), 4)
+    array([0.0475], dtype=float32)
+    """
     pair = _pair(overlap, overlap_options, (lambda_dice, lambda_focal), ("lambda_dice", "lambda_focal"),
                  dict(options, mode=mode), dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
     return pair_per_sample(y_true, y_pred, pair, weight)
@@ -277,6 +407,25 @@ class DiceCELoss(_PairLoss):
     ``"generalized_dice"``) and ``overlap_options`` its own options; ``label_smoothing`` is the
     cross-entropy's; the other options are those of :class:`DiceLoss`. The same in
     ``losses.torch.DiceCELoss``.
+
+    Args:
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the cross-entropy term.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
+    the classes of the overlap term only.
+
+    Raises:
+        TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
+        ValueError: an option value out of its range (the message names the option), or both lambdas 0.
 
     Example:
 
@@ -312,8 +461,41 @@ class DiceCELoss(_PairLoss):
 @keras.saving.register_keras_serializable(package="losses")
 class DiceFocalLoss(_PairLoss):
     """Dice (or another overlap loss) plus focal loss as a ``keras.losses.Loss``:
-    ``λ_dice·L_overlap + λ_focal·focal`` per image. ``gamma`` and ``alpha`` as :class:`FocalLoss`;
-    the other options as :class:`DiceCELoss`. The same in ``losses.torch.DiceFocalLoss``."""
+    ``λ_dice·L_overlap + λ_focal·focal`` per image (per batch with ``per_image=False``).
+
+    ``gamma`` and ``alpha`` as :class:`FocalLoss`; the other options as :class:`DiceCELoss`. The
+    same in ``losses.torch.DiceFocalLoss``.
+
+    Args:
+        lambda_dice: the weight of the overlap term (``>= 0``).
+        lambda_focal: the weight of the focal term (``>= 0``; not both 0).
+        gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
+        alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
+            the negatives); multiclass: None or one weight per class.
+        overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
+            ``"focal_tversky"`` or ``"generalized_dice"``.
+        overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
+        label_smoothing: ε in [0, 1) of the focal term.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
+
+    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
+    the classes of the overlap term only.
+
+    Raises:
+        TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
+        ValueError: an option value out of its range (the message names the option), or both lambdas 0.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.keras import DiceFocalLoss
+    >>> logits = np.array([[[[2.0, -1.0], [-1.0, 2.0]]]], dtype="float32")   # (B=1, 1, 2, C=2)
+    >>> round(float(DiceFocalLoss()(np.array([[[0, 1]]]), logits)), 4)
+    0.0475
+    """
 
     lambda_names = ("lambda_dice", "lambda_focal")
 
