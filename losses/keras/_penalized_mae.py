@@ -141,6 +141,12 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
         infinity in either input gives a non-finite loss, and a non-finite gradient where the
         gradient depends on it.
 
+    Raises:
+        TypeError: ``y_pred`` is not floating-point, ``y_true`` is complex, or ``delta`` /
+            ``penalty`` is not a real number.
+        ValueError: ``y_true``'s shape differs from ``y_pred``'s (never broadcast), or ``delta`` or
+            ``penalty`` is negative or not finite.
+
     Example:
 
     >>> import keras
@@ -186,6 +192,10 @@ class PenalizedMAELoss(keras.losses.Loss):
             it as by every Keras loss.
 
     Shapes: ``y_true`` and ``y_pred`` ``(B, *dims)`` alike; ``sample_weight`` ``(B,)``.
+
+    Raises:
+        TypeError: ``delta`` or ``penalty`` is not a real number.
+        ValueError: ``delta`` or ``penalty`` is negative or not finite.
 
     Example:
 

@@ -211,6 +211,12 @@ def soft_round(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: boo
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
+    Raises:
+        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
+            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
+            symbolic ``keras.Input`` (wrap the call in a layer).
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
+
     Example:
 
     >>> import keras, numpy as np
@@ -256,6 +262,12 @@ def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: boo
     Returns:
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
+    Raises:
+        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
+            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
+            symbolic ``keras.Input`` (wrap the call in a layer).
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
 
@@ -303,6 +315,12 @@ def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
+    Raises:
+        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
+            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
+            symbolic ``keras.Input`` (wrap the call in a layer).
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
+
     Example:
 
     >>> import keras, numpy as np
@@ -342,6 +360,12 @@ def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
+    Raises:
+        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
+            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
+            symbolic ``keras.Input`` (wrap the call in a layer).
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
+
     Example:
 
     >>> import keras, numpy as np
@@ -379,6 +403,12 @@ def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
     Returns:
         A tensor of the shape of ``x``, float32 for reduced-precision inputs, else ``x``'s dtype.
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
+
+    Raises:
+        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
+            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
+            symbolic ``keras.Input`` (wrap the call in a layer).
+        ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
 
