@@ -9,7 +9,23 @@ import numpy as np
 
 
 class GradientFlowError(AssertionError):
-    """The doctor found an error in a loss's gradient flow; the message is its report."""
+    """The doctor found an error in a loss's gradient flow; the message is its report.
+
+    Raised by :func:`assert_gradient_flow`; an ``AssertionError``. The doctor's
+    :class:`~losses.doctor.Report` is its ``report`` attribute.
+
+    Args:
+        report: the doctor's report, whose text becomes the message.
+
+    Example:
+
+    >>> from losses.testing import GradientFlowError, assert_gradient_flow
+    >>> try:
+    ...     assert_gradient_flow(lambda input, target: (input.round() - target).abs().mean(), framework="torch")
+    ... except GradientFlowError as error:
+    ...     print(error.report.ok)
+    False
+    """
 
     def __init__(self, report: Any) -> None:
         super().__init__("\n" + report.to_text())
@@ -39,6 +55,12 @@ def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred
 
     Returns:
         The doctor's :class:`~losses.doctor.Report`, for further assertions.
+
+    Raises:
+        GradientFlowError: the report has an error (with ``strict``, a warning) whose code is not
+            in ``allow``.
+        ValueError: ``framework`` is not one the doctor knows, or it cannot be told from the
+            inputs.
 
     Example:
 

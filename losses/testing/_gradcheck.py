@@ -11,7 +11,22 @@ FRAMEWORKS = ("torch", "keras")
 
 
 class GradientMismatch(AssertionError):
-    """The autodiff gradient and the finite-difference gradient disagree."""
+    """The autodiff gradient and the finite-difference gradient disagree.
+
+    Raised by :func:`check_gradient`; an ``AssertionError``, so test runners report it as a failed
+    assertion. The message names the element furthest out of tolerance, both values there and the
+    largest absolute error.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.testing import GradientMismatch, check_gradient
+    >>> try:   # detach() hides x² from autodiff: the gradient is 1 where it should be 1 + 2x
+    ...     check_gradient(lambda x: (x.detach() ** 2).sum() + x.sum(), np.array([1.0, 2.0]))
+    ... except GradientMismatch as error:
+    ...     print(str(error).split(":")[0])
+    autodiff and finite differences disagree at index (1,)
+    """
 
 
 def _to_framework(array: np.ndarray, framework: str) -> Any:
@@ -37,6 +52,28 @@ def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum:
     ``inputs`` are NumPy arrays; they are converted to ``framework`` tensors of the same dtype.
     For ``framework="keras"`` the gradient is taken with the active Keras backend's autodiff
     (``tf.GradientTape``, ``jax.grad`` or ``torch.autograd``).
+
+    Args:
+        fn: a function of the converted ``inputs`` that returns a scalar tensor.
+        inputs: NumPy arrays, the positional arguments of ``fn``.
+        argnum: the index in ``inputs`` of the argument to differentiate.
+        framework: ``"torch"`` or ``"keras"`` (the active Keras backend).
+
+    Returns:
+        ``(value, gradient)``: ``fn(*inputs)`` as a Python float and its gradient as a NumPy
+        array of ``inputs[argnum]``'s shape (zeros when ``fn`` does not depend on that input).
+
+    Raises:
+        ValueError: ``framework`` is not ``"torch"`` or ``"keras"``, or the Keras backend is not
+            TensorFlow, JAX or PyTorch.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.testing import value_and_grad
+    >>> value, grad = value_and_grad(lambda x: (x ** 3).sum(), [np.array([0.5, -1.0, 2.0])])
+    >>> value, grad.tolist()   # Σx³ and 3x²
+    (7.125, [0.75, 3.0, 12.0])
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {FRAMEWORKS}; got {framework!r}")
@@ -84,6 +121,29 @@ def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnu
 
     Where one side is not finite (a singularity within ``eps``, such as ``sqrt`` just above 0), the
     one-sided difference from the finite side is used; where neither is finite, the element is NaN.
+
+    Args:
+        fn: a function of the converted ``inputs`` that returns a scalar tensor.
+        inputs: NumPy arrays, the positional arguments of ``fn``; ``inputs[argnum]`` is perturbed
+            in float64.
+        argnum: the index in ``inputs`` of the argument to differentiate.
+        framework: ``"torch"``, or ``"keras"`` (the active Keras backend; ``fn`` is compiled with
+            ``jax.jit`` on JAX).
+        eps: the step of the differences.
+
+    Returns:
+        The gradient, a float64 NumPy array of ``inputs[argnum]``'s shape (2·N evaluations of
+        ``fn`` for N elements).
+
+    Raises:
+        Exception: whatever ``fn`` raises, unchanged.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.testing import numeric_gradient
+    >>> np.round(numeric_gradient(lambda x: (x ** 3).sum(), [np.array([0.5, -1.0, 2.0])]), 6).tolist()
+    [0.75, 3.0, 12.0]
     """
     if framework == "keras":
         import keras
@@ -127,6 +187,30 @@ def check_gradient(fn: Callable[..., Any], *inputs: np.ndarray, argnum: int = 0,
     (``|x| = 0`` for an absolute value, thresholds): there the two sides legitimately differ. Where
     the finite differences are NaN or infinite although autodiff is finite (a singularity within
     ``eps``), the gradient cannot be checked and the check fails, saying so.
+
+    Args:
+        fn: a function of the converted ``inputs`` that returns a scalar tensor.
+        *inputs: NumPy arrays, the positional arguments of ``fn``.
+        argnum: the index in ``inputs`` of the argument to differentiate.
+        framework: ``"torch"`` or ``"keras"`` (the active Keras backend).
+        eps: the step of the central differences.
+        rtol: the relative tolerance.
+        atol: the absolute tolerance.
+
+    Returns:
+        None: the check passed.
+
+    Raises:
+        GradientMismatch: an element out of tolerance, a non-finite autodiff gradient, a gradient
+            of the wrong shape, or finite differences that are not finite where autodiff is.
+        ValueError: ``framework`` is not ``"torch"`` or ``"keras"``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from losses.testing import check_gradient
+    >>> check_gradient(lambda x, w: (w * x ** 2).sum(), np.array([0.5, -1.0]), np.array([2.0, 3.0]))
+    >>> check_gradient(lambda x, w: (w * x ** 2).sum(), np.array([0.5, -1.0]), np.array([2.0, 3.0]), argnum=1)
     """
     inputs = tuple(np.array(a, dtype=np.float64) if i == argnum else np.asarray(a) for i, a in enumerate(inputs))
     _, analytic = value_and_grad(fn, inputs, argnum=argnum, framework=framework)
