@@ -138,6 +138,21 @@ def diagnose(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, *, framework
         A :class:`Report`: ``findings``, ``value`` (the loss), ``grad_norm`` and ``zero_fraction`` of
         d loss / d y_pred, ``ok``, ``to_text()`` and ``to_json()``. A loss that raises an error
         unrelated to gradient flow re-raises it.
+
+    Raises:
+        ValueError: ``framework`` is not one of ``"torch"``, ``"tensorflow"``, ``"jax"``,
+            ``"keras"``, or none was given and it cannot be read from the inputs nor from the
+            loss's file.
+        Exception: an error of ``loss_fn`` unrelated to gradient flow, unchanged.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.doctor import diagnose
+    >>> report = diagnose(lambda y_pred, y_true: (y_pred.detach() - y_true).abs().mean(),
+    ...                   torch.rand(4, 3), torch.rand(4, 3))
+    >>> report.codes, report.ok, report.grad_norm
+    (['DISCONNECTED'], False, None)
     """
     framework = resolve_framework(framework or detect_framework(y_pred, y_true, fn=loss_fn))
     resolved, from_names = infer_order(loss_fn, framework, order)
@@ -164,8 +179,43 @@ def diagnose_model(model: Any, loss_fn: Callable[..., Any], x: Any, y: Any, *, f
     layer* (a layer that runs but does not use this weight), feeding only *outputs the loss does
     not use* (a model that returns a tuple or a dict: a warning), or *disconnected* (the loss does
     not depend on the prediction; the loss's own finding is reported too). PyTorch and TensorFlow
-    (Keras on TensorFlow). Returns a :class:`Report` whose ``NO_GRADIENT_VARIABLES`` findings name
-    the variables.
+    (Keras on TensorFlow).
+
+    Args:
+        model: a ``torch.nn.Module`` or a Keras model (TensorFlow backend).
+        loss_fn: the loss, called on the target ``y`` and the model's output, in the order
+            ``order`` says.
+        x: the model's input.
+        y: the target.
+        framework: ``"torch"``, ``"tensorflow"`` or ``"keras"`` (on TensorFlow). Default:
+            ``"torch"`` when ``model`` or ``x`` is a PyTorch object, else ``"tensorflow"``.
+        order: ``"y_true, y_pred"`` or ``"y_pred, y_true"``, as for :func:`diagnose`.
+
+    Returns:
+        A :class:`Report` whose ``NO_GRADIENT_VARIABLES`` findings name the variables, grouped by
+        module, with the reason and a fix.
+
+    Raises:
+        ValueError: ``framework`` is not one the doctor knows, or is JAX (diagnose the loss with
+            :func:`diagnose` on the model's output instead).
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from losses.doctor import diagnose_model
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.used, self.unused = nn.Linear(3, 2), nn.Linear(3, 2)
+    ...     def forward(self, x):
+    ...         return self.used(x)
+    >>> _ = torch.manual_seed(0)
+    >>> report = diagnose_model(Net(), nn.functional.mse_loss, torch.rand(4, 3), torch.rand(4, 2))
+    >>> report.codes
+    ['NO_GRADIENT_VARIABLES']
+    >>> report.findings[0].message.split(" get ")[0]
+    'unused.weight, unused.bias'
     """
     if framework is None:
         framework = "torch" if _is_torch(model) or _is_torch(x) else "tensorflow"

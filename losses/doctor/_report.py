@@ -36,6 +36,11 @@ CODES = {
     WRONG_GRADIENT: "a hand-written backward disagrees with finite differences",
     DEAD_TERM: "a term of the loss contributes no gradient while another term does",
 }
+"""Every finding code with a one-line description: the stable contract of ``Finding.code``.
+
+Read-only by convention; ``CODES["ZERO_GRADIENT"]`` is ``"connected, but the gradient is zero
+almost everywhere"``.
+"""
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -53,6 +58,24 @@ class Finding:
 
     ``file`` and ``line`` point at the user's source line that caused it (``None`` when no line
     of the user's code is involved, for example a loss that never looks at the prediction).
+    ``location`` is ``"file:line"`` (or ``None``) and ``to_dict()`` the finding as a dict, with it.
+
+    Args:
+        code: one of the keys of :data:`CODES`; never changes meaning.
+        severity: ``"error"`` (the loss does not train as written), ``"warning"`` or ``"info"``.
+        message: what happened, naming the operation or the variables.
+        fix: how to fix it.
+        file: the user's source file that caused it, or None.
+        line: the line in ``file``, or None.
+
+    Example:
+
+    >>> import torch
+    >>> from losses.doctor import diagnose
+    >>> finding = diagnose(lambda y_pred, y_true: ((torch.sign(y_pred) - y_true) ** 2).mean(),
+    ...                    torch.rand(4, 3), torch.rand(4, 3)).findings[0]
+    >>> finding.code, finding.severity, finding.line is not None
+    ('ZERO_GRADIENT', 'error', True)
     """
 
     code: str
@@ -80,7 +103,30 @@ class Report:
 
     ``grad_norm`` is the L2 norm of d loss / d prediction and ``zero_fraction`` the fraction of its
     elements that are exactly zero (both ``None`` when no gradient reached the prediction).
-    ``ok`` is True when no finding has severity ``"error"``.
+    ``ok`` is True when no finding has severity ``"error"``; ``codes`` lists the findings' codes.
+    ``to_text()`` renders the report for a terminal, ``to_dict()`` and ``to_json()`` (strict JSON:
+    a non-finite number becomes the string ``"nan"``, ``"inf"`` or ``"-inf"``) for tools.
+
+    Args:
+        framework: ``"torch"``, ``"tensorflow"`` or ``"jax"``.
+        loss: the name of the loss diagnosed.
+        findings: the :class:`Finding` objects, in the order found.
+        value: the loss's value, or None.
+        grad_norm: the L2 norm of d loss / d prediction, or None.
+        zero_fraction: the fraction of the gradient's elements that are exactly zero, or None.
+        pred_shape: the prediction's shape.
+        true_shape: the target's shape.
+
+    Example:
+
+    >>> import json, torch
+    >>> from losses.doctor import diagnose
+    >>> report = diagnose(lambda y_pred, y_true: ((y_pred - y_true) ** 2).mean(),
+    ...                   torch.zeros(2, 3), torch.ones(2, 3))
+    >>> report.ok, report.codes, round(report.grad_norm, 4), report.zero_fraction
+    (True, [], 0.8165, 0.0)
+    >>> json.loads(report.to_json())["value"]
+    1.0
     """
 
     framework: str
