@@ -188,8 +188,27 @@ class _PairLoss(nn.Module):
         self.options = pair
 
     def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The loss of ``input`` ``(B, C, *spatial)`` against ``target``, with an optional weight per
-        position ``weight`` ``(B, *spatial)``."""
+        """The loss of ``input`` against ``target``, with the options given to the constructor.
+
+        Args:
+            input: logits ``(B, C, *spatial)`` (``C = 1`` in binary mode; probabilities with
+                ``from_logits=False``).
+            target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
+                per-class targets of ``input``'s shape.
+            weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``,
+                finite and ``>= 0``, for both terms.
+
+        Returns:
+            The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image
+            ``(B,)`` for ``"none"`` (``()`` with ``per_image=False``).
+
+        Raises:
+            TypeError: ``input``, ``target`` or ``weight`` is not a tensor, or ``input`` is not
+                floating-point.
+            ValueError: shapes that do not match (never broadcast), a channel count that does not
+                fit the options, or, on the CPU, a label, target, probability or weight out of its
+                range.
+        """
         return pair_loss(input, target, weight, self.options, self.reduction)
 
     def extra_repr(self) -> str:

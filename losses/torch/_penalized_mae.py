@@ -286,6 +286,20 @@ class PenalizedMAELoss(nn.Module):
         self.reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """The loss of ``input`` against ``target``: :func:`losses.torch.functional.penalized_mae`.
+
+        Args:
+            input: predictions, any shape, a floating dtype.
+            target: same shape as ``input`` (never broadcast).
+
+        Returns:
+            A scalar for ``"mean"`` and ``"sum"``, else a tensor shaped like ``input``.
+
+        Raises:
+            TypeError: ``input`` or ``target`` is not a tensor, ``input`` is not floating-point, or
+                ``target`` is complex.
+            ValueError: ``target``'s shape differs from ``input``'s.
+        """
         return penalized_mae(input, target, self.delta, self.penalty, self.reduction)
 
     def extra_repr(self) -> str:
