@@ -212,9 +212,9 @@ def soft_round(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: boo
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
-            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
-            symbolic ``keras.Input`` (wrap the call in a layer).
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -264,9 +264,9 @@ def soft_floor(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: boo
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
-            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
-            symbolic ``keras.Input`` (wrap the call in a layer).
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -316,9 +316,9 @@ def soft_ceil(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
-            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
-            symbolic ``keras.Input`` (wrap the call in a layer).
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -361,9 +361,9 @@ def soft_step(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
-            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
-            symbolic ``keras.Input`` (wrap the call in a layer).
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -405,9 +405,9 @@ def soft_sign(x: Any, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not floating-point, ``alpha`` is not a real number (a tensor, for
-            instance), ``straight_through`` is not a bool, or ``straight_through=True`` on a
-            symbolic ``keras.Input`` (wrap the call in a layer).
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:

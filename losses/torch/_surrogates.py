@@ -217,8 +217,9 @@ def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thr
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
-            (a tensor, for instance), or ``straight_through`` is not a bool.
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -272,8 +273,9 @@ def soft_floor(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thr
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
-            (a tensor, for instance), or ``straight_through`` is not a bool.
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -327,8 +329,9 @@ def soft_ceil(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
-            (a tensor, for instance), or ``straight_through`` is not a bool.
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -371,8 +374,9 @@ def soft_step(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
-            (a tensor, for instance), or ``straight_through`` is not a bool.
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
@@ -418,8 +422,9 @@ def soft_sign(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_thro
         Finite for every finite ``x`` and every alpha in the range, and so is its gradient.
 
     Raises:
-        TypeError: ``x`` is not a tensor or not floating-point, ``alpha`` is not a real number
-            (a tensor, for instance), or ``straight_through`` is not a bool.
+        TypeError: ``x`` is not floating-point (in PyTorch, not a tensor), ``alpha`` is not a real
+            number (a tensor, for instance), ``straight_through`` is not a bool, or (Keras)
+            ``straight_through=True`` is applied to a symbolic ``keras.Input``.
         ValueError: ``alpha`` is outside ``[0.001, 10000]`` or not finite.
 
     Example:
