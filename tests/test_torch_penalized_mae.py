@@ -83,6 +83,17 @@ def test_berhu_equivalence():
     torch.testing.assert_close(loss, berhu)
 
 
+def test_berhu_penalty_needs_a_positive_finite_delta():
+    from losses._penalized_mae import berhu_penalty
+
+    assert berhu_penalty(2) == 0.25
+    for bad in (0.0, -0.5, float("inf")):
+        with pytest.raises(ValueError, match="delta must be"):
+            berhu_penalty(bad)
+    with pytest.raises(TypeError, match="delta must be a real number"):
+        berhu_penalty("0.5")
+
+
 def test_module_matches_functional_and_repr():
     criterion = PenalizedMAELoss(delta=0.5, penalty=2, reduction="sum")
     x, y = torch.randn(2, 3, 4), torch.randn(2, 3, 4)

@@ -244,6 +244,16 @@ def test_bad_options_raise_clear_errors(name):
     assert torch.equal(fn(x, np.float32(10.0)), fn(x, 10.0))  # a NumPy scalar is a number, not a tensor
 
 
+def test_alpha_range_is_the_documented_one():
+    # The docstrings promise [0.001, 10000]: both ends accepted, anything beyond rejected.
+    x = torch.tensor([0.25])
+    for alpha in (0.001, 1e4):
+        assert torch.isfinite(losses.torch.soft_round(x, alpha)).all()
+    for alpha in (0.000999, 10001.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0.001, 10000\]"):
+            losses.torch.soft_round(x, alpha)
+
+
 # ------------------------------------------------------------------------------------------------
 # torch.func and torch.compile
 # ------------------------------------------------------------------------------------------------
