@@ -254,6 +254,13 @@ def test_alpha_range_is_the_documented_one():
             losses.torch.soft_round(x, alpha)
 
 
+def test_tensor_alpha_error_says_how_to_anneal():
+    # A tensor alpha is the likely mistake of annealing it inside a graph: the error says what to do.
+    for alpha in (torch.tensor(10.0), np.array(10.0)):
+        with pytest.raises(TypeError, match="alpha must be a Python float.*to anneal it, call the function with a new float"):
+            losses.torch.soft_step(torch.tensor([0.25]), alpha)
+
+
 # ------------------------------------------------------------------------------------------------
 # torch.func and torch.compile
 # ------------------------------------------------------------------------------------------------
