@@ -108,6 +108,20 @@ def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_
                                reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_portable_path_matches_reference_in_float64(name, straight_through, monkeypatch):
+    # The path of torch.func transforms, torch.compile and machines without a C compiler.
+    monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
+    x = np.concatenate([np.linspace(-3.3, 3.3, 67), [-1.5, -0.5, 0.0, 0.5, 2.5, 0.49, 0.51]])
+    for alpha in (0.5, 10.0):
+        t = torch.from_numpy(x)
+        value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
+        expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
+        np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
+                                   reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
+
 @pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 10.0, 100.0])
 def test_continuous_and_c1_where_floor_changes_branch(name, alpha):
