@@ -289,6 +289,23 @@ def test_one_input_sized_tensor_is_saved_for_backward(reduction):
     assert x.grad is not None and t.grad is not None
 
 
+@pytest.mark.usefixtures("portable_path")
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(1,), (3, 4)])
+def test_portable_path_matches_reference(reduction, shape):
+    # The path of torch.compile, torch.func transforms and machines without a C compiler.
+    rng = np.random.default_rng(0)
+    prediction, target = rng.normal(0, 2, shape), rng.normal(0, 2, shape)
+    prediction.flat[0] = target.flat[0] + 1.75  # past delta: the quadratic part counts
+    for requires_grad in (False, True):
+        x = t64(prediction).requires_grad_(requires_grad)
+        loss = penalized_mae(x, t64(target), 0.5, 0.75, reduction)
+        expected = reference.penalized_mae(prediction, target, 0.5, 0.75, reduction)
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    loss.sum().backward()
+    expected = reference.penalized_mae_grad(prediction, target, 0.5, 0.75, reduction)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+
 def test_torch_func_grad_and_vmap():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64) * 3

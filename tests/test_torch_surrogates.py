@@ -122,6 +122,37 @@ def test_portable_path_matches_reference_in_float64(name, straight_through, monk
         np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
                                    reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
 
+def test_portable_path_computes_low_precision_in_float32(monkeypatch):
+    monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
+    x = torch.tensor([0.3, 1.7, -2.2], dtype=torch.float16)
+    for name in NAMES:
+        value = FUNCTIONS[name](x, 10.0)
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value, FUNCTIONS[name](x.float(), 10.0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_gradient_with_create_graph_and_a_second_backward(name, straight_through):
+    # create_graph=True takes a differentiable derivative; retain_graph=True a second backward.
+    x = np.array([0.2, 0.7, 1.3, -2.6, 3.05])  # clear of the jumps of the second derivative
+    alpha = 3.0
+    expected = reference.surrogate_derivative(name, x, alpha)
+    t = torch.from_numpy(x).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(FUNCTIONS[name](t, alpha, straight_through=straight_through).sum(), t,
+                                      create_graph=True)
+    np.testing.assert_allclose(gradient.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+    (second,) = torch.autograd.grad(gradient.sum(), t)
+    h = 1e-6
+    central = (reference.surrogate_derivative(name, x + h, alpha)
+               - reference.surrogate_derivative(name, x - h, alpha)) / (2 * h)
+    np.testing.assert_allclose(second.numpy(), central, rtol=1e-5, atol=1e-6)
+    upstream = torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0], dtype=torch.float64)
+    value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
+    value.backward(upstream, retain_graph=True)
+    value.backward(upstream)
+    np.testing.assert_allclose(t.grad.numpy(), 2 * upstream.numpy() * expected, rtol=1e-9, atol=1e-12)
+
 @pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 10.0, 100.0])
 def test_continuous_and_c1_where_floor_changes_branch(name, alpha):
