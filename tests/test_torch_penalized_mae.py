@@ -388,6 +388,9 @@ def test_non_float_prediction_raises():
         penalized_mae(torch.zeros(3), torch.zeros(3, dtype=torch.complex64))
     with pytest.raises(TypeError, match="input must be a torch.Tensor"):
         penalized_mae([1.0, 2.0], torch.zeros(2))
+    for target in ([1.0, 2.0], np.zeros(2)):
+        with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+            penalized_mae(torch.zeros(2), target)
 
 
 def test_bad_reduction_raises():
