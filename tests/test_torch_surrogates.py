@@ -98,14 +98,18 @@ def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
 # Against the reference, and the C1 points
 # ------------------------------------------------------------------------------------------------
 
-@given(st.sampled_from(NAMES), xs, alphas, st.booleans())
-def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_through):
+def assert_matches_reference(name, x, alpha, straight_through):
     t = torch.from_numpy(x)
     value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
     expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
                                reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
+
+
+@given(st.sampled_from(NAMES), xs, alphas, st.booleans())
+def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_through):
+    assert_matches_reference(name, x, alpha, straight_through)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,12 +119,8 @@ def test_portable_path_matches_reference_in_float64(name, straight_through, monk
     monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
     x = np.concatenate([np.linspace(-3.3, 3.3, 67), [-1.5, -0.5, 0.0, 0.5, 2.5, 0.49, 0.51]])
     for alpha in (0.5, 10.0):
-        t = torch.from_numpy(x)
-        value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
-        expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
-        np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
-                                   reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
+        assert_matches_reference(name, x, alpha, straight_through)
+
 
 def test_portable_path_computes_low_precision_in_float32(monkeypatch):
     monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
