@@ -383,6 +383,9 @@ def test_mismatched_shapes_raise_naming_both():
         penalized_mae(np.zeros(4, "float32"), np.zeros((4, 1), "float32"))
     with pytest.raises(ValueError, match=r"y_true has shape \(2, 3\) but y_pred has shape \(2, 4\)"):
         PenalizedMAELoss()(np.zeros((2, 3)), np.zeros((2, 4)))
+    # shapes that would broadcast, differing in every axis: never silently
+    with pytest.raises(ValueError, match=r"y_true has shape \(2, 1\) but y_pred has shape \(1, 2\)"):
+        penalized_mae(np.zeros((2, 1), "float32"), np.zeros((1, 2), "float32"))
 
 
 @pytest.mark.parametrize("name", ["delta", "penalty"])
