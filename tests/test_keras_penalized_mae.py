@@ -406,3 +406,8 @@ def test_non_float_prediction_raises():
         penalized_mae(np.zeros((2, 3), "float32"), np.zeros((2, 3), "int32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype.*int64"):
         PenalizedMAELoss()(np.zeros((2, 3)), np.zeros((2, 3), "int64"))
+
+
+def test_complex_target_raises_naming_y_true():
+    with pytest.raises(TypeError, match="y_true must have a real dtype.*complex64"):
+        penalized_mae(np.zeros((2, 3), "complex64"), np.zeros((2, 3), "float32"))
