@@ -383,6 +383,9 @@ def test_mismatched_shapes_raise_naming_both():
         penalized_mae(np.zeros(4, "float32"), np.zeros((4, 1), "float32"))
     with pytest.raises(ValueError, match=r"y_true has shape \(2, 3\) but y_pred has shape \(2, 4\)"):
         PenalizedMAELoss()(np.zeros((2, 3)), np.zeros((2, 4)))
+    # shapes that would broadcast, differing in every axis: never silently
+    with pytest.raises(ValueError, match=r"y_true has shape \(2, 1\) but y_pred has shape \(1, 2\)"):
+        penalized_mae(np.zeros((2, 1), "float32"), np.zeros((1, 2), "float32"))
 
 
 @pytest.mark.parametrize("name", ["delta", "penalty"])
@@ -403,3 +406,8 @@ def test_non_float_prediction_raises():
         penalized_mae(np.zeros((2, 3), "float32"), np.zeros((2, 3), "int32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype.*int64"):
         PenalizedMAELoss()(np.zeros((2, 3)), np.zeros((2, 3), "int64"))
+
+
+def test_complex_target_raises_naming_y_true():
+    with pytest.raises(TypeError, match="y_true must have a real dtype.*complex64"):
+        penalized_mae(np.zeros((2, 3), "complex64"), np.zeros((2, 3), "float32"))

@@ -83,6 +83,17 @@ def test_berhu_equivalence():
     torch.testing.assert_close(loss, berhu)
 
 
+def test_berhu_penalty_needs_a_positive_finite_delta():
+    from losses._penalized_mae import berhu_penalty
+
+    assert berhu_penalty(2) == 0.25
+    for bad in (0.0, -0.5, float("inf")):
+        with pytest.raises(ValueError, match="delta must be"):
+            berhu_penalty(bad)
+    with pytest.raises(TypeError, match="delta must be a real number"):
+        berhu_penalty("0.5")
+
+
 def test_module_matches_functional_and_repr():
     criterion = PenalizedMAELoss(delta=0.5, penalty=2, reduction="sum")
     x, y = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
@@ -278,6 +289,23 @@ def test_one_input_sized_tensor_is_saved_for_backward(reduction):
     assert x.grad is not None and t.grad is not None
 
 
+@pytest.mark.usefixtures("portable_path")
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(1,), (3, 4)])
+def test_portable_path_matches_reference(reduction, shape):
+    # The path of torch.compile, torch.func transforms and machines without a C compiler.
+    rng = np.random.default_rng(0)
+    prediction, target = rng.normal(0, 2, shape), rng.normal(0, 2, shape)
+    prediction.flat[0] = target.flat[0] + 1.75  # past delta: the quadratic part counts
+    for requires_grad in (False, True):
+        x = t64(prediction).requires_grad_(requires_grad)
+        loss = penalized_mae(x, t64(target), 0.5, 0.75, reduction)
+        expected = reference.penalized_mae(prediction, target, 0.5, 0.75, reduction)
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    loss.sum().backward()
+    expected = reference.penalized_mae_grad(prediction, target, 0.5, 0.75, reduction)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+
 def test_torch_func_grad_and_vmap():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64) * 3
@@ -360,6 +388,9 @@ def test_non_float_prediction_raises():
         penalized_mae(torch.zeros(3), torch.zeros(3, dtype=torch.complex64))
     with pytest.raises(TypeError, match="input must be a torch.Tensor"):
         penalized_mae([1.0, 2.0], torch.zeros(2))
+    for target in ([1.0, 2.0], np.zeros(2)):
+        with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+            penalized_mae(torch.zeros(2), target)
 
 
 def test_bad_reduction_raises():

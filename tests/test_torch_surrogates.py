@@ -98,8 +98,7 @@ def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
 # Against the reference, and the C1 points
 # ------------------------------------------------------------------------------------------------
 
-@given(st.sampled_from(NAMES), xs, alphas, st.booleans())
-def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_through):
+def assert_matches_reference(name, x, alpha, straight_through):
     t = torch.from_numpy(x)
     value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
     expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
@@ -107,6 +106,52 @@ def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_
     np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
                                reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
 
+
+@given(st.sampled_from(NAMES), xs, alphas, st.booleans())
+def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_through):
+    assert_matches_reference(name, x, alpha, straight_through)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_portable_path_matches_reference_in_float64(name, straight_through, monkeypatch):
+    # The path of torch.func transforms, torch.compile and machines without a C compiler.
+    monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
+    x = np.concatenate([np.linspace(-3.3, 3.3, 67), [-1.5, -0.5, 0.0, 0.5, 2.5, 0.49, 0.51]])
+    for alpha in (0.5, 10.0):
+        assert_matches_reference(name, x, alpha, straight_through)
+
+
+def test_portable_path_computes_low_precision_in_float32(monkeypatch):
+    monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
+    x = torch.tensor([0.3, 1.7, -2.2], dtype=torch.float16)
+    for name in NAMES:
+        value = FUNCTIONS[name](x, 10.0)
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value, FUNCTIONS[name](x.float(), 10.0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_gradient_with_create_graph_and_a_second_backward(name, straight_through):
+    # create_graph=True takes a differentiable derivative; retain_graph=True a second backward.
+    x = np.array([0.2, 0.7, 1.3, -2.6, 3.05])  # clear of the jumps of the second derivative
+    alpha = 3.0
+    expected = reference.surrogate_derivative(name, x, alpha)
+    t = torch.from_numpy(x).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(FUNCTIONS[name](t, alpha, straight_through=straight_through).sum(), t,
+                                      create_graph=True)
+    np.testing.assert_allclose(gradient.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+    (second,) = torch.autograd.grad(gradient.sum(), t)
+    h = 1e-6
+    central = (reference.surrogate_derivative(name, x + h, alpha)
+               - reference.surrogate_derivative(name, x - h, alpha)) / (2 * h)
+    np.testing.assert_allclose(second.numpy(), central, rtol=1e-5, atol=1e-6)
+    upstream = torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0], dtype=torch.float64)
+    value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
+    value.backward(upstream, retain_graph=True)
+    value.backward(upstream)
+    np.testing.assert_allclose(t.grad.numpy(), 2 * upstream.numpy() * expected, rtol=1e-9, atol=1e-12)
 
 @pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 10.0, 100.0])
@@ -242,6 +287,23 @@ def test_bad_options_raise_clear_errors(name):
     assert torch.equal(fn(x), fn(x, spec.DEFAULT_ALPHA, straight_through=False))
     assert torch.equal(fn(x, 10), fn(x, 10.0))
     assert torch.equal(fn(x, np.float32(10.0)), fn(x, 10.0))  # a NumPy scalar is a number, not a tensor
+
+
+def test_alpha_range_is_the_documented_one():
+    # The docstrings promise [0.001, 10000]: both ends accepted, anything beyond rejected.
+    x = torch.tensor([0.25])
+    for alpha in (0.001, 1e4):
+        assert torch.isfinite(losses.torch.soft_round(x, alpha)).all()
+    for alpha in (0.000999, 10001.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0.001, 10000\]"):
+            losses.torch.soft_round(x, alpha)
+
+
+def test_tensor_alpha_error_says_how_to_anneal():
+    # A tensor alpha is the likely mistake of annealing it inside a graph: the error says what to do.
+    for alpha in (torch.tensor(10.0), np.array(10.0)):
+        with pytest.raises(TypeError, match="alpha must be a Python float.*to anneal it, call the function with a new float"):
+            losses.torch.soft_step(torch.tensor([0.25]), alpha)
 
 
 # ------------------------------------------------------------------------------------------------
