@@ -319,7 +319,7 @@ def test_where_one_non_finite_logit_makes_the_gradient_nan(value, mode, path):
 
 @pytest.mark.parametrize("mode, bad, loss_function, path", [
     (mode, bad, loss_function, path)
-    for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1))
+    for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1), ("multiclass", 2**40))
     for loss_function in (focal_loss, dice_focal_loss, dice_ce_loss) for path in ("auto", "torch")
 ])
 def test_labels_out_of_range_are_an_error_for_the_term_alone_and_in_a_pair(mode, bad, loss_function, path):
@@ -359,13 +359,6 @@ def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
     """Before any forward pass: a misspelled mode must not wait for the first batch."""
     with pytest.raises(ValueError, match=text):
         FocalLoss(**options)
-
-
-@pytest.mark.parametrize("label", [3, -1, 2**40])
-@pytest.mark.parametrize("fn", [dice_ce_loss, dice_focal_loss])
-def test_the_pairs_portable_path_checks_the_labels_before_using_them(fn, label):
-    with kernels("torch"), pytest.raises(ValueError, match=r"target labels must be in \[0, 3\)"):
-        fn(torch.randn(1, 3, 1, 2), torch.tensor([[[0, label]]]))
 
 
 @pytest.mark.parametrize("fn", [focal_loss, dice_ce_loss, dice_focal_loss])
