@@ -14,19 +14,39 @@ def main(argv: list[str] | None = None) -> int:
         description="Forward+backward time and peak extra memory of every loss against its peers.",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and few rounds, to check that everything runs (writes <device>-quick.*)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only cases whose key contains NAME (e.g. dice_binary, penalized_mae); repeatable")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and few rounds, to check that everything runs (writes <device>-quick.*)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only cases whose key contains NAME (e.g. dice_binary, penalized_mae); repeatable",
+    )
     parser.add_argument("--rounds", type=int, help="timed rounds per row (default: CPU 60, CUDA 25, --quick 3)")
-    parser.add_argument("--compile", dest="compile_rows", action=argparse.BooleanOptionalAction, default=None,
-                        help="include torch.compile and XLA (jit_compile) rows (default: yes, except with --quick)")
-    parser.add_argument("--threads", type=int, help="CPU threads of torch and TensorFlow (default: their own, one per core)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                        help="folder for <device>.json, .md and .png (default benchmarks/results)")
+    parser.add_argument(
+        "--compile",
+        dest="compile_rows",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include torch.compile and XLA (jit_compile) rows (default: yes, except with --quick)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads of torch and TensorFlow (default: their own, one per core)"
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        help="folder for <device>.json, .md and .png (default benchmarks/results)",
+    )
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip the PNG chart")
-    parser.add_argument("--readme", action="store_true",
-                        help="also put the headline table into README.md (between its benchmarks markers)")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="also put the headline table into README.md (between its benchmarks markers)",
+    )
     args = parser.parse_args(argv)
 
     from benchmarks import runner
@@ -35,10 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     shown = ["python -m benchmarks"]
     for index, arg in enumerate(given):  # where the output goes is not part of what was measured
-        if not (arg.startswith("--out") or (index and given[index - 1] == "--out") or arg in ("--readme", "--no-chart")):
+        if not (
+            arg.startswith("--out") or (index and given[index - 1] == "--out") or arg in ("--readme", "--no-chart")
+        ):
             shown.append(arg)
-    report = runner.run(args.device, quick=args.quick, only=only, out_dir=args.out, rounds=args.rounds,
-                        compile_rows=args.compile_rows, chart=args.chart, threads=args.threads, command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]))
+    report = runner.run(
+        args.device,
+        quick=args.quick,
+        only=only,
+        out_dir=args.out,
+        rounds=args.rounds,
+        compile_rows=args.compile_rows,
+        chart=args.chart,
+        threads=args.threads,
+        command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]),
+    )
     if args.readme and not args.quick:
         readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
         runner.update_readme(report, readme)

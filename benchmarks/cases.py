@@ -72,16 +72,19 @@ def _overlap_rows(member: str):
         Row("losses (ours)", "torch", peers.ours_torch_overlap, "ours"),
         Row("losses (ours) + torch.compile", "torch", peers.compiled(peers.ours_torch_overlap), "ours", compiled=True),
         Row("naive torch", "torch", peers.naive_torch_overlap, "naive"),
-        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_overlap), "naive",
-            compiled=True),
+        Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_overlap), "naive", compiled=True),
     ]
-    monai_names = {"tversky": "MONAI TverskyLoss", "generalized_dice": "MONAI GeneralizedDiceLoss",
-                   "jaccard": "MONAI DiceLoss(jaccard=True)"}
+    monai_names = {
+        "tversky": "MONAI TverskyLoss",
+        "generalized_dice": "MONAI GeneralizedDiceLoss",
+        "jaccard": "MONAI DiceLoss(jaccard=True)",
+    }
     if member in monai_names:
         rows.append(Row(monai_names[member], "torch", peers.monai_overlap, "peer"))
     if member in ("jaccard", "tversky"):
-        rows.append(Row(f"smp {'JaccardLoss' if member == 'jaccard' else 'TverskyLoss'}", "torch", peers.smp_overlap,
-                        "peer"))
+        rows.append(
+            Row(f"smp {'JaccardLoss' if member == 'jaccard' else 'TverskyLoss'}", "torch", peers.smp_overlap, "peer")
+        )
     rows += [
         Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_overlap, "ours"),
         Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_overlap, "ours", jit=True, compiled=True),
@@ -107,10 +110,16 @@ def _lovasz_rows():
         Row("smp LovaszLoss", "torch", peers.smp_lovasz, "peer"),
         Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_lovasz, "ours"),
         Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_lovasz, "ours", jit=True, compiled=True),
-        Row("losses (ours), per_image=True, classes='all'", "torch", peers.ours_torch_lovasz, "ours",
-            opts=all_per_image),
-        Row("kornia lovasz_softmax_loss, per image, all classes", "torch", peers.kornia_lovasz, "peer",
-            opts=all_per_image),
+        Row(
+            "losses (ours), per_image=True, classes='all'", "torch", peers.ours_torch_lovasz, "ours", opts=all_per_image
+        ),
+        Row(
+            "kornia lovasz_softmax_loss, per image, all classes",
+            "torch",
+            peers.kornia_lovasz,
+            "peer",
+            opts=all_per_image,
+        ),
     )
 
 
@@ -127,15 +136,26 @@ def _focal_rows(mode: str, num_classes: int):
     monai_name = "MONAI FocalLoss" + (" (use_softmax; ÷ C)" if multiclass else "")
     rows += [
         Row(monai_name, "torch", peers.monai_focal, "peer", scale=monai_scale),
-        Row(monai_name + " + torch.compile", "torch", peers.compiled(peers.monai_focal), "peer", compiled=True,
-            scale=monai_scale),
+        Row(
+            monai_name + " + torch.compile",
+            "torch",
+            peers.compiled(peers.monai_focal),
+            "peer",
+            compiled=True,
+            scale=monai_scale,
+        ),
     ]
     if not multiclass:
         rows += [
             Row("smp FocalLoss", "torch", peers.smp_focal, "peer"),
             Row("torchvision sigmoid_focal_loss", "torch", peers.torchvision_focal, "peer"),
-            Row("torchvision sigmoid_focal_loss + torch.compile", "torch", peers.compiled(peers.torchvision_focal),
-                "peer", compiled=True),
+            Row(
+                "torchvision sigmoid_focal_loss + torch.compile",
+                "torch",
+                peers.compiled(peers.torchvision_focal),
+                "peer",
+                compiled=True,
+            ),
         ]
     keras_name = "keras.losses.CategoricalFocalCrossentropy" if multiclass else "keras.losses.BinaryFocalCrossentropy"
     rows += [
@@ -157,16 +177,25 @@ def _pair_rows(pair: str):
         Row("losses DiceLoss alone (ours)", "torch", peers.ours_torch_dice, "ours", opts={"lambda_term": 0.0}),
     ]
     if pair == "dice_ce":
-        rows.append(Row("losses DiceLoss + torch cross-entropy, composed", "torch",
-                        peers.ours_dice_plus_torch_cross_entropy, "naive"))
+        rows.append(
+            Row(
+                "losses DiceLoss + torch cross-entropy, composed",
+                "torch",
+                peers.ours_dice_plus_torch_cross_entropy,
+                "naive",
+            )
+        )
     rows += [
         Row("naive torch", "torch", peers.naive_torch_pair, "naive"),
         Row("naive torch + torch.compile", "torch", peers.compiled(peers.naive_torch_pair), "naive", compiled=True),
-        Row("MONAI DiceCELoss" if pair == "dice_ce" else "MONAI DiceFocalLoss", "torch",
-            peers.monai_dice_ce if pair == "dice_ce" else peers.monai_dice_focal, "peer"),
+        Row(
+            "MONAI DiceCELoss" if pair == "dice_ce" else "MONAI DiceFocalLoss",
+            "torch",
+            peers.monai_dice_ce if pair == "dice_ce" else peers.monai_dice_focal,
+            "peer",
+        ),
         Row("losses.keras (ours), tf.function", "keras", peers.ours_keras_pair(pair), "ours"),
-        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_pair(pair), "ours", jit=True,
-            compiled=True),
+        Row("losses.keras (ours), jit_compile", "keras", peers.ours_keras_pair(pair), "ours", jit=True, compiled=True),
     ]
     return tuple(rows)
 
@@ -191,27 +220,51 @@ def _elementwise_rows(name: str):
 
 
 def _binary(shape, note=""):
-    return Case(f"dice_binary_{'x'.join(map(str, shape))}", "dice_binary", shape,
-                {"mode": "binary", "per_image": False}, _dice_rows(False, len(shape) == 4), note)
+    return Case(
+        f"dice_binary_{'x'.join(map(str, shape))}",
+        "dice_binary",
+        shape,
+        {"mode": "binary", "per_image": False},
+        _dice_rows(False, len(shape) == 4),
+        note,
+    )
 
 
 def _multiclass(shape, note=""):
-    return Case(f"dice_multiclass_{'x'.join(map(str, shape))}", "dice_multiclass", shape,
-                {"mode": "multiclass", "per_image": False}, _dice_rows(True, len(shape) == 4), note)
+    return Case(
+        f"dice_multiclass_{'x'.join(map(str, shape))}",
+        "dice_multiclass",
+        shape,
+        {"mode": "multiclass", "per_image": False},
+        _dice_rows(True, len(shape) == 4),
+        note,
+    )
 
 
 def _overlap(member, shape, note="int64 label maps", **member_opts):
     opts = {"member": member, "per_image": False, **member_opts}
-    return Case(f"{member}_{'x'.join(map(str, shape))}", "overlap", shape, opts, _overlap_rows(member),
-                ", ".join(filter(None, (member, note))))
+    return Case(
+        f"{member}_{'x'.join(map(str, shape))}",
+        "overlap",
+        shape,
+        opts,
+        _overlap_rows(member),
+        ", ".join(filter(None, (member, note))),
+    )
 
 
 def _lovasz(shape):
     # The weights as differences of consecutive Jaccard losses in float32 (naive, smp) lose about
     # 0.5% of the largest gradient at 131072 positions per row: checked to 1% here, to time them.
-    return Case(f"lovasz_softmax_{'x'.join(map(str, shape))}", "lovasz", shape,
-                {"per_image": False, "classes": "present"}, _lovasz_rows(),
-                "int64 label maps, gradients checked to 1% of the largest", grad_rtol=1e-2)
+    return Case(
+        f"lovasz_softmax_{'x'.join(map(str, shape))}",
+        "lovasz",
+        shape,
+        {"per_image": False, "classes": "present"},
+        _lovasz_rows(),
+        "int64 label maps, gradients checked to 1% of the largest",
+        grad_rtol=1e-2,
+    )
 
 
 def _elementwise(loss, numel, note="", straight_through=False):
@@ -229,8 +282,14 @@ def _focal(mode, shape):
     # The torchvision default alpha (0.25) for a sigmoid; none for a softmax (MONAI's and Keras' differ).
     opts = {"mode": mode, "gamma": 2.0, "alpha": None if mode == "multiclass" else 0.25}
     note = "int64 label maps" if mode == "multiclass" else "float 0/1 targets, alpha=0.25"
-    return Case(f"focal_loss_{mode}_{'x'.join(map(str, shape))}", "focal", shape, opts,
-                _focal_rows(mode, shape[1]), f"{mode}, gamma=2, {note}")
+    return Case(
+        f"focal_loss_{mode}_{'x'.join(map(str, shape))}",
+        "focal",
+        shape,
+        opts,
+        _focal_rows(mode, shape[1]),
+        f"{mode}, gamma=2, {note}",
+    )
 
 
 def _pair(pair, mode, shape):
@@ -238,8 +297,14 @@ def _pair(pair, mode, shape):
     if pair == "dice_focal":
         opts.update(gamma=2.0, alpha=None)
     note = "int64 label maps" if mode == "multiclass" else "float 0/1 targets"
-    return Case(f"{pair}_{mode}_{'x'.join(map(str, shape))}", pair, shape, opts, _pair_rows(pair),
-                f"{mode}, per_image=False, {note}")
+    return Case(
+        f"{pair}_{mode}_{'x'.join(map(str, shape))}",
+        pair,
+        shape,
+        opts,
+        _pair_rows(pair),
+        f"{mode}, per_image=False, {note}",
+    )
 
 
 def _cross_entropy_cases(multiclass_shape, binary_shape):
@@ -261,7 +326,9 @@ def _elementwise_cases(numel):
     """Penalized MAE and every surrogate, plain and straight through."""
     return [_elementwise("penalized_mae", numel)] + [
         _elementwise(name, numel, straight_through=straight_through)
-        for name in SURROGATES for straight_through in (False, True)]
+        for name in SURROGATES
+        for straight_through in (False, True)
+    ]
 
 
 def _extra_rows(device: str):
@@ -280,8 +347,10 @@ def _extra_rows(device: str):
 def cases_for(device: str, quick: bool = False) -> list[Case]:
     """Every case for a device; ``quick``: tiny sizes, to check that the runner works."""
     extra = _extra_rows(device)
-    return [case if not extra.get(case.loss) else replace(case, rows=case.rows + tuple(extra[case.loss]))
-            for case in _cases(device, quick)]
+    return [
+        case if not extra.get(case.loss) else replace(case, rows=case.rows + tuple(extra[case.loss]))
+        for case in _cases(device, quick)
+    ]
 
 
 def _cases(device: str, quick: bool) -> list[Case]:

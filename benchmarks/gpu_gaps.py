@@ -25,39 +25,77 @@ import time
 
 ASSERT_CASES = [
     # (name, code building x, labels and the criterion; whether it must fail)
-    ("multiclass int64 label 4 of C=4", "x = torch.randn(2, 4, 300, 301, device='cuda'); "
-     "t = torch.randint(0, 4, (2, 300, 301), device='cuda'); t[1, 299, 300] = 4; f = DiceLoss()", True),
-    ("multiclass int64 label -1, ignore 255", "x = torch.randn(2, 4, 64, 64, device='cuda'); "
-     "t = torch.randint(0, 4, (2, 64, 64), device='cuda'); t[0, 5, 5] = 255; t[1, 7, 9] = -1; "
-     "f = DiceLoss(ignore_index=255)", True),
-    ("multiclass uint8 all valid, ignore 255", "x = torch.randn(3, 4, 129, 257, device='cuda'); "
-     "t = torch.randint(0, 4, (3, 129, 257), device='cuda'); t[t == 2] = 255; t = t.to(torch.uint8); "
-     "f = DiceLoss(ignore_index=255)", False),
-    ("multiclass int64 ignore 3 inside [0, 7)", "x = torch.randn(2, 7, 97, 101, device='cuda'); "
-     "t = torch.randint(0, 7, (2, 97, 101), device='cuda'); f = DiceLoss(ignore_index=3, per_image=False)", False),
-    ("multiclass uint8 label 19 of C=19", "x = torch.randn(2, 19, 61, 67, device='cuda'); "
-     "t = torch.randint(0, 19, (2, 61, 67), device='cuda'); t[0, 60, 66] = 19; t = t.to(torch.uint8); "
-     "f = DiceLoss()", True),
-    ("binary int64 label 2", "x = torch.randn(4, 1, 333, 517, device='cuda'); "
-     "t = torch.randint(0, 2, (4, 333, 517), device='cuda'); t[3, 0, 0] = 2; f = DiceLoss(mode='binary')", True),
-    ("binary uint8 all valid, ignore 255", "x = torch.randn(4, 1, 333, 517, device='cuda'); "
-     "t = torch.randint(0, 2, (4, 333, 517), device='cuda'); t[:, 5] = 255; t = t.to(torch.uint8); "
-     "f = DiceLoss(mode='binary', ignore_index=255)", False),
-    ("torch.compile multiclass int64 label 9", "x = torch.randn(2, 4, 64, 64, device='cuda'); "
-     "t = torch.randint(0, 4, (2, 64, 64), device='cuda'); t[0, 1, 2] = 9; "
-     "f = torch.compile(DiceLoss(), fullgraph=True)", True),
+    (
+        "multiclass int64 label 4 of C=4",
+        "x = torch.randn(2, 4, 300, 301, device='cuda'); "
+        "t = torch.randint(0, 4, (2, 300, 301), device='cuda'); t[1, 299, 300] = 4; f = DiceLoss()",
+        True,
+    ),
+    (
+        "multiclass int64 label -1, ignore 255",
+        "x = torch.randn(2, 4, 64, 64, device='cuda'); "
+        "t = torch.randint(0, 4, (2, 64, 64), device='cuda'); t[0, 5, 5] = 255; t[1, 7, 9] = -1; "
+        "f = DiceLoss(ignore_index=255)",
+        True,
+    ),
+    (
+        "multiclass uint8 all valid, ignore 255",
+        "x = torch.randn(3, 4, 129, 257, device='cuda'); "
+        "t = torch.randint(0, 4, (3, 129, 257), device='cuda'); t[t == 2] = 255; t = t.to(torch.uint8); "
+        "f = DiceLoss(ignore_index=255)",
+        False,
+    ),
+    (
+        "multiclass int64 ignore 3 inside [0, 7)",
+        "x = torch.randn(2, 7, 97, 101, device='cuda'); "
+        "t = torch.randint(0, 7, (2, 97, 101), device='cuda'); f = DiceLoss(ignore_index=3, per_image=False)",
+        False,
+    ),
+    (
+        "multiclass uint8 label 19 of C=19",
+        "x = torch.randn(2, 19, 61, 67, device='cuda'); "
+        "t = torch.randint(0, 19, (2, 61, 67), device='cuda'); t[0, 60, 66] = 19; t = t.to(torch.uint8); "
+        "f = DiceLoss()",
+        True,
+    ),
+    (
+        "binary int64 label 2",
+        "x = torch.randn(4, 1, 333, 517, device='cuda'); "
+        "t = torch.randint(0, 2, (4, 333, 517), device='cuda'); t[3, 0, 0] = 2; f = DiceLoss(mode='binary')",
+        True,
+    ),
+    (
+        "binary uint8 all valid, ignore 255",
+        "x = torch.randn(4, 1, 333, 517, device='cuda'); "
+        "t = torch.randint(0, 2, (4, 333, 517), device='cuda'); t[:, 5] = 255; t = t.to(torch.uint8); "
+        "f = DiceLoss(mode='binary', ignore_index=255)",
+        False,
+    ),
+    (
+        "torch.compile multiclass int64 label 9",
+        "x = torch.randn(2, 4, 64, 64, device='cuda'); "
+        "t = torch.randint(0, 4, (2, 64, 64), device='cuda'); t[0, 1, 2] = 9; "
+        "f = torch.compile(DiceLoss(), fullgraph=True)",
+        True,
+    ),
 ]
 
 
 def run_assert_case(src: str, code: str) -> dict:
-    program = (f"import sys; sys.path.insert(0, {src!r}); import torch; from losses.torch import DiceLoss; {code}; "
-               "x.requires_grad_(); loss = f(x, t); loss.backward(); torch.cuda.synchronize(); "
-               "print('finished', float(loss))")
+    program = (
+        f"import sys; sys.path.insert(0, {src!r}); import torch; from losses.torch import DiceLoss; {code}; "
+        "x.requires_grad_(); loss = f(x, t); loss.backward(); torch.cuda.synchronize(); "
+        "print('finished', float(loss))"
+    )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
     text = result.stdout + result.stderr
-    return dict(rc=result.returncode, finished="finished" in result.stdout,
-                device_assert="device-side assert" in text or "device assert" in text.lower(),
-                message="target labels out of range" in text, tail=text[-600:])
+    return dict(
+        rc=result.returncode,
+        finished="finished" in result.stdout,
+        device_assert="device-side assert" in text or "device assert" in text.lower(),
+        message="target labels out of range" in text,
+        tail=text[-600:],
+    )
 
 
 def check_asserts(src: str, log) -> list[dict]:
@@ -67,10 +105,16 @@ def check_asserts(src: str, log) -> list[dict]:
         results = list(pool.map(lambda case: run_assert_case(src, case[1]), ASSERT_CASES))
     rows = []
     for (name, _, must_fail), r in zip(ASSERT_CASES, results):
-        ok = (not r["finished"] and r["rc"] != 0 and r["device_assert"]) if must_fail else (r["finished"] and r["rc"] == 0)
+        ok = (
+            (not r["finished"] and r["rc"] != 0 and r["device_assert"])
+            if must_fail
+            else (r["finished"] and r["rc"] == 0)
+        )
         rows.append(dict(case=name, must_fail=must_fail, ok=ok, **r))
-        log(f"assert {name:45s} must_fail={must_fail!s:5} rc={r['rc']} device_assert={r['device_assert']} "
-            f"message={r['message']} {'ok' if ok else 'FAIL'}")
+        log(
+            f"assert {name:45s} must_fail={must_fail!s:5} rc={r['rc']} device_assert={r['device_assert']} "
+            f"message={r['message']} {'ok' if ok else 'FAIL'}"
+        )
         if not ok:
             log("   " + r["tail"].replace("\n", "\n   "))
     return rows
@@ -99,10 +143,13 @@ def main(argv=None) -> int:
         print(text, flush=True)
         lines.append(text)
 
-    log(f"[{args.label}] losses from {losses.__file__}; {torch.cuda.get_device_name()}; torch {torch.__version__}; "
-        f"triton {triton.__version__}")
-    out = dict(label=args.label, device=torch.cuda.get_device_name(), torch=torch.__version__,
-               triton=triton.__version__)
+    log(
+        f"[{args.label}] losses from {losses.__file__}; {torch.cuda.get_device_name()}; torch {torch.__version__}; "
+        f"triton {triton.__version__}"
+    )
+    out = dict(
+        label=args.label, device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__
+    )
     if args.asserts:
         out["asserts"] = check_asserts(os.path.abspath(args.src), log)
 
@@ -130,11 +177,16 @@ def main(argv=None) -> int:
     def grad_step(loss_fn, x, *rest):
         def step():
             return torch.autograd.grad(loss_fn(x, *rest), x)[0]
+
         return step
 
     def figures(name, step, iters):
-        row = dict(do_bench_ms=bench(step), wall_ms=wall(step, iters), device_ms=device(step),
-                   events_no_flush_ms=no_flush(step, iters))
+        row = dict(
+            do_bench_ms=bench(step),
+            wall_ms=wall(step, iters),
+            device_ms=device(step),
+            events_no_flush_ms=no_flush(step, iters),
+        )
         out[name] = row
         log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
         return row
@@ -158,14 +210,18 @@ def main(argv=None) -> int:
     def backward_step():
         xp.grad = None
         penalized_mae(xp, tp).backward()
+
     out["pmae_2^26"]["loss_backward_do_bench_ms"] = bench(backward_step)
-    log(f"pmae_2^26 forward only do_bench {out['pmae_2^26']['fwd_only_do_bench_ms']:.4f}; "
-        f"loss.backward() step do_bench {out['pmae_2^26']['loss_backward_do_bench_ms']:.4f}")
+    log(
+        f"pmae_2^26 forward only do_bench {out['pmae_2^26']['fwd_only_do_bench_ms']:.4f}; "
+        f"loss.backward() step do_bench {out['pmae_2^26']['loss_backward_do_bench_ms']:.4f}"
+    )
     del xp, tp
     xq = torch.randn(4096, device=dev, requires_grad=True)
     tq = torch.randn(4096, device=dev)
-    host = dict(step_wall_ms=wall(grad_step(penalized_mae, xq, tq), 2000),
-                fwd_wall_ms=wall(lambda: penalized_mae(xq, tq), 2000))
+    host = dict(
+        step_wall_ms=wall(grad_step(penalized_mae, xq, tq), 2000), fwd_wall_ms=wall(lambda: penalized_mae(xq, tq), 2000)
+    )
     loss_q = penalized_mae(xq, tq)
     host["grad_only_wall_ms"] = wall(lambda: torch.autograd.grad(loss_q, xq, retain_graph=True), 2000)
     xg = torch.randn(64, device=dev, requires_grad=True)
@@ -178,8 +234,10 @@ def main(argv=None) -> int:
     ls = torch.randint(0, 4, (8, 256, 256), device=dev)
     figures("dice_mc_8x4x256", grad_step(criterion, xs, ls), 1000)
     loss_s = criterion(xs, ls)
-    pieces = dict(forward_wall_ms=wall(lambda: criterion(xs, ls), 2000),
-                  grad_only_wall_ms=wall(lambda: torch.autograd.grad(loss_s, xs, retain_graph=True), 2000))
+    pieces = dict(
+        forward_wall_ms=wall(lambda: criterion(xs, ls), 2000),
+        grad_only_wall_ms=wall(lambda: torch.autograd.grad(loss_s, xs, retain_graph=True), 2000),
+    )
     from losses.torch._kernels import overlap_stats as dice_kernels
     from losses.torch._kernels import triton_module
 
@@ -189,6 +247,7 @@ def main(argv=None) -> int:
 
     def reduce_launch():
         kernels.reduce_kernel[(32,)](part, outs, 4, 128, 1, BLOCK=kernels.REDUCE_BLOCK, num_warps=2)
+
     pieces["one_reduce_launch_ms"] = wall(reduce_launch, 2000)
     pieces["torch_empty_ms"] = wall(lambda: torch.empty(8, 4, 7, device=dev), 2000)
     pieces["current_device_ms"] = wall(torch.cuda.current_device, 2000)

@@ -50,8 +50,9 @@ def dice_stats_triton(x, target, **options):
 
 
 def kernel_dice(x, target, mode, per_image=True):
-    return dice_from_stats(dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None,
-                                             per_image=per_image))
+    return dice_from_stats(
+        dice_stats_triton(x, target, mode=mode, from_logits=True, ignore_index=None, per_image=per_image)
+    )
 
 
 _FUSED = {}
@@ -131,10 +132,11 @@ def check_correctness(log) -> list[dict]:
 
     def record(name, value_err, grad_err, tol_v, tol_g, deterministic):
         ok = value_err < tol_v and grad_err < tol_g and deterministic
-        rows.append(dict(case=name, value_rel_err=value_err, grad_rel_err=grad_err, deterministic=deterministic,
-                         ok=ok))
-        log(f"check {name:58s} value {value_err:.1e} grad {grad_err:.1e} deterministic {deterministic} "
-            f"{'ok' if ok else 'FAIL'}")
+        rows.append(dict(case=name, value_rel_err=value_err, grad_rel_err=grad_err, deterministic=deterministic, ok=ok))
+        log(
+            f"check {name:58s} value {value_err:.1e} grad {grad_err:.1e} deterministic {deterministic} "
+            f"{'ok' if ok else 'FAIL'}"
+        )
 
     cases = [
         ("binary", (4, 1, 333, 517), "dense", None),
@@ -168,9 +170,15 @@ def check_correctness(log) -> list[dict]:
                 ref = dice_stats_reference(xr, target, **opts)
                 (gr,) = torch.autograd.grad(ref, xr, gs.double())
                 low = dtype != torch.float32
-                record(f"dice {mode} {tuple(shape)} {str(dtype)[6:]} target={str(tkind).replace('torch.', '')} "
-                       f"ignore={ignore} per_image={per_image}", rel_err(stats, ref), rel_err(g, gr),
-                       1e-5, 1e-2 if low else 1e-5, torch.equal(stats, again) and torch.equal(g, g2))
+                record(
+                    f"dice {mode} {tuple(shape)} {str(dtype)[6:]} target={str(tkind).replace('torch.', '')} "
+                    f"ignore={ignore} per_image={per_image}",
+                    rel_err(stats, ref),
+                    rel_err(g, gr),
+                    1e-5,
+                    1e-2 if low else 1e-5,
+                    torch.equal(stats, again) and torch.equal(g, g2),
+                )
         for reduction in ("mean", "sum", "none"):
             n = 2**22 + 12345
             x = (torch.randn(n, device="cuda", generator=gen) * 2).to(dtype).requires_grad_()
@@ -182,8 +190,14 @@ def check_correctness(log) -> list[dict]:
             xr = x.detach().double().requires_grad_()
             ref = pmae_reference(xr, t, DELTA, PENALTY, reduction)
             (gr,) = torch.autograd.grad(ref, xr, go.double())
-            record(f"penalized_mae n={n} {str(dtype)[6:]} {reduction}", rel_err(loss, ref), rel_err(g, gr), 1e-5,
-                   1e-2 if dtype != torch.float32 else 1e-5, torch.equal(loss, again))
+            record(
+                f"penalized_mae n={n} {str(dtype)[6:]} {reduction}",
+                rel_err(loss, ref),
+                rel_err(g, gr),
+                1e-5,
+                1e-2 if dtype != torch.float32 else 1e-5,
+                torch.equal(loss, again),
+            )
     # The fused Dice (DiceLoss on CUDA) against the portable DiceLoss in float64 on the CPU.
     from losses.torch import DiceLoss
 
@@ -216,8 +230,14 @@ def check_correctness(log) -> list[dict]:
             xr = x.detach().double().cpu().requires_grad_()
             ref = criterion(xr, target.cpu())
             (gr,) = torch.autograd.grad(ref, xr, go.double().cpu())
-            record(f"DiceLoss fused {mode} {tuple(shape)} {options} {reduction}", rel_err(loss.cpu(), ref),
-                   rel_err(g.cpu(), gr), 1e-5, 1e-4, fused and torch.equal(loss, again))
+            record(
+                f"DiceLoss fused {mode} {tuple(shape)} {options} {reduction}",
+                rel_err(loss.cpu(), ref),
+                rel_err(g.cpu(), gr),
+                1e-5,
+                1e-4,
+                fused and torch.equal(loss, again),
+            )
     torch._dynamo.reset()
     xc = torch.randn(2, 4, 64, 64, device="cuda", requires_grad=True)
     labc = torch.randint(0, 4, (2, 64, 64), device="cuda")
@@ -241,8 +261,14 @@ def check_correctness(log) -> list[dict]:
     (gc,) = torch.autograd.grad(out_c, x)
     out_e = fn(x, lab)
     (ge,) = torch.autograd.grad(out_e, x)
-    record("torch.compile(fullgraph=True) dice+penalized_mae vs eager", rel_err(out_c, out_e), rel_err(gc, ge),
-           1e-6, 1e-6, True)
+    record(
+        "torch.compile(fullgraph=True) dice+penalized_mae vs eager",
+        rel_err(out_c, out_e),
+        rel_err(gc, ge),
+        1e-6,
+        1e-6,
+        True,
+    )
     return rows
 
 
@@ -251,6 +277,7 @@ def fwd_bwd(loss_fn, x, *rest):
         loss = loss_fn(x, *rest)
         (g,) = torch.autograd.grad(loss, x)
         return g
+
     return step
 
 
@@ -315,7 +342,10 @@ def main(argv=None) -> int:
     from losses.torch._kernels import overlap_stats as dice_module
     from losses.torch._kernels import penalized_mae as pmae_module
 
-    config = {k: getattr(dice_module, k) for k in ("ROWS_BLOCK", "ROWS_WARPS", "ROWS_PROGRAMS", "MULTICLASS_WARPS", "MULTICLASS_PROGRAMS")}
+    config = {
+        k: getattr(dice_module, k)
+        for k in ("ROWS_BLOCK", "ROWS_WARPS", "ROWS_PROGRAMS", "MULTICLASS_WARPS", "MULTICLASS_PROGRAMS")
+    }
     config.update({f"PMAE_{k}": getattr(pmae_module, k) for k in ("BLOCK", "WARPS", "SCALE_BLOCK")})
     name = torch.cuda.get_device_name()
     log(f"device {name}; torch {torch.__version__}; triton {triton.__version__}; launch shapes {config}")
@@ -333,21 +363,48 @@ def main(argv=None) -> int:
     # binary Dice, float target: forward reads x, t; backward reads x, t, writes grad: 20 B/element
     xb = torch.randn(16, 1, 2048, 2048, device=dev, requires_grad=True)
     tb = (torch.rand(16, 1, 2048, 2048, device=dev) > 0.5).float()
-    cases.append(("binary Dice 16x1x2048x2048 fp32, per image", xb, (tb,), 20 * xb.numel(),
-                  lambda x, t: kernel_dice(x, t, "binary"), naive_dice_binary, "binary"))
+    cases.append(
+        (
+            "binary Dice 16x1x2048x2048 fp32, per image",
+            xb,
+            (tb,),
+            20 * xb.numel(),
+            lambda x, t: kernel_dice(x, t, "binary"),
+            naive_dice_binary,
+            "binary",
+        )
+    )
     # multiclass Dice, int64 labels: 24 B/pixel forward (4 logits + label), 40 B backward
     xm = torch.randn(16, 4, 1024, 1024, device=dev, requires_grad=True)
     lm = torch.randint(0, 4, (16, 1024, 1024), device=dev)
-    cases.append(("multiclass Dice 16x4x1024x1024 fp32, int64 labels", xm, (lm,), 64 * lm.numel(),
-                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass, "multiclass"))
+    cases.append(
+        (
+            "multiclass Dice 16x4x1024x1024 fp32, int64 labels",
+            xm,
+            (lm,),
+            64 * lm.numel(),
+            lambda x, t: kernel_dice(x, t, "multiclass"),
+            naive_dice_multiclass,
+            "multiclass",
+        )
+    )
     # penalized MAE: 12 B/element in one pass
     xp = torch.randn(2**26, device=dev, requires_grad=True)
     tp = torch.randn(2**26, device=dev)
     cases.append(("penalized MAE 2^26 fp32, mean", xp, (tp,), 12 * xp.numel(), kernel_pmae, naive_pmae, None))
     xs = torch.randn(8, 4, 256, 256, device=dev, requires_grad=True)
     ls = torch.randint(0, 4, (8, 256, 256), device=dev)
-    cases.append(("multiclass Dice 8x4x256x256 fp32, int64 labels", xs, (ls,), 64 * ls.numel(),
-                  lambda x, t: kernel_dice(x, t, "multiclass"), naive_dice_multiclass, "multiclass"))
+    cases.append(
+        (
+            "multiclass Dice 8x4x256x256 fp32, int64 labels",
+            xs,
+            (ls,),
+            64 * ls.numel(),
+            lambda x, t: kernel_dice(x, t, "multiclass"),
+            naive_dice_multiclass,
+            "multiclass",
+        )
+    )
 
     # The small case without any loss formula: the kernels' own host and device cost.
     gs_small = torch.randn(8, 4, 7, device=dev)
@@ -356,15 +413,23 @@ def main(argv=None) -> int:
         stats = dice_stats_triton(xs, ls, mode="multiclass", from_logits=True, ignore_index=None, per_image=True)
         return torch.autograd.grad(stats, xs, gs_small)[0]
 
-    small_stats = dict(case="multiclass Dice 8x4x256x256: dice_stats_triton fwd + autograd.grad(stats, x, grad_stats)",
-                       triton_ms=bench(stats_only), triton_wall_ms=wall_ms(stats_only, iters=1000),
-                       triton_device_ms=device_ms(stats_only))
-    log(f"{small_stats['case']}: triton {small_stats['triton_ms']:.3f} ms (wall {small_stats['triton_wall_ms']:.3f}, "
-        f"device {small_stats['triton_device_ms']:.3f})")
+    small_stats = dict(
+        case="multiclass Dice 8x4x256x256: dice_stats_triton fwd + autograd.grad(stats, x, grad_stats)",
+        triton_ms=bench(stats_only),
+        triton_wall_ms=wall_ms(stats_only, iters=1000),
+        triton_device_ms=device_ms(stats_only),
+    )
+    log(
+        f"{small_stats['case']}: triton {small_stats['triton_ms']:.3f} ms (wall {small_stats['triton_wall_ms']:.3f}, "
+        f"device {small_stats['triton_device_ms']:.3f})"
+    )
     xg = torch.randn(64, device=dev, requires_grad=True)
     trivial = fwd_bwd(lambda x: (x * 2).sum(), xg)
-    host_floor = dict(case="host floor: torch.autograd.grad of (x * 2).sum(), 64 elements", eager_ms=bench(trivial),
-                      eager_wall_ms=wall_ms(trivial, iters=1000))
+    host_floor = dict(
+        case="host floor: torch.autograd.grad of (x * 2).sum(), 64 elements",
+        eager_ms=bench(trivial),
+        eager_wall_ms=wall_ms(trivial, iters=1000),
+    )
     log(f"{host_floor['case']}: {host_floor['eager_ms']:.3f} ms (wall {host_floor['eager_wall_ms']:.3f})")
 
     for label, x, rest, nbytes, kernel_fn, naive_fn, dice_mode in cases:
@@ -399,58 +464,96 @@ def main(argv=None) -> int:
                 row[f"{vname}_error"] = repr(error)[:300]
         row["triton_over_roofline"] = row.get("triton_ms", float("nan")) / roof
         results.append(row)
-        log(f"{label}: roofline {roof:.3f} ms | " + " | ".join(
-            f"{v} {row.get(f'{v}_ms', float('nan')):.3f} ms (wall {row.get(f'{v}_wall_ms', float('nan')):.3f}, "
-            f"device {row.get(f'{v}_device_ms', float('nan')):.3f}, "
-            f"extra mem {row.get(f'{v}_extra_mem_grads', float('nan')):.2f} grads)" for v, _ in variants))
+        log(
+            f"{label}: roofline {roof:.3f} ms | "
+            + " | ".join(
+                f"{v} {row.get(f'{v}_ms', float('nan')):.3f} ms (wall {row.get(f'{v}_wall_ms', float('nan')):.3f}, "
+                f"device {row.get(f'{v}_device_ms', float('nan')):.3f}, "
+                f"extra mem {row.get(f'{v}_extra_mem_grads', float('nan')):.2f} grads)"
+                for v, _ in variants
+            )
+        )
         del x
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.gpu_kernels" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
-    payload = dict(device=name, torch=torch.__version__, triton=triton.__version__, python=platform.python_version(),
-                   command=command, copy_bandwidth_TBps=bw / 1e12, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   checks=checks, timings=results, small_stats_only=small_stats, host_floor=host_floor,
-                   config=config)
+    payload = dict(
+        device=name,
+        torch=torch.__version__,
+        triton=triton.__version__,
+        python=platform.python_version(),
+        command=command,
+        copy_bandwidth_TBps=bw / 1e12,
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        checks=checks,
+        timings=results,
+        small_stats_only=small_stats,
+        host_floor=host_floor,
+        config=config,
+    )
     (out / "gpu_kernels.json").write_text(json.dumps(payload, indent=2))
-    md = [f"# Triton kernels on {name}", "",
-          f"`{command}` — torch {torch.__version__}, triton {triton.__version__}, {payload['date']}.", "",
-          f"Copy bandwidth (read + write): {bw / 1e12:.2f} TB/s. Roofline = fewest bytes / copy bandwidth.",
-          "Times: forward + backward (`torch.autograd.grad`), float32, `triton.testing.do_bench` median;",
-          "'wall' is the host clock over back-to-back iterations (what a training loop sees when the",
-          "host is the limit). Extra memory: peak beyond the inputs and the returned gradient, in",
-          "gradient-sized buffers.", "",
-          "'triton' is the kernels with a lean Dice formula in PyTorch on the (S, C, 7) stats; 'fused' is",
-          "the kernels with the Dice formula and the mean in the finalize kernel (`dice_loss_triton`: stats",
-          "kernel, finalize kernel, one gradient pass); 'module' is `losses.torch.DiceLoss` as called (the",
-          "fused path plus argument checks and, for label maps, the asynchronous label-range check); 'stats'",
-          "is the kernels alone (`dice_stats_triton` then `autograd.grad(stats, x, grad_stats)`); 'device' is",
-          "the sum of the kernel times of one step (torch.profiler), which the host cannot hide.", "",
-          "| case | roofline ms | triton ms | × roofline | triton device ms | fused ms | fused wall ms | fused device ms | module ms | module wall ms | stats ms | triton wall ms | eager ms | compiled ms | triton extra mem |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# Triton kernels on {name}",
+        "",
+        f"`{command}` — torch {torch.__version__}, triton {triton.__version__}, {payload['date']}.",
+        "",
+        f"Copy bandwidth (read + write): {bw / 1e12:.2f} TB/s. Roofline = fewest bytes / copy bandwidth.",
+        "Times: forward + backward (`torch.autograd.grad`), float32, `triton.testing.do_bench` median;",
+        "'wall' is the host clock over back-to-back iterations (what a training loop sees when the",
+        "host is the limit). Extra memory: peak beyond the inputs and the returned gradient, in",
+        "gradient-sized buffers.",
+        "",
+        "'triton' is the kernels with a lean Dice formula in PyTorch on the (S, C, 7) stats; 'fused' is",
+        "the kernels with the Dice formula and the mean in the finalize kernel (`dice_loss_triton`: stats",
+        "kernel, finalize kernel, one gradient pass); 'module' is `losses.torch.DiceLoss` as called (the",
+        "fused path plus argument checks and, for label maps, the asynchronous label-range check); 'stats'",
+        "is the kernels alone (`dice_stats_triton` then `autograd.grad(stats, x, grad_stats)`); 'device' is",
+        "the sum of the kernel times of one step (torch.profiler), which the host cannot hide.",
+        "",
+        "| case | roofline ms | triton ms | × roofline | triton device ms | fused ms | fused wall ms | fused device ms | module ms | module wall ms | stats ms | triton wall ms | eager ms | compiled ms | triton extra mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     nan = float("nan")
     for r in results:
-        md.append(f"| {r['case']} | {r['roofline_ms']:.3f} | {r.get('triton_ms', nan):.3f} | "
-                  f"{r['triton_over_roofline']:.2f} | {r.get('triton_device_ms', nan):.3f} | "
-                  f"{r.get('fused_ms', nan):.3f} | {r.get('fused_wall_ms', nan):.3f} | {r.get('fused_device_ms', nan):.3f} | "
-                  f"{r.get('module_ms', nan):.3f} | {r.get('module_wall_ms', nan):.3f} | "
-                  f"{r.get('stats_ms', nan):.3f} | {r.get('triton_wall_ms', nan):.3f} | "
-                  f"{r.get('eager_ms', nan):.3f} | {r.get('compiled_ms', nan):.3f} | "
-                  f"{r.get('triton_extra_mem_grads', nan):.2f} |")
-    md += ["", "Small-size host cost (the step is limited by the host, not the device):", "",
-           "| case | do_bench ms | wall ms | device ms |", "|---|---|---|---|",
-           f"| {small_stats['case']} | {small_stats['triton_ms']:.3f} | {small_stats['triton_wall_ms']:.3f} | "
-           f"{small_stats['triton_device_ms']:.3f} |",
-           f"| {host_floor['case']} | {host_floor['eager_ms']:.3f} | {host_floor['eager_wall_ms']:.3f} | |"]
-    md += ["", "Device ms (sum of kernel times per step, torch.profiler): " + "; ".join(
-        f"{r['case']}: triton {r.get('triton_device_ms', float('nan')):.3f}, eager {r.get('eager_device_ms', float('nan')):.3f}, "
-        f"compiled {r.get('compiled_device_ms', float('nan')):.3f}" for r in results)]
+        md.append(
+            f"| {r['case']} | {r['roofline_ms']:.3f} | {r.get('triton_ms', nan):.3f} | "
+            f"{r['triton_over_roofline']:.2f} | {r.get('triton_device_ms', nan):.3f} | "
+            f"{r.get('fused_ms', nan):.3f} | {r.get('fused_wall_ms', nan):.3f} | {r.get('fused_device_ms', nan):.3f} | "
+            f"{r.get('module_ms', nan):.3f} | {r.get('module_wall_ms', nan):.3f} | "
+            f"{r.get('stats_ms', nan):.3f} | {r.get('triton_wall_ms', nan):.3f} | "
+            f"{r.get('eager_ms', nan):.3f} | {r.get('compiled_ms', nan):.3f} | "
+            f"{r.get('triton_extra_mem_grads', nan):.2f} |"
+        )
+    md += [
+        "",
+        "Small-size host cost (the step is limited by the host, not the device):",
+        "",
+        "| case | do_bench ms | wall ms | device ms |",
+        "|---|---|---|---|",
+        f"| {small_stats['case']} | {small_stats['triton_ms']:.3f} | {small_stats['triton_wall_ms']:.3f} | "
+        f"{small_stats['triton_device_ms']:.3f} |",
+        f"| {host_floor['case']} | {host_floor['eager_ms']:.3f} | {host_floor['eager_wall_ms']:.3f} | |",
+    ]
+    md += [
+        "",
+        "Device ms (sum of kernel times per step, torch.profiler): "
+        + "; ".join(
+            f"{r['case']}: triton {r.get('triton_device_ms', float('nan')):.3f}, eager {r.get('eager_device_ms', float('nan')):.3f}, "
+            f"compiled {r.get('compiled_device_ms', float('nan')):.3f}"
+            for r in results
+        ),
+    ]
     failed = [c for c in checks if not c["ok"]]
-    md += ["", f"Correctness on this device: {len(checks) - len(failed)}/{len(checks)} checks passed "
-           "(float64 references, values and gradients, bitwise-equal reruns).", ""]
+    md += [
+        "",
+        f"Correctness on this device: {len(checks) - len(failed)}/{len(checks)} checks passed "
+        "(float64 references, values and gradients, bitwise-equal reruns).",
+        "",
+    ]
     md += ["```", *lines, "```", ""]
     (out / "gpu_kernels.md").write_text("\n".join(md))
-    print("\n".join(md[-len(lines) - 3:]))
+    print("\n".join(md[-len(lines) - 3 :]))
     return 1 if failed else 0
 
 

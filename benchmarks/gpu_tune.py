@@ -35,8 +35,16 @@ def main(argv=None):
 
     best = {}
     print("rows kernels (binary 16x1x2048x2048, dense fp32 target): stats ms, grad ms", flush=True)
-    for block, warps, programs in [(2048, 8, 4096), (4096, 8, 4096), (2048, 4, 4096), (4096, 16, 4096),
-                                   (2048, 8, 8192), (1024, 4, 8192), (4096, 8, 2048), (8192, 16, 4096)]:
+    for block, warps, programs in [
+        (2048, 8, 4096),
+        (4096, 8, 4096),
+        (2048, 4, 4096),
+        (4096, 16, 4096),
+        (2048, 8, 8192),
+        (1024, 4, 8192),
+        (4096, 8, 2048),
+        (8192, 16, 4096),
+    ]:
         D.ROWS_BLOCK, D.ROWS_WARPS, D.ROWS_PROGRAMS = block, warps, programs
         st = bench(lambda: D.stats(xb, tb, None, D.StatsOptions("binary", True, None, True)))
         gr = bench(lambda: D.stats_backward(gsb, xb, tb, None, D.StatsOptions("binary", True, None, True)))
@@ -64,8 +72,11 @@ def main(argv=None):
     D.ROWS_BLOCK, D.ROWS_WARPS, D.ROWS_PROGRAMS = rows[1], rows[2], rows[3]
     D.MULTICLASS_WARPS, D.MULTICLASS_PROGRAMS = mc[1], mc[2]
     P.BLOCK, P.WARPS = pm[1], pm[2]
-    print(f"chosen: ROWS_BLOCK {rows[1]} ROWS_WARPS {rows[2]} ROWS_PROGRAMS {rows[3]}, "
-          f"MULTICLASS_WARPS {mc[1]} MULTICLASS_PROGRAMS {mc[2]}, PMAE BLOCK {pm[1]} WARPS {pm[2]}", flush=True)
+    print(
+        f"chosen: ROWS_BLOCK {rows[1]} ROWS_WARPS {rows[2]} ROWS_PROGRAMS {rows[3]}, "
+        f"MULTICLASS_WARPS {mc[1]} MULTICLASS_PROGRAMS {mc[2]}, PMAE BLOCK {pm[1]} WARPS {pm[2]}",
+        flush=True,
+    )
     del xb, tb, xm, lm, xp, tp
     torch.cuda.empty_cache()
     from benchmarks import gpu_kernels

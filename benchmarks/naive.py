@@ -151,8 +151,9 @@ def lovasz_softmax_torch(input, target, *, per_image, classes):
         return torch.stack(losses).mean()
 
     if per_image:
-        return torch.stack([flat_loss(p.reshape(num_classes, -1), labels.reshape(-1))
-                            for p, labels in zip(prob, target)]).mean()
+        return torch.stack(
+            [flat_loss(p.reshape(num_classes, -1), labels.reshape(-1)) for p, labels in zip(prob, target)]
+        ).mean()
     return flat_loss(prob.movedim(1, 0).reshape(num_classes, -1), target.reshape(-1))
 
 

@@ -93,9 +93,7 @@ def ours_keras_penalized_mae(opts):
     from keras import ops
 
     penalized_mae = module.penalized_mae
-    return lambda y_true, y_pred: ops.mean(
-        penalized_mae(y_true, y_pred, delta=opts["delta"], penalty=opts["penalty"])
-    )
+    return lambda y_true, y_pred: ops.mean(penalized_mae(y_true, y_pred, delta=opts["delta"], penalty=opts["penalty"]))
 
 
 def ours_keras_surrogate(name):
@@ -230,11 +228,11 @@ def naive_torch_lovasz(opts):
     return lambda input, target: naive.lovasz_softmax_torch(input, target, **_lovasz_kwargs(opts))
 
 
-
 def naive_torch_overlap(opts):
     options = {k: opts[k] for k in ("alpha", "beta", "gamma", "weight_type") if k in opts}
-    return lambda input, target: naive.overlap_torch(input, target, member=opts["member"],
-                                                     per_image=opts["per_image"], **options)
+    return lambda input, target: naive.overlap_torch(
+        input, target, member=opts["member"], per_image=opts["per_image"], **options
+    )
 
 
 def naive_torch_dice(opts):
@@ -242,9 +240,7 @@ def naive_torch_dice(opts):
 
 
 def naive_torch_penalized_mae(opts):
-    return lambda input, target: naive.penalized_mae_torch(
-        input, target, delta=opts["delta"], penalty=opts["penalty"]
-    )
+    return lambda input, target: naive.penalized_mae_torch(input, target, delta=opts["delta"], penalty=opts["penalty"])
 
 
 def naive_torch_surrogate(name):
@@ -308,11 +304,13 @@ def monai_overlap(opts):
     common = dict(softmax=True, to_onehot_y=True, batch=not opts["per_image"])
     member = opts["member"]
     if member == "tversky":
-        loss = losses.TverskyLoss(alpha=opts["alpha"], beta=opts["beta"], smooth_nr=naive.SMOOTH_NR,
-                                  smooth_dr=naive.SMOOTH_DR, **common)
+        loss = losses.TverskyLoss(
+            alpha=opts["alpha"], beta=opts["beta"], smooth_nr=naive.SMOOTH_NR, smooth_dr=naive.SMOOTH_DR, **common
+        )
     elif member == "generalized_dice":
-        loss = losses.GeneralizedDiceLoss(w_type=opts["weight_type"], smooth_nr=naive.SMOOTH_NR,
-                                          smooth_dr=naive.SMOOTH_DR, **common)
+        loss = losses.GeneralizedDiceLoss(
+            w_type=opts["weight_type"], smooth_nr=naive.SMOOTH_NR, smooth_dr=naive.SMOOTH_DR, **common
+        )
     elif member == "jaccard":
         loss = losses.DiceLoss(jaccard=True, smooth_nr=2 * naive.SMOOTH_NR, smooth_dr=2 * naive.SMOOTH_DR, **common)
     else:
@@ -335,7 +333,9 @@ def _smp_losses():
     except Exception:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
-            raise Unavailable("segmentation-models-pytorch not installed: pip install --no-deps segmentation-models-pytorch") from None
+            raise Unavailable(
+                "segmentation-models-pytorch not installed: pip install --no-deps segmentation-models-pytorch"
+            ) from None
     for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
         del sys.modules[key]  # a half-imported package left by the failed import
     package = types.ModuleType(name)
@@ -362,8 +362,14 @@ def smp_overlap(opts):
     if opts["member"] == "jaccard":
         return losses.JaccardLoss(mode="multiclass", from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7)
     if opts["member"] == "tversky":
-        return losses.TverskyLoss(mode="multiclass", from_logits=True, smooth=naive.SMOOTH_NR, eps=1e-7,
-                                  alpha=opts["alpha"], beta=opts["beta"])
+        return losses.TverskyLoss(
+            mode="multiclass",
+            from_logits=True,
+            smooth=naive.SMOOTH_NR,
+            eps=1e-7,
+            alpha=opts["alpha"],
+            beta=opts["beta"],
+        )
     raise Unavailable(f"smp has no {opts['member']} loss with these options")
 
 
@@ -465,11 +471,15 @@ def smp_focal(opts):
 def torchvision_focal(opts):
     if opts["mode"] == "multiclass":
         raise Unavailable("torchvision's sigmoid_focal_loss is binary / multilabel only")
-    ops = _import("torchvision.ops", "PyPI's torchvision pins its own torch build, not the CPU one: run the "
-                  "case in an environment with both (benchmarks/results/cross_entropy-torchvision/)")
+    ops = _import(
+        "torchvision.ops",
+        "PyPI's torchvision pins its own torch build, not the CPU one: run the "
+        "case in an environment with both (benchmarks/results/cross_entropy-torchvision/)",
+    )
     alpha = -1 if opts["alpha"] is None else opts["alpha"]  # torchvision's "no balancing"
-    return lambda input, target: ops.sigmoid_focal_loss(input, target, alpha=alpha, gamma=opts["gamma"],
-                                                        reduction="mean")
+    return lambda input, target: ops.sigmoid_focal_loss(
+        input, target, alpha=alpha, gamma=opts["gamma"], reduction="mean"
+    )
 
 
 def keras_focal(opts):
@@ -484,8 +494,9 @@ def keras_focal(opts):
         loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=opts["gamma"], from_logits=True)
         return lambda y_true, y_pred: loss(ops.one_hot(y_true, y_pred.shape[-1], dtype=y_pred.dtype), y_pred)
     balanced = opts["alpha"] is not None
-    return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=balanced, alpha=opts["alpha"] if balanced else 0.25,
-                                                gamma=opts["gamma"], from_logits=True)
+    return keras.losses.BinaryFocalCrossentropy(
+        apply_class_balancing=balanced, alpha=opts["alpha"] if balanced else 0.25, gamma=opts["gamma"], from_logits=True
+    )
 
 
 def monai_dice_ce(opts):
@@ -493,17 +504,31 @@ def monai_dice_ce(opts):
     one-hot label maps, or a sigmoid with one channel, where its cross-entropy is the binary one)."""
     losses = _import("monai.losses", "pip install monai")
     multiclass = opts["mode"] == "multiclass"
-    loss = losses.DiceCELoss(softmax=multiclass, sigmoid=not multiclass, to_onehot_y=multiclass,
-                             batch=not opts["per_image"], smooth_nr=naive.SMOOTH_NR, smooth_dr=naive.SMOOTH_DR,
-                             lambda_ce=opts["lambda_term"])
+    loss = losses.DiceCELoss(
+        softmax=multiclass,
+        sigmoid=not multiclass,
+        to_onehot_y=multiclass,
+        batch=not opts["per_image"],
+        smooth_nr=naive.SMOOTH_NR,
+        smooth_dr=naive.SMOOTH_DR,
+        lambda_ce=opts["lambda_term"],
+    )
     return (lambda input, target: loss(input, target.unsqueeze(1))) if multiclass else loss
 
 
 def monai_dice_focal(opts):
     if opts["mode"] == "multiclass":
-        raise Unavailable("MONAI's DiceFocalLoss takes its focal term from a sigmoid per channel even with "
-                          "softmax=True: binary and multilabel only")
+        raise Unavailable(
+            "MONAI's DiceFocalLoss takes its focal term from a sigmoid per channel even with "
+            "softmax=True: binary and multilabel only"
+        )
     losses = _import("monai.losses", "pip install monai")
-    return losses.DiceFocalLoss(sigmoid=True, batch=not opts["per_image"], smooth_nr=naive.SMOOTH_NR,
-                                smooth_dr=naive.SMOOTH_DR, gamma=opts["gamma"], alpha=opts["alpha"],
-                                lambda_focal=opts["lambda_term"])
+    return losses.DiceFocalLoss(
+        sigmoid=True,
+        batch=not opts["per_image"],
+        smooth_nr=naive.SMOOTH_NR,
+        smooth_dr=naive.SMOOTH_DR,
+        gamma=opts["gamma"],
+        alpha=opts["alpha"],
+        lambda_focal=opts["lambda_term"],
+    )

@@ -334,8 +334,9 @@ def minimal_bytes(arrays: dict) -> int:
     return 2 * x.nbytes + (0 if t is None else t.nbytes)
 
 
-def run_case(case: Case, device: str, *, rounds: int, warmup: int, sample_ms: float,
-             compile_rows: bool, progress) -> list[Result]:
+def run_case(
+    case: Case, device: str, *, rounds: int, warmup: int, sample_ms: float, compile_rows: bool, progress
+) -> list[Result]:
     arrays = make_inputs(case)
     references: dict = {}
     results: list[Result] = []
@@ -371,8 +372,9 @@ def run_case(case: Case, device: str, *, rounds: int, warmup: int, sample_ms: fl
             result.status, result.reason = "wrong", f"gradient shape {grad.shape}, expected {ref_grad.shape}"
             continue
         result.grad_error = float(np.max(np.abs(grad.astype(np.float64) - ref_grad))) / scale
-        if not (result.loss_error <= LOSS_ATOL + 1e-4 * abs(ref_loss)
-                and result.grad_error <= (case.grad_rtol or GRAD_RTOL)):
+        if not (
+            result.loss_error <= LOSS_ATOL + 1e-4 * abs(ref_loss) and result.grad_error <= (case.grad_rtol or GRAD_RTOL)
+        ):
             result.status = "wrong"
             result.reason = f"|loss - reference| = {result.loss_error:.3g}, gradient error {result.grad_error:.3g}"
             continue
@@ -394,7 +396,7 @@ def run_case(case: Case, device: str, *, rounds: int, warmup: int, sample_ms: fl
     for framework in ("torch", "keras"):
         names = [name for name in steps if by_name[name].row.framework == framework]
         for index in range(rounds if names else 0):
-            for name in names[index % len(names):] + names[: index % len(names)]:
+            for name in names[index % len(names) :] + names[: index % len(names)]:
                 by_name[name].samples_ms.append(clock.time_ms(steps[name], inner[name]))
                 progress.update(1)
     return results, steps, arrays
@@ -419,9 +421,20 @@ def environment(device: str) -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "versions": {name: peers.version_of(name) for name in (
-            "torch", "tensorflow", "tensorflow-cpu", "keras", "monai", "segmentation-models-pytorch",
-            "torchvision", "kornia", "numpy")},
+        "versions": {
+            name: peers.version_of(name)
+            for name in (
+                "torch",
+                "tensorflow",
+                "tensorflow-cpu",
+                "keras",
+                "monai",
+                "segmentation-models-pytorch",
+                "torchvision",
+                "kornia",
+                "numpy",
+            )
+        },
     }
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
@@ -429,9 +442,18 @@ def environment(device: str) -> dict:
     return env
 
 
-def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = None, out_dir: str | None = None,
-        rounds: int | None = None, compile_rows: bool | None = None, chart: bool = True, threads: int | None = None,
-        command: str = "python -m benchmarks") -> dict:
+def run(
+    device: str = "cpu",
+    *,
+    quick: bool = False,
+    only: list[str] | None = None,
+    out_dir: str | None = None,
+    rounds: int | None = None,
+    compile_rows: bool | None = None,
+    chart: bool = True,
+    threads: int | None = None,
+    command: str = "python -m benchmarks",
+) -> dict:
     """Runs the cases, writes ``<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the results."""
     try:  # before TensorFlow: both bundle LLVM, and importing Triton (torch.compile) after it aborts
         import triton  # noqa: F401
@@ -455,8 +477,10 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
     if only:
         cases = [case for case in cases if any(name in case.key or name == case.loss for name in only)]
         if not cases:
-            raise SystemExit(f"--only {','.join(only)} matches no case; cases: "
-                             + ", ".join(case.key for case in cases_for(device, quick)))
+            raise SystemExit(
+                f"--only {','.join(only)} matches no case; cases: "
+                + ", ".join(case.key for case in cases_for(device, quick))
+            )
     # CPU: single steps (short samples catch the quiet moments of a shared machine), many rounds;
     # CUDA: samples of ~20 ms of back-to-back steps, so that event overhead does not count.
     if rounds is None:
@@ -471,36 +495,49 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "environment": environment(device),
         "copy_bandwidth_GBps": bandwidth / 1e9 if bandwidth else None,
-        "method": (sys.modules[__name__].__doc__ or "").split("Method (also written into the results and the README):")[-1].strip(),
+        "method": (sys.modules[__name__].__doc__ or "")
+        .split("Method (also written into the results and the README):")[-1]
+        .strip(),
         "cases": [],
     }
     if device == "cpu":
-        report["note"] = (f"Measured on a machine with {os.cpu_count()} CPU cores, which other work may share "
-                          "(the load average is given after each case). With several threads per framework a "
-                          "core taken by other work stalls every parallel step, so the median follows the load "
-                          "and the min is the steadier comparison; `--threads 1` keeps such a machine comparable.")
+        report["note"] = (
+            f"Measured on a machine with {os.cpu_count()} CPU cores, which other work may share "
+            "(the load average is given after each case). With several threads per framework a "
+            "core taken by other work stalls every parallel step, so the median follows the load "
+            "and the min is the steadier comparison; `--threads 1` keeps such a machine comparable."
+        )
     progress = tqdm(total=0, desc="benchmarks", unit="step", file=sys.stderr, dynamic_ncols=True)
     try:
         for case in cases:
             progress.set_description(case.key)
-            results, steps, arrays = run_case(case, device, rounds=rounds, warmup=1 if quick else 3,
-                                              sample_ms=sample_ms, compile_rows=compile_rows, progress=progress)
+            results, steps, arrays = run_case(
+                case,
+                device,
+                rounds=rounds,
+                warmup=1 if quick else 3,
+                sample_ms=sample_ms,
+                compile_rows=compile_rows,
+                progress=progress,
+            )
             gc.collect()  # once per case: a full collection takes most of a second once TensorFlow is loaded
             for result in results:
                 if result.row.name in steps:
                     result.peak_extra_bytes = peak_extra_bytes(steps[result.row.name], device)
             least = minimal_bytes(arrays) if device == "cuda" else None
-            report["cases"].append({
-                "key": case.key,
-                "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                "title": case.title,
-                "loss": case.loss,
-                "shape": list(case.shape),
-                "numel": case.numel,
-                "options": case.opts,
-                "bytes_per_element": least / case.numel if least else None,
-                "rows": [result.as_dict(case, least, bandwidth) for result in results],
-            })
+            report["cases"].append(
+                {
+                    "key": case.key,
+                    "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                    "title": case.title,
+                    "loss": case.loss,
+                    "shape": list(case.shape),
+                    "numel": case.numel,
+                    "options": case.opts,
+                    "bytes_per_element": least / case.numel if least else None,
+                    "rows": [result.as_dict(case, least, bandwidth) for result in results],
+                }
+            )
             del steps, results
             gc.collect()
     finally:
@@ -514,11 +551,15 @@ def run(device: str = "cpu", *, quick: bool = False, only: list[str] | None = No
 def _add_ratios(report: dict) -> None:
     """``vs_ours``: each row's median over the median of ours at the same options and framework."""
     for case in report["cases"]:
-        ours = [row for row in case["rows"] if row["group"] == "ours" and row["median_ms"]
-                and "torch.compile" not in row["name"]]
+        ours = [
+            row
+            for row in case["rows"]
+            if row["group"] == "ours" and row["median_ms"] and "torch.compile" not in row["name"]
+        ]
         for row in case["rows"]:
-            match = ([o for o in ours if o["framework"] == row["framework"] and o["options"] == row["options"]]
-                     or [o for o in ours if o["options"] == row["options"]])
+            match = [o for o in ours if o["framework"] == row["framework"] and o["options"] == row["options"]] or [
+                o for o in ours if o["options"] == row["options"]
+            ]
             row["vs_ours"] = row["median_ms"] / match[0]["median_ms"] if match and row["median_ms"] else None
             row["vs_ours_min"] = row["min_ms"] / match[0]["min_ms"] if match and row["min_ms"] else None
 
@@ -526,9 +567,12 @@ def _add_ratios(report: dict) -> None:
 def wrong_rows(report: dict) -> list[str]:
     """Rows that fail the run: any row computing another value, and any error of this package's rows
     (a peer that crashes, say after an API change, is reported in the table but is not our failure)."""
-    return [f"{case['key']}: {row['name']}: {row['reason']}"
-            for case in report["cases"] for row in case["rows"]
-            if row["status"] == "wrong" or (row["status"] == "error" and row["group"] == "ours")]
+    return [
+        f"{case['key']}: {row['name']}: {row['reason']}"
+        for case in report["cases"]
+        for row in case["rows"]
+        if row["status"] == "wrong" or (row["status"] == "error" and row["group"] == "ours")
+    ]
 
 
 # Output -----------------------------------------------------------------------------------------
@@ -546,7 +590,9 @@ def markdown(report: dict, level: int = 1) -> str:
         f"{'#' * level} Benchmarks on {report['device'].upper()}",
         "",
         f"`{report['command']}` on {report['date']}: {env['cpu']}, {env['cpu_count']} cores "
-        f"({env['torch_threads']} thread{'s' if env['torch_threads'] != 1 else ''} per framework)" + (f", {env.get('gpu')}" if cuda else "") + ".",
+        f"({env['torch_threads']} thread{'s' if env['torch_threads'] != 1 else ''} per framework)"
+        + (f", {env.get('gpu')}" if cuda else "")
+        + ".",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",
         "Forward + backward (gradient of the loss with respect to the prediction), median over "
@@ -573,18 +619,31 @@ def markdown(report: dict, level: int = 1) -> str:
                 missing.append(f"{row['name']}: {row['reason']}")
                 continue
             if row["status"] != "ok":
-                lines.append(f"| {row['name']} | **{row['status']}**: {row['reason']} | | | | |" + (" | |" if cuda else ""))
+                lines.append(
+                    f"| {row['name']} | **{row['status']}**: {row['reason']} | | | | |" + (" | |" if cuda else "")
+                )
                 continue
             ratio = f"{row['vs_ours']:.2f}, {row['vs_ours_min']:.2f}" if row.get("vs_ours") else ""
             name = f"**{row['name']}**" if row["group"] == "ours" else row["name"]
-            cells = [name, f"{row['median_ms']:.3f}", f"{row['min_ms']:.3f}", ratio, _mib(row["peak_extra_bytes"]),
-                     f"{row['loss_abs_error']:.1e}"]
+            cells = [
+                name,
+                f"{row['median_ms']:.3f}",
+                f"{row['min_ms']:.3f}",
+                ratio,
+                _mib(row["peak_extra_bytes"]),
+                f"{row['loss_abs_error']:.1e}",
+            ]
             if cuda:
-                cells += [f"{row.get('achieved_GBps', 0):.0f}",
-                          f"{100 * row['copy_bandwidth_fraction']:.0f}%" if row.get("copy_bandwidth_fraction") else ""]
+                cells += [
+                    f"{row.get('achieved_GBps', 0):.0f}",
+                    f"{100 * row['copy_bandwidth_fraction']:.0f}%" if row.get("copy_bandwidth_fraction") else "",
+                ]
             lines.append("| " + " | ".join(cells) + " |")
         if case.get("load_average_1min") is not None and not cuda:
-            lines += ["", f"Load average (1 min) after this case: {case['load_average_1min']:.1f} on {env['cpu_count']} cores."]
+            lines += [
+                "",
+                f"Load average (1 min) after this case: {case['load_average_1min']:.1f} on {env['cpu_count']} cores.",
+            ]
         if cuda and case.get("bytes_per_element"):
             lines += ["", f"Least traffic: {case['bytes_per_element']:.2f} bytes per prediction element."]
         if missing:
@@ -611,24 +670,41 @@ def plot(report: dict, path: str) -> None:
     for axis, case in zip(axes.flat, cases):
         timed = [row for row in case["rows"] if row["median_ms"]]
         timed.sort(key=lambda row: row["median_ms"], reverse=True)
-        axis.barh([row["name"] for row in timed], [row["median_ms"] for row in timed],
-                  color=[colors[row["group"]] for row in timed])
+        axis.barh(
+            [row["name"] for row in timed],
+            [row["median_ms"] for row in timed],
+            color=[colors[row["group"]] for row in timed],
+        )
         for y, row in enumerate(timed):
             axis.text(row["median_ms"], y, f" {row['median_ms']:.2f}", va="center", fontsize=7)
         axis.set_title(case["title"], fontsize=9)
         axis.set_xlabel("forward+backward, median ms (shorter is better)", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.set_xlim(0, max(row["median_ms"] for row in timed) * 1.25)
-    for axis in list(axes.flat)[len(cases):]:
+    for axis in list(axes.flat)[len(cases) :]:
         axis.axis("off")
     from matplotlib.patches import Patch
 
-    figure.legend(handles=[Patch(color=color, label=label) for label, color in
-                           (("this package", colors["ours"]), ("peers", colors["peer"]), ("naive / compiled", colors["naive"]))],
-                  loc="lower center", ncol=3, fontsize=8, frameon=False)
-    figure.suptitle(f"{report['command']}  ({report['environment']['cpu_count']} CPU cores"
-                    + (f", {report['environment'].get('gpu')}" if report["device"] == "cuda" else "") + ")",
-                    fontsize=9)
+    figure.legend(
+        handles=[
+            Patch(color=color, label=label)
+            for label, color in (
+                ("this package", colors["ours"]),
+                ("peers", colors["peer"]),
+                ("naive / compiled", colors["naive"]),
+            )
+        ],
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    figure.suptitle(
+        f"{report['command']}  ({report['environment']['cpu_count']} CPU cores"
+        + (f", {report['environment'].get('gpu')}" if report["device"] == "cuda" else "")
+        + ")",
+        fontsize=9,
+    )
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -668,8 +744,10 @@ def headline(report: dict) -> str:
         cells = [case["title"]]
         for framework in ("torch", "keras"):
             rows = [row for row in case["rows"] if row["framework"] == framework]
-            for row in (_fastest([row for row in rows if row["group"] == "ours"]),
-                        _fastest([row for row in rows if row["group"] != "ours"])):
+            for row in (
+                _fastest([row for row in rows if row["group"] == "ours"]),
+                _fastest([row for row in rows if row["group"] != "ours"]),
+            ):
                 cells.append(f"{row['min_ms']:.2f} ({row['name']})" if row else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

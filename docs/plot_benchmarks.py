@@ -17,6 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the benchmarks package is not installed: it lives beside docs/
 
 from benchmarks import runner  # noqa: E402
+
 DEVICES = ("cpu", "cuda")
 
 

@@ -61,18 +61,23 @@ def overlap() -> None:
     p = np.linspace(0.01, 0.99, 197)
     target = half_foreground(len(p))
     prediction = torch.from_numpy(np.repeat(p[:, None], PIXELS, 1)).reshape(len(p), 1, PIXELS)
-    prediction[..., PIXELS // 2:] = 1.0 - prediction[..., PIXELS // 2:]
+    prediction[..., PIXELS // 2 :] = 1.0 - prediction[..., PIXELS // 2 :]
     common = dict(mode="binary", from_logits=False, reduction="none")
     members = {
         "DiceLoss": lambda x: lt.functional.dice_loss(x, target, **common),
         "JaccardLoss": lambda x: lt.functional.jaccard_loss(x, target, **common),
-        "TverskyLoss(alpha=0.3, beta=0.7)": lambda x: lt.functional.tversky_loss(x, target, alpha=0.3, beta=0.7,
-                                                                                  **common),
+        "TverskyLoss(alpha=0.3, beta=0.7)": lambda x: lt.functional.tversky_loss(
+            x, target, alpha=0.3, beta=0.7, **common
+        ),
         "FocalTverskyLoss(gamma=0.75)": lambda x: lt.functional.focal_tversky_loss(x, target, **common),
         "DiceLoss(log_loss=True)": lambda x: lt.functional.dice_loss(x, target, log_loss=True, **common),
     }
-    fig, a, b = two_panels(f"Overlap losses, binary, {PIXELS} pixels, half foreground: p on the foreground, "
-                           "1 − p on the background", "p", "loss", "d loss / d p at a foreground pixel")
+    fig, a, b = two_panels(
+        f"Overlap losses, binary, {PIXELS} pixels, half foreground: p on the foreground, 1 − p on the background",
+        "p",
+        "loss",
+        "d loss / d p at a foreground pixel",
+    )
     for name, fn in members.items():
         value, grad = per_image(fn, prediction)
         a.plot(p, value, label=name)
@@ -87,11 +92,19 @@ def empty_target() -> None:
     p = np.linspace(0.0, 1.0, 201)
     target = torch.zeros(len(p), 1, PIXELS, dtype=torch.float64)
     prediction = torch.from_numpy(np.repeat(p[:, None], PIXELS, 1)).reshape(len(p), 1, PIXELS)
-    fig, a, b = two_panels(f"DiceLoss on an empty target ({PIXELS} pixels, all predicted p, smooth = 1e-5)",
-                           "p", "loss", "d loss / d p per pixel")
+    fig, a, b = two_panels(
+        f"DiceLoss on an empty target ({PIXELS} pixels, all predicted p, smooth = 1e-5)",
+        "p",
+        "loss",
+        "d loss / d p per pixel",
+    )
     for policy in ("smooth", "exclude", "penalize"):
-        value, grad = per_image(lambda x, policy=policy: lt.functional.dice_loss(
-            x, target, mode="binary", from_logits=False, empty_target=policy, reduction="none"), prediction)
+        value, grad = per_image(
+            lambda x, policy=policy: lt.functional.dice_loss(
+                x, target, mode="binary", from_logits=False, empty_target=policy, reduction="none"
+            ),
+            prediction,
+        )
         a.plot(p, value, label=f'empty_target="{policy}"')
         b.plot(p, grad[:, 0], label=f'empty_target="{policy}"')
     a.legend(fontsize=8)
@@ -104,11 +117,19 @@ def cross_entropy() -> None:
     z = np.linspace(-6.0, 6.0, 241)
     target = torch.ones(len(z), 1, 1, dtype=torch.float64)
     logits = torch.from_numpy(z).reshape(len(z), 1, 1)
-    fig, a, b = two_panels("FocalLoss, binary, one element with target 1 (gamma = 0 is the cross-entropy)",
-                           "logit z", "loss", "d loss / d z")
+    fig, a, b = two_panels(
+        "FocalLoss, binary, one element with target 1 (gamma = 0 is the cross-entropy)",
+        "logit z",
+        "loss",
+        "d loss / d z",
+    )
     for gamma in (0.0, 1.0, 2.0, 5.0):
-        value, grad = per_image(lambda x, gamma=gamma: lt.functional.focal_loss(
-            x, target, mode="binary", gamma=gamma, reduction="none").reshape(len(z)), logits)
+        value, grad = per_image(
+            lambda x, gamma=gamma: lt.functional.focal_loss(
+                x, target, mode="binary", gamma=gamma, reduction="none"
+            ).reshape(len(z)),
+            logits,
+        )
         a.plot(z, value, label=f"gamma = {gamma:g}")
         b.plot(z, grad[:, 0], label=f"gamma = {gamma:g}")
     a.legend(fontsize=8)
@@ -120,9 +141,13 @@ def lovasz() -> None:
     z = np.linspace(-2.0, 2.0, 201)
     target = half_foreground(len(z)).long()
     logits = torch.from_numpy(np.repeat(z[:, None], PIXELS, 1)).reshape(len(z), 1, PIXELS)
-    logits[..., PIXELS // 2:] *= -1.0
-    fig, a, b = two_panels(f"LovaszHingeLoss, {PIXELS} pixels, half foreground: logit z on the foreground, "
-                           "−z on the background", "z", "loss", "d loss / d z at a foreground pixel")
+    logits[..., PIXELS // 2 :] *= -1.0
+    fig, a, b = two_panels(
+        f"LovaszHingeLoss, {PIXELS} pixels, half foreground: logit z on the foreground, −z on the background",
+        "z",
+        "loss",
+        "d loss / d z at a foreground pixel",
+    )
     value, grad = per_image(lambda x: lt.functional.lovasz_hinge_loss(x, target, reduction="none"), logits)
     a.plot(z, value, label="LovaszHingeLoss")
     b.plot(z, grad[:, 0], label="LovaszHingeLoss")
@@ -135,11 +160,16 @@ def penalized_mae() -> None:
     e = np.linspace(-3.0, 3.0, 241)
     target = torch.zeros(len(e), 1, dtype=torch.float64)
     prediction = torch.from_numpy(e).reshape(len(e), 1)
-    fig, a, b = two_panels("Penalized MAE of one element, delta = 1", "e = prediction − target",
-                           "loss", "d loss / d prediction")
+    fig, a, b = two_panels(
+        "Penalized MAE of one element, delta = 1", "e = prediction − target", "loss", "d loss / d prediction"
+    )
     for penalty in (0.0, 0.25, 0.5, 1.0):
-        value, grad = per_image(lambda x, penalty=penalty: lt.functional.penalized_mae(
-            x, target, delta=1.0, penalty=penalty, reduction="none").reshape(len(e)), prediction)
+        value, grad = per_image(
+            lambda x, penalty=penalty: lt.functional.penalized_mae(
+                x, target, delta=1.0, penalty=penalty, reduction="none"
+            ).reshape(len(e)),
+            prediction,
+        )
         a.plot(e, value, label=f"penalty = {penalty:g}")
         b.plot(e, grad[:, 0], label=f"penalty = {penalty:g}")
     a.legend(fontsize=8)

@@ -20,8 +20,13 @@ import torch  # noqa: E402
 import losses.torch as lt  # noqa: E402
 
 ALPHAS = (2.0, 5.0, 20.0)
-HARD = {"soft_round": np.round, "soft_floor": np.floor, "soft_ceil": np.ceil,
-        "soft_step": lambda x: np.heaviside(x, 0.5), "soft_sign": np.sign}
+HARD = {
+    "soft_round": np.round,
+    "soft_floor": np.floor,
+    "soft_ceil": np.ceil,
+    "soft_step": lambda x: np.heaviside(x, 0.5),
+    "soft_sign": np.sign,
+}
 OUT = pathlib.Path(__file__).resolve().parent / "img" / "surrogates.png"
 
 
@@ -39,7 +44,14 @@ def main() -> None:
         left, right = axes[row]
         hard = HARD[name](x).astype(float)
         jumps = np.flatnonzero(np.diff(hard)) + 1
-        left.plot(np.insert(x, jumps, np.nan), np.insert(hard, jumps, np.nan), color="black", linestyle="--", linewidth=1.2, label="hard")
+        left.plot(
+            np.insert(x, jumps, np.nan),
+            np.insert(hard, jumps, np.nan),
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label="hard",
+        )
         right.axhline(0.0, color="black", linestyle="--", linewidth=1.2, label="hard (0 a.e.)")
         for alpha in ALPHAS:
             value, derivative = value_and_derivative(name, x, alpha)
@@ -52,8 +64,10 @@ def main() -> None:
             ax.set_xlabel("x")
         left.legend(loc="upper left", fontsize=8)
         right.legend(loc="upper right", fontsize=8)
-    fig.suptitle("Smooth surrogates (solid) and the hard functions (dashed)\n"
-                 "straight_through=True: the dashed value forward, the solid derivative backward")
+    fig.suptitle(
+        "Smooth surrogates (solid) and the hard functions (dashed)\n"
+        "straight_through=True: the dashed value forward, the solid derivative backward"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT, dpi=90)
     print(f"wrote {OUT}")

@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train a tiny segmentation model with DiceLoss in every installed framework")
     demo.add_argument("--steps", type=int, default=60, help="training steps per framework (default 60)")
-    demo.add_argument("--framework", action="append", choices=("torch", "keras"),
-                      help="run only this frontend (repeatable); default: every installed one")
+    demo.add_argument(
+        "--framework",
+        action="append",
+        choices=("torch", "keras"),
+        help="run only this frontend (repeatable); default: every installed one",
+    )
     demo.set_defaults(func=cmd_demo)
 
     try:

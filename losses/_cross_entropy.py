@@ -54,8 +54,17 @@ class FocalOptions:
     ignore_index: int | None = None
 
     @classmethod
-    def create(cls, *, mode: Any = "multiclass", from_logits: Any = True, gamma: Any = 2.0, alpha: Any = None,
-               label_smoothing: Any = 0.0, class_weights: Any = None, ignore_index: Any = None) -> FocalOptions:
+    def create(
+        cls,
+        *,
+        mode: Any = "multiclass",
+        from_logits: Any = True,
+        gamma: Any = 2.0,
+        alpha: Any = None,
+        label_smoothing: Any = 0.0,
+        class_weights: Any = None,
+        ignore_index: Any = None,
+    ) -> FocalOptions:
         mode = check_choice("mode", mode, MODES)
         if alpha is not None:
             if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
@@ -64,7 +73,8 @@ class FocalOptions:
                     raise ValueError(
                         "alpha must be one weight per class in mode='multiclass' (a float alpha balances the "
                         "positives and negatives of a sigmoid); MONAI's float alpha a is [1 - a, a, a, ...], "
-                        f"Keras' is [a] * C; got {alpha!r}")
+                        f"Keras' is [a] * C; got {alpha!r}"
+                    )
                 if alpha > 1:
                     raise ValueError(f"alpha must be in [0, 1] (the weight of the positives); got {alpha!r}")
             else:
@@ -74,10 +84,15 @@ class FocalOptions:
         smoothing = check_number("label_smoothing", label_smoothing, minimum=0.0)
         if not smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1); got {smoothing!r}")
-        return cls(mode=mode, from_logits=check_bool("from_logits", from_logits),
-                   gamma=check_number("gamma", gamma, minimum=0.0), alpha=alpha, label_smoothing=smoothing,
-                   class_weights=check_weight_sequence("class_weights", class_weights),
-                   ignore_index=None if ignore_index is None else check_int("ignore_index", ignore_index))
+        return cls(
+            mode=mode,
+            from_logits=check_bool("from_logits", from_logits),
+            gamma=check_number("gamma", gamma, minimum=0.0),
+            alpha=alpha,
+            label_smoothing=smoothing,
+            class_weights=check_weight_sequence("class_weights", class_weights),
+            ignore_index=None if ignore_index is None else check_int("ignore_index", ignore_index),
+        )
 
     def check_num_classes(self, num_classes: int) -> None:
         """Checks that need the number of channels ``C`` of the prediction."""
@@ -86,11 +101,14 @@ class FocalOptions:
         if self.mode == "multiclass" and num_classes < 2:
             raise ValueError(f"input must have at least 2 channels in mode='multiclass'; got {num_classes}")
         if self.class_weights is not None and len(self.class_weights) != num_classes:
-            raise ValueError(f"class_weights must have one weight per channel of the input ({num_classes}); "
-                             f"got {len(self.class_weights)} weights")
+            raise ValueError(
+                f"class_weights must have one weight per channel of the input ({num_classes}); "
+                f"got {len(self.class_weights)} weights"
+            )
         if isinstance(self.alpha, tuple) and len(self.alpha) != num_classes:
-            raise ValueError(f"alpha must have one weight per channel of the input ({num_classes}); "
-                             f"got {len(self.alpha)} weights")
+            raise ValueError(
+                f"alpha must have one weight per channel of the input ({num_classes}); got {len(self.alpha)} weights"
+            )
 
     def class_factors(self, num_classes: int) -> tuple[float, ...]:
         """``w_c·α_c`` per class (multiclass) or ``w_c`` (binary, multilabel): the class weights,
@@ -109,14 +127,21 @@ class FocalOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """The focusing options (for repr and the pairs' configs)."""
-        return {"gamma": self.gamma, "alpha": list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha,
-                "label_smoothing": self.label_smoothing}
+        return {
+            "gamma": self.gamma,
+            "alpha": list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha,
+            "label_smoothing": self.label_smoothing,
+        }
 
     def to_config(self) -> dict[str, Any]:
         """Every option, as the arguments of ``FocalLoss`` (lists, not tuples)."""
-        return {"mode": self.mode, "from_logits": self.from_logits, **self.to_dict(),
-                "class_weights": None if self.class_weights is None else list(self.class_weights),
-                "ignore_index": self.ignore_index}
+        return {
+            "mode": self.mode,
+            "from_logits": self.from_logits,
+            **self.to_dict(),
+            "class_weights": None if self.class_weights is None else list(self.class_weights),
+            "ignore_index": self.ignore_index,
+        }
 
 
 # Below this a probability given as input (from_logits=False) is clamped inside the log: −log stays finite.
@@ -124,9 +149,22 @@ PROBABILITY_MIN = 1e-30
 
 _DEFAULT_OVERLAP_OPTIONS = {name: default for member in MEMBERS.values() for name, default in member.options}
 # The overlap options in the pairs' own signatures; the others go in ``overlap_options``.
-PAIR_COMMON_OPTIONS = ("mode", "from_logits", "smooth_nr", "smooth_dr", "squared", "log_loss", "soft_labels",
-                       "per_image", "classes", "class_weights", "ignore_index", "empty_target", "average",
-                       "sync_across_ranks")
+PAIR_COMMON_OPTIONS = (
+    "mode",
+    "from_logits",
+    "smooth_nr",
+    "smooth_dr",
+    "squared",
+    "log_loss",
+    "soft_labels",
+    "per_image",
+    "classes",
+    "class_weights",
+    "ignore_index",
+    "empty_target",
+    "average",
+    "sync_across_ranks",
+)
 
 
 @dataclass(frozen=True)
@@ -139,8 +177,16 @@ class PairOptions:
     lambda_term: float
 
     @classmethod
-    def create(cls, overlap: str, common_options: dict[str, Any], overlap_options: dict[str, Any] | None,
-               lambda_overlap: Any, lambda_term: Any, lambda_names: tuple[str, str], **term_options: Any) -> PairOptions:
+    def create(
+        cls,
+        overlap: str,
+        common_options: dict[str, Any],
+        overlap_options: dict[str, Any] | None,
+        lambda_overlap: Any,
+        lambda_term: Any,
+        lambda_names: tuple[str, str],
+        **term_options: Any,
+    ) -> PairOptions:
         """``common_options`` holds the overlap options of the caller's signature; those that the member
         ``overlap`` does not take must be at their defaults (else a ``TypeError`` names them).
         ``overlap_options`` are the member's own, each checked by the member."""
@@ -156,25 +202,34 @@ class PairOptions:
             elif value != _DEFAULT_OVERLAP_OPTIONS.get(name):
                 raise TypeError(f"{MEMBERS[overlap].title} (overlap={overlap!r}) takes no option {name!r}")
         overlap_opts = OverlapOptions.create(overlap, **chosen, **own)
-        term = FocalOptions.create(mode=overlap_opts.mode, from_logits=overlap_opts.from_logits,
-                                   class_weights=overlap_opts.class_weights, ignore_index=overlap_opts.ignore_index,
-                                   **term_options)
+        term = FocalOptions.create(
+            mode=overlap_opts.mode,
+            from_logits=overlap_opts.from_logits,
+            class_weights=overlap_opts.class_weights,
+            ignore_index=overlap_opts.ignore_index,
+            **term_options,
+        )
         first = check_number(lambda_names[0], lambda_overlap, minimum=0.0)
         second = check_number(lambda_names[1], lambda_term, minimum=0.0)
         if not first + second > 0:
-            raise ValueError(f"{lambda_names[0]} and {lambda_names[1]} must not both be 0: the loss would be 0 "
-                             "with no gradient")
+            raise ValueError(
+                f"{lambda_names[0]} and {lambda_names[1]} must not both be 0: the loss would be 0 with no gradient"
+            )
         return cls(overlap_opts, term, first, second)
 
     def to_config(self, lambda_names: tuple[str, str]) -> dict[str, Any]:
         """The arguments of the pair's class that give these options (lists, not tuples)."""
         overlap = self.overlap.to_dict()
         config = {name: value for name, value in overlap.items() if name in PAIR_COMMON_OPTIONS}
-        config.update({lambda_names[0]: self.lambda_overlap, lambda_names[1]: self.lambda_term,
-                       "overlap": self.overlap.loss,
-                       "overlap_options": {k: v for k, v in overlap.items() if k not in PAIR_COMMON_OPTIONS},
-                       "label_smoothing": self.term.label_smoothing})
+        config.update(
+            {
+                lambda_names[0]: self.lambda_overlap,
+                lambda_names[1]: self.lambda_term,
+                "overlap": self.overlap.loss,
+                "overlap_options": {k: v for k, v in overlap.items() if k not in PAIR_COMMON_OPTIONS},
+                "label_smoothing": self.term.label_smoothing,
+            }
+        )
         if lambda_names[1] == "lambda_focal":
             config.update(gamma=self.term.gamma, alpha=self.term.to_dict()["alpha"])
         return config
-

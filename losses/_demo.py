@@ -26,7 +26,7 @@ def synthetic_shapes(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             cy, cx = rng.integers(6, SIZE - 6, 2)
             radius = rng.integers(3, 6)
             if label == 1:
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
             else:
                 mask = (np.abs(yy - cy) <= radius) & (np.abs(xx - cx) <= radius)
             labels[i][mask] = label
@@ -62,8 +62,10 @@ def _demo_torch(steps: int, data) -> tuple[float, float, float, float]:
     torch.manual_seed(0)
     (train_x, train_y), (test_x, test_y) = data
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1),
+        torch.nn.ReLU(),
         torch.nn.Conv2d(16, CLASSES, 1),
     )
     criterion = DiceLoss(mode="multiclass")
@@ -92,12 +94,14 @@ def _demo_keras(steps: int, data) -> tuple[float, float, float, float]:
 
     keras.utils.set_random_seed(0)
     (train_x, train_y), (test_x, test_y) = data
-    model = keras.Sequential([
-        keras.Input((SIZE, SIZE, 1)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(CLASSES, 1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(CLASSES, 1),
+        ]
+    )
     criterion = DiceLoss(mode="multiclass")
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss=criterion)
     images, test_images = train_x[..., None], test_x[..., None]
@@ -109,13 +113,16 @@ def _demo_keras(steps: int, data) -> tuple[float, float, float, float]:
     before = evaluate()
     for step in _progress(steps, f"keras  DiceLoss ({keras.backend.backend()})"):
         start = (step * 16) % len(images)
-        model.train_on_batch(images[start:start + 16], train_y[start:start + 16])
+        model.train_on_batch(images[start : start + 16], train_y[start : start + 16])
     return (*before, *evaluate())
 
 
 def run_demo(steps: int = 60, frameworks: list[str] | None = None) -> int:
-    available = [name for name, module in (("torch", "torch"), ("keras", "keras"))
-                 if importlib.util.find_spec(module) is not None]
+    available = [
+        name
+        for name, module in (("torch", "torch"), ("keras", "keras"))
+        if importlib.util.find_spec(module) is not None
+    ]
     chosen = [f for f in (frameworks or available) if f in available]
     if not chosen:
         print("No framework is installed: pip install 'losses[torch]' or 'losses[tensorflow]'.")

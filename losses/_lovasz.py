@@ -126,16 +126,22 @@ class LovaszOptions:
     def check_num_classes(self, num_classes: int) -> None:
         """Checks that need the number of channels ``C`` of the prediction."""
         if self.loss == "lovasz_hinge" and num_classes != 1:
-            raise ValueError(f"input must have exactly 1 channel (one logit per position) for LovaszHingeLoss; got "
-                             f"{num_classes} channels. Use LovaszSoftmaxLoss for a softmax over several classes.")
+            raise ValueError(
+                f"input must have exactly 1 channel (one logit per position) for LovaszHingeLoss; got "
+                f"{num_classes} channels. Use LovaszSoftmaxLoss for a softmax over several classes."
+            )
         if self.loss == "lovasz_softmax" and num_classes < 2:
-            raise ValueError(f"input must have at least 2 channels (one per class) for LovaszSoftmaxLoss; got "
-                             f"{num_classes}. Use LovaszHingeLoss for a single foreground logit.")
+            raise ValueError(
+                f"input must have at least 2 channels (one per class) for LovaszSoftmaxLoss; got "
+                f"{num_classes}. Use LovaszHingeLoss for a single foreground logit."
+            )
         if isinstance(self.classes, tuple):
             bad = [c for c in self.classes if not 0 <= c < num_classes]
             if bad:
-                raise ValueError(f"classes must lie in [0, {num_classes}) for an input with {num_classes} "
-                                 f"channels; got {list(self.classes)}")
+                raise ValueError(
+                    f"classes must lie in [0, {num_classes}) for an input with {num_classes} "
+                    f"channels; got {list(self.classes)}"
+                )
 
     def class_mask(self, num_classes: int) -> tuple[float, ...] | None:
         """1 for each class averaged, 0 for the others; None for ``"present"`` (taken from the target)."""

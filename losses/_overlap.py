@@ -236,7 +236,9 @@ def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool
     if form.transform == "log":
         d_score = ops.where(below, 0.0, -1.0 / ops.where(below, 1.0, score))
     elif form.transform == "power":
-        d_score = ops.where(none_missed, 0.0, -form.gamma * ops.pow(ops.where(none_missed, 1.0, miss), form.gamma - 1.0))
+        d_score = ops.where(
+            none_missed, 0.0, -form.gamma * ops.pow(ops.where(none_missed, 1.0, miss), form.gamma - 1.0)
+        )
     else:
         d_score = ops.zeros_like(score) - 1.0
     d_pred_sum = d_count = None
@@ -250,7 +252,7 @@ def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool
     d_denominator = d_per_class * d_score * ops.where(clamped, 0.0, -score / safe_denominator)
     columns = []
     for index in range(NUM_STATS):
-        column = (numerator_coefficients[index] * d_numerator + denominator_coefficients[index] * d_denominator)
+        column = numerator_coefficients[index] * d_numerator + denominator_coefficients[index] * d_denominator
         if index == PRED_SUM and d_pred_sum is not None:
             column = column + d_pred_sum
         if index == VALID_COUNT and d_count is not None:
@@ -327,8 +329,18 @@ class NumpyOps:
 # Options and members
 # ------------------------------------------------------------------------------------------------
 
-_COMMON = ("mode", "from_logits", "smooth_nr", "smooth_dr", "soft_labels", "per_image", "classes", "class_weights",
-           "ignore_index", "sync_across_ranks")
+_COMMON = (
+    "mode",
+    "from_logits",
+    "smooth_nr",
+    "smooth_dr",
+    "soft_labels",
+    "per_image",
+    "classes",
+    "class_weights",
+    "ignore_index",
+    "sync_across_ranks",
+)
 
 
 @dataclass(frozen=True)
@@ -394,12 +406,15 @@ class OverlapOptions:
             raise ValueError(
                 f"smooth_dr must be > 0 when smooth_nr > 0 (got smooth_nr={smooth_nr!r}, smooth_dr=0.0): the "
                 "ratio (k·TP + smooth_nr) / (k·TP + α·FP + β·FN) has no bound as its denominator goes to 0. Use "
-                "smooth_dr >= smooth_nr, or smooth_nr=0 for no smoothing.")
+                "smooth_dr >= smooth_nr, or smooth_nr=0 for no smoothing."
+            )
         alpha = check_number("alpha", values["alpha"], minimum=0.0)
         beta = check_number("beta", values["beta"], minimum=0.0)
         if not alpha + beta > 0:
-            raise ValueError("alpha and beta must not both be 0: the score would be 1 whatever the prediction, and "
-                             "the loss would have no gradient")
+            raise ValueError(
+                "alpha and beta must not both be 0: the score would be 1 whatever the prediction, and "
+                "the loss would have no gradient"
+            )
         return cls(
             loss=loss,
             mode=check_choice("mode", values["mode"], MODES),
@@ -457,19 +472,25 @@ class OverlapOptions:
         if self.mode == "binary" and num_classes != 1:
             raise ValueError(
                 f"input must have exactly 1 channel in mode='binary'; got {num_classes} channels. "
-                "Use mode='multilabel' for several independent sigmoid channels or mode='multiclass' for a softmax.")
+                "Use mode='multilabel' for several independent sigmoid channels or mode='multiclass' for a softmax."
+            )
         if self.mode == "multiclass" and num_classes < 2:
             raise ValueError(
                 f"input must have at least 2 channels in mode='multiclass'; got {num_classes}. "
-                "Use mode='binary' for a single foreground channel.")
+                "Use mode='binary' for a single foreground channel."
+            )
         if self.classes is not None:
             bad = [c for c in self.classes if not 0 <= c < num_classes]
             if bad:
-                raise ValueError(f"classes must lie in [0, {num_classes}) for an input with {num_classes} "
-                                 f"channels; got {list(self.classes)}")
+                raise ValueError(
+                    f"classes must lie in [0, {num_classes}) for an input with {num_classes} "
+                    f"channels; got {list(self.classes)}"
+                )
         if self.class_weights is not None and len(self.class_weights) != num_classes:
-            raise ValueError(f"class_weights must have one weight per channel of the input ({num_classes}); "
-                             f"got {len(self.class_weights)} weights")
+            raise ValueError(
+                f"class_weights must have one weight per channel of the input ({num_classes}); "
+                f"got {len(self.class_weights)} weights"
+            )
 
     def full_weights(self, num_classes: int) -> tuple[float, ...]:
         """One weight per channel, 0 for a class left out by ``classes``, divided by the largest.
@@ -483,8 +504,10 @@ class OverlapOptions:
         selected = range(num_classes) if self.classes is None else self.classes
         largest = max(weights[c] for c in selected)
         if not largest > 0:
-            raise ValueError(f"class_weights give every selected class a weight of 0: classes={list(self.classes)}, "
-                             f"class_weights={list(weights)}")
+            raise ValueError(
+                f"class_weights give every selected class a weight of 0: classes={list(self.classes)}, "
+                f"class_weights={list(weights)}"
+            )
         full = [0.0] * num_classes
         for c in selected:
             full[c] = weights[c] / largest
@@ -506,24 +529,99 @@ def _pooling(o: OverlapOptions) -> str:
 _SHARED = dict(empty_target="smooth", average="macro")
 
 DICE = Member(
-    "dice", "DiceLoss", (("squared", False), ("log_loss", False), *_SHARED.items()),
-    lambda o: Form(2.0, 1.0, 1.0, o.squared, o.soft_labels, _transform(o), 1.0, _pooling(o), 0.0, o.empty_target,
-                   o.smooth_nr, o.smooth_dr))
+    "dice",
+    "DiceLoss",
+    (("squared", False), ("log_loss", False), *_SHARED.items()),
+    lambda o: Form(
+        2.0,
+        1.0,
+        1.0,
+        o.squared,
+        o.soft_labels,
+        _transform(o),
+        1.0,
+        _pooling(o),
+        0.0,
+        o.empty_target,
+        o.smooth_nr,
+        o.smooth_dr,
+    ),
+)
 JACCARD = Member(
-    "jaccard", "JaccardLoss", (("squared", False), ("log_loss", False), *_SHARED.items()),
-    lambda o: Form(1.0, 1.0, 1.0, o.squared, o.soft_labels, _transform(o), 1.0, _pooling(o), 0.0, o.empty_target,
-                   o.smooth_nr, o.smooth_dr))
+    "jaccard",
+    "JaccardLoss",
+    (("squared", False), ("log_loss", False), *_SHARED.items()),
+    lambda o: Form(
+        1.0,
+        1.0,
+        1.0,
+        o.squared,
+        o.soft_labels,
+        _transform(o),
+        1.0,
+        _pooling(o),
+        0.0,
+        o.empty_target,
+        o.smooth_nr,
+        o.smooth_dr,
+    ),
+)
 TVERSKY = Member(
-    "tversky", "TverskyLoss", (("alpha", 0.5), ("beta", 0.5), ("log_loss", False), *_SHARED.items()),
-    lambda o: Form(1.0, o.alpha, o.beta, False, o.soft_labels, _transform(o), 1.0, _pooling(o), 0.0, o.empty_target,
-                   o.smooth_nr, o.smooth_dr))
+    "tversky",
+    "TverskyLoss",
+    (("alpha", 0.5), ("beta", 0.5), ("log_loss", False), *_SHARED.items()),
+    lambda o: Form(
+        1.0,
+        o.alpha,
+        o.beta,
+        False,
+        o.soft_labels,
+        _transform(o),
+        1.0,
+        _pooling(o),
+        0.0,
+        o.empty_target,
+        o.smooth_nr,
+        o.smooth_dr,
+    ),
+)
 FOCAL_TVERSKY = Member(
-    "focal_tversky", "FocalTverskyLoss", (("alpha", 0.3), ("beta", 0.7), ("gamma", 0.75), *_SHARED.items()),
-    lambda o: Form(1.0, o.alpha, o.beta, False, o.soft_labels, "power", o.gamma, _pooling(o), 0.0, o.empty_target,
-                   o.smooth_nr, o.smooth_dr))
+    "focal_tversky",
+    "FocalTverskyLoss",
+    (("alpha", 0.3), ("beta", 0.7), ("gamma", 0.75), *_SHARED.items()),
+    lambda o: Form(
+        1.0,
+        o.alpha,
+        o.beta,
+        False,
+        o.soft_labels,
+        "power",
+        o.gamma,
+        _pooling(o),
+        0.0,
+        o.empty_target,
+        o.smooth_nr,
+        o.smooth_dr,
+    ),
+)
 GENERALIZED_DICE = Member(
-    "generalized_dice", "GeneralizedDiceLoss", (("weight_type", "square"),),
-    lambda o: Form(2.0, 1.0, 1.0, False, o.soft_labels, "linear", 1.0, "generalized",
-                   {"square": 2.0, "simple": 1.0, "uniform": 0.0}[o.weight_type], "smooth", o.smooth_nr, o.smooth_dr))
+    "generalized_dice",
+    "GeneralizedDiceLoss",
+    (("weight_type", "square"),),
+    lambda o: Form(
+        2.0,
+        1.0,
+        1.0,
+        False,
+        o.soft_labels,
+        "linear",
+        1.0,
+        "generalized",
+        {"square": 2.0, "simple": 1.0, "uniform": 0.0}[o.weight_type],
+        "smooth",
+        o.smooth_nr,
+        o.smooth_dr,
+    ),
+)
 
 MEMBERS = {m.name: m for m in (DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GENERALIZED_DICE)}

@@ -63,10 +63,17 @@ def dice_cases(draw, with_ignore=True, max_side=4):
     if draw(st.booleans()):
         class_weights = [draw(st.floats(0.1, 3.0)) for _ in range(num_classes)]
     options = dict(
-        mode=mode, from_logits=from_logits,
-        smooth_nr=draw(st.sampled_from([0.0, 1e-5, 1.0])), smooth_dr=draw(st.sampled_from([1e-5, 1.0])),
-        squared=draw(st.booleans()), log_loss=draw(st.booleans()), soft_labels=soft_labels,
-        per_image=draw(st.booleans()), classes=classes, class_weights=class_weights, ignore_index=ignore_index,
+        mode=mode,
+        from_logits=from_logits,
+        smooth_nr=draw(st.sampled_from([0.0, 1e-5, 1.0])),
+        smooth_dr=draw(st.sampled_from([1e-5, 1.0])),
+        squared=draw(st.booleans()),
+        log_loss=draw(st.booleans()),
+        soft_labels=soft_labels,
+        per_image=draw(st.booleans()),
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
         empty_target=draw(st.sampled_from(["smooth", "exclude", "penalize"])),
     )
     return logits, target, options
@@ -74,14 +81,32 @@ def dice_cases(draw, with_ignore=True, max_side=4):
 
 # The options of each member of the overlap family beyond the common ones, and values to draw.
 MEMBER_OPTIONS = {
-    "dice": dict(squared=[False, True], log_loss=[False, True], empty_target=["smooth", "exclude", "penalize"],
-                 average=["macro", "micro"]),
-    "jaccard": dict(squared=[False, True], log_loss=[False, True], empty_target=["smooth", "exclude", "penalize"],
-                    average=["macro", "micro"]),
-    "tversky": dict(alpha=[0.0, 0.3, 0.5, 1.0], beta=[0.3, 0.7, 1.0], log_loss=[False, True],
-                    empty_target=["smooth", "exclude", "penalize"], average=["macro", "micro"]),
-    "focal_tversky": dict(alpha=[0.3, 0.5], beta=[0.5, 0.7], gamma=[0.75, 1.0, 2.0],
-                          empty_target=["smooth", "exclude", "penalize"], average=["macro", "micro"]),
+    "dice": dict(
+        squared=[False, True],
+        log_loss=[False, True],
+        empty_target=["smooth", "exclude", "penalize"],
+        average=["macro", "micro"],
+    ),
+    "jaccard": dict(
+        squared=[False, True],
+        log_loss=[False, True],
+        empty_target=["smooth", "exclude", "penalize"],
+        average=["macro", "micro"],
+    ),
+    "tversky": dict(
+        alpha=[0.0, 0.3, 0.5, 1.0],
+        beta=[0.3, 0.7, 1.0],
+        log_loss=[False, True],
+        empty_target=["smooth", "exclude", "penalize"],
+        average=["macro", "micro"],
+    ),
+    "focal_tversky": dict(
+        alpha=[0.3, 0.5],
+        beta=[0.5, 0.7],
+        gamma=[0.75, 1.0, 2.0],
+        empty_target=["smooth", "exclude", "penalize"],
+        average=["macro", "micro"],
+    ),
     "generalized_dice": dict(weight_type=["square", "simple", "uniform"]),
 }
 _NOT_COMMON = ("squared", "log_loss", "empty_target")
@@ -96,7 +121,9 @@ def overlap_cases(draw, with_ignore=True, max_side=4, with_weight=True):
     for key, values in MEMBER_OPTIONS[member].items():
         options[key] = draw(st.sampled_from(values))
     if options.get("log_loss") and options["soft_labels"]:
-        options["log_loss"] = False  # float32 cancellation under a log: see test_torch_dice.test_float32_matches_reference
+        options["log_loss"] = (
+            False  # float32 cancellation under a log: see test_torch_dice.test_float32_matches_reference
+        )
     weight = None
     if with_weight and draw(st.booleans()):
         shape = (logits.shape[0], *logits.shape[2:])

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from dice_cases import MEMBER_OPTIONS, dice_cases
 
-_OVERLAP_ONLY = ("smooth_nr", "smooth_dr", "soft_labels", "per_image", "classes", "squared", "log_loss",
-                 "empty_target")
+_OVERLAP_ONLY = ("smooth_nr", "smooth_dr", "soft_labels", "per_image", "classes", "squared", "log_loss", "empty_target")
 
 
 @st.composite
@@ -34,8 +33,9 @@ def focal_cases(draw, max_side=4, with_weight=True):
         focal["alpha"] = alpha
     weight = None
     if with_weight and draw(st.booleans()):
-        weight = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(0.1, 2.0, (logits.shape[0],
-                                                                                         *logits.shape[2:]))
+        weight = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(
+            0.1, 2.0, (logits.shape[0], *logits.shape[2:])
+        )
     return logits, target, focal, weight
 
 
@@ -63,7 +63,8 @@ def pair_cases(draw, max_side=4, with_weight=True, kinds=("dice_ce", "dice_focal
         arguments.update({k: v for k, v in term.items() if k != "label_smoothing"})
     weight = None
     if with_weight and draw(st.booleans()):
-        weight = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(0.1, 2.0, (logits.shape[0],
-                                                                                         *logits.shape[2:]))
+        weight = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(
+            0.1, 2.0, (logits.shape[0], *logits.shape[2:])
+        )
     reference_kwargs = dict(common, overlap=overlap, overlap_options=own, lambdas=lambdas, term=term)
     return kind, logits, target, arguments, weight, reference_kwargs

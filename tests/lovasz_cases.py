@@ -52,8 +52,7 @@ def reference_loss(loss, logits, labels, reduction="none", **options):
 def errors_and_foreground(loss, logits, labels, options):
     """The errors and foreground of every (row, class) over its valid positions, as the reference
     sees them: for the tie and kink conditions of the gradient tests."""
-    x, flat, valid = reference._lovasz_rows(logits, labels, options.get("per_image", True),
-                                            options.get("ignore_index"))
+    x, flat, valid = reference._lovasz_rows(logits, labels, options.get("per_image", True), options.get("ignore_index"))
     rows = []
     for row in range(x.shape[0]):
         keep = valid[row]
@@ -90,8 +89,11 @@ def softmax_gradient(logits, labels, classes="present", per_image=True, ignore_i
     d_p = np.zeros_like(p)
     for row in range(x.shape[0]):
         keep = valid[row]
-        chosen = [c for c in range(x.shape[1])
-                  if (np.any(flat[row][keep] == c) if classes == "present" else classes == "all" or c in classes)]
+        chosen = [
+            c
+            for c in range(x.shape[1])
+            if (np.any(flat[row][keep] == c) if classes == "present" else classes == "all" or c in classes)
+        ]
         for c in chosen:
             foreground = flat[row][keep] == c
             _, weights = reference.lovasz_extension(np.abs(foreground - p[row, c][keep]), foreground)

@@ -15,9 +15,19 @@ import numpy as np
 # ----------------------------------------------------------------------------------------------
 
 OVERLAP_DEFAULTS = dict(
-    mode="multiclass", from_logits=True, smooth_nr=1e-5, smooth_dr=1e-5, squared=False, log_loss=False,
-    soft_labels=False, per_image=True, classes=None, class_weights=None, ignore_index=None,
-    empty_target="smooth", average="macro",
+    mode="multiclass",
+    from_logits=True,
+    smooth_nr=1e-5,
+    smooth_dr=1e-5,
+    squared=False,
+    log_loss=False,
+    soft_labels=False,
+    per_image=True,
+    classes=None,
+    class_weights=None,
+    ignore_index=None,
+    empty_target="smooth",
+    average="macro",
 )
 
 
@@ -31,8 +41,7 @@ def _softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits=True, ignore_index=None,
-                                   weight=None):
+def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits=True, ignore_index=None, weight=None):
     """Channels-first p, g and the weight of each element v (0 where ignored; the weight map's value
     or 1 elsewhere), all of shape (B, C, N), float64; label maps as one-hot."""
     x = np.asarray(input, dtype=np.float64)
@@ -64,10 +73,18 @@ def dice_probabilities_and_targets(input, target, mode="multiclass", from_logits
 def dice_stats(input, target, mode="multiclass", from_logits=True, ignore_index=None, per_image=True, weight=None):
     """The (S, C, 7) sums: Σv·p·g, Σv·p, Σv·g, Σv·p², Σv·g², Σv·|p − g|, Σv."""
     p, g, v = dice_probabilities_and_targets(input, target, mode, from_logits, ignore_index, weight)
-    stats = np.stack([
-        (v * p * g).sum(-1), (v * p).sum(-1), (v * g).sum(-1), (v * p * p).sum(-1), (v * g * g).sum(-1),
-        (v * np.abs(p - g)).sum(-1), v.sum(-1),
-    ], axis=-1)
+    stats = np.stack(
+        [
+            (v * p * g).sum(-1),
+            (v * p).sum(-1),
+            (v * g).sum(-1),
+            (v * p * p).sum(-1),
+            (v * g * g).sum(-1),
+            (v * np.abs(p - g)).sum(-1),
+            v.sum(-1),
+        ],
+        axis=-1,
+    )
     return stats if per_image else stats.sum(0, keepdims=True)
 
 
@@ -98,13 +115,13 @@ def _class_sums(pc, gc, vc, soft_labels, squared):
     """TP, P', G' (Σp², Σg² when squared), Σp, Σg and Σv of one class."""
     p_sum, g_sum = (vc * pc).sum(), (vc * gc).sum()
     if soft_labels and squared:  # the soft intersection in the squared norm, as MONAI
-        tp = ((vc * pc ** 2).sum() + (vc * gc ** 2).sum() - (vc * (pc - gc) ** 2).sum()) / 2
+        tp = ((vc * pc**2).sum() + (vc * gc**2).sum() - (vc * (pc - gc) ** 2).sum()) / 2
     elif soft_labels:
         tp = (p_sum + g_sum - (vc * np.abs(pc - gc)).sum()) / 2
     else:
         tp = (vc * pc * gc).sum()
-    p_prime = (vc * pc ** 2).sum() if squared else p_sum
-    g_prime = (vc * gc ** 2).sum() if squared else g_sum
+    p_prime = (vc * pc**2).sum() if squared else p_sum
+    g_prime = (vc * gc**2).sum() if squared else g_sum
     return tp, p_prime, g_prime, p_sum, g_sum, vc.sum()
 
 
@@ -122,10 +139,12 @@ def _ratio_loss(input, target, reduction, weight, o, k, alpha, beta, transform):
     for b in range(p.shape[0]):
         rows = []  # (numerator, denominator, Σp, Σg, Σv, weight) per class, or one pooled row
         for c in selected:
-            tp, p_prime, g_prime, p_sum, g_sum, count = _class_sums(p[b, c], g[b, c], v[b, c], o["soft_labels"],
-                                                                    o["squared"])
-            rows.append((k * tp, k * tp + alpha * (p_prime - tp) + beta * (g_prime - tp), p_sum, g_sum, count,
-                         weights[c]))
+            tp, p_prime, g_prime, p_sum, g_sum, count = _class_sums(
+                p[b, c], g[b, c], v[b, c], o["soft_labels"], o["squared"]
+            )
+            rows.append(
+                (k * tp, k * tp + alpha * (p_prime - tp) + beta * (g_prime - tp), p_sum, g_sum, count, weights[c])
+            )
         if o["average"] == "micro":
             rows = [tuple(sum(r[5] * r[i] for r in rows) for i in range(5)) + (1.0,)]
         total, weight_total = 0.0, 0.0
@@ -167,8 +186,9 @@ def tversky_loss(input, target, reduction="mean", weight=None, alpha=0.5, beta=0
 def focal_tversky_loss(input, target, reduction="mean", weight=None, alpha=0.3, beta=0.7, gamma=0.75, **options):
     """Focal Tversky loss: per class max(1 − T, 0)^γ with T the Tversky index, then the class mean."""
     o = {**OVERLAP_DEFAULTS, **options}
-    return _ratio_loss(input, target, reduction, weight, o, 1.0, alpha, beta,
-                       lambda score: max(1 - score, 0.0) ** gamma)
+    return _ratio_loss(
+        input, target, reduction, weight, o, 1.0, alpha, beta, lambda score: max(1 - score, 0.0) ** gamma
+    )
 
 
 def generalized_dice_loss(input, target, reduction="mean", weight=None, weight_type="square", **options):
@@ -191,8 +211,13 @@ def generalized_dice_loss(input, target, reduction="mean", weight=None, weight_t
     return _reduce(losses if o["per_image"] else losses[0], reduction)
 
 
-OVERLAP_LOSSES = {"dice": dice_loss, "jaccard": jaccard_loss, "tversky": tversky_loss,
-                  "focal_tversky": focal_tversky_loss, "generalized_dice": generalized_dice_loss}
+OVERLAP_LOSSES = {
+    "dice": dice_loss,
+    "jaccard": jaccard_loss,
+    "tversky": tversky_loss,
+    "focal_tversky": focal_tversky_loss,
+    "generalized_dice": generalized_dice_loss,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,8 +234,18 @@ def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)
 
 
-def focal_terms(input, target, weight=None, mode="multiclass", gamma=2.0, alpha=None, from_logits=True,
-                label_smoothing=0.0, class_weights=None, ignore_index=None):
+def focal_terms(
+    input,
+    target,
+    weight=None,
+    mode="multiclass",
+    gamma=2.0,
+    alpha=None,
+    from_logits=True,
+    label_smoothing=0.0,
+    class_weights=None,
+    ignore_index=None,
+):
     """(v·ℓ, v) per position (multiclass, (B, N)) or element ((B, C, N)), float64, per losses/_cross_entropy.py."""
     x = np.asarray(input, dtype=np.float64)
     batch, classes = x.shape[:2]
@@ -247,7 +282,7 @@ def focal_terms(input, target, weight=None, mode="multiclass", gamma=2.0, alpha=
             log_p, log_not_p, p = np.log(np.maximum(x, 1e-30)), np.log(np.maximum(1 - x, 1e-30)), x
         ce = -(t * log_p + (1 - t) * log_not_p)
         miss = p * (1 - t) + (1 - p) * t
-        terms = w[None, :, None] * miss ** gamma * ce
+        terms = w[None, :, None] * miss**gamma * ce
         if alpha is not None:
             terms = (alpha * t + (1 - alpha) * (1 - t)) * terms
         valid = np.broadcast_to(valid, terms.shape)
@@ -272,13 +307,30 @@ def focal_image_means(input, target, weight=None, **options):
         return np.where(counts > 0, sums / counts, 0.0)
 
 
-def pair_loss(input, target, reduction="mean", weight=None, overlap="dice", overlap_options=None, lambdas=(1.0, 1.0),
-              term=None, **options):
+def pair_loss(
+    input,
+    target,
+    reduction="mean",
+    weight=None,
+    overlap="dice",
+    overlap_options=None,
+    lambdas=(1.0, 1.0),
+    term=None,
+    **options,
+):
     """λ_overlap·L_overlap + λ_term·mean(ℓ) per image (per batch with per_image=False)."""
     o = {**OVERLAP_DEFAULTS, **options}
     overlap_rows = OVERLAP_LOSSES[overlap](input, target, "none", weight, **options, **(overlap_options or {}))
-    terms, valid = focal_terms(input, target, weight, mode=o["mode"], from_logits=o["from_logits"],
-                               class_weights=o["class_weights"], ignore_index=o["ignore_index"], **(term or {}))
+    terms, valid = focal_terms(
+        input,
+        target,
+        weight,
+        mode=o["mode"],
+        from_logits=o["from_logits"],
+        class_weights=o["class_weights"],
+        ignore_index=o["ignore_index"],
+        **(term or {}),
+    )
     term_sums, counts = terms.reshape(terms.shape[0], -1).sum(1), valid.reshape(valid.shape[0], -1).sum(1)
     if not o["per_image"]:
         term_sums, counts = term_sums.sum(), counts.sum()
@@ -456,8 +508,9 @@ def _lovasz_rows(input, target, per_image, ignore_index):
     return x, labels, valid
 
 
-def lovasz_softmax_loss(input, target, reduction="mean", classes="present", per_image=True, ignore_index=None,
-                        from_logits=True):
+def lovasz_softmax_loss(
+    input, target, reduction="mean", classes="present", per_image=True, ignore_index=None, from_logits=True
+):
     """Lovász-softmax: per class the extension at |g − p| over the valid positions, averaged over
     the classes ("present": in the row's target; "all"; or a list), 0 for a row with none."""
     x, labels, valid = _lovasz_rows(input, target, per_image, ignore_index)

@@ -80,8 +80,9 @@ def loss_cases(draw, loss, max_side=4):
     elif loss == "focal":
         logits, target, options, _ = draw(focal_cases(max_side=max_side, with_weight=False))
     elif loss in PAIRS:
-        _, logits, target, options, _, pair_reference = draw(pair_cases(max_side=max_side, with_weight=False,
-                                                                        kinds=(loss,)))
+        _, logits, target, options, _, pair_reference = draw(
+            pair_cases(max_side=max_side, with_weight=False, kinds=(loss,))
+        )
     else:
         _, logits, target, options = draw(lovasz_cases.lovasz_cases(max_side=max_side, losses=(loss,)))
     if options.get("ignore_index") is not None and draw(st.booleans()):
@@ -201,8 +202,13 @@ def reference_per_sample(case: Case, logits: np.ndarray) -> np.ndarray:
 def valid_weights(case: Case) -> np.ndarray:
     """Σ v of each row of the loss (image, or the batch with ``per_image=False``): the weight of its
     valid positions (elements for a sigmoid). A pooled mean over a total weight of 0 is NaN."""
-    _, valid = reference.focal_terms(np.zeros(case.logits.shape), case.target, case.weight, mode=case.mode,
-                                     ignore_index=case.options.get("ignore_index"))
+    _, valid = reference.focal_terms(
+        np.zeros(case.logits.shape),
+        case.target,
+        case.weight,
+        mode=case.mode,
+        ignore_index=case.options.get("ignore_index"),
+    )
     per_image = valid.reshape(valid.shape[0], -1).sum(1)
     return per_image if case.per_image else per_image.sum(keepdims=True)
 
@@ -241,87 +247,223 @@ _GRID = np.array([[[0, 1, 2, 3]] * 4] * 2)
 BAD_INPUTS = [
     ("label above range", WITH_LABELS, _three_classes(_GRID), ValueError, "target labels"),
     ("negative label", WITH_LABELS, _three_classes(np.where(_GRID == 3, -1, _GRID)), ValueError, "target labels"),
-    ("label beyond int32", WITH_LABELS, lambda r: (r.normal(size=(1, 3, 1, 2)), np.array([[[2**40, 1]]]), {}, None),
-     ValueError, "target labels"),
-    ("fractional float label", WITH_LABELS, lambda r: (r.normal(size=(1, 3, 1, 2)), np.array([[[0.5, 1.0]]]), {}, None),
-     ValueError, "whole numbers"),
-    ("0/255 mask with a channel axis", WITH_MODE,
-     lambda r: (r.normal(size=(2, 1, 4, 4)), np.where(r.uniform(size=(2, 1, 4, 4)) < 0.5, 0, 255).astype(np.uint8),
-                {"mode": "binary"}, None), ValueError, "target"),
-    ("soft target above 1", WITH_MODE,
-     lambda r: (r.normal(size=(2, 2, 3, 3)), 1.5 * r.uniform(size=(2, 2, 3, 3)) + 0.6, {"mode": "multilabel"}, None),
-     ValueError, "target"),
-    ("log-probabilities as probabilities", WITH_LABELS,
-     lambda r: (np.log(r.uniform(0.1, 0.9, size=(2, 3, 4, 4))), _labels(r, (2, 4, 4), 3), {"from_logits": False},
-                None), ValueError, "input"),
+    (
+        "label beyond int32",
+        WITH_LABELS,
+        lambda r: (r.normal(size=(1, 3, 1, 2)), np.array([[[2**40, 1]]]), {}, None),
+        ValueError,
+        "target labels",
+    ),
+    (
+        "fractional float label",
+        WITH_LABELS,
+        lambda r: (r.normal(size=(1, 3, 1, 2)), np.array([[[0.5, 1.0]]]), {}, None),
+        ValueError,
+        "whole numbers",
+    ),
+    (
+        "0/255 mask with a channel axis",
+        WITH_MODE,
+        lambda r: (
+            r.normal(size=(2, 1, 4, 4)),
+            np.where(r.uniform(size=(2, 1, 4, 4)) < 0.5, 0, 255).astype(np.uint8),
+            {"mode": "binary"},
+            None,
+        ),
+        ValueError,
+        "target",
+    ),
+    (
+        "soft target above 1",
+        WITH_MODE,
+        lambda r: (r.normal(size=(2, 2, 3, 3)), 1.5 * r.uniform(size=(2, 2, 3, 3)) + 0.6, {"mode": "multilabel"}, None),
+        ValueError,
+        "target",
+    ),
+    (
+        "log-probabilities as probabilities",
+        WITH_LABELS,
+        lambda r: (
+            np.log(r.uniform(0.1, 0.9, size=(2, 3, 4, 4))),
+            _labels(r, (2, 4, 4), 3),
+            {"from_logits": False},
+            None,
+        ),
+        ValueError,
+        "input",
+    ),
     ("target shape", WITH_LABELS, _three_classes(lambda r: _labels(r, (2, 4, 5), 3)), ValueError, "target"),
-    ("binary with 2 channels", WITH_MODE,
-     lambda r: (r.normal(size=(2, 2, 4, 4)), _labels(r, (2, 4, 4), 2), {"mode": "binary"}, None), ValueError,
-     "channel"),
+    (
+        "binary with 2 channels",
+        WITH_MODE,
+        lambda r: (r.normal(size=(2, 2, 4, 4)), _labels(r, (2, 4, 4), 2), {"mode": "binary"}, None),
+        ValueError,
+        "channel",
+    ),
     ("smooth_dr 0 with smooth_nr", WITH_SMOOTHING, _two_classes(smooth_dr=0.0), ValueError, "smooth_dr"),
     ("negative smoothing", WITH_SMOOTHING, _two_classes(smooth_nr=-1.0), ValueError, "smooth_nr"),
     ("NaN class weight", WITH_MODE, _two_classes(class_weights=[1.0, float("nan")]), ValueError, "class_weights"),
     ("class weights length", WITH_MODE, _two_classes(class_weights=[1.0]), ValueError, "class_weights"),
     ("class out of range", (*WITH_SMOOTHING, "lovasz_softmax"), _two_classes(classes=[2]), ValueError, "classes"),
-    ("float ignore_index", LOSSES, lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2),
-                                              {"ignore_index": 1.5}, None), TypeError, "ignore_index"),
+    (
+        "float ignore_index",
+        LOSSES,
+        lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2), {"ignore_index": 1.5}, None),
+        TypeError,
+        "ignore_index",
+    ),
     ("unknown mode", WITH_MODE, _two_classes(mode="softmax"), ValueError, "mode"),
-    ("unknown option", LOSSES, lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2), {"smooth": 1.0},
-                                          None), TypeError, "smooth"),
+    (
+        "unknown option",
+        LOSSES,
+        lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2), {"smooth": 1.0}, None),
+        TypeError,
+        "smooth",
+    ),
     # Weight maps.
     ("weight shape", WITH_MODE, _weight(lambda r: r.uniform(size=(2, 4, 5))), ValueError, "weight"),
     ("negative weight", WITH_MODE, _weight(lambda r: -r.uniform(0.1, 1.0, size=(2, 4, 4))), ValueError, "weight"),
-    ("NaN weight", WITH_MODE, _weight(lambda r: np.where(r.uniform(size=(2, 4, 4)) < 0.5, np.nan, 1.0)), ValueError,
-     "weight"),
-    ("infinite weight", WITH_MODE, _weight(lambda r: np.where(r.uniform(size=(2, 4, 4)) < 0.5, np.inf, 1.0)),
-     ValueError, "weight"),
+    (
+        "NaN weight",
+        WITH_MODE,
+        _weight(lambda r: np.where(r.uniform(size=(2, 4, 4)) < 0.5, np.nan, 1.0)),
+        ValueError,
+        "weight",
+    ),
+    (
+        "infinite weight",
+        WITH_MODE,
+        _weight(lambda r: np.where(r.uniform(size=(2, 4, 4)) < 0.5, np.inf, 1.0)),
+        ValueError,
+        "weight",
+    ),
     # The focal term and the pairs.
     ("negative gamma", WITH_FOCUSING, _two_classes(gamma=-1.0), ValueError, "gamma"),
-    ("label_smoothing 1", (*WITH_FOCUSING, "dice_ce"), _two_classes(label_smoothing=1.0), ValueError,
-     "label_smoothing"),
-    ("negative label_smoothing", (*WITH_FOCUSING, "dice_ce"), _two_classes(label_smoothing=-0.1), ValueError,
-     "label_smoothing"),
+    (
+        "label_smoothing 1",
+        (*WITH_FOCUSING, "dice_ce"),
+        _two_classes(label_smoothing=1.0),
+        ValueError,
+        "label_smoothing",
+    ),
+    (
+        "negative label_smoothing",
+        (*WITH_FOCUSING, "dice_ce"),
+        _two_classes(label_smoothing=-0.1),
+        ValueError,
+        "label_smoothing",
+    ),
     ("a float alpha with a softmax", WITH_FOCUSING, _two_classes(alpha=0.25), ValueError, "alpha"),
     ("alpha length", WITH_FOCUSING, _two_classes(alpha=[1.0, 1.0, 1.0]), ValueError, "alpha"),
-    ("alpha above 1 with a sigmoid", WITH_FOCUSING,
-     lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2), {"mode": "binary", "alpha": 1.5}, None),
-     ValueError, "alpha"),
-    ("no weight of either term", ("dice_ce",), _two_classes(lambda_dice=0.0, lambda_ce=0.0), ValueError,
-     "lambda_dice and lambda_ce"),
-    ("no weight of either term", ("dice_focal",), _two_classes(lambda_dice=0.0, lambda_focal=0.0), ValueError,
-     "lambda_dice and lambda_focal"),
+    (
+        "alpha above 1 with a sigmoid",
+        WITH_FOCUSING,
+        lambda r: (r.normal(size=(1, 1, 2, 2)), _labels(r, (1, 2, 2), 2), {"mode": "binary", "alpha": 1.5}, None),
+        ValueError,
+        "alpha",
+    ),
+    (
+        "no weight of either term",
+        ("dice_ce",),
+        _two_classes(lambda_dice=0.0, lambda_ce=0.0),
+        ValueError,
+        "lambda_dice and lambda_ce",
+    ),
+    (
+        "no weight of either term",
+        ("dice_focal",),
+        _two_classes(lambda_dice=0.0, lambda_focal=0.0),
+        ValueError,
+        "lambda_dice and lambda_focal",
+    ),
     ("negative lambda_dice", PAIRS, _two_classes(lambda_dice=-1.0), ValueError, "lambda_dice"),
     ("unknown overlap", PAIRS, _two_classes(overlap="iou"), ValueError, "overlap"),
-    ("an option the overlap member does not take", PAIRS, _two_classes(overlap="tversky", squared=True), TypeError,
-     "squared"),
-    ("an unknown option of the overlap member", PAIRS, _two_classes(overlap_options={"gamma": 2.0}), TypeError,
-     "gamma"),
+    (
+        "an option the overlap member does not take",
+        PAIRS,
+        _two_classes(overlap="tversky", squared=True),
+        TypeError,
+        "squared",
+    ),
+    (
+        "an unknown option of the overlap member",
+        PAIRS,
+        _two_classes(overlap_options={"gamma": 2.0}),
+        TypeError,
+        "gamma",
+    ),
     # The Lovász losses.
-    ("per-class target for Lovász-softmax", ("lovasz_softmax",),
-     _three_classes(lambda r: np.eye(3)[_labels(r, (2, 4, 4), 3)].transpose(0, 3, 1, 2)), ValueError, "label map"),
-    ("Lovász-softmax with 1 channel", ("lovasz_softmax",), _one_channel(lambda r: _labels(r, (2, 3, 3), 1)),
-     ValueError, "channel"),
+    (
+        "per-class target for Lovász-softmax",
+        ("lovasz_softmax",),
+        _three_classes(lambda r: np.eye(3)[_labels(r, (2, 4, 4), 3)].transpose(0, 3, 1, 2)),
+        ValueError,
+        "label map",
+    ),
+    (
+        "Lovász-softmax with 1 channel",
+        ("lovasz_softmax",),
+        _one_channel(lambda r: _labels(r, (2, 3, 3), 1)),
+        ValueError,
+        "channel",
+    ),
     ("unknown classes", ("lovasz_softmax",), _two_classes(classes="some"), ValueError, "classes"),
-    ("Lovász hinge with 3 channels", ("lovasz_hinge",), _three_classes(lambda r: _labels(r, (2, 4, 4), 2)),
-     ValueError, "channel"),
-    ("hinge label 2", ("lovasz_hinge",), _one_channel(lambda r: _labels(r, (2, 3, 3), 3)), ValueError,
-     "target labels"),
-    ("0/255 hinge mask", ("lovasz_hinge",), _one_channel(lambda r: 255 * _labels(r, (2, 3, 3), 2)), ValueError,
-     "target labels"),
-    ("fractional hinge label", ("lovasz_hinge",), _one_channel(lambda r: r.uniform(size=(2, 3, 3))), ValueError,
-     "whole numbers"),
+    (
+        "Lovász hinge with 3 channels",
+        ("lovasz_hinge",),
+        _three_classes(lambda r: _labels(r, (2, 4, 4), 2)),
+        ValueError,
+        "channel",
+    ),
+    ("hinge label 2", ("lovasz_hinge",), _one_channel(lambda r: _labels(r, (2, 3, 3), 3)), ValueError, "target labels"),
+    (
+        "0/255 hinge mask",
+        ("lovasz_hinge",),
+        _one_channel(lambda r: 255 * _labels(r, (2, 3, 3), 2)),
+        ValueError,
+        "target labels",
+    ),
+    (
+        "fractional hinge label",
+        ("lovasz_hinge",),
+        _one_channel(lambda r: r.uniform(size=(2, 3, 3))),
+        ValueError,
+        "whole numbers",
+    ),
     ("hinge target shape", ("lovasz_hinge",), _one_channel(lambda r: _labels(r, (2, 3, 4), 2)), ValueError, "target"),
-    ("from_logits for the hinge", ("lovasz_hinge",), _one_channel(lambda r: _labels(r, (2, 3, 3), 2),
-                                                                  from_logits=False), TypeError, "from_logits"),
+    (
+        "from_logits for the hinge",
+        ("lovasz_hinge",),
+        _one_channel(lambda r: _labels(r, (2, 3, 3), 2), from_logits=False),
+        TypeError,
+        "from_logits",
+    ),
 ]
 
 
 def bad_inputs(losses=LOSSES):
     """(loss, name, builder, exception, text) for every kind of bad input of each of ``losses``."""
-    return [(loss, name, build, error, text) for name, applies_to, build, error, text in BAD_INPUTS
-            for loss in applies_to if loss in losses]
+    return [
+        (loss, name, build, error, text)
+        for name, applies_to, build, error, text in BAD_INPUTS
+        for loss in applies_to
+        if loss in losses
+    ]
 
 
-__all__ = ["BAD_INPUTS", "IGNORE", "LOSSES", "Case", "bad_inputs", "finite_cases", "loss_cases",
-           "matches_reference_in", "non_finite_gradient", "non_finite_values", "poisoned_cases", "reference_loss",
-           "reference_per_sample", "valid_weights"]
+__all__ = [
+    "BAD_INPUTS",
+    "IGNORE",
+    "LOSSES",
+    "Case",
+    "bad_inputs",
+    "finite_cases",
+    "loss_cases",
+    "matches_reference_in",
+    "non_finite_gradient",
+    "non_finite_values",
+    "poisoned_cases",
+    "reference_loss",
+    "reference_per_sample",
+    "valid_weights",
+]

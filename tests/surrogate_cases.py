@@ -36,15 +36,33 @@ def jump_distance(name, x):
 # log-uniform sharpness; finite differences need alpha**3 * eps**2 small next to the derivative.
 alphas = st.floats(min_value=np.log10(spec.ALPHA_MIN), max_value=2.0).map(lambda e: float(10.0**e))
 # No subnormals: TensorFlow and XLA flush them to zero, so floor(-5e-324) is -0 there, -1 in NumPy.
-xs = st.lists(st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False, allow_subnormal=False),
-              min_size=1, max_size=6).map(
-    lambda v: np.array(v, dtype=np.float64))
+xs = st.lists(
+    st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False, allow_subnormal=False), min_size=1, max_size=6
+).map(lambda v: np.array(v, dtype=np.float64))
 
 
 def grid(dtype_max):
     """Integers, half-integers, near misses, +-1e4, 0, tiny and the dtype's largest finite value."""
-    base = [0.0, 1e-30, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 0.4999, 0.5001, 0.9999, 1.0001, 7.5, 1e4,
-            1e4 + 0.5, float(dtype_max)]
+    base = [
+        0.0,
+        1e-30,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.5,
+        2.0,
+        2.5,
+        3.0,
+        0.4999,
+        0.5001,
+        0.9999,
+        1.0001,
+        7.5,
+        1e4,
+        1e4 + 0.5,
+        float(dtype_max),
+    ]
     base = np.array(base, dtype=np.float64)
     return np.concatenate([base, -base])
 
@@ -58,5 +76,7 @@ def check_straight_through_gradient(straight_through_fn, soft_fn, x, framework, 
     error = np.abs(analytic - numeric)
     if not np.all(np.isfinite(analytic)) or np.any(error > atol + rtol * np.abs(numeric)):
         worst = int(np.argmax(error - rtol * np.abs(numeric)))
-        raise GradientMismatch(f"straight-through backward {analytic[worst]!r} but finite differences of the "
-                               f"surrogate {numeric[worst]!r} at x = {x.reshape(-1)[worst]!r}")
+        raise GradientMismatch(
+            f"straight-through backward {analytic[worst]!r} but finite differences of the "
+            f"surrogate {numeric[worst]!r} at x = {x.reshape(-1)[worst]!r}"
+        )

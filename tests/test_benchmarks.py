@@ -28,7 +28,11 @@ def quick_run(tmp_path_factory):
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--rounds", "2", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return completed, out
 
@@ -70,11 +74,17 @@ def test_a_wrong_row_is_caught(monkeypatch):
 
         return lambda input, target: naive.penalized_mae_torch(input, target, delta=1.0, penalty=0.5) + 1e-3
 
-    case = Case("wrong", "penalized_mae", (1, 64), {"delta": 1.0, "penalty": 0.5},
-                (Row("wrong", "torch", off_by_a_little, "naive"),))
+    case = Case(
+        "wrong",
+        "penalized_mae",
+        (1, 64),
+        {"delta": 1.0, "penalty": 0.5},
+        (Row("wrong", "torch", off_by_a_little, "naive"),),
+    )
     with tqdm(disable=True) as progress:
-        results, steps, _ = runner.run_case(case, "cpu", rounds=1, warmup=0, sample_ms=1.0,
-                                            compile_rows=False, progress=progress)
+        results, steps, _ = runner.run_case(
+            case, "cpu", rounds=1, warmup=0, sample_ms=1.0, compile_rows=False, progress=progress
+        )
     assert results[0].status == "wrong" and not steps
 
 
@@ -87,11 +97,20 @@ def test_an_unavailable_row_does_not_crash_the_run():
     def missing(opts):
         raise peers.Unavailable("not here")
 
-    case = Case("missing", "soft_step", (1, 64), {"alpha": 5.0},
-                (Row("missing", "torch", missing, "ours"), Row("naive", "torch", peers.naive_torch_surrogate("soft_step"), "naive")))
+    case = Case(
+        "missing",
+        "soft_step",
+        (1, 64),
+        {"alpha": 5.0},
+        (
+            Row("missing", "torch", missing, "ours"),
+            Row("naive", "torch", peers.naive_torch_surrogate("soft_step"), "naive"),
+        ),
+    )
     with tqdm(disable=True) as progress:
-        results, steps, _ = runner.run_case(case, "cpu", rounds=1, warmup=0, sample_ms=1.0,
-                                            compile_rows=False, progress=progress)
+        results, steps, _ = runner.run_case(
+            case, "cpu", rounds=1, warmup=0, sample_ms=1.0, compile_rows=False, progress=progress
+        )
     assert [result.status for result in results] == ["unavailable", "ok"]
     assert results[0].reason == "not here" and list(steps) == ["naive"]
 
@@ -107,10 +126,16 @@ def test_a_row_computing_a_multiple_of_the_loss_is_checked_at_its_scale():
     def doubled(opts):
         return lambda input, target: 2 * naive.penalized_mae_torch(input, target, delta=1.0, penalty=0.5)
 
-    case = Case("scaled", "penalized_mae", (1, 64), {"delta": 1.0, "penalty": 0.5},
-                (Row("scale 2", "torch", doubled, "peer", scale=2.0), Row("no scale", "torch", doubled, "peer")))
+    case = Case(
+        "scaled",
+        "penalized_mae",
+        (1, 64),
+        {"delta": 1.0, "penalty": 0.5},
+        (Row("scale 2", "torch", doubled, "peer", scale=2.0), Row("no scale", "torch", doubled, "peer")),
+    )
     with tqdm(disable=True) as progress:
-        results, steps, _ = runner.run_case(case, "cpu", rounds=1, warmup=0, sample_ms=1.0,
-                                            compile_rows=False, progress=progress)
+        results, steps, _ = runner.run_case(
+            case, "cpu", rounds=1, warmup=0, sample_ms=1.0, compile_rows=False, progress=progress
+        )
     assert [result.status for result in results] == ["ok", "wrong"]
     assert list(steps) == ["scale 2"]

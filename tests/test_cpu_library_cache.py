@@ -32,7 +32,7 @@ def built():
     if library is None:
         pytest.skip(f"no CPU library here: {_clib.build_error()}")
     path = Path(library._name)
-    data = path.read_bytes()[:-_clib._TRAILER] if path.exists() else None
+    data = path.read_bytes()[: -_clib._TRAILER] if path.exists() else None
     compiler = _clib._compiler()
     if data is None:  # this session's library came from a private directory, gone since
         data = _clib._compile(compiler, _clib._flag_sets()[0], _clib._sources())
@@ -103,8 +103,12 @@ def test_a_damaged_cached_library_is_rebuilt_not_loaded(cache, built, damage):
     load(built[0])
     path = directory / expected_name(built[0])
     data = path.read_bytes()
-    damaged = {"truncated": data[: len(data) // 2], "flipped byte": data[:100] + bytes([data[100] ^ 1]) + data[101:],
-               "no trailer": data[: -_clib._TRAILER], "empty": b""}[damage]
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "flipped byte": data[:100] + bytes([data[100] ^ 1]) + data[101:],
+        "no trailer": data[: -_clib._TRAILER],
+        "empty": b"",
+    }[damage]
     path.unlink()  # a new file: this process has the old one mapped, and truncating that would kill it
     path.write_bytes(damaged)
     assert not _clib._valid_library(path)
@@ -122,14 +126,17 @@ def test_a_truncated_cached_library_does_not_crash_a_new_process(tmp_path, built
     directory.mkdir()
     truncated = directory / library.name
     truncated.write_bytes(library.read_bytes()[:4096])
-    code = ("import torch\nfrom losses.torch._kernels import _clib\nfrom losses.torch.functional import dice_loss\n"
-            "x = torch.randn(2, 3, 64, 64, requires_grad=True)\n"
-            "dice_loss(x, torch.randint(0, 3, (2, 64, 64))).backward()\n"
-            "assert _clib.library() is not None, _clib.build_error()\n"
-            "print(_clib.library()._name)\n")
+    code = (
+        "import torch\nfrom losses.torch._kernels import _clib\nfrom losses.torch.functional import dice_loss\n"
+        "x = torch.randn(2, 3, 64, 64, requires_grad=True)\n"
+        "dice_loss(x, torch.randint(0, 3, (2, 64, 64))).backward()\n"
+        "assert _clib.library() is not None, _clib.build_error()\n"
+        "print(_clib.library()._name)\n"
+    )
     env = {**os.environ, "LOSSES_CACHE_DIR": str(directory)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
-                            cwd=ROOT, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == str(truncated)
     assert _clib._valid_library(truncated)

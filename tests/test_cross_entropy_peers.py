@@ -40,8 +40,12 @@ def test_matches_the_peer(index, kernels, monkeypatch):
     expected = float(DATA[f"value_{index}"])
     assert case["scale"] * value.item() + case["offset"] == pytest.approx(expected, rel=tolerance, abs=tolerance)
     peer_grad = DATA[f"grad_{index}"]
-    np.testing.assert_allclose(case["scale"] * grad.double().numpy(), peer_grad, rtol=10 * tolerance,
-                               atol=tolerance * float(np.abs(peer_grad).max()))
+    np.testing.assert_allclose(
+        case["scale"] * grad.double().numpy(),
+        peer_grad,
+        rtol=10 * tolerance,
+        atol=tolerance * float(np.abs(peer_grad).max()),
+    )
 
 
 def test_the_records_cover_every_peer_and_loss():

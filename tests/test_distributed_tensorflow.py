@@ -20,8 +20,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="tf.distribute needs the TensorFlow backend")
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -53,8 +54,13 @@ def _run_all(out: str) -> None:
 
     def build():
         keras.utils.set_random_seed(0)
-        return keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
-                                 keras.layers.Conv2D(3, 1)])
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 2)),
+                keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                keras.layers.Conv2D(3, 1),
+            ]
+        )
 
     def fit(model, options):
         options = dict(options)
@@ -62,7 +68,8 @@ def _run_all(out: str) -> None:
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=loss)
         params = [[w.tolist() for w in model.get_weights()]]
         save = keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: params.append([w.tolist() for w in model.get_weights()]))
+            on_epoch_end=lambda epoch, logs: params.append([w.tolist() for w in model.get_weights()])
+        )
         # One step per epoch, so that each epoch's loss is that of one step.
         history = model.fit(images, labels, batch_size=4, epochs=STEPS, shuffle=False, verbose=0, callbacks=[save])
         return {"loss": history.history["loss"], "params": params}
@@ -81,18 +88,24 @@ def _run_all(out: str) -> None:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("mirrored") / "results.json"
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, __file__, str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, __file__, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(out.read_text())
 
 
 def _gradients(params: list) -> list:
     """With SGD at lr = 1: the gradient of each step is the parameters' decrease."""
-    return [[np.subtract(before, after) for before, after in zip(params[k], params[k + 1])]
-            for k in range(len(params) - 1)]
+    return [
+        [np.subtract(before, after) for before, after in zip(params[k], params[k + 1])] for k in range(len(params) - 1)
+    ]
 
 
 def _same_losses(a: dict, b: dict) -> bool:
@@ -100,9 +113,11 @@ def _same_losses(a: dict, b: dict) -> bool:
 
 
 def _same_gradients(a: dict, b: dict) -> bool:
-    return all(np.allclose(ga, gb, rtol=1e-4, atol=1e-6)
-               for step_a, step_b in zip(_gradients(a["params"]), _gradients(b["params"]))
-               for ga, gb in zip(step_a, step_b))
+    return all(
+        np.allclose(ga, gb, rtol=1e-4, atol=1e-6)
+        for step_a, step_b in zip(_gradients(a["params"]), _gradients(b["params"]))
+        for ga, gb in zip(step_a, step_b)
+    )
 
 
 @pytest.mark.parametrize("name", [c[0] for c in CASES if c[1]["sync_across_ranks"]])

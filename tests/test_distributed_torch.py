@@ -18,8 +18,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="needs torch.distributed with the gloo backend")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with the gloo backend"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -32,11 +33,13 @@ CASES = [
     ("image_local_uneven", dict(per_image=True, sync_across_ranks=False), (3, 1)),
     ("image_sync_sum", dict(per_image=True, sync_across_ranks=True, reduction="sum"), (2, 2)),
     # Other members of the overlap family: the same sums, the same synchronisation.
-    ("tversky_batch_sync", dict(loss="TverskyLoss", alpha=0.3, beta=0.7, per_image=False, sync_across_ranks=True),
-     (2, 2)),
+    (
+        "tversky_batch_sync",
+        dict(loss="TverskyLoss", alpha=0.3, beta=0.7, per_image=False, sync_across_ranks=True),
+        (2, 2),
+    ),
     ("generalized_batch_sync", dict(loss="GeneralizedDiceLoss", per_image=False, sync_across_ranks=True), (3, 1)),
-    ("jaccard_micro_sync", dict(loss="JaccardLoss", average="micro", per_image=False, sync_across_ranks=True),
-     (2, 2)),
+    ("jaccard_micro_sync", dict(loss="JaccardLoss", average="micro", per_image=False, sync_across_ranks=True), (2, 2)),
 ]
 
 
@@ -50,8 +53,7 @@ def _data(batch: int = 4) -> tuple:
 
 def _model():
     torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(4, 3, 1))
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(4, 3, 1))
 
 
 def _train(model, images, labels, options: dict) -> tuple[list, list]:
@@ -76,8 +78,9 @@ def _worker(rank: int, world_size: int, store: str, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     # A file store needs no free port; the timeout ends a worker whose peer died.
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=60)
+    )
     try:
         images, labels = _data()
         results = {}
@@ -94,12 +97,24 @@ def _worker(rank: int, world_size: int, store: str, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "LOSSES_KERNELS": "torch"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "LOSSES_KERNELS": "torch",
+    }
     outs = [tmp / f"rank{rank}.pt" for rank in range(2)]
-    workers = [subprocess.Popen([sys.executable, __file__, str(rank), "2", str(tmp / "store"), str(out)],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for rank, out in enumerate(outs)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, str(rank), "2", str(tmp / "store"), str(out)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank, out in enumerate(outs)
+    ]
     logs = []
     try:
         for worker in workers:

@@ -9,18 +9,42 @@ import pytest
 
 from losses.doctor import CODES, Finding, Report
 from losses.doctor._gradcheck import check_directions
-from losses.doctor._report import (HostNumber, break_finding, function_site, infer_order, is_library_file,
-                                  output_labels, user_site, wrong_gradient_finding)
+from losses.doctor._report import (
+    HostNumber,
+    break_finding,
+    function_site,
+    infer_order,
+    is_library_file,
+    output_labels,
+    user_site,
+    wrong_gradient_finding,
+)
 
 
 def test_codes_are_the_public_contract():
-    assert set(CODES) == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS",
-                          "INPLACE", "NO_GRADIENT_VARIABLES", "WRONG_GRADIENT", "DEAD_TERM"}
+    assert set(CODES) == {
+        "DISCONNECTED",
+        "ZERO_GRADIENT",
+        "NON_FINITE",
+        "BROADCAST",
+        "SWAPPED_ARGUMENTS",
+        "INPLACE",
+        "NO_GRADIENT_VARIABLES",
+        "WRONG_GRADIENT",
+        "DEAD_TERM",
+    }
 
 
 def test_report_renders_text_and_strict_json():
-    report = Report("torch", "my_loss", value=float("nan"), grad_norm=float("inf"), zero_fraction=0.5,
-                    pred_shape=(8, 1), true_shape=(8,))
+    report = Report(
+        "torch",
+        "my_loss",
+        value=float("nan"),
+        grad_norm=float("inf"),
+        zero_fraction=0.5,
+        pred_shape=(8, 1),
+        true_shape=(8,),
+    )
     report.add(Finding("BROADCAST", "error", "shapes differ", "make them equal", "/x/loss.py", 12))
     report.add(Finding("BROADCAST", "error", "same place again", "make them equal", "/x/loss.py", 12))
     report.add(Finding("ZERO_GRADIENT", "warning", "flat here", "try other inputs"))
@@ -41,16 +65,19 @@ def test_a_report_with_only_warnings_is_ok():
     assert report.ok
 
 
-@pytest.mark.parametrize("signature, framework, order", [
-    ("y_true, y_pred", "torch", "y_true, y_pred"),
-    ("y_pred, y_true", "tensorflow", "y_pred, y_true"),
-    ("input, target", "tensorflow", "y_pred, y_true"),
-    ("logits, labels", "torch", "y_pred, y_true"),
-    ("target, output", "torch", "y_true, y_pred"),
-    ("predictions, targets", "torch", "y_pred, y_true"),
-    ("a, b", "torch", "y_pred, y_true"),
-    ("a, b", "tensorflow", "y_true, y_pred"),
-])
+@pytest.mark.parametrize(
+    "signature, framework, order",
+    [
+        ("y_true, y_pred", "torch", "y_true, y_pred"),
+        ("y_pred, y_true", "tensorflow", "y_pred, y_true"),
+        ("input, target", "tensorflow", "y_pred, y_true"),
+        ("logits, labels", "torch", "y_pred, y_true"),
+        ("target, output", "torch", "y_true, y_pred"),
+        ("predictions, targets", "torch", "y_pred, y_true"),
+        ("a, b", "torch", "y_pred, y_true"),
+        ("a, b", "tensorflow", "y_true, y_pred"),
+    ],
+)
 def test_argument_order_from_parameter_names(signature, framework, order):
     fn = eval(f"lambda {signature}: 0")
     assert infer_order(fn, framework)[0] == order
@@ -98,7 +125,9 @@ def test_a_finding_in_a_framework_file_loses_its_line():
     import losses
 
     report = Report("torch", "f")
-    report.add(Finding("NON_FINITE", "error", "m", "f", os.path.join(os.path.dirname(losses.__file__), "_overlap.py"), 3))
+    report.add(
+        Finding("NON_FINITE", "error", "m", "f", os.path.join(os.path.dirname(losses.__file__), "_overlap.py"), 3)
+    )
     assert report.findings[0].file is None and report.findings[0].line is None
 
 
@@ -165,6 +194,8 @@ def test_function_site_is_the_def_line_past_decorators():
 
 
 def test_output_labels_name_the_outputs_of_a_model():
-    assert output_labels({"logits": 1, "aux": (2, 3)}) == {"logits": "outputs['logits']",
-                                                          "aux": ("outputs['aux'][0]", "outputs['aux'][1]")}
+    assert output_labels({"logits": 1, "aux": (2, 3)}) == {
+        "logits": "outputs['logits']",
+        "aux": ("outputs['aux'][0]", "outputs['aux'][1]"),
+    }
     assert output_labels(5) == "outputs"

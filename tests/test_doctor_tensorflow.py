@@ -22,8 +22,12 @@ from losses.testing import GradientFlowError, assert_gradient_flow  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKEN = expected_findings(tf_broken)
-MODULES = {"tf_broken": tf_broken, "keras_broken": keras_broken, "tf_healthy": tf_healthy,
-           "keras_healthy": keras_healthy}
+MODULES = {
+    "tf_broken": tf_broken,
+    "keras_broken": keras_broken,
+    "tf_healthy": tf_healthy,
+    "keras_healthy": keras_healthy,
+}
 BROKEN_CASES = [(m, n) for m in ("tf_broken", "keras_broken") for n in sorted(expected_findings(MODULES[m]))]
 HEALTHY_CASES = [(m, n) for m in ("tf_healthy", "keras_healthy") for n in healthy_functions(MODULES[m])]
 WARNING_CODES = {"DEAD_TERM"}  # the loss still trains: a warning
@@ -38,11 +42,22 @@ def found(report, module=tf_broken):
 
 
 def test_corpus_covers_every_failure_of_the_seed_articles_and_of_the_issues():
-    codes = {code for m in ("tf_broken", "keras_broken") for expected in expected_findings(MODULES[m]).values()
-             for code, _ in expected}
+    codes = {
+        code
+        for m in ("tf_broken", "keras_broken")
+        for expected in expected_findings(MODULES[m]).values()
+        for code, _ in expected
+    }
     # Tensors are immutable in TensorFlow: no INPLACE case.
-    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS",
-                     "WRONG_GRADIENT", "DEAD_TERM"}
+    assert codes == {
+        "DISCONNECTED",
+        "ZERO_GRADIENT",
+        "NON_FINITE",
+        "BROADCAST",
+        "SWAPPED_ARGUMENTS",
+        "WRONG_GRADIENT",
+        "DEAD_TERM",
+    }
     assert len(BROKEN_CASES) >= 50
 
 
@@ -99,9 +114,9 @@ def test_diagnose_model_reports_every_group_with_its_reason():
     model = tf_models.backbone_model()
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     report = diagnose_model(model, tf_models.mse, x, np.zeros((5, 2), np.float32))
-    (_, frozen_line), = expected_findings(tf_models, "frozen")["Backbone"]
-    (_, discarded_line), = expected_findings(tf_models, "discarded")["Backbone"]
-    (_, weight_line), = expected_findings(tf_models, "weight")["ScaledDense"]
+    ((_, frozen_line),) = expected_findings(tf_models, "frozen")["Backbone"]
+    ((_, discarded_line),) = expected_findings(tf_models, "discarded")["Backbone"]
+    ((_, weight_line),) = expected_findings(tf_models, "weight")["ScaledDense"]
     by_line = {}
     for f in report.findings:
         by_line.setdefault(f.line, []).append(f)
@@ -158,8 +173,9 @@ def test_assert_gradient_flow_on_keras_losses():
 
 def test_cli_on_tensorflow_files():
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True,
-                              cwd=ROOT, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
 
     result = run(f"{tf_broken.__file__}:stop_gradient", "--json")
     assert result.returncode == 1, result.stderr
@@ -172,8 +188,9 @@ def test_cli_on_tensorflow_files():
 def test_cli_refuses_keras_on_another_backend_than_its_own(capsys, tmp_path):
     from losses.__main__ import main
 
-    (tmp_path / "keras_loss.py").write_text("import keras\n\ndef loss(y_true, y_pred):\n"
-                                            "    return keras.ops.mean(keras.ops.round(y_pred) - y_true)\n")
+    (tmp_path / "keras_loss.py").write_text(
+        "import keras\n\ndef loss(y_true, y_pred):\n    return keras.ops.mean(keras.ops.round(y_pred) - y_true)\n"
+    )
     assert main(["doctor", f"{tmp_path / 'keras_loss.py'}:loss", "--framework", "jax"]) == 2
     err = capsys.readouterr().err
     assert "runs on tensorflow here; set KERAS_BACKEND=jax" in err
@@ -194,8 +211,11 @@ def _package_keras_losses():
 
     import losses.keras as frontend
 
-    return sorted(name for name, fn in vars(frontend).items()
-                  if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__.startswith("losses."))
+    return sorted(
+        name
+        for name, fn in vars(frontend).items()
+        if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__.startswith("losses.")
+    )
 
 
 @pytest.mark.parametrize("name", _package_keras_losses() or ["(none yet)"])
@@ -218,8 +238,10 @@ def test_package_keras_losses_and_surrogates_give_a_clean_report(name):
     if params[:2] == ["y_true", "y_pred"]:
         loss_fns = [fn]
     else:  # a surrogate f(x, alpha, ...): its weighted sum as a loss, soft and straight-through
-        loss_fns = [lambda y_true, y_pred, st=st: tf.reduce_sum(fn(y_pred * 3, straight_through=st) * y_true)
-                    for st in (False, True)]
+        loss_fns = [
+            lambda y_true, y_pred, st=st: tf.reduce_sum(fn(y_pred * 3, straight_through=st) * y_true)
+            for st in (False, True)
+        ]
     for loss_fn in loss_fns:
         report = diagnose(loss_fn, y_true, y_pred)
         assert report.findings == [], report.to_text()

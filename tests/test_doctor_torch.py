@@ -34,8 +34,16 @@ def found(report):
 
 def test_corpus_covers_every_failure_of_the_seed_articles_and_of_the_issues():
     codes = {code for expected in BROKEN.values() for code, _ in expected}
-    assert codes == {"DISCONNECTED", "ZERO_GRADIENT", "NON_FINITE", "BROADCAST", "SWAPPED_ARGUMENTS", "INPLACE",
-                     "WRONG_GRADIENT", "DEAD_TERM"}
+    assert codes == {
+        "DISCONNECTED",
+        "ZERO_GRADIENT",
+        "NON_FINITE",
+        "BROADCAST",
+        "SWAPPED_ARGUMENTS",
+        "INPLACE",
+        "WRONG_GRADIENT",
+        "DEAD_TERM",
+    }
     assert len(BROKEN) >= 39
 
 
@@ -149,8 +157,8 @@ def test_diagnose_model_names_frozen_and_unused_parameters_with_their_lines():
     report = diagnose_model(model, torch_models.mse, torch.randn(5, 4), torch.randn(5, 2))
     by_severity = {f.severity: f for f in report.findings}
     assert report.codes == ["NO_GRADIENT_VARIABLES", "NO_GRADIENT_VARIABLES"], report.to_text()
-    (_, unused_line), = expected_findings(torch_models, "unused")["TwoHeads"]
-    (_, frozen_line), = expected_findings(torch_models, "frozen")["TwoHeads"]
+    ((_, unused_line),) = expected_findings(torch_models, "unused")["TwoHeads"]
+    ((_, frozen_line),) = expected_findings(torch_models, "frozen")["TwoHeads"]
     assert "aux_head.weight" in by_severity["error"].message and by_severity["error"].line == unused_line
     assert "encoder.weight" in by_severity["warning"].message and by_severity["warning"].line == frozen_line
 
@@ -159,9 +167,9 @@ def test_diagnose_model_reports_every_group_with_its_reason():
     torch.manual_seed(0)
     report = diagnose_model(torch_models.backbone_model(), torch_models.mse, torch.randn(5, 4), torch.randn(5, 2))
     lines = {tag: expected_findings(torch_models, tag) for tag in ("frozen", "discarded", "weight")}
-    (_, frozen_line), = lines["frozen"]["Backbone"]
-    (_, discarded_line), = lines["discarded"]["Backbone"]
-    (_, weight_line), = lines["weight"]["ScaledLinear"]
+    ((_, frozen_line),) = lines["frozen"]["Backbone"]
+    ((_, discarded_line),) = lines["discarded"]["Backbone"]
+    ((_, weight_line),) = lines["weight"]["ScaledLinear"]
     by_line = {}
     for f in report.findings:
         by_line.setdefault(f.line, []).append(f)
@@ -178,8 +186,9 @@ def test_diagnose_model_reports_every_group_with_its_reason():
 
 @pytest.mark.parametrize("model, loss", [("TupleHeads", "first_output_mse"), ("DictHeads", "logits_mse")])
 def test_diagnose_model_with_structured_outputs(model, loss):
-    report = diagnose_model(getattr(torch_models, model)(), getattr(torch_models, loss), torch.randn(5, 4),
-                            torch.randn(5, 2))
+    report = diagnose_model(
+        getattr(torch_models, model)(), getattr(torch_models, loss), torch.randn(5, 4), torch.randn(5, 2)
+    )
     ((code, line),) = expected_findings(torch_models, "ignored")[loss]
     (finding,) = report.findings
     assert finding.code == code and finding.line == line and finding.severity == "warning"
@@ -206,8 +215,9 @@ def test_assert_gradient_flow_passes_healthy_and_fails_broken_losses():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "losses", "doctor", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def main(capsys, *args):
@@ -228,7 +238,7 @@ def main_err(capsys, *args):
 def test_cli_prints_the_finding_and_exits_1_on_a_broken_loss():
     result = run_cli(f"{torch_broken.__file__}:rounded")
     assert result.returncode == 1, result.stderr
-    (code, line), = BROKEN["rounded"]
+    ((code, line),) = BROKEN["rounded"]
     assert code in result.stdout and f"torch_broken.py:{line}" in result.stdout
 
 
@@ -238,11 +248,18 @@ def test_cli_options(capsys, tmp_path):
     assert status == 0 and json.loads(out)["ok"] is True
     np.save(tmp_path / "pred.npy", np.full((10, 10), 0.5, np.float32))
     np.save(tmp_path / "true.npy", np.ones((10, 5), np.float32))
-    status, out = main(capsys, f"{path}:shape_10x10_vs_10x5", "--y-pred", str(tmp_path / "pred.npy"),
-                       "--y-true", str(tmp_path / "true.npy"))
+    status, out = main(
+        capsys,
+        f"{path}:shape_10x10_vs_10x5",
+        "--y-pred",
+        str(tmp_path / "pred.npy"),
+        "--y-true",
+        str(tmp_path / "true.npy"),
+    )
     assert status == 1 and "BROADCAST" in out
-    status, out = main(capsys, f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8",
-                       "--framework", "torch")
+    status, out = main(
+        capsys, f"{path}:shape_n_vs_n1", "--pred-shape", "8,1", "--true-shape", "8", "--framework", "torch"
+    )
     assert status == 1 and "BROADCAST" in out and "(8, 1)" in out
     status, out = main(capsys, f"{path}:rounded", "--shape", "3,2", "--order", "pred-first", "--seed", "1")
     assert status == 1 and "(3, 2)" in out
@@ -259,10 +276,14 @@ def test_cli_exit_status_2_says_why_in_one_line(capsys, tmp_path):
     files = {
         "syntax.py": ("import torch\ndef loss(input, target)\n    return input\n", "does not compile: SyntaxError"),
         "imports.py": ("import torch\nimport no_such_module_here\n", "fails to import: ModuleNotFoundError"),
-        "needs_args.py": ("import torch\nclass loss(torch.nn.Module):\n    def __init__(self, weight):\n"
-                          "        super().__init__()\n", "loss(weight) needs constructor arguments"),
-        "matmul.py": ("import torch\ndef loss(input, target):\n    return (input @ target).mean()\n",
-                      "the default shapes may not fit this loss: pass --pred-shape and --true-shape"),
+        "needs_args.py": (
+            "import torch\nclass loss(torch.nn.Module):\n    def __init__(self, weight):\n        super().__init__()\n",
+            "loss(weight) needs constructor arguments",
+        ),
+        "matmul.py": (
+            "import torch\ndef loss(input, target):\n    return (input @ target).mean()\n",
+            "the default shapes may not fit this loss: pass --pred-shape and --true-shape",
+        ),
         "plain.py": ("def loss(a, b):\n    return a\n", "pass --framework"),
     }
     for name, (text, cause) in files.items():
@@ -312,8 +333,11 @@ def _package_torch_losses():
 
     import losses.torch.functional as functional
 
-    return sorted(name for name, fn in vars(functional).items()
-                  if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__.startswith("losses."))
+    return sorted(
+        name
+        for name, fn in vars(functional).items()
+        if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__.startswith("losses.")
+    )
 
 
 @pytest.mark.parametrize("name", _package_torch_losses() or ["(none yet)"])
@@ -335,8 +359,9 @@ def test_package_losses_and_surrogates_give_a_clean_report(name):
     if params[:2] == ["input", "target"]:
         loss_fns = [fn]
     else:  # a surrogate f(x, alpha, ...): its sum as a loss, soft and straight-through
-        loss_fns = [lambda input, target, st=st: (fn(input * 3, straight_through=st) * target).sum()
-                    for st in (False, True)]
+        loss_fns = [
+            lambda input, target, st=st: (fn(input * 3, straight_through=st) * target).sum() for st in (False, True)
+        ]
     for loss_fn in loss_fns:
         report = diagnose(loss_fn, y_true, y_pred)
         assert report.findings == [], report.to_text()
@@ -359,10 +384,12 @@ def test_demo_repair_gives_a_clean_report(monkeypatch):
     assert text.count("ERROR ZERO_GRADIENT") == 1 and text.count("OK: the gradient reaches") == 1
 
 
-
 @settings(max_examples=15)
-@given(st.tuples(st.integers(1, 4), st.integers(1, 5)).flatmap(
-    lambda shape: st.tuples(float_arrays(shape, -3, 3, np.float32), float_arrays(shape, -3, 3, np.float32))))
+@given(
+    st.tuples(st.integers(1, 4), st.integers(1, 5)).flatmap(
+        lambda shape: st.tuples(float_arrays(shape, -3, 3, np.float32), float_arrays(shape, -3, 3, np.float32))
+    )
+)
 def test_diagnosis_does_not_depend_on_the_values(arrays):
     y_true, y_pred = (torch.from_numpy(a) for a in arrays)
     healthy = diagnose(torch_healthy.mse, y_true, y_pred)
@@ -406,4 +433,3 @@ def test_with_label_maps_a_detach_that_hides_a_dependence_is_found_and_flat_zero
     assert diagnose(hinge_with_a_detached_order, y_true, y_pred).findings == []
     report = diagnose(half_cut_off, y_true, y_pred)
     assert [f.code for f in report.findings] == ["DISCONNECTED"], report.to_text()
-

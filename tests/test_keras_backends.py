@@ -29,8 +29,14 @@ def test_keras_suite_passes_on_backend(backend):
         env["HYPOTHESIS_PROFILE"] = "ci-backends"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header", *KERAS_TEST_FILES],
-        capture_output=True, text=True, cwd=TESTS.parent, env=env, timeout=1500,
+        capture_output=True,
+        text=True,
+        cwd=TESTS.parent,
+        env=env,
+        timeout=1500,
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert result.returncode == 0, f"KERAS_BACKEND={backend}: {summary}\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"KERAS_BACKEND={backend}: {summary}\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    )
     assert " passed" in summary, summary

@@ -54,8 +54,9 @@ def test_focal_loss_matches_the_reference_in_float64(case):
     logits, target, options, weight = case
     y_pred, y_true = keras_case(logits, target)
     ours = numpy(focal_loss(y_true, y_pred, weight=weight, **options))
-    np.testing.assert_allclose(ours, reference.focal_image_means(logits, target, weight, **options),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        ours, reference.focal_image_means(logits, target, weight, **options), rtol=1e-9, atol=1e-12
+    )
 
 
 @examples(12)
@@ -78,12 +79,15 @@ def test_pairs_agree_with_the_pytorch_frontend_in_float32(case):
 
     kind, logits, target, arguments, weight, _ = case
     y_pred, y_true = keras_case(logits.astype(np.float32), target)
-    ours = numpy(PAIRS[kind](y_true, y_pred, weight=None if weight is None else weight.astype(np.float32),
-                             **arguments))
+    ours = numpy(PAIRS[kind](y_true, y_pred, weight=None if weight is None else weight.astype(np.float32), **arguments))
     torch_fn = torch_dice_ce if kind == "dice_ce" else torch_dice_focal
-    theirs = torch_fn(torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target),
-                      weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32),
-                      reduction="none", **arguments).numpy()
+    theirs = torch_fn(
+        torch.as_tensor(logits, dtype=torch.float32),
+        torch.as_tensor(target),
+        weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32),
+        reduction="none",
+        **arguments,
+    ).numpy()
     np.testing.assert_allclose(ours, np.broadcast_to(theirs, ours.shape), rtol=1e-4, atol=1e-5)
 
 
@@ -110,12 +114,12 @@ def test_pair_gradient_matches_central_differences(case):
     kind, logits, target, arguments, _, _ = case
     assume(_clear_of_kinks(logits, target, arguments))
     if arguments.get("soft_labels"):
-        p, g, v = reference.dice_probabilities_and_targets(logits, target, arguments["mode"], arguments["from_logits"],
-                                                           arguments["ignore_index"])
+        p, g, v = reference.dice_probabilities_and_targets(
+            logits, target, arguments["mode"], arguments["from_logits"], arguments["ignore_index"]
+        )
         assume(bool(np.all(np.abs(p - g)[v > 0] > 1e-3)))
     y_pred, y_true = keras_case(logits, target)
-    check_gradient(lambda x: mean(PAIRS[kind](y_true, x, **arguments)), y_pred, framework="keras",
-                   rtol=1e-4, atol=1e-6)
+    check_gradient(lambda x: mean(PAIRS[kind](y_true, x, **arguments)), y_pred, framework="keras", rtol=1e-4, atol=1e-6)
 
 
 def _focal_with_a_frozen_focal_factor(y_true, y_pred):
@@ -135,22 +139,33 @@ def test_negative_control_wrong_backward_fails_the_check():
     correct = lambda x: mean(focal_loss(y_true, x, gamma=2.0))  # noqa: E731
     wrong = lambda x: _focal_with_a_frozen_focal_factor(y_true, x)  # noqa: E731
     assert value_and_grad(wrong, [y_pred], framework="keras")[0] == pytest.approx(
-        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-10)
+        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-10
+    )
     check_gradient(correct, y_pred, framework="keras")
     with pytest.raises(GradientMismatch):
         check_gradient(wrong, y_pred, framework="keras")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("make", [lambda: FocalLoss(), lambda: DiceCELoss(), lambda: DiceFocalLoss(gamma=0.5),
-                                  lambda: FocalLoss(mode="multilabel", alpha=0.25)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FocalLoss(),
+        lambda: DiceCELoss(),
+        lambda: DiceFocalLoss(gamma=0.5),
+        lambda: FocalLoss(mode="multilabel", alpha=0.25),
+    ],
+)
 def test_extreme_logits_give_finite_losses_and_gradients(make, dtype):
     rng = np.random.default_rng(2)
     logits = np.where(rng.uniform(size=(2, 4, 4, 3)) < 0.5, -1e4, 1e4)
     labels = rng.integers(0, 3, (2, 4, 4))
     loss = make()
-    target = labels if loss.options.__class__.__name__ != "FocalOptions" or loss.options.mode == "multiclass" \
+    target = (
+        labels
+        if loss.options.__class__.__name__ != "FocalOptions" or loss.options.mode == "multiclass"
         else (rng.uniform(size=(2, 4, 4, 3)) < 0.5).astype("float32")
+    )
     x = np.clip(logits, -60000, 60000).astype("float32")  # within float16's range
     value, grad = value_and_grad(lambda v: loss(target, ops.cast(v, dtype)), [x], framework="keras")
     assert np.isfinite(value)
@@ -158,15 +173,19 @@ def test_extreme_logits_give_finite_losses_and_gradients(make, dtype):
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("make", [lambda: FocalLoss(), lambda: DiceFocalLoss(),
-                                  lambda: FocalLoss(mode="multilabel", gamma=0.0)])
+@pytest.mark.parametrize(
+    "make", [lambda: FocalLoss(), lambda: DiceFocalLoss(), lambda: FocalLoss(mode="multilabel", gamma=0.0)]
+)
 def test_a_non_finite_logit_comes_out(make, value):
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2, 4, 4, 3)).astype("float32")
     logits[1, 2, 2, 1] = value
     loss = make()
-    target = (rng.integers(0, 3, (2, 4, 4)) if getattr(loss.options, "mode", "multiclass") == "multiclass"
-              else (rng.uniform(size=(2, 4, 4, 3)) < 0.5).astype("float32"))
+    target = (
+        rng.integers(0, 3, (2, 4, 4))
+        if getattr(loss.options, "mode", "multiclass") == "multiclass"
+        else (rng.uniform(size=(2, 4, 4, 3)) < 0.5).astype("float32")
+    )
     per_sample = numpy(loss.loss_per_sample(target, ops.convert_to_tensor(logits), None))
     assert np.isnan(per_sample[1]) and np.isfinite(per_sample[0])
     _, grad = value_and_grad(lambda v: loss(target, v), [logits], framework="keras")
@@ -202,8 +221,9 @@ def test_keras_binary_focal_crossentropy_with_class_balancing_is_the_multilabel_
     rng = np.random.default_rng(6)
     logits = rng.normal(size=(2, 4, 5, 2)).astype("float32")
     target = (rng.uniform(size=(2, 4, 5, 2)) < 0.3).astype("float32")
-    theirs = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0,
-                                                  from_logits=True)(target, logits)
+    theirs = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True)(
+        target, logits
+    )
     ours = FocalLoss(mode="multilabel", alpha=0.25, gamma=2.0)(target, logits)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
 
@@ -218,7 +238,8 @@ def test_a_per_pixel_sample_weight_is_a_weight_map():
     ignored[:, :, -2:] = IGNORE
     for make in (FocalLoss, DiceCELoss, DiceFocalLoss):
         assert float(make()(labels, logits, sample_weight=weight)) == pytest.approx(
-            float(make(ignore_index=IGNORE)(ignored, logits)), rel=1e-5)
+            float(make(ignore_index=IGNORE)(ignored, logits)), rel=1e-5
+        )
 
 
 def test_an_image_without_a_valid_position_adds_zero():
@@ -231,26 +252,32 @@ def test_an_image_without_a_valid_position_adds_zero():
         assert values[0] == 0.0 and values[1] > 0
 
 
-@pytest.mark.parametrize("kwargs, error, text", [
-    (dict(gamma=-1.0), ValueError, "gamma"),
-    (dict(label_smoothing=1.0), ValueError, "label_smoothing"),
-    (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
-    (dict(alpha=0.25), ValueError, "alpha"),
-    (dict(mode="binary", alpha=[0.5]), ValueError, "alpha"),
-    (dict(mode="multilabel", alpha=1.5), ValueError, "alpha"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        (dict(gamma=-1.0), ValueError, "gamma"),
+        (dict(label_smoothing=1.0), ValueError, "label_smoothing"),
+        (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+        (dict(alpha=0.25), ValueError, "alpha"),
+        (dict(mode="binary", alpha=[0.5]), ValueError, "alpha"),
+        (dict(mode="multilabel", alpha=1.5), ValueError, "alpha"),
+    ],
+)
 def test_bad_focal_options_name_the_argument(kwargs, error, text):
     with pytest.raises(error, match=text):
         FocalLoss(**kwargs)
 
 
-@pytest.mark.parametrize("make, error, text", [
-    (lambda: DiceCELoss(lambda_dice=0.0, lambda_ce=0.0), ValueError, "lambda_dice and lambda_ce"),
-    (lambda: DiceFocalLoss(lambda_focal=-1.0), ValueError, "lambda_focal"),
-    (lambda: DiceCELoss(overlap="cosine"), ValueError, "overlap"),
-    (lambda: DiceCELoss(overlap="tversky", squared=True), TypeError, "squared"),
-    (lambda: DiceFocalLoss(gamma=-0.5), ValueError, "gamma"),
-])
+@pytest.mark.parametrize(
+    "make, error, text",
+    [
+        (lambda: DiceCELoss(lambda_dice=0.0, lambda_ce=0.0), ValueError, "lambda_dice and lambda_ce"),
+        (lambda: DiceFocalLoss(lambda_focal=-1.0), ValueError, "lambda_focal"),
+        (lambda: DiceCELoss(overlap="cosine"), ValueError, "overlap"),
+        (lambda: DiceCELoss(overlap="tversky", squared=True), TypeError, "squared"),
+        (lambda: DiceFocalLoss(gamma=-0.5), ValueError, "gamma"),
+    ],
+)
 def test_bad_pair_options_name_the_argument(make, error, text):
     with pytest.raises(error, match=text):
         make()
@@ -266,14 +293,39 @@ def test_a_label_out_of_range_is_an_error():
         FocalLoss()(np.array([[[0, 5]]]), np.zeros((1, 1, 2, 3), "float32"))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: FocalLoss(mode="multilabel", gamma=1.5, alpha=0.3, label_smoothing=0.1, class_weights=[1.0, 2.0],
-                      ignore_index=-1, reduction="sum", name="mine", dtype="float64"),
-    lambda: DiceCELoss(lambda_dice=0.5, lambda_ce=2.0, overlap="tversky", overlap_options={"alpha": 0.3, "beta": 0.7},
-                       label_smoothing=0.1, per_image=False, classes=[1, 2], ignore_index=255),
-    lambda: DiceFocalLoss(gamma=1.0, alpha=[0.2, 0.3, 0.5], overlap="focal_tversky",
-                          overlap_options={"gamma": 1.5}, class_weights=[1.0, 1.0, 3.0]),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FocalLoss(
+            mode="multilabel",
+            gamma=1.5,
+            alpha=0.3,
+            label_smoothing=0.1,
+            class_weights=[1.0, 2.0],
+            ignore_index=-1,
+            reduction="sum",
+            name="mine",
+            dtype="float64",
+        ),
+        lambda: DiceCELoss(
+            lambda_dice=0.5,
+            lambda_ce=2.0,
+            overlap="tversky",
+            overlap_options={"alpha": 0.3, "beta": 0.7},
+            label_smoothing=0.1,
+            per_image=False,
+            classes=[1, 2],
+            ignore_index=255,
+        ),
+        lambda: DiceFocalLoss(
+            gamma=1.0,
+            alpha=[0.2, 0.3, 0.5],
+            overlap="focal_tversky",
+            overlap_options={"gamma": 1.5},
+            class_weights=[1.0, 1.0, 3.0],
+        ),
+    ],
+)
 def test_config_round_trips_every_option(make):
     loss = make()
     config = loss.get_config()
@@ -296,11 +348,18 @@ def test_a_model_with_dice_focal_trains_saves_and_reloads_without_custom_objects
     assert history.history["loss"][-1] < history.history["loss"][0]
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("import keras, losses.keras; "
-            f"m = keras.models.load_model({str(path)!r}); "
-            "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    code = (
+        "import keras, losses.keras; "
+        f"m = keras.models.load_model({str(path)!r}); "
+        "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": BACKEND},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert reloaded["class"] == "DiceFocalLoss"

@@ -54,8 +54,9 @@ def test_matches_reference_in_float64(case):
 def _clear_of_kinks(logits, target, options):
     if not options["soft_labels"]:
         return True
-    p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
-                                                       options["ignore_index"])
+    p, g, v = reference.dice_probabilities_and_targets(
+        logits, target, options["mode"], options["from_logits"], options["ignore_index"]
+    )
     return bool(np.all(np.abs(p - g)[v > 0] > 1e-3))
 
 
@@ -65,8 +66,7 @@ def test_gradient_matches_central_differences(case):
     logits, target, options = case
     assume(_clear_of_kinks(logits, target, options))
     y_pred, y_true = keras_case(logits, target)
-    check_gradient(lambda x: mean(dice_loss(y_true, x, **options)), y_pred, framework="keras",
-                   rtol=1e-4, atol=1e-6)
+    check_gradient(lambda x: mean(dice_loss(y_true, x, **options)), y_pred, framework="keras", rtol=1e-4, atol=1e-6)
 
 
 def _dice_with_frozen_denominator(y_true, y_pred):
@@ -85,7 +85,8 @@ def test_negative_control_wrong_backward_fails_the_check():
     correct = lambda x: mean(dice_loss(y_true, x))  # noqa: E731
     wrong = lambda x: _dice_with_frozen_denominator(y_true, x)  # noqa: E731
     assert value_and_grad(wrong, [y_pred], framework="keras")[0] == pytest.approx(
-        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12)
+        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12
+    )
     check_gradient(correct, y_pred, framework="keras")
     with pytest.raises(GradientMismatch):
         check_gradient(wrong, y_pred, framework="keras")
@@ -108,7 +109,9 @@ def test_penalize_gradient_pushes_an_empty_target_down():
     y_true = np.zeros((1, 4, 4))
     value, grad = value_and_grad(
         lambda x: mean(dice_loss(y_true, x, mode="binary", from_logits=False, empty_target="penalize")),
-        [y_pred], framework="keras")
+        [y_pred],
+        framework="keras",
+    )
     assert value == pytest.approx(0.9)
     np.testing.assert_allclose(grad, 1 / 16)
 
@@ -121,8 +124,11 @@ def test_low_precision_and_extreme_logits_are_finite(dtype):
     loss = dice_loss(y_true, y_pred, log_loss=True, smooth_nr=0.0)
     assert keras.backend.standardize_dtype(loss.dtype) == "float32"
     assert np.all(np.isfinite(ops.convert_to_numpy(loss)))
-    _, grad = value_and_grad(lambda x: mean(dice_loss(y_true, x, log_loss=True)),
-                             [np.asarray(ops.convert_to_numpy(ops.cast(y_pred, "float32")))], framework="keras")
+    _, grad = value_and_grad(
+        lambda x: mean(dice_loss(y_true, x, log_loss=True)),
+        [np.asarray(ops.convert_to_numpy(ops.cast(y_pred, "float32")))],
+        framework="keras",
+    )
     assert np.all(np.isfinite(grad))
 
 
@@ -134,13 +140,28 @@ def test_loss_class_reduces_over_the_batch_and_honours_sample_weight():
     loss = DiceLoss()
     assert float(loss(y_true, y_pred)) == pytest.approx(per_sample.mean(), rel=1e-6)
     weights = np.array([1.0, 0.0, 2.0], dtype="float32")
-    assert float(loss(y_true, y_pred, sample_weight=weights)) == pytest.approx((per_sample * weights).sum() / 3, rel=1e-6)
+    assert float(loss(y_true, y_pred, sample_weight=weights)) == pytest.approx(
+        (per_sample * weights).sum() / 3, rel=1e-6
+    )
 
 
 def test_get_config_round_trips_every_option():
-    loss = DiceLoss(mode="multilabel", from_logits=False, smooth_nr=0.5, smooth_dr=2.0, squared=True, log_loss=True,
-                    soft_labels=True, per_image=False, classes=[0, 2], class_weights=[1.0, 0.5, 2.0],
-                    ignore_index=-1, empty_target="exclude", reduction="sum", name="my_dice")
+    loss = DiceLoss(
+        mode="multilabel",
+        from_logits=False,
+        smooth_nr=0.5,
+        smooth_dr=2.0,
+        squared=True,
+        log_loss=True,
+        soft_labels=True,
+        per_image=False,
+        classes=[0, 2],
+        class_weights=[1.0, 0.5, 2.0],
+        ignore_index=-1,
+        empty_target="exclude",
+        reduction="sum",
+        name="my_dice",
+    )
     config = loss.get_config()
     assert json.loads(json.dumps(config)) == config
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
@@ -148,12 +169,15 @@ def test_get_config_round_trips_every_option():
     assert clone.options == loss.options
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"mode": "binarie"}, ValueError, "mode must be one of"),
-    ({"empty_target": "x"}, ValueError, "empty_target must be one of"),
-    ({"class_weights": [1.0]}, ValueError, r"class_weights must have one weight per channel of the input \(3\)"),
-    ({"smooth_dr": float("nan")}, ValueError, "smooth_dr must be finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"mode": "binarie"}, ValueError, "mode must be one of"),
+        ({"empty_target": "x"}, ValueError, "empty_target must be one of"),
+        ({"class_weights": [1.0]}, ValueError, r"class_weights must have one weight per channel of the input \(3\)"),
+        ({"smooth_dr": float("nan")}, ValueError, "smooth_dr must be finite"),
+    ],
+)
 def test_bad_options_name_the_argument(kwargs, error, message):
     with pytest.raises(error, match=message):
         dice_loss(np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 3), "float32"), **kwargs)
@@ -190,11 +214,18 @@ def test_compiled_model_trains_saves_and_reloads_without_custom_objects(tmp_path
     assert history.history["loss"][-1] < history.history["loss"][0]
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("import keras, losses.keras; "
-            f"m = keras.models.load_model({str(path)!r}); "
-            "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    code = (
+        "import keras, losses.keras; "
+        f"m = keras.models.load_model({str(path)!r}); "
+        "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": BACKEND},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert reloaded["class"] == "DiceLoss"

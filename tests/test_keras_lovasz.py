@@ -84,6 +84,7 @@ def per_image_and_grad(loss, y_true, y_pred, options, compile_=BACKEND == "jax")
             values = FUNCTIONS[loss](y_true, x, **options)
             (grad,) = torch.autograd.grad(values.sum(), x)
             return values, grad
+
     values, grad = (compiled(step) if compile_ else step)(ops.convert_to_tensor(y_pred))
     return np.asarray(ops.convert_to_numpy(values), np.float64), np.asarray(ops.convert_to_numpy(grad), np.float64)
 
@@ -128,7 +129,8 @@ def test_negative_control_a_wrong_gradient_fails_the_check():
     if BACKEND == "jax":
         correct, wrong = compiled(correct), compiled(wrong)
     assert value_and_grad(wrong, [y_pred], framework="keras")[0] == pytest.approx(
-        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12)
+        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12
+    )
     check_gradient(correct, y_pred, framework="keras", rtol=1e-5, atol=1e-7)
     with pytest.raises(GradientMismatch):
         check_gradient(wrong, y_pred, framework="keras", rtol=1e-5, atol=1e-7)
@@ -141,8 +143,9 @@ def test_the_gradient_is_the_reference_weights_put_back_in_place(case):
     loss, logits, labels, options = case
     assume(options.pop("from_logits", True))
     y_pred, y_true = channels_last(logits, labels)
-    expected = (softmax_gradient if loss == "lovasz_softmax" else hinge_gradient)(logits, labels, reduction="sum",
-                                                                                  **options)
+    expected = (softmax_gradient if loss == "lovasz_softmax" else hinge_gradient)(
+        logits, labels, reduction="sum", **options
+    )
     if not options["per_image"]:
         expected = expected * logits.shape[0]  # every sample carries the batch loss
     for compile_ in MODES:
@@ -192,9 +195,13 @@ def test_keras_and_torch_agree_on_values_and_gradients(loss, per_image):
 
 # --- nothing fails silently -----------------------------------------------------------------------
 
+
 @examples(6)
-@given(lovasz_cases(max_side=3), st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
-       st.sampled_from([1.0, 1e4]))
+@given(
+    lovasz_cases(max_side=3),
+    st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
+    st.sampled_from([1.0, 1e4]),
+)
 def test_finite_input_gives_finite_results_eager_and_compiled(case, dtype, scale):
     loss, logits, labels, options = case
     if options.get("from_logits", True):
@@ -249,8 +256,9 @@ def test_labels_and_ignore_index_beyond_32_bits():
     big = labels.copy()
     big[0, 0] = 2**40
     ignored = float(LovaszSoftmaxLoss(ignore_index=2**40)(big, y_pred))
-    assert ignored == pytest.approx(reference_loss("lovasz_softmax", np.moveaxis(y_pred, -1, 1), big, "mean",
-                                                   ignore_index=2**40), rel=1e-6)
+    assert ignored == pytest.approx(
+        reference_loss("lovasz_softmax", np.moveaxis(y_pred, -1, 1), big, "mean", ignore_index=2**40), rel=1e-6
+    )
     with pytest.raises(ValueError, match=r"y_true labels must be in \[0, 3\).*1099511627777"):
         LovaszSoftmaxLoss(ignore_index=2**40)(np.where(big == 2**40, 2**40 + 1, big), y_pred)
 
@@ -289,6 +297,7 @@ def test_bad_values_name_the_argument():
 
 
 # --- classes, configs, training -------------------------------------------------------------------
+
 
 def test_the_class_average_of_a_row_without_classes_is_zero():
     per_class = ops.convert_to_tensor(np.array([[0.5, 0.25], [0.5, 0.25]]))

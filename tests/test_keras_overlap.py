@@ -35,10 +35,20 @@ from losses.keras._overlap import _overlap_stats_keras
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 
 BACKEND = keras.backend.backend()
-FUNCTIONS = {"dice": dice_loss, "jaccard": jaccard_loss, "tversky": tversky_loss,
-             "focal_tversky": focal_tversky_loss, "generalized_dice": generalized_dice_loss}
-CLASSES = {"dice": DiceLoss, "jaccard": JaccardLoss, "tversky": TverskyLoss, "focal_tversky": FocalTverskyLoss,
-           "generalized_dice": GeneralizedDiceLoss}
+FUNCTIONS = {
+    "dice": dice_loss,
+    "jaccard": jaccard_loss,
+    "tversky": tversky_loss,
+    "focal_tversky": focal_tversky_loss,
+    "generalized_dice": generalized_dice_loss,
+}
+CLASSES = {
+    "dice": DiceLoss,
+    "jaccard": JaccardLoss,
+    "tversky": TverskyLoss,
+    "focal_tversky": FocalTverskyLoss,
+    "generalized_dice": GeneralizedDiceLoss,
+}
 
 
 def channels_last(array):
@@ -70,12 +80,14 @@ def test_every_member_matches_the_reference_in_float64(case):
 def test_every_member_gradient_matches_central_differences(case):
     member, logits, target, options, _ = case
     if options["soft_labels"]:
-        p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
-                                                           options["ignore_index"])
+        p, g, v = reference.dice_probabilities_and_targets(
+            logits, target, options["mode"], options["from_logits"], options["ignore_index"]
+        )
         assume(bool(np.all(np.abs(p - g)[v > 0] > 1e-3)))  # |p − g| has a kink at p = g
     y_pred, y_true = keras_case(logits, target)
-    check_gradient(lambda x: mean(FUNCTIONS[member](y_true, x, **options)), y_pred, framework="keras",
-                   rtol=1e-4, atol=1e-6)
+    check_gradient(
+        lambda x: mean(FUNCTIONS[member](y_true, x, **options)), y_pred, framework="keras", rtol=1e-4, atol=1e-6
+    )
 
 
 def _tversky_with_frozen_false_positives(y_true, y_pred):
@@ -94,7 +106,8 @@ def test_negative_control_wrong_backward_fails_the_check():
     correct = lambda x: mean(tversky_loss(y_true, x, alpha=0.7, beta=0.3))  # noqa: E731
     wrong = lambda x: _tversky_with_frozen_false_positives(y_true, x)  # noqa: E731
     assert value_and_grad(wrong, [y_pred], framework="keras")[0] == pytest.approx(
-        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12)
+        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-12
+    )
     check_gradient(correct, y_pred, framework="keras")
     with pytest.raises(GradientMismatch):
         check_gradient(wrong, y_pred, framework="keras")
@@ -113,9 +126,11 @@ def test_a_per_pixel_sample_weight_is_a_weight_map(member):
     ignored[:, :, -2:] = IGNORE
     loss = CLASSES[member]()
     assert float(loss(labels, y_pred, sample_weight=weight)) == pytest.approx(
-        float(CLASSES[member](ignore_index=IGNORE)(ignored, y_pred)), rel=1e-5)
+        float(CLASSES[member](ignore_index=IGNORE)(ignored, y_pred)), rel=1e-5
+    )
     assert float(loss(labels, y_pred, sample_weight=weight[..., None])) == pytest.approx(
-        float(loss(labels, y_pred, sample_weight=weight)), rel=1e-6)
+        float(loss(labels, y_pred, sample_weight=weight)), rel=1e-6
+    )
     per_image = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](labels, y_pred)))
     assert float(loss(labels, y_pred, sample_weight=np.array([1.0, 0.0]))) == pytest.approx(per_image[0] / 2, rel=1e-5)
 
@@ -139,16 +154,24 @@ def test_a_model_with_tversky_trains_saves_and_reloads_without_custom_objects(tm
     model = keras.Model(inputs, outputs)
     loss = TverskyLoss(alpha=0.3, beta=0.7, empty_target="penalize")
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    history = model.fit(images, labels, sample_weight=np.ones((8, 16, 16), "float32"), epochs=6, batch_size=4,
-                        verbose=0)
+    history = model.fit(
+        images, labels, sample_weight=np.ones((8, 16, 16), "float32"), epochs=6, batch_size=4, verbose=0
+    )
     assert history.history["loss"][-1] < history.history["loss"][0]
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("import keras, losses.keras; "
-            f"m = keras.models.load_model({str(path)!r}); "
-            "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    code = (
+        "import keras, losses.keras; "
+        f"m = keras.models.load_model({str(path)!r}); "
+        "import json; print(json.dumps({'class': type(m.loss).__name__, 'config': m.loss.get_config()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": BACKEND},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert reloaded["class"] == "TverskyLoss"
@@ -162,10 +185,16 @@ def test_keras_tversky_weighs_false_negatives_with_alpha():
     probs = rng.uniform(0.05, 0.95, size=(1, 6, 7, 1)).astype("float32")
     target = (rng.uniform(size=(1, 6, 7, 1)) < 0.4).astype("float32")
     theirs = float(keras.losses.Tversky(alpha=0.8, beta=0.2)(target, probs))
-    ours = float(TverskyLoss(mode="binary", from_logits=False, alpha=0.2, beta=0.8, smooth_nr=0.0,
-                             smooth_dr=keras.backend.epsilon())(target, probs))
-    swapped = float(TverskyLoss(mode="binary", from_logits=False, alpha=0.8, beta=0.2, smooth_nr=0.0,
-                                smooth_dr=keras.backend.epsilon())(target, probs))
+    ours = float(
+        TverskyLoss(
+            mode="binary", from_logits=False, alpha=0.2, beta=0.8, smooth_nr=0.0, smooth_dr=keras.backend.epsilon()
+        )(target, probs)
+    )
+    swapped = float(
+        TverskyLoss(
+            mode="binary", from_logits=False, alpha=0.8, beta=0.2, smooth_nr=0.0, smooth_dr=keras.backend.epsilon()
+        )(target, probs)
+    )
     assert ours == pytest.approx(theirs, rel=1e-5)
     assert abs(swapped - theirs) > 1e-3
 

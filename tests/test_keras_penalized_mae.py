@@ -1,6 +1,5 @@
 """PenalizedMAELoss / penalized_mae in Keras 3 (any backend): values, hand-written gradients, errors."""
 
-
 import keras
 import numpy as np
 import pytest
@@ -118,13 +117,15 @@ def test_one_dimensional_inputs_are_batches_of_one_element_samples():
     assert tuple(loss.shape) == (5,)
     np.testing.assert_allclose(numpy(loss), reference.penalized_mae(y_pred, y_true, 0.7, 0.4, "none"), rtol=1e-12)
     weights = ops.convert_to_tensor(np.arange(1.0, 6.0))
-    _, grad = value_and_grad(lambda p, t: ops.sum(ops.multiply(penalized_mae(t, p, 0.7, 0.4), weights)),
-                             [y_pred, y_true], framework="keras")
+    _, grad = value_and_grad(
+        lambda p, t: ops.sum(ops.multiply(penalized_mae(t, p, 0.7, 0.4), weights)), [y_pred, y_true], framework="keras"
+    )
     expected = reference.penalized_mae_grad(y_pred, y_true, 0.7, 0.4, "none") * np.arange(1.0, 6.0)
     np.testing.assert_allclose(grad, expected, rtol=1e-12)
     mean = PenalizedMAELoss(0.7, 0.4, dtype="float64")(y_true, y_pred)
-    np.testing.assert_allclose(numpy(mean), reference.penalized_mae(y_pred, y_true, 0.7, 0.4),
-                               rtol=class_rtol("sum_over_batch_size"))
+    np.testing.assert_allclose(
+        numpy(mean), reference.penalized_mae(y_pred, y_true, 0.7, 0.4), rtol=class_rtol("sum_over_batch_size")
+    )
 
 
 @pytest.mark.parametrize("shape, per_sample", [((0, 4), (0,)), ((0,), (0,)), ((3, 0), (3,)), ((2, 0, 3), (2,))])
@@ -232,8 +233,9 @@ def test_gradient_at_kinks_is_documented_subgradient(delta):
     if delta == 0.0:
         expected[0, 2:4] = 0.0
     np.testing.assert_array_equal(grad, expected)
-    _, grad_true = value_and_grad(lambda t, p: ops.sum(penalized_mae(t, p, delta, 1.5)), [y_true, y_pred],
-                                  framework="keras")
+    _, grad_true = value_and_grad(
+        lambda t, p: ops.sum(penalized_mae(t, p, delta, 1.5)), [y_true, y_pred], framework="keras"
+    )
     np.testing.assert_array_equal(grad_true, -expected)
 
 
@@ -389,11 +391,14 @@ def test_mismatched_shapes_raise_naming_both():
 
 
 @pytest.mark.parametrize("name", ["delta", "penalty"])
-@pytest.mark.parametrize("value, error, message", [
-    (-0.5, ValueError, ">= 0; got -0.5"),
-    (float("inf"), ValueError, "finite"),
-    (None, TypeError, "real number"),
-])
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (-0.5, ValueError, ">= 0; got -0.5"),
+        (float("inf"), ValueError, "finite"),
+        (None, TypeError, "real number"),
+    ],
+)
 def test_bad_delta_or_penalty_raise(name, value, error, message):
     with pytest.raises(error, match=f"{name} must be .*{message}"):
         penalized_mae(np.zeros((1, 3)), np.zeros((1, 3)), **{name: value})

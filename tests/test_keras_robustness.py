@@ -53,10 +53,22 @@ from losses.keras import (
 )
 
 BACKEND = keras.backend.backend()
-FUNCTIONS = {"dice": dice_loss, "focal": focal_loss, "dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss,
-             "lovasz_softmax": lovasz_softmax_loss, "lovasz_hinge": lovasz_hinge_loss}
-CLASSES = {"dice": DiceLoss, "focal": FocalLoss, "dice_ce": DiceCELoss, "dice_focal": DiceFocalLoss,
-           "lovasz_softmax": LovaszSoftmaxLoss, "lovasz_hinge": LovaszHingeLoss}
+FUNCTIONS = {
+    "dice": dice_loss,
+    "focal": focal_loss,
+    "dice_ce": dice_ce_loss,
+    "dice_focal": dice_focal_loss,
+    "lovasz_softmax": lovasz_softmax_loss,
+    "lovasz_hinge": lovasz_hinge_loss,
+}
+CLASSES = {
+    "dice": DiceLoss,
+    "focal": FocalLoss,
+    "dice_ce": DiceCELoss,
+    "dice_focal": DiceFocalLoss,
+    "lovasz_softmax": LovaszSoftmaxLoss,
+    "lovasz_hinge": LovaszHingeLoss,
+}
 WITH_WEIGHT_MAP = ("dice", "focal", "dice_ce", "dice_focal")
 # The profile's examples shared among the losses: a third of them for each of the six (at least 2).
 _EXAMPLES = settings.default.max_examples
@@ -121,6 +133,7 @@ def per_image_and_grad(case, y_true, y_pred, compile_=False):
             values = fn(y_true, x, **options)
             (grad,) = torch.autograd.grad(values.sum(), x)
             return values, grad
+
     values, grad = (compiled(step) if compile_ else step)(ops.convert_to_tensor(y_pred))
     return np.asarray(ops.convert_to_numpy(values), np.float64), np.asarray(ops.convert_to_numpy(grad), np.float64)
 
@@ -151,8 +164,9 @@ def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_where_it_ente
     case, where, index = data.draw(poisoned_cases(loss, max_side=3))
     y_pred, y_true = keras_case(case.logits, case.target)
     values, grad = per_image_and_grad(case, y_true, y_pred.astype("float32"))
-    np.testing.assert_array_equal(~np.isfinite(values), non_finite_values(case, index, per_sample=True),
-                                  err_msg=f"{where} {index}")
+    np.testing.assert_array_equal(
+        ~np.isfinite(values), non_finite_values(case, index, per_sample=True), err_msg=f"{where} {index}"
+    )
     must, may = (channels_last(mask) for mask in non_finite_gradient(case, index))
     assert not np.isfinite(grad[must]).any(), (where, index)
     assert np.isfinite(grad[~may]).all(), (where, index)
@@ -161,9 +175,10 @@ def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_where_it_ente
     assert not np.isfinite(float(criterion(y_true, y_pred.astype("float32"), sample_weight=case.weight)))
 
 
-@pytest.mark.parametrize("loss, build, error, text",
-                         [pytest.param(loss, build, error, text, id=f"{loss}: {name}")
-                          for loss, name, build, error, text in bad_inputs()])
+@pytest.mark.parametrize(
+    "loss, build, error, text",
+    [pytest.param(loss, build, error, text, id=f"{loss}: {name}") for loss, name, build, error, text in bad_inputs()],
+)
 @PER_BAD_INPUT
 @given(seed=st.integers(0, 2**32 - 1))
 def test_bad_input_is_a_clear_error_naming_the_argument(loss, build, error, text, seed):
@@ -221,8 +236,9 @@ def test_float16_gradient_keeps_an_infinity_from_a_non_finite_input(value):
     infinite at its element, and in float16 it stays so (it came back as a finite ∓65504)."""
     y_pred = np.full((1, 1, 1, 1), 0.6, "float16")
     y_true = np.full((1, 1, 1, 1), value)
-    case = Case("focal", channels_first(y_pred), channels_first(y_true), {"mode": "binary", "from_logits": False,
-                                                                          "gamma": 0.0})
+    case = Case(
+        "focal", channels_first(y_pred), channels_first(y_true), {"mode": "binary", "from_logits": False, "gamma": 0.0}
+    )
     _, grad = per_image_and_grad(case, y_true, y_pred)
     assert np.isinf(grad).all(), grad
 
@@ -242,18 +258,23 @@ def test_unknown_rank_inside_tf_function_is_a_clear_error(loss):
     import tensorflow as tf
 
     channels = 1 if loss == "lovasz_hinge" else 3
-    fn = tf.function(lambda t, p: CLASSES[loss]()(t, p),
-                     input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, channels))])
+    fn = tf.function(
+        lambda t, p: CLASSES[loss]()(t, p),
+        input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec((None, None, None, channels))],
+    )
     with pytest.raises(ValueError, match="y_true must have a known rank"):
         fn(np.zeros((1, 2, 2), "int64"), np.zeros((1, 2, 2, channels), "float32"))
 
 
 @pytest.mark.parametrize("loss", WITH_WEIGHT_MAP)
-@pytest.mark.parametrize("weight, text", [
-    (np.ones((2, 4, 5)), r"weight has shape \(2, 4, 5\); expected a weight per position"),
-    (-np.ones((2, 4, 4)), r"weight must be finite and >= 0; found \[-1.0\]"),
-    (np.full((2, 4, 4), np.nan), r"weight must be finite and >= 0; found \[nan\]"),
-])
+@pytest.mark.parametrize(
+    "weight, text",
+    [
+        (np.ones((2, 4, 5)), r"weight has shape \(2, 4, 5\); expected a weight per position"),
+        (-np.ones((2, 4, 4)), r"weight must be finite and >= 0; found \[-1.0\]"),
+        (np.full((2, 4, 4), np.nan), r"weight must be finite and >= 0; found \[nan\]"),
+    ],
+)
 def test_a_bad_weight_map_is_a_clear_error(loss, weight, text):
     y_pred = np.zeros((2, 4, 4, 3), "float32")
     with pytest.raises(ValueError, match=text):
@@ -265,8 +286,9 @@ def test_a_weight_map_for_a_loss_without_one_is_a_clear_error(loss):
     """The Lovász losses take one weight per image: a weight per position is no silent broadcast."""
     channels = 1 if loss == "lovasz_hinge" else 3
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(B,\)"):
-        CLASSES[loss]()(np.zeros((2, 4, 4), "int64"), np.zeros((2, 4, 4, channels), "float32"),
-                        sample_weight=np.ones((2, 4, 4)))
+        CLASSES[loss]()(
+            np.zeros((2, 4, 4), "int64"), np.zeros((2, 4, 4, channels), "float32"), sample_weight=np.ones((2, 4, 4))
+        )
 
 
 def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_path):
@@ -274,10 +296,17 @@ def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_
     model.compile(optimizer="sgd", loss=dice_loss)
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("import keras, losses.keras; "
-            f"m = keras.models.load_model({str(path)!r}); "
-            "print(m.loss.__module__, m.loss.__name__)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    code = (
+        "import keras, losses.keras; "
+        f"m = keras.models.load_model({str(path)!r}); "
+        "print(m.loss.__module__, m.loss.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": BACKEND},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "losses.keras._overlap dice_loss"

@@ -30,8 +30,12 @@ import losses.keras
 BACKEND = keras.backend.backend()
 FUNCTIONS = {name: getattr(losses.keras, name) for name in NAMES}
 FLOAT_DTYPES = ["float16", "bfloat16", "float32", "float64"]
-DTYPE_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38,
-             "float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
+DTYPE_MAX = {
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+    "float32": float(np.finfo(np.float32).max),
+    "float64": float(np.finfo(np.float64).max),
+}
 
 
 def summed(name, alpha, straight_through=False, dtype=None):
@@ -39,6 +43,7 @@ def summed(name, alpha, straight_through=False, dtype=None):
         if dtype is not None:
             t = ops.cast(t, dtype)
         return ops.sum(FUNCTIONS[name](t, alpha, straight_through=straight_through))
+
     return fn
 
 
@@ -47,8 +52,9 @@ def numpy(tensor):
 
 
 def grad_of(name, x, alpha, straight_through):
-    return value_and_grad(summed(name, alpha, straight_through), [np.asarray(x, dtype=np.float64)],
-                          framework="keras")[1]
+    return value_and_grad(summed(name, alpha, straight_through), [np.asarray(x, dtype=np.float64)], framework="keras")[
+        1
+    ]
 
 
 def test_exported():
@@ -60,6 +66,7 @@ def test_exported():
 # ------------------------------------------------------------------------------------------------
 # Gradients against central differences (float64), and the negative control
 # ------------------------------------------------------------------------------------------------
+
 
 @given(st.sampled_from(NAMES), xs, alphas)
 @example("soft_round", np.array([0.3, 2.7, -4.2]), 1000.0)
@@ -109,14 +116,16 @@ def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
 # Against the reference, and the C1 points
 # ------------------------------------------------------------------------------------------------
 
+
 @given(st.sampled_from(NAMES), xs, alphas, st.booleans())
 def test_value_and_gradient_match_reference_in_float64(name, x, alpha, straight_through):
     value = numpy(FUNCTIONS[name](ops.convert_to_tensor(x), alpha, straight_through=straight_through))
     assert value.dtype == np.float64
     expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
     np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grad_of(name, x, alpha, straight_through),
-                               reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        grad_of(name, x, alpha, straight_through), reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
@@ -130,13 +139,15 @@ def test_continuous_and_c1_where_floor_changes_branch(name, alpha):
     documented = alpha / math.sinh(alpha)
     for straight_through in (False, True):
         for delta in (0.0, 1e-12, -1e-12):
-            np.testing.assert_allclose(grad_of(name, points + delta, alpha, straight_through), documented,
-                                       rtol=1e-9, atol=1e-14 * alpha)
+            np.testing.assert_allclose(
+                grad_of(name, points + delta, alpha, straight_through), documented, rtol=1e-9, atol=1e-14 * alpha
+            )
 
 
 # ------------------------------------------------------------------------------------------------
 # Limits and identities
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("alpha", [20.0, spec.ALPHA_MAX])
@@ -169,13 +180,16 @@ def test_small_alpha_approaches_the_smooth_end(alpha):
 def test_floor_and_ceil_are_shifted_round_exactly(dtype, x, alpha):
     t = ops.convert_to_tensor(x.astype(dtype))
     soft_round = losses.keras.soft_round
-    np.testing.assert_array_equal(numpy(losses.keras.soft_floor(t, alpha)), numpy(soft_round(ops.subtract(t, 0.5), alpha)))
+    np.testing.assert_array_equal(
+        numpy(losses.keras.soft_floor(t, alpha)), numpy(soft_round(ops.subtract(t, 0.5), alpha))
+    )
     np.testing.assert_array_equal(numpy(losses.keras.soft_ceil(t, alpha)), numpy(soft_round(ops.add(t, 0.5), alpha)))
 
 
 # ------------------------------------------------------------------------------------------------
 # Straight-through forms
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -187,8 +201,13 @@ def test_straight_through_forward_is_the_hard_function_bit_for_bit(name, dtype):
     # the hard value of any float is exact in the input's dtype, in float64, and so in the result's
     np.testing.assert_array_equal(numpy(value), reference.HARD[name](numpy(ops.cast(x, "float64"))))
     if kept == "float32":  # Keras's own floor and ceil compute float64 in float32 on JAX and torch
-        own = {"soft_round": ops.round, "soft_floor": ops.floor, "soft_ceil": ops.ceil,
-               "soft_step": lambda t: ops.multiply(ops.add(ops.sign(t), 1.0), 0.5), "soft_sign": ops.sign}[name]
+        own = {
+            "soft_round": ops.round,
+            "soft_floor": ops.floor,
+            "soft_ceil": ops.ceil,
+            "soft_step": lambda t: ops.multiply(ops.add(ops.sign(t), 1.0), 0.5),
+            "soft_sign": ops.sign,
+        }[name]
         hard = numpy(ops.cast(own(x), kept))
         np.testing.assert_array_equal(numpy(value).view(np.int32), hard.view(np.int32))  # signed zeros too
 
@@ -196,13 +215,15 @@ def test_straight_through_forward_is_the_hard_function_bit_for_bit(name, dtype):
 @pytest.mark.parametrize("name", NAMES)
 @given(x=xs, alpha=alphas)
 def test_straight_through_gradient_equals_the_soft_gradient(name, x, alpha):
-    np.testing.assert_allclose(grad_of(name, x, alpha, True), grad_of(name, x, alpha, False),
-                               rtol=1e-12, atol=1e-13 * alpha)
+    np.testing.assert_allclose(
+        grad_of(name, x, alpha, True), grad_of(name, x, alpha, False), rtol=1e-12, atol=1e-13 * alpha
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Finiteness and dtypes
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -220,8 +241,11 @@ def test_values_and_gradients_are_finite_on_the_grid(name, dtype, alpha, straigh
 # At ±inf: the rounding family has no value (its formula gives NaN) but its hard form does; step and
 # sign have their limits, with derivative 0 (as sigmoid and tanh do). NaN gives NaN everywhere.
 AT_INFINITY = {  # name: (soft value at +inf, hard value at +inf, derivative at ±inf)
-    "soft_round": (np.nan, np.inf, np.nan), "soft_floor": (np.nan, np.inf, np.nan),
-    "soft_ceil": (np.nan, np.inf, np.nan), "soft_step": (1.0, 1.0, 0.0), "soft_sign": (1.0, 1.0, 0.0),
+    "soft_round": (np.nan, np.inf, np.nan),
+    "soft_floor": (np.nan, np.inf, np.nan),
+    "soft_ceil": (np.nan, np.inf, np.nan),
+    "soft_step": (1.0, 1.0, 0.0),
+    "soft_sign": (1.0, 1.0, 0.0),
 }
 
 
@@ -257,8 +281,9 @@ def test_32_bit_tanh_and_floor_are_rebuilt_in_the_input_dtype(monkeypatch):
     np.testing.assert_allclose(numpy(tanh), np.tanh(x), rtol=1e-15, atol=1e-16)
     np.testing.assert_array_equal(numpy(floor), np.floor(x))
     if BACKEND != "torch":  # the torch backend runs the PyTorch frontend's surrogates, not these ops
-        np.testing.assert_allclose(numpy(FUNCTIONS["soft_sign"](x[:3], 3.0)), reference.soft_sign(x[:3], 3.0),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            numpy(FUNCTIONS["soft_sign"](x[:3], 3.0)), reference.soft_sign(x[:3], 3.0), rtol=1e-12
+        )
         np.testing.assert_allclose(numpy(FUNCTIONS["soft_floor"](x, 3.0)), reference.soft_floor(x, 3.0), rtol=1e-12)
         np.testing.assert_array_equal(numpy(FUNCTIONS["soft_floor"](x, 3.0, straight_through=True)), np.floor(x))
 
@@ -268,13 +293,16 @@ def test_low_precision_is_computed_in_float32():
     for name in NAMES:
         half = FUNCTIONS[name](ops.cast(x, "float16"), 4.0)
         assert keras.backend.standardize_dtype(half.dtype) == "float32"
-        np.testing.assert_array_equal(numpy(half), numpy(FUNCTIONS[name](ops.cast(ops.cast(x, "float16"), "float32"), 4.0)))
+        np.testing.assert_array_equal(
+            numpy(half), numpy(FUNCTIONS[name](ops.cast(ops.cast(x, "float16"), "float32"), 4.0))
+        )
         assert keras.backend.standardize_dtype(FUNCTIONS[name](ops.cast(x, "bfloat16"), 4.0).dtype) == "float32"
 
 
 # ------------------------------------------------------------------------------------------------
 # Options
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_options_raise_clear_errors(name):
@@ -306,6 +334,7 @@ def test_symbolic_inputs_in_a_functional_model():
 # ------------------------------------------------------------------------------------------------
 # Compiled graphs, per backend
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function and GradientTape are TensorFlow's")
 @pytest.mark.parametrize("jit_compile", [False, True])

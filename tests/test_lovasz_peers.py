@@ -24,8 +24,7 @@ CASES = json.loads(str(DATA["cases"]))
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[c["peer"] for c in CASES])
-@pytest.mark.parametrize("dtype, kernels", [(torch.float64, "auto"), (torch.float32, "auto"),
-                                            (torch.float32, "torch")])
+@pytest.mark.parametrize("dtype, kernels", [(torch.float64, "auto"), (torch.float32, "auto"), (torch.float32, "torch")])
 def test_matches_the_peer(index, dtype, kernels, monkeypatch):
     case = CASES[index]
     monkeypatch.setenv("LOSSES_KERNELS", kernels)
@@ -34,8 +33,9 @@ def test_matches_the_peer(index, dtype, kernels, monkeypatch):
     (grad,) = torch.autograd.grad(value, x)
     expected_grad = DATA[f"grad_{index}"]
     assert value.item() == pytest.approx(float(DATA[f"value_{index}"]), rel=2e-6, abs=1e-6)
-    np.testing.assert_allclose(grad.double().numpy(), expected_grad, rtol=1e-4,
-                               atol=1e-5 * float(np.abs(expected_grad).max()))
+    np.testing.assert_allclose(
+        grad.double().numpy(), expected_grad, rtol=1e-4, atol=1e-5 * float(np.abs(expected_grad).max())
+    )
 
 
 def test_the_records_cover_both_peers_both_losses_and_every_option():

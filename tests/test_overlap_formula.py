@@ -20,13 +20,21 @@ def member_options(draw):
     name = draw(st.sampled_from(sorted(MEMBERS)))
     accepted = MEMBERS[name].accepts()
     smooth_nr = draw(st.sampled_from([0.0, 1e-5, 1.0]))
-    options = dict(smooth_nr=smooth_nr, smooth_dr=draw(st.sampled_from([1e-5, 1.0] + ([0.0] if smooth_nr == 0 else []))),
-                   soft_labels=draw(st.booleans()))
-    choices = dict(squared=st.booleans(), log_loss=st.booleans(),
-                   empty_target=st.sampled_from(["smooth", "exclude", "penalize"]),
-                   average=st.sampled_from(["macro", "micro"]), alpha=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
-                   beta=st.sampled_from([0.2, 0.7, 1.0]), gamma=st.sampled_from([0.5, 0.75, 1.0, 2.0]),
-                   weight_type=st.sampled_from(["square", "simple", "uniform"]))
+    options = dict(
+        smooth_nr=smooth_nr,
+        smooth_dr=draw(st.sampled_from([1e-5, 1.0] + ([0.0] if smooth_nr == 0 else []))),
+        soft_labels=draw(st.booleans()),
+    )
+    choices = dict(
+        squared=st.booleans(),
+        log_loss=st.booleans(),
+        empty_target=st.sampled_from(["smooth", "exclude", "penalize"]),
+        average=st.sampled_from(["macro", "micro"]),
+        alpha=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
+        beta=st.sampled_from([0.2, 0.7, 1.0]),
+        gamma=st.sampled_from([0.5, 0.75, 1.0, 2.0]),
+        weight_type=st.sampled_from(["square", "simple", "uniform"]),
+    )
     for key, strategy in choices.items():
         if key in accepted:
             options[key] = draw(strategy)
@@ -66,17 +74,25 @@ def test_negative_control_a_denominator_held_constant_fails_the_comparison():
     stats = np.random.default_rng(6).uniform(0.5, 5.0, size=(2, 3, 7))
     weights, options = np.ones(3), OverlapOptions.create()
     leaf = torch.tensor(stats, requires_grad=True)
-    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM:PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1:]], -1)
+    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM : PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1 :]], -1)
     (wrong_grad,) = torch.autograd.grad(overlap_loss(TorchOps, held, torch.tensor(weights), options.form).sum(), leaf)
     _, grad = overlap_loss(NumpyOps, stats, weights, options.form, with_grad=True)
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, options", [("dice", {}), ("dice", {"log_loss": True, "squared": True}),
-                                           ("dice", {"empty_target": "penalize"}), ("jaccard", {"average": "micro"}),
-                                           ("tversky", {"empty_target": "exclude", "soft_labels": True}),
-                                           ("focal_tversky", {}), ("generalized_dice", {})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("dice", {}),
+        ("dice", {"log_loss": True, "squared": True}),
+        ("dice", {"empty_target": "penalize"}),
+        ("jaccard", {"average": "micro"}),
+        ("tversky", {"empty_target": "exclude", "soft_labels": True}),
+        ("focal_tversky", {}),
+        ("generalized_dice", {}),
+    ],
+)
 def test_a_nan_row_gives_a_nan_loss_and_derivative_and_finite_values_elsewhere(name, options):
     stats = np.random.default_rng(7).uniform(0.5, 5.0, size=(3, 2, 7))
     stats[1] = np.nan
@@ -96,8 +112,18 @@ def sums_of(seed):
     g = (rng.uniform(size=(3, 4, 50)) < 0.3).astype(float)
     g[0, 2] = 0.0  # a class absent from one image
     g[1] = 0.0  # an image with no class at all
-    return np.stack([(p * g).sum(-1), p.sum(-1), g.sum(-1), (p * p).sum(-1), (g * g).sum(-1),
-                     np.abs(p - g).sum(-1), np.full((3, 4), 50.0)], -1)
+    return np.stack(
+        [
+            (p * g).sum(-1),
+            p.sum(-1),
+            g.sum(-1),
+            (p * p).sum(-1),
+            (g * g).sum(-1),
+            np.abs(p - g).sum(-1),
+            np.full((3, 4), 50.0),
+        ],
+        -1,
+    )
 
 
 def test_members_reduce_to_one_another_where_they_should():
@@ -110,7 +136,9 @@ def test_members_reduce_to_one_another_where_they_should():
     def value(name, **options):
         return overlap_loss(NumpyOps, stats, weights, OverlapOptions.create(name, **options).form)
 
-    np.testing.assert_allclose(value("tversky", smooth_nr=0.5, smooth_dr=0.5), value("dice", smooth_nr=1.0, smooth_dr=1.0))
+    np.testing.assert_allclose(
+        value("tversky", smooth_nr=0.5, smooth_dr=0.5), value("dice", smooth_nr=1.0, smooth_dr=1.0)
+    )
     np.testing.assert_allclose(value("tversky", alpha=1.0, beta=1.0), value("jaccard"))
     np.testing.assert_allclose(value("focal_tversky", alpha=0.5, beta=0.5, gamma=1.0), value("tversky"))
     np.testing.assert_allclose(value("generalized_dice", weight_type="uniform"), value("dice", average="micro"))
@@ -121,10 +149,10 @@ def test_generalized_weights_of_absent_classes_and_empty_images():
     """A class absent from the target gets the largest weight of the present ones (no infinity);
     an image with no class present only its smoothing, 1 − s_nr / s_dr."""
     stats = np.zeros((2, 3, 7))
-    stats[0, 0] = [2.0, 4.0, 4.0, 0, 0, 0, 10]   # present, G = 4
-    stats[0, 1] = [0.0, 3.0, 0.0, 0, 0, 0, 10]   # absent from the target, predicted
-    stats[0, 2] = [1.0, 2.0, 2.0, 0, 0, 0, 10]   # present, G = 2: the largest weight 1/4
-    stats[1, :, 1] = 1.0                          # nothing present at all
+    stats[0, 0] = [2.0, 4.0, 4.0, 0, 0, 0, 10]  # present, G = 4
+    stats[0, 1] = [0.0, 3.0, 0.0, 0, 0, 0, 10]  # absent from the target, predicted
+    stats[0, 2] = [1.0, 2.0, 2.0, 0, 0, 0, 10]  # present, G = 2: the largest weight 1/4
+    stats[1, :, 1] = 1.0  # nothing present at all
     form = OverlapOptions.create("generalized_dice", smooth_nr=1e-5, smooth_dr=1e-3).form
     loss, grad = overlap_loss(NumpyOps, stats, np.ones(3), form, with_grad=True)
     w = np.array([1 / 16, 1 / 4, 1 / 4])
@@ -135,18 +163,26 @@ def test_generalized_weights_of_absent_classes_and_empty_images():
     assert np.isfinite(grad).all() and np.all(grad[1] == 0)
 
 
-@pytest.mark.parametrize("name, options, error, text", [
-    ("tversky", {"alpha": -0.1}, ValueError, "alpha must be >= 0"),
-    ("tversky", {"alpha": 0.0, "beta": 0.0}, ValueError, "alpha and beta must not both be 0"),
-    ("focal_tversky", {"gamma": 0.0}, ValueError, "gamma must be > 0"),
-    ("focal_tversky", {"gamma": float("nan")}, ValueError, "gamma must be finite"),
-    ("generalized_dice", {"weight_type": "cubic"}, ValueError, "weight_type must be one of"),
-    ("generalized_dice", {"empty_target": "exclude"}, TypeError, "GeneralizedDiceLoss takes no option 'empty_target'"),
-    ("tversky", {"squared": True}, TypeError, "TverskyLoss takes no option 'squared'"),
-    ("focal_tversky", {"log_loss": True}, TypeError, "FocalTverskyLoss takes no option 'log_loss'"),
-    ("dice", {"alpha": 0.3}, TypeError, "DiceLoss takes no option 'alpha'"),
-    ("dice", {"average": "weighted"}, ValueError, "average must be one of 'macro', 'micro'"),
-])
+@pytest.mark.parametrize(
+    "name, options, error, text",
+    [
+        ("tversky", {"alpha": -0.1}, ValueError, "alpha must be >= 0"),
+        ("tversky", {"alpha": 0.0, "beta": 0.0}, ValueError, "alpha and beta must not both be 0"),
+        ("focal_tversky", {"gamma": 0.0}, ValueError, "gamma must be > 0"),
+        ("focal_tversky", {"gamma": float("nan")}, ValueError, "gamma must be finite"),
+        ("generalized_dice", {"weight_type": "cubic"}, ValueError, "weight_type must be one of"),
+        (
+            "generalized_dice",
+            {"empty_target": "exclude"},
+            TypeError,
+            "GeneralizedDiceLoss takes no option 'empty_target'",
+        ),
+        ("tversky", {"squared": True}, TypeError, "TverskyLoss takes no option 'squared'"),
+        ("focal_tversky", {"log_loss": True}, TypeError, "FocalTverskyLoss takes no option 'log_loss'"),
+        ("dice", {"alpha": 0.3}, TypeError, "DiceLoss takes no option 'alpha'"),
+        ("dice", {"average": "weighted"}, ValueError, "average must be one of 'macro', 'micro'"),
+    ],
+)
 def test_bad_options_name_the_argument(name, options, error, text):
     with pytest.raises(error, match=text):
         OverlapOptions.create(name, **options)

@@ -36,8 +36,12 @@ def test_matches_the_peer(index, kernels, monkeypatch):
     # in float32 and Σp² as the square of a norm.
     tolerance = 1e-7 if dtype == torch.float64 else 2e-5
     assert value.item() == pytest.approx(float(DATA[f"value_{index}"]), rel=tolerance, abs=tolerance)
-    np.testing.assert_allclose(grad.double().numpy(), DATA[f"grad_{index}"], rtol=10 * tolerance,
-                               atol=tolerance * float(np.abs(DATA[f"grad_{index}"]).max()))
+    np.testing.assert_allclose(
+        grad.double().numpy(),
+        DATA[f"grad_{index}"],
+        rtol=10 * tolerance,
+        atol=tolerance * float(np.abs(DATA[f"grad_{index}"]).max()),
+    )
 
 
 def test_the_records_cover_every_peer_and_member():

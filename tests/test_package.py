@@ -15,8 +15,10 @@ def run_python(code: str) -> str:
 
 
 def test_import_losses_loads_no_framework():
-    code = ("import sys, losses; print(losses.__version__); "
-            "print(' '.join(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))")
+    code = (
+        "import sys, losses; print(losses.__version__); "
+        "print(' '.join(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))"
+    )
     version, *leaked = run_python(code).splitlines()
     assert version
     assert leaked in ([], [""]), f"import losses imported {leaked}"
@@ -28,7 +30,9 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_info_names_the_imported_file():
-    result = subprocess.run([sys.executable, "-m", "losses", "info"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "losses", "info"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "losses/__init__.py" in result.stdout
 

@@ -48,8 +48,9 @@ def to_channels_last(array):
 
 def keras_grad(fn, prediction, target):
     """Gradient of fn(y_true, y_pred) with respect to y_pred, channels last in, channels first out."""
-    _, grad = value_and_grad(lambda p, t: fn(t, p), [to_channels_last(prediction), to_channels_last(target)],
-                             framework="keras")
+    _, grad = value_and_grad(
+        lambda p, t: fn(t, p), [to_channels_last(prediction), to_channels_last(target)], framework="keras"
+    )
     return np.moveaxis(grad, -1, 1)
 
 
@@ -68,8 +69,9 @@ def test_mean_loss_and_gradient_agree(dtype, rtol, case):
     expected = reference.penalized_mae(prediction, target, delta, penalty, "mean")
     expected_grad = reference.penalized_mae_grad(prediction, target, delta, penalty, "mean")
 
-    torch_loss, torch_grad = torch_value_and_grad(prediction, target, getattr(torch, dtype), delta=delta,
-                                                  penalty=penalty)
+    torch_loss, torch_grad = torch_value_and_grad(
+        prediction, target, getattr(torch, dtype), delta=delta, penalty=penalty
+    )
     # Equal-sized samples: the Keras batch mean of per-sample means is the mean over every element.
     keras_loss = KerasPenalizedMAELoss(delta, penalty, dtype=dtype)
     keras_value = keras_loss(to_channels_last(target), to_channels_last(prediction))
@@ -86,12 +88,15 @@ def test_mean_loss_and_gradient_agree(dtype, rtol, case):
 @given(case=channels_first_cases())
 def test_per_sample_and_per_element_agree(case):
     prediction, target, delta, penalty = case
-    per_element, element_grad = torch_value_and_grad(prediction, target, torch.float64, delta=delta,
-                                                     penalty=penalty, reduction="none")
-    np.testing.assert_allclose(per_element, reference.penalized_mae(prediction, target, delta, penalty, "none"),
-                               rtol=1e-12)
-    np.testing.assert_allclose(element_grad, reference.penalized_mae_grad(prediction, target, delta, penalty, "none"),
-                               rtol=1e-12)
+    per_element, element_grad = torch_value_and_grad(
+        prediction, target, torch.float64, delta=delta, penalty=penalty, reduction="none"
+    )
+    np.testing.assert_allclose(
+        per_element, reference.penalized_mae(prediction, target, delta, penalty, "none"), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        element_grad, reference.penalized_mae_grad(prediction, target, delta, penalty, "none"), rtol=1e-12
+    )
 
     per_sample = keras_penalized_mae(to_channels_last(target), to_channels_last(prediction), delta, penalty)
     expected = reference.penalized_mae(prediction, target, delta, penalty, "per_sample")
@@ -117,8 +122,10 @@ def test_kink_subgradients_agree():
 def test_an_empty_batch_gives_the_same_result_in_both_frontends(shape):
     """The reduction of nothing, as in torch.nn.functional: the sum is 0, the mean NaN."""
     prediction, target = np.ones(shape), np.zeros(shape)
-    for torch_reduction, keras_reductions, expected in (("mean", ("sum_over_batch_size", "mean"), np.nan),
-                                                        ("sum", ("sum",), 0.0)):
+    for torch_reduction, keras_reductions, expected in (
+        ("mean", ("sum_over_batch_size", "mean"), np.nan),
+        ("sum", ("sum",), 0.0),
+    ):
         loss, grad = torch_value_and_grad(prediction, target, torch.float32, reduction=torch_reduction)
         np.testing.assert_array_equal(loss, expected)
         assert grad.shape == shape
@@ -133,8 +140,9 @@ def test_non_finite_inputs_give_the_same_result_in_both_frontends():
     target = np.array([0.0, 0.0, 1.0, np.inf, np.nan, 0.5])
     per_element, grad = torch_value_and_grad(prediction, target, torch.float64, reduction="none")
     keras_loss = np.asarray(ops.convert_to_numpy(keras_penalized_mae(target, prediction)))  # rank 1: per element
-    _, keras_grad_ = value_and_grad(lambda p, t: ops.sum(keras_penalized_mae(t, p)), [prediction, target],
-                                    framework="keras")
+    _, keras_grad_ = value_and_grad(
+        lambda p, t: ops.sum(keras_penalized_mae(t, p)), [prediction, target], framework="keras"
+    )
     np.testing.assert_array_equal(per_element, keras_loss)
     np.testing.assert_array_equal(grad, keras_grad_)
     assert not np.isfinite(per_element[:5]).any() and not np.isfinite(grad[:5]).any()

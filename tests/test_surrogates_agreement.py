@@ -32,8 +32,7 @@ def torch_value_and_grad(name, x, alpha, straight_through):
 def keras_value_and_grad(name, x, alpha, straight_through):
     fn = getattr(losses.keras, name)
     value = ops.convert_to_numpy(fn(ops.convert_to_tensor(x), alpha, straight_through=straight_through))
-    _, grad = value_and_grad(lambda t: ops.sum(fn(t, alpha, straight_through=straight_through)), [x],
-                             framework="keras")
+    _, grad = value_and_grad(lambda t: ops.sum(fn(t, alpha, straight_through=straight_through)), [x], framework="keras")
     return value, grad
 
 
@@ -97,14 +96,18 @@ def test_same_signature_and_defaults_in_both_frontends():
         for p in ("alpha", "straight_through"):
             assert torch_sig.parameters[p].default == keras_sig.parameters[p].default
         assert torch_sig.parameters["alpha"].default == spec.DEFAULT_ALPHA
-        assert getattr(losses.torch, name).__doc__.split("Example:")[0] == \
-            getattr(losses.keras, name).__doc__.split("Example:")[0]
+        assert (
+            getattr(losses.torch, name).__doc__.split("Example:")[0]
+            == getattr(losses.keras, name).__doc__.split("Example:")[0]
+        )
 
 
 def python_blocks(markdown: str) -> list[str]:
     """The page's python code blocks, each padded with newlines so tracebacks give the page's line."""
-    return ["\n" * markdown[:m.start(1)].count("\n") + m.group(1)
-            for m in re.finditer(r"^```python\n(.*?)^```", markdown, flags=re.M | re.S)]
+    return [
+        "\n" * markdown[: m.start(1)].count("\n") + m.group(1)
+        for m in re.finditer(r"^```python\n(.*?)^```", markdown, flags=re.M | re.S)
+    ]
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the page's example is written for TensorFlow")

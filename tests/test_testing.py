@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 def test_numeric_gradient_of_a_non_contiguous_input():
     x = np.moveaxis(np.arange(12.0).reshape(2, 3, 2), 1, -1)  # a strided view
-    grad = numeric_gradient(lambda t: (t ** 2).sum(), [x])
+    grad = numeric_gradient(lambda t: (t**2).sum(), [x])
     np.testing.assert_allclose(grad, 2 * x, rtol=1e-6)
 
 
@@ -76,7 +76,7 @@ def test_a_gradient_that_cannot_be_checked_fails_and_says_so():
     class Cusp(torch.autograd.Function):  # finite at 0, NaN on both sides; a finite backward
         @staticmethod
         def forward(ctx, x):
-            return torch.sqrt(-(x ** 2)).sum()
+            return torch.sqrt(-(x**2)).sum()
 
         @staticmethod
         def backward(ctx, g):

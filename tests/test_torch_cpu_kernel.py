@@ -20,8 +20,10 @@ from dice_cases import dice_cases
 from losses.torch._kernels import cpu as cpu_kernels
 from losses.torch.functional import dice_loss
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None and shutil.which("gcc") is None,
-                                reason="no C compiler: the portable path runs instead")
+pytestmark = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC") or "cc") is None and shutil.which("gcc") is None,
+    reason="no C compiler: the portable path runs instead",
+)
 
 
 @contextlib.contextmanager
@@ -49,12 +51,14 @@ def fused_matches_portable(logits, target, reduction="mean", upstream=None, **op
     """The fused float32 passes against the portable path in float64: value and gradient."""
     with kernels("auto"):
         label_map = tuple(np.shape(target)) != tuple(np.shape(logits))
-        assert cpu_kernels.supports(torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target),
-                                    options["mode"], label_map)
+        assert cpu_kernels.supports(
+            torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target), options["mode"], label_map
+        )
         loss, grad = loss_and_grad(np.asarray(logits, np.float32), target, reduction, upstream, **options)
     with kernels("torch"):
-        expected_loss, expected_grad = loss_and_grad(np.asarray(logits, np.float64), target, reduction, upstream,
-                                                     **options)
+        expected_loss, expected_grad = loss_and_grad(
+            np.asarray(logits, np.float64), target, reduction, upstream, **options
+        )
     np.testing.assert_allclose(loss, expected_loss, rtol=2e-5, atol=2e-6)
     scale = max(1.0, float(np.abs(expected_grad).max()))
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=2e-6 * scale)
@@ -94,8 +98,9 @@ def test_label_dtypes_and_sizes_beyond_one_task(dtype, mode, ignore_index):
         labels[rng.uniform(size=labels.shape) < 0.2] = 255
     target = torch.as_tensor(labels).to(dtype)
     for per_image in (True, False):
-        fused_matches_portable(logits, target, mode=mode, ignore_index=ignore_index, per_image=per_image,
-                               squared=ignore_index is not None)
+        fused_matches_portable(
+            logits, target, mode=mode, ignore_index=ignore_index, per_image=per_image, squared=ignore_index is not None
+        )
 
 
 def test_multilabel_and_soft_multiclass_targets():
@@ -104,8 +109,13 @@ def test_multilabel_and_soft_multiclass_targets():
     fused_matches_portable(logits, (rng.uniform(size=logits.shape) < 0.3).astype(np.float32), mode="multilabel")
     soft = np.exp(rng.normal(size=logits.shape))
     fused_matches_portable(logits, soft / soft.sum(1, keepdims=True), mode="multiclass", soft_labels=True)
-    fused_matches_portable(logits, (rng.uniform(size=logits.shape) < 0.3).astype(bool), mode="multilabel",
-                           ignore_index=1, empty_target="penalize")
+    fused_matches_portable(
+        logits,
+        (rng.uniform(size=logits.shape) < 0.3).astype(bool),
+        mode="multilabel",
+        ignore_index=1,
+        empty_target="penalize",
+    )
 
 
 def test_a_wrong_gradient_pass_fails_the_comparison(monkeypatch):
@@ -195,11 +205,13 @@ def test_without_gradient_and_with_the_portable_path_forced():
 
 
 def test_without_a_compiler_the_portable_path_runs(tmp_path):
-    code = ("import torch\nfrom losses.torch._kernels import cpu\nfrom losses.torch.functional import dice_loss\n"
-            "x = torch.randn(2, 3, 4, 4, requires_grad=True)\n"
-            "dice_loss(x, torch.randint(0, 3, (2, 4, 4))).backward()\n"
-            "assert cpu.library() is None and 'no C compiler' in cpu.build_error(), cpu.build_error()\n"
-            "assert torch.isfinite(x.grad).all()\n")
+    code = (
+        "import torch\nfrom losses.torch._kernels import cpu\nfrom losses.torch.functional import dice_loss\n"
+        "x = torch.randn(2, 3, 4, 4, requires_grad=True)\n"
+        "dice_loss(x, torch.randint(0, 3, (2, 4, 4))).backward()\n"
+        "assert cpu.library() is None and 'no C compiler' in cpu.build_error(), cpu.build_error()\n"
+        "assert torch.isfinite(x.grad).all()\n"
+    )
     env = {**os.environ, "CC": str(tmp_path / "missing-cc"), "PATH": str(tmp_path), "LOSSES_CACHE_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
@@ -208,14 +220,16 @@ def test_without_a_compiler_the_portable_path_runs(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_runs_the_passes_on_one_thread():
     """GNU OpenMP (shared with PyTorch) hangs in a forked child once the parent used its threads."""
-    code = ("import os, torch\nfrom losses.torch.functional import dice_loss\ntorch.set_num_threads(2)\n"
-            "x, t = torch.randn(2, 4, 128, 128), torch.randint(0, 4, (2, 128, 128))\n"
-            "expected = dice_loss(x, t)\n"  # the parent's thread pool exists from here on
-            "pid = os.fork()\n"
-            "if pid == 0:\n"
-            "    os._exit(0 if torch.equal(dice_loss(x, t), expected) else 3)\n"
-            "_, status = os.waitpid(pid, 0)\n"
-            "assert os.waitstatus_to_exitcode(status) == 0, status\n")
+    code = (
+        "import os, torch\nfrom losses.torch.functional import dice_loss\ntorch.set_num_threads(2)\n"
+        "x, t = torch.randn(2, 4, 128, 128), torch.randint(0, 4, (2, 128, 128))\n"
+        "expected = dice_loss(x, t)\n"  # the parent's thread pool exists from here on
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if torch.equal(dice_loss(x, t), expected) else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0, status\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
 
@@ -232,15 +246,20 @@ def test_channels_last_predictions_and_strided_labels():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
-@pytest.mark.parametrize("mode, value", [("binary", float("inf")), ("binary", float("nan")),
-                                         ("multilabel", float("-inf")), ("multiclass", float("inf"))])
+@pytest.mark.parametrize(
+    "mode, value",
+    [("binary", float("inf")), ("binary", float("nan")), ("multilabel", float("-inf")), ("multiclass", float("inf"))],
+)
 def test_one_non_finite_logit_makes_its_image_nan_and_leaves_the_others_finite(mode, value):
     rng = np.random.default_rng(6)
     channels = 1 if mode == "binary" else 3
     logits = torch.as_tensor(rng.normal(size=(3, channels, 5, 5)), dtype=torch.float32)
     logits[1, channels - 1, 2, 3] = value
-    target = (torch.as_tensor(rng.uniform(size=logits.shape) < 0.4).float() if mode == "multilabel"
-              else torch.as_tensor(rng.integers(0, max(channels, 2), (3, 5, 5))))
+    target = (
+        torch.as_tensor(rng.uniform(size=logits.shape) < 0.4).float()
+        if mode == "multilabel"
+        else torch.as_tensor(rng.integers(0, max(channels, 2), (3, 5, 5)))
+    )
     x = logits.clone().requires_grad_(True)
     loss = dice_loss(x, target, mode=mode, reduction="none")
     (grad,) = torch.autograd.grad(loss.sum(), x)
@@ -248,8 +267,15 @@ def test_one_non_finite_logit_makes_its_image_nan_and_leaves_the_others_finite(m
     assert torch.isnan(grad[1]).all() and torch.isfinite(grad[[0, 2]]).all()
 
 
-@pytest.mark.parametrize("mode, shape", [("binary", (1, 1, 128, 128)), ("binary", (1, 1, 256, 128)),
-                                         ("multiclass", (2, 3, 64, 64)), ("multiclass", (1, 3, 128, 64))])
+@pytest.mark.parametrize(
+    "mode, shape",
+    [
+        ("binary", (1, 1, 128, 128)),
+        ("binary", (1, 1, 256, 128)),
+        ("multiclass", (2, 3, 64, 64)),
+        ("multiclass", (1, 3, 128, 64)),
+    ],
+)
 def test_positions_that_fill_whole_tasks_exactly(mode, shape):
     """Rows of exactly one or two tasks of the rows kernel (16384 positions), images of one or two of
     the images kernel (4096): no partial task. Label maps, and per-class targets."""
@@ -262,8 +288,7 @@ def test_positions_that_fill_whole_tasks_exactly(mode, shape):
     fused_matches_portable(logits, dense.astype(np.float32), mode=mode, squared=True)
 
 
-@pytest.mark.parametrize("mode, ignore_index", [("multiclass", 0), ("multiclass", 2), ("binary", 0),
-                                                ("binary", 1)])
+@pytest.mark.parametrize("mode, ignore_index", [("multiclass", 0), ("multiclass", 2), ("binary", 0), ("binary", 1)])
 def test_an_ignore_index_that_is_also_a_class(mode, ignore_index):
     """Positions labelled ignore_index are left out of every class, also when it is a valid class."""
     rng = np.random.default_rng(8)
@@ -290,8 +315,14 @@ def test_dense_multiclass_targets_with_an_absent_class(empty_target, options):
     one_hot = np.moveaxis(np.eye(3, dtype=np.float32)[labels], -1, 1)
     fused_matches_portable(logits, one_hot, mode="multiclass", empty_target=empty_target, **options)
     with kernels("auto"):
-        ours, _ = loss_and_grad(logits.astype(np.float32), one_hot, reduction="none", mode="multiclass",
-                                empty_target=empty_target, **options)
+        ours, _ = loss_and_grad(
+            logits.astype(np.float32),
+            one_hot,
+            reduction="none",
+            mode="multiclass",
+            empty_target=empty_target,
+            **options,
+        )
     expected = reference.dice_loss(logits, one_hot, "none", mode="multiclass", empty_target=empty_target, **options)
     np.testing.assert_allclose(ours, expected, rtol=2e-5, atol=2e-6)
 
@@ -312,8 +343,9 @@ def test_extreme_logits_agree_with_the_portable_path(mode):
         fused_matches_portable(logits, target, mode=mode, **options)
 
 
-@pytest.mark.parametrize("mode, bad", [("multilabel", 1.5), ("multilabel", -0.5), ("multiclass", 2.0),
-                                       ("binary", -0.25)])
+@pytest.mark.parametrize(
+    "mode, bad", [("multilabel", 1.5), ("multilabel", -0.5), ("multiclass", 2.0), ("binary", -0.25)]
+)
 def test_per_class_targets_outside_the_unit_interval_raise_on_the_fused_path(mode, bad):
     channels = 1 if mode == "binary" else 3
     target = torch.zeros(2, channels, 4, 5)

@@ -47,10 +47,10 @@ def test_focal_loss_matches_the_reference_in_float64(case, reduction):
 @given(pair_cases(), st.sampled_from(["mean", "sum", "none"]))
 def test_pairs_match_the_reference_in_float64(case, reduction):
     kind, logits, target, arguments, weight, reference_kwargs = case
-    ours = PAIRS[kind](tensor(logits), torch.as_tensor(target), weight=tensor(weight), reduction=reduction,
-                       **arguments)
-    np.testing.assert_allclose(ours.numpy(), reference.pair_loss(logits, target, reduction, weight,
-                                                                 **reference_kwargs), rtol=1e-9, atol=1e-12)
+    ours = PAIRS[kind](tensor(logits), torch.as_tensor(target), weight=tensor(weight), reduction=reduction, **arguments)
+    np.testing.assert_allclose(
+        ours.numpy(), reference.pair_loss(logits, target, reduction, weight, **reference_kwargs), rtol=1e-9, atol=1e-12
+    )
 
 
 @given(pair_cases(max_side=5))
@@ -77,8 +77,9 @@ def test_focal_loss_on_every_cpu_path_agrees_in_float32(case, reduction):
     for path in ("auto", "torch"):
         with kernels(path):
             x = tensor(logits, torch.float32).requires_grad_(True)
-            loss = focal_loss(x, torch.as_tensor(target), weight=tensor(weight, torch.float32), reduction=reduction,
-                              **options)
+            loss = focal_loss(
+                x, torch.as_tensor(target), weight=tensor(weight, torch.float32), reduction=reduction, **options
+            )
             (grad,) = torch.autograd.grad(loss, x)
             results.append((loss.item(), grad.numpy()))
     expected = float(reference.focal_loss(logits.astype(np.float32), target, reduction, weight, **options))
@@ -88,8 +89,10 @@ def test_focal_loss_on_every_cpu_path_agrees_in_float32(case, reduction):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(np.abs(b).max())))
 
 
-@pytest.mark.parametrize("mode, classes, label_map", [("binary", 1, True), ("multiclass", 3, True),
-                                                      ("multilabel", 3, False), ("binary", 1, False)])
+@pytest.mark.parametrize(
+    "mode, classes, label_map",
+    [("binary", 1, True), ("multiclass", 3, True), ("multilabel", 3, False), ("binary", 1, False)],
+)
 def test_the_fused_cpu_passes_take_logits_with_label_maps_or_sigmoid_targets(mode, classes, label_map):
     from losses._cross_entropy import FocalOptions
     from losses.torch._term_core import TermLoss, choose_term_path
@@ -111,8 +114,9 @@ def test_the_fused_cpu_passes_take_logits_with_label_maps_or_sigmoid_targets(mod
 def _clear_of_kinks(logits, target, soft_labels, options):
     if not soft_labels:
         return True
-    p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
-                                                       options["ignore_index"])
+    p, g, v = reference.dice_probabilities_and_targets(
+        logits, target, options["mode"], options["from_logits"], options["ignore_index"]
+    )
     return bool(np.all(np.abs(p - g)[v > 0] > 1e-3))
 
 
@@ -124,8 +128,9 @@ def test_focal_gradient_matches_central_differences(case):
         assume(options["gamma"] in (0.0, 1.0, 2.0))
     x = tensor(logits).requires_grad_(True)
     t, w = torch.as_tensor(target), tensor(weight)
-    assert torch.autograd.gradcheck(lambda x: focal_loss(x, t, weight=w, **options), (x,), eps=1e-6, atol=1e-6,
-                                    rtol=1e-4)
+    assert torch.autograd.gradcheck(
+        lambda x: focal_loss(x, t, weight=w, **options), (x,), eps=1e-6, atol=1e-6, rtol=1e-4
+    )
 
 
 @settings(max_examples=15)
@@ -135,8 +140,9 @@ def test_pair_gradient_matches_central_differences(case):
     assume(_clear_of_kinks(logits, target, arguments["soft_labels"], arguments))
     x = tensor(logits).requires_grad_(True)
     t, w = torch.as_tensor(target), tensor(weight)
-    assert torch.autograd.gradcheck(lambda x: PAIRS[kind](x, t, weight=w, **arguments), (x,), eps=1e-6, atol=1e-6,
-                                    rtol=1e-4)
+    assert torch.autograd.gradcheck(
+        lambda x: PAIRS[kind](x, t, weight=w, **arguments), (x,), eps=1e-6, atol=1e-6, rtol=1e-4
+    )
 
 
 class _FocalWithoutModulatorGradient(torch.autograd.Function):
@@ -177,12 +183,14 @@ def test_gamma_zero_is_cross_entropy_and_the_pair_is_the_sum_of_its_terms():
     torch.testing.assert_close(focal_loss(x, labels, gamma=0.0, ignore_index=IGNORE, label_smoothing=0.1), ce)
     pair = dice_ce_loss(x, labels, per_image=False, ignore_index=IGNORE)
     expected = dice_loss(x, labels, per_image=False, ignore_index=IGNORE) + torch.nn.functional.cross_entropy(
-        x, labels, ignore_index=IGNORE)
+        x, labels, ignore_index=IGNORE
+    )
     torch.testing.assert_close(pair, expected)
 
 
-@pytest.mark.parametrize("make", [lambda: FocalLoss(), lambda: DiceCELoss(), lambda: DiceFocalLoss(),
-                                  lambda: FocalLoss(mode="binary")])
+@pytest.mark.parametrize(
+    "make", [lambda: FocalLoss(), lambda: DiceCELoss(), lambda: DiceFocalLoss(), lambda: FocalLoss(mode="binary")]
+)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("path", ["auto", "torch"])
 def test_extreme_logits_give_finite_losses_and_gradients(make, dtype, path):
@@ -211,24 +219,34 @@ def test_a_non_finite_logit_comes_out(make, value, path):
     assert not torch.isfinite(grad[1]).all()
 
 
-@pytest.mark.parametrize("kwargs, error, text", [
-    (dict(gamma=-1.0), ValueError, "gamma must be >= 0"),
-    (dict(label_smoothing=1.0), ValueError, r"label_smoothing must be in \[0, 1\)"),
-    (dict(alpha=0.25), ValueError, "alpha must be one weight per class in mode='multiclass'"),
-    (dict(alpha=[1.0, 2.0]), ValueError, r"alpha must have one weight per channel of the input \(3\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        (dict(gamma=-1.0), ValueError, "gamma must be >= 0"),
+        (dict(label_smoothing=1.0), ValueError, r"label_smoothing must be in \[0, 1\)"),
+        (dict(alpha=0.25), ValueError, "alpha must be one weight per class in mode='multiclass'"),
+        (dict(alpha=[1.0, 2.0]), ValueError, r"alpha must have one weight per channel of the input \(3\)"),
+    ],
+)
 def test_bad_focal_options_name_the_argument(kwargs, error, text):
     with pytest.raises(error, match=text):
         focal_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, error, text", [
-    (dict(lambda_dice=0.0, lambda_ce=0.0), ValueError, "lambda_dice and lambda_ce must not both be 0"),
-    (dict(lambda_ce=-1.0), ValueError, "lambda_ce must be >= 0"),
-    (dict(overlap="tversky", squared=True), TypeError, "TverskyLoss \\(overlap='tversky'\\) takes no option 'squared'"),
-    (dict(overlap="iou"), ValueError, "overlap must be one of"),
-    (dict(overlap_options={"gamma": 2.0}), TypeError, "DiceLoss takes no option 'gamma'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        (dict(lambda_dice=0.0, lambda_ce=0.0), ValueError, "lambda_dice and lambda_ce must not both be 0"),
+        (dict(lambda_ce=-1.0), ValueError, "lambda_ce must be >= 0"),
+        (
+            dict(overlap="tversky", squared=True),
+            TypeError,
+            "TverskyLoss \\(overlap='tversky'\\) takes no option 'squared'",
+        ),
+        (dict(overlap="iou"), ValueError, "overlap must be one of"),
+        (dict(overlap_options={"gamma": 2.0}), TypeError, "DiceLoss takes no option 'gamma'"),
+    ],
+)
 def test_bad_pair_options_name_the_argument(kwargs, error, text):
     with pytest.raises(error, match=text):
         dice_ce_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
@@ -244,16 +262,23 @@ def test_an_image_without_a_valid_position_adds_nothing():
     assert torch.all(grad[1] == 0)
 
 
-@pytest.mark.parametrize("mode, channels, kwargs, text", [
-    ("binarie", 1, {}, "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
-    ("binary", 1, dict(alpha=1.5), r"alpha must be in \[0, 1\] \(the weight of the positives\); got 1.5"),
-    ("binary", 1, dict(alpha=[0.5]), r"alpha must be a float in \[0, 1\] in mode='binary'; got a sequence"),
-    ("multilabel", 2, dict(alpha=-0.5), "alpha must be >= 0"),
-    ("binary", 3, {}, "input must have exactly 1 channel in mode='binary'; got 3 channels"),
-    ("multiclass", 1, {}, "input must have at least 2 channels in mode='multiclass'; got 1"),
-    ("multilabel", 2, dict(class_weights=[1.0, 2.0, 3.0]),
-     r"class_weights must have one weight per channel of the input \(2\); got 3 weights"),
-])
+@pytest.mark.parametrize(
+    "mode, channels, kwargs, text",
+    [
+        ("binarie", 1, {}, "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+        ("binary", 1, dict(alpha=1.5), r"alpha must be in \[0, 1\] \(the weight of the positives\); got 1.5"),
+        ("binary", 1, dict(alpha=[0.5]), r"alpha must be a float in \[0, 1\] in mode='binary'; got a sequence"),
+        ("multilabel", 2, dict(alpha=-0.5), "alpha must be >= 0"),
+        ("binary", 3, {}, "input must have exactly 1 channel in mode='binary'; got 3 channels"),
+        ("multiclass", 1, {}, "input must have at least 2 channels in mode='multiclass'; got 1"),
+        (
+            "multilabel",
+            2,
+            dict(class_weights=[1.0, 2.0, 3.0]),
+            r"class_weights must have one weight per channel of the input \(2\); got 3 weights",
+        ),
+    ],
+)
 def test_bad_focal_options_and_channel_counts_are_errors_naming_the_argument(mode, channels, kwargs, text):
     target = torch.zeros(1, channels, 2, 2) if mode == "multilabel" else torch.zeros(1, 2, 2, dtype=torch.long)
     with pytest.raises(ValueError, match=text):
@@ -286,9 +311,11 @@ def test_a_probability_of_zero_for_the_target_gives_the_clamped_finite_loss(mode
 def test_the_pair_repr_names_the_term_options():
     assert repr(DiceFocalLoss(mode="binary", alpha=0.25)) == (
         "DiceFocalLoss(overlap='dice', mode='binary', lambdas=(1.0, 1.0), "
-        "term={'gamma': 2.0, 'alpha': 0.25, 'label_smoothing': 0.0})")
+        "term={'gamma': 2.0, 'alpha': 0.25, 'label_smoothing': 0.0})"
+    )
     assert "term={'gamma': 1.0, 'alpha': [1.0, 2.0], 'label_smoothing': 0.1}" in repr(
-        DiceFocalLoss(gamma=1.0, alpha=[1.0, 2.0], label_smoothing=0.1))
+        DiceFocalLoss(gamma=1.0, alpha=[1.0, 2.0], label_smoothing=0.1)
+    )
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -301,8 +328,11 @@ def test_where_one_non_finite_logit_makes_the_gradient_nan(value, mode, path):
     channels = 1 if mode == "binary" else 3
     logits = torch.as_tensor(rng.normal(size=(2, channels, 3, 4)), dtype=torch.float32)
     logits[1, channels - 1, 2, 1] = value
-    target = (torch.as_tensor(rng.uniform(size=logits.shape) < 0.5).float() if mode == "multilabel"
-              else torch.as_tensor(rng.integers(0, max(channels, 2), (2, 3, 4))))
+    target = (
+        torch.as_tensor(rng.uniform(size=logits.shape) < 0.5).float()
+        if mode == "multilabel"
+        else torch.as_tensor(rng.integers(0, max(channels, 2), (2, 3, 4)))
+    )
     expected = torch.zeros(logits.shape, dtype=torch.bool)
     if mode == "multiclass":
         expected[1, :, 2, 1] = True
@@ -317,11 +347,15 @@ def test_where_one_non_finite_logit_makes_the_gradient_nan(value, mode, path):
         assert torch.equal(torch.isnan(grad), nan_where.expand_as(grad)), loss_function.__name__
 
 
-@pytest.mark.parametrize("mode, bad, loss_function, path", [
-    (mode, bad, loss_function, path)
-    for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1), ("multiclass", 2**40))
-    for loss_function in (focal_loss, dice_focal_loss, dice_ce_loss) for path in ("auto", "torch")
-])
+@pytest.mark.parametrize(
+    "mode, bad, loss_function, path",
+    [
+        (mode, bad, loss_function, path)
+        for mode, bad in (("binary", 2), ("multiclass", 3), ("multiclass", -1), ("multiclass", 2**40))
+        for loss_function in (focal_loss, dice_focal_loss, dice_ce_loss)
+        for path in ("auto", "torch")
+    ],
+)
 def test_labels_out_of_range_are_an_error_for_the_term_alone_and_in_a_pair(mode, bad, loss_function, path):
     channels = 1 if mode == "binary" else 3
     labels = torch.zeros(2, 4, 4, dtype=torch.long)
@@ -344,17 +378,22 @@ def test_the_focal_mean_over_no_valid_position_is_nan_and_so_is_its_gradient(pat
 
 def test_lambdas_are_free_as_long_as_one_is_positive():
     x, labels = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (2, 4, 4))
-    torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=0.25),
-                               0.25 * dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=1.0))
+    torch.testing.assert_close(
+        dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=0.25),
+        0.25 * dice_ce_loss(x, labels, lambda_dice=0.0, lambda_ce=1.0),
+    )
     torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.25, lambda_ce=0.0), 0.25 * dice_loss(x, labels))
 
 
-@pytest.mark.parametrize("options, text", [
-    (dict(mode="binarie"), "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
-    (dict(mode="binary", alpha=1.5), r"alpha must be in \[0, 1\]"),
-    (dict(mode="multiclass", alpha=0.25), "alpha must be one weight per class in mode='multiclass'"),
-    (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "options, text",
+    [
+        (dict(mode="binarie"), "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+        (dict(mode="binary", alpha=1.5), r"alpha must be in \[0, 1\]"),
+        (dict(mode="multiclass", alpha=0.25), "alpha must be one weight per class in mode='multiclass'"),
+        (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
+    ],
+)
 def test_bad_focal_options_are_errors_when_the_loss_is_built(options, text):
     """Before any forward pass: a misspelled mode must not wait for the first batch."""
     with pytest.raises(ValueError, match=text):
@@ -422,7 +461,7 @@ def test_the_fused_cpu_term_of_one_position_is_accurate_to_float32_precision(mod
     with kernels("auto"):
         for i, value in enumerate(np.linspace(-2.0, 2.0, 41, dtype=np.float32)):
             logits = np.array([value, -0.5 * value, 0.25], np.float32)[: 1 if mode == "binary" else 3].reshape(1, -1, 1)
-            target = (np.full((1, 1, 1), i % 2, np.float32) if mode == "binary" else np.full((1, 1), i % 3))
+            target = np.full((1, 1, 1), i % 2, np.float32) if mode == "binary" else np.full((1, 1), i % 3)
             ours = focal_loss(torch.as_tensor(logits), torch.as_tensor(target), mode=mode, gamma=gamma, reduction="sum")
             expected = reference.focal_loss(logits.astype(np.float64), target, "sum", mode=mode, gamma=gamma)
             errors.append(abs(ours.item() - expected) / max(1.0, abs(expected)))
@@ -435,8 +474,9 @@ def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minu
     logits = np.array([5.0, 10.0, 17.0, 25.0, 40.0, 60.0], np.float32)
     with kernels("auto"):
         for value in logits:
-            ours = focal_loss(torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0,
-                              reduction="sum").item()
+            ours = focal_loss(
+                torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0, reduction="sum"
+            ).item()
             assert ours == pytest.approx(np.log1p(np.exp(-np.float64(value))), rel=1e-5)
 
 

@@ -25,8 +25,9 @@ def test_matches_reference_in_float64(case, reduction):
     logits, target, options = case
     ours = torch_dice(logits, target, reduction, **options)
     assert ours.dtype == torch.float64
-    np.testing.assert_allclose(ours.numpy(), reference.dice_loss(logits, target, reduction, **options),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.numpy(), reference.dice_loss(logits, target, reduction, **options), rtol=1e-10, atol=1e-12
+    )
 
 
 @given(dice_cases())
@@ -38,16 +39,18 @@ def test_float32_matches_reference(case):
     assume(not (options["soft_labels"] and options["log_loss"]))
     ours = torch_dice(logits.astype(np.float32), target, "none", **options)
     assert ours.dtype == torch.float32
-    np.testing.assert_allclose(ours.numpy(), reference.dice_loss(logits.astype(np.float32), target, "none", **options),
-                               rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(
+        ours.numpy(), reference.dice_loss(logits.astype(np.float32), target, "none", **options), rtol=2e-5, atol=2e-6
+    )
 
 
 def _clear_of_kinks(logits, target, options):
     """Soft labels use |p − g|, whose kink at p = g finite differences cannot cross."""
     if not options["soft_labels"]:
         return True
-    p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
-                                                       options["ignore_index"])
+    p, g, v = reference.dice_probabilities_and_targets(
+        logits, target, options["mode"], options["from_logits"], options["ignore_index"]
+    )
     return bool(np.all(np.abs(p - g)[v > 0] > 1e-3))
 
 
@@ -59,8 +62,9 @@ def test_gradient_matches_central_differences(case, reduction):
     assume(_clear_of_kinks(logits, target, options))
     x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     t = torch.as_tensor(target)
-    assert torch.autograd.gradcheck(lambda x: dice_loss(x, t, reduction=reduction, **options), (x,),
-                                    eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(
+        lambda x: dice_loss(x, t, reduction=reduction, **options), (x,), eps=1e-6, atol=1e-6, rtol=1e-4
+    )
 
 
 class _ForgetsSoftmaxJacobian(torch.autograd.Function):
@@ -154,6 +158,7 @@ def test_exclude_with_every_class_empty_is_zero_not_nan():
 
 # --- ignore_index ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("form", ["label", "dense"])
 @pytest.mark.parametrize("per_image", [True, False])
 def test_ignored_pixels_get_zero_gradient_and_removing_them_changes_nothing(form, per_image):
@@ -167,8 +172,7 @@ def test_ignored_pixels_get_zero_gradient_and_removing_them_changes_nothing(form
         target = torch.as_tensor(rng.uniform(size=(2, 3, 5, 6)))
         target[..., -2:] = IGNORE
         kept = target[..., :-2]
-    options = dict(mode="multiclass", ignore_index=IGNORE, per_image=per_image, squared=True,
-                   empty_target="penalize")
+    options = dict(mode="multiclass", ignore_index=IGNORE, per_image=per_image, squared=True, empty_target="penalize")
     loss = dice_loss(logits, target, **options)
     loss.backward()
     assert torch.count_nonzero(logits.grad[..., -2:]) == 0
@@ -178,6 +182,7 @@ def test_ignored_pixels_get_zero_gradient_and_removing_them_changes_nothing(form
 
 
 # --- precision and extreme inputs ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
@@ -196,8 +201,10 @@ def test_low_precision_inputs_give_float32_and_finite_gradients(dtype, mode):
 
 
 @pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
-@pytest.mark.parametrize("options", [{}, {"log_loss": True, "smooth_nr": 0.0}, {"squared": True, "soft_labels": True},
-                                     {"empty_target": "penalize"}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"log_loss": True, "smooth_nr": 0.0}, {"squared": True, "soft_labels": True}, {"empty_target": "penalize"}],
+)
 def test_extreme_logits_are_finite(mode, options):
     channels = 1 if mode == "binary" else 3
     logits = (torch.randint(0, 2, (2, channels, 6, 6)).float() * 2e4 - 1e4).requires_grad_(True)
@@ -210,6 +217,7 @@ def test_extreme_logits_are_finite(mode, options):
 
 
 # --- bad input -------------------------------------------------------------------------------
+
 
 def test_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"target has shape \(10, 5\).*input has shape \(10, 1, 10\)"):
@@ -232,16 +240,19 @@ def test_integer_predictions_are_a_type_error():
         dice_loss(torch.ones(1, 3, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "binarie"}, "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
-    ({"reduction": "avg"}, "reduction must be one of 'mean', 'sum', 'none'; got 'avg'"),
-    ({"empty_target": "drop"}, "empty_target must be one of"),
-    ({"smooth_nr": -1.0}, "smooth_nr must be >= 0"),
-    ({"class_weights": [1.0, 2.0]}, r"class_weights must have one weight per channel of the input \(3\); got 2"),
-    ({"classes": [0, 3]}, r"classes must lie in \[0, 3\)"),
-    ({"classes": [1, 1]}, "classes must not repeat"),
-    ({"from_logits": 1}, "from_logits must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "binarie"}, "mode must be one of 'binary', 'multiclass', 'multilabel'; got 'binarie'"),
+        ({"reduction": "avg"}, "reduction must be one of 'mean', 'sum', 'none'; got 'avg'"),
+        ({"empty_target": "drop"}, "empty_target must be one of"),
+        ({"smooth_nr": -1.0}, "smooth_nr must be >= 0"),
+        ({"class_weights": [1.0, 2.0]}, r"class_weights must have one weight per channel of the input \(3\); got 2"),
+        ({"classes": [0, 3]}, r"classes must lie in \[0, 3\)"),
+        ({"classes": [1, 1]}, "classes must not repeat"),
+        ({"from_logits": 1}, "from_logits must be True or False"),
+    ],
+)
 def test_bad_options_name_the_argument(kwargs, message):
     error = TypeError if "from_logits" in kwargs else ValueError
     with pytest.raises(error, match=message):
@@ -257,11 +268,13 @@ def test_channel_count_must_fit_the_mode():
 
 # --- the module, compile, autocast, no one-hot --------------------------------------------------
 
+
 def test_module_equals_functional_and_has_no_parameters():
     criterion = DiceLoss(mode="multiclass", class_weights=[1, 2, 3], reduction="sum")
     logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
-    torch.testing.assert_close(criterion(logits, labels),
-                               dice_loss(logits, labels, class_weights=[1, 2, 3], reduction="sum"))
+    torch.testing.assert_close(
+        criterion(logits, labels), dice_loss(logits, labels, class_weights=[1, 2, 3], reduction="sum")
+    )
     assert list(criterion.parameters()) == []
     assert "class_weights=[1.0, 2.0, 3.0]" in repr(criterion) and "reduction='sum'" in repr(criterion)
 
@@ -355,8 +368,9 @@ def test_logits_beyond_the_float32_range_of_exp_agree_on_every_path(mode):
     if mode == "multiclass":
         logits[:, 0] = 20.0  # class 0 everywhere; classes 1, 2 at e^-115: exactly 0 in float32
     labels = torch.zeros(2, 4, 4, dtype=torch.long)
-    results = [_on_path(p, lambda: _loss_and_grad(logits, labels, mode=mode, smooth_nr=0.0, smooth_dr=0.0))
-               for p in PATHS]
+    results = [
+        _on_path(p, lambda: _loss_and_grad(logits, labels, mode=mode, smooth_nr=0.0, smooth_dr=0.0)) for p in PATHS
+    ]
     for loss, grad in results:
         assert loss.item() == 0.0 and torch.isfinite(grad).all()
     torch.testing.assert_close(results[0][1], results[1][1])
@@ -368,8 +382,10 @@ def test_ignore_index_beyond_62_bits_on_every_path():
     labels = torch.tensor([[[0, 1, 2], [big, big, big]]])
     for path in PATHS:
         # Ignoring the second row is cropping it away.
-        torch.testing.assert_close(_on_path(path, lambda: dice_loss(logits, labels, ignore_index=big)),
-                                   _on_path(path, lambda: dice_loss(logits[..., :1, :], labels[:, :1])))
+        torch.testing.assert_close(
+            _on_path(path, lambda: dice_loss(logits, labels, ignore_index=big)),
+            _on_path(path, lambda: dice_loss(logits[..., :1, :], labels[:, :1])),
+        )
         with pytest.raises(ValueError, match=f"found \\[{big}\\]"):
             _on_path(path, lambda: dice_loss(logits, labels, ignore_index=2**62))
 
@@ -379,7 +395,9 @@ def test_huge_and_tiny_class_weights_are_normalised():
     expected = dice_loss(logits, labels, class_weights=[1.0, 2.0, 3.0])
     for path in PATHS:
         for scale in (1e38, 1e-40):
-            value = _on_path(path, lambda scale=scale: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale]))
+            value = _on_path(
+                path, lambda scale=scale: dice_loss(logits, labels, class_weights=[scale, 2 * scale, 3 * scale])
+            )
             torch.testing.assert_close(value, expected)
 
 
@@ -400,8 +418,9 @@ def test_zero_smoothing_with_subnormal_probabilities_is_finite():
     probs = torch.full((1, 1, 4, 4), 1e-42)  # subnormal in float32
     labels = torch.zeros(1, 4, 4, dtype=torch.long)
     for path in PATHS:
-        loss, grad = _on_path(path, lambda: _loss_and_grad(probs, labels, mode="binary", from_logits=False,
-                                                           smooth_nr=0.0, smooth_dr=0.0))
+        loss, grad = _on_path(
+            path, lambda: _loss_and_grad(probs, labels, mode="binary", from_logits=False, smooth_nr=0.0, smooth_dr=0.0)
+        )
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
 
 
@@ -432,8 +451,12 @@ def test_torch_func_transforms_on_every_path(transform):
 
 def test_the_functional_form_compiles_with_fullgraph():
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x, y: dice_loss(x, y, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0]),
-                             fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(
+        lambda x, y: dice_loss(x, y, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0]),
+        fullgraph=True,
+        backend="aot_eager",
+    )
     logits, labels = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
-    torch.testing.assert_close(compiled(logits, labels),
-                               dice_loss(logits, labels, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0]))
+    torch.testing.assert_close(
+        compiled(logits, labels), dice_loss(logits, labels, ignore_index=IGNORE, class_weights=[1.0, 2.0, 3.0])
+    )

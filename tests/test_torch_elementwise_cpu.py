@@ -70,12 +70,20 @@ def tolerances(dtype):
 # Against the reference and the portable path
 # ------------------------------------------------------------------------------------------------
 
-@given(st.sampled_from(NAMES), st.booleans(), st.sampled_from(DTYPES), st.sampled_from(SIZES), alphas,
-       st.integers(0, 2**31))
+
+@given(
+    st.sampled_from(NAMES),
+    st.booleans(),
+    st.sampled_from(DTYPES),
+    st.sampled_from(SIZES),
+    alphas,
+    st.integers(0, 2**31),
+)
 def test_surrogates_match_the_reference_and_the_portable_path(name, straight_through, dtype, size, alpha, seed):
     x = inputs(size, dtype, seed)
     weights = torch.from_numpy(np.random.default_rng(seed + 1).uniform(0.5, 2.0, size)).to(
-        torch.float64 if dtype == torch.float64 else torch.float32)
+        torch.float64 if dtype == torch.float64 else torch.float32
+    )
     value, grad, kind = surrogate_value_and_grad(name, x, alpha, straight_through, weights)
     assert kind == "_FusedBackward"
     assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32) and grad.dtype == dtype
@@ -93,12 +101,21 @@ def test_surrogates_match_the_reference_and_the_portable_path(name, straight_thr
     torch.testing.assert_close(grad.double(), portable_grad.double(), rtol=grad_rtol, atol=grad_rtol * scale)
 
 
-@given(st.sampled_from(["mean", "sum", "none"]), st.sampled_from(DTYPES), st.sampled_from(SIZES),
-       st.floats(0.0, 3.0), st.floats(0.0, 2.0), st.integers(0, 2**31))
+@given(
+    st.sampled_from(["mean", "sum", "none"]),
+    st.sampled_from(DTYPES),
+    st.sampled_from(SIZES),
+    st.floats(0.0, 3.0),
+    st.floats(0.0, 2.0),
+    st.integers(0, 2**31),
+)
 def test_penalized_mae_matches_the_reference_and_the_portable_path(reduction, dtype, size, delta, penalty, seed):
     x, t = inputs(size, dtype, seed), inputs(size, dtype, seed + 1, scale=1.0)
-    weights = None if reduction != "none" else torch.rand(size, dtype=torch.float64 if dtype == torch.float64
-                                                          else torch.float32)
+    weights = (
+        None
+        if reduction != "none"
+        else torch.rand(size, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    )
     loss, grad, grad_target, kind = pmae_value_and_grad(x, t, delta, penalty, reduction, weights)
     assert kind == "_FusedCpuPenalizedMAEBackward"
     assert grad.dtype == dtype and torch.equal(grad_target, -grad)
@@ -109,14 +126,19 @@ def test_penalized_mae_matches_the_reference_and_the_portable_path(reduction, dt
         expected_grad = expected_grad * weights.double().numpy()
     value_rtol, grad_rtol = tolerances(dtype)
     np.testing.assert_allclose(loss.double().numpy(), expected, rtol=value_rtol, atol=value_rtol)
-    np.testing.assert_allclose(grad.double().numpy(), expected_grad, rtol=grad_rtol,
-                               atol=grad_rtol * np.abs(expected_grad).max())
+    np.testing.assert_allclose(
+        grad.double().numpy(), expected_grad, rtol=grad_rtol, atol=grad_rtol * np.abs(expected_grad).max()
+    )
     with kernels("torch"):
         portable, portable_grad, _, portable_kind = pmae_value_and_grad(x, t, delta, penalty, reduction, weights)
     assert portable_kind != kind
     torch.testing.assert_close(loss, portable, rtol=value_rtol, atol=value_rtol)
-    torch.testing.assert_close(grad.double(), portable_grad.double(), rtol=grad_rtol,
-                               atol=grad_rtol * float(portable_grad.double().abs().max()))
+    torch.testing.assert_close(
+        grad.double(),
+        portable_grad.double(),
+        rtol=grad_rtol,
+        atol=grad_rtol * float(portable_grad.double().abs().max()),
+    )
 
 
 def test_non_contiguous_inputs():
@@ -126,12 +148,14 @@ def test_non_contiguous_inputs():
         value, grad, _ = surrogate_value_and_grad("soft_ceil", x, 4.0, False)
         assert value.shape == x.shape and grad.shape == x.shape
         np.testing.assert_allclose(value.numpy(), reference.soft_ceil(x.double().numpy(), 4.0), rtol=2e-6, atol=2e-6)
-        np.testing.assert_allclose(grad.numpy(), reference.soft_ceil_derivative(x.double().numpy(), 4.0),
-                                   rtol=2e-6, atol=2e-5)
+        np.testing.assert_allclose(
+            grad.numpy(), reference.soft_ceil_derivative(x.double().numpy(), 4.0), rtol=2e-6, atol=2e-5
+        )
         t = torch.zeros_like(x)
         loss, grad, _, _ = pmae_value_and_grad(x, t, 1.0, 0.5, "sum")
-        np.testing.assert_allclose(loss.item(), reference.penalized_mae(x.double().numpy(), 0.0, reduction="sum"),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            loss.item(), reference.penalized_mae(x.double().numpy(), 0.0, reduction="sum"), rtol=1e-6
+        )
         np.testing.assert_allclose(grad.numpy(), reference.penalized_mae_grad(x.double().numpy(), 0.0, reduction="sum"))
 
 
@@ -142,8 +166,12 @@ def test_the_number_of_threads_changes_nothing():
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            results.append((surrogate_value_and_grad("soft_round", x, 7.0, False)[:2],
-                            pmae_value_and_grad(x, t, 0.5, 1.0, "mean")[:2]))
+            results.append(
+                (
+                    surrogate_value_and_grad("soft_round", x, 7.0, False)[:2],
+                    pmae_value_and_grad(x, t, 0.5, 1.0, "mean")[:2],
+                )
+            )
     finally:
         torch.set_num_threads(before)
     for (value, grad), (loss, loss_grad) in results[1:]:
@@ -155,22 +183,38 @@ def test_the_number_of_threads_changes_nothing():
 # Gradients: finite differences in float64, and the negative control
 # ------------------------------------------------------------------------------------------------
 
+
 def test_float64_gradients_match_finite_differences():
     x = np.array([0.3, 1.7, -2.45, 0.05, 4.2, -0.6])
     for name in NAMES:
         for straight_through in (False, True):
-            fn = lambda t, n=name, s=straight_through: (FUNCTIONS[n](t, 3.0, straight_through=s)  # noqa: E731
-                                                      * torch.arange(1.0, 7.0, dtype=torch.float64)).sum()
-            soft = lambda t, n=name: (FUNCTIONS[n](t, 3.0) * torch.arange(1.0, 7.0, dtype=torch.float64)).sum()  # noqa: E731
+
+            def fn(t, n=name, s=straight_through):
+                return (FUNCTIONS[n](t, 3.0, straight_through=s) * torch.arange(1.0, 7.0, dtype=torch.float64)).sum()
+
+            def soft(t, n=name):
+                return (FUNCTIONS[n](t, 3.0) * torch.arange(1.0, 7.0, dtype=torch.float64)).sum()
+
             from surrogate_cases import check_straight_through_gradient
 
             check_straight_through_gradient(fn, soft, x, "torch", rtol=1e-6, atol=1e-8)
     for reduction in ("mean", "sum", "none"):
         w = np.linspace(0.5, 2.0, 6)
-        check_gradient(lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
-                       framework="torch")
-        check_gradient(lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(), x, np.zeros(6), w,
-                       argnum=1, framework="torch")
+        check_gradient(
+            lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(),
+            x,
+            np.zeros(6),
+            w,
+            framework="torch",
+        )
+        check_gradient(
+            lambda a, b, c, reduction=reduction: (penalized_mae(a, b, 0.8, 0.7, reduction) * c).sum(),
+            x,
+            np.zeros(6),
+            w,
+            argnum=1,
+            framework="torch",
+        )
 
 
 def test_negative_control_a_gradient_left_unscaled_fails(monkeypatch):
@@ -178,9 +222,11 @@ def test_negative_control_a_gradient_left_unscaled_fails(monkeypatch):
     monkeypatch.setattr(cpu_elementwise, "scale_in_place", lambda grad, upstream: grad)
     x = np.array([0.3, 1.7, -2.45])
     with pytest.raises(GradientMismatch):
-        check_gradient(lambda t: (FUNCTIONS["soft_step"](t, 3.0) * torch.tensor([1.0, 2.0, 3.0],
-                                                                                dtype=torch.float64)).sum(),
-                       x, framework="torch")
+        check_gradient(
+            lambda t: (FUNCTIONS["soft_step"](t, 3.0) * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum(),
+            x,
+            framework="torch",
+        )
     with pytest.raises(GradientMismatch):
         check_gradient(lambda a, b: 3.0 * penalized_mae(a, b), x, np.zeros(3), framework="torch")
 
@@ -221,13 +267,26 @@ def test_transforms_take_the_portable_path():
 # Straight-through exactness, finiteness, non-finite propagation
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_straight_through_value_is_exactly_the_hard_function(dtype):
     tiny = torch.finfo(dtype).tiny  # and subnormals below it: every load of every dtype is exact
-    x = torch.from_numpy(np.concatenate([grid(torch.finfo(dtype).max), np.linspace(-4, 4, 97),
-                                         [-0.0, -0.3, 2.5, -2.5, 1e-30, tiny, -tiny / 3, tiny / 64]])).to(dtype)
-    hard = {"soft_round": torch.round, "soft_floor": torch.floor, "soft_ceil": torch.ceil,
-            "soft_step": lambda v: (torch.sign(v) + 1) / 2, "soft_sign": torch.sign}
+    x = torch.from_numpy(
+        np.concatenate(
+            [
+                grid(torch.finfo(dtype).max),
+                np.linspace(-4, 4, 97),
+                [-0.0, -0.3, 2.5, -2.5, 1e-30, tiny, -tiny / 3, tiny / 64],
+            ]
+        )
+    ).to(dtype)
+    hard = {
+        "soft_round": torch.round,
+        "soft_floor": torch.floor,
+        "soft_ceil": torch.ceil,
+        "soft_step": lambda v: (torch.sign(v) + 1) / 2,
+        "soft_sign": torch.sign,
+    }
     for name in NAMES:
         value, grad, _ = surrogate_value_and_grad(name, x, 3.0, True)
         expected = hard[name](x).to(value.dtype)
@@ -307,5 +366,6 @@ def test_without_gradient_the_value_alone_is_computed():
         value = losses.torch.soft_sign(x, 2.0)
         loss = penalized_mae(x, torch.zeros(1000), reduction="sum")
     np.testing.assert_allclose(value.numpy(), reference.soft_sign(x.double().numpy(), 2.0), rtol=2e-6, atol=2e-7)
-    np.testing.assert_allclose(loss.item(), reference.penalized_mae(x.double().numpy(), 0.0, reduction="sum"),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loss.item(), reference.penalized_mae(x.double().numpy(), 0.0, reduction="sum"), rtol=1e-6
+    )

@@ -26,7 +26,11 @@ def test_kernels_under_the_triton_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1", LOSSES_KERNELS="triton", LOSSES_KERNEL_TESTS_CHILD="1")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(pathlib.Path(__file__)), "-q", "-p", "no:cacheprovider"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
@@ -142,7 +146,7 @@ def test_penalized_mae_value_and_gradients(reduction, dtype):
     grad_out = torch.rand(loss.shape, generator=gen) + 0.5
     gx, gt = torch.autograd.grad(loss, (x, t), grad_out)
     xr = x.detach().double().requires_grad_()
-    gxr, = torch.autograd.grad(pmae_reference(xr, t.detach(), delta, penalty, reduction), xr, grad_out.double())
+    (gxr,) = torch.autograd.grad(pmae_reference(xr, t.detach(), delta, penalty, reduction), xr, grad_out.double())
     assert gx.dtype == dtype and gt.dtype == dtype
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     assert rel_err(gx, gxr) < tol
@@ -254,16 +258,26 @@ def check_dice(x, target, **options):
 def test_dice_label_maps(mode, from_logits, per_image, ignore_index):
     target_kind = "int64" if per_image else "uint8"
     x, target = make_dice_case(mode, target_kind, torch.float32, ignore_index, from_logits)
-    _, g = check_dice(x, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
-                      per_image=per_image)
+    _, g = check_dice(x, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, per_image=per_image)
     if ignore_index is not None:
         ignored = (target == ignore_index).unsqueeze(1).expand_as(g)
         assert ignored.any() and torch.all(g[ignored] == 0)
 
 
-@pytest.mark.parametrize("mode, bad_label", [("binary", 2), ("binary", -3), ("multilabel", 3), ("multiclass", 4),
-                                             ("multiclass", -1), ("multiclass", 300), ("binary", 2**32 + 1),
-                                             ("multiclass", 2**32), ("multiclass", -2**40)])
+@pytest.mark.parametrize(
+    "mode, bad_label",
+    [
+        ("binary", 2),
+        ("binary", -3),
+        ("multilabel", 3),
+        ("multiclass", 4),
+        ("multiclass", -1),
+        ("multiclass", 300),
+        ("binary", 2**32 + 1),
+        ("multiclass", 2**32),
+        ("multiclass", -(2**40)),
+    ],
+)
 @pytest.mark.parametrize("ignore_index", [None, 255])
 def test_dice_stats_kernels_flag_labels_out_of_range(mode, bad_label, ignore_index):
     # On CUDA the reduction asserts on the device; the interpreter skips device asserts, so the
@@ -294,8 +308,15 @@ def test_dice_stats_kernels_make_the_sums_of_a_non_finite_image_nan(mode, value)
     assert torch.isnan(stats[1, classes - 1]).all()
 
 
-@pytest.mark.parametrize("mode, case", [("multilabel", "target above 1"), ("binary", "target below 0"),
-                                        ("binary", "probability above 1"), ("multiclass", "probability below 0")])
+@pytest.mark.parametrize(
+    "mode, case",
+    [
+        ("multilabel", "target above 1"),
+        ("binary", "target below 0"),
+        ("binary", "probability above 1"),
+        ("multiclass", "probability below 0"),
+    ],
+)
 def test_dice_stats_kernels_flag_targets_and_probabilities_out_of_range(mode, case):
     classes = {"binary": 1, "multilabel": 3, "multiclass": 4}[mode]
     probs = torch.rand(2, classes, 37, 61)
@@ -340,8 +361,9 @@ def test_dice_dense_targets(mode, per_image, ignore_index):
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
 def test_dice_low_precision_inputs(dtype, mode):
     x, target = make_dice_case(mode, "uint8", dtype, 255 if mode == "multiclass" else None, True)
-    check_dice(x, target, mode=mode, from_logits=True, ignore_index=255 if mode == "multiclass" else None,
-               per_image=True)
+    check_dice(
+        x, target, mode=mode, from_logits=True, ignore_index=255 if mode == "multiclass" else None, per_image=True
+    )
 
 
 def test_dice_label_map_with_channel_axis_and_3d():
@@ -398,8 +420,12 @@ def test_dice_stats_match_the_numpy_reference():
     dice_stats = getattr(reference, "dice_stats", None)
     if dice_stats is None:
         pytest.skip("tests/reference.py has no dice_stats")
-    for mode, kind, ignore in [("binary", "dense", None), ("multilabel", "dense", -1), ("multiclass", "int64", 1),
-                               ("binary", "uint8", 255)]:
+    for mode, kind, ignore in [
+        ("binary", "dense", None),
+        ("multilabel", "dense", -1),
+        ("multiclass", "int64", 1),
+        ("binary", "uint8", 255),
+    ]:
         for per_image in (True, False):
             x, target = make_dice_case(mode, kind, torch.float32, ignore, True, spatial=(7, 151))
             options = dict(mode=mode, from_logits=True, ignore_index=ignore, per_image=per_image)
@@ -437,8 +463,15 @@ def test_penalized_mae_matches_the_portable_path(monkeypatch, reduction):
     assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-6
 
 
-@pytest.mark.parametrize("mode, kind, ignore", [("binary", "dense", None), ("multilabel", "dense", None),
-                                                ("multiclass", "int64", 2), ("multiclass", "uint8", None)])
+@pytest.mark.parametrize(
+    "mode, kind, ignore",
+    [
+        ("binary", "dense", None),
+        ("multilabel", "dense", None),
+        ("multiclass", "int64", 2),
+        ("multiclass", "uint8", None),
+    ],
+)
 def test_dice_loss_matches_the_portable_path(monkeypatch, mode, kind, ignore):
     fn = _functional("dice_loss")
     x, target = make_dice_case(mode, kind, torch.float32, ignore, True)
@@ -488,16 +521,24 @@ def finalize_reference(stats, weights, options):
 # Every member of the family with the options that change its general form.
 FINALIZE_CASES = [
     ("dice", dict(squared=squared, log_loss=log_loss, soft_labels=soft, empty_target=empty))
-    for squared in (False, True) for log_loss in (False, True) for soft in (False, True)
+    for squared in (False, True)
+    for log_loss in (False, True)
+    for soft in (False, True)
     for empty in ("smooth", "exclude", "penalize")
 ] + [
-    ("dice", dict(average="micro")), ("dice", dict(average="micro", empty_target="penalize")),
-    ("jaccard", {}), ("jaccard", dict(squared=True, log_loss=True)), ("jaccard", dict(average="micro")),
-    ("tversky", dict(alpha=0.3, beta=0.7)), ("tversky", dict(alpha=0.0, beta=1.0, soft_labels=True)),
+    ("dice", dict(average="micro")),
+    ("dice", dict(average="micro", empty_target="penalize")),
+    ("jaccard", {}),
+    ("jaccard", dict(squared=True, log_loss=True)),
+    ("jaccard", dict(average="micro")),
+    ("tversky", dict(alpha=0.3, beta=0.7)),
+    ("tversky", dict(alpha=0.0, beta=1.0, soft_labels=True)),
     ("tversky", dict(alpha=0.9, beta=0.2, empty_target="exclude", average="micro")),
-    ("focal_tversky", {}), ("focal_tversky", dict(gamma=2.0, empty_target="penalize")),
+    ("focal_tversky", {}),
+    ("focal_tversky", dict(gamma=2.0, empty_target="penalize")),
     ("focal_tversky", dict(gamma=0.5, average="micro")),
-    ("generalized_dice", {}), ("generalized_dice", dict(weight_type="simple")),
+    ("generalized_dice", {}),
+    ("generalized_dice", dict(weight_type="simple")),
     ("generalized_dice", dict(weight_type="uniform", soft_labels=True)),
 ]
 
@@ -542,8 +583,10 @@ def test_finalize_kernel_many_rows_or_classes(rows, classes):
 
     stats = finalize_stats(seed=1, rows=rows, classes=classes)
     weights = torch.rand(classes, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    for options in (OverlapOptions.create(empty_target="penalize", log_loss=True),
-                    OverlapOptions.create("generalized_dice")):
+    for options in (
+        OverlapOptions.create(empty_target="penalize", log_loss=True),
+        OverlapOptions.create("generalized_dice"),
+    ):
         loss, mean, grad_stats = _finalize(stats.float(), weights.float(), options.form, 1.0 / rows)
         s64 = stats.clone().requires_grad_()
         ref = finalize_reference(s64, weights, options)
@@ -556,11 +599,17 @@ def test_finalize_kernel_on_float32_stats():
     # The formula in float32 on both sides agrees to rounding: what the losses' users see.
     from losses.torch._kernels.overlap_finalize import overlap_from_stats_triton
 
-    options, stats, weights = finalize_case("dice", dict(squared=True, log_loss=True, soft_labels=True,
-                                                         empty_target="penalize"), True, 1e-5)
+    options, stats, weights = finalize_case(
+        "dice", dict(squared=True, log_loss=True, soft_labels=True, empty_target="penalize"), True, 1e-5
+    )
     s32 = stats.float()
-    assert rel_err(overlap_from_stats_triton(s32, weights.float(), options.form),
-                   finalize_reference(s32, weights.float(), options)) < 1e-6
+    assert (
+        rel_err(
+            overlap_from_stats_triton(s32, weights.float(), options.form),
+            finalize_reference(s32, weights.float(), options),
+        )
+        < 1e-6
+    )
 
 
 def test_finalize_kernel_negative_control():
@@ -596,19 +645,26 @@ def _fused_both_paths(monkeypatch, x, target, **kwargs):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("per_image", [True, False])
-@pytest.mark.parametrize("mode, kind, options", [
-    ("multiclass", "int64", dict(classes=[2, 0], class_weights=[1.0, 0.0, 3.0], empty_target="penalize",
-                                 ignore_index=1)),
-    ("multiclass", "uint8", dict(squared=True, log_loss=True, empty_target="exclude")),
-    ("multilabel", "dense", dict(soft_labels=True, class_weights=[0.2, 1.0, 2.0])),
-    ("binary", "uint8", dict(smooth_nr=0.0, smooth_dr=0.0, log_loss=True)),
-])
+@pytest.mark.parametrize(
+    "mode, kind, options",
+    [
+        (
+            "multiclass",
+            "int64",
+            dict(classes=[2, 0], class_weights=[1.0, 0.0, 3.0], empty_target="penalize", ignore_index=1),
+        ),
+        ("multiclass", "uint8", dict(squared=True, log_loss=True, empty_target="exclude")),
+        ("multilabel", "dense", dict(soft_labels=True, class_weights=[0.2, 1.0, 2.0])),
+        ("binary", "uint8", dict(smooth_nr=0.0, smooth_dr=0.0, log_loss=True)),
+    ],
+)
 def test_dice_fused_loss_matches_the_portable_path(monkeypatch, reduction, per_image, mode, kind, options):
     x, target = make_dice_case(mode, kind, torch.float32, options.get("ignore_index"), True, spatial=(5, 7))
     if kind != "dense":
         target[0][target[0] == (1 if mode == "binary" else 0)] = 0 if mode == "binary" else 2  # an empty class
     (loss_t, grad_t, _), (loss_k, grad_k, node) = _fused_both_paths(
-        monkeypatch, x, target, mode=mode, per_image=per_image, reduction=reduction, **options)
+        monkeypatch, x, target, mode=mode, per_image=per_image, reduction=reduction, **options
+    )
     assert node == "_OverlapLossBackward", "the fused path was taken"
     assert loss_k.shape == loss_t.shape and loss_k.dtype == loss_t.dtype
     assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-5
@@ -662,8 +718,12 @@ TERM_CASES = [
 
 
 # reduction="none" of the focal loss is the term of each position: the portable path.
-TERM_LOSSES = [(name, reduction) for name in ("focal_loss", "dice_ce_loss", "dice_focal_loss")
-               for reduction in ("mean", "sum", "none") if (name, reduction) != ("focal_loss", "none")]
+TERM_LOSSES = [
+    (name, reduction)
+    for name in ("focal_loss", "dice_ce_loss", "dice_focal_loss")
+    for reduction in ("mean", "sum", "none")
+    if (name, reduction) != ("focal_loss", "none")
+]
 
 
 @pytest.mark.parametrize("name, reduction", TERM_LOSSES)
@@ -678,7 +738,7 @@ def test_term_losses_match_the_portable_path(monkeypatch, reduction, name, mode,
         kwargs = {k: v for k, v in kwargs.items() if k not in ("gamma", "alpha")}
     if weighted:
         kwargs["weight"] = torch.rand(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(3)) * 2
-    for per_image in ([True, False] if name != "focal_loss" else [None]):
+    for per_image in [True, False] if name != "focal_loss" else [None]:
         if per_image is not None:
             kwargs["per_image"] = per_image
         (loss_t, grad_t, _), (loss_k, grad_k, node) = _term_both_paths(monkeypatch, name, x, target, **kwargs)
@@ -703,8 +763,9 @@ def test_term_losses_carry_a_non_finite_logit_as_the_portable_path(monkeypatch, 
 def test_term_losses_saturate_float16_gradients(monkeypatch):
     x, target = make_dice_case("binary", "int64", torch.float16, None, True, spatial=(9, 11))
     target = target.clamp(max=1)
-    (_, grad_t, _), (_, grad_k, _) = _term_both_paths(monkeypatch, "dice_ce_loss", x, target, reduction="sum",
-                                                      mode="binary", lambda_ce=1e9)
+    (_, grad_t, _), (_, grad_k, _) = _term_both_paths(
+        monkeypatch, "dice_ce_loss", x, target, reduction="sum", mode="binary", lambda_ce=1e9
+    )
     assert grad_k.dtype == torch.float16 and torch.isfinite(grad_k).all()
     assert torch.equal(grad_k.abs() == 65504, grad_t.abs() == 65504)
 
@@ -732,8 +793,14 @@ def test_dice_fused_loss_compiles_fullgraph(monkeypatch):
     torch._dynamo.reset()
     monkeypatch.setenv("LOSSES_KERNELS", "triton")
     x, target = make_dice_case("multiclass", "int64", torch.float32, 0, True, spatial=(9, 13))
-    criterion = DiceLoss(mode="multiclass", ignore_index=0, classes=[1, 2], class_weights=[1.0, 2.0, 0.5],
-                         empty_target="penalize", reduction="none")
+    criterion = DiceLoss(
+        mode="multiclass",
+        ignore_index=0,
+        classes=[1, 2],
+        class_weights=[1.0, 2.0, 0.5],
+        empty_target="penalize",
+        reduction="none",
+    )
     compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager")
     out = compiled(x, target)
     expected = criterion(x, target)
@@ -757,7 +824,9 @@ def test_custom_ops_compile_fullgraph():
 
     def fn(x, target, t):
         stats = stats_triton(x, target, mode="multiclass", from_logits=True, ignore_index=0, per_image=True)
-        return (stats[..., 0] / (stats[..., 1] + stats[..., 2] + 1)).sum() + penalized_mae_triton(x, t, 1.0, 0.5, "mean")
+        return (stats[..., 0] / (stats[..., 1] + stats[..., 2] + 1)).sum() + penalized_mae_triton(
+            x, t, 1.0, 0.5, "mean"
+        )
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     out = compiled(x, target, t)
@@ -771,13 +840,21 @@ def test_custom_ops_compile_fullgraph():
 
 def test_custom_ops_pass_opcheck():
     x, target = make_dice_case("multilabel", "dense", torch.float32, None, True, spatial=(3, 5))
-    torch.library.opcheck(torch.ops.losses.overlap_stats_triton.default,
-                          (x, target, None, "multilabel", True, None, False), test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(torch.ops.losses.overlap_stats_triton.default,
-                          (x, target, torch.rand(x.shape[0], *x.shape[2:]), "multilabel", True, None, False),
-                          test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(torch.ops.losses.penalized_mae_triton.default, (x, target, 1.0, 0.5, "sum", True),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        torch.ops.losses.overlap_stats_triton.default,
+        (x, target, None, "multilabel", True, None, False),
+        test_utils=("test_schema", "test_faketensor"),
+    )
+    torch.library.opcheck(
+        torch.ops.losses.overlap_stats_triton.default,
+        (x, target, torch.rand(x.shape[0], *x.shape[2:]), "multilabel", True, None, False),
+        test_utils=("test_schema", "test_faketensor"),
+    )
+    torch.library.opcheck(
+        torch.ops.losses.penalized_mae_triton.default,
+        (x, target, 1.0, 0.5, "sum", True),
+        test_utils=("test_schema", "test_faketensor"),
+    )
     from dataclasses import astuple
 
     from losses._overlap import OverlapOptions
@@ -785,8 +862,11 @@ def test_custom_ops_pass_opcheck():
 
     stats = finalize_stats().float()
     form = OverlapOptions.create("tversky", alpha=0.3, beta=0.7, empty_target="penalize").form
-    torch.library.opcheck(torch.ops.losses.overlap_finalize_triton.default, (stats, torch.ones(5), *astuple(form)),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        torch.ops.losses.overlap_finalize_triton.default,
+        (stats, torch.ones(5), *astuple(form)),
+        test_utils=("test_schema", "test_faketensor"),
+    )
 
 
 # The main process runs only the subprocess test above; the subprocess runs everything else.

@@ -36,8 +36,9 @@ def kernels(choice: str):
 
 
 def ours(loss, logits, labels, reduction="none", dtype=torch.float64, **options):
-    return FUNCTIONS[loss](torch.tensor(np.asarray(logits), dtype=dtype), torch.as_tensor(labels),
-                           reduction=reduction, **options)
+    return FUNCTIONS[loss](
+        torch.tensor(np.asarray(logits), dtype=dtype), torch.as_tensor(labels), reduction=reduction, **options
+    )
 
 
 def loss_and_grad(loss, logits, labels, reduction="mean", dtype=torch.float64, **options):
@@ -49,11 +50,16 @@ def loss_and_grad(loss, logits, labels, reduction="mean", dtype=torch.float64, *
 
 # --- values ---------------------------------------------------------------------------------------
 
+
 @given(lovasz_cases(), st.sampled_from(["mean", "sum", "none"]))
 def test_both_losses_match_the_reference_in_float64(case, reduction):
     loss, logits, labels, options = case
-    np.testing.assert_allclose(ours(loss, logits, labels, reduction, **options).numpy(),
-                               reference_loss(loss, logits, labels, reduction, **options), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        ours(loss, logits, labels, reduction, **options).numpy(),
+        reference_loss(loss, logits, labels, reduction, **options),
+        rtol=1e-12,
+        atol=1e-14,
+    )
 
 
 @given(lovasz_cases(max_side=6), st.sampled_from(["auto", "torch"]))
@@ -115,6 +121,7 @@ def test_the_weights_are_the_differences_of_the_jaccard_loss_and_stay_accurate_i
 
 # --- gradients ------------------------------------------------------------------------------------
 
+
 @settings(max_examples=15)
 @given(lovasz_cases(max_side=3))
 def test_gradient_matches_central_differences_away_from_ties(case):
@@ -122,8 +129,7 @@ def test_gradient_matches_central_differences_away_from_ties(case):
     assume(clear_of_kinks(loss, logits, labels, options))
     x = torch.tensor(logits, requires_grad=True)
     t = torch.as_tensor(labels)
-    assert torch.autograd.gradcheck(lambda x: FUNCTIONS[loss](x, t, **options), (x,), eps=1e-6, atol=1e-7,
-                                    rtol=1e-5)
+    assert torch.autograd.gradcheck(lambda x: FUNCTIONS[loss](x, t, **options), (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 class _SoftmaxWithWrongWeights(torch.autograd.Function):
@@ -161,8 +167,7 @@ def test_negative_control_a_wrong_backward_fails_the_same_check():
     assert torch.autograd.gradcheck(correct, (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
     assert _SoftmaxWithWrongWeights.apply(x, t).item() == pytest.approx(correct(x).item(), rel=1e-14)
     with pytest.raises(GradcheckError):
-        torch.autograd.gradcheck(lambda x: _SoftmaxWithWrongWeights.apply(x, t), (x,), eps=1e-6, atol=1e-7,
-                                 rtol=1e-5)
+        torch.autograd.gradcheck(lambda x: _SoftmaxWithWrongWeights.apply(x, t), (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 @given(lovasz_cases(max_side=5), st.sampled_from(["mean", "sum"]))
@@ -171,8 +176,9 @@ def test_the_gradient_is_the_reference_weights_put_back_in_place(case, reduction
     loss, logits, labels, options = case
     assume(options.pop("from_logits", True))
     _, grad = loss_and_grad(loss, logits, labels, reduction, **options)
-    expected = (softmax_gradient if loss == "lovasz_softmax" else hinge_gradient)(logits, labels,
-                                                                                  reduction=reduction, **options)
+    expected = (softmax_gradient if loss == "lovasz_softmax" else hinge_gradient)(
+        logits, labels, reduction=reduction, **options
+    )
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-10, atol=1e-13)
 
 
@@ -187,16 +193,19 @@ def test_ties_give_the_subgradient_of_the_stable_order(dtype, per_image):
         for path in ("auto", "torch"):
             with kernels(path):
                 value, grad = loss_and_grad(loss, logits, labels, dtype=DTYPES[dtype], per_image=per_image)
-            np.testing.assert_allclose(value.item(), reference_loss(loss, logits, labels, "mean", per_image=per_image),
-                                       rtol=1e-6)
-            np.testing.assert_allclose(grad.double().numpy(), expected_grad(logits, labels, per_image=per_image),
-                                       rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(
+                value.item(), reference_loss(loss, logits, labels, "mean", per_image=per_image), rtol=1e-6
+            )
+            np.testing.assert_allclose(
+                grad.double().numpy(), expected_grad(logits, labels, per_image=per_image), rtol=1e-6, atol=1e-9
+            )
     # The order matters: the first background position of the first image gets the largest weight.
     _, grad = loss_and_grad("lovasz_hinge", np.zeros((1, 1, 1, 4)), np.array([[[0, 0, 1, 1]]]))
     assert grad[0, 0, 0, 0] > grad[0, 0, 0, 1] > 0
 
 
 # --- options --------------------------------------------------------------------------------------
+
 
 def test_ignored_positions_get_a_gradient_of_exactly_zero_and_change_nothing_else():
     rng = np.random.default_rng(1)
@@ -218,13 +227,15 @@ def test_ignore_index_may_be_a_class():
     rng = np.random.default_rng(2)
     logits, labels = rng.normal(size=(2, 3, 4, 4)), rng.integers(0, 3, (2, 4, 4))
     for classes in ("present", "all"):
-        np.testing.assert_allclose(ours("lovasz_softmax", logits, labels, ignore_index=0, classes=classes).numpy(),
-                                   reference_loss("lovasz_softmax", logits, labels, ignore_index=0, classes=classes),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            ours("lovasz_softmax", logits, labels, ignore_index=0, classes=classes).numpy(),
+            reference_loss("lovasz_softmax", logits, labels, ignore_index=0, classes=classes),
+            rtol=1e-12,
+        )
 
 
 def test_class_selection_present_all_and_a_list():
-    """"present": a class absent from the image contributes nothing (smp); "all": it contributes
+    """ "present": a class absent from the image contributes nothing (smp); "all": it contributes
     its largest probability (kornia); a list: its classes, present or not."""
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(1, 3, 4, 4))
@@ -235,7 +246,8 @@ def test_class_selection_present_all_and_a_list():
     assert ours("lovasz_softmax", logits, labels).item() == pytest.approx(np.mean(per_class[:2]), rel=1e-12)
     assert ours("lovasz_softmax", logits, labels, classes="all").item() == pytest.approx(np.mean(per_class), rel=1e-12)
     assert ours("lovasz_softmax", logits, labels, classes=[0, 2]).item() == pytest.approx(
-        (per_class[0] + per_class[2]) / 2, rel=1e-12)
+        (per_class[0] + per_class[2]) / 2, rel=1e-12
+    )
 
 
 def test_a_row_with_every_position_ignored_has_loss_zero_and_no_gradient():
@@ -256,9 +268,11 @@ def test_per_image_false_sorts_the_positions_of_every_image_together():
     joined_labels = labels.reshape(1, -1)
     assert ours("lovasz_softmax", logits, labels, "none", per_image=False).shape == ()
     assert ours("lovasz_softmax", logits, labels, per_image=False).item() == pytest.approx(
-        ours("lovasz_softmax", joined_logits, joined_labels).item(), rel=1e-13)
+        ours("lovasz_softmax", joined_logits, joined_labels).item(), rel=1e-13
+    )
     assert ours("lovasz_hinge", logits[:, :1], labels % 2, per_image=False).item() == pytest.approx(
-        ours("lovasz_hinge", joined_logits[:, :1], joined_labels % 2).item(), rel=1e-13)
+        ours("lovasz_hinge", joined_logits[:, :1], joined_labels % 2).item(), rel=1e-13
+    )
 
 
 def test_hinge_targets_of_every_form_agree():
@@ -280,8 +294,10 @@ def test_modules_hold_the_options_of_the_functions():
     x = torch.tensor(rng.normal(size=(2, 3, 4, 4)))
     labels = torch.as_tensor(rng.integers(0, 3, (2, 4, 4)))
     criterion = LovaszSoftmaxLoss(classes=[1, 2], per_image=False, ignore_index=9, reduction="sum")
-    assert criterion(x, labels).item() == F.lovasz_softmax_loss(x, labels, classes=[1, 2], per_image=False,
-                                                                ignore_index=9, reduction="sum").item()
+    assert (
+        criterion(x, labels).item()
+        == F.lovasz_softmax_loss(x, labels, classes=[1, 2], per_image=False, ignore_index=9, reduction="sum").item()
+    )
     assert repr(criterion) == "LovaszSoftmaxLoss(classes=[1, 2], per_image=False, ignore_index=9, reduction='sum')"
     assert repr(LovaszHingeLoss()) == "LovaszHingeLoss()"
     assert LovaszHingeLoss(reduction="none")(x[:, :1], labels % 2).shape == (2,)
@@ -297,6 +313,7 @@ def test_torch_func_grad_takes_the_same_gradient():
 
 # --- nothing fails silently -----------------------------------------------------------------------
 
+
 @settings(max_examples=10)
 @given(lovasz_cases(), st.sampled_from(list(DTYPES)), st.sampled_from([1.0, 30.0, 1e4]))
 def test_finite_input_gives_a_finite_loss_and_gradient_in_every_dtype(case, dtype, scale):
@@ -309,8 +326,9 @@ def test_finite_input_gives_a_finite_loss_and_gradient_in_every_dtype(case, dtyp
     assert grad.dtype == DTYPES[dtype]
     assert torch.all(torch.isfinite(value)) and torch.all(torch.isfinite(grad))
     if dtype in ("float32", "float64"):
-        np.testing.assert_allclose(value.double().numpy(), reference_loss(loss, logits, labels, **options),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            value.double().numpy(), reference_loss(loss, logits, labels, **options), rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("loss", sorted(FUNCTIONS))
@@ -329,8 +347,9 @@ def test_a_non_finite_input_gives_its_image_a_nan_loss_and_gradient(loss, poison
     with kernels(path):
         clean, clean_grad = loss_and_grad(loss, logits, labels, "none", dtype=torch.float32, ignore_index=IGNORE)
         value, grad = loss_and_grad(loss, poisoned, labels, "none", dtype=torch.float32, ignore_index=IGNORE)
-        batch, batch_grad = loss_and_grad(loss, poisoned, labels, "none", dtype=torch.float32, ignore_index=IGNORE,
-                                          per_image=False)
+        batch, batch_grad = loss_and_grad(
+            loss, poisoned, labels, "none", dtype=torch.float32, ignore_index=IGNORE, per_image=False
+        )
     assert torch.isnan(value[1]) and torch.all(torch.isnan(grad[1]))
     torch.testing.assert_close(value[[0, 2]], clean[[0, 2]])
     torch.testing.assert_close(grad[[0, 2]], clean_grad[[0, 2]])
@@ -340,12 +359,13 @@ def test_a_non_finite_input_gives_its_image_a_nan_loss_and_gradient(loss, poison
 @pytest.mark.parametrize("loss", sorted(FUNCTIONS))
 def test_empty_batches_and_images(loss):
     channels = 3 if loss == "lovasz_softmax" else 1
-    for per_image, expected in ((True, {"none": (0,), "sum": 0.0, "mean": "nan"}),
-                                (False, {"none": (), "sum": 0.0, "mean": 0.0})):
+    for per_image, expected in (
+        (True, {"none": (0,), "sum": 0.0, "mean": "nan"}),
+        (False, {"none": (), "sum": 0.0, "mean": 0.0}),
+    ):
         for reduction, result in expected.items():
             x = torch.zeros(0, channels, 4, 4, requires_grad=True)
-            value = FUNCTIONS[loss](x, torch.zeros(0, 4, 4, dtype=torch.long), per_image=per_image,
-                                    reduction=reduction)
+            value = FUNCTIONS[loss](x, torch.zeros(0, 4, 4, dtype=torch.long), per_image=per_image, reduction=reduction)
             if isinstance(result, tuple):
                 assert value.shape == result
             elif result == "nan":
@@ -355,8 +375,9 @@ def test_empty_batches_and_images(loss):
             if value.numel():
                 (grad,) = torch.autograd.grad(value, x)
                 assert grad.shape == x.shape
-    value = FUNCTIONS[loss](torch.zeros(2, channels, 0, requires_grad=True), torch.zeros(2, 0, dtype=torch.long),
-                            reduction="none")
+    value = FUNCTIONS[loss](
+        torch.zeros(2, channels, 0, requires_grad=True), torch.zeros(2, 0, dtype=torch.long), reduction="none"
+    )
     assert value.tolist() == [0.0, 0.0]
 
 

@@ -20,10 +20,20 @@ from losses.torch import DiceLoss, FocalTverskyLoss, GeneralizedDiceLoss, Jaccar
 from losses.torch import functional as F
 from losses.torch._kernels import cpu as cpu_kernels
 
-FUNCTIONS = {"dice": F.dice_loss, "jaccard": F.jaccard_loss, "tversky": F.tversky_loss,
-             "focal_tversky": F.focal_tversky_loss, "generalized_dice": F.generalized_dice_loss}
-MODULES = {"dice": DiceLoss, "jaccard": JaccardLoss, "tversky": TverskyLoss, "focal_tversky": FocalTverskyLoss,
-           "generalized_dice": GeneralizedDiceLoss}
+FUNCTIONS = {
+    "dice": F.dice_loss,
+    "jaccard": F.jaccard_loss,
+    "tversky": F.tversky_loss,
+    "focal_tversky": F.focal_tversky_loss,
+    "generalized_dice": F.generalized_dice_loss,
+}
+MODULES = {
+    "dice": DiceLoss,
+    "jaccard": JaccardLoss,
+    "tversky": TverskyLoss,
+    "focal_tversky": FocalTverskyLoss,
+    "generalized_dice": GeneralizedDiceLoss,
+}
 
 
 @contextlib.contextmanager
@@ -49,8 +59,12 @@ def expected(member, logits, target, weight=None, reduction="mean", **options):
 @given(overlap_cases(), st.sampled_from(["mean", "sum", "none"]))
 def test_every_member_matches_the_reference_in_float64(case, reduction):
     member, logits, target, options, weight = case
-    np.testing.assert_allclose(ours(member, logits, target, weight, reduction, **options).numpy(),
-                               expected(member, logits, target, weight, reduction, **options), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        ours(member, logits, target, weight, reduction, **options).numpy(),
+        expected(member, logits, target, weight, reduction, **options),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 @given(overlap_cases())
@@ -62,8 +76,9 @@ def test_every_member_is_between_zero_and_one(case):
     for path in ("torch", "auto"):
         with kernels(path):
             values = ours(member, logits, target, weight, "none", **options).numpy()
-            values32 = ours(member, logits.astype(np.float32), target, weight, "none", dtype=torch.float32,
-                            **options).numpy()
+            values32 = ours(
+                member, logits.astype(np.float32), target, weight, "none", dtype=torch.float32, **options
+            ).numpy()
         for v in (values, values32):
             assert np.all(v >= -1e-6), v
             if not options.get("log_loss"):
@@ -83,7 +98,7 @@ def test_squared_soft_labels_take_the_intersection_in_the_squared_norm(member, p
         value = ours(member, p, g, reduction="none", **options).item()
         at_target = ours(member, g, g, reduction="none", **options).item()
     tp = (p * g).sum(2)
-    denominator = (p ** 2).sum(2) + (g ** 2).sum(2)
+    denominator = (p**2).sum(2) + (g**2).sum(2)
     score = 2 * tp / (denominator + 1e-5) if member == "dice" else tp / (denominator - tp + 1e-5)
     assert value == pytest.approx(1 - score.mean(), rel=1e-9)
     assert 0 <= value <= 1
@@ -95,8 +110,12 @@ def test_every_member_on_the_fused_cpu_path_matches_the_reference(case):
     member, logits, target, options, weight = case
     with kernels("auto"):
         value = ours(member, logits.astype(np.float32), target, weight, "none", dtype=torch.float32, **options)
-    np.testing.assert_allclose(value.numpy(), expected(member, logits.astype(np.float32), target, weight, "none",
-                                                       **options), rtol=3e-5, atol=3e-6)
+    np.testing.assert_allclose(
+        value.numpy(),
+        expected(member, logits.astype(np.float32), target, weight, "none", **options),
+        rtol=3e-5,
+        atol=3e-6,
+    )
 
 
 @given(overlap_cases(max_side=5))
@@ -119,8 +138,9 @@ def _clear_of_kinks(logits, target, options, weight):
     """Soft labels use |p − g|, whose kink at p = g finite differences cannot cross."""
     if not options["soft_labels"]:
         return True
-    p, g, v = reference.dice_probabilities_and_targets(logits, target, options["mode"], options["from_logits"],
-                                                       options["ignore_index"], weight)
+    p, g, v = reference.dice_probabilities_and_targets(
+        logits, target, options["mode"], options["from_logits"], options["ignore_index"], weight
+    )
     return bool(np.all(np.abs(p - g)[v > 0] > 1e-3))
 
 
@@ -132,8 +152,9 @@ def test_every_member_gradient_matches_central_differences(case):
     x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     t = torch.as_tensor(target)
     w = None if weight is None else torch.as_tensor(weight)
-    assert torch.autograd.gradcheck(lambda x: FUNCTIONS[member](x, t, weight=w, **options), (x,),
-                                    eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(
+        lambda x: FUNCTIONS[member](x, t, weight=w, **options), (x,), eps=1e-6, atol=1e-6, rtol=1e-4
+    )
 
 
 class _TverskyWithConstantFalsePositives(torch.autograd.Function):
@@ -165,12 +186,14 @@ def test_negative_control_a_wrong_backward_fails_the_same_check():
     t = torch.as_tensor(rng.integers(0, 3, (2, 4, 4)))
     assert torch.autograd.gradcheck(lambda x: F.tversky_loss(x, t, alpha=0.7, beta=0.3), (x,), eps=1e-6, atol=1e-6)
     assert _TverskyWithConstantFalsePositives.apply(x, t).item() == pytest.approx(
-        F.tversky_loss(x, t, alpha=0.7, beta=0.3).item(), rel=1e-12)
+        F.tversky_loss(x, t, alpha=0.7, beta=0.3).item(), rel=1e-12
+    )
     with pytest.raises(GradcheckError):
         torch.autograd.gradcheck(lambda x: _TverskyWithConstantFalsePositives.apply(x, t), (x,), eps=1e-6, atol=1e-6)
 
 
 # --- weight maps --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("member", sorted(FUNCTIONS))
 @pytest.mark.parametrize("path", ["auto", "torch"])
@@ -187,22 +210,28 @@ def test_a_weight_map_of_ones_zeros_and_twos(member, path):
         zeros[..., -2:] = 0
         ignored = labels.clone()
         ignored[..., -2:] = IGNORE
-        torch.testing.assert_close(FUNCTIONS[member](logits, labels, weight=zeros),
-                                   FUNCTIONS[member](logits, ignored, ignore_index=IGNORE))
+        torch.testing.assert_close(
+            FUNCTIONS[member](logits, labels, weight=zeros), FUNCTIONS[member](logits, ignored, ignore_index=IGNORE)
+        )
         twos = torch.ones(2, 4, 6)
         twos[..., :2] = 2
-        duplicated = FUNCTIONS[member](torch.cat([logits, logits[..., :2]], -1), torch.cat([labels, labels[..., :2]], -1))
+        duplicated = FUNCTIONS[member](
+            torch.cat([logits, logits[..., :2]], -1), torch.cat([labels, labels[..., :2]], -1)
+        )
         torch.testing.assert_close(FUNCTIONS[member](logits, labels, weight=twos), duplicated)
 
 
-@pytest.mark.parametrize("weight, error, text", [
-    (torch.ones(2, 4, 5), ValueError, r"weight has shape \(2, 4, 5\); expected a weight per position"),
-    (torch.ones(2, 3, 4, 4), ValueError, r"weight has shape \(2, 3, 4, 4\)"),
-    (-torch.ones(2, 4, 4), ValueError, r"weight must be finite and >= 0; found \[-1.0\]"),
-    (torch.full((2, 4, 4), float("nan")), ValueError, r"weight must be finite and >= 0; found \[nan\]"),
-    (torch.ones(2, 4, 4, device="meta"), ValueError, "weight must be on the input's device"),
-    ([[1.0]], TypeError, "weight must be a torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "weight, error, text",
+    [
+        (torch.ones(2, 4, 5), ValueError, r"weight has shape \(2, 4, 5\); expected a weight per position"),
+        (torch.ones(2, 3, 4, 4), ValueError, r"weight has shape \(2, 3, 4, 4\)"),
+        (-torch.ones(2, 4, 4), ValueError, r"weight must be finite and >= 0; found \[-1.0\]"),
+        (torch.full((2, 4, 4), float("nan")), ValueError, r"weight must be finite and >= 0; found \[nan\]"),
+        (torch.ones(2, 4, 4, device="meta"), ValueError, "weight must be on the input's device"),
+        ([[1.0]], TypeError, "weight must be a torch.Tensor"),
+    ],
+)
 @pytest.mark.parametrize("path", ["auto", "torch"])
 def test_a_bad_weight_map_is_a_clear_error(weight, error, text, path):
     with kernels(path), pytest.raises(error, match=text):
@@ -210,6 +239,7 @@ def test_a_bad_weight_map_is_a_clear_error(weight, error, text, path):
 
 
 # --- paths, options, modules --------------------------------------------------------------------
+
 
 def test_the_chosen_path_and_why():
     from losses.torch._overlap_core import choose_path
@@ -229,13 +259,16 @@ def test_the_chosen_path_and_why():
 @pytest.mark.parametrize("member", sorted(MODULES))
 def test_module_equals_functional_and_repr_shows_the_changed_options(member):
     rng = np.random.default_rng(2)
-    logits, labels = torch.tensor(rng.normal(size=(2, 3, 4, 4)), dtype=torch.float32), torch.as_tensor(
-        rng.integers(0, 3, (2, 4, 4)))
+    logits, labels = (
+        torch.tensor(rng.normal(size=(2, 3, 4, 4)), dtype=torch.float32),
+        torch.as_tensor(rng.integers(0, 3, (2, 4, 4))),
+    )
     weight = torch.rand(2, 4, 4)
     criterion = MODULES[member](class_weights=[1.0, 2.0, 3.0], reduction="sum")
-    torch.testing.assert_close(criterion(logits, labels, weight),
-                               FUNCTIONS[member](logits, labels, weight=weight, class_weights=[1, 2, 3],
-                                                 reduction="sum"))
+    torch.testing.assert_close(
+        criterion(logits, labels, weight),
+        FUNCTIONS[member](logits, labels, weight=weight, class_weights=[1, 2, 3], reduction="sum"),
+    )
     assert list(criterion.parameters()) == []
     assert "class_weights=[1.0, 2.0, 3.0]" in repr(criterion) and "reduction='sum'" in repr(criterion)
 
@@ -244,8 +277,7 @@ def test_an_option_a_member_does_not_take_is_a_type_error():
     with pytest.raises(TypeError, match="squared"):
         TverskyLoss(squared=True)
     with pytest.raises(TypeError, match="empty_target"):
-        F.generalized_dice_loss(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long),
-                                empty_target="exclude")
+        F.generalized_dice_loss(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), empty_target="exclude")
 
 
 @pytest.mark.parametrize("member", ["tversky", "generalized_dice"])
@@ -267,5 +299,8 @@ def test_compiles_with_fullgraph(member):
 
 def test_repr_shows_the_mode_and_only_the_options_that_differ_from_the_defaults():
     assert repr(DiceLoss()) == "DiceLoss(mode='multiclass')"
-    assert repr(TverskyLoss("binary", alpha=0.3, reduction="sum")) == "TverskyLoss(mode='binary', alpha=0.3, reduction='sum')"
+    assert (
+        repr(TverskyLoss("binary", alpha=0.3, reduction="sum"))
+        == "TverskyLoss(mode='binary', alpha=0.3, reduction='sum')"
+    )
     assert repr(FocalTverskyLoss(gamma=0.75, beta=0.5)) == "FocalTverskyLoss(mode='multiclass', beta=0.5)"

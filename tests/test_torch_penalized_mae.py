@@ -1,6 +1,5 @@
 """PenalizedMAELoss / penalized_mae in PyTorch: values, hand-written gradients, transforms, errors."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -237,8 +236,9 @@ def test_negative_control_seed_backward_fails_the_same_checks():
     prediction = np.array([0.4, -0.3, 2.5, -3.0])
     target = np.zeros(4)
     # The seed's forward is right: it equals ours with the defaults ...
-    np.testing.assert_allclose(seed_loss(t64(prediction), t64(target)).item(),
-                               penalized_mae(t64(prediction), t64(target)).item())
+    np.testing.assert_allclose(
+        seed_loss(t64(prediction), t64(target)).item(), penalized_mae(t64(prediction), t64(target)).item()
+    )
     # ... while its backward fails the finite-difference check that ours passes.
     check_gradient(penalized_mae, prediction, target, framework="torch")
     with pytest.raises(GradientMismatch):
@@ -306,6 +306,7 @@ def test_portable_path_matches_reference(reduction, shape):
     expected = reference.penalized_mae_grad(prediction, target, 0.5, 0.75, reduction)
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
 
+
 def test_torch_func_grad_and_vmap():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64) * 3
@@ -316,8 +317,9 @@ def test_torch_func_grad_and_vmap():
     expected = reference.penalized_mae(x.numpy(), t.numpy(), 0.8, 0.3, "per_sample")
     np.testing.assert_allclose(per_sample.numpy(), expected)
     per_sample_grad = torch.vmap(torch.func.grad(penalized_mae), in_dims=(0, 0, None, None))(x, t, 0.8, 0.3)
-    np.testing.assert_allclose(per_sample_grad.numpy(),
-                               reference.penalized_mae_grad(x.numpy(), t.numpy(), 0.8, 0.3, "per_sample"), rtol=1e-12)
+    np.testing.assert_allclose(
+        per_sample_grad.numpy(), reference.penalized_mae_grad(x.numpy(), t.numpy(), 0.8, 0.3, "per_sample"), rtol=1e-12
+    )
     hessian = torch.func.jacrev(torch.func.jacrev(penalized_mae))(x[0, 0], t[0, 0], 0.8, 0.3)
     curvature = 2 * 0.3 * ((x[0, 0] - t[0, 0]).abs() > 0.8).double() / 5
     torch.testing.assert_close(hessian, torch.diag(curvature))
@@ -368,12 +370,15 @@ def test_mismatched_shapes_raise_naming_both():
 
 
 @pytest.mark.parametrize("name", ["delta", "penalty"])
-@pytest.mark.parametrize("value, error, message", [
-    (-0.5, ValueError, ">= 0; got -0.5"),
-    (float("nan"), ValueError, "finite"),
-    ("1", TypeError, "real number"),
-    (True, TypeError, "real number"),
-])
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (-0.5, ValueError, ">= 0; got -0.5"),
+        (float("nan"), ValueError, "finite"),
+        ("1", TypeError, "real number"),
+        (True, TypeError, "real number"),
+    ],
+)
 def test_bad_delta_or_penalty_raise(name, value, error, message):
     with pytest.raises(error, match=f"{name} must be .*{message}"):
         penalized_mae(torch.zeros(3), torch.zeros(3), **{name: value})

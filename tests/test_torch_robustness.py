@@ -62,8 +62,14 @@ PATHS = ["triton"] if IN_TRITON_CHILD else ["auto", "torch"]
 # The Lovász losses have no Triton path (they sort, as on the CPU).
 LOSSES_HERE = ("dice", "focal", "dice_ce", "dice_focal") if IN_TRITON_CHILD else LOSSES
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-FUNCTIONS = {"dice": dice_loss, "focal": focal_loss, "dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss,
-             "lovasz_softmax": lovasz_softmax_loss, "lovasz_hinge": lovasz_hinge_loss}
+FUNCTIONS = {
+    "dice": dice_loss,
+    "focal": focal_loss,
+    "dice_ce": dice_ce_loss,
+    "dice_focal": dice_focal_loss,
+    "lovasz_softmax": lovasz_softmax_loss,
+    "lovasz_hinge": lovasz_hinge_loss,
+}
 # The profile's examples shared among the losses: a third of them for each of the six (at least 2).
 _EXAMPLES = settings.default.max_examples
 PER_LOSS = settings(max_examples=min(_EXAMPLES, max(2, math.ceil(2 * _EXAMPLES / len(LOSSES_HERE)))))
@@ -149,8 +155,11 @@ def test_finite_inputs_give_finite_results_on_every_path_and_the_paths_agree(los
 
 @pytest.mark.parametrize("loss", LOSSES_HERE)
 @PER_LOSS
-@given(data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]),
-       dtype=st.sampled_from(["float32", "float64", "float16"]))
+@given(
+    data=st.data(),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    dtype=st.sampled_from(["float32", "float64", "float16"]),
+)
 def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_where_it_entered(loss, data, reduction, dtype):
     case, where, index = data.draw(poisoned_cases(loss))
     must, may = non_finite_gradient(case, index)
@@ -236,13 +245,21 @@ def test_float16_gradient_keeps_an_infinity_from_a_non_finite_input(value, path)
     assert grad.dtype == torch.float16 and torch.isinf(grad).all(), grad
 
 
-@pytest.mark.skipif(IN_TRITON_CHILD or importlib.util.find_spec("triton") is None,
-                    reason="runs the file again under the Triton interpreter")
+@pytest.mark.skipif(
+    IN_TRITON_CHILD or importlib.util.find_spec("triton") is None,
+    reason="runs the file again under the Triton interpreter",
+)
 def test_the_triton_kernels_under_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1", LOSSES_KERNELS="triton", LOSSES_ROBUSTNESS_TRITON_CHILD="1")
     if os.environ.get("CI"):
         env["HYPOTHESIS_PROFILE"] = "ci-backends"
-    result = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
-                            capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1], env=env, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=pathlib.Path(__file__).parents[1],
+        env=env,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout

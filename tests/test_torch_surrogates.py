@@ -17,8 +17,16 @@ import reference
 from losses import _surrogates as spec
 from losses.testing import GradientMismatch, check_gradient
 from losses.torch import _surrogates as impl
-from surrogate_cases import (NAMES, alphas, check_straight_through_gradient, clear_of_c1_points, grid,
-                             jump_distance, lattice_distance, xs)
+from surrogate_cases import (
+    NAMES,
+    alphas,
+    check_straight_through_gradient,
+    clear_of_c1_points,
+    grid,
+    jump_distance,
+    lattice_distance,
+    xs,
+)
 
 import losses.torch
 import losses.torch.functional
@@ -26,8 +34,13 @@ import losses.torch.functional
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FUNCTIONS = {name: getattr(losses.torch, name) for name in NAMES}
 FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
-TORCH_HARD = {"soft_round": torch.round, "soft_floor": torch.floor, "soft_ceil": torch.ceil,
-              "soft_step": impl._hard_step, "soft_sign": torch.sign}
+TORCH_HARD = {
+    "soft_round": torch.round,
+    "soft_floor": torch.floor,
+    "soft_ceil": torch.ceil,
+    "soft_step": impl._hard_step,
+    "soft_sign": torch.sign,
+}
 
 
 def summed(name, alpha, straight_through=False):
@@ -49,6 +62,7 @@ def test_exported_from_both_namespaces():
 # ------------------------------------------------------------------------------------------------
 # Gradients against central differences (float64), and the negative control
 # ------------------------------------------------------------------------------------------------
+
 
 @given(st.sampled_from(NAMES), xs, alphas)
 @example("soft_round", np.array([0.3, 2.7, -4.2]), 1000.0)
@@ -98,13 +112,18 @@ def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
 # Against the reference, and the C1 points
 # ------------------------------------------------------------------------------------------------
 
+
 def assert_matches_reference(name, x, alpha, straight_through):
     t = torch.from_numpy(x)
     value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
     expected = reference.HARD[name](x) if straight_through else reference.surrogate(name, x, alpha)
     np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grad_of(name, t, alpha, straight_through).numpy(),
-                               reference.surrogate_derivative(name, x, alpha), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        grad_of(name, t, alpha, straight_through).numpy(),
+        reference.surrogate_derivative(name, x, alpha),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 @given(st.sampled_from(NAMES), xs, alphas, st.booleans())
@@ -139,19 +158,22 @@ def test_gradient_with_create_graph_and_a_second_backward(name, straight_through
     alpha = 3.0
     expected = reference.surrogate_derivative(name, x, alpha)
     t = torch.from_numpy(x).requires_grad_(True)
-    (gradient,) = torch.autograd.grad(FUNCTIONS[name](t, alpha, straight_through=straight_through).sum(), t,
-                                      create_graph=True)
+    (gradient,) = torch.autograd.grad(
+        FUNCTIONS[name](t, alpha, straight_through=straight_through).sum(), t, create_graph=True
+    )
     np.testing.assert_allclose(gradient.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
     (second,) = torch.autograd.grad(gradient.sum(), t)
     h = 1e-6
-    central = (reference.surrogate_derivative(name, x + h, alpha)
-               - reference.surrogate_derivative(name, x - h, alpha)) / (2 * h)
+    central = (
+        reference.surrogate_derivative(name, x + h, alpha) - reference.surrogate_derivative(name, x - h, alpha)
+    ) / (2 * h)
     np.testing.assert_allclose(second.numpy(), central, rtol=1e-5, atol=1e-6)
     upstream = torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0], dtype=torch.float64)
     value = FUNCTIONS[name](t, alpha, straight_through=straight_through)
     value.backward(upstream, retain_graph=True)
     value.backward(upstream)
     np.testing.assert_allclose(t.grad.numpy(), 2 * upstream.numpy() * expected, rtol=1e-9, atol=1e-12)
+
 
 @pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
 @pytest.mark.parametrize("alpha", [0.01, 1.0, 10.0, 100.0])
@@ -175,6 +197,7 @@ def test_continuous_and_c1_where_floor_changes_branch(name, alpha):
 # ------------------------------------------------------------------------------------------------
 # Limits and identities
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("alpha", [20.0, 100.0, 1e3, spec.ALPHA_MAX])
@@ -218,6 +241,7 @@ def test_floor_and_ceil_are_shifted_round_exactly(dtype, x, alpha):
 # Straight-through forms
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_straight_through_forward_is_the_hard_function_bit_for_bit(name, dtype):
@@ -225,8 +249,10 @@ def test_straight_through_forward_is_the_hard_function_bit_for_bit(name, dtype):
     value = FUNCTIONS[name](x, 3.0, straight_through=True)
     hard = TORCH_HARD[name](x).to(value.dtype)  # the hard value is exact in any float dtype
     assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    assert torch.equal(value.view(torch.int32 if value.dtype == torch.float32 else torch.int64),
-                       hard.view(torch.int32 if value.dtype == torch.float32 else torch.int64))
+    assert torch.equal(
+        value.view(torch.int32 if value.dtype == torch.float32 else torch.int64),
+        hard.view(torch.int32 if value.dtype == torch.float32 else torch.int64),
+    )
     np.testing.assert_array_equal(value.double().numpy(), reference.HARD[name](x.double().numpy()))
 
 
@@ -234,13 +260,15 @@ def test_straight_through_forward_is_the_hard_function_bit_for_bit(name, dtype):
 @given(x=xs, alpha=alphas)
 def test_straight_through_gradient_equals_the_soft_gradient(name, x, alpha):
     t = torch.from_numpy(x)
-    np.testing.assert_allclose(grad_of(name, t, alpha, True).numpy(), grad_of(name, t, alpha, False).numpy(),
-                               rtol=1e-12, atol=1e-13 * alpha)
+    np.testing.assert_allclose(
+        grad_of(name, t, alpha, True).numpy(), grad_of(name, t, alpha, False).numpy(), rtol=1e-12, atol=1e-13 * alpha
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Finiteness and dtypes
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -268,6 +296,7 @@ def test_low_precision_is_computed_in_float32():
 # ------------------------------------------------------------------------------------------------
 # Options
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_options_raise_clear_errors(name):
@@ -302,7 +331,9 @@ def test_alpha_range_is_the_documented_one():
 def test_tensor_alpha_error_says_how_to_anneal():
     # A tensor alpha is the likely mistake of annealing it inside a graph: the error says what to do.
     for alpha in (torch.tensor(10.0), np.array(10.0)):
-        with pytest.raises(TypeError, match="alpha must be a Python float.*to anneal it, call the function with a new float"):
+        with pytest.raises(
+            TypeError, match="alpha must be a Python float.*to anneal it, call the function with a new float"
+        ):
             losses.torch.soft_step(torch.tensor([0.25]), alpha)
 
 
@@ -342,8 +373,9 @@ print("ok")
 
 
 def test_straight_through_under_torch_func_and_torch_compile():
-    result = subprocess.run([sys.executable, "-c", TRANSFORMS_CHECK], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", TRANSFORMS_CHECK], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 

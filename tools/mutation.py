@@ -86,73 +86,234 @@ class Target:
 
 # The general form of the overlap family and what defines its members (losses/_overlap.py).
 _OVERLAP_FORM = ("LOG_CLAMP", "DENOMINATOR_MIN", "Form", "_linear", "_generalized_weights", "overlap_loss")
-_OVERLAP_MEMBERS = ("_transform", "_pooling", "_SHARED", "DICE", "JACCARD", "TVERSKY", "FOCAL_TVERSKY",
-                    "GENERALIZED_DICE")
+_OVERLAP_MEMBERS = (
+    "_transform",
+    "_pooling",
+    "_SHARED",
+    "DICE",
+    "JACCARD",
+    "TVERSKY",
+    "FOCAL_TVERSKY",
+    "GENERALIZED_DICE",
+)
 # cpu_overlap.c: the overlap passes, and the cross-entropy / focal terms they can carry.
-_CPU_OVERLAP = ("exp_full", "sigmoid", "not_finite", "outside_unit", "sign_of", "store_partials", "ROWS_STATS",
-                "ROWS_GRAD", "ROWS_KERNELS", "tile_probabilities", "tile_weights", "LABEL_KERNELS", "LABEL_STATS",
-                "classes_stats_f32", "classes_grad_f32")
-_CPU_TERM = ("log_full", "log1p_exp_neg", "pow_unit", "log_sigmoid", "sigmoid_of", "log_sigmoid_of", "binary_ce",
-             "focus_of", "focal_power", "focal_slope", "tile_gather_label", "tile_focal_sum_of",
-             "tile_focal_gradient_of", "tile_log_normalizer")
-_CPU_ELEMENTWISE = ("bf16_to_float", "float_to_bf16", "f16_to_float", "float_to_f16", "exp_nonpositive",
-                    "tanh_sech2_f", "tanh_sech2_d", "sigmoid_f", "sigmoid_d", "FUNCTIONS", "ARGUMENT_LOSS", "KERNELS",
-                    "SUM_KERNEL", "HARD_KERNELS")
-_TORCH_PENALIZED_MAE = ("_penalized_mae_forward", "_PenalizedMAEFunction", "_penalized_mae_autograd",
-                        "_FusedCpuPenalizedMAE", "_computed_in", "_penalized_mae_fused_cpu", "_check_tensor",
-                        "penalized_mae")
-_TORCH_SURROGATES = ("_check", "_sech2", "_round_value", "_round_derivative", "_floor_derivative", "_ceil_derivative",
-                     "_step_derivative", "_sign_derivative", "_hard_sign", "_hard_step", "_StraightThrough",
-                     "_straight_through", "_PORTABLE", "_KERNELS", "_Fused", "_parameters", "_surrogate")
-_KERAS_PENALIZED_MAE = ("_check_shapes", "_sample_count", "_excess", "_loss_per_sample", "_gradient_of_prediction",
-                        "_penalized_mae_per_sample", "penalized_mae")
+_CPU_OVERLAP = (
+    "exp_full",
+    "sigmoid",
+    "not_finite",
+    "outside_unit",
+    "sign_of",
+    "store_partials",
+    "ROWS_STATS",
+    "ROWS_GRAD",
+    "ROWS_KERNELS",
+    "tile_probabilities",
+    "tile_weights",
+    "LABEL_KERNELS",
+    "LABEL_STATS",
+    "classes_stats_f32",
+    "classes_grad_f32",
+)
+_CPU_TERM = (
+    "log_full",
+    "log1p_exp_neg",
+    "pow_unit",
+    "log_sigmoid",
+    "sigmoid_of",
+    "log_sigmoid_of",
+    "binary_ce",
+    "focus_of",
+    "focal_power",
+    "focal_slope",
+    "tile_gather_label",
+    "tile_focal_sum_of",
+    "tile_focal_gradient_of",
+    "tile_log_normalizer",
+)
+_CPU_ELEMENTWISE = (
+    "bf16_to_float",
+    "float_to_bf16",
+    "f16_to_float",
+    "float_to_f16",
+    "exp_nonpositive",
+    "tanh_sech2_f",
+    "tanh_sech2_d",
+    "sigmoid_f",
+    "sigmoid_d",
+    "FUNCTIONS",
+    "ARGUMENT_LOSS",
+    "KERNELS",
+    "SUM_KERNEL",
+    "HARD_KERNELS",
+)
+_TORCH_PENALIZED_MAE = (
+    "_penalized_mae_forward",
+    "_PenalizedMAEFunction",
+    "_penalized_mae_autograd",
+    "_FusedCpuPenalizedMAE",
+    "_computed_in",
+    "_penalized_mae_fused_cpu",
+    "_check_tensor",
+    "penalized_mae",
+)
+_TORCH_SURROGATES = (
+    "_check",
+    "_sech2",
+    "_round_value",
+    "_round_derivative",
+    "_floor_derivative",
+    "_ceil_derivative",
+    "_step_derivative",
+    "_sign_derivative",
+    "_hard_sign",
+    "_hard_step",
+    "_StraightThrough",
+    "_straight_through",
+    "_PORTABLE",
+    "_KERNELS",
+    "_Fused",
+    "_parameters",
+    "_surrogate",
+)
+_KERAS_PENALIZED_MAE = (
+    "_check_shapes",
+    "_sample_count",
+    "_excess",
+    "_loss_per_sample",
+    "_gradient_of_prediction",
+    "_penalized_mae_per_sample",
+    "penalized_mae",
+)
 # _floor, _ceil and _tanh fall back to other ops only where Keras changes the dtype (JAX): their own row.
-_KERAS_SURROGATES = ("_prepare", "_sign", "_round_value", "_round_derivative", "_step_value", "_step_derivative",
-                     "_sign_value", "_sign_derivative", "_hard_step", "_FUNCTIONS", "_surrogate", "_with_gradient")
+_KERAS_SURROGATES = (
+    "_prepare",
+    "_sign",
+    "_round_value",
+    "_round_derivative",
+    "_step_value",
+    "_step_derivative",
+    "_sign_value",
+    "_sign_derivative",
+    "_hard_step",
+    "_FUNCTIONS",
+    "_surrogate",
+    "_with_gradient",
+)
 _KERAS_SURROGATES_JAX = ("_floor", "_ceil", "_tanh")
 _KERAS_OVERLAP = ("_overlap_stats_keras", "overlap_rows", "overlap_per_sample", "per_sample")
-_KERAS_INPUTS = ("is_label_map", "check_values", "check_range", "ignored_positions", "weight_map", "prepare_inputs",
-                 "label_indices", "_per_position")
+_KERAS_INPUTS = (
+    "is_label_map",
+    "check_values",
+    "check_range",
+    "ignored_positions",
+    "weight_map",
+    "prepare_inputs",
+    "label_indices",
+    "_per_position",
+)
 
 # The table to edit when the code moves: one row per (source file, region) and the tests that
 # should kill its mutants. Keep each selection to a few seconds up to ~30 s; put the file that
 # fails first for most mutants first (pytest stops at the first failure, -x).
 TARGETS = (
-    Target("overlap-options", "losses/_overlap.py", ("Member", "OverlapOptions"),
-           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py")),
-    Target("overlap-form", "losses/_overlap.py", _OVERLAP_FORM,
-           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py")),
-    Target("overlap-members", "losses/_overlap.py", _OVERLAP_MEMBERS,
-           ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py")),
-    Target("focal-options", "losses/_cross_entropy.py", ("FocalOptions", "PROBABILITY_MIN", "PairOptions"),
-           ("tests/test_torch_cross_entropy.py",)),
-    Target("torch-fused-cpu", "losses/torch/_fused_cpu.py", (),
-           ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py")),
-    Target("cpu-overlap", "losses/torch/_kernels/cpu_overlap.c", _CPU_OVERLAP,
-           ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py")),
-    Target("cpu-term", "losses/torch/_kernels/cpu_overlap.c", _CPU_TERM,
-           ("tests/test_torch_cross_entropy.py",)),
-    Target("cpu-elementwise", "losses/torch/_kernels/cpu_elementwise.c", _CPU_ELEMENTWISE,
-           ("tests/test_torch_elementwise_cpu.py",)),
-    Target("penalized-mae-math", "losses/_penalized_mae.py", (),
-           ("losses/_penalized_mae.py", "tests/test_torch_penalized_mae.py")),
-    Target("surrogates-math", "losses/_surrogates.py",
-           ("ALPHA_MIN", "ALPHA_MAX", "check_alpha", "check_options", "round_scale"),
-           ("tests/test_torch_surrogates.py",)),
-    Target("torch-penalized-mae", "losses/torch/_penalized_mae.py", _TORCH_PENALIZED_MAE,
-           ("losses/torch/_penalized_mae.py", "tests/test_torch_penalized_mae.py")),
-    Target("torch-surrogates", "losses/torch/_surrogates.py", _TORCH_SURROGATES,
-           ("losses/torch/_surrogates.py", "tests/test_torch_surrogates.py")),
-    Target("keras-penalized-mae", "losses/keras/_penalized_mae.py", _KERAS_PENALIZED_MAE,
-           ("losses/keras/_penalized_mae.py", "tests/test_keras_penalized_mae.py")),
-    Target("keras-surrogates", "losses/keras/_surrogates.py", _KERAS_SURROGATES,
-           ("losses/keras/_surrogates.py", "tests/test_keras_surrogates.py")),
-    Target("keras-surrogates-jax", "losses/keras/_surrogates.py", _KERAS_SURROGATES_JAX,
-           ("tests/test_keras_surrogates.py",), env=(("KERAS_BACKEND", "jax"),)),
-    Target("keras-overlap", "losses/keras/_overlap.py", _KERAS_OVERLAP,
-           ("tests/test_keras_overlap.py", "tests/test_keras_dice.py")),
-    Target("keras-inputs", "losses/keras/_inputs.py", _KERAS_INPUTS,
-           ("tests/test_keras_overlap.py", "tests/test_keras_dice.py")),
+    Target(
+        "overlap-options",
+        "losses/_overlap.py",
+        ("Member", "OverlapOptions"),
+        ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py"),
+    ),
+    Target(
+        "overlap-form",
+        "losses/_overlap.py",
+        _OVERLAP_FORM,
+        ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py", "tests/test_torch_dice.py"),
+    ),
+    Target(
+        "overlap-members",
+        "losses/_overlap.py",
+        _OVERLAP_MEMBERS,
+        ("tests/test_overlap_formula.py", "tests/test_torch_overlap.py"),
+    ),
+    Target(
+        "focal-options",
+        "losses/_cross_entropy.py",
+        ("FocalOptions", "PROBABILITY_MIN", "PairOptions"),
+        ("tests/test_torch_cross_entropy.py",),
+    ),
+    Target(
+        "torch-fused-cpu",
+        "losses/torch/_fused_cpu.py",
+        (),
+        ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py"),
+    ),
+    Target(
+        "cpu-overlap",
+        "losses/torch/_kernels/cpu_overlap.c",
+        _CPU_OVERLAP,
+        ("tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py"),
+    ),
+    Target("cpu-term", "losses/torch/_kernels/cpu_overlap.c", _CPU_TERM, ("tests/test_torch_cross_entropy.py",)),
+    Target(
+        "cpu-elementwise",
+        "losses/torch/_kernels/cpu_elementwise.c",
+        _CPU_ELEMENTWISE,
+        ("tests/test_torch_elementwise_cpu.py",),
+    ),
+    Target(
+        "penalized-mae-math",
+        "losses/_penalized_mae.py",
+        (),
+        ("losses/_penalized_mae.py", "tests/test_torch_penalized_mae.py"),
+    ),
+    Target(
+        "surrogates-math",
+        "losses/_surrogates.py",
+        ("ALPHA_MIN", "ALPHA_MAX", "check_alpha", "check_options", "round_scale"),
+        ("tests/test_torch_surrogates.py",),
+    ),
+    Target(
+        "torch-penalized-mae",
+        "losses/torch/_penalized_mae.py",
+        _TORCH_PENALIZED_MAE,
+        ("losses/torch/_penalized_mae.py", "tests/test_torch_penalized_mae.py"),
+    ),
+    Target(
+        "torch-surrogates",
+        "losses/torch/_surrogates.py",
+        _TORCH_SURROGATES,
+        ("losses/torch/_surrogates.py", "tests/test_torch_surrogates.py"),
+    ),
+    Target(
+        "keras-penalized-mae",
+        "losses/keras/_penalized_mae.py",
+        _KERAS_PENALIZED_MAE,
+        ("losses/keras/_penalized_mae.py", "tests/test_keras_penalized_mae.py"),
+    ),
+    Target(
+        "keras-surrogates",
+        "losses/keras/_surrogates.py",
+        _KERAS_SURROGATES,
+        ("losses/keras/_surrogates.py", "tests/test_keras_surrogates.py"),
+    ),
+    Target(
+        "keras-surrogates-jax",
+        "losses/keras/_surrogates.py",
+        _KERAS_SURROGATES_JAX,
+        ("tests/test_keras_surrogates.py",),
+        env=(("KERAS_BACKEND", "jax"),),
+    ),
+    Target(
+        "keras-overlap",
+        "losses/keras/_overlap.py",
+        _KERAS_OVERLAP,
+        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+    ),
+    Target(
+        "keras-inputs",
+        "losses/keras/_inputs.py",
+        _KERAS_INPUTS,
+        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+    ),
 )
 
 
@@ -173,7 +334,7 @@ class Mutant:
         return f"{self.target}:{self.start}:{self.end}:{self.replacement}"
 
     def apply(self, source: str) -> str:
-        return source[:self.start] + self.replacement + source[self.end:]
+        return source[: self.start] + self.replacement + source[self.end :]
 
     def describe(self) -> str:
         return f"{self.path}:{self.line}: {self.original_text} -> {self.mutated_text}"
@@ -198,7 +359,7 @@ def _changed_lines(source: str, mutated: str, start: int, end: int, replacement:
         joined = " | ".join(line for line in lines if line)
         return joined if len(joined) <= 200 else joined[:197] + "..."
 
-    return source.count("\n", 0, start) + 1, clean(source[first:last]), clean(mutated[first:last + delta])
+    return source.count("\n", 0, start) + 1, clean(source[first:last]), clean(mutated[first : last + delta])
 
 
 def _number_mutations(value: float | int, is_float: bool) -> list[float | int]:
@@ -215,24 +376,75 @@ def _number_mutations(value: float | int, is_float: bool) -> list[float | int]:
 # Python
 # ------------------------------------------------------------------------------------------------
 
-_BINOP_SWAPS = {ast.Add: "-", ast.Sub: "+", ast.Mult: "/", ast.Div: "*", ast.FloorDiv: "/", ast.Pow: "*",
-                ast.Mod: "//", ast.BitAnd: "|", ast.BitOr: "&"}
-_BINOP_TOKENS = {ast.Add: r"\+", ast.Sub: "-", ast.Mult: r"\*(?!\*)", ast.Div: "/(?!/)", ast.FloorDiv: "//",
-                 ast.Pow: r"\*\*", ast.Mod: "%", ast.BitAnd: "&", ast.BitOr: r"\|"}
-_COMPARE_TOKENS = {ast.Lt: "<(?!=)", ast.LtE: "<=", ast.Gt: ">(?!=)", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
-                   ast.Is: r"\bis\b(?!\s+not\b)", ast.IsNot: r"\bis\s+not\b", ast.In: r"(?<!not )\bin\b",
-                   ast.NotIn: r"\bnot\s+in\b"}
-_COMPARE_SWAPS = {ast.Lt: ["<=", ">="], ast.LtE: ["<", ">"], ast.Gt: [">=", "<="], ast.GtE: [">", "<"],
-                  ast.Eq: ["!="], ast.NotEq: ["=="], ast.Is: ["is not"], ast.IsNot: ["is"], ast.In: ["not in"],
-                  ast.NotIn: ["in"]}
+_BINOP_SWAPS = {
+    ast.Add: "-",
+    ast.Sub: "+",
+    ast.Mult: "/",
+    ast.Div: "*",
+    ast.FloorDiv: "/",
+    ast.Pow: "*",
+    ast.Mod: "//",
+    ast.BitAnd: "|",
+    ast.BitOr: "&",
+}
+_BINOP_TOKENS = {
+    ast.Add: r"\+",
+    ast.Sub: "-",
+    ast.Mult: r"\*(?!\*)",
+    ast.Div: "/(?!/)",
+    ast.FloorDiv: "//",
+    ast.Pow: r"\*\*",
+    ast.Mod: "%",
+    ast.BitAnd: "&",
+    ast.BitOr: r"\|",
+}
+_COMPARE_TOKENS = {
+    ast.Lt: "<(?!=)",
+    ast.LtE: "<=",
+    ast.Gt: ">(?!=)",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Is: r"\bis\b(?!\s+not\b)",
+    ast.IsNot: r"\bis\s+not\b",
+    ast.In: r"(?<!not )\bin\b",
+    ast.NotIn: r"\bnot\s+in\b",
+}
+_COMPARE_SWAPS = {
+    ast.Lt: ["<=", ">="],
+    ast.LtE: ["<", ">"],
+    ast.Gt: [">=", "<="],
+    ast.GtE: [">", "<"],
+    ast.Eq: ["!="],
+    ast.NotEq: ["=="],
+    ast.Is: ["is not"],
+    ast.IsNot: ["is"],
+    ast.In: ["not in"],
+    ast.NotIn: ["in"],
+}
 _AUGASSIGN_SWAPS = {ast.Add: "-=", ast.Sub: "+=", ast.Mult: "/=", ast.Div: "*="}
-_NAME_SWAPS = {"max": "min", "min": "max", "maximum": "minimum", "minimum": "maximum", "floor": "ceil",
-               "ceil": "floor", "amax": "amin", "amin": "amax"}
+_NAME_SWAPS = {
+    "max": "min",
+    "min": "max",
+    "maximum": "minimum",
+    "minimum": "maximum",
+    "floor": "ceil",
+    "ceil": "floor",
+    "amax": "amin",
+    "amin": "amax",
+}
 # Arithmetic written as calls (keras.ops, torch, numpy): swapped only on those modules.
 _TENSOR_MODULES = {"ops", "torch", "np", "numpy", "tf"}
-_TENSOR_OPERATOR_SWAPS = {"add": "subtract", "subtract": "add", "multiply": "divide", "divide": "multiply",
-                          "greater": "greater_equal", "greater_equal": "greater", "less": "less_equal",
-                          "less_equal": "less"}
+_TENSOR_OPERATOR_SWAPS = {
+    "add": "subtract",
+    "subtract": "add",
+    "multiply": "divide",
+    "divide": "multiply",
+    "greater": "greater_equal",
+    "greater_equal": "greater",
+    "less": "less_equal",
+    "less_equal": "less",
+}
 
 
 class _PythonMutator:
@@ -289,8 +501,13 @@ class _PythonMutator:
                     if any(isinstance(t, ast.Name) and t.id == owner for t in targets):
                         nodes.append(node)
             if member:
-                nodes = [n for cls in nodes if isinstance(cls, ast.ClassDef) for n in cls.body
-                         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == member]
+                nodes = [
+                    n
+                    for cls in nodes
+                    if isinstance(cls, ast.ClassDef)
+                    for n in cls.body
+                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == member
+                ]
             if not nodes:
                 raise SystemExit(f"target {self.target.name}: no region {name!r} in {self.target.path}")
             found.extend(nodes)
@@ -303,8 +520,12 @@ class _PythonMutator:
 
     def body(self, statements: list[ast.stmt]) -> None:
         for index, statement in enumerate(statements):
-            if index == 0 and isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) \
-                    and isinstance(statement.value.value, str):
+            if (
+                index == 0
+                and isinstance(statement, ast.Expr)
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+            ):
                 continue  # docstring
             self.statement(statement)
 
@@ -406,8 +627,9 @@ class _PythonMutator:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.expr):
                 self.expression(child)
-            elif isinstance(child, ast.AST) and not isinstance(child, (ast.expr_context, ast.operator, ast.cmpop,
-                                                                       ast.unaryop, ast.boolop)):
+            elif isinstance(child, ast.AST) and not isinstance(
+                child, (ast.expr_context, ast.operator, ast.cmpop, ast.unaryop, ast.boolop)
+            ):
                 self.other(child)
 
     def negate(self, condition: ast.expr) -> None:
@@ -424,11 +646,16 @@ class _PythonMutator:
         if name == "where" and len(node.args) == 3 and not node.keywords:
             _, yes, no = node.args
             (yes_start, yes_end), (no_start, no_end) = self.span(yes), self.span(no)
-            self.add(yes_start, no_end, self.text(no) + self.source[yes_end:no_start] + self.text(yes),
-                     "swap where branches")
+            self.add(
+                yes_start, no_end, self.text(no) + self.source[yes_end:no_start] + self.text(yes), "swap where branches"
+            )
         swapped = _NAME_SWAPS.get(name)
-        if swapped is None and isinstance(function, ast.Attribute) and isinstance(function.value, ast.Name) \
-                and function.value.id in _TENSOR_MODULES:
+        if (
+            swapped is None
+            and isinstance(function, ast.Attribute)
+            and isinstance(function.value, ast.Name)
+            and function.value.id in _TENSOR_MODULES
+        ):
             swapped = _TENSOR_OPERATOR_SWAPS.get(name)
         if swapped:
             end = self.span(function)[1]
@@ -454,8 +681,10 @@ def python_mutants(target: Target, source: str) -> list[Mutant]:
         try:
             dump = ast.dump(ast.parse(mutated))
         except SyntaxError:
-            raise SystemExit(f"internal error: an invalid mutant of {target.path} at offset {start}: "
-                             f"{source[start:end]!r} -> {replacement!r}") from None
+            raise SystemExit(
+                f"internal error: an invalid mutant of {target.path} at offset {start}: "
+                f"{source[start:end]!r} -> {replacement!r}"
+            ) from None
         if dump in seen:
             continue  # equal to the original or to an earlier mutant
         seen.add(dump)
@@ -468,19 +697,50 @@ def python_mutants(target: Target, source: str) -> list[Mutant]:
 # C
 # ------------------------------------------------------------------------------------------------
 
-_C_TOKEN = re.compile(r"""
+_C_TOKEN = re.compile(
+    r"""
     (?P<space>\s+|\\\n)
   | (?P<comment>/\*.*?\*/|//[^\n]*)
   | (?P<string>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')
   | (?P<number>0[xX][0-9a-fA-F]+[uUlL]*|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?[fFlLuU]*)
   | (?P<name>[A-Za-z_]\w*)
   | (?P<op><<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||\+=|-=|\*=|/=|%=|&=|\|=|\^=|\#\#|[^\s\w])
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 
 # Words after which `*` and `&` are a declarator or address-of, not a binary operator.
-_C_TYPES = {"const", "void", "char", "int", "float", "double", "long", "short", "unsigned", "signed", "struct",
-            "int32_t", "int64_t", "uint8_t", "T", "Pass", "Share", "pthread_t", "pass_fn", "return", "sizeof",
-            "static", "inline", "typedef", "uint16_t", "uint32_t", "Elementwise", "R", "S"}
+_C_TYPES = {
+    "const",
+    "void",
+    "char",
+    "int",
+    "float",
+    "double",
+    "long",
+    "short",
+    "unsigned",
+    "signed",
+    "struct",
+    "int32_t",
+    "int64_t",
+    "uint8_t",
+    "T",
+    "Pass",
+    "Share",
+    "pthread_t",
+    "pass_fn",
+    "return",
+    "sizeof",
+    "static",
+    "inline",
+    "typedef",
+    "uint16_t",
+    "uint32_t",
+    "Elementwise",
+    "R",
+    "S",
+}
 _C_CALLS_TO_ARGUMENT = {"fabsf", "sign_of", "sigmoid", "exp_full", "exp_nonpositive", "log_full"}
 _C_NO_STATEMENT_REMOVAL = {"for", "if", "while", "return", "sizeof", "switch", "do", "else"}
 
@@ -500,7 +760,7 @@ def _c_tokens(source: str) -> list[_Token]:
     while position < len(source):
         match = _C_TOKEN.match(source, position)
         if match is None:
-            raise SystemExit(f"cannot tokenize C at offset {position}: {source[position:position + 20]!r}")
+            raise SystemExit(f"cannot tokenize C at offset {position}: {source[position : position + 20]!r}")
         kind = match.lastgroup
         if kind not in ("space", "comment"):
             tokens.append(_Token(kind, match.group(), match.start(), match.end()))
@@ -555,7 +815,7 @@ def _mark_mutable(source: str, tokens: list[_Token], spans: list[tuple[int, int]
     skipped = []
     for match in re.finditer(r"^[ \t]*#", source, re.MULTILINE):
         end = _logical_line_end(source, match.start())
-        header = re.match(r"[ \t]*#[ \t]*define[ \t]+\w+\(", source[match.start():end])
+        header = re.match(r"[ \t]*#[ \t]*define[ \t]+\w+\(", source[match.start() : end])
         if header:  # the body of a function-like macro is code
             close = source.index(")", match.start() + header.end())
             skipped.append((match.start(), close + 1))
@@ -572,7 +832,7 @@ def _mark_mutable(source: str, tokens: list[_Token], spans: list[tuple[int, int]
 def _c_number(text: str) -> tuple[float | int, bool, str]:
     hexadecimal = text.lower().startswith("0x")
     suffix = re.search(r"[lLuU]*$" if hexadecimal else r"[fFlLuU]*$", text).group()
-    body = text[:len(text) - len(suffix)] if suffix else text
+    body = text[: len(text) - len(suffix)] if suffix else text
     if hexadecimal:
         return int(body, 16), False, suffix
     is_float = any(c in body for c in ".eE") or "f" in suffix.lower()
@@ -620,22 +880,35 @@ def c_mutants(target: Target, source: str) -> list[Mutant]:
         if token.kind == "number":
             value, is_float, suffix = _c_number(text)
             for new in _number_mutations(value, is_float):
-                edits.append((token.start, token.end, _c_format(new, is_float, suffix, text.lower().startswith("0x")),
-                              "constant"))
+                edits.append(
+                    (
+                        token.start,
+                        token.end,
+                        _c_format(new, is_float, suffix, text.lower().startswith("0x")),
+                        "constant",
+                    )
+                )
         elif token.kind == "name":
             previous = tokens[index - 1].text if index else ""
-            if text in _C_CALLS_TO_ARGUMENT and following is not None and following.text == "(" \
-                    and previous not in _C_TYPES:
+            if (
+                text in _C_CALLS_TO_ARGUMENT
+                and following is not None
+                and following.text == "("
+                and previous not in _C_TYPES
+            ):
                 edits.append((token.start, following.start, "", "call replaced by its argument"))
             if text == "if" and following is not None and following.text == "(":
                 close = tokens[pairs[index + 1]]
-                edits.append((following.end, close.start, f"!({source[following.end:close.start]})",
-                              "negate condition"))
+                edits.append(
+                    (following.end, close.start, f"!({source[following.end : close.start]})", "negate condition")
+                )
             at_statement = previous in (";", "{", "}") or (
-                previous == ")" and pairs.get(index - 1) is not None and pairs[index - 1] > 0
-                and tokens[pairs[index - 1] - 1].text in ("for", "if", "while"))
-            if at_statement and text not in _C_NO_STATEMENT_REMOVAL and following is not None \
-                    and following.text == "(":
+                previous == ")"
+                and pairs.get(index - 1) is not None
+                and pairs[index - 1] > 0
+                and tokens[pairs[index - 1] - 1].text in ("for", "if", "while")
+            )
+            if at_statement and text not in _C_NO_STATEMENT_REMOVAL and following is not None and following.text == "(":
                 close = pairs.get(index + 1)
                 if close is not None and close + 1 < len(tokens) and tokens[close + 1].text == ";":
                     edits.append((token.start, tokens[close].end, "(void)0", "remove call statement"))
@@ -644,13 +917,20 @@ def c_mutants(target: Target, source: str) -> list[Mutant]:
         elif token.kind == "op":
             if text in "+-*/" and len(text) == 1:
                 if binary(index):
-                    edits.append((token.start, token.end, {"+": "-", "-": "+", "*": "/", "/": "*"}[text],
-                                  "arithmetic operator"))
+                    edits.append(
+                        (token.start, token.end, {"+": "-", "-": "+", "*": "/", "/": "*"}[text], "arithmetic operator")
+                    )
                 elif text == "-":
                     edits.append((token.start, token.end, "", "remove unary operator"))
             elif text in ("<", "<=", ">", ">=", "==", "!="):
-                for replacement in {"<": ["<=", ">="], "<=": ["<", ">"], ">": [">=", "<="], ">=": [">", "<"],
-                                    "==": ["!="], "!=": ["=="]}[text]:
+                for replacement in {
+                    "<": ["<=", ">="],
+                    "<=": ["<", ">"],
+                    ">": [">=", "<="],
+                    ">=": [">", "<"],
+                    "==": ["!="],
+                    "!=": ["=="],
+                }[text]:
                     edits.append((token.start, token.end, replacement, "comparison"))
             elif text in ("&&", "||"):
                 edits.append((token.start, token.end, "||" if text == "&&" else "&&", "boolean operator"))
@@ -659,8 +939,14 @@ def c_mutants(target: Target, source: str) -> list[Mutant]:
             elif text == "!":
                 edits.append((token.start, token.end, "", "remove unary operator"))
             elif text in ("+=", "-=", "*=", "/=") and index not in loop_steps:
-                edits.append((token.start, token.end, {"+=": "-=", "-=": "+=", "*=": "/=", "/=": "*="}[text],
-                              "augmented assignment"))
+                edits.append(
+                    (
+                        token.start,
+                        token.end,
+                        {"+=": "-=", "-=": "+=", "*=": "/=", "/=": "*="}[text],
+                        "augmented assignment",
+                    )
+                )
                 semicolon = next((k for k in range(index + 1, len(tokens)) if tokens[k].text == ";"), None)
                 if semicolon is not None:
                     neutral = "0" if text in ("+=", "-=") else "1"
@@ -704,9 +990,18 @@ def sample(mutants: list[Mutant], size: int | None, seed: int, target: str) -> l
 # Running
 # ------------------------------------------------------------------------------------------------
 
+
 def _tree_files(root: Path) -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     return [name for name in listed if name and (root / name).is_file()]
 
 
@@ -718,8 +1013,10 @@ def _library_flags(python: str) -> dict[str, list[str]]:
     """The flags and ``-D`` definitions of each C file of the library, as the build passes them."""
     with _FLAGS_LOCK:
         if not _FLAGS:
-            code = ("import json; from losses.torch._kernels import _clib; "
-                    "print(json.dumps({s.file: s.compile_flags() for s in _clib._sources()}))")
+            code = (
+                "import json; from losses.torch._kernels import _clib; "
+                "print(json.dumps({s.file: s.compile_flags() for s in _clib._sources()}))"
+            )
             result = subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
             _FLAGS.update(json.loads(result.stdout.strip().splitlines()[-1]))
         return _FLAGS
@@ -753,8 +1050,9 @@ class Job:
         env.update(target.env)
         command = [self.python, "-m", "pytest", *PYTEST, *target.tests]
         begin = time.monotonic()
-        process = subprocess.Popen(command, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.process = process
         try:
             output, _ = process.communicate(timeout=timeout)
@@ -774,8 +1072,12 @@ class Job:
     def compiles(self, path: Path) -> tuple[bool, str]:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
         flags = _library_flags(self.python).get(path.name, [])
-        result = subprocess.run([compiler, "-std=c99", "-fopenmp-simd", *flags, "-fsyntax-only", "-w", str(path)],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [compiler, "-std=c99", "-fopenmp-simd", *flags, "-fsyntax-only", "-w", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         errors = [line for line in result.stderr.splitlines() if "error" in line]
         return result.returncode == 0, (errors or [""])[0].replace(str(self.root) + "/", "")
 
@@ -790,8 +1092,11 @@ class Job:
                 if not ok:
                     return {"status": "compile-failed", "seconds": 0.0, "tail": error}
             status, seconds, tail = self.run_tests(target, timeout)
-            return {"status": {"passed": "survived", "failed": "killed"}.get(status, status), "seconds": seconds,
-                    "tail": tail}
+            return {
+                "status": {"passed": "survived", "failed": "killed"}.get(status, status),
+                "seconds": seconds,
+                "tail": tail,
+            }
         finally:
             path.write_text(original, encoding="utf-8")
             for built in set(self.cache.glob("*")) - libraries:  # a mutant's library
@@ -799,19 +1104,32 @@ class Job:
 
 
 def _check_imports_from_copy(job: Job) -> None:
-    result = subprocess.run([job.python, "-c", "import losses; print(losses.__file__)"], cwd=job.root,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [job.python, "-c", "import losses; print(losses.__file__)"],
+        cwd=job.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     location = Path(result.stdout.strip()).resolve()
     if not str(location).startswith(str(job.root.resolve())):
         raise SystemExit(f"the copy of the tree imports losses from {location}, not from {job.root}")
 
 
-def run(targets: list[Target], chosen: dict[str, list[Mutant]], jobs: int, python: str, timeout_factor: float,
-        log: Path | None, done: dict[str, dict]) -> tuple[dict, dict]:
+def run(
+    targets: list[Target],
+    chosen: dict[str, list[Mutant]],
+    jobs: int,
+    python: str,
+    timeout_factor: float,
+    log: Path | None,
+    done: dict[str, dict],
+) -> tuple[dict, dict]:
     """Runs every chosen mutant; returns (baseline seconds per target, result per mutant key)."""
     results: dict[str, dict] = dict(done)
-    baselines = {key.partition(":")[2]: entry["seconds"] for key, entry in done.items()
-                 if entry["status"] == "baseline"}
+    baselines = {
+        key.partition(":")[2]: entry["seconds"] for key, entry in done.items() if entry["status"] == "baseline"
+    }
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="losses-mutation-") as base:
         files = _tree_files(ROOT)
@@ -871,8 +1189,11 @@ def run(targets: list[Target], chosen: dict[str, list[Mutant]], jobs: int, pytho
                     results[mutant.key] = result
                     count = sum(1 for m in pending if m.key in results)
                     elapsed = time.monotonic() - started
-                    print(f"[{count}/{total} {elapsed / 60:.1f} min] {result['status']:>14} "
-                          f"{result['seconds']:5.1f} s  {mutant.describe()}", flush=True)
+                    print(
+                        f"[{count}/{total} {elapsed / 60:.1f} min] {result['status']:>14} "
+                        f"{result['seconds']:5.1f} s  {mutant.describe()}",
+                        flush=True,
+                    )
                     if log is not None:
                         with log.open("a", encoding="utf-8") as stream:
                             stream.write(json.dumps(result) + "\n")
@@ -908,10 +1229,20 @@ def score(counts: dict[str, int]) -> float | None:
     return detected / total if total else None
 
 
-def report(targets: list[Target], all_mutants: dict[str, list[Mutant]], chosen: dict[str, list[Mutant]],
-           results: dict[str, dict], baselines: dict[str, float], header: str) -> str:
-    lines = [header, "", "| target | file | mutants | run | killed | survived | timeout | compile-failed | score | "
-             "baseline |", "|---|---|---|---|---|---|---|---|---|---|"]
+def report(
+    targets: list[Target],
+    all_mutants: dict[str, list[Mutant]],
+    chosen: dict[str, list[Mutant]],
+    results: dict[str, dict],
+    baselines: dict[str, float],
+    header: str,
+) -> str:
+    lines = [
+        header,
+        "",
+        "| target | file | mutants | run | killed | survived | timeout | compile-failed | score | baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     overall = dict.fromkeys(STATUSES, 0)
     survivors = []
     for target in targets:
@@ -927,45 +1258,75 @@ def report(targets: list[Target], all_mutants: dict[str, list[Mutant]], chosen: 
             overall[status] += counts[status]
         value = score(counts)
         baseline = baselines.get(target.name)
-        lines.append(f"| {target.name} | `{target.path}` | {len(all_mutants[target.name])} | "
-                     f"{sum(counts.values())} | {counts['killed']} | {counts['survived']} | {counts['timeout']} | "
-                     f"{counts['compile-failed']} | {'-' if value is None else f'{100 * value:.1f}%'} | "
-                     f"{'-' if baseline is None else f'{baseline:.0f} s'} |")
+        lines.append(
+            f"| {target.name} | `{target.path}` | {len(all_mutants[target.name])} | "
+            f"{sum(counts.values())} | {counts['killed']} | {counts['survived']} | {counts['timeout']} | "
+            f"{counts['compile-failed']} | {'-' if value is None else f'{100 * value:.1f}%'} | "
+            f"{'-' if baseline is None else f'{baseline:.0f} s'} |"
+        )
     value = score(overall)
-    lines.append(f"| **all** | | {sum(len(m) for m in all_mutants.values())} | {sum(overall.values())} | "
-                 f"{overall['killed']} | {overall['survived']} | {overall['timeout']} | {overall['compile-failed']} | "
-                 f"{'-' if value is None else f'**{100 * value:.1f}%**'} | |")
-    lines += ["", "Score: (killed + timeout) / (killed + survived + timeout); compile-failed mutants are left out.",
-              "", f"## Survivors ({len(survivors)})", ""]
+    lines.append(
+        f"| **all** | | {sum(len(m) for m in all_mutants.values())} | {sum(overall.values())} | "
+        f"{overall['killed']} | {overall['survived']} | {overall['timeout']} | {overall['compile-failed']} | "
+        f"{'-' if value is None else f'**{100 * value:.1f}%**'} | |"
+    )
+    lines += [
+        "",
+        "Score: (killed + timeout) / (killed + survived + timeout); compile-failed mutants are left out.",
+        "",
+        f"## Survivors ({len(survivors)})",
+        "",
+    ]
     for mutant in survivors:
         lines.append(f"- `{mutant.describe()}` ({mutant.target}, {mutant.kind})")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--target", action="append", help="a target name (repeatable; default: all)")
     parser.add_argument("--list", action="store_true", help="list the targets and their mutant counts, run nothing")
     parser.add_argument("--show-mutants", action="store_true", help="print every (sampled) mutant, run nothing")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once, each in its own copy of the tree")
-    parser.add_argument("--sample", action="append", default=[], metavar="[TARGET=]N",
-                        help="at most N mutants per target (or for TARGET only; repeatable), chosen with --seed")
+    parser.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="[TARGET=]N",
+        help="at most N mutants per target (or for TARGET only; repeatable), chosen with --seed",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    parser.add_argument("--match", action="append", default=[], metavar="TEXT",
-                        help="only the (sampled) mutants whose description (file:line: original -> mutated) "
-                             "contains TEXT (repeatable: any of them)")
-    parser.add_argument("--timeout-factor", type=float, default=3.0,
-                        help="a mutant times out after this times the baseline duration plus 30 s (default 3)")
+    parser.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only the (sampled) mutants whose description (file:line: original -> mutated) "
+        "contains TEXT (repeatable: any of them)",
+    )
+    parser.add_argument(
+        "--timeout-factor",
+        type=float,
+        default=3.0,
+        help="a mutant times out after this times the baseline duration plus 30 s (default 3)",
+    )
     parser.add_argument("--report", type=Path, help="write the Markdown report here")
     parser.add_argument("--log", type=Path, help="append one JSON line per mutant here; with --resume, skip those")
     parser.add_argument("--resume", action="store_true", help="skip the mutants already in --log")
-    parser.add_argument("--rerun-survivors", action="store_true",
-                        help="with --resume, run again the mutants that survived in --log (after new tests: "
-                             "a mutant the tests killed stays killed when tests are only added)")
-    parser.add_argument("--only-logged", action="store_true",
-                        help="with --resume, keep only the (sampled) mutants that --log already holds: re-measure "
-                             "the part of a sample an earlier run got through")
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="with --resume, run again the mutants that survived in --log (after new tests: "
+        "a mutant the tests killed stays killed when tests are only added)",
+    )
+    parser.add_argument(
+        "--only-logged",
+        action="store_true",
+        help="with --resume, keep only the (sampled) mutants that --log already holds: re-measure "
+        "the part of a sample an earlier run got through",
+    )
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs pytest")
     args = parser.parse_args(argv)
 
@@ -983,17 +1344,22 @@ def main(argv: list[str] | None = None) -> int:
         if not size.isdigit():
             parser.error(f"--sample {value}: expected N or TARGET=N")
         sizes[name or None] = int(size)
-    chosen = {t.name: sample(all_mutants[t.name], sizes.get(t.name, sizes.get(None)), args.seed, t.name)
-              for t in targets}
+    chosen = {
+        t.name: sample(all_mutants[t.name], sizes.get(t.name, sizes.get(None)), args.seed, t.name) for t in targets
+    }
     if args.match:
-        chosen = {name: [m for m in mutants if any(text in m.describe() for text in args.match)]
-                  for name, mutants in chosen.items()}
+        chosen = {
+            name: [m for m in mutants if any(text in m.describe() for text in args.match)]
+            for name, mutants in chosen.items()
+        }
     if args.list:
         for target in targets:
             count, run_count = len(all_mutants[target.name]), len(chosen[target.name])
             regions = ", ".join(target.regions) or "whole file"
-            print(f"{target.name:22} {count:4} mutants{'' if run_count == count else f' ({run_count} sampled)'}  "
-                  f"{target.path} [{regions}]\n{'':22} tests: {' '.join(target.tests)}")
+            print(
+                f"{target.name:22} {count:4} mutants{'' if run_count == count else f' ({run_count} sampled)'}  "
+                f"{target.path} [{regions}]\n{'':22} tests: {' '.join(target.tests)}"
+            )
         return 0
     if args.show_mutants:
         for target in targets:
@@ -1034,21 +1400,27 @@ def main(argv: list[str] | None = None) -> int:
     chosen_keys = {m.key for ms in chosen.values() for m in ms}
     resumed = sum(1 for key in done if key in chosen_keys)
     test_minutes = sum(r["seconds"] for key, r in results.items() if key in chosen_keys) / 60
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "losses", "tests"], cwd=ROOT, capture_output=True,
-                           text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "losses", "tests"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
     command = "python tools/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = (f"# Mutation testing at {commit}{' (with uncommitted changes)' if dirty else ''}\n\n"
-              f"Command: `{command}`  \nDate: {datetime.date.today().isoformat()}, this run: {minutes:.0f} min "
-              f"with {args.jobs} job(s)" + (f" ({resumed} mutants taken from the log of an earlier run)"
-                                            if resumed else "")
-              + f"; the mutants' test selections ran {test_minutes:.0f} min in all")
+    header = (
+        f"# Mutation testing at {commit}{' (with uncommitted changes)' if dirty else ''}\n\n"
+        f"Command: `{command}`  \nDate: {datetime.date.today().isoformat()}, this run: {minutes:.0f} min "
+        f"with {args.jobs} job(s)"
+        + (f" ({resumed} mutants taken from the log of an earlier run)" if resumed else "")
+        + f"; the mutants' test selections ran {test_minutes:.0f} min in all"
+    )
     if sizes:
         limits = ", ".join(f"{name}: {size}" for name, size in sizes.items() if name)
         default = f"at most {sizes[None]} mutants per target" if None in sizes else "all mutants of the other targets"
-        header += (f"; sampled: {default}{f' ({limits})' if limits else ''}, chosen uniformly without replacement "
-                   f"by `random.Random(\"{args.seed}:<target>\")` from the mutants in source order")
+        header += (
+            f"; sampled: {default}{f' ({limits})' if limits else ''}, chosen uniformly without replacement "
+            f'by `random.Random("{args.seed}:<target>")` from the mutants in source order'
+        )
     text = report(targets, all_mutants, chosen, results, baselines, header)
     print(text)
     if args.report:

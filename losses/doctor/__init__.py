@@ -76,8 +76,9 @@ def resolve_framework(framework: str) -> str:
     if framework == "keras":
         framework = keras_backend()
     if framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {', '.join(repr(f) for f in FRAMEWORKS)} or 'keras'; "
-                         f"got {framework!r}")
+        raise ValueError(
+            f"framework must be one of {', '.join(repr(f) for f in FRAMEWORKS)} or 'keras'; got {framework!r}"
+        )
     return framework
 
 
@@ -111,13 +112,22 @@ def detect_framework(*values: Any, fn: Callable[..., Any] | None = None) -> str:
         return found[0]
     if not found and "keras" in modules:
         return resolve_framework("keras")
-    raise ValueError("the framework could not be read from the inputs (NumPy arrays or Python values) nor from "
-                     f"the modules the loss's file imports; pass framework= one of "
-                     f"{', '.join(repr(f) for f in FRAMEWORKS)} or 'keras'")
+    raise ValueError(
+        "the framework could not be read from the inputs (NumPy arrays or Python values) nor from "
+        f"the modules the loss's file imports; pass framework= one of "
+        f"{', '.join(repr(f) for f in FRAMEWORKS)} or 'keras'"
+    )
 
 
-def diagnose(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, *, framework: str | None = None,
-             order: str | None = None, **kwargs: Any) -> Report:
+def diagnose(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    *,
+    framework: str | None = None,
+    order: str | None = None,
+    **kwargs: Any,
+) -> Report:
     """Run ``loss_fn`` once, differentiate it with respect to ``y_pred`` and report what blocks the gradient.
 
     Args:
@@ -169,8 +179,9 @@ def diagnose(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, *, framework
     return diagnose_tensorflow(loss_fn, y_true, y_pred, resolved, from_names=from_names, kwargs=kwargs)
 
 
-def diagnose_model(model: Any, loss_fn: Callable[..., Any], x: Any, y: Any, *, framework: str | None = None,
-                   order: str | None = None) -> Report:
+def diagnose_model(
+    model: Any, loss_fn: Callable[..., Any], x: Any, y: Any, *, framework: str | None = None, order: str | None = None
+) -> Report:
     """Which trainable variables of ``model`` get no gradient from ``loss_fn(y, model(x))``, and why.
 
     Variables without a gradient are grouped by module (layer) and explained as *frozen*
@@ -226,8 +237,10 @@ def diagnose_model(model: Any, loss_fn: Callable[..., Any], x: Any, y: Any, *, f
 
         return diagnose_model_torch(model, loss_fn, x, y, resolved)
     if framework == "jax":
-        raise ValueError("diagnose_model runs on PyTorch and TensorFlow models; for Keras on JAX, diagnose the "
-                         "loss with diagnose() on the model's output")
+        raise ValueError(
+            "diagnose_model runs on PyTorch and TensorFlow models; for Keras on JAX, diagnose the "
+            "loss with diagnose() on the model's output"
+        )
     from losses.doctor._tensorflow import diagnose_model_tensorflow
 
     return diagnose_model_tensorflow(model, loss_fn, x, y, resolved)

@@ -31,24 +31,42 @@ class CannotRun(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="FILE.py:FUNCTION",
-                        help="the file that defines the loss and the loss's name (a function, a class instantiated "
-                             "without arguments, or a torch.autograd.Function subclass)")
-    parser.add_argument("--framework", choices=FRAMEWORK_CHOICES,
-                        help="keras means Keras 3 on its configured backend (KERAS_BACKEND); default: read from the "
-                             "modules the file imports")
-    parser.add_argument("--shape", type=_shape, default=None,
-                        help=f"shape of both random inputs, e.g. 8,4 (default {','.join(map(str, DEFAULT_SHAPE))})")
+    parser.add_argument(
+        "target",
+        metavar="FILE.py:FUNCTION",
+        help="the file that defines the loss and the loss's name (a function, a class instantiated "
+        "without arguments, or a torch.autograd.Function subclass)",
+    )
+    parser.add_argument(
+        "--framework",
+        choices=FRAMEWORK_CHOICES,
+        help="keras means Keras 3 on its configured backend (KERAS_BACKEND); default: read from the "
+        "modules the file imports",
+    )
+    parser.add_argument(
+        "--shape",
+        type=_shape,
+        default=None,
+        help=f"shape of both random inputs, e.g. 8,4 (default {','.join(map(str, DEFAULT_SHAPE))})",
+    )
     parser.add_argument("--pred-shape", type=_shape, default=None, help="shape of the random prediction")
     parser.add_argument("--true-shape", type=_shape, default=None, help="shape of the random target")
     parser.add_argument("--y-pred", metavar="PRED.npy", help="load the prediction from a .npy file")
     parser.add_argument("--y-true", metavar="TRUE.npy", help="load the target from a .npy file")
-    parser.add_argument("--order", choices=tuple(_ORDER_FLAGS),
-                        help="argument order of the loss: true-first is (y_true, y_pred), pred-first is "
-                             "(input, target) (default: from its parameter names)")
+    parser.add_argument(
+        "--order",
+        choices=tuple(_ORDER_FLAGS),
+        help="argument order of the loss: true-first is (y_true, y_pred), pred-first is "
+        "(input, target) (default: from its parameter names)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                        help="give up (exit status 2) when the diagnosis runs longer (default 120; 0: no limit)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up (exit status 2) when the diagnosis runs longer (default 120; 0: no limit)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--verbose", action="store_true", help="print the traceback when the diagnosis cannot run")
 
@@ -73,8 +91,9 @@ def _one_line(error: BaseException) -> str:
 
 def _is_function_class(obj: Any) -> bool:
     # torch.autograd.Function subclasses are used through .apply, never instantiated.
-    return inspect.isclass(obj) and any(c.__name__ == "Function" and c.__module__.startswith("torch.autograd")
-                                        for c in obj.__mro__)
+    return inspect.isclass(obj) and any(
+        c.__name__ == "Function" and c.__module__.startswith("torch.autograd") for c in obj.__mro__
+    )
 
 
 def _raise_load_error(path: str, error: BaseException) -> None:
@@ -121,16 +140,18 @@ def load_function(target: str) -> Any:
                 signature = str(inspect.signature(obj))
             except (TypeError, ValueError):
                 signature = "(...)"
-            raise CannotRun(f"{name}{signature} needs constructor arguments ({_one_line(error)}); name a function, "
-                            "or a class whose constructor takes none (e.g. a function that builds it and calls it)"
-                            ) from error
+            raise CannotRun(
+                f"{name}{signature} needs constructor arguments ({_one_line(error)}); name a function, "
+                "or a class whose constructor takes none (e.g. a function that builds it and calls it)"
+            ) from error
     if not callable(obj):
         raise CannotRun(f"{name} in {path} is a {type(obj).__name__}, not a function or a loss class")
     return obj
 
 
-def random_inputs(pred_shape: tuple[int, ...], true_shape: tuple[int, ...], seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def random_inputs(
+    pred_shape: tuple[int, ...], true_shape: tuple[int, ...], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A prediction in (0.05, 0.95) (valid as probabilities and as logits) and a 0/1 target."""
     rng = np.random.default_rng(seed)
     y_pred = rng.uniform(0.05, 0.95, size=pred_shape).astype(np.float32)
@@ -161,13 +182,17 @@ def _framework(args: argparse.Namespace, fn: Any) -> str:
     except ImportError as error:
         raise CannotRun(f"--framework {args.framework} is not installed: {_one_line(error)}") from error
     except ValueError:
-        raise CannotRun(f"could not tell the framework of {args.target} from the modules its file imports; "
-                        f"pass --framework ({' | '.join(FRAMEWORK_CHOICES)})") from None
+        raise CannotRun(
+            f"could not tell the framework of {args.target} from the modules its file imports; "
+            f"pass --framework ({' | '.join(FRAMEWORK_CHOICES)})"
+        ) from None
     modules = _imported_modules(fn)
     if "keras" in modules and framework not in modules and framework != keras_backend():
         # Keras runs on the backend chosen when it is first imported: the inputs must be its tensors.
-        raise CannotRun(f"{args.target} uses Keras, which runs on {keras_backend()} here; set "
-                        f"KERAS_BACKEND={framework} to diagnose it on {framework} (or pass --framework keras)")
+        raise CannotRun(
+            f"{args.target} uses Keras, which runs on {keras_backend()} here; set "
+            f"KERAS_BACKEND={framework} to diagnose it on {framework} (or pass --framework keras)"
+        )
     return framework
 
 
@@ -177,8 +202,12 @@ def _watchdog(seconds: float, target: str) -> threading.Timer | None:
         return None
 
     def give_up() -> None:
-        print(f"losses doctor: {target} did not finish within {seconds:g} s (--timeout); it may hang, or need "
-              "smaller inputs (--pred-shape, --true-shape)", file=sys.stderr, flush=True)
+        print(
+            f"losses doctor: {target} did not finish within {seconds:g} s (--timeout); it may hang, or need "
+            "smaller inputs (--pred-shape, --true-shape)",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.stdout.flush()
         os._exit(2)
 
@@ -206,13 +235,17 @@ def _diagnose(args: argparse.Namespace) -> Any:
         raise CannotRun(f"cannot read the inputs: {_one_line(error)}") from error
     order = _ORDER_FLAGS[args.order] if args.order else None
     try:
-        return diagnose(fn, to_framework(y_true, framework), to_framework(y_pred, framework), framework=framework,
-                        order=order)
+        return diagnose(
+            fn, to_framework(y_true, framework), to_framework(y_pred, framework), framework=framework, order=order
+        )
     except Exception as error:  # the loss failed for a reason that is not about gradients
         shapes = f"y_pred {tuple(np.shape(y_pred))}, y_true {tuple(np.shape(y_true))}"
-        hint = ("; the default shapes may not fit this loss: pass --pred-shape and --true-shape (e.g. "
-                "--pred-shape 8,3 --true-shape 8 for class labels), or --y-pred / --y-true"
-                if default_shapes else "; check --pred-shape / --true-shape / --order")
+        hint = (
+            "; the default shapes may not fit this loss: pass --pred-shape and --true-shape (e.g. "
+            "--pred-shape 8,3 --true-shape 8 for class labels), or --y-pred / --y-true"
+            if default_shapes
+            else "; check --pred-shape / --true-shape / --order"
+        )
         if isinstance(error, TypeError) and "legacy torch.autograd.Function" in str(error):
             hint = ""
         raise CannotRun(f"{args.target} raised {_one_line(error)} (at {shapes}){hint}") from error

@@ -44,8 +44,9 @@ def run_doctor_demo(print_fn: Callable[[str], None] = print, frameworks: Sequenc
 
     from losses.doctor import diagnose
 
-    installed = [f for f, module in (("torch", "torch"), ("keras", "tensorflow"))
-                 if importlib.util.find_spec(module) is not None]
+    installed = [
+        f for f, module in (("torch", "torch"), ("keras", "tensorflow")) if importlib.util.find_spec(module) is not None
+    ]
     status = 0
     rng = np.random.default_rng(0)
     y_pred = rng.uniform(size=(8, 4)).astype(np.float32)

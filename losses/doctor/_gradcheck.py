@@ -27,10 +27,15 @@ class Verdict:
     factor: float | None
 
 
-def check_directions(value: Callable[[list[np.ndarray]], float],
-                     gradient: Callable[[list[np.ndarray]], list[np.ndarray]],
-                     point: Sequence[np.ndarray], *, points: int = 2, directions: int = 2,
-                     seed: int = 0) -> Verdict | None:
+def check_directions(
+    value: Callable[[list[np.ndarray]], float],
+    gradient: Callable[[list[np.ndarray]], list[np.ndarray]],
+    point: Sequence[np.ndarray],
+    *,
+    points: int = 2,
+    directions: int = 2,
+    seed: int = 0,
+) -> Verdict | None:
     """Compare ``gradient`` with central differences of ``value``; ``None`` when nothing could be compared
     (every direction crossed a kink, the function is flat, or it is not finite).
 

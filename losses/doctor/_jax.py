@@ -27,11 +27,27 @@ _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le", "and", "or", "not", "xor", "is_f
 _ARGMAX = {"argmax", "argmin"}
 _PIECEWISE = {"round": "round", "floor": "floor", "ceil": "floor", "sign": "sign"}
 _CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "checkpoint"}  # followed inside
-_ELEMENTWISE_BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "atan2", "rem", "eq", "ne", "gt", "ge", "lt",
-                       "le", "select_n", "nextafter"}
+_ELEMENTWISE_BINARY = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "max",
+    "min",
+    "pow",
+    "atan2",
+    "rem",
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "select_n",
+    "nextafter",
+}
 _SUM = {"add", "sub", "add_any"}
-_SCALE = {"mul", "div", "neg", "reduce_sum", "convert_element_type", "reshape", "squeeze", "copy", "copy_p",
-          "alias"}
+_SCALE = {"mul", "div", "neg", "reduce_sum", "convert_element_type", "reshape", "squeeze", "copy", "copy_p", "alias"}
 _SINGULAR = {"sqrt", "rsqrt", "log", "div", "pow", "acos", "asin", "atanh"}
 
 Cause = tuple  # (kind, op, (file, line)): why a value carries no gradient
@@ -53,11 +69,14 @@ def _explicit_axes(eqn: Any) -> bool:
     """A reshape that adds axes, or an expand_dims / ``x[:, None]`` (not a rank promotion of jnp)."""
     if eqn.primitive.name == "reshape":
         return len(eqn.outvars[0].aval.shape) > len(eqn.invars[0].aval.shape)
-    if eqn.primitive.name != "broadcast_in_dim" or math.prod(eqn.outvars[0].aval.shape) != \
-            math.prod(eqn.invars[0].aval.shape):
+    if eqn.primitive.name != "broadcast_in_dim" or math.prod(eqn.outvars[0].aval.shape) != math.prod(
+        eqn.invars[0].aval.shape
+    ):
         return False
-    return any(f.function_name == "expand_dims" or f.file_name.endswith("indexing.py")
-               for f in eqn.source_info.traceback.frames)
+    return any(
+        f.function_name == "expand_dims" or f.file_name.endswith("indexing.py")
+        for f in eqn.source_info.traceback.frames
+    )
 
 
 def _sub_jaxpr(eqn: Any) -> tuple[Any, list] | None:
@@ -209,8 +228,12 @@ class _Pass(R.BreakLog):
                     a = self.shape_before.get(p, tuple(p.aval.shape))
                     b = self.shape_before.get(t, tuple(t.aval.shape))
                     out = math.prod(outs[0].aval.shape)
-                    if a != b and out > max(math.prod(a), math.prod(b)) and min(math.prod(a), math.prod(b)) > 1 \
-                            and not {p, t} & self.new_axes:
+                    if (
+                        a != b
+                        and out > max(math.prod(a), math.prod(b))
+                        and min(math.prod(a), math.prod(b)) > 1
+                        and not {p, t} & self.new_axes
+                    ):
                         self.broadcasts.append((name, a, b, site))
 
     def _break_kind(self, name: str, outs: list) -> str | None:
@@ -232,8 +255,12 @@ class _Pass(R.BreakLog):
         try:
             if name in ("sqrt", "rsqrt", "log") and bool(np.any(invals[0] == 0)):
                 self.singular.append((name, site))
-            elif name == "div" and isinstance(eqn.invars[1], Var) and eqn.invars[1] in self.connected \
-                    and bool(np.any(invals[1] == 0)):
+            elif (
+                name == "div"
+                and isinstance(eqn.invars[1], Var)
+                and eqn.invars[1] in self.connected
+                and bool(np.any(invals[1] == 0))
+            ):
                 self.singular.append((name, site))
             elif name == "pow" and bool(np.any(invals[0] == 0)) and bool(np.any(invals[1] < 1)):
                 self.singular.append((name, site))
@@ -249,8 +276,11 @@ class _Pass(R.BreakLog):
         name, operands = entry
         varying = [o for o in operands if isinstance(o, Var) and o in self.derived]
         if name in _SUM and math.prod(v.aval.shape) <= size:
-            constants = [R.Constant(None) for o in operands if isinstance(o, Literal)
-                         or (isinstance(o, Var) and o not in self.derived and o not in self.target)]
+            constants = [
+                R.Constant(None)
+                for o in operands
+                if isinstance(o, Literal) or (isinstance(o, Var) and o not in self.derived and o not in self.target)
+            ]
             return [s for o in varying for s in self.summands(o, size, depth + 1)] + constants
         if (name in _SCALE or name == "alias") and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
@@ -341,8 +371,12 @@ def check_custom_vjp(obj: Any, leaves: list, treedef: Any, wrt: list[int]):
     rng = np.random.default_rng(0)
 
     def call(xs):
-        new = [jnp.asarray(leaf, jnp.float64) if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
-               else leaf for leaf in leaves]
+        new = [
+            jnp.asarray(leaf, jnp.float64)
+            if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+            else leaf
+            for leaf in leaves
+        ]
         for i, x in zip(wrt, xs):
             new[i] = x
         args, kwargs = jax.tree_util.tree_unflatten(treedef, new)
@@ -356,9 +390,15 @@ def check_custom_vjp(obj: Any, leaves: list, treedef: Any, wrt: list[int]):
 
     with jax.enable_x64(True):
         point = [np.asarray(leaves[i], dtype=np.float64) for i in wrt]
-        args, kwargs = jax.tree_util.tree_unflatten(treedef, [
-            jnp.asarray(leaf, jnp.float64) if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
-            else leaf for leaf in leaves])
+        args, kwargs = jax.tree_util.tree_unflatten(
+            treedef,
+            [
+                jnp.asarray(leaf, jnp.float64)
+                if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+                else leaf
+                for leaf in leaves
+            ],
+        )
         rule = _user_rule(obj, args, kwargs)
         if rule is None:
             return None
@@ -376,10 +416,12 @@ def check_custom_vjp(obj: Any, leaves: list, treedef: Any, wrt: list[int]):
 def _tracer_error_finding(error: BaseException) -> Finding | None:
     """Python control flow and host conversions fail under tracing: the line of the error says where."""
     site = R.traceback_site(error.__traceback__)
-    kinds = {"TracerBoolConversionError": ("branch", "bool() / if"),
-             "TracerArrayConversionError": ("host", "a NumPy function (np.asarray)"),
-             "TracerIntegerConversionError": ("host", "int() / an index"),
-             "ConcretizationTypeError": ("host", "float() / int() / .item()")}
+    kinds = {
+        "TracerBoolConversionError": ("branch", "bool() / if"),
+        "TracerArrayConversionError": ("host", "a NumPy function (np.asarray)"),
+        "TracerIntegerConversionError": ("host", "int() / an index"),
+        "ConcretizationTypeError": ("host", "float() / int() / .item()"),
+    }
     for cls in type(error).__mro__:
         if cls.__name__ in kinds:
             kind, op = kinds[cls.__name__]
@@ -387,20 +429,35 @@ def _tracer_error_finding(error: BaseException) -> Finding | None:
     return None
 
 
-def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *,
-                 from_names: bool = False, kwargs: dict | None = None) -> Report:
+def diagnose_jax(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    order: str,
+    *,
+    from_names: bool = False,
+    kwargs: dict | None = None,
+) -> Report:
     kwargs = kwargs or {}
     R.refresh_library_roots()
     pred, target = jnp.asarray(y_pred), jnp.asarray(y_true)
     report = Report("jax", R.callable_name(loss_fn), pred_shape=tuple(pred.shape), true_shape=tuple(target.shape))
     if not jnp.issubdtype(pred.dtype, jnp.inexact):
-        report.add(Finding(R.DISCONNECTED, "error",
-                           f"the prediction has dtype {pred.dtype}: integers carry no gradient",
-                           "pass the model's floating-point output (logits or probabilities)"))
+        report.add(
+            Finding(
+                R.DISCONNECTED,
+                "error",
+                f"the prediction has dtype {pred.dtype}: integers carry no gradient",
+                "pass the model's floating-point output (logits or probabilities)",
+            )
+        )
         return report
     keras_loss = _is_keras_loss(loss_fn)
-    if from_names and order == "y_pred, y_true" and (keras_loss or inspect.isfunction(loss_fn)
-                                                     or inspect.ismethod(loss_fn)):
+    if (
+        from_names
+        and order == "y_pred, y_true"
+        and (keras_loss or inspect.isfunction(loss_fn) or inspect.ismethod(loss_fn))
+    ):
         report.add(R.keras_order_finding(loss_fn))
     pred_first = order == "y_pred, y_true" and not keras_loss
 
@@ -418,9 +475,15 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
             finding = R.keras_swap_finding(*swaps[0])
         if finding is None and pred.shape != target.shape and "shapes" in str(error).lower():
             site = R.traceback_site(error.__traceback__)
-            finding = Finding(R.BROADCAST, "error", f"prediction {report.pred_shape} and target {report.true_shape} "
-                              f"have shapes that cannot be combined: {str(error).splitlines()[0]}",
-                              "give the prediction and the target the same shape", site[0], site[1])
+            finding = Finding(
+                R.BROADCAST,
+                "error",
+                f"prediction {report.pred_shape} and target {report.true_shape} "
+                f"have shapes that cannot be combined: {str(error).splitlines()[0]}",
+                "give the prediction and the target the same shape",
+                site[0],
+                site[1],
+            )
         if finding is None:
             raise
         report.add(finding)
@@ -432,8 +495,11 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
     terms = run.summands(out, max(math.prod(out.aval.shape), 1)) if isinstance(out, Var) else []
     connected_terms = [t for t in terms if isinstance(t, Var) and t in run.connected] if len(terms) > 1 else []
     # One program, compiled without XLA's backend optimizations: it runs twice at most.
-    compiled = jax.jit(run.program(closed, out, connected_terms)).lower(pred, target).compile(
-        compiler_options={"xla_backend_optimization_level": 0})
+    compiled = (
+        jax.jit(run.program(closed, out, connected_terms))
+        .lower(pred, target)
+        .compile(compiler_options={"xla_backend_optimization_level": 0})
+    )
     values, grad, jacobian = compiled(pred, target)
     run.check_values(values)
     outvals = [v.val if isinstance(v, Literal) else run.values[v] for v in jaxpr.outvars]
@@ -450,11 +516,18 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
     if report.value is not None and not math.isfinite(report.value):
         if not run.swaps:
             op, site = run.non_finite[0] if run.non_finite else ("the loss", R.definition_site(loss_fn))
-            report.add(Finding(R.NON_FINITE, "error", f"`{op}` produced NaN/Inf in the forward pass "
-                               f"(loss = {report.value})",
-                               "guard the operation: a zero denominator needs a clamp (x / keras.ops.maximum(y, eps)) "
-                               "or keras.ops.where(y > 0, x / keras.ops.maximum(y, eps), 0); log/sqrt need a positive "
-                               "argument", site[0], site[1]))
+            report.add(
+                Finding(
+                    R.NON_FINITE,
+                    "error",
+                    f"`{op}` produced NaN/Inf in the forward pass (loss = {report.value})",
+                    "guard the operation: a zero denominator needs a clamp (x / keras.ops.maximum(y, eps)) "
+                    "or keras.ops.where(y > 0, x / keras.ops.maximum(y, eps), 0); log/sqrt need a positive "
+                    "argument",
+                    site[0],
+                    site[1],
+                )
+            )
         return report
     if not isinstance(out, Var) or out not in run.connected:
         if run.breaks:
@@ -469,8 +542,9 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
     finite = bool(np.all(np.isfinite(grad)))
     report.grad_norm = float(np.linalg.norm(grad)) if finite else float("nan")
     report.zero_fraction = float(np.mean(grad == 0)) if grad.size else 1.0
-    dead = _dead_causes(run, terms, connected_terms, np.asarray(jacobian)) \
-        if finite and report.zero_fraction < 1 else []
+    dead = (
+        _dead_causes(run, terms, connected_terms, np.asarray(jacobian)) if finite and report.zero_fraction < 1 else []
+    )
 
     def zero_elsewhere() -> float | None:
         if not jnp.issubdtype(target.dtype, jnp.inexact):
@@ -478,9 +552,16 @@ def diagnose_jax(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: s
         moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
         return float(np.mean(np.asarray(compiled(pred, moved)[1]) == 0))
 
-    R.add_gradient_findings(report, run, "jax", loss_site, finite,
-                            lambda: run.singular[0][1] if run.singular else R.definition_site(loss_fn),
-                            dead, zero_elsewhere)
+    R.add_gradient_findings(
+        report,
+        run,
+        "jax",
+        loss_site,
+        finite,
+        lambda: run.singular[0][1] if run.singular else R.definition_site(loss_fn),
+        dead,
+        zero_elsewhere,
+    )
     return report
 
 

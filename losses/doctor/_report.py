@@ -47,8 +47,22 @@ SEVERITIES = ("error", "warning", "info")
 ORDERS = ("y_true, y_pred", "y_pred, y_true")
 
 # Parameter names that say which argument is which (checked in this order).
-PRED_NAMES = ("y_pred", "pred", "preds", "prediction", "predictions", "input", "inputs", "logits", "output",
-              "outputs", "y_hat", "yhat", "probs", "scores")
+PRED_NAMES = (
+    "y_pred",
+    "pred",
+    "preds",
+    "prediction",
+    "predictions",
+    "input",
+    "inputs",
+    "logits",
+    "output",
+    "outputs",
+    "y_hat",
+    "yhat",
+    "probs",
+    "scores",
+)
 TRUE_NAMES = ("y_true", "true", "target", "targets", "label", "labels", "y", "gt", "ground_truth", "mask")
 
 
@@ -256,8 +270,19 @@ _DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_demo.py")
 
 def _library_roots() -> list[str]:
     roots = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # the losses package
-    for name in ("torch", "tensorflow", "keras", "numpy", "jax", "jaxlib", "tf_keras", "absl", "typing_extensions",
-                 "optree", "ml_dtypes"):
+    for name in (
+        "torch",
+        "tensorflow",
+        "keras",
+        "numpy",
+        "jax",
+        "jaxlib",
+        "tf_keras",
+        "absl",
+        "typing_extensions",
+        "optree",
+        "ml_dtypes",
+    ):
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
             roots.add(os.path.dirname(os.path.abspath(module.__file__)))
@@ -329,51 +354,106 @@ def definition_site(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
 # What each kind of break means and how to fix it. ``{ns}`` is ``losses.torch`` or ``losses.keras``.
 
 _BREAKS = {
-    "detach": (DISCONNECTED, "`{op}` cuts the prediction out of the graph: nothing after it sends a gradient back",
-               "remove `{op}`; if you need a constant copy for a weight, keep a second, connected use of the prediction"),
-    "host": (DISCONNECTED, "`{op}` turns the prediction into a host value (Python number / NumPy array); "
-             "what is computed from it is a constant to autodiff",
-             "stay in framework ops ({fw} functions instead of NumPy / Python math); for floor/round use "
-             "{ns}.soft_floor / {ns}.soft_round"),
-    "rebuilt": (DISCONNECTED, "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
-                "use {stack} on the tensors instead of building a new one from a list"),
-    "no_grad": (DISCONNECTED, "`{op}` runs with gradient recording switched off (inside torch.no_grad() or inference_mode())",
-                "compute the loss outside `torch.no_grad()`"),
-    "unused": (DISCONNECTED, "the loss never uses the prediction: its value is built from other tensors only",
-               "compute the loss from the prediction argument (check the argument order and which tensor you return)"),
-    "branch": (ZERO_GRADIENT, "a Python `if` on a value computed from the prediction picks a branch; "
-               "the choice has no gradient, so the loss is piecewise constant",
-               "replace the `if` with a weighted blend: {ns}.soft_step(value - threshold, alpha) * a + (1 - ...) * b, "
-               "or {where} when both branches use the prediction"),
-    "compare": (ZERO_GRADIENT, "the comparison `{op}` gives a boolean: its derivative is zero everywhere "
-                "(a cast of the result to float does not bring it back)",
-                "use a smooth step: {ns}.soft_step(a - b, alpha) instead of (a > b).float()"),
-    "argmax": (ZERO_GRADIENT, "`{op}` returns integer indices: the gradient cannot flow through a choice of index",
-               "use the probabilities themselves (softmax, cross-entropy) instead of the arg-max index"),
-    "round": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
-              "use {ns}.soft_round(x, alpha) (or straight_through=True to keep the hard forward value)"),
-    "floor": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
-              "use {ns}.soft_floor(x, alpha) / {ns}.soft_ceil(x, alpha) (or straight_through=True)"),
-    "sign": (ZERO_GRADIENT, "`{op}` is piecewise constant: its derivative is zero almost everywhere",
-             "use {ns}.soft_sign(x, alpha) (or straight_through=True to keep the hard forward value)"),
-    "cast": (ZERO_GRADIENT, "`{op}` casts to an integer or boolean type: the gradient stops there",
-             "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)"),
+    "detach": (
+        DISCONNECTED,
+        "`{op}` cuts the prediction out of the graph: nothing after it sends a gradient back",
+        "remove `{op}`; if you need a constant copy for a weight, keep a second, connected use of the prediction",
+    ),
+    "host": (
+        DISCONNECTED,
+        "`{op}` turns the prediction into a host value (Python number / NumPy array); "
+        "what is computed from it is a constant to autodiff",
+        "stay in framework ops ({fw} functions instead of NumPy / Python math); for floor/round use "
+        "{ns}.soft_floor / {ns}.soft_round",
+    ),
+    "rebuilt": (
+        DISCONNECTED,
+        "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
+        "use {stack} on the tensors instead of building a new one from a list",
+    ),
+    "no_grad": (
+        DISCONNECTED,
+        "`{op}` runs with gradient recording switched off (inside torch.no_grad() or inference_mode())",
+        "compute the loss outside `torch.no_grad()`",
+    ),
+    "unused": (
+        DISCONNECTED,
+        "the loss never uses the prediction: its value is built from other tensors only",
+        "compute the loss from the prediction argument (check the argument order and which tensor you return)",
+    ),
+    "branch": (
+        ZERO_GRADIENT,
+        "a Python `if` on a value computed from the prediction picks a branch; "
+        "the choice has no gradient, so the loss is piecewise constant",
+        "replace the `if` with a weighted blend: {ns}.soft_step(value - threshold, alpha) * a + (1 - ...) * b, "
+        "or {where} when both branches use the prediction",
+    ),
+    "compare": (
+        ZERO_GRADIENT,
+        "the comparison `{op}` gives a boolean: its derivative is zero everywhere "
+        "(a cast of the result to float does not bring it back)",
+        "use a smooth step: {ns}.soft_step(a - b, alpha) instead of (a > b).float()",
+    ),
+    "argmax": (
+        ZERO_GRADIENT,
+        "`{op}` returns integer indices: the gradient cannot flow through a choice of index",
+        "use the probabilities themselves (softmax, cross-entropy) instead of the arg-max index",
+    ),
+    "round": (
+        ZERO_GRADIENT,
+        "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+        "use {ns}.soft_round(x, alpha) (or straight_through=True to keep the hard forward value)",
+    ),
+    "floor": (
+        ZERO_GRADIENT,
+        "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+        "use {ns}.soft_floor(x, alpha) / {ns}.soft_ceil(x, alpha) (or straight_through=True)",
+    ),
+    "sign": (
+        ZERO_GRADIENT,
+        "`{op}` is piecewise constant: its derivative is zero almost everywhere",
+        "use {ns}.soft_sign(x, alpha) (or straight_through=True to keep the hard forward value)",
+    ),
+    "cast": (
+        ZERO_GRADIENT,
+        "`{op}` casts to an integer or boolean type: the gradient stops there",
+        "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)",
+    ),
 }
 
 _FRAMEWORK_WORDS = {
-    "torch": {"ns": "losses.torch", "fw": "torch", "stack": "torch.stack / torch.cat", "where": "torch.where",
-              "clamp": "x.clamp_min(eps)", "clip": "clamp"},
-    "tensorflow": {"ns": "losses.keras", "fw": "tf / keras.ops", "stack": "tf.stack / tf.concat",
-                   "where": "tf.where", "clamp": "tf.maximum(x, eps)", "clip": "clip"},
-    "jax": {"ns": "losses.keras", "fw": "keras.ops / jax.numpy", "stack": "keras.ops.stack / jnp.stack",
-            "where": "keras.ops.where", "clamp": "keras.ops.maximum(x, eps)", "clip": "clip"},
+    "torch": {
+        "ns": "losses.torch",
+        "fw": "torch",
+        "stack": "torch.stack / torch.cat",
+        "where": "torch.where",
+        "clamp": "x.clamp_min(eps)",
+        "clip": "clamp",
+    },
+    "tensorflow": {
+        "ns": "losses.keras",
+        "fw": "tf / keras.ops",
+        "stack": "tf.stack / tf.concat",
+        "where": "tf.where",
+        "clamp": "tf.maximum(x, eps)",
+        "clip": "clip",
+    },
+    "jax": {
+        "ns": "losses.keras",
+        "fw": "keras.ops / jax.numpy",
+        "stack": "keras.ops.stack / jnp.stack",
+        "where": "keras.ops.where",
+        "clamp": "keras.ops.maximum(x, eps)",
+        "clip": "clip",
+    },
 }
 
 _PARTIAL_BREAKS = ("detach", "host", "rebuilt", "no_grad")
 
 
-def moving_fraction(gradient: np.ndarray, prediction: np.ndarray, value: float,
-                    loss_at: Callable[[np.ndarray], float], probes: int = 16) -> float:
+def moving_fraction(
+    gradient: np.ndarray, prediction: np.ndarray, value: float, loss_at: Callable[[np.ndarray], float], probes: int = 16
+) -> float:
     """Of up to ``probes`` elements whose gradient is 0, the fraction whose move changes the loss on
     both sides: 0 when the zeros are where the loss is flat (a hinge's margin met, an ignored
     position, a clipped probability), more when a cut path hides a dependence the loss has.
@@ -399,10 +479,16 @@ def moving_fraction(gradient: np.ndarray, prediction: np.ndarray, value: float,
     return moved / len(picked)
 
 
-def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: tuple[str | None, int | None],
-                          finite: bool, locate_non_finite: Callable[[], tuple[str | None, int | None]],
-                          dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = (),
-                          zero_elsewhere: Callable[[], float | None] | None = None) -> None:
+def add_gradient_findings(
+    report: Report,
+    rec: Any,
+    framework: str,
+    loss_site: tuple[str | None, int | None],
+    finite: bool,
+    locate_non_finite: Callable[[], tuple[str | None, int | None]],
+    dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = (),
+    zero_elsewhere: Callable[[], float | None] | None = None,
+) -> None:
     """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
     ``report.zero_fraction`` is set; ``rec`` is the framework's recorder (``breaks``, ``zero_ops``,
@@ -423,17 +509,33 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
         return  # NaN from a log of the target: a consequence of the swap, reported already
     if not finite:
         site = locate_non_finite()
-        report.add(Finding(NON_FINITE, "error",
-                           "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
-                           "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
-                           f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
-                           "of the operation, not only its output (the 'double where' pattern)", site[0], site[1]))
+        report.add(
+            Finding(
+                NON_FINITE,
+                "error",
+                "the loss is finite but its gradient has NaN/Inf: an operation has an infinite derivative "
+                "here (sqrt or pow at 0, log at 0, division by 0 inside a masked branch)",
+                f"keep the argument away from the singular point ({words['clamp']}), and mask the input "
+                "of the operation, not only its output (the 'double where' pattern)",
+                site[0],
+                site[1],
+            )
+        )
     elif report.zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
         kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
-        report.add(Finding(base.code, "warning",
-                           f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
-                           + base.message + " on one of the paths", base.fix, base.file, base.line))
+        report.add(
+            Finding(
+                base.code,
+                "warning",
+                f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
+                + base.message
+                + " on one of the paths",
+                base.fix,
+                base.file,
+                base.line,
+            )
+        )
     elif report.zero_fraction == 1.0:
         if rec.zero_ops:
             kind, op, site = rec.zero_ops[0]
@@ -442,11 +544,18 @@ def add_gradient_findings(report: Report, rec: Any, framework: str, loss_site: t
             kind, op, site = rec.first_break()
             report.add(break_finding(kind, op, framework, site))
         else:
-            report.add(Finding(ZERO_GRADIENT, "warning",
-                               f"the gradient is exactly zero at these inputs (a saturated {words['clip']} or ReLU, "
-                               "a margin already met, or the loss at its minimum)",
-                               f"check with other inputs; if it stays zero, look for {words['clip']}/relu/max that "
-                               "cut the prediction off", loss_site[0], loss_site[1]))
+            report.add(
+                Finding(
+                    ZERO_GRADIENT,
+                    "warning",
+                    f"the gradient is exactly zero at these inputs (a saturated {words['clip']} or ReLU, "
+                    "a margin already met, or the loss at its minimum)",
+                    f"check with other inputs; if it stays zero, look for {words['clip']}/relu/max that "
+                    "cut the prediction off",
+                    loss_site[0],
+                    loss_site[1],
+                )
+            )
 
 
 class BreakLog:
@@ -463,18 +572,24 @@ class BreakLog:
         return kind, op, site
 
 
-_RESHAPE = {"torch": "target.view_as(prediction), prediction.squeeze(-1)",
-            "tensorflow": "tf.reshape(y_true, tf.shape(y_pred)), tf.squeeze(y_pred, -1)",
-            "jax": "keras.ops.reshape(y_true, y_pred.shape), keras.ops.squeeze(y_pred, -1)"}
+_RESHAPE = {
+    "torch": "target.view_as(prediction), prediction.squeeze(-1)",
+    "tensorflow": "tf.reshape(y_true, tf.shape(y_pred)), tf.squeeze(y_pred, -1)",
+    "jax": "keras.ops.reshape(y_true, y_pred.shape), keras.ops.squeeze(y_pred, -1)",
+}
 
 
 def broadcast_finding(op: str, a: tuple, b: tuple, framework: str, site: tuple[str | None, int | None]) -> Finding:
-    return Finding(BROADCAST, "error",
-                   f"`{op}` combines a prediction-derived tensor of shape {a} with a target-derived tensor of shape "
-                   f"{b}; broadcasting silently compares every element with every other",
-                   f"make the shapes equal before combining them (e.g. {_RESHAPE[framework]}, or fix the model's "
-                   "output size); for pairwise terms on purpose, give the axes explicitly (a[:, None] - b[None])",
-                   site[0], site[1])
+    return Finding(
+        BROADCAST,
+        "error",
+        f"`{op}` combines a prediction-derived tensor of shape {a} with a target-derived tensor of shape "
+        f"{b}; broadcasting silently compares every element with every other",
+        f"make the shapes equal before combining them (e.g. {_RESHAPE[framework]}, or fix the model's "
+        "output size); for pairwise terms on purpose, give the axes explicitly (a[:, None] - b[None])",
+        site[0],
+        site[1],
+    )
 
 
 def unique_causes(causes: Sequence[tuple | None]) -> list[tuple]:
@@ -486,8 +601,9 @@ def unique_causes(causes: Sequence[tuple | None]) -> list[tuple]:
     return unique
 
 
-def variables_finding(severity: str, names: list[str], message: str, fix: str,
-                      site: tuple[str | None, int | None]) -> Finding:
+def variables_finding(
+    severity: str, names: list[str], message: str, fix: str, site: tuple[str | None, int | None]
+) -> Finding:
     """``NO_GRADIENT_VARIABLES`` for a group of variables of a model."""
     listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
     return Finding(NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
@@ -501,6 +617,7 @@ def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, in
 
 # ---------------------------------------------------------------------------------------------
 # Hand-written gradients and dead terms.
+
 
 def function_site(fn: Any) -> tuple[str | None, int | None]:
     """``(file, line)`` of the ``def`` of a Python function (past its decorators), else ``(None, None)``."""
@@ -537,18 +654,41 @@ class HostNumber(float):
     def _keep(self, result: Any) -> Any:
         return HostNumber(result, self.cause) if isinstance(result, float) else result
 
-    def __add__(self, other): return self._keep(float.__add__(self, other))  # noqa: E704
-    def __radd__(self, other): return self._keep(float.__radd__(self, other))  # noqa: E704
-    def __sub__(self, other): return self._keep(float.__sub__(self, other))  # noqa: E704
-    def __rsub__(self, other): return self._keep(float.__rsub__(self, other))  # noqa: E704
-    def __mul__(self, other): return self._keep(float.__mul__(self, other))  # noqa: E704
-    def __rmul__(self, other): return self._keep(float.__rmul__(self, other))  # noqa: E704
-    def __truediv__(self, other): return self._keep(float.__truediv__(self, other))  # noqa: E704
-    def __rtruediv__(self, other): return self._keep(float.__rtruediv__(self, other))  # noqa: E704
-    def __pow__(self, other): return self._keep(float.__pow__(self, other))  # noqa: E704
-    def __rpow__(self, other): return self._keep(float.__rpow__(self, other))  # noqa: E704
-    def __neg__(self): return self._keep(float.__neg__(self))  # noqa: E704
-    def __abs__(self): return self._keep(float.__abs__(self))  # noqa: E704
+    def __add__(self, other):
+        return self._keep(float.__add__(self, other))  # noqa: E704
+
+    def __radd__(self, other):
+        return self._keep(float.__radd__(self, other))  # noqa: E704
+
+    def __sub__(self, other):
+        return self._keep(float.__sub__(self, other))  # noqa: E704
+
+    def __rsub__(self, other):
+        return self._keep(float.__rsub__(self, other))  # noqa: E704
+
+    def __mul__(self, other):
+        return self._keep(float.__mul__(self, other))  # noqa: E704
+
+    def __rmul__(self, other):
+        return self._keep(float.__rmul__(self, other))  # noqa: E704
+
+    def __truediv__(self, other):
+        return self._keep(float.__truediv__(self, other))  # noqa: E704
+
+    def __rtruediv__(self, other):
+        return self._keep(float.__rtruediv__(self, other))  # noqa: E704
+
+    def __pow__(self, other):
+        return self._keep(float.__pow__(self, other))  # noqa: E704
+
+    def __rpow__(self, other):
+        return self._keep(float.__rpow__(self, other))  # noqa: E704
+
+    def __neg__(self):
+        return self._keep(float.__neg__(self))  # noqa: E704
+
+    def __abs__(self):
+        return self._keep(float.__abs__(self))  # noqa: E704
 
 
 @dataclass(frozen=True)
@@ -558,21 +698,28 @@ class Constant:
     value: float | None
 
 
-def host_number_cause(terms: Sequence[Any], breaks: Sequence[tuple], dead: Sequence[tuple],
-                      terms_elsewhere: Callable[[], Sequence[Any] | None] | None) -> tuple | None:
+def host_number_cause(
+    terms: Sequence[Any],
+    breaks: Sequence[tuple],
+    dead: Sequence[tuple],
+    terms_elsewhere: Callable[[], Sequence[Any] | None] | None,
+) -> tuple | None:
     """The cause of a constant summand computed from the prediction. Python's float() returns a plain
     float, so a number read off the prediction with float(t) loses its mark on the way; a constant
     summand whose value moves with the prediction (``terms_elsewhere()``: the summands at a moved
     prediction), next to such a read, is taken to be it (not the 1 of ``1 - dice``)."""
-    read = next((b for b in breaks if b[0] == "host" and b[1] in ("__float__", "float()")
-                 and all(b[2] != d[2] for d in dead)), None)
+    read = next(
+        (b for b in breaks if b[0] == "host" and b[1] in ("__float__", "float()") and all(b[2] != d[2] for d in dead)),
+        None,
+    )
     if read is None or terms_elsewhere is None or not any(isinstance(t, Constant) for t in terms):
         return None
     moved = terms_elsewhere()
     if moved is None or len(moved) != len(terms):
         return None
-    changed = any(isinstance(t, Constant) and isinstance(m, Constant) and t.value != m.value
-                  for t, m in zip(terms, moved))
+    changed = any(
+        isinstance(t, Constant) and isinstance(m, Constant) and t.value != m.value for t, m in zip(terms, moved)
+    )
     return read if changed else None
 
 
@@ -580,10 +727,15 @@ def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], fra
     """The finding for a summand of the loss that contributes no gradient while another one does."""
     kind, op, site = cause
     base = break_finding(kind, op, framework, site)
-    return Finding(DEAD_TERM, "warning",
-                   "this term of the loss contributes no gradient (another term carries it, so training runs "
-                   "and the term silently does nothing): " + base.message,
-                   base.fix, site[0], site[1])
+    return Finding(
+        DEAD_TERM,
+        "warning",
+        "this term of the loss contributes no gradient (another term carries it, so training runs "
+        "and the term silently does nothing): " + base.message,
+        base.fix,
+        site[0],
+        site[1],
+    )
 
 
 def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdict: Any) -> Finding:
@@ -598,24 +750,49 @@ def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdi
             inverse = 1 / size
             times = f"{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-2 * inverse else f"{inverse:.3g}"
         what = f"{times}× too {'large' if size > 1 else 'small'}" + (", sign flipped" if verdict.factor < 0 else "")
-        why = ("a constant factor: a missing or extra 1/N of a mean (the number of elements), a scale or a "
-               "factor 2 of a square")
+        why = (
+            "a constant factor: a missing or extra 1/N of a mean (the number of elements), a scale or a "
+            "factor 2 of a square"
+        )
     else:
-        what, why = "not a constant factor", ("a wrong formula: a missing chain-rule factor (the derivative of an "
-                                              "inner function), a wrong branch, or a gradient for the wrong input")
-    return Finding(WRONG_GRADIENT, "error",
-                   f"the hand-written backward of `{name}` disagrees with central finite differences in float64: "
-                   f"{what} (relative error {verdict.error:.3g} along a random direction)",
-                   f"check the backward against the forward: {why}; losses.testing.check_gradient compares them "
-                   "element by element",
-                   site[0], site[1])
+        what, why = (
+            "not a constant factor",
+            (
+                "a wrong formula: a missing chain-rule factor (the derivative of an "
+                "inner function), a wrong branch, or a gradient for the wrong input"
+            ),
+        )
+    return Finding(
+        WRONG_GRADIENT,
+        "error",
+        f"the hand-written backward of `{name}` disagrees with central finite differences in float64: "
+        f"{what} (relative error {verdict.error:.3g} along a random direction)",
+        f"check the backward against the forward: {why}; losses.testing.check_gradient compares them "
+        "element by element",
+        site[0],
+        site[1],
+    )
 
 
 # Keras functions that take the target first, by the names of their first two parameters.
-KERAS_LOSSES = {"mean_squared_error", "mean_absolute_error", "binary_crossentropy", "binary_focal_crossentropy",
-                "categorical_crossentropy", "huber", "log_cosh", "kl_divergence", "poisson", "hinge", "squared_hinge",
-                "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
-                "categorical_hinge", "categorical_focal_crossentropy"}
+KERAS_LOSSES = {
+    "mean_squared_error",
+    "mean_absolute_error",
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "categorical_crossentropy",
+    "huber",
+    "log_cosh",
+    "kl_divergence",
+    "poisson",
+    "hinge",
+    "squared_hinge",
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+    "cosine_similarity",
+    "categorical_hinge",
+    "categorical_focal_crossentropy",
+}
 KERAS_OPS = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"}
 
 
@@ -632,19 +809,28 @@ def keras_target_first(code: Any) -> str | None:
 
 def keras_swap_finding(api_name: str, site: tuple[str | None, int | None]) -> Finding:
     first, second = ("y_true", "y_pred") if api_name.startswith("keras.losses") else ("target", "output")
-    return Finding(SWAPPED_ARGUMENTS, "error",
-                   f"{api_name} takes ({first}, {second}), but the prediction was passed as {first}",
-                   f"call {api_name.rpartition('.')[2]}({first}, {second}) with the target first: Keras puts the "
-                   "target first (PyTorch losses take (input, target))", site[0], site[1])
+    return Finding(
+        SWAPPED_ARGUMENTS,
+        "error",
+        f"{api_name} takes ({first}, {second}), but the prediction was passed as {first}",
+        f"call {api_name.rpartition('.')[2]}({first}, {second}) with the target first: Keras puts the "
+        "target first (PyTorch losses take (input, target))",
+        site[0],
+        site[1],
+    )
 
 
 def keras_order_finding(loss_fn: Callable[..., Any]) -> Finding:
     """A Keras loss whose parameters say (prediction, target): Keras passes (y_true, y_pred) by position."""
     names = parameter_names(loss_fn)[:2]
-    return Finding(SWAPPED_ARGUMENTS, "error",
-                   f"the loss's parameters are ({', '.join(names)}), but Keras calls a loss as loss(y_true, y_pred) "
-                   "by position: the prediction would arrive in the target's parameter",
-                   "declare the parameters in Keras's order: def loss(y_true, y_pred)", *definition_site(loss_fn))
+    return Finding(
+        SWAPPED_ARGUMENTS,
+        "error",
+        f"the loss's parameters are ({', '.join(names)}), but Keras calls a loss as loss(y_true, y_pred) "
+        "by position: the prediction would arrive in the target's parameter",
+        "declare the parameters in Keras's order: def loss(y_true, y_pred)",
+        *definition_site(loss_fn),
+    )
 
 
 def output_labels(structure: Any, prefix: str = "outputs") -> Any:

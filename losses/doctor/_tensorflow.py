@@ -24,21 +24,65 @@ from losses.doctor._report import Finding, Report
 
 # Ops through which TensorFlow sends no gradient (or a zero one), by the kind of break they are.
 _STOP = {"StopGradient": "detach", "PreventGradient": "detach"}
-_COMPARE = {"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "LogicalAnd", "LogicalOr",
-            "LogicalNot", "IsNan", "IsFinite", "IsInf", "ApproximateEqual"}
+_COMPARE = {
+    "Greater",
+    "GreaterEqual",
+    "Less",
+    "LessEqual",
+    "Equal",
+    "NotEqual",
+    "LogicalAnd",
+    "LogicalOr",
+    "LogicalNot",
+    "IsNan",
+    "IsFinite",
+    "IsInf",
+    "ApproximateEqual",
+}
 _ARGMAX = {"ArgMax", "ArgMin", "TopKV2", "Unique", "Bucketize", "SearchSorted", "LowerBound", "UpperBound"}
-_PIECEWISE = {"Round": "round", "Rint": "round", "Floor": "floor", "Ceil": "floor", "FloorDiv": "floor",
-              "FloorMod": "floor", "TruncateDiv": "floor", "Sign": "sign"}
+_PIECEWISE = {
+    "Round": "round",
+    "Rint": "round",
+    "Floor": "floor",
+    "Ceil": "floor",
+    "FloorDiv": "floor",
+    "FloorMod": "floor",
+    "TruncateDiv": "floor",
+    "Sign": "sign",
+}
 _INTEGER = {"Shape", "ShapeN", "Size", "Rank", "ZerosLike", "OnesLike", "Fill"}  # no value of the input flows on
 _HOST_METHODS = ("numpy", "__array__", "__float__", "__int__", "__index__", "__bool__", "__nonzero__")
 _NUMPY_CONVERSIONS = ("asarray", "array", "asanyarray")
-_SINGULAR = {"Sqrt", "Rsqrt", "Log", "Reciprocal", "Inv", "RealDiv", "Div", "Pow", "Xlogy", "Acos", "Asin",
-             "Atanh"}
+_SINGULAR = {"Sqrt", "Rsqrt", "Log", "Reciprocal", "Inv", "RealDiv", "Div", "Pow", "Xlogy", "Acos", "Asin", "Atanh"}
 # Element-wise ops of two tensors: where a prediction meets a target of another shape.
-_ELEMENTWISE_BINARY = {"AddV2", "Add", "Sub", "Mul", "RealDiv", "Div", "DivNoNan", "MulNoNan", "Maximum", "Minimum",
-                       "SquaredDifference", "Pow", "Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual",
-                       "SelectV2", "Select", "FloorDiv", "FloorMod", "Xlogy", "Xdivy", "Atan2",
-                       "SigmoidCrossEntropyWithLogits"}
+_ELEMENTWISE_BINARY = {
+    "AddV2",
+    "Add",
+    "Sub",
+    "Mul",
+    "RealDiv",
+    "Div",
+    "DivNoNan",
+    "MulNoNan",
+    "Maximum",
+    "Minimum",
+    "SquaredDifference",
+    "Pow",
+    "Greater",
+    "GreaterEqual",
+    "Less",
+    "LessEqual",
+    "Equal",
+    "NotEqual",
+    "SelectV2",
+    "Select",
+    "FloorDiv",
+    "FloorMod",
+    "Xlogy",
+    "Xdivy",
+    "Atan2",
+    "SigmoidCrossEntropyWithLogits",
+}
 # Ops through which a sum of terms stays a sum of terms (the loss's additive structure).
 _SUM = {"AddV2", "Add", "Sub", "AddN"}
 _SCALE = {"Mul", "RealDiv", "Div", "DivNoNan", "Neg", "Mean", "Sum", "Identity", "Cast", "Reshape", "Squeeze"}
@@ -71,8 +115,8 @@ def _attr(attrs: Any, name: str) -> Any:
 class _Recorder(R.BreakLog):
     def __init__(self, preds: list[Any], target: Any) -> None:
         self.keep: list[Any] = [*preds, target]
-        self.connected = {id(p) for p in preds}   # depends on the prediction through differentiable ops
-        self.derived = {id(p) for p in preds}     # depends on the prediction at all
+        self.connected = {id(p) for p in preds}  # depends on the prediction through differentiable ops
+        self.derived = {id(p) for p in preds}  # depends on the prediction at all
         self.target_ids = {id(target)}
         self.sites: dict[int, tuple[str | None, int | None]] = {}
         self.breaks: list[Cause] = []
@@ -134,8 +178,12 @@ class _Recorder(R.BreakLog):
             for p in derived_in:
                 for t in target_only:
                     a, b = tuple(p.shape), tuple(t.shape)
-                    if a != b and _grows(a, b) and not {id(p), id(t)} & self.new_axes \
-                            and any(tuple(o.shape) == tuple(np.broadcast_shapes(a, b)) for o in outputs):
+                    if (
+                        a != b
+                        and _grows(a, b)
+                        and not {id(p), id(t)} & self.new_axes
+                        and any(tuple(o.shape) == tuple(np.broadcast_shapes(a, b)) for o in outputs)
+                    ):
                         self.broadcasts.append((_op_label(op_type), a, b, site))
         self._follow_axes(op_type, attrs, inputs, outputs)
         bad = [o for o in outputs if not _finite(o)]
@@ -149,10 +197,18 @@ class _Recorder(R.BreakLog):
     def _follow_axes(self, op_type, attrs, inputs, outputs) -> None:
         if any(id(t) in self.new_axes for t in inputs):
             self.new_axes.update(id(o) for o in outputs)
-        elif op_type == "ExpandDims" or (op_type == "StridedSlice" and _attr(attrs, "new_axis_mask")) or (
-                op_type in ("Reshape", "BroadcastTo", "Tile") and inputs and outputs
-                and outputs[0].shape.rank is not None and inputs[0].shape.rank is not None
-                and outputs[0].shape.rank > inputs[0].shape.rank):
+        elif (
+            op_type == "ExpandDims"
+            or (op_type == "StridedSlice" and _attr(attrs, "new_axis_mask"))
+            or (
+                op_type in ("Reshape", "BroadcastTo", "Tile")
+                and inputs
+                and outputs
+                and outputs[0].shape.rank is not None
+                and inputs[0].shape.rank is not None
+                and outputs[0].shape.rank > inputs[0].shape.rank
+            )
+        ):
             self.new_axes.update(id(o) for o in outputs)
 
     def _break_kind(self, op_type: str, outputs: list) -> str | None:
@@ -191,9 +247,15 @@ class _Recorder(R.BreakLog):
             branch = method_name in ("__bool__", "__nonzero__")
             if id(tensor) in (recorder.derived if branch else recorder.connected):
                 kind = "branch" if branch else "host"
-                label = {"__array__": "a NumPy function", "numpy": ".numpy()", "__float__": "float()",
-                         "__int__": "int()", "__index__": "int()", "__bool__": "bool() / if",
-                         "__nonzero__": "bool() / if"}[method_name]
+                label = {
+                    "__array__": "a NumPy function",
+                    "numpy": ".numpy()",
+                    "__float__": "float()",
+                    "__int__": "int()",
+                    "__index__": "int()",
+                    "__bool__": "bool() / if",
+                    "__nonzero__": "bool() / if",
+                }[method_name]
                 recorder.breaks.append((kind, label, R.user_site()))
             return original(tensor, *args, **kwargs)
 
@@ -264,8 +326,12 @@ class _Recorder(R.BreakLog):
                     if connected:
                         recorder.connected.add(id(o))
                 code = getattr(f, "__code__", None)
-                if connected and code is not None and not R.is_library_file(code.co_filename) \
-                        and all(fn[0] is not f for fn in recorder.functions):
+                if (
+                    connected
+                    and code is not None
+                    and not R.is_library_file(code.co_filename)
+                    and all(fn[0] is not f for fn in recorder.functions)
+                ):
                     recorder.functions.append((f, args, kwargs, connected))
             return result
 
@@ -315,8 +381,11 @@ class _Recorder(R.BreakLog):
         op_type, inputs = entry
         varying = [i for i in inputs if id(i) in self.derived]
         if op_type in _SUM and t.shape.num_elements() is not None and t.shape.num_elements() <= size:
-            constants = [R.Constant(float(i.numpy()) if i.shape.num_elements() == 1 and _float_dtype(i) else None)
-                         for i in inputs if id(i) not in self.derived and id(i) not in self.target_ids]
+            constants = [
+                R.Constant(float(i.numpy()) if i.shape.num_elements() == 1 and _float_dtype(i) else None)
+                for i in inputs
+                if id(i) not in self.derived and id(i) not in self.target_ids
+            ]
             return [s for i in varying for s in self.summands(i, size, depth + 1)] + constants
         if op_type in _SCALE and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
@@ -340,15 +409,26 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
     site = R.traceback_site(error.__traceback__)
     if rec.swaps:
         return R.keras_swap_finding(*rec.swaps[0])
-    shape_words = ("Incompatible shapes", "must be broadcastable", "are incompatible", "shapes must be equal",
-                   "Dimensions must be equal", "not compatible")
+    shape_words = (
+        "Incompatible shapes",
+        "must be broadcastable",
+        "are incompatible",
+        "shapes must be equal",
+        "Dimensions must be equal",
+        "not compatible",
+    )
     if pred_shape != true_shape and any(w in text for w in shape_words):
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         first = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", first)
-        return Finding(R.BROADCAST, "error",
-                       f"prediction {pred_shape} and target {true_shape} have shapes that cannot be combined: {first}",
-                       "give the prediction and the target the same shape (check the model's output layer size "
-                       "and the target's layout)", site[0], site[1])
+        return Finding(
+            R.BROADCAST,
+            "error",
+            f"prediction {pred_shape} and target {true_shape} have shapes that cannot be combined: {first}",
+            "give the prediction and the target the same shape (check the model's output layer size "
+            "and the target's layout)",
+            site[0],
+            site[1],
+        )
     return None
 
 
@@ -396,8 +476,10 @@ def check_custom_gradient(f: Callable, args: tuple, kwargs: dict, wrt: list[int]
         upstream = [tf.constant(weights[k], r.dtype) for k, r in enumerate(flat)]
         grads = grad_fn(*upstream)
         grads = list(grads) if isinstance(grads, (list, tuple)) else [grads]
-        return [np.zeros(np.shape(xs[j])) if grads[i] is None else np.asarray(grads[i], dtype=np.float64)
-                for j, i in enumerate(wrt)]
+        return [
+            np.zeros(np.shape(xs[j])) if grads[i] is None else np.asarray(grads[i], dtype=np.float64)
+            for j, i in enumerate(wrt)
+        ]
 
     return check_directions(value, gradient, point), grad_fn
 
@@ -412,8 +494,9 @@ def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
             report.add(R.wrong_gradient_finding(f.__qualname__, R.function_site(checked[1]), checked[0]))
 
 
-def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any],
-                 terms_elsewhere: Callable[[], list | None]) -> list[Cause]:
+def _dead_causes(
+    rec: _Recorder, tape: Any, loss: Any, sources: list[Any], terms_elsewhere: Callable[[], list | None]
+) -> list[Cause]:
     """The causes of the loss's terms that send no gradient to the prediction, when another term does."""
     terms = rec.summands(loss, max(loss.shape.num_elements() or 1, 1))
     if len(terms) < 2:
@@ -432,13 +515,27 @@ def _dead_causes(rec: _Recorder, tape: Any, loss: Any, sources: list[Any],
     return R.unique_causes(dead) if carried else []
 
 
-def diagnose_tensorflow(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *,
-                        from_names: bool = False, kwargs: dict | None = None) -> Report:
+def diagnose_tensorflow(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    order: str,
+    *,
+    from_names: bool = False,
+    kwargs: dict | None = None,
+) -> Report:
     return run_loss(loss_fn, y_true, y_pred, order, from_names=from_names, kwargs=kwargs)[0]
 
 
-def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *, from_names: bool = False,
-             kwargs: dict | None = None) -> tuple[Report, list[Any]]:
+def run_loss(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    order: str,
+    *,
+    from_names: bool = False,
+    kwargs: dict | None = None,
+) -> tuple[Report, list[Any]]:
     """Diagnose ``loss_fn`` at ``y_pred``: a tensor, or a nest (tuple, list, dict) of tensors (a
     model's outputs, of which the loss may use a part). Returns the report and the gradient of each
     output in ``tf.nest.flatten`` order (``None`` where the loss does not reach it)."""
@@ -447,14 +544,23 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
     single = tf.is_tensor(y_pred) or isinstance(y_pred, (np.ndarray, tf.Variable))
     outputs = [_to_tensor(o) for o in tf.nest.flatten(y_pred)]
     target = _to_tensor(y_true)
-    report = Report("tensorflow", R.callable_name(loss_fn), pred_shape=tuple(outputs[0].shape) if single else None,
-                    true_shape=tuple(target.shape))
+    report = Report(
+        "tensorflow",
+        R.callable_name(loss_fn),
+        pred_shape=tuple(outputs[0].shape) if single else None,
+        true_shape=tuple(target.shape),
+    )
     none = [None] * len(outputs)
     floating = [_float_dtype(o) for o in outputs]
     if not any(floating):
-        report.add(Finding(R.DISCONNECTED, "error",
-                           f"the prediction has dtype {outputs[0].dtype.name}: integers carry no gradient",
-                           "pass the model's floating-point output (logits or probabilities)"))
+        report.add(
+            Finding(
+                R.DISCONNECTED,
+                "error",
+                f"the prediction has dtype {outputs[0].dtype.name}: integers carry no gradient",
+                "pass the model's floating-point output (logits or probabilities)",
+            )
+        )
         return report, none
     keras_loss = _is_keras_loss(loss_fn)
     if from_names and order == "y_pred, y_true" and (keras_loss or _is_plain_function(loss_fn)):
@@ -488,23 +594,37 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
         if rec.breaks:
             report.add(R.break_finding(*rec.first_break()[:2], "tensorflow", rec.first_break()[2]))
         else:
-            report.add(Finding(R.DISCONNECTED, "error",
-                               f"the loss returned a {type(loss).__name__}, not a tensor: it has no gradient",
-                               "return a tensor computed from y_pred", *R.definition_site(loss_fn)))
+            report.add(
+                Finding(
+                    R.DISCONNECTED,
+                    "error",
+                    f"the loss returned a {type(loss).__name__}, not a tensor: it has no gradient",
+                    "return a tensor computed from y_pred",
+                    *R.definition_site(loss_fn),
+                )
+            )
         return report, none
     report.value = float(scalar.numpy())
     if not math.isfinite(report.value):
         if not rec.swaps:  # NaN from a log of the target: a consequence of the swap, reported already
             op, site = rec.non_finite[0] if rec.non_finite else ("the loss", R.definition_site(loss_fn))
-            report.add(Finding(R.NON_FINITE, "error",
-                               f"`{op}` produced NaN/Inf in the forward pass (loss = {report.value})",
-                               "guard the operation: a zero denominator needs tf.math.divide_no_nan or a clamp "
-                               "(x / tf.maximum(y, eps)); log/sqrt need a positive argument", site[0], site[1]))
+            report.add(
+                Finding(
+                    R.NON_FINITE,
+                    "error",
+                    f"`{op}` produced NaN/Inf in the forward pass (loss = {report.value})",
+                    "guard the operation: a zero denominator needs tf.math.divide_no_nan or a clamp "
+                    "(x / tf.maximum(y, eps)); log/sqrt need a positive argument",
+                    site[0],
+                    site[1],
+                )
+            )
         return report, none
     grads = tape.gradient(scalar, sources)
     _wrong_gradient_findings(rec, report)
-    reached = [np.asarray(tf.convert_to_tensor(g).numpy(), dtype=np.float64).reshape(-1)
-               for g in grads if g is not None]
+    reached = [
+        np.asarray(tf.convert_to_tensor(g).numpy(), dtype=np.float64).reshape(-1) for g in grads if g is not None
+    ]
     if not reached:
         if rec.breaks:
             kind, op, site = rec.first_break()
@@ -555,8 +675,12 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
             value, grad = loss_at(start)
             if grad is None:
                 return None
-            return R.moving_fraction(np.asarray(tf.convert_to_tensor(grad).numpy(), np.float64), start, value,
-                                     lambda moved: loss_at(moved)[0])
+            return R.moving_fraction(
+                np.asarray(tf.convert_to_tensor(grad).numpy(), np.float64),
+                start,
+                value,
+                lambda moved: loss_at(moved)[0],
+            )
         except Exception:  # no second look: keep the finding
             return None
 
@@ -579,8 +703,15 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
         return float(np.mean(np.concatenate([np.ravel(tf.convert_to_tensor(g).numpy()) for g in found]) == 0))
 
     R.add_gradient_findings(
-        report, rec, "tensorflow", rec.sites.get(id(loss), R.definition_site(loss_fn)), finite,
-        lambda: rec.singular[0][1] if rec.singular else R.definition_site(loss_fn), dead, zero_elsewhere)
+        report,
+        rec,
+        "tensorflow",
+        rec.sites.get(id(loss), R.definition_site(loss_fn)),
+        finite,
+        lambda: rec.singular[0][1] if rec.singular else R.definition_site(loss_fn),
+        dead,
+        zero_elsewhere,
+    )
     del tape
     grads = iter(grads)
     return report, [next(grads) if f else None for f in floating]
@@ -601,6 +732,7 @@ def _is_plain_function(fn: Any) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # diagnose_model: which variables get no gradient, grouped by layer, and why.
+
 
 def _variable_name(v: Any) -> str:
     return getattr(v, "path", None) or v.name
@@ -643,9 +775,16 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
         except Exception:  # diagnosed below: the loss's own finding says why, or the error is re-raised
             scalar, failed = None, True
     loss_report, output_grads = run_loss(loss_fn, y, tf.nest.map_structure(tf.identity, pred), order)
-    report = Report("tensorflow", f"{type(model).__name__} + {R.callable_name(loss_fn)}", list(loss_report.findings),
-                    loss_report.value, loss_report.grad_norm, loss_report.zero_fraction,
-                    loss_report.pred_shape, loss_report.true_shape)
+    report = Report(
+        "tensorflow",
+        f"{type(model).__name__} + {R.callable_name(loss_fn)}",
+        list(loss_report.findings),
+        loss_report.value,
+        loss_report.grad_norm,
+        loss_report.zero_fraction,
+        loss_report.pred_shape,
+        loss_report.true_shape,
+    )
     if failed:
         return report
     trainable = list(model.trainable_variables)  # after the call: a subclassed model builds in its first call
@@ -682,44 +821,84 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
         others = [w for w in layer.trainable_weights if all(w is not v for v in variables)]
         if layer_id in call_sites and any(reaches.get(id(w)) for w in others):
             # The layer runs and its other weights reach the output: these it never uses.
-            report.add(R.variables_finding(
-                "error", names, f"layer `{layer.name}` is used, but its call() never uses these weights",
-                f"use them in {type(layer).__name__}.call(), or do not create them",
-                R.function_site(type(layer).call)), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"layer `{layer.name}` is used, but its call() never uses these weights",
+                    f"use them in {type(layer).__name__}.call(), or do not create them",
+                    R.function_site(type(layer).call),
+                ),
+                merge=False,
+            )
         elif layer_id in call_sites:
-            report.add(R.variables_finding(
-                "error", names, f"layer `{layer.name}` is called, but its output does not reach the prediction "
-                "(an unused branch)", f"use the output of layer `{layer.name}` on the way to the prediction, or "
-                "delete the call", call_sites[layer_id]), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"layer `{layer.name}` is called, but its output does not reach the prediction (an unused branch)",
+                    f"use the output of layer `{layer.name}` on the way to the prediction, or delete the call",
+                    call_sites[layer_id],
+                ),
+                merge=False,
+            )
         else:
-            report.add(R.variables_finding(
-                "error", names, f"layer `{layer.name}` is never called on the way to the output (an unused branch)",
-                f"use layer `{layer.name}` in the model's call(), or remove it", model_site), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"layer `{layer.name}` is never called on the way to the output (an unused branch)",
+                    f"use layer `{layer.name}` in the model's call(), or remove it",
+                    model_site,
+                ),
+                merge=False,
+            )
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.add(R.variables_finding(
-            "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
-            "include those outputs in the loss, or freeze the layers that compute only them",
-            R.definition_site(loss_fn)), merge=False)
+        report.add(
+            R.variables_finding(
+                "warning",
+                ignored,
+                f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
+                "include those outputs in the loss, or freeze the layers that compute only them",
+                R.definition_site(loss_fn),
+            ),
+            merge=False,
+        )
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.add(R.variables_finding(
-            "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding); the "
-            "optimizer raises 'No gradients provided for any variable'",
-            "fix the loss first: it must be computed from y_pred",
-            (first.file, first.line) if first else R.definition_site(loss_fn)), merge=False)
+        report.add(
+            R.variables_finding(
+                "error",
+                disconnected,
+                "the loss is disconnected from the prediction (see the loss's finding); the "
+                "optimizer raises 'No gradients provided for any variable'",
+                "fix the loss first: it must be computed from y_pred",
+                (first.file, first.line) if first else R.definition_site(loss_fn),
+            ),
+            merge=False,
+        )
     for layer in layers.values():
         if layer is model or layer.trainable or not layer.weights:
             continue
-        if any(not getattr(parent, "trainable", True) for parent in layers.values()
-               if parent is not layer and parent is not model and layer in _all_layers(parent)):
+        if any(
+            not getattr(parent, "trainable", True)
+            for parent in layers.values()
+            if parent is not layer and parent is not model and layer in _all_layers(parent)
+        ):
             continue  # reported with the frozen parent
         site = call_sites.get(id(layer), model_site)
         names = [_variable_name(v) for v in layer.weights]
-        report.add(R.variables_finding(
-            "warning", names, f"layer `{layer.name}` is frozen (trainable=False)",
-            f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again", site),
-            merge=False)
+        report.add(
+            R.variables_finding(
+                "warning",
+                names,
+                f"layer `{layer.name}` is frozen (trainable=False)",
+                f"if it should learn, set model.get_layer({layer.name!r}).trainable = True and compile again",
+                site,
+            ),
+            merge=False,
+        )
     return report
 
 

@@ -24,43 +24,202 @@ from losses.doctor._report import Finding, HostNumber, Report
 _HOST = {"item", "tolist", "numpy", "__float__", "__int__", "__index__", "__complex__", "__array__"}
 _DETACH = {"detach", "detach_", "data"}
 _REBUILD = {"tensor", "as_tensor", "from_numpy", "asarray"}
-_COMPARE = {"eq", "ne", "gt", "lt", "ge", "le", "greater", "less", "greater_equal", "less_equal", "not_equal",
-            "__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__", "isclose", "logical_and", "logical_or",
-            "logical_not", "logical_xor", "__and__", "__or__", "__invert__", "__xor__", "isin"}
+_COMPARE = {
+    "eq",
+    "ne",
+    "gt",
+    "lt",
+    "ge",
+    "le",
+    "greater",
+    "less",
+    "greater_equal",
+    "less_equal",
+    "not_equal",
+    "__eq__",
+    "__ne__",
+    "__gt__",
+    "__lt__",
+    "__ge__",
+    "__le__",
+    "isclose",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "__and__",
+    "__or__",
+    "__invert__",
+    "__xor__",
+    "isin",
+}
 _ARGMAX = {"argmax", "argmin", "argsort", "topk", "max", "min", "sort", "searchsorted", "bucketize", "multinomial"}
-_ZERO_DERIV = {"round": "round", "floor": "floor", "ceil": "floor", "trunc": "floor", "fix": "floor",
-               "sign": "sign", "sgn": "sign", "heaviside": "sign", "floor_divide": "floor", "__floordiv__": "floor",
-               "__rfloordiv__": "floor", "round_": "round", "floor_": "floor", "ceil_": "floor", "sign_": "sign"}
+_ZERO_DERIV = {
+    "round": "round",
+    "floor": "floor",
+    "ceil": "floor",
+    "trunc": "floor",
+    "fix": "floor",
+    "sign": "sign",
+    "sgn": "sign",
+    "heaviside": "sign",
+    "floor_divide": "floor",
+    "__floordiv__": "floor",
+    "__rfloordiv__": "floor",
+    "round_": "round",
+    "floor_": "floor",
+    "ceil_": "floor",
+    "sign_": "sign",
+}
 # Element-wise losses of torch.nn.functional whose (input, target) must have one shape.
-_ELEMENTWISE_LOSSES = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-                       "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "soft_margin_loss"}
+_ELEMENTWISE_LOSSES = {
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+    "poisson_nll_loss",
+    "soft_margin_loss",
+}
 # Functions of torch.nn.functional called as f(input, target, ...). Exchanging the arguments of a
 # symmetric one (mse, l1, smooth_l1, huber) changes nothing, so it is not reported.
 _SYMMETRIC_LOSSES = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"}
 _INPUT_TARGET = (_ELEMENTWISE_LOSSES - _SYMMETRIC_LOSSES) | {
-    "cross_entropy", "nll_loss", "gaussian_nll_loss", "multilabel_soft_margin_loss", "hinge_embedding_loss",
-    "multi_margin_loss", "multilabel_margin_loss"}
+    "cross_entropy",
+    "nll_loss",
+    "gaussian_nll_loss",
+    "multilabel_soft_margin_loss",
+    "hinge_embedding_loss",
+    "multi_margin_loss",
+    "multilabel_margin_loss",
+}
 # Element-wise operations of two tensors: where a prediction meets a target of another shape.
 _ELEMENTWISE_BINARY = {
-    "add", "sub", "subtract", "rsub", "mul", "multiply", "div", "divide", "true_divide", "pow", "maximum", "minimum",
-    "fmax", "fmin", "where", "atan2", "hypot", "xlogy", "remainder", "fmod", "__add__", "__radd__", "__sub__",
-    "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__mod__",
-    "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__",
+    "add",
+    "sub",
+    "subtract",
+    "rsub",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "pow",
+    "maximum",
+    "minimum",
+    "fmax",
+    "fmin",
+    "where",
+    "atan2",
+    "hypot",
+    "xlogy",
+    "remainder",
+    "fmod",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__pow__",
+    "__rpow__",
+    "__mod__",
+    "eq",
+    "ne",
+    "gt",
+    "lt",
+    "ge",
+    "le",
+    "__eq__",
+    "__ne__",
+    "__gt__",
+    "__lt__",
+    "__ge__",
+    "__le__",
 } | _ELEMENTWISE_LOSSES
 # Operations that give a tensor new axes on purpose (pairwise distances: a[:, None] - b[None]).
-_NEW_AXES = {"unsqueeze", "view", "reshape", "expand", "expand_as", "broadcast_to", "unflatten", "atleast_2d",
-             "atleast_3d", "__getitem__", "repeat", "tile"}
+_NEW_AXES = {
+    "unsqueeze",
+    "view",
+    "reshape",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+    "unflatten",
+    "atleast_2d",
+    "atleast_3d",
+    "__getitem__",
+    "repeat",
+    "tile",
+}
 # Operations through which a sum of terms stays a sum of terms (the loss's additive structure).
 _SUM = {"add", "sub", "subtract", "__add__", "__radd__", "__sub__", "__rsub__", "__iadd__", "__isub__", "add_", "sub_"}
-_SCALE = {"mul", "multiply", "div", "divide", "true_divide", "neg", "negative", "mean", "sum", "__mul__", "__rmul__",
-          "__truediv__", "__rtruediv__", "__neg__", "__imul__", "__itruediv__", "mul_", "div_", "squeeze",
-          "reshape", "view", "float", "double", "to", "type_as"}
+_SCALE = {
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "neg",
+    "negative",
+    "mean",
+    "sum",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__neg__",
+    "__imul__",
+    "__itruediv__",
+    "mul_",
+    "div_",
+    "squeeze",
+    "reshape",
+    "view",
+    "float",
+    "double",
+    "to",
+    "type_as",
+}
 # New tensors that take only the shape, dtype and device of their input: no value flows through them.
-_FACTORY = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
-            "new_zeros", "new_ones", "new_empty", "new_full", "size", "dim", "numel", "shape", "stride",
-            "is_floating_point", "element_size", "get_device"}
-_INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__", "__ipow__", "__setitem__",
-                   "__ifloordiv__", "__imod__", "__iand__", "__ior__"}
+_FACTORY = {
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+    "size",
+    "dim",
+    "numel",
+    "shape",
+    "stride",
+    "is_floating_point",
+    "element_size",
+    "get_device",
+}
+_INPLACE_DUNDER = {
+    "__iadd__",
+    "__isub__",
+    "__imul__",
+    "__itruediv__",
+    "__idiv__",
+    "__ipow__",
+    "__setitem__",
+    "__ifloordiv__",
+    "__imod__",
+    "__iand__",
+    "__ior__",
+}
 _VERSION = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\].*?is at version (\d+); expected version (\d+)", re.S)
 
 Cause = tuple  # (kind, op, (file, line)): why a tensor carries no gradient
@@ -126,7 +285,8 @@ def check_function_class(cls: type) -> None:
         raise TypeError(
             f"{cls.__qualname__} is a legacy torch.autograd.Function (forward is an instance method), which "
             "PyTorch no longer runs; make forward(ctx, ...) and backward(ctx, ...) @staticmethods and call it "
-            f"as {cls.__qualname__}.apply(...)")
+            f"as {cls.__qualname__}.apply(...)"
+        )
 
 
 class _Recorder(R.BreakLog, TorchFunctionMode):
@@ -214,8 +374,12 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
                 self._check_swap(name, args, kwargs, site)
             if name in _ELEMENTWISE_LOSSES and len(args) >= 2:
                 a, b = args[0], args[1]
-                if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape \
-                        and not {id(a), id(b)} & self.new_axes:
+                if (
+                    isinstance(a, torch.Tensor)
+                    and isinstance(b, torch.Tensor)
+                    and a.shape != b.shape
+                    and not {id(a), id(b)} & self.new_axes
+                ):
                     self.broadcasts.append((name, tuple(a.shape), tuple(b.shape), site))
 
         out = func(*args, **kwargs)
@@ -252,8 +416,12 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
         if pred_in and target_only and name in _ELEMENTWISE_BINARY:
             for p in pred_in:
                 for t in target_only:
-                    if p.numel() > 1 and t.numel() > 1 and _broadcast_grows(p.shape, t.shape) \
-                            and not {id(p), id(t)} & self.new_axes:
+                    if (
+                        p.numel() > 1
+                        and t.numel() > 1
+                        and _broadcast_grows(p.shape, t.shape)
+                        and not {id(p), id(t)} & self.new_axes
+                    ):
                         if any(o.shape == torch.broadcast_shapes(p.shape, t.shape) for o in outputs):
                             self.broadcasts.append((name, tuple(p.shape), tuple(t.shape), site))
         self._follow_axes(name, args, inputs, outputs)
@@ -278,8 +446,11 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
         if cause is None and pred_in + hosts:
             cause = next((self.dead[id(t)] for t in pred_in if id(t) in self.dead), None)
             cause = cause or next((h.cause for h in hosts), None)
-        zero = (_ZERO_DERIV[name], name, site) if name in _ZERO_DERIV else \
-            next((self.zero[id(t)] for t in pred_in if id(t) in self.zero), None)
+        zero = (
+            (_ZERO_DERIV[name], name, site)
+            if name in _ZERO_DERIV
+            else next((self.zero[id(t)] for t in pred_in if id(t) in self.zero), None)
+        )
         for o in outputs:
             if cause is not None and not o.requires_grad:
                 self.dead[id(o)] = cause
@@ -328,8 +499,11 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
     def _check_swap(self, name: str, args: tuple, kwargs: dict, site) -> None:
         first = kwargs.get("input", args[0] if len(args) > 0 else None)
         second = kwargs.get("target", args[1] if len(args) > 1 else None)
-        if isinstance(second, torch.Tensor) and self._is_pred(second) and not (
-                isinstance(first, torch.Tensor) and self._is_pred(first)):
+        if (
+            isinstance(second, torch.Tensor)
+            and self._is_pred(second)
+            and not (isinstance(first, torch.Tensor) and self._is_pred(first))
+        ):
             self.swaps.append((name, site))
 
     # -- the loss as a sum of terms ---------------------------------------------------------------
@@ -348,11 +522,18 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
         if entry is None or depth > 50:
             return [obj]
         name, operands = entry
-        varying = [o for o in operands if isinstance(o, (HostNumber, _Previous))
-                   or (isinstance(o, torch.Tensor) and (self._is_pred(o) or o.requires_grad))]
+        varying = [
+            o
+            for o in operands
+            if isinstance(o, (HostNumber, _Previous))
+            or (isinstance(o, torch.Tensor) and (self._is_pred(o) or o.requires_grad))
+        ]
         if name in _SUM and obj.numel() <= size:
-            constants = [R.Constant(float(o)) for o in operands if isinstance(o, (int, float))
-                         and not isinstance(o, (bool, HostNumber))]
+            constants = [
+                R.Constant(float(o))
+                for o in operands
+                if isinstance(o, (int, float)) and not isinstance(o, (bool, HostNumber))
+            ]
             return [s for o in varying for s in self.summands(o, size, depth + 1)] + constants
         if name in _SCALE and len(varying) == 1:  # a constant factor, a mean, a sum over elements, a cast
             return self.summands(varying[0], size, depth + 1)
@@ -368,12 +549,15 @@ class _Previous:
 
 def _swap_finding(name: str, site) -> Finding:
     return Finding(
-        R.SWAPPED_ARGUMENTS, "error",
+        R.SWAPPED_ARGUMENTS,
+        "error",
         f"torch.nn.functional.{name} takes (input, target), but the prediction was passed as the target "
         "and a target-derived tensor as the input",
         f"call {name}(prediction, target): PyTorch losses put the prediction first "
         "(Keras losses take (y_true, y_pred))",
-        site[0], site[1])
+        site[0],
+        site[1],
+    )
 
 
 def _inplace_site(text: str, rec: _Recorder, fallback):
@@ -398,23 +582,45 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
         return R.break_finding("host", ".numpy() / a NumPy function", "torch", site)
     if "modified by an inplace operation" in text:
         op, where = _inplace_site(text, rec, site)
-        return Finding(R.INPLACE, "error",
-                       f"`{op}` changed a tensor in place that autograd had saved for the backward pass",
-                       "use the out-of-place form (e.g. `x = x * 2` instead of `x.mul_(2)` / `x *= 2`, "
-                       "`torch.where(mask, value, x)` instead of `x[mask] = value`), or .clone() the tensor "
-                       "before changing it",
-                       where[0], where[1])
+        return Finding(
+            R.INPLACE,
+            "error",
+            f"`{op}` changed a tensor in place that autograd had saved for the backward pass",
+            "use the out-of-place form (e.g. `x = x * 2` instead of `x.mul_(2)` / `x *= 2`, "
+            "`torch.where(mask, value, x)` instead of `x[mask] = value`), or .clone() the tensor "
+            "before changing it",
+            where[0],
+            where[1],
+        )
     if "leaf Variable" in text and "in-place" in text:
-        return Finding(R.INPLACE, "error", f"in-place change of the prediction itself: {text.splitlines()[0]}",
-                       "use the out-of-place form (x = x * 2) or work on a .clone()", site[0], site[1])
-    shape_words = ("must match the size", "size mismatch", "shapes cannot be multiplied", "broadcast",
-                   "Expected input batch_size", "same size", "different size")
+        return Finding(
+            R.INPLACE,
+            "error",
+            f"in-place change of the prediction itself: {text.splitlines()[0]}",
+            "use the out-of-place form (x = x * 2) or work on a .clone()",
+            site[0],
+            site[1],
+        )
+    shape_words = (
+        "must match the size",
+        "size mismatch",
+        "shapes cannot be multiplied",
+        "broadcast",
+        "Expected input batch_size",
+        "same size",
+        "different size",
+    )
     if pred_shape != true_shape and any(w in text for w in shape_words):
-        return Finding(R.BROADCAST, "error",
-                       f"prediction {pred_shape} and target {true_shape} have shapes that cannot be combined: "
-                       f"{text.splitlines()[0]}",
-                       "give the prediction and the target the same shape (check the model's output layer "
-                       "size and the target's layout)", site[0], site[1])
+        return Finding(
+            R.BROADCAST,
+            "error",
+            f"prediction {pred_shape} and target {true_shape} have shapes that cannot be combined: "
+            f"{text.splitlines()[0]}",
+            "give the prediction and the target the same shape (check the model's output layer "
+            "size and the target's layout)",
+            site[0],
+            site[1],
+        )
     return None
 
 
@@ -474,8 +680,12 @@ def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
             report.add(R.wrong_gradient_finding(cls.__qualname__, R.function_site(cls.backward), verdict))
 
 
-def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor],
-                 terms_elsewhere: Callable[[], list | None] | None = None) -> list[Cause]:
+def _dead_causes(
+    rec: _Recorder,
+    loss: torch.Tensor,
+    leaves: list[torch.Tensor],
+    terms_elsewhere: Callable[[], list | None] | None = None,
+) -> list[Cause]:
     """The causes of the loss's terms that send no gradient to the prediction, when another term does."""
     terms = rec.summands(loss, loss.numel())
     if len(terms) < 2:
@@ -499,13 +709,27 @@ def _dead_causes(rec: _Recorder, loss: torch.Tensor, leaves: list[torch.Tensor],
     return R.unique_causes(dead) if carried else []
 
 
-def diagnose_torch(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *,
-                   kwargs: dict | None = None, name: str | None = None) -> Report:
+def diagnose_torch(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    order: str,
+    *,
+    kwargs: dict | None = None,
+    name: str | None = None,
+) -> Report:
     return run_loss(loss_fn, y_true, y_pred, order, kwargs=kwargs, name=name)[0]
 
 
-def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, *, kwargs: dict | None = None,
-             name: str | None = None) -> tuple[Report, list[torch.Tensor | None]]:
+def run_loss(
+    loss_fn: Callable[..., Any],
+    y_true: Any,
+    y_pred: Any,
+    order: str,
+    *,
+    kwargs: dict | None = None,
+    name: str | None = None,
+) -> tuple[Report, list[torch.Tensor | None]]:
     """Diagnose ``loss_fn`` at ``y_pred``: a tensor, or a tuple / list / dict of tensors (a model's
     outputs, of which the loss may use a part). Returns the report and the gradient of each output
     tensor in ``tree_flatten`` order (``None`` where the loss does not reach it)."""
@@ -525,13 +749,23 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
     outputs = [torch.as_tensor(o) if isinstance(o, np.ndarray) else o for o in outputs]
     y_true = torch.as_tensor(y_true)
     single = isinstance(y_pred, (torch.Tensor, np.ndarray))
-    report = Report("torch", name or R.callable_name(loss_fn), pred_shape=tuple(outputs[0].shape) if single else None,
-                    true_shape=tuple(y_true.shape))
+    report = Report(
+        "torch",
+        name or R.callable_name(loss_fn),
+        pred_shape=tuple(outputs[0].shape) if single else None,
+        true_shape=tuple(y_true.shape),
+    )
     floating = [isinstance(o, torch.Tensor) and (o.is_floating_point() or o.is_complex()) for o in outputs]
     if not any(floating):
         dtype = outputs[0].dtype if outputs and isinstance(outputs[0], torch.Tensor) else type(y_pred).__name__
-        report.add(Finding(R.DISCONNECTED, "error", f"the prediction has dtype {dtype}: integers carry no gradient",
-                           "pass the model's floating-point output (logits or probabilities)"))
+        report.add(
+            Finding(
+                R.DISCONNECTED,
+                "error",
+                f"the prediction has dtype {dtype}: integers carry no gradient",
+                "pass the model's floating-point output (logits or probabilities)",
+            )
+        )
         return report, [None] * len(outputs)
     target = y_true.detach().clone()
 
@@ -599,19 +833,35 @@ def run_loss(loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, order: str, 
                 value, grad = loss_at(start)
                 if grad is None:
                     return None
-                return R.moving_fraction(grad.detach().cpu().double().numpy(), start, value,
-                                         lambda moved: loss_at(moved)[0])
+                return R.moving_fraction(
+                    grad.detach().cpu().double().numpy(), start, value, lambda moved: loss_at(moved)[0]
+                )
         except Exception:  # no second look: keep the finding
             return None
 
-    grads = iter(analyse_loss(report, rec, loss, [leaf for leaf, f in zip(leaves, floating) if f], loss_fn,
-                              zero_elsewhere, terms_elsewhere))
+    grads = iter(
+        analyse_loss(
+            report,
+            rec,
+            loss,
+            [leaf for leaf, f in zip(leaves, floating) if f],
+            loss_fn,
+            zero_elsewhere,
+            terms_elsewhere,
+        )
+    )
     return report, [next(grads) if f else None for f in floating]
 
 
-def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.Tensor],
-                 loss_fn: Callable[..., Any], zero_elsewhere: Callable[[], float | None] | None = None,
-                 terms_elsewhere: Callable[[], list | None] | None = None) -> list[torch.Tensor | None]:
+def analyse_loss(
+    report: Report,
+    rec: _Recorder,
+    loss: Any,
+    leaves: list[torch.Tensor],
+    loss_fn: Callable[..., Any],
+    zero_elsewhere: Callable[[], float | None] | None = None,
+    terms_elsewhere: Callable[[], list | None] | None = None,
+) -> list[torch.Tensor | None]:
     """The findings of one pass: what the recorder saw and what the backward gives. Returns the
     gradient of each of ``leaves`` (``None`` for a leaf the loss does not reach)."""
     for swap in rec.swaps:
@@ -625,19 +875,31 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
             kind, op, site = rec.first_break()
             report.add(R.break_finding(kind, op, "torch", site))
         else:
-            report.add(Finding(R.DISCONNECTED, "error",
-                               f"the loss returned a {type(loss).__name__}, not a tensor: it has no gradient",
-                               "return a torch tensor computed from the prediction", *R.definition_site(loss_fn)))
+            report.add(
+                Finding(
+                    R.DISCONNECTED,
+                    "error",
+                    f"the loss returned a {type(loss).__name__}, not a tensor: it has no gradient",
+                    "return a torch tensor computed from the prediction",
+                    *R.definition_site(loss_fn),
+                )
+            )
         return none
     report.value = float(_scalar(loss).detach()) if loss.numel() else None
     if report.value is not None and not math.isfinite(report.value):
         if not rec.swaps:  # NaN from a log of the target: a consequence of the swap, reported already
             op, site = rec.non_finite[0] if rec.non_finite else ("the loss", R.definition_site(loss_fn))
-            report.add(Finding(R.NON_FINITE, "error",
-                               f"`{op}` produced NaN/Inf in the forward pass (loss = {report.value})",
-                               "guard the operation: a zero denominator needs a clamp (x / y.clamp_min(eps)) or "
-                               "torch.where(y > 0, x / y.clamp_min(eps), 0); log/sqrt need a positive argument",
-                               site[0], site[1]))
+            report.add(
+                Finding(
+                    R.NON_FINITE,
+                    "error",
+                    f"`{op}` produced NaN/Inf in the forward pass (loss = {report.value})",
+                    "guard the operation: a zero denominator needs a clamp (x / y.clamp_min(eps)) or "
+                    "torch.where(y > 0, x / y.clamp_min(eps), 0); log/sqrt need a positive argument",
+                    site[0],
+                    site[1],
+                )
+            )
         return none
 
     if not loss.requires_grad:
@@ -659,6 +921,7 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
             ins_ok = all(g is None or _finite(g) for g in grad_inputs)
             if outs_ok and not ins_ok:
                 bad_nodes.append(site)
+
         return hook
 
     def backward(locate_nan: bool):
@@ -702,13 +965,22 @@ def analyse_loss(report: Report, rec: _Recorder, loss: Any, leaves: list[torch.T
         backward(locate_nan=True)
         return bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
 
-    R.add_gradient_findings(report, rec, "torch", rec.sites.get(id(loss), R.definition_site(loss_fn)), finite,
-                            locate_non_finite, dead, zero_elsewhere)
+    R.add_gradient_findings(
+        report,
+        rec,
+        "torch",
+        rec.sites.get(id(loss), R.definition_site(loss_fn)),
+        finite,
+        locate_non_finite,
+        dead,
+        zero_elsewhere,
+    )
     return [None if g is None else g.detach() for g in grads]
 
 
 # ---------------------------------------------------------------------------------------------
 # diagnose_model: which parameters get no gradient, grouped by module, and why.
+
 
 def _groups(names: list[str], all_names: list[str]) -> dict[str, list[str]]:
     """``names`` grouped under the outermost module all of whose parameters are in ``names``."""
@@ -733,8 +1005,10 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
     module_names = {id(m): n for n, m in model.named_modules()}
     hooks = []
     for module in model.modules():
+
         def pre_hook(mod, _inputs):
             call_sites.setdefault(module_names[id(mod)], R.user_site())
+
         hooks.append(module.register_forward_pre_hook(pre_hook))
     try:
         pred = model(x)
@@ -742,11 +1016,19 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
         for h in hooks:
             h.remove()
     outputs, spec = tree_flatten(pred)
-    loss_report, output_grads = run_loss(loss_fn, y, tree_unflatten([o.detach() if isinstance(o, torch.Tensor) else o
-                                                                       for o in outputs], spec), order)
-    report = Report("torch", f"{type(model).__name__} + {R.callable_name(loss_fn)}", list(loss_report.findings),
-                    loss_report.value, loss_report.grad_norm, loss_report.zero_fraction,
-                    loss_report.pred_shape, loss_report.true_shape)
+    loss_report, output_grads = run_loss(
+        loss_fn, y, tree_unflatten([o.detach() if isinstance(o, torch.Tensor) else o for o in outputs], spec), order
+    )
+    report = Report(
+        "torch",
+        f"{type(model).__name__} + {R.callable_name(loss_fn)}",
+        list(loss_report.findings),
+        loss_report.value,
+        loss_report.grad_norm,
+        loss_report.zero_fraction,
+        loss_report.pred_shape,
+        loss_report.true_shape,
+    )
     named = list(model.named_parameters())
     all_names = [n for n, _ in named]
     trainable = [(n, p) for n, p in named if p.requires_grad]
@@ -757,16 +1039,22 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
     float_outputs = [(i, o) for i, o in enumerate(outputs) if isinstance(o, torch.Tensor) and o.requires_grad]
     reaches: dict[str, set[int]] = {n: set() for n, _ in trainable}
     for i, o in float_outputs:
-        grads = torch.autograd.grad(o.sum(), [p for _, p in trainable], allow_unused=True, retain_graph=True) \
-            if trainable else []
+        grads = (
+            torch.autograd.grad(o.sum(), [p for _, p in trainable], allow_unused=True, retain_graph=True)
+            if trainable
+            else []
+        )
         for (n, _), g in zip(trainable, grads):
             if g is not None:
                 reaches[n].add(i)
     args = (pred, y) if order == "y_pred, y_true" else (y, pred)
     try:
         loss = loss_fn(*args)
-        from_loss = torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True) \
-            if trainable and isinstance(loss, torch.Tensor) and loss.requires_grad else [None] * len(trainable)
+        from_loss = (
+            torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True)
+            if trainable and isinstance(loss, torch.Tensor) and loss.requires_grad
+            else [None] * len(trainable)
+        )
     except Exception:  # the loss fails on the model's output, or its backward does: its finding says why
         if not loss_report.findings:
             raise
@@ -789,36 +1077,75 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
         inside = [n for n in all_names if (not owner or n.startswith(owner + ".")) and n not in names]
         if owner in call_sites and any(reaches.get(n) for n in inside):
             # The layer runs and its other weights reach the output: this one it never uses.
-            report.add(R.variables_finding(
-                "error", names, f"`{owner or type(model).__name__}` is used, but its forward() never uses these "
-                "weights", f"use them in {type(module).__name__}.forward(), or delete them",
-                R.function_site(type(module).forward)), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"`{owner or type(model).__name__}` is used, but its forward() never uses these weights",
+                    f"use them in {type(module).__name__}.forward(), or delete them",
+                    R.function_site(type(module).forward),
+                ),
+                merge=False,
+            )
         elif owner in call_sites:
-            report.add(R.variables_finding(
-                "error", names, f"`{owner}` is called, but its output does not reach the prediction (an unused "
-                "branch)", f"use the output of `{owner}` on the way to the prediction, or delete the call",
-                call_sites[owner]), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"`{owner}` is called, but its output does not reach the prediction (an unused branch)",
+                    f"use the output of `{owner}` on the way to the prediction, or delete the call",
+                    call_sites[owner],
+                ),
+                merge=False,
+            )
         else:
-            report.add(R.variables_finding(
-                "error", names, f"`{owner or type(model).__name__}` is never called on the way to the output "
-                "(an unused branch)", f"use `{owner}` in forward(), or delete it (or freeze it with "
-                "requires_grad_(False) if that is intended)", model_site), merge=False)
+            report.add(
+                R.variables_finding(
+                    "error",
+                    names,
+                    f"`{owner or type(model).__name__}` is never called on the way to the output (an unused branch)",
+                    f"use `{owner}` in forward(), or delete it (or freeze it with "
+                    "requires_grad_(False) if that is intended)",
+                    model_site,
+                ),
+                merge=False,
+            )
     if ignored:
         unused_outputs = ", ".join(label for i, label in enumerate(labels) if i not in used_outputs)
-        report.add(R.variables_finding(
-            "warning", ignored, f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
-            "include those outputs in the loss, or freeze the parameters that compute only them",
-            R.definition_site(loss_fn)), merge=False)
+        report.add(
+            R.variables_finding(
+                "warning",
+                ignored,
+                f"they only feed outputs of the model that the loss does not use ({unused_outputs})",
+                "include those outputs in the loss, or freeze the parameters that compute only them",
+                R.definition_site(loss_fn),
+            ),
+            merge=False,
+        )
     if disconnected:
         first = loss_report.findings[0] if loss_report.findings else None
-        report.add(R.variables_finding(
-            "error", disconnected, "the loss is disconnected from the prediction (see the loss's finding)",
-            "fix the loss first: it must be computed from the model's output",
-            (first.file, first.line) if first else R.definition_site(loss_fn)), merge=False)
+        report.add(
+            R.variables_finding(
+                "error",
+                disconnected,
+                "the loss is disconnected from the prediction (see the loss's finding)",
+                "fix the loss first: it must be computed from the model's output",
+                (first.file, first.line) if first else R.definition_site(loss_fn),
+            ),
+            merge=False,
+        )
     for owner, names in _groups(frozen, all_names).items():
         site = call_sites.get(owner) or model_site
-        report.add(R.variables_finding(
-            "warning", names, f"`{owner or type(model).__name__}` is frozen (requires_grad=False)",
-            f"if it should learn, call model.{owner}.requires_grad_(True) (and give its parameters to the optimizer)"
-            if owner else "call requires_grad_(True) on it if it should learn", site), merge=False)
+        report.add(
+            R.variables_finding(
+                "warning",
+                names,
+                f"`{owner or type(model).__name__}` is frozen (requires_grad=False)",
+                f"if it should learn, call model.{owner}.requires_grad_(True) (and give its parameters to the optimizer)"
+                if owner
+                else "call requires_grad_(True) on it if it should learn",
+                site,
+            ),
+            merge=False,
+        )
     return report

@@ -94,8 +94,10 @@ def static_shape(name: str, x: Any) -> Shape:
     try:
         return tuple(x.shape)
     except (TypeError, ValueError):  # a TensorShape of unknown rank
-        raise ValueError(f"{name} must have a known rank (number of dimensions); inside tf.function, give the "
-                         "input signature a shape such as (None, None, None, C)") from None
+        raise ValueError(
+            f"{name} must have a known rank (number of dimensions); inside tf.function, give the "
+            "input signature a shape such as (None, None, None, C)"
+        ) from None
 
 
 _FLOAT16_MAX = 65504.0
@@ -154,8 +156,9 @@ def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dt
         sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
         rank = len(sample_weight.shape)
         if rank > 1 and any(d != 1 for d in sample_weight.shape[1:]):
-            raise ValueError(f"sample_weight must have shape (B,): one weight per sample; got shape "
-                             f"{tuple(sample_weight.shape)}")
+            raise ValueError(
+                f"sample_weight must have shape (B,): one weight per sample; got shape {tuple(sample_weight.shape)}"
+            )
         if rank > 1:
             sample_weight = ops.reshape(sample_weight, (-1,))
         values = values * sample_weight

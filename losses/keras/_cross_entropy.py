@@ -134,9 +134,19 @@ def pair_per_sample(y_true: Any, y_pred: Any, pair: PairOptions, weight: Any = N
 
 
 @keras.saving.register_keras_serializable(package="losses")
-def focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *, gamma: float = 2.0,
-               alpha: Any = None, from_logits: bool = True, label_smoothing: float = 0.0, class_weights: Any = None,
-               ignore_index: int | None = None) -> Any:
+def focal_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    gamma: float = 2.0,
+    alpha: Any = None,
+    from_logits: bool = True,
+    label_smoothing: float = 0.0,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+) -> Any:
     """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
 
     Multiclass, per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c``; binary and multilabel,
@@ -180,9 +190,15 @@ def focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any =
     >>> np.round(np.asarray(focal_loss(np.array([[[0, 1]]]), logits, gamma=0.0)), 4)   # cross-entropy
     array([0.0486], dtype=float32)
     """
-    options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
-                                  label_smoothing=label_smoothing, class_weights=class_weights,
-                                  ignore_index=ignore_index)
+    options = FocalOptions.create(
+        mode=mode,
+        from_logits=from_logits,
+        gamma=gamma,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+    )
     return focal_per_sample(y_true, y_pred, options, weight)
 
 
@@ -237,13 +253,30 @@ class FocalLoss(LossWithWeightMap):
     5e-05
     """
 
-    def __init__(self, mode: str = "multiclass", *, gamma: float = 2.0, alpha: Any = None, from_logits: bool = True,
-                 label_smoothing: float = 0.0, class_weights: Any = None, ignore_index: int | None = None,
-                 reduction: str | None = "sum_over_batch_size", name: str = "focal_loss", dtype: Any = None) -> None:
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        gamma: float = 2.0,
+        alpha: Any = None,
+        from_logits: bool = True,
+        label_smoothing: float = 0.0,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "focal_loss",
+        dtype: Any = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
-                                           label_smoothing=label_smoothing, class_weights=class_weights,
-                                           ignore_index=ignore_index)
+        self.options = FocalOptions.create(
+            mode=mode,
+            from_logits=from_logits,
+            gamma=gamma,
+            alpha=alpha,
+            label_smoothing=label_smoothing,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+        )
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         return focal_per_sample(y_true, y_pred, self.options, weight)
@@ -256,25 +289,50 @@ class FocalLoss(LossWithWeightMap):
 # Pairs
 # ------------------------------------------------------------------------------------------------
 
-_COMMON_DEFAULTS = dict(mode="multiclass", from_logits=True, smooth_nr=1e-5, smooth_dr=1e-5, squared=False,
-                        log_loss=False, soft_labels=False, per_image=True, classes=None, class_weights=None,
-                        ignore_index=None, empty_target="smooth", average="macro", sync_across_ranks=False)
+_COMMON_DEFAULTS = dict(
+    mode="multiclass",
+    from_logits=True,
+    smooth_nr=1e-5,
+    smooth_dr=1e-5,
+    squared=False,
+    log_loss=False,
+    soft_labels=False,
+    per_image=True,
+    classes=None,
+    class_weights=None,
+    ignore_index=None,
+    empty_target="smooth",
+    average="macro",
+    sync_across_ranks=False,
+)
 
 
-def _pair(overlap: str, overlap_options: dict | None, lambdas: tuple, lambda_names: tuple[str, str],
-          common: dict, term: dict) -> PairOptions:
+def _pair(
+    overlap: str, overlap_options: dict | None, lambdas: tuple, lambda_names: tuple[str, str], common: dict, term: dict
+) -> PairOptions:
     unknown = sorted(set(common) - set(_COMMON_DEFAULTS))
     if unknown:
-        raise TypeError(f"unknown option {unknown[0]!r}; the options are {sorted(_COMMON_DEFAULTS)}, "
-                        "'overlap', 'overlap_options' and those of the cross-entropy term")
-    return PairOptions.create(overlap, {**_COMMON_DEFAULTS, **common}, overlap_options, *lambdas, lambda_names,
-                              **term)
+        raise TypeError(
+            f"unknown option {unknown[0]!r}; the options are {sorted(_COMMON_DEFAULTS)}, "
+            "'overlap', 'overlap_options' and those of the cross-entropy term"
+        )
+    return PairOptions.create(overlap, {**_COMMON_DEFAULTS, **common}, overlap_options, *lambdas, lambda_names, **term)
 
 
 @keras.saving.register_keras_serializable(package="losses")
-def dice_ce_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *, lambda_dice: float = 1.0,
-                 lambda_ce: float = 1.0, overlap: str = "dice", overlap_options: dict | None = None,
-                 label_smoothing: float = 0.0, **options: Any) -> Any:
+def dice_ce_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    overlap: str = "dice",
+    overlap_options: dict | None = None,
+    label_smoothing: float = 0.0,
+    **options: Any,
+) -> Any:
     """Dice (or another overlap loss) plus cross-entropy of each sample, shape ``(B,)``: see :class:`DiceCELoss`.
 
     ``λ_dice·L_overlap + λ_ce·Σ v·ℓ / Σ v`` per image (per batch with ``per_image=False``, its value
@@ -319,16 +377,33 @@ def dice_ce_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
     >>> np.round(np.asarray(dice_ce_loss(np.array([[[0, 1]]]), logits)), 4)
     array([0.096], dtype=float32)
     """
-    pair = _pair(overlap, overlap_options, (lambda_dice, lambda_ce), ("lambda_dice", "lambda_ce"),
-                 dict(options, mode=mode), dict(gamma=0.0, label_smoothing=label_smoothing))
+    pair = _pair(
+        overlap,
+        overlap_options,
+        (lambda_dice, lambda_ce),
+        ("lambda_dice", "lambda_ce"),
+        dict(options, mode=mode),
+        dict(gamma=0.0, label_smoothing=label_smoothing),
+    )
     return pair_per_sample(y_true, y_pred, pair, weight)
 
 
 @keras.saving.register_keras_serializable(package="losses")
-def dice_focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, *,
-                    lambda_dice: float = 1.0, lambda_focal: float = 1.0, gamma: float = 2.0, alpha: Any = None,
-                    overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
-                    **options: Any) -> Any:
+def dice_focal_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    gamma: float = 2.0,
+    alpha: Any = None,
+    overlap: str = "dice",
+    overlap_options: dict | None = None,
+    label_smoothing: float = 0.0,
+    **options: Any,
+) -> Any:
     """Dice (or another overlap loss) plus focal loss of each sample, shape ``(B,)``: see :class:`DiceFocalLoss`.
 
     ``λ_dice·L_overlap + λ_focal·Σ v·ℓ / Σ v`` per image (per batch with ``per_image=False``, its
@@ -376,8 +451,14 @@ def dice_focal_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: 
     >>> np.round(np.asarray(dice_focal_loss(np.array([[[0, 1]]]), logits)), 4)
     array([0.0475], dtype=float32)
     """
-    pair = _pair(overlap, overlap_options, (lambda_dice, lambda_focal), ("lambda_dice", "lambda_focal"),
-                 dict(options, mode=mode), dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+    pair = _pair(
+        overlap,
+        overlap_options,
+        (lambda_dice, lambda_focal),
+        ("lambda_dice", "lambda_focal"),
+        dict(options, mode=mode),
+        dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing),
+    )
     return pair_per_sample(y_true, y_pred, pair, weight)
 
 
@@ -442,19 +523,56 @@ class DiceCELoss(_PairLoss):
 
     lambda_names = ("lambda_dice", "lambda_ce")
 
-    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
-                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
-                 log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
-                 class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
-                 average: str = "macro", sync_across_ranks: bool = False,
-                 reduction: str | None = "sum_over_batch_size", name: str = "dice_ce_loss", dtype: Any = None) -> None:
-        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
-                      average=average, sync_across_ranks=sync_across_ranks)
-        pair = _pair(overlap, overlap_options, (lambda_dice, lambda_ce), self.lambda_names, common,
-                     dict(gamma=0.0, label_smoothing=label_smoothing))
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        overlap: str = "dice",
+        overlap_options: dict | None = None,
+        label_smoothing: float = 0.0,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "dice_ce_loss",
+        dtype: Any = None,
+    ) -> None:
+        common = dict(
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
+        pair = _pair(
+            overlap,
+            overlap_options,
+            (lambda_dice, lambda_ce),
+            self.lambda_names,
+            common,
+            dict(gamma=0.0, label_smoothing=label_smoothing),
+        )
         super().__init__(pair, reduction, name, dtype)
 
 
@@ -499,18 +617,56 @@ class DiceFocalLoss(_PairLoss):
 
     lambda_names = ("lambda_dice", "lambda_focal")
 
-    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
-                 gamma: float = 2.0, alpha: Any = None, overlap: str = "dice", overlap_options: dict | None = None,
-                 label_smoothing: float = 0.0, from_logits: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
-                 name: str = "dice_focal_loss", dtype: Any = None) -> None:
-        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
-                      average=average, sync_across_ranks=sync_across_ranks)
-        pair = _pair(overlap, overlap_options, (lambda_dice, lambda_focal), self.lambda_names, common,
-                     dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        gamma: float = 2.0,
+        alpha: Any = None,
+        overlap: str = "dice",
+        overlap_options: dict | None = None,
+        label_smoothing: float = 0.0,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "dice_focal_loss",
+        dtype: Any = None,
+    ) -> None:
+        common = dict(
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
+        pair = _pair(
+            overlap,
+            overlap_options,
+            (lambda_dice, lambda_focal),
+            self.lambda_names,
+            common,
+            dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing),
+        )
         super().__init__(pair, reduction, name, dtype)

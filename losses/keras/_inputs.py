@@ -34,10 +34,14 @@ def is_label_map(y_true_shape: Shape, y_pred_shape: Shape, mode: str) -> bool:
     if mode == "multilabel":
         expected = f"{shape_text(y_pred_shape)} (y_pred's shape)"
     else:
-        expected = (f"{shape_text(y_pred_shape)} (probabilities) or a label map of shape "
-                    f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}")
-    raise ValueError(f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
-                     f"expected y_true of shape {expected}. Shapes are never broadcast.")
+        expected = (
+            f"{shape_text(y_pred_shape)} (probabilities) or a label map of shape "
+            f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}"
+        )
+    raise ValueError(
+        f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
+        f"expected y_true of shape {expected}. Shapes are never broadcast."
+    )
 
 
 def check_values(y_true: Any, y_pred: Any, options: InputOptions, label_map: bool, num_classes: int) -> None:
@@ -52,17 +56,30 @@ def check_values(y_true: Any, y_pred: Any, options: InputOptions, label_map: boo
                 allowed = "whole numbers " + allowed
             check_range("y_true labels", values, 0, upper - 1, allowed, options.ignore_index, integral=True)
         elif values.dtype != bool:
-            check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)",
-                         options.ignore_index)
+            check_range("y_true", values, 0, 1, "in [0, 1] (per-class probabilities or one-hot)", options.ignore_index)
     if not options.from_logits:
         predictions = concrete_value(y_pred)
         if predictions is not None:
-            check_range("y_pred", predictions, 0, 1, "probabilities in [0, 1] with from_logits=False (pass "
-                         "logits with from_logits=True)", None)
+            check_range(
+                "y_pred",
+                predictions,
+                0,
+                1,
+                "probabilities in [0, 1] with from_logits=False (pass logits with from_logits=True)",
+                None,
+            )
 
 
-def check_range(name: str, values: np.ndarray, low: float, high: float, allowed: str, ignore_index: int | None,
-                 integral: bool = False, finite: bool = False) -> None:
+def check_range(
+    name: str,
+    values: np.ndarray,
+    low: float,
+    high: float,
+    allowed: str,
+    ignore_index: int | None,
+    integral: bool = False,
+    finite: bool = False,
+) -> None:
     checked = values if ignore_index is None else np.where(values == ignore_index, low, values)
     with np.errstate(invalid="ignore"):
         bad = (checked < low) | (checked > high)
@@ -96,9 +113,11 @@ def weight_map(weight: Any, pred_shape: Shape) -> Any:
     shape = static_shape("weight", weight)
     expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
     if not any(shapes_match(shape, s) for s in expected):
-        raise ValueError(f"weight has shape {shape_text(shape)}; expected a weight per position, "
-                         f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
-                         f"{shape_text(pred_shape)}. Shapes are never broadcast.")
+        raise ValueError(
+            f"weight has shape {shape_text(shape)}; expected a weight per position, "
+            f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
+            f"{shape_text(pred_shape)}. Shapes are never broadcast."
+        )
     values = concrete_value(weight)
     if values is not None:
         check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
@@ -120,8 +139,13 @@ class Inputs:
     positions: Any
 
 
-def prepare_inputs(y_true: Any, y_pred: Any, options: InputOptions, weight: Any = None,
-                   target_kind: Callable[[Shape, Shape, Any], bool] | None = None) -> Inputs:
+def prepare_inputs(
+    y_true: Any,
+    y_pred: Any,
+    options: InputOptions,
+    weight: Any = None,
+    target_kind: Callable[[Shape, Shape, Any], bool] | None = None,
+) -> Inputs:
     """Shapes, dtypes and (where known) values of a loss's inputs, checked once for every loss.
 
     ``options`` has ``mode``, ``from_logits``, ``ignore_index`` and ``check_num_classes``;
@@ -132,8 +156,10 @@ def prepare_inputs(y_true: Any, y_pred: Any, options: InputOptions, weight: Any 
     pred_shape = static_shape("y_pred", y_pred)
     true_shape = static_shape("y_true", y_true)
     if len(pred_shape) < 3:
-        raise ValueError("y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
-                         f"got shape {shape_text(pred_shape)}")
+        raise ValueError(
+            "y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
+            f"got shape {shape_text(pred_shape)}"
+        )
     num_classes = pred_shape[-1]
     if num_classes is None:
         raise ValueError("y_pred must have a known number of channels (its last dimension)")
@@ -212,4 +238,3 @@ def _per_position(sample_weight: Any, y_pred: Any) -> bool:
     rank = len(static_shape("sample_weight", sample_weight))
     pred_rank = len(static_shape("y_pred", y_pred))
     return rank >= pred_rank - 1 and rank > 1 and not (rank == 2 and sample_weight.shape[-1] == 1 and pred_rank == 3)
-

@@ -47,11 +47,17 @@ class _LovaszOps:
 def _label_map_only(true_shape: Shape, pred_shape: Shape, options: LovaszOptions) -> bool:
     label_shapes = (pred_shape[:-1], (*pred_shape[:-1], 1))
     if not any(shapes_match(true_shape, s) for s in label_shapes):
-        raise ValueError(f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
-                         f"expected a label map of shape {shape_text(label_shapes[0])} or "
-                         f"{shape_text(label_shapes[1])} (class indices: the Lovász extension needs hard labels"
-                         + ("; turn one-hot targets into labels with argmax over the channels" if
-                            options.loss == "lovasz_softmax" else "") + "). Shapes are never broadcast.")
+        raise ValueError(
+            f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
+            f"expected a label map of shape {shape_text(label_shapes[0])} or "
+            f"{shape_text(label_shapes[1])} (class indices: the Lovász extension needs hard labels"
+            + (
+                "; turn one-hot targets into labels with argmax over the channels"
+                if options.loss == "lovasz_softmax"
+                else ""
+            )
+            + "). Shapes are never broadcast."
+        )
     return True
 
 
@@ -92,8 +98,9 @@ def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
     order = ops.argsort(-errors, axis=-1)
     errors_sorted = ops.take_along_axis(errors, order, axis=-1)
     kinds_sorted = ops.take_along_axis(kinds, order, axis=-1)
-    weights = ops.stop_gradient(extension_weights(_LovaszOps, ops.equal(kinds_sorted, 1), ops.equal(kinds_sorted, 2),
-                                                  dtype))
+    weights = ops.stop_gradient(
+        extension_weights(_LovaszOps, ops.equal(kinds_sorted, 1), ops.equal(kinds_sorted, 2), dtype)
+    )
     per_class = ops.sum(errors_sorted * weights, axis=-1)  # (S, K)
     mask = options.class_mask(per_class.shape[1])
     if mask is None:
@@ -129,8 +136,14 @@ class _LovaszLoss(LossWithWeightMap):
 
 
 @serializable
-def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_image: bool = True,
-                        ignore_index: int | None = None, from_logits: bool = True) -> Any:
+def lovasz_softmax_loss(
+    y_true: Any,
+    y_pred: Any,
+    classes: Any = "present",
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+) -> Any:
     """Lovász-softmax loss of each sample, shape ``(B,)``: see :class:`LovaszSoftmaxLoss`.
 
     Per class, the Lovász extension of the Jaccard loss at the errors ``|g − p|`` of the softmax
@@ -167,8 +180,9 @@ def lovasz_softmax_loss(y_true: Any, y_pred: Any, classes: Any = "present", per_
     >>> np.round(np.asarray(lovasz_softmax_loss(np.array([[[0, 1]]]), logits)), 4)
     array([0.1666], dtype=float32)
     """
-    options = LovaszOptions.create("lovasz_softmax", classes=classes, per_image=per_image, ignore_index=ignore_index,
-                                   from_logits=from_logits)
+    options = LovaszOptions.create(
+        "lovasz_softmax", classes=classes, per_image=per_image, ignore_index=ignore_index, from_logits=from_logits
+    )
     return lovasz_per_sample(y_true, y_pred, options)
 
 
@@ -254,11 +268,26 @@ class LovaszSoftmaxLoss(_LovaszLoss):
 
     loss_name = "lovasz_softmax"
 
-    def __init__(self, *, classes: Any = "present", per_image: bool = True, ignore_index: int | None = None,
-                 from_logits: bool = True, reduction: str | None = "sum_over_batch_size",
-                 name: str = "lovasz_softmax_loss", dtype: Any = None) -> None:
-        super().__init__(reduction, name, dtype, classes=classes, per_image=per_image, ignore_index=ignore_index,
-                         from_logits=from_logits)
+    def __init__(
+        self,
+        *,
+        classes: Any = "present",
+        per_image: bool = True,
+        ignore_index: int | None = None,
+        from_logits: bool = True,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "lovasz_softmax_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            classes=classes,
+            per_image=per_image,
+            ignore_index=ignore_index,
+            from_logits=from_logits,
+        )
 
 
 @serializable
@@ -293,7 +322,13 @@ class LovaszHingeLoss(_LovaszLoss):
 
     loss_name = "lovasz_hinge"
 
-    def __init__(self, *, per_image: bool = True, ignore_index: int | None = None,
-                 reduction: str | None = "sum_over_batch_size", name: str = "lovasz_hinge_loss",
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        per_image: bool = True,
+        ignore_index: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "lovasz_hinge_loss",
+        dtype: Any = None,
+    ) -> None:
         super().__init__(reduction, name, dtype, per_image=per_image, ignore_index=ignore_index)

@@ -209,17 +209,46 @@ def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = 
 class _RatioLoss(_OverlapLoss):
     """The options of Dice and Jaccard, which are the same."""
 
-    def __init__(self, mode: str = "multiclass", *, from_logits: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
-                 name: str | None = None, dtype: Any = None) -> None:
-        super().__init__(reduction, name or f"{self.loss_name}_loss", dtype, mode=mode, from_logits=from_logits,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, log_loss=log_loss,
-                         soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
-                         ignore_index=ignore_index, empty_target=empty_target, average=average,
-                         sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction,
+            name or f"{self.loss_name}_loss",
+            dtype,
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 @serializable
@@ -450,22 +479,52 @@ class TverskyLoss(_OverlapLoss):
 
     loss_name = "tversky"
 
-    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, from_logits: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
-                 name: str = "tversky_loss", dtype: Any = None) -> None:
-        super().__init__(reduction, name, dtype, mode=mode, alpha=alpha, beta=beta, from_logits=from_logits,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, log_loss=log_loss, soft_labels=soft_labels,
-                         per_image=per_image, classes=classes, class_weights=class_weights,
-                         ignore_index=ignore_index, empty_target=empty_target, average=average,
-                         sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "tversky_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            mode=mode,
+            alpha=alpha,
+            beta=beta,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 @serializable
-def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
-                       **options: Any) -> Any:
+def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
     """Focal Tversky loss of each sample: per class ``max(1 − T, 0)^γ`` averaged over classes; shape ``(B,)``.
 
     ``T = (TP + s_nr) / (TP + α·FP + β·FN + s_dr)`` is the Tversky index of :func:`tversky_loss`.
@@ -540,22 +599,54 @@ class FocalTverskyLoss(_OverlapLoss):
 
     loss_name = "focal_tversky"
 
-    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
-                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 soft_labels: bool = False, per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str | None = "sum_over_batch_size",
-                 name: str = "focal_tversky_loss", dtype: Any = None) -> None:
-        super().__init__(reduction, name, dtype, mode=mode, alpha=alpha, beta=beta, gamma=gamma,
-                         from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels,
-                         per_image=per_image, classes=classes, class_weights=class_weights,
-                         ignore_index=ignore_index, empty_target=empty_target, average=average,
-                         sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        gamma: float = 0.75,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "focal_tversky_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            mode=mode,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 @serializable
-def generalized_dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None,
-                          **options: Any) -> Any:
+def generalized_dice_loss(
+    y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any
+) -> Any:
     """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``.
 
     ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)`` per image, one ratio pooled over
@@ -631,13 +722,37 @@ class GeneralizedDiceLoss(_OverlapLoss):
 
     loss_name = "generalized_dice"
 
-    def __init__(self, mode: str = "multiclass", *, weight_type: str = "square", from_logits: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, sync_across_ranks: bool = False,
-                 reduction: str | None = "sum_over_batch_size", name: str = "generalized_dice_loss",
-                 dtype: Any = None) -> None:
-        super().__init__(reduction, name, dtype, mode=mode, weight_type=weight_type, from_logits=from_logits,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels, per_image=per_image,
-                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                         sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        weight_type: str = "square",
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        sync_across_ranks: bool = False,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "generalized_dice_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            mode=mode,
+            weight_type=weight_type,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            sync_across_ranks=sync_across_ranks,
+        )

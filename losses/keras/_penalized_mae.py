@@ -209,8 +209,14 @@ class PenalizedMAELoss(keras.losses.Loss):
     1.3333
     """
 
-    def __init__(self, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY,
-                 reduction: str | None = "sum_over_batch_size", name: str = "penalized_mae", dtype=None):
+    def __init__(
+        self,
+        delta: float = DEFAULT_DELTA,
+        penalty: float = DEFAULT_PENALTY,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "penalized_mae",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.delta, self.penalty = check_penalized_mae_options(delta, penalty)
 

@@ -43,6 +43,7 @@ def _dtype(x: Any) -> str:
 # so float64 would lose its precision there, and floor(1e300) would become inf. round, sign and
 # sigmoid keep the dtype on every backend, so there floor, ceil and tanh are built on them.
 
+
 def _floor(x: Any) -> Any:
     f = ops.floor(x)
     if _dtype(f) == _dtype(x):
@@ -74,6 +75,7 @@ def _sign(x: Any) -> Any:
 # The derivatives are 1 - tanh² and sigmoid·(1 - sigmoid), as autodiff writes them: XLA's tanh and
 # sigmoid are cheap rational functions. Where they round to 0 in the tails, the derivative is
 # below the dtype's precision of its peak.
+
 
 def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
     y = ops.add(x, shift)
@@ -125,7 +127,9 @@ _FUNCTIONS = {
 def _times_derivative(derivative: Callable) -> Callable:
     """``upstream · derivative(x)``, one function per derivative (a compiled function's identity)."""
     if derivative not in _GRADIENTS:
-        _GRADIENTS[derivative] = lambda x, upstream, *option_values: ops.multiply(upstream, derivative(x, *option_values))
+        _GRADIENTS[derivative] = lambda x, upstream, *option_values: ops.multiply(
+            upstream, derivative(x, *option_values)
+        )
     return _GRADIENTS[derivative]
 
 

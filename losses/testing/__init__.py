@@ -37,7 +37,15 @@ from losses.testing._gradcheck import (
     value_and_grad,
 )
 
-__all__ = ["GradientFlowError", "assert_gradient_flow", "GradientMismatch", "check_gradient", "numeric_gradient", "value_and_grad", "strategies"]
+__all__ = [
+    "GradientFlowError",
+    "assert_gradient_flow",
+    "GradientMismatch",
+    "check_gradient",
+    "numeric_gradient",
+    "value_and_grad",
+    "strategies",
+]
 
 
 def __getattr__(name):

@@ -32,9 +32,19 @@ class GradientFlowError(AssertionError):
         self.report = report
 
 
-def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred: Any = None, *,
-                         framework: str | None = None, order: str | None = None, shape: tuple[int, ...] = (8, 4),
-                         allow: Iterable[str] = (), strict: bool = False, seed: int = 0, **kwargs: Any) -> Any:
+def assert_gradient_flow(
+    loss_fn: Callable[..., Any],
+    y_true: Any = None,
+    y_pred: Any = None,
+    *,
+    framework: str | None = None,
+    order: str | None = None,
+    shape: tuple[int, ...] = (8, 4),
+    allow: Iterable[str] = (),
+    strict: bool = False,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Any:
     """Raise :class:`GradientFlowError` unless the gradient of ``loss_fn`` reaches the prediction,
     is finite and not zero, with no silent broadcasting, swapped arguments or in-place damage.
 
@@ -82,8 +92,10 @@ def assert_gradient_flow(loss_fn: Callable[..., Any], y_true: Any = None, y_pred
         y_true = rand_true if y_true is None else y_true
         y_pred = rand_pred if y_pred is None else y_pred
     framework = resolve_framework(framework or detect_framework(y_pred, y_true, fn=loss_fn))
-    y_true, y_pred = (to_framework(v, framework) if isinstance(v, (np.ndarray, np.generic, list, tuple, float, int))
-                      else v for v in (y_true, y_pred))
+    y_true, y_pred = (
+        to_framework(v, framework) if isinstance(v, (np.ndarray, np.generic, list, tuple, float, int)) else v
+        for v in (y_true, y_pred)
+    )
     report = diagnose(loss_fn, y_true, y_pred, framework=framework, order=order, **kwargs)
     allowed = set(allow)
     severities = ("error", "warning") if strict else ("error",)

@@ -45,8 +45,9 @@ def _to_float(value: Any) -> float:
     return float(np.asarray(value))
 
 
-def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
-                   framework: str = "torch") -> tuple[float, np.ndarray]:
+def value_and_grad(
+    fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0, framework: str = "torch"
+) -> tuple[float, np.ndarray]:
     """The scalar ``fn(*inputs)`` and its gradient with respect to ``inputs[argnum]``.
 
     ``inputs`` are NumPy arrays; they are converted to ``framework`` tensors of the same dtype.
@@ -115,8 +116,9 @@ def value_and_grad(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum:
     raise ValueError(f"unsupported Keras backend {backend!r}")
 
 
-def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0,
-                     framework: str = "torch", eps: float = 1e-6) -> np.ndarray:
+def numeric_gradient(
+    fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnum: int = 0, framework: str = "torch", eps: float = 1e-6
+) -> np.ndarray:
     """Central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``, one element at a time.
 
     Where one side is not finite (a singularity within ``eps``, such as ``sqrt`` just above 0), the
@@ -156,6 +158,7 @@ def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnu
     x = base[argnum]
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: x is C-contiguous
+
     def value() -> float:
         return _to_float(fn(*[_to_framework(a, framework) for a in base]))
 
@@ -178,8 +181,15 @@ def numeric_gradient(fn: Callable[..., Any], inputs: Sequence[np.ndarray], argnu
     return grad
 
 
-def check_gradient(fn: Callable[..., Any], *inputs: np.ndarray, argnum: int = 0, framework: str = "torch",
-                   eps: float = 1e-6, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+def check_gradient(
+    fn: Callable[..., Any],
+    *inputs: np.ndarray,
+    argnum: int = 0,
+    framework: str = "torch",
+    eps: float = 1e-6,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+) -> None:
     """Raise :class:`GradientMismatch` unless autodiff and central differences agree.
 
     The input that is differentiated is converted to float64; the check passes when every element

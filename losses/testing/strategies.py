@@ -22,8 +22,9 @@ def away_from(values: np.ndarray, kinks, margin: float) -> bool:
     return all(bool(np.all(np.abs(values - k) >= margin)) for k in kinks)
 
 
-def segmentation_shapes(max_batch: int = 3, max_classes: int = 4, max_side: int = 5,
-                        spatial_dims=(1, 2, 3)) -> st.SearchStrategy[tuple[int, ...]]:
+def segmentation_shapes(
+    max_batch: int = 3, max_classes: int = 4, max_side: int = 5, spatial_dims=(1, 2, 3)
+) -> st.SearchStrategy[tuple[int, ...]]:
     """Channels-first shapes ``(B, C, *spatial)`` with 1 to 3 spatial dimensions."""
 
     @st.composite

@@ -26,10 +26,14 @@ def is_label_map(input: Tensor, target: Tensor, mode: str) -> bool:
     if mode == "multilabel":
         expected = f"{shape_text(input.shape)} (the input's shape)"
     else:
-        expected = (f"{shape_text(input.shape)} (probabilities) or a label map of shape "
-                    f"{shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))}")
-    raise ValueError(f"target has shape {shape_text(target.shape)} but input has shape {shape_text(input.shape)}; "
-                     f"expected target of shape {expected}. Shapes are never broadcast.")
+        expected = (
+            f"{shape_text(input.shape)} (probabilities) or a label map of shape "
+            f"{shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))}"
+        )
+    raise ValueError(
+        f"target has shape {shape_text(target.shape)} but input has shape {shape_text(input.shape)}; "
+        f"expected target of shape {expected}. Shapes are never broadcast."
+    )
 
 
 def check_inputs(input: Tensor, target: Tensor, weight: Tensor | None, options: InputOptions) -> bool:
@@ -41,13 +45,16 @@ def check_inputs(input: Tensor, target: Tensor, weight: Tensor | None, options: 
     if not input.is_floating_point():
         raise floating_dtype_error("input", input.dtype)
     if input.dim() < 3:
-        raise ValueError(f"input must have shape (B, C, *spatial) with at least one spatial dimension; "
-                         f"got shape {shape_text(input.shape)}")
+        raise ValueError(
+            f"input must have shape (B, C, *spatial) with at least one spatial dimension; "
+            f"got shape {shape_text(input.shape)}"
+        )
     if target.is_complex():
         raise TypeError(f"target must be a real tensor; got {target.dtype}")
     if input.device != target.device:
-        raise ValueError(f"input and target must be on the same device; got input on {input.device} and target "
-                         f"on {target.device}")
+        raise ValueError(
+            f"input and target must be on the same device; got input on {input.device} and target on {target.device}"
+        )
     if weight is not None:
         _check_weight_map(input, weight)
     options.check_num_classes(input.shape[1])
@@ -61,12 +68,15 @@ def _check_weight_map(input: Tensor, weight: Tensor) -> None:
         raise TypeError(f"weight must be a real tensor; got {weight.dtype}")
     batch, _, *spatial = input.shape
     if tuple(weight.shape) not in ((batch, *spatial), (batch, 1, *spatial)):
-        raise ValueError(f"weight has shape {shape_text(weight.shape)}; expected a weight per position, "
-                         f"{shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))}, for input of shape "
-                         f"{shape_text(input.shape)}. Shapes are never broadcast.")
+        raise ValueError(
+            f"weight has shape {shape_text(weight.shape)}; expected a weight per position, "
+            f"{shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))}, for input of shape "
+            f"{shape_text(input.shape)}. Shapes are never broadcast."
+        )
     if weight.device != input.device:
-        raise ValueError(f"weight must be on the input's device; got weight on {weight.device} and input on "
-                         f"{input.device}")
+        raise ValueError(
+            f"weight must be on the input's device; got weight on {weight.device} and input on {input.device}"
+        )
 
 
 def matches(x: Tensor, value: int | None) -> Tensor | None:
@@ -80,8 +90,7 @@ def matches(x: Tensor, value: int | None) -> Tensor | None:
     return x == value
 
 
-def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: InputOptions,
-                 label_map: bool) -> None:
+def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: InputOptions, label_map: bool) -> None:
     """Every value in its range, or a clear error. NaN in input or target is no error: it propagates.
 
     Label maps: integers (also when stored as floats) in [0, C) (binary: {0, 1}) or ignore_index.
@@ -103,8 +112,14 @@ def check_values(input: Tensor, target: Tensor, weight: Tensor | None, options: 
     elif target.dtype != torch.bool:
         _check_range("target", target, 0, 1, "in [0, 1] (per-class probabilities or one-hot)", options.ignore_index)
     if not options.from_logits:
-        _check_range("input", input, 0, 1, "probabilities in [0, 1] with from_logits=False (pass logits with "
-                     "from_logits=True)", None)
+        _check_range(
+            "input",
+            input,
+            0,
+            1,
+            "probabilities in [0, 1] with from_logits=False (pass logits with from_logits=True)",
+            None,
+        )
     if weight is not None:
         check_weight_values(weight)
 
@@ -132,8 +147,16 @@ def _distinct(values: Tensor) -> list[float]:
     return distinct
 
 
-def _check_range(name: str, x: Tensor, low: float, high: float, allowed: str, ignore_index: int | None,
-                 integral: bool = False, finite: bool = False) -> None:
+def _check_range(
+    name: str,
+    x: Tensor,
+    low: float,
+    high: float,
+    allowed: str,
+    ignore_index: int | None,
+    integral: bool = False,
+    finite: bool = False,
+) -> None:
     if x.numel() == 0 or x.dtype == torch.bool:
         return
     ignored = matches(x, ignore_index)

@@ -16,8 +16,9 @@ from losses.torch._checks import check_inputs, check_values
 from losses.torch._term_core import TermLoss, focal_terms, term_loss
 
 
-def focal_loss_torch(input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions,
-                     reduction: str) -> Tensor:
+def focal_loss_torch(
+    input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions, reduction: str
+) -> Tensor:
     """The focal loss, reduced: ``"mean"`` (``Σ v·ℓ / Σ v``), ``"sum"``, or ``"none"`` (``v·ℓ`` of each
     position, ``(B, *spatial)``, or element, ``(B, C, *spatial)``)."""
     label_map = check_inputs(input, target, weight, options)
@@ -29,9 +30,20 @@ def focal_loss_torch(input: Tensor, target: Tensor, weight: Tensor | None, optio
     return terms.reshape(shape)
 
 
-def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-               gamma: float = 2.0, alpha: Any = None, from_logits: bool = True, label_smoothing: float = 0.0,
-               class_weights: Any = None, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: Any = None,
+    from_logits: bool = True,
+    label_smoothing: float = 0.0,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Focal loss (Lin et al., 2017); with ``gamma=0`` the cross-entropy.
 
     Multiclass (softmax over C), per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c`` with q the
@@ -89,9 +101,15 @@ def focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weigh
     0.0486
     """
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
-                                  label_smoothing=label_smoothing, class_weights=class_weights,
-                                  ignore_index=ignore_index)
+    options = FocalOptions.create(
+        mode=mode,
+        from_logits=from_logits,
+        gamma=gamma,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+    )
     return focal_loss_torch(input, target, weight, options, reduction)
 
 
@@ -137,14 +155,29 @@ class FocalLoss(nn.Module):
     torch.Size([1, 1, 1, 2])
     """
 
-    def __init__(self, mode: str = "multiclass", *, gamma: float = 2.0, alpha: Any = None, from_logits: bool = True,
-                 label_smoothing: float = 0.0, class_weights: Any = None, ignore_index: int | None = None,
-                 reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        gamma: float = 2.0,
+        alpha: Any = None,
+        from_logits: bool = True,
+        label_smoothing: float = 0.0,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         self.reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
-        self.options = FocalOptions.create(mode=mode, from_logits=from_logits, gamma=gamma, alpha=alpha,
-                                           label_smoothing=label_smoothing, class_weights=class_weights,
-                                           ignore_index=ignore_index)
+        self.options = FocalOptions.create(
+            mode=mode,
+            from_logits=from_logits,
+            gamma=gamma,
+            alpha=alpha,
+            label_smoothing=label_smoothing,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+        )
 
     def forward(self, input: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         """The focal loss of ``input`` against ``target``, with the options given to the constructor.

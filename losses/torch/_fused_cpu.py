@@ -30,8 +30,9 @@ _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
 _GRADIENT_STATS = [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]  # the coefficients the gradient pass reads
 
 
-def _overlap_rows(partials: np.ndarray, options: OverlapOptions, num_classes: int,
-                  label_map: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+def _overlap_rows(
+    partials: np.ndarray, options: OverlapOptions, num_classes: int, label_map: bool
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(rows, ∂rows/∂stats, one_hot_labels)`` of the overlap loss from the sums of the stats pass
     (NaN sums for an image with a NaN or an infinity, as on the portable path)."""
     stats = partials[..., :NUM_STATS].copy()
@@ -43,13 +44,15 @@ def _overlap_rows(partials: np.ndarray, options: OverlapOptions, num_classes: in
         stats = stats.sum(0, keepdims=True)
     # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
     stats[np.isnan(stats).any(axis=(1, 2))] = np.nan
-    rows, grad_stats = overlap_loss(NumpyOps, stats, np.asarray(options.full_weights(num_classes)), options.form,
-                                    with_grad=True)
+    rows, grad_stats = overlap_loss(
+        NumpyOps, stats, np.asarray(options.full_weights(num_classes)), options.form, with_grad=True
+    )
     return rows, grad_stats, one_hot_labels
 
 
-def _overlap_coefficients(grad_stats: np.ndarray, row_scale: np.ndarray, one_hot_labels: bool,
-                          batch: int) -> np.ndarray:
+def _overlap_coefficients(
+    grad_stats: np.ndarray, row_scale: np.ndarray, one_hot_labels: bool, batch: int
+) -> np.ndarray:
     """The (B, C, 4) coefficients of the gradient pass: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
     from ∂rows/∂stats and ∂loss/∂rows."""
     coefficients = grad_stats[..., _GRADIENT_STATS] * row_scale[:, None, None]
@@ -80,10 +83,18 @@ class FusedCpuOverlap(torch.autograd.Function):
     (:func:`losses._overlap.overlap_loss`), and one fused pass for the gradient."""
 
     @staticmethod
-    def forward(ctx: Any, input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions,
-                reduction: str, label_map: bool) -> Tensor:
-        prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
-                                        label_map, weight)
+    def forward(
+        ctx: Any,
+        input: Tensor,
+        target: Tensor,
+        weight: Tensor | None,
+        options: OverlapOptions,
+        reduction: str,
+        label_map: bool,
+    ) -> Tensor:
+        prepared = cpu_kernels.Prepared(
+            input, target, options.mode, options.from_logits, options.ignore_index, label_map, weight
+        )
         partials = prepared.stats(options.needed_stats() <= _BASIC_STATS)  # NumPy float64 (B, C, NUM_PARTIALS)
         _raise_out_of_range(partials, input, target, weight, options, label_map)
         rows, grad_stats, one_hot_labels = _overlap_rows(partials, options, input.shape[1], label_map)
@@ -111,8 +122,7 @@ class FusedCpuOverlap(torch.autograd.Function):
             return grad, None, None, None, None, None
         prepared, ctx.prepared = ctx.prepared, None
         row_scale = _row_upstream(grad_output, ctx.reduction, ctx.grad_stats.shape[0])
-        grad = prepared.gradient(_overlap_coefficients(ctx.grad_stats, row_scale, ctx.one_hot_labels,
-                                                       prepared.batch))
+        grad = prepared.gradient(_overlap_coefficients(ctx.grad_stats, row_scale, ctx.one_hot_labels, prepared.batch))
         if ctx.nan_images.any():
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
         return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
@@ -124,11 +134,13 @@ class FusedCpuTerm(torch.autograd.Function):
     the gradient pass."""
 
     @staticmethod
-    def forward(ctx: Any, input: Tensor, target: Tensor, weight: Tensor | None, spec: Any, reduction: str,
-                label_map: bool) -> Tensor:
+    def forward(
+        ctx: Any, input: Tensor, target: Tensor, weight: Tensor | None, spec: Any, reduction: str, label_map: bool
+    ) -> Tensor:
         options, term = spec.overlap, spec.term
-        prepared = cpu_kernels.Prepared(input, target, options.mode, options.from_logits, options.ignore_index,
-                                        label_map, weight, term=term)
+        prepared = cpu_kernels.Prepared(
+            input, target, options.mode, options.from_logits, options.ignore_index, label_map, weight, term=term
+        )
         partials = prepared.stats(spec.lambda_overlap == 0 or options.needed_stats() <= _BASIC_STATS)
         _raise_out_of_range(partials, input, target, weight, term, label_map)
         non_finite = partials[..., cpu_kernels.NON_FINITE].sum(1) > 0  # (B,): images with a NaN or an infinity
@@ -186,8 +198,9 @@ class FusedCpuTerm(torch.autograd.Function):
             coefficients = np.zeros((prepared.batch, prepared.classes, 4))
         else:
             _, grad_stats, one_hot_labels = ctx.overlap
-            coefficients = _overlap_coefficients(grad_stats, row_scale * spec.lambda_overlap, one_hot_labels,
-                                                 prepared.batch)
+            coefficients = _overlap_coefficients(
+                grad_stats, row_scale * spec.lambda_overlap, one_hot_labels, prepared.batch
+            )
         grad = prepared.gradient(coefficients, term_scale)
         if ctx.nan_images.any():
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
@@ -206,8 +219,9 @@ def _mark_non_finite(grad: Tensor, x: Tensor, images: np.ndarray, per_position: 
         grad[b][bad] = float("nan")
 
 
-def _raise_out_of_range(partials: np.ndarray, input: Tensor, target: Tensor, weight: Tensor | None, options: Any,
-                        label_map: bool) -> None:
+def _raise_out_of_range(
+    partials: np.ndarray, input: Tensor, target: Tensor, weight: Tensor | None, options: Any, label_map: bool
+) -> None:
     if partials[..., cpu_kernels.OUT_OF_RANGE].any():
         check_values(input, target, weight, options, label_map)  # raises, with details
         raise RuntimeError("the fused CPU pass counted values out of range that the check did not find")

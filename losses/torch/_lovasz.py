@@ -54,8 +54,14 @@ class _LovaszOps:
 
 def _sorts_on_host(errors: Tensor) -> bool:
     """Whether :func:`_descending_order` sorts with NumPy (float32 CPU tensors, eagerly)."""
-    return (errors.device.type == "cpu" and errors.dtype == torch.float32 and errors.shape[-1] < 2**32
-            and kernels_choice() != "torch" and not torch.compiler.is_compiling() and not transformed(errors))
+    return (
+        errors.device.type == "cpu"
+        and errors.dtype == torch.float32
+        and errors.shape[-1] < 2**32
+        and kernels_choice() != "torch"
+        and not torch.compiler.is_compiling()
+        and not transformed(errors)
+    )
 
 
 def _descending_order(errors: Tensor) -> Tensor:
@@ -84,10 +90,12 @@ def _labels(input: Tensor, target: Tensor, options: LovaszOptions) -> tuple[Tens
     label_map = check_inputs(input, target, None, options)
     if not label_map and options.loss == "lovasz_softmax":
         batch, _, *spatial = input.shape
-        raise ValueError(f"target has shape {shape_text(target.shape)}; LovaszSoftmaxLoss takes a label map of "
-                         f"shape {shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))} (class "
-                         "indices: the Lovász extension needs hard labels; turn one-hot targets into labels with "
-                         "argmax over the channels)")
+        raise ValueError(
+            f"target has shape {shape_text(target.shape)}; LovaszSoftmaxLoss takes a label map of "
+            f"shape {shape_text((batch, *spatial))} or {shape_text((batch, 1, *spatial))} (class "
+            "indices: the Lovász extension needs hard labels; turn one-hot targets into labels with "
+            "argmax over the channels)"
+        )
     # The hinge's (B, 1, *spatial) target is the input's shape: a label map of 0 and 1 all the same.
     check_values(input, target, None, options, label_map=True)
     labels = target.reshape(input.shape[0], math.prod(input.shape[2:]))
@@ -124,8 +132,7 @@ def _lovasz(input: Tensor, target: Tensor, options: LovaszOptions, reduction: st
     weights = extension_weights(_LovaszOps, foreground.gather(-1, order), background.gather(-1, order), dtype)
     per_class = (errors_sorted * weights).sum(-1)  # (S, K)
     mask = options.class_mask(per_class.shape[1])
-    selected = (foreground.any(-1).to(dtype) if mask is None
-                else constant(mask, dtype, x.device).expand_as(per_class))
+    selected = foreground.any(-1).to(dtype) if mask is None else constant(mask, dtype, x.device).expand_as(per_class)
     loss = class_average(_LovaszOps, per_class, selected)
     # 0 for a finite row, NaN for a row holding a NaN or ±inf. Its square adds 0 or NaN to the loss,
     # and its derivative 2·poison·0 is 0 or NaN at every element of the row.
@@ -140,8 +147,16 @@ def _functional(loss: str, input: Tensor, target: Tensor, reduction: str, **opti
     return _lovasz(input, target, LovaszOptions.create(loss, **options), reduction)
 
 
-def lovasz_softmax_loss(input: Tensor, target: Tensor, *, classes: Any = "present", per_image: bool = True,
-                        ignore_index: int | None = None, from_logits: bool = True, reduction: str = "mean") -> Tensor:
+def lovasz_softmax_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    classes: Any = "present",
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Lovász-softmax loss (Berman et al., 2018): the Lovász extension of each class's Jaccard loss
     at the errors ``|g − p|`` of the softmax probabilities, averaged over classes.
 
@@ -184,12 +199,21 @@ def lovasz_softmax_loss(input: Tensor, target: Tensor, *, classes: Any = "presen
     >>> round(lovasz_softmax_loss(logits, labels).item(), 4)
     0.1666
     """
-    return _functional("lovasz_softmax", input, target, reduction, classes=classes, per_image=per_image,
-                       ignore_index=ignore_index, from_logits=from_logits)
+    return _functional(
+        "lovasz_softmax",
+        input,
+        target,
+        reduction,
+        classes=classes,
+        per_image=per_image,
+        ignore_index=ignore_index,
+        from_logits=from_logits,
+    )
 
 
-def lovasz_hinge_loss(input: Tensor, target: Tensor, *, per_image: bool = True, ignore_index: int | None = None,
-                      reduction: str = "mean") -> Tensor:
+def lovasz_hinge_loss(
+    input: Tensor, target: Tensor, *, per_image: bool = True, ignore_index: int | None = None, reduction: str = "mean"
+) -> Tensor:
     r"""Lovász hinge loss (Berman et al., 2018): the Lovász extension of the foreground's Jaccard loss
     at the hinge errors ``max(1 − z·(2g − 1), 0)`` of the logits ``z``.
 
@@ -295,10 +319,18 @@ class LovaszSoftmaxLoss(_LovaszLoss):
 
     name = "lovasz_softmax"
 
-    def __init__(self, *, classes: Any = "present", per_image: bool = True, ignore_index: int | None = None,
-                 from_logits: bool = True, reduction: str = "mean") -> None:
-        super().__init__(reduction, classes=classes, per_image=per_image, ignore_index=ignore_index,
-                         from_logits=from_logits)
+    def __init__(
+        self,
+        *,
+        classes: Any = "present",
+        per_image: bool = True,
+        ignore_index: int | None = None,
+        from_logits: bool = True,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            reduction, classes=classes, per_image=per_image, ignore_index=ignore_index, from_logits=from_logits
+        )
 
 
 class LovaszHingeLoss(_LovaszLoss):

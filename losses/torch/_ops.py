@@ -145,5 +145,14 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
-__all__ = ["FLOAT16_MAX", "TORCH_REDUCTIONS", "TorchOps", "cast_gradient", "compute_dtype", "constant",
-           "non_finite_mark", "reduce", "upcast"]
+__all__ = [
+    "FLOAT16_MAX",
+    "TORCH_REDUCTIONS",
+    "TorchOps",
+    "cast_gradient",
+    "compute_dtype",
+    "constant",
+    "non_finite_mark",
+    "reduce",
+    "upcast",
+]

@@ -46,8 +46,9 @@ from losses._validation import TORCH_REDUCTIONS, check_choice
 from losses.torch._overlap_core import loss as _loss
 
 
-def _functional(name: str, input: Tensor, target: Tensor, weight: Tensor | None, reduction: str,
-                **options: Any) -> Tensor:
+def _functional(
+    name: str, input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, **options: Any
+) -> Tensor:
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
     return _loss(input, target, weight, OverlapOptions.create(name, **options), reduction)
 
@@ -98,11 +99,27 @@ class _OverlapLoss(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-              from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
-              log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
-              class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
-              average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Dice loss: per class ``1 − (2·TP + smooth_nr) / (2·TP + FP + FN + smooth_dr)``, averaged over classes.
 
     With p the predicted probability and g the target, summed over the positions of each image,
@@ -161,25 +178,68 @@ def dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight
     >>> round(dice_loss(logits, mask, mode="binary").item(), 4)
     0.018
     """
-    return _functional("dice", input, target, weight, reduction, mode=mode, from_logits=from_logits,
-                       smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, log_loss=log_loss,
-                       soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
-                       ignore_index=ignore_index, empty_target=empty_target, average=average,
-                       sync_across_ranks=sync_across_ranks)
+    return _functional(
+        "dice",
+        input,
+        target,
+        weight,
+        reduction,
+        mode=mode,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        squared=squared,
+        log_loss=log_loss,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
 
 
 class _RatioLoss(_OverlapLoss):
     """The options of Dice and Jaccard, which are the same."""
 
-    def __init__(self, mode: str = "multiclass", *, from_logits: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        super().__init__(reduction, mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
-                         squared=squared, log_loss=log_loss, soft_labels=soft_labels, per_image=per_image,
-                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                         empty_target=empty_target, average=average, sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            reduction,
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 class DiceLoss(_RatioLoss):
@@ -237,11 +297,27 @@ class DiceLoss(_RatioLoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def jaccard_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
-                 log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
-                 class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
-                 average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+def jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Jaccard (IoU) loss: per class ``1 − (TP + smooth_nr) / (TP + FP + FN + smooth_dr)``, averaged over classes.
 
     With TP = Σp·g this is ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``. MONAI's
@@ -283,11 +359,27 @@ def jaccard_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     >>> round(jaccard_loss(logits, torch.tensor([[[1, 0], [0, 1]]]), mode="binary").item(), 4)
     0.0353
     """
-    return _functional("jaccard", input, target, weight, reduction, mode=mode, from_logits=from_logits,
-                       smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, log_loss=log_loss,
-                       soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
-                       ignore_index=ignore_index, empty_target=empty_target, average=average,
-                       sync_across_ranks=sync_across_ranks)
+    return _functional(
+        "jaccard",
+        input,
+        target,
+        weight,
+        reduction,
+        mode=mode,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        squared=squared,
+        log_loss=log_loss,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
 
 
 class JaccardLoss(_RatioLoss):
@@ -319,12 +411,28 @@ class JaccardLoss(_RatioLoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-                 alpha: float = 0.5, beta: float = 0.5, from_logits: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, log_loss: bool = False, soft_labels: bool = False, per_image: bool = True,
-                 classes: Any = None, class_weights: Any = None, ignore_index: int | None = None,
-                 empty_target: str = "smooth", average: str = "macro", sync_across_ranks: bool = False,
-                 reduction: str = "mean") -> Tensor:
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Tversky loss (Salehi et al., 2017): per class ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``.
 
     With TP = Σp·g, FP = Σp − TP, FN = Σg − TP: ``alpha`` weighs false positives and ``beta`` false
@@ -370,11 +478,28 @@ def tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     >>> round(tversky_loss(logits, torch.tensor([[[1, 0], [0, 1]]]), mode="binary", alpha=0.3, beta=0.7).item(), 4)
     0.018
     """
-    return _functional("tversky", input, target, weight, reduction, mode=mode, alpha=alpha, beta=beta,
-                       from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, log_loss=log_loss,
-                       soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
-                       ignore_index=ignore_index, empty_target=empty_target, average=average,
-                       sync_across_ranks=sync_across_ranks)
+    return _functional(
+        "tversky",
+        input,
+        target,
+        weight,
+        reduction,
+        mode=mode,
+        alpha=alpha,
+        beta=beta,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        log_loss=log_loss,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
 
 
 class TverskyLoss(_OverlapLoss):
@@ -405,15 +530,44 @@ class TverskyLoss(_OverlapLoss):
 
     name = "tversky"
 
-    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, from_logits: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        super().__init__(reduction, mode=mode, alpha=alpha, beta=beta, from_logits=from_logits, smooth_nr=smooth_nr,
-                         smooth_dr=smooth_dr, log_loss=log_loss, soft_labels=soft_labels, per_image=per_image,
-                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                         empty_target=empty_target, average=average, sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            reduction,
+            mode=mode,
+            alpha=alpha,
+            beta=beta,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -421,12 +575,28 @@ class TverskyLoss(_OverlapLoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def focal_tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-                       alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75, from_logits: bool = True,
-                       smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, soft_labels: bool = False,
-                       per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                       ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                       sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+def focal_tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    alpha: float = 0.3,
+    beta: float = 0.7,
+    gamma: float = 0.75,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Focal Tversky loss (Abraham & Khan, 2019): per class ``(1 − T)^γ`` before the class average.
 
     ``T = (TP + s_nr) / (TP + α·FP + β·FN + s_dr)`` is the Tversky index of :func:`tversky_loss`;
@@ -474,11 +644,28 @@ def focal_tversky_loss(input: Tensor, target: Tensor, mode: str = "multiclass", 
     >>> round(focal_tversky_loss(logits, torch.tensor([[[1, 0], [0, 1]]]), mode="binary").item(), 4)
     0.0491
     """
-    return _functional("focal_tversky", input, target, weight, reduction, mode=mode, alpha=alpha, beta=beta,
-                       gamma=gamma, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
-                       soft_labels=soft_labels, per_image=per_image, classes=classes, class_weights=class_weights,
-                       ignore_index=ignore_index, empty_target=empty_target, average=average,
-                       sync_across_ranks=sync_across_ranks)
+    return _functional(
+        "focal_tversky",
+        input,
+        target,
+        weight,
+        reduction,
+        mode=mode,
+        alpha=alpha,
+        beta=beta,
+        gamma=gamma,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
 
 
 class FocalTverskyLoss(_OverlapLoss):
@@ -511,15 +698,44 @@ class FocalTverskyLoss(_OverlapLoss):
 
     name = "focal_tversky"
 
-    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
-                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 soft_labels: bool = False, per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        super().__init__(reduction, mode=mode, alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels, per_image=per_image,
-                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                         empty_target=empty_target, average=average, sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        gamma: float = 0.75,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            reduction,
+            mode=mode,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -527,12 +743,24 @@ class FocalTverskyLoss(_OverlapLoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def generalized_dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *,
-                          weight: Tensor | None = None, weight_type: str = "square", from_logits: bool = True,
-                          smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, soft_labels: bool = False,
-                          per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                          ignore_index: int | None = None, sync_across_ranks: bool = False,
-                          reduction: str = "mean") -> Tensor:
+def generalized_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    weight_type: str = "square",
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Generalized Dice loss (Sudre et al., 2017): ``1 − (2·Σ_c w_c·TP_c + s_nr) / (Σ_c w_c·(Σp + Σg)_c + s_dr)``.
 
     One ratio of class-weighted sums per image (per batch with ``per_image=False``), with
@@ -579,10 +807,24 @@ def generalized_dice_loss(input: Tensor, target: Tensor, mode: str = "multiclass
     >>> round(generalized_dice_loss(logits, torch.tensor([[[0, 1], [1, 0]]])).item(), 4)
     0.0003
     """
-    return _functional("generalized_dice", input, target, weight, reduction, mode=mode, weight_type=weight_type,
-                       from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels,
-                       per_image=per_image, classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                       sync_across_ranks=sync_across_ranks)
+    return _functional(
+        "generalized_dice",
+        input,
+        target,
+        weight,
+        reduction,
+        mode=mode,
+        weight_type=weight_type,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        sync_across_ranks=sync_across_ranks,
+    )
 
 
 class GeneralizedDiceLoss(_OverlapLoss):
@@ -612,15 +854,47 @@ class GeneralizedDiceLoss(_OverlapLoss):
 
     name = "generalized_dice"
 
-    def __init__(self, mode: str = "multiclass", *, weight_type: str = "square", from_logits: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        super().__init__(reduction, mode=mode, weight_type=weight_type, from_logits=from_logits,
-                         smooth_nr=smooth_nr, smooth_dr=smooth_dr, soft_labels=soft_labels, per_image=per_image,
-                         classes=classes, class_weights=class_weights, ignore_index=ignore_index,
-                         sync_across_ranks=sync_across_ranks)
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        weight_type: str = "square",
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            reduction,
+            mode=mode,
+            weight_type=weight_type,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            sync_across_ranks=sync_across_ranks,
+        )
 
 
-__all__ = ["DiceLoss", "FocalTverskyLoss", "GeneralizedDiceLoss", "JaccardLoss", "TverskyLoss", "dice_loss",
-           "focal_tversky_loss", "generalized_dice_loss", "jaccard_loss", "tversky_loss"]
+__all__ = [
+    "DiceLoss",
+    "FocalTverskyLoss",
+    "GeneralizedDiceLoss",
+    "JaccardLoss",
+    "TverskyLoss",
+    "dice_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+]

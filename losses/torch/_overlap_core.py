@@ -41,18 +41,21 @@ class Path:
     reason: str
 
 
-def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions,
-                label_map: bool) -> Path:
+def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool) -> Path:
     """The path a loss with ``options`` takes on these tensors (see the module docstring)."""
     sync = options.sync_across_ranks and distributed()
     if use_triton(input, target, weight):
         if not overlap_kernel_supports(input, target, weight, options.mode):
-            return Path("portable", "the Triton kernels do not take these tensors (a dense multiclass target, a "
-                                    "target or weight map that requires grad, float64, or over 256 classes)")
+            return Path(
+                "portable",
+                "the Triton kernels do not take these tensors (a dense multiclass target, a "
+                "target or weight map that requires grad, float64, or over 256 classes)",
+            )
         rows = input.shape[0] if options.per_image else 1
         if sync:
-            return Path("triton-stats", "sync_across_ranks: the sums are all-reduced between the stats kernels "
-                                        "and the formula")
+            return Path(
+                "triton-stats", "sync_across_ranks: the sums are all-reduced between the stats kernels and the formula"
+            )
         if not finalize_supports(rows, input.shape[1]):
             return Path("triton-stats", "too many classes for the formula kernel")
         return Path("triton", "CUDA tensors and Triton: fused stats, formula and gradient kernels")
@@ -64,8 +67,9 @@ def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: O
     return Path("cpu", "CPU tensors: the fused passes of the C library")
 
 
-def _cpu_refusal(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool,
-                 sync: bool) -> str | None:
+def _cpu_refusal(
+    input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool, sync: bool
+) -> str | None:
     """Why the fused CPU passes do not run here (None when they do)."""
     if kernels_choice() == "torch":
         return "LOSSES_KERNELS=torch"
@@ -78,8 +82,10 @@ def _cpu_refusal(input: Tensor, target: Tensor, weight: Tensor | None, options: 
     if transformed(input):
         return "a torch.func transform or forward-mode AD"
     if not cpu_kernels.supports(input, target, options.mode, label_map):
-        return ("the fused passes do not take these tensors (float64 keeps its precision on the portable path; "
-                "empty inputs; over 64 classes)")
+        return (
+            "the fused passes do not take these tensors (float64 keeps its precision on the portable path; "
+            "empty inputs; over 64 classes)"
+        )
     if not cpu_kernels.available():
         return f"the C library is not available: {cpu_kernels.build_error()}"
     return None
@@ -107,8 +113,16 @@ def loss(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapO
     return composed_loss(input, target, weight, options, reduction, label_map, sync, path.name == "triton-stats")
 
 
-def composed_loss(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, reduction: str,
-                  label_map: bool, sync: bool, triton_stats: bool = False) -> Tensor:
+def composed_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    options: OverlapOptions,
+    reduction: str,
+    label_map: bool,
+    sync: bool,
+    triton_stats: bool = False,
+) -> Tensor:
     """The loss from PyTorch ops (the sums from the Triton stats kernels with ``triton_stats``),
     differentiated by autograd."""
     per_row = row_losses(input, target, weight, options, label_map, sync, triton_stats)
@@ -119,15 +133,29 @@ def composed_loss(input: Tensor, target: Tensor, weight: Tensor | None, options:
     return reduce(per_row, reduction)
 
 
-def row_losses(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool,
-               sync: bool, triton_stats: bool = False) -> Tensor:
+def row_losses(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    options: OverlapOptions,
+    label_map: bool,
+    sync: bool,
+    triton_stats: bool = False,
+) -> Tensor:
     """The loss of each row, ``(S,)``: of each image, or (``per_image=False``) of the batch, from the
     sums of all ranks when ``sync``."""
     if triton_stats:
         if input.device.type == "cpu":  # on CUDA the stats kernels assert themselves
             check_values(input, target, weight, options, label_map)
-        stats = overlap_stats_triton(input, target, weight, mode=options.mode, from_logits=options.from_logits,
-                                     ignore_index=options.ignore_index, per_image=options.per_image)
+        stats = overlap_stats_triton(
+            input,
+            target,
+            weight,
+            mode=options.mode,
+            from_logits=options.from_logits,
+            ignore_index=options.ignore_index,
+            per_image=options.per_image,
+        )
     else:
         stats = overlap_stats_torch(input, target, weight, options, label_map)
     if sync and not options.per_image:

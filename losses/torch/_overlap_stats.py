@@ -27,8 +27,9 @@ def _sums(x: Tensor, valid: Tensor | None) -> Tensor:
     return (x if valid is None else x * valid).sum(-1)
 
 
-def overlap_stats_torch(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions,
-                        label_map: bool) -> Tensor:
+def overlap_stats_torch(
+    input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool
+) -> Tensor:
     """The per-class sums ``(S, C, NUM_STATS)`` of :mod:`losses._overlap`, differentiable through
     ``input`` (and a float ``target`` or ``weight`` that requires grad).
 

@@ -35,21 +35,49 @@ def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOp
     return term_loss(input, target, weight, TermLoss.pair(pair), reduction, label_map)
 
 
-def _functional(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, lambdas: tuple,
-                lambda_names: tuple[str, str], overlap: str, overlap_options: dict | None, common: dict,
-                term: dict) -> Tensor:
+def _functional(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    reduction: str,
+    lambdas: tuple,
+    lambda_names: tuple[str, str],
+    overlap: str,
+    overlap_options: dict | None,
+    common: dict,
+    term: dict,
+) -> Tensor:
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
     pair = PairOptions.create(overlap, common, overlap_options, *lambdas, lambda_names, **term)
     return pair_loss(input, target, weight, pair, reduction)
 
 
-def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-                 lambda_dice: float = 1.0, lambda_ce: float = 1.0, overlap: str = "dice",
-                 overlap_options: dict | None = None, label_smoothing: float = 0.0, from_logits: bool = True,
-                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False,
-                 soft_labels: bool = False, per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+def dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    overlap: str = "dice",
+    overlap_options: dict | None = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Dice (or another overlap loss) plus cross-entropy: ``λ_dice·L_overlap + λ_ce·CE`` per image.
 
     nnU-Net's ``DC_and_CE_loss`` (``do_bg=False``, smooth 1e-5) is this with
@@ -106,22 +134,64 @@ def dice_ce_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, wei
     >>> round(dice_ce_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
     0.096
     """
-    common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                  log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                  class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target, average=average,
-                  sync_across_ranks=sync_across_ranks)
-    return _functional(input, target, weight, reduction, (lambda_dice, lambda_ce), ("lambda_dice", "lambda_ce"),
-                       overlap, overlap_options, common, dict(gamma=0.0, label_smoothing=label_smoothing))
+    common = dict(
+        mode=mode,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        squared=squared,
+        log_loss=log_loss,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
+    return _functional(
+        input,
+        target,
+        weight,
+        reduction,
+        (lambda_dice, lambda_ce),
+        ("lambda_dice", "lambda_ce"),
+        overlap,
+        overlap_options,
+        common,
+        dict(gamma=0.0, label_smoothing=label_smoothing),
+    )
 
 
-def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, weight: Tensor | None = None,
-                    lambda_dice: float = 1.0, lambda_focal: float = 1.0, gamma: float = 2.0, alpha: Any = None,
-                    overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
-                    from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                    squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
-                    per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                    ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                    sync_across_ranks: bool = False, reduction: str = "mean") -> Tensor:
+def dice_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str = "multiclass",
+    *,
+    weight: Tensor | None = None,
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    gamma: float = 2.0,
+    alpha: Any = None,
+    overlap: str = "dice",
+    overlap_options: dict | None = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    soft_labels: bool = False,
+    per_image: bool = True,
+    classes: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    empty_target: str = "smooth",
+    average: str = "macro",
+    sync_across_ranks: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Dice (or another overlap loss) plus focal loss: ``λ_dice·L_overlap + λ_focal·focal`` per image.
 
     ``gamma`` and ``alpha`` are those of :func:`focal_loss`; the other options as :func:`dice_ce_loss`.
@@ -173,12 +243,34 @@ def dice_focal_loss(input: Tensor, target: Tensor, mode: str = "multiclass", *, 
     >>> round(dice_focal_loss(logits, torch.tensor([[[0, 1]]])).item(), 4)
     0.0475
     """
-    common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                  log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                  class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target, average=average,
-                  sync_across_ranks=sync_across_ranks)
-    return _functional(input, target, weight, reduction, (lambda_dice, lambda_focal), ("lambda_dice", "lambda_focal"),
-                       overlap, overlap_options, common, dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing))
+    common = dict(
+        mode=mode,
+        from_logits=from_logits,
+        smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr,
+        squared=squared,
+        log_loss=log_loss,
+        soft_labels=soft_labels,
+        per_image=per_image,
+        classes=classes,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        empty_target=empty_target,
+        average=average,
+        sync_across_ranks=sync_across_ranks,
+    )
+    return _functional(
+        input,
+        target,
+        weight,
+        reduction,
+        (lambda_dice, lambda_focal),
+        ("lambda_dice", "lambda_focal"),
+        overlap,
+        overlap_options,
+        common,
+        dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing),
+    )
 
 
 class _PairLoss(nn.Module):
@@ -254,19 +346,59 @@ class DiceCELoss(_PairLoss):
     0.096
     """
 
-    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 overlap: str = "dice", overlap_options: dict | None = None, label_smoothing: float = 0.0,
-                 from_logits: bool = True, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, squared: bool = False,
-                 log_loss: bool = False, soft_labels: bool = False, per_image: bool = True, classes: Any = None,
-                 class_weights: Any = None, ignore_index: int | None = None, empty_target: str = "smooth",
-                 average: str = "macro", sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
-                      average=average, sync_across_ranks=sync_across_ranks)
-        super().__init__(reduction, PairOptions.create(overlap, common, overlap_options, lambda_dice, lambda_ce,
-                                                       ("lambda_dice", "lambda_ce"), gamma=0.0,
-                                                       label_smoothing=label_smoothing))
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        overlap: str = "dice",
+        overlap_options: dict | None = None,
+        label_smoothing: float = 0.0,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        common = dict(
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
+        super().__init__(
+            reduction,
+            PairOptions.create(
+                overlap,
+                common,
+                overlap_options,
+                lambda_dice,
+                lambda_ce,
+                ("lambda_dice", "lambda_ce"),
+                gamma=0.0,
+                label_smoothing=label_smoothing,
+            ),
+        )
 
 
 class DiceFocalLoss(_PairLoss):
@@ -304,17 +436,59 @@ class DiceFocalLoss(_PairLoss):
     0.0475
     """
 
-    def __init__(self, mode: str = "multiclass", *, lambda_dice: float = 1.0, lambda_focal: float = 1.0,
-                 gamma: float = 2.0, alpha: Any = None, overlap: str = "dice", overlap_options: dict | None = None,
-                 label_smoothing: float = 0.0, from_logits: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, squared: bool = False, log_loss: bool = False, soft_labels: bool = False,
-                 per_image: bool = True, classes: Any = None, class_weights: Any = None,
-                 ignore_index: int | None = None, empty_target: str = "smooth", average: str = "macro",
-                 sync_across_ranks: bool = False, reduction: str = "mean") -> None:
-        common = dict(mode=mode, from_logits=from_logits, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
-                      log_loss=log_loss, soft_labels=soft_labels, per_image=per_image, classes=classes,
-                      class_weights=class_weights, ignore_index=ignore_index, empty_target=empty_target,
-                      average=average, sync_across_ranks=sync_across_ranks)
-        super().__init__(reduction, PairOptions.create(overlap, common, overlap_options, lambda_dice, lambda_focal,
-                                                       ("lambda_dice", "lambda_focal"), gamma=gamma, alpha=alpha,
-                                                       label_smoothing=label_smoothing))
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        gamma: float = 2.0,
+        alpha: Any = None,
+        overlap: str = "dice",
+        overlap_options: dict | None = None,
+        label_smoothing: float = 0.0,
+        from_logits: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        squared: bool = False,
+        log_loss: bool = False,
+        soft_labels: bool = False,
+        per_image: bool = True,
+        classes: Any = None,
+        class_weights: Any = None,
+        ignore_index: int | None = None,
+        empty_target: str = "smooth",
+        average: str = "macro",
+        sync_across_ranks: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        common = dict(
+            mode=mode,
+            from_logits=from_logits,
+            smooth_nr=smooth_nr,
+            smooth_dr=smooth_dr,
+            squared=squared,
+            log_loss=log_loss,
+            soft_labels=soft_labels,
+            per_image=per_image,
+            classes=classes,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            empty_target=empty_target,
+            average=average,
+            sync_across_ranks=sync_across_ranks,
+        )
+        super().__init__(
+            reduction,
+            PairOptions.create(
+                overlap,
+                common,
+                overlap_options,
+                lambda_dice,
+                lambda_focal,
+                ("lambda_dice", "lambda_focal"),
+                gamma=gamma,
+                alpha=alpha,
+                label_smoothing=label_smoothing,
+            ),
+        )

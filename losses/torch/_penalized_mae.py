@@ -37,8 +37,9 @@ from losses.torch._kernels.penalized_mae import penalized_mae_triton
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _penalized_mae_forward(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str,
-                           with_factor: bool) -> tuple[Tensor, Tensor | None]:
+def _penalized_mae_forward(
+    input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str, with_factor: bool
+) -> tuple[Tensor, Tensor | None]:
     """``(loss, factor)``, ``factor = ℓ'(e)`` (or ``None``), with few input-sized tensors.
 
     For ``"mean"`` and ``"sum"`` two input-sized tensors are live at most: ``|e|`` is reduced and
@@ -131,8 +132,9 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
             loss, ctx.grad = cpu_elementwise.value_and_derivative("penalized_mae", parameters, input, target)
         else:
             scale = 1.0 / input.numel() if reduction == "mean" else 1.0
-            total, ctx.grad = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target,
-                                                       scale if need_grad else None)
+            total, ctx.grad = cpu_elementwise.loss_sum(
+                "penalized_mae", parameters, input, target, scale if need_grad else None
+            )
             loss = torch.tensor(total * scale, dtype=_computed_in(input.dtype))
         ctx.options = (delta, penalty, reduction)
         ctx.save_for_backward(input, target)
@@ -144,15 +146,15 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         delta, penalty, reduction = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
             computed = _computed_in(input.dtype)
-            _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty,
-                                                    reduction)
+            _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty, reduction)
             grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
         else:
             grad, ctx.grad = ctx.grad, None  # handed out as the gradient
             if grad is None:  # a second backward through the graph (retain_graph=True): again
                 scale = 1.0 / input.numel() if reduction == "mean" else 1.0
-                grad = cpu_elementwise.gradient("penalized_mae", (delta, penalty, 0.0), input, target,
-                                                grad_output * scale)
+                grad = cpu_elementwise.gradient(
+                    "penalized_mae", (delta, penalty, 0.0), input, target, grad_output * scale
+                )
             else:
                 grad = cpu_elementwise.scale_in_place(grad, grad_output).to(input.dtype)
         grad_input = grad if ctx.needs_input_grad[0] else None
@@ -182,8 +184,13 @@ def _check_tensor(name: str, value) -> Tensor:
     return value
 
 
-def penalized_mae(input: Tensor, target: Tensor, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY,
-                  reduction: str = "mean") -> Tensor:
+def penalized_mae(
+    input: Tensor,
+    target: Tensor,
+    delta: float = DEFAULT_DELTA,
+    penalty: float = DEFAULT_PENALTY,
+    reduction: str = "mean",
+) -> Tensor:
     r"""Mean absolute error plus a quadratic penalty on errors larger than ``delta``.
 
     Per element, with ``e = input - target``::

@@ -46,6 +46,7 @@ def _sech2(y: torch.Tensor) -> torch.Tensor:
 
 # Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
 
+
 def _round_value(y: torch.Tensor, alpha: float) -> torch.Tensor:
     m = torch.floor(y) + 0.5
     return m + torch.tanh(alpha * (y - m)) * _spec.round_scale(alpha)
@@ -142,8 +143,9 @@ class _Fused(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, backend, name, alpha, straight_through):
         function, _, hard = _KERNELS[name]
-        value, ctx.derivative = backend.value_and_derivative(hard if straight_through else function,
-                                                             _parameters(name, alpha), x)
+        value, ctx.derivative = backend.value_and_derivative(
+            hard if straight_through else function, _parameters(name, alpha), x
+        )
         ctx.backend, ctx.name, ctx.alpha = backend, name, alpha
         ctx.save_for_backward(x)
         return value

@@ -45,8 +45,9 @@ def _power(base: Tensor, gamma: float) -> Tensor:
     return torch.where(zero, 0.0, torch.where(zero, 1.0, base) ** gamma)
 
 
-def focal_terms(input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions,
-                label_map: bool) -> tuple[Tensor, Tensor]:
+def focal_terms(
+    input: Tensor, target: Tensor, weight: Tensor | None, options: FocalOptions, label_map: bool
+) -> tuple[Tensor, Tensor]:
     """``(v·ℓ, v)``: the weighted focal terms and the weight of each, shape ``(B, N)`` (multiclass:
     per position) or ``(B, C, N)`` (binary, multilabel: per element), where N is the number of
     positions. Differentiable through ``input`` (and a float target that requires grad)."""
@@ -76,7 +77,7 @@ def focal_terms(input: Tensor, target: Tensor, weight: Tensor | None, options: F
                 q = torch.where(valid_elements, q, 0.0)
             q = (1 - smoothing) * q + smoothing / num_classes
             terms = (q * per_class).sum(1)
-            valid = (torch.ones_like(terms) if valid_elements is None else valid_elements.all(1).to(dtype))
+            valid = torch.ones_like(terms) if valid_elements is None else valid_elements.all(1).to(dtype)
     else:
         t = target.reshape(batch, 1 if label_map else num_classes, positions)
         ignored = matches(t, options.ignore_index)
@@ -133,8 +134,9 @@ class TermLoss:
 @functools.lru_cache(maxsize=64)
 def _rows_of(options: FocalOptions) -> OverlapOptions:
     """The overlap options that drive the shared passes for the term alone: one row, the batch."""
-    return OverlapOptions.create("dice", mode=options.mode, from_logits=options.from_logits,
-                                 ignore_index=options.ignore_index, per_image=False)
+    return OverlapOptions.create(
+        "dice", mode=options.mode, from_logits=options.from_logits, ignore_index=options.ignore_index, per_image=False
+    )
 
 
 def choose_term_path(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, label_map: bool) -> Path:
@@ -153,8 +155,9 @@ def choose_term_path(input: Tensor, target: Tensor, weight: Tensor | None, spec:
     return path
 
 
-def term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, reduction: str,
-              label_map: bool) -> Tensor:
+def term_loss(
+    input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, reduction: str, label_map: bool
+) -> Tensor:
     """The loss of ``spec`` on checked inputs: shape ``()``, or ``(B,)`` for ``reduction="none"`` with
     ``per_image``."""
     path = choose_term_path(input, target, weight, spec, label_map)
@@ -171,8 +174,9 @@ def term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLo
     return composed_term_loss(input, target, weight, spec, reduction, label_map, sync)
 
 
-def composed_term_loss(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, reduction: str,
-                       label_map: bool, sync: bool) -> Tensor:
+def composed_term_loss(
+    input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, reduction: str, label_map: bool, sync: bool
+) -> Tensor:
     """The loss of ``spec`` from PyTorch ops, differentiated by autograd."""
     options = spec.overlap
     # The inputs are checked before the term indexes by the labels: by the overlap sums, or alone.

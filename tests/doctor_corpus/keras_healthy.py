@@ -59,7 +59,7 @@ def chamfer_distance(y_true, y_pred):
 
 def mmd_rbf(y_true, y_pred, bandwidth=1.0):
     def kernel(a, b):
-        return ops.exp(-ops.sum(ops.square(a[:, None, :] - b[None, :, :]), axis=-1) / (2 * bandwidth ** 2))
+        return ops.exp(-ops.sum(ops.square(a[:, None, :] - b[None, :, :]), axis=-1) / (2 * bandwidth**2))
 
     return ops.mean(kernel(y_pred, y_pred)) + ops.mean(kernel(y_true, y_true)) - 2 * ops.mean(kernel(y_pred, y_true))
 

@@ -32,6 +32,10 @@ def broken_functions(module):
 
 
 def healthy_functions(module):
-    return sorted(name for name, obj in vars(module).items()
-                  if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__
-                  and not name.startswith("_"))
+    return sorted(
+        name
+        for name, obj in vars(module).items()
+        if (inspect.isfunction(obj) or inspect.isclass(obj))
+        and obj.__module__ == module.__name__
+        and not name.startswith("_")
+    )

@@ -75,8 +75,9 @@ def case_loss(module, name: str):
     """The corpus object as a loss: classes are instantiated, except ``torch.autograd.Function``
     subclasses, which the doctor takes as they are."""
     obj = getattr(module, name)
-    if inspect.isclass(obj) and not any(c.__name__ == "Function" and c.__module__.startswith("torch.autograd")
-                                        for c in obj.__mro__):
+    if inspect.isclass(obj) and not any(
+        c.__name__ == "Function" and c.__module__.startswith("torch.autograd") for c in obj.__mro__
+    ):
         obj = obj()
     return obj
 
@@ -85,14 +86,23 @@ def diagnose_case(module, name: str, framework: str):
     from losses.doctor import diagnose
 
     y_true, y_pred = case_arrays(module, name)
-    return diagnose(case_loss(module, name), to_framework(y_true, framework), to_framework(y_pred, framework),
-                    framework=framework)
+    return diagnose(
+        case_loss(module, name), to_framework(y_true, framework), to_framework(y_pred, framework), framework=framework
+    )
 
 
 def score(framework: str, verbose: bool = False) -> dict:
     broken_names, healthy_names = MODULES[framework]
-    result = {"framework": framework, "cases": 0, "right_code": 0, "right_line": 0, "correct": 0,
-              "false_alarms": 0, "misses": [], "alarms": []}
+    result = {
+        "framework": framework,
+        "cases": 0,
+        "right_code": 0,
+        "right_line": 0,
+        "correct": 0,
+        "false_alarms": 0,
+        "misses": [],
+        "alarms": [],
+    }
     for module_name in broken_names:
         module = _load(module_name)
         if module is None:
@@ -106,16 +116,20 @@ def score(framework: str, verbose: bool = False) -> dict:
                 result["misses"].append(f"{module_name}.{name}: raised {type(error).__name__}: {error}"[:300])
                 continue
             codes = {f.code for f in report.findings}
-            found = {(f.code, f.line) for f in report.findings
-                     if f.file and os.path.exists(f.file) and os.path.samefile(f.file, corpus_file)}
+            found = {
+                (f.code, f.line)
+                for f in report.findings
+                if f.file and os.path.exists(f.file) and os.path.samefile(f.file, corpus_file)
+            }
             if codes == {code for code, _ in expected}:
                 result["right_code"] += 1
                 if found == expected and len(report.findings) == len(expected):
                     result["right_line"] += 1
                     continue
-            result["misses"].append(f"{module_name}.{name}: expected {sorted(expected)}, got "
-                                    f"{sorted((f.code, f.line) for f in report.findings)}"
-                                    + (f"\n{report.to_text()}" if verbose else ""))
+            result["misses"].append(
+                f"{module_name}.{name}: expected {sorted(expected)}, got "
+                f"{sorted((f.code, f.line) for f in report.findings)}" + (f"\n{report.to_text()}" if verbose else "")
+            )
     for module_name in healthy_names:
         module = _load(module_name)
         if module is None:
@@ -130,15 +144,18 @@ def score(framework: str, verbose: bool = False) -> dict:
                 continue
             if report.findings:
                 result["false_alarms"] += 1
-                result["alarms"].append(f"{module_name}.{name}: {report.codes}"
-                                        + (f"\n{report.to_text()}" if verbose else ""))
+                result["alarms"].append(
+                    f"{module_name}.{name}: {report.codes}" + (f"\n{report.to_text()}" if verbose else "")
+                )
     return result
 
 
 def summary(result: dict) -> str:
-    return (f"{result['framework']}: {result['cases']} broken cases, right code {result['right_code']}, "
-            f"right line {result['right_line']}; {result['correct']} correct losses, "
-            f"false alarms {result['false_alarms']}")
+    return (
+        f"{result['framework']}: {result['cases']} broken cases, right code {result['right_code']}, "
+        f"right line {result['right_line']}; {result['correct']} correct losses, "
+        f"false alarms {result['false_alarms']}"
+    )
 
 
 def _score_in_subprocess(framework: str, verbose: bool) -> int:
@@ -149,8 +166,12 @@ def _score_in_subprocess(framework: str, verbose: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--framework", choices=sorted(MODULES), action="append",
-                        help="score only this framework (repeatable); jax runs Keras on the JAX backend")
+    parser.add_argument(
+        "--framework",
+        choices=sorted(MODULES),
+        action="append",
+        help="score only this framework (repeatable); jax runs Keras on the JAX backend",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the report of every miss and false alarm")
     args = parser.parse_args(argv)
     frameworks = args.framework or ["torch", "tensorflow", "jax"]

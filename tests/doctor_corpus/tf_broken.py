@@ -133,6 +133,7 @@ class SwappedLossClass(keras.losses.Loss):
 
 # Hand-written gradients that are wrong: WRONG_GRADIENT points at the gradient function.
 
+
 @tf.custom_gradient
 def _mean_absolute_error_without_1_over_n(diff):
     def grad(upstream):  # expect(custom_gradient_without_1_over_n): WRONG_GRADIENT
@@ -158,6 +159,7 @@ def custom_gradient_sign_flipped(y_true, y_pred):
 
 
 # A dead term next to a working one.
+
 
 def dead_argmax_term(y_true, y_pred):
     correct = tf.cast(tf.equal(tf.argmax(y_pred, -1), tf.argmax(y_true, -1)), tf.float32)  # expect: DEAD_TERM

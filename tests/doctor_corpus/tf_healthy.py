@@ -25,7 +25,7 @@ def soft_dice(y_true, y_pred, eps=1e-6):
 
 def huber(y_true, y_pred, delta=0.3):
     error = tf.abs(y_true - y_pred)
-    return tf.reduce_mean(tf.where(error < delta, 0.5 * error ** 2, delta * (error - 0.5 * delta)))
+    return tf.reduce_mean(tf.where(error < delta, 0.5 * error**2, delta * (error - 0.5 * delta)))
 
 
 def masked_mean_nan_safe(y_true, y_pred):
@@ -84,6 +84,7 @@ def masked_with_zeros_like(y_true, y_pred):
 
 # Well-known losses, written as users write them: false-alarm controls.
 
+
 def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25):
     probabilities = tf.sigmoid(y_pred)
     ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
@@ -116,7 +117,7 @@ def info_nce(y_true, y_pred, temperature=0.1):
 def contrastive_pairwise(y_true, y_pred, margin=1.0):
     distances = tf.sqrt(tf.reduce_sum(tf.square(y_pred[:, None, :] - y_true[None, :, :]), -1) + 1e-9)
     same = tf.eye(tf.shape(y_pred)[0])
-    return tf.reduce_mean(same * distances ** 2 + (1 - same) * tf.nn.relu(margin - distances) ** 2)
+    return tf.reduce_mean(same * distances**2 + (1 - same) * tf.nn.relu(margin - distances) ** 2)
 
 
 def chamfer_distance(y_true, y_pred):
@@ -126,10 +127,13 @@ def chamfer_distance(y_true, y_pred):
 
 def mmd_rbf(y_true, y_pred, bandwidth=1.0):
     def kernel(a, b):
-        return tf.exp(-tf.reduce_sum(tf.square(a[:, None, :] - b[None, :, :]), -1) / (2 * bandwidth ** 2))
+        return tf.exp(-tf.reduce_sum(tf.square(a[:, None, :] - b[None, :, :]), -1) / (2 * bandwidth**2))
 
-    return tf.reduce_mean(kernel(y_pred, y_pred)) + tf.reduce_mean(kernel(y_true, y_true)) \
+    return (
+        tf.reduce_mean(kernel(y_pred, y_pred))
+        + tf.reduce_mean(kernel(y_true, y_true))
         - 2 * tf.reduce_mean(kernel(y_pred, y_true))
+    )
 
 
 def lovasz_hinge(y_true, y_pred):

@@ -45,8 +45,9 @@ class Backbone(keras.Model):
 
     def __init__(self):
         super().__init__()
-        self.stages = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(8),
-                                        keras.layers.Dense(8)])
+        self.stages = keras.Sequential(
+            [keras.layers.Dense(8, activation="relu"), keras.layers.Dense(8), keras.layers.Dense(8)]
+        )
         self.project = ScaledDense(2)
         self.probe = keras.layers.Dense(1)
 

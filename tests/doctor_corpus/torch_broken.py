@@ -89,7 +89,7 @@ def inplace_mul(predictions, targets):
 
 def ignores_prediction(input, target):
     centred = target - target.mean()  # the prediction is never used
-    return (centred ** 2).mean()  # expect: DISCONNECTED
+    return (centred**2).mean()  # expect: DISCONNECTED
 
 
 def shape_10x10_vs_10x5(input, target):
@@ -142,6 +142,7 @@ def masked_assignment(input, target):
 
 # Hand-written backward passes that are wrong: WRONG_GRADIENT points at the backward.
 
+
 class SeedMAELoss(torch.autograd.Function):
     # Seed 000, given to the doctor as the class: the backward drops the 1/N of the mean.
     @staticmethod
@@ -193,6 +194,7 @@ def sigmoid_backward_without_chain_rule(input, target):
 
 # A dead term next to a working one: the total trains, the term does nothing.
 
+
 def dead_argmax_term(logits, target):
     labels = target.argmax(dim=1)
     wrong = (logits.argmax(dim=1) != labels).float().mean()  # expect: DEAD_TERM
@@ -239,6 +241,7 @@ def dead_detach_term(input, target):
 
 # Swapped arguments through torch.nn.functional and torch.nn losses.
 
+
 def swapped_kl_div(input, target):
     log_probabilities = F.log_softmax(input, dim=1)
     return F.kl_div(target.softmax(dim=1), log_probabilities, reduction="batchmean")  # expect: SWAPPED_ARGUMENTS
@@ -254,6 +257,7 @@ def swapped_cross_entropy_probabilities(logits, target):
 
 
 # In-place changes of a tensor autograd saved, derived from the target.
+
 
 def inplace_on_saved_target_weights(input, target):
     weights = target * 2.0 + 1.0

@@ -23,7 +23,7 @@ def soft_dice(input, target, eps=1e-6):
 
 def huber(input, target, delta=0.3):
     error = (input - target).abs()
-    quadratic = 0.5 * error ** 2
+    quadratic = 0.5 * error**2
     linear = delta * (error - 0.5 * delta)
     return torch.where(error < delta, quadratic, linear).mean()
 
@@ -98,6 +98,7 @@ def label_map_dice(logits, target):
 
 # Well-known losses, written as users write them: false-alarm controls.
 
+
 def focal_loss(logits, target, gamma=2.0, alpha=0.25):
     probabilities = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -137,7 +138,7 @@ def info_nce(embeddings, target, temperature=0.1):
 def contrastive_pairwise(embeddings, target, margin=1.0):
     distances = (embeddings[:, None, :] - target[None, :, :]).pow(2).sum(-1).add(1e-9).sqrt()
     same = torch.eye(embeddings.shape[0])
-    return (same * distances ** 2 + (1 - same) * F.relu(margin - distances) ** 2).mean()
+    return (same * distances**2 + (1 - same) * F.relu(margin - distances) ** 2).mean()
 
 
 def chamfer_distance(points, target):
@@ -148,7 +149,7 @@ def chamfer_distance(points, target):
 
 def mmd_rbf(samples, target, bandwidth=1.0):
     def kernel(a, b):
-        return torch.exp(-(a[:, None, :] - b[None, :, :]).pow(2).sum(-1) / (2 * bandwidth ** 2))
+        return torch.exp(-(a[:, None, :] - b[None, :, :]).pow(2).sum(-1) / (2 * bandwidth**2))
 
     return kernel(samples, samples).mean() + kernel(target, target).mean() - 2 * kernel(samples, target).mean()
 

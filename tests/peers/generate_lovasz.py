@@ -62,21 +62,33 @@ def cases():
         for ignore in (False, True):
             ignore_index = IGNORE if ignore else None
             seed += 1
-            yield (f"segmentation-models-pytorch {smp_v} LovaszLoss(multiclass, per_image={per_image}, "
-                   f"ignore_index={ignore_index})",
-                   smp.LovaszLoss(mode="multiclass", per_image=per_image, ignore_index=ignore_index),
-                   inputs(seed, ignore=ignore),
-                   ("lovasz_softmax", dict(classes="present", per_image=per_image, ignore_index=ignore_index)))
-            yield (f"segmentation-models-pytorch {smp_v} LovaszLoss(binary, per_image={per_image}, "
-                   f"ignore_index={ignore_index})",
-                   smp.LovaszLoss(mode="binary", per_image=per_image, ignore_index=ignore_index),
-                   inputs(10 + seed, classes=1, ignore=ignore),
-                   ("lovasz_hinge", dict(per_image=per_image, ignore_index=ignore_index)))
+            yield (
+                f"segmentation-models-pytorch {smp_v} LovaszLoss(multiclass, per_image={per_image}, "
+                f"ignore_index={ignore_index})",
+                smp.LovaszLoss(mode="multiclass", per_image=per_image, ignore_index=ignore_index),
+                inputs(seed, ignore=ignore),
+                ("lovasz_softmax", dict(classes="present", per_image=per_image, ignore_index=ignore_index)),
+            )
+            yield (
+                f"segmentation-models-pytorch {smp_v} LovaszLoss(binary, per_image={per_image}, "
+                f"ignore_index={ignore_index})",
+                smp.LovaszLoss(mode="binary", per_image=per_image, ignore_index=ignore_index),
+                inputs(10 + seed, classes=1, ignore=ignore),
+                ("lovasz_hinge", dict(per_image=per_image, ignore_index=ignore_index)),
+            )
     for seed, classes in enumerate((2, 4)):
-        yield (f"kornia {kornia_v} lovasz_softmax_loss (C={classes})", kornia.losses.lovasz_softmax_loss,
-               inputs(20 + seed, classes=classes), ("lovasz_softmax", dict(classes="all", per_image=True)))
-    yield (f"kornia {kornia_v} lovasz_hinge_loss", kornia.losses.lovasz_hinge_loss, inputs(30, classes=1),
-           ("lovasz_hinge", dict(per_image=True)))
+        yield (
+            f"kornia {kornia_v} lovasz_softmax_loss (C={classes})",
+            kornia.losses.lovasz_softmax_loss,
+            inputs(20 + seed, classes=classes),
+            ("lovasz_softmax", dict(classes="all", per_image=True)),
+        )
+    yield (
+        f"kornia {kornia_v} lovasz_hinge_loss",
+        kornia.losses.lovasz_hinge_loss,
+        inputs(30, classes=1),
+        ("lovasz_hinge", dict(per_image=True)),
+    )
 
 
 def main() -> int:

@@ -62,40 +62,63 @@ def cases():
 
     for seed, (alpha, beta) in enumerate([(0.5, 0.5), (0.3, 0.7), (0.8, 0.1)]):
         for batch in (False, True):
-            yield (f"MONAI {monai_v} TverskyLoss(softmax, alpha={alpha}, beta={beta}, batch={batch})",
-                   monai_multiclass(TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=batch)),
-                   inputs(seed), ("tversky", dict(alpha=alpha, beta=beta, per_image=not batch)))
+            yield (
+                f"MONAI {monai_v} TverskyLoss(softmax, alpha={alpha}, beta={beta}, batch={batch})",
+                monai_multiclass(TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta, batch=batch)),
+                inputs(seed),
+                ("tversky", dict(alpha=alpha, beta=beta, per_image=not batch)),
+            )
     for seed, w_type in enumerate(["square", "simple", "uniform"]):
         for batch in (False, True):
-            yield (f"MONAI {monai_v} GeneralizedDiceLoss(softmax, w_type={w_type}, batch={batch})",
-                   monai_multiclass(GeneralizedDiceLoss(softmax=True, to_onehot_y=True, w_type=w_type, batch=batch)),
-                   inputs(10 + seed), ("generalized_dice", dict(weight_type=w_type, per_image=not batch)))
+            yield (
+                f"MONAI {monai_v} GeneralizedDiceLoss(softmax, w_type={w_type}, batch={batch})",
+                monai_multiclass(GeneralizedDiceLoss(softmax=True, to_onehot_y=True, w_type=w_type, batch=batch)),
+                inputs(10 + seed),
+                ("generalized_dice", dict(weight_type=w_type, per_image=not batch)),
+            )
     for seed, squared in enumerate([False, True]):
-        yield (f"MONAI {monai_v} DiceLoss(softmax, jaccard=True, squared_pred={squared}, smooth 1e-4)",
-               monai_multiclass(DiceLoss(softmax=True, to_onehot_y=True, jaccard=True, squared_pred=squared,
-                                         smooth_nr=1e-4, smooth_dr=1e-4)),
-               inputs(20 + seed), ("jaccard", dict(squared=squared, smooth_nr=5e-5, smooth_dr=5e-5)))
-    yield (f"MONAI {monai_v} TverskyLoss(sigmoid, alpha=0.4, beta=0.6), binary",
-           lambda x, y: TverskyLoss(sigmoid=True, alpha=0.4, beta=0.6)(x, y.unsqueeze(1).double()),
-           tuple(a[:, :1] if i == 0 else (a > 0).astype(np.int64) for i, a in enumerate(inputs(30))),
-           ("tversky", dict(mode="binary", alpha=0.4, beta=0.6)))
+        yield (
+            f"MONAI {monai_v} DiceLoss(softmax, jaccard=True, squared_pred={squared}, smooth 1e-4)",
+            monai_multiclass(
+                DiceLoss(
+                    softmax=True, to_onehot_y=True, jaccard=True, squared_pred=squared, smooth_nr=1e-4, smooth_dr=1e-4
+                )
+            ),
+            inputs(20 + seed),
+            ("jaccard", dict(squared=squared, smooth_nr=5e-5, smooth_dr=5e-5)),
+        )
+    yield (
+        f"MONAI {monai_v} TverskyLoss(sigmoid, alpha=0.4, beta=0.6), binary",
+        lambda x, y: TverskyLoss(sigmoid=True, alpha=0.4, beta=0.6)(x, y.unsqueeze(1).double()),
+        tuple(a[:, :1] if i == 0 else (a > 0).astype(np.int64) for i, a in enumerate(inputs(30))),
+        ("tversky", dict(mode="binary", alpha=0.4, beta=0.6)),
+    )
     for seed, smooth in enumerate([0.0, 1.0]):
-        yield (f"segmentation-models-pytorch {smp_v} JaccardLoss(multiclass, smooth={smooth})",
-               smp.JaccardLoss(mode="multiclass", from_logits=True, smooth=smooth, eps=1e-7),
-               inputs(40 + seed, every_class=True),
-               ("jaccard", dict(per_image=False, smooth_nr=smooth, smooth_dr=smooth)))
-        yield (f"segmentation-models-pytorch {smp_v} TverskyLoss(multiclass, alpha=0.3, beta=0.7, smooth={smooth})",
-               smp.TverskyLoss(mode="multiclass", from_logits=True, smooth=smooth, eps=1e-7, alpha=0.3, beta=0.7),
-               inputs(50 + seed, every_class=True),
-               ("tversky", dict(per_image=False, alpha=0.3, beta=0.7, smooth_nr=smooth, smooth_dr=smooth)))
+        yield (
+            f"segmentation-models-pytorch {smp_v} JaccardLoss(multiclass, smooth={smooth})",
+            smp.JaccardLoss(mode="multiclass", from_logits=True, smooth=smooth, eps=1e-7),
+            inputs(40 + seed, every_class=True),
+            ("jaccard", dict(per_image=False, smooth_nr=smooth, smooth_dr=smooth)),
+        )
+        yield (
+            f"segmentation-models-pytorch {smp_v} TverskyLoss(multiclass, alpha=0.3, beta=0.7, smooth={smooth})",
+            smp.TverskyLoss(mode="multiclass", from_logits=True, smooth=smooth, eps=1e-7, alpha=0.3, beta=0.7),
+            inputs(50 + seed, every_class=True),
+            ("tversky", dict(per_image=False, alpha=0.3, beta=0.7, smooth_nr=smooth, smooth_dr=smooth)),
+        )
     for seed, (alpha, beta) in enumerate([(0.5, 0.5), (0.2, 0.8)]):
-        yield (f"kornia {kornia_v} tversky_loss(alpha={alpha}, beta={beta}, eps=1e-8)",
-               lambda x, y, a=alpha, b=beta: kornia.losses.tversky_loss(x, y, alpha=a, beta=b, eps=1e-8),
-               inputs(60 + seed),
-               ("tversky", dict(alpha=alpha, beta=beta, smooth_nr=0.0, smooth_dr=1e-8, empty_target="exclude")))
-    yield (f"kornia {kornia_v} dice_loss(average='micro', eps=1e-8)",
-           lambda x, y: kornia.losses.dice_loss(x, y, average="micro", eps=1e-8),
-           inputs(70), ("dice", dict(average="micro", smooth_nr=0.0, smooth_dr=1e-8)))
+        yield (
+            f"kornia {kornia_v} tversky_loss(alpha={alpha}, beta={beta}, eps=1e-8)",
+            lambda x, y, a=alpha, b=beta: kornia.losses.tversky_loss(x, y, alpha=a, beta=b, eps=1e-8),
+            inputs(60 + seed),
+            ("tversky", dict(alpha=alpha, beta=beta, smooth_nr=0.0, smooth_dr=1e-8, empty_target="exclude")),
+        )
+    yield (
+        f"kornia {kornia_v} dice_loss(average='micro', eps=1e-8)",
+        lambda x, y: kornia.losses.dice_loss(x, y, average="micro", eps=1e-8),
+        inputs(70),
+        ("dice", dict(average="micro", smooth_nr=0.0, smooth_dr=1e-8)),
+    )
 
 
 def main() -> int:

@@ -115,5 +115,13 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
-__all__ = ["KERNEL_CHOICES", "device_guard", "interpreting", "kernels_choice", "transforms_active", "triton_available",
-           "triton_module", "use_triton"]
+__all__ = [
+    "KERNEL_CHOICES",
+    "device_guard",
+    "interpreting",
+    "kernels_choice",
+    "transforms_active",
+    "triton_available",
+    "triton_module",
+    "use_triton",
+]

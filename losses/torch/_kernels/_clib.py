@@ -140,8 +140,13 @@ def _flag_sets() -> list[list[str]]:
 
 
 def _file_name(compiler: str, flags: list[str], sources: list[Source]) -> str:
-    parts = [FORMAT, compiler.encode(), " ".join([*flags, *_COMMON_FLAGS]).encode(), platform.machine().encode(),
-             _cpu_description().encode()]
+    parts = [
+        FORMAT,
+        compiler.encode(),
+        " ".join([*flags, *_COMMON_FLAGS]).encode(),
+        platform.machine().encode(),
+        _cpu_description().encode(),
+    ]
     for source in sources:
         parts += [source.file.encode(), (HERE / source.file).read_bytes(), " ".join(source.compile_flags()).encode()]
     key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:20]
@@ -152,12 +157,34 @@ def _compile(compiler: str, flags: list[str], sources: list[Source]) -> bytes:
     """The library's bytes, compiled (one process per source, in parallel) and linked in a private
     temporary directory. Raises RuntimeError with the compiler's messages."""
     with tempfile.TemporaryDirectory(prefix="losses-build-") as work:
-        commands = [[compiler, *flags, *_COMMON_FLAGS, *source.compile_flags(), "-c", str(HERE / source.file),
-                     "-o", os.path.join(work, f"{index}.o")] for index, source in enumerate(sources)]
-        commands.append([compiler, *flags, "-shared", "-o", os.path.join(work, "library.so"),
-                         *(command[-1] for command in commands), "-lm"])
-        running = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for command in commands[:-1]]
+        commands = [
+            [
+                compiler,
+                *flags,
+                *_COMMON_FLAGS,
+                *source.compile_flags(),
+                "-c",
+                str(HERE / source.file),
+                "-o",
+                os.path.join(work, f"{index}.o"),
+            ]
+            for index, source in enumerate(sources)
+        ]
+        commands.append(
+            [
+                compiler,
+                *flags,
+                "-shared",
+                "-o",
+                os.path.join(work, "library.so"),
+                *(command[-1] for command in commands),
+                "-lm",
+            ]
+        )
+        running = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for command in commands[:-1]
+        ]
         for command, process in [*zip(commands, running), (commands[-1], None)]:
             if process is None:  # the link, once every object is there
                 process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -247,8 +274,9 @@ def _load(path: Path) -> ctypes.CDLL:
 def _load_private(data: bytes, name: str, reason: str | None) -> ctypes.CDLL:
     """Loads the library from a fresh private directory, deleted again once it is mapped."""
     if reason:
-        warnings.warn(f"losses: {reason}; the CPU kernels are built for this process only", RuntimeWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"losses: {reason}; the CPU kernels are built for this process only", RuntimeWarning, stacklevel=4
+        )
     private = Path(tempfile.mkdtemp(prefix="losses-"))
     try:
         return _load(_store(private, name, data))

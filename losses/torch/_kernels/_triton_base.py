@@ -16,4 +16,3 @@ except ImportError:
 
     def jit(fn):
         return fn
-

@@ -90,8 +90,19 @@ def _hard(HARD: tl.constexpr, x):
 
 
 @jit
-def value_kernel(x_ptr, out_ptr, derivative_ptr, n, p0, p1, p2, FUNCTION: tl.constexpr, HARD: tl.constexpr,
-                 WRITE_DERIVATIVE: tl.constexpr, BLOCK: tl.constexpr):
+def value_kernel(
+    x_ptr,
+    out_ptr,
+    derivative_ptr,
+    n,
+    p0,
+    p1,
+    p2,
+    FUNCTION: tl.constexpr,
+    HARD: tl.constexpr,
+    WRITE_DERIVATIVE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     # The value (HARD: a straight-through form's hard value) and, in the same pass, the derivative.
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < n
@@ -105,8 +116,20 @@ def value_kernel(x_ptr, out_ptr, derivative_ptr, n, p0, p1, p2, FUNCTION: tl.con
 
 
 @jit
-def gradient_kernel(x_ptr, t_ptr, upstream_ptr, grad_ptr, n, p0, p1, p2, FUNCTION: tl.constexpr,
-                    HAS_TARGET: tl.constexpr, UPSTREAM_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+def gradient_kernel(
+    x_ptr,
+    t_ptr,
+    upstream_ptr,
+    grad_ptr,
+    n,
+    p0,
+    p1,
+    p2,
+    FUNCTION: tl.constexpr,
+    HAS_TARGET: tl.constexpr,
+    UPSTREAM_SCALAR: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     # upstream · derivative; an upstream that is one value broadcast (a sum's or mean's gradient)
     # is read once per program, from the device: no host sync.
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -124,8 +147,20 @@ def gradient_kernel(x_ptr, t_ptr, upstream_ptr, grad_ptr, n, p0, p1, p2, FUNCTIO
 
 @jit
 def loss_kernel(
-    x_ptr, t_ptr, loss_ptr, grad_ptr, partial_ptr, n, p0, p1, p2, grad_scale, FUNCTION: tl.constexpr,
-    WRITE_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    loss_ptr,
+    grad_ptr,
+    partial_ptr,
+    n,
+    p0,
+    p1,
+    p2,
+    grad_scale,
+    FUNCTION: tl.constexpr,
+    WRITE_GRAD: tl.constexpr,
+    ELEMENTWISE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     # The loss of x - t and its derivative in one pass. Each program handles BLOCK elements and
     # writes either their losses (ELEMENTWISE) or one partial sum; the partial sums are added in a

@@ -133,10 +133,29 @@ def _store_partials(base, i_, p_, g_, p2, g2, a_, n_, bad, mask):
 
 @jit
 def stats_rows_kernel(
-    x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value, class_offset, num_labels,
-    term_part_ptr, factor_ptr, gamma, smoothing, a_pos, a_neg,
-    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    TERM: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    w_ptr,
+    part_ptr,
+    C,
+    HW,
+    n_chunks,
+    iters,
+    ignore_value,
+    class_offset,
+    num_labels,
+    term_part_ptr,
+    factor_ptr,
+    gamma,
+    smoothing,
+    a_pos,
+    a_neg,
+    FROM_LOGITS: tl.constexpr,
+    LABELS: tl.constexpr,
+    HAS_IGNORE: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    TERM: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     # Binary and multilabel: each (image, class) row is independent (sigmoid per element).
     chunk = tl.program_id(0)
@@ -208,17 +227,41 @@ def stats_rows_kernel(
     base = part_ptr + (row64 * n_chunks + chunk) * N_PARTIALS
     n_sum = tl.where(tl.sum(acc_nf, axis=0) > 0, float("nan"), tl.sum(acc_n, axis=0))
     # Counts of at most iters * BLOCK positions: exact in float32.
-    _store_partials(base, tl.sum(acc_i, axis=0), tl.sum(acc_p, axis=0), tl.sum(acc_g, axis=0),
-                    tl.sum(acc_p2, axis=0), tl.sum(acc_g2, axis=0), tl.sum(acc_a, axis=0), n_sum,
-                    tl.sum(acc_bad, axis=0), None)
+    _store_partials(
+        base,
+        tl.sum(acc_i, axis=0),
+        tl.sum(acc_p, axis=0),
+        tl.sum(acc_g, axis=0),
+        tl.sum(acc_p2, axis=0),
+        tl.sum(acc_g2, axis=0),
+        tl.sum(acc_a, axis=0),
+        n_sum,
+        tl.sum(acc_bad, axis=0),
+        None,
+    )
 
 
 @jit
 def stats_multiclass_kernel(
-    x_ptr, t_ptr, w_ptr, part_ptr, C, HW, n_chunks, iters, ignore_value,
-    term_part_ptr, factor_ptr, gamma, smoothing,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, TERM: tl.constexpr,
-    C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    w_ptr,
+    part_ptr,
+    C,
+    HW,
+    n_chunks,
+    iters,
+    ignore_value,
+    term_part_ptr,
+    factor_ptr,
+    gamma,
+    smoothing,
+    FROM_LOGITS: tl.constexpr,
+    HAS_IGNORE: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    TERM: tl.constexpr,
+    C_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     # Multiclass from a label map: a (C_PAD, BLOCK) tile of one image holds every class of
     # BLOCK pixels, so the softmax and the one-hot comparison stay in registers.
@@ -294,8 +337,18 @@ def stats_multiclass_kernel(
     # g is 0 or 1 here, so Σ v·g² = Σ v·g. A valid in-range label matches exactly one class, any
     # other none: the valid positions less the class hits are the out-of-range labels.
     base = part_ptr + ((b64 * C + cls) * n_chunks + chunk) * N_PARTIALS
-    _store_partials(base, tl.sum(acc_i, axis=1), tl.sum(acc_p, axis=1), g_sum, tl.sum(acc_p2, axis=1), g_sum,
-                    tl.sum(acc_a, axis=1), n_sum, tl.sum(acc_bad, axis=0) + zeros, has_cls)
+    _store_partials(
+        base,
+        tl.sum(acc_i, axis=1),
+        tl.sum(acc_p, axis=1),
+        g_sum,
+        tl.sum(acc_p2, axis=1),
+        g_sum,
+        tl.sum(acc_a, axis=1),
+        n_sum,
+        tl.sum(acc_bad, axis=0) + zeros,
+        has_cls,
+    )
 
 
 def _reduce(part_ptr, out_ptr, C, n_chunks, images_per_row, BLOCK: tl.constexpr):
@@ -329,10 +382,33 @@ reduce_kernel = jit(debug=True)(_reduce) if not INTERPRET and tl is not None els
 
 @jit
 def grad_rows_kernel(
-    x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, class_offset, scale_ptr, scale_stride,
-    scale_mult, term_scale_ptr, factor_ptr, gamma, smoothing, a_pos, a_neg,
-    FROM_LOGITS: tl.constexpr, LABELS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    SCALED: tl.constexpr, SATURATE: tl.constexpr, TERM: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    w_ptr,
+    gs_ptr,
+    gx_ptr,
+    C,
+    HW,
+    per_image,
+    ignore_value,
+    class_offset,
+    scale_ptr,
+    scale_stride,
+    scale_mult,
+    term_scale_ptr,
+    factor_ptr,
+    gamma,
+    smoothing,
+    a_pos,
+    a_neg,
+    FROM_LOGITS: tl.constexpr,
+    LABELS: tl.constexpr,
+    HAS_IGNORE: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    SCALED: tl.constexpr,
+    SATURATE: tl.constexpr,
+    TERM: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     row = tl.program_id(1)
@@ -389,10 +465,30 @@ def grad_rows_kernel(
 
 @jit
 def grad_multiclass_kernel(
-    x_ptr, t_ptr, w_ptr, gs_ptr, gx_ptr, C, HW, per_image, ignore_value, scale_ptr, scale_stride, scale_mult,
-    term_scale_ptr, factor_ptr, gamma, smoothing,
-    FROM_LOGITS: tl.constexpr, HAS_IGNORE: tl.constexpr, HAS_WEIGHT: tl.constexpr, SCALED: tl.constexpr,
-    SATURATE: tl.constexpr, TERM: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    w_ptr,
+    gs_ptr,
+    gx_ptr,
+    C,
+    HW,
+    per_image,
+    ignore_value,
+    scale_ptr,
+    scale_stride,
+    scale_mult,
+    term_scale_ptr,
+    factor_ptr,
+    gamma,
+    smoothing,
+    FROM_LOGITS: tl.constexpr,
+    HAS_IGNORE: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    SCALED: tl.constexpr,
+    SATURATE: tl.constexpr,
+    TERM: tl.constexpr,
+    C_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1)

@@ -33,10 +33,30 @@ def _pow(x, exponent):
 
 @jit
 def finalize_kernel(
-    st_ptr, w_ptr, loss_ptr, red_ptr, gs_ptr, S, C, k, alpha, beta, gamma, weight_power, smooth_nr, smooth_dr,
-    red_scale, log_clamp, den_min,
-    SQUARED: tl.constexpr, SOFT: tl.constexpr, TRANSFORM: tl.constexpr, POOLING: tl.constexpr,
-    EMPTY: tl.constexpr, C_PAD: tl.constexpr, BLOCK_S: tl.constexpr,
+    st_ptr,
+    w_ptr,
+    loss_ptr,
+    red_ptr,
+    gs_ptr,
+    S,
+    C,
+    k,
+    alpha,
+    beta,
+    gamma,
+    weight_power,
+    smooth_nr,
+    smooth_dr,
+    red_scale,
+    log_clamp,
+    den_min,
+    SQUARED: tl.constexpr,
+    SOFT: tl.constexpr,
+    TRANSFORM: tl.constexpr,
+    POOLING: tl.constexpr,
+    EMPTY: tl.constexpr,
+    C_PAD: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     cls = tl.arange(0, C_PAD)
     has_cls = cls < C

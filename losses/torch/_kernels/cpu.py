@@ -28,10 +28,17 @@ NON_FINITE = NUM_STATS + 1
 CROSS_ENTROPY = NUM_STATS + 2
 NUM_PARTIALS = NUM_STATS + 3
 # -ffinite-math-only and -fno-signed-zeros let the clamps of the passes become vector min/max.
-C_SOURCE = _clib.Source("cpu_overlap.c", flags=("-ffinite-math-only", "-fno-signed-zeros"),
-                        defines={**layout_definitions(), "PARTIAL_OUT_OF_RANGE": OUT_OF_RANGE,
-                                 "PARTIAL_NON_FINITE": NON_FINITE, "PARTIAL_CE": CROSS_ENTROPY,
-                                 "NUM_PARTIALS": NUM_PARTIALS})
+C_SOURCE = _clib.Source(
+    "cpu_overlap.c",
+    flags=("-ffinite-math-only", "-fno-signed-zeros"),
+    defines={
+        **layout_definitions(),
+        "PARTIAL_OUT_OF_RANGE": OUT_OF_RANGE,
+        "PARTIAL_NON_FINITE": NON_FINITE,
+        "PARTIAL_CE": CROSS_ENTROPY,
+        "NUM_PARTIALS": NUM_PARTIALS,
+    },
+)
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_overlap.c)
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
 ROW_CHUNK = 16384
@@ -47,11 +54,23 @@ class _Pass(ctypes.Structure):
     """``struct Pass`` of cpu_overlap.c."""
 
     _fields_ = [
-        ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("out", ctypes.c_void_p),
-        ("coef", ctypes.c_void_p), ("classes", ctypes.c_int64), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
-        ("activation", ctypes.c_int32), ("has_ignore", ctypes.c_int32), ("ignore", ctypes.c_double),
-        ("ignore_int", ctypes.c_int64), ("weight", ctypes.c_void_p), ("ce_factor", ctypes.c_void_p),
-        ("ce_scale", ctypes.c_void_p), ("gamma", ctypes.c_float), ("smoothing", ctypes.c_float),
+        ("x", ctypes.c_void_p),
+        ("target", ctypes.c_void_p),
+        ("probs", ctypes.c_void_p),
+        ("out", ctypes.c_void_p),
+        ("coef", ctypes.c_void_p),
+        ("classes", ctypes.c_int64),
+        ("n", ctypes.c_int64),
+        ("chunk", ctypes.c_int64),
+        ("activation", ctypes.c_int32),
+        ("has_ignore", ctypes.c_int32),
+        ("ignore", ctypes.c_double),
+        ("ignore_int", ctypes.c_int64),
+        ("weight", ctypes.c_void_p),
+        ("ce_factor", ctypes.c_void_p),
+        ("ce_scale", ctypes.c_void_p),
+        ("gamma", ctypes.c_float),
+        ("smoothing", ctypes.c_float),
         ("alpha", ctypes.c_float),
     ]
 
@@ -81,12 +100,34 @@ class Prepared:
     :meth:`gradient` turns that buffer into the gradient, once.
     """
 
-    __slots__ = ("activation", "batch", "ce_factor", "classes", "has_ignore", "ignore", "ignore_int", "kind",
-                 "positions", "probs", "target", "term", "weight", "x")
+    __slots__ = (
+        "activation",
+        "batch",
+        "ce_factor",
+        "classes",
+        "has_ignore",
+        "ignore",
+        "ignore_int",
+        "kind",
+        "positions",
+        "probs",
+        "target",
+        "term",
+        "weight",
+        "x",
+    )
 
-    def __init__(self, input: torch.Tensor, target: torch.Tensor, mode: str, from_logits: bool,
-                 ignore_index: int | None, label_map: bool, weight: torch.Tensor | None = None,
-                 term=None) -> None:
+    def __init__(
+        self,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        mode: str,
+        from_logits: bool,
+        ignore_index: int | None,
+        label_map: bool,
+        weight: torch.Tensor | None = None,
+        term=None,
+    ) -> None:
         """``term``: the options of a cross-entropy / focal term (``losses._cross_entropy.FocalOptions``)
         to sum in the same pass, or None; with logits and label maps or binary / multilabel targets."""
         self.batch, self.classes = input.shape[0], input.shape[1]
@@ -110,7 +151,9 @@ class Prepared:
         self.ignore = float(ignore_index) if self.has_ignore else 0.0
         self.ignore_int = int(ignore_index) if self.has_ignore and info is not None else 0
         # The weight map, one weight per position of each image.
-        self.weight = None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
+        self.weight = (
+            None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
+        )
         self.term = term
         self.ce_factor = None if term is None else np.asarray(term.class_factors(self.classes), dtype=np.float32)
         self.probs: torch.Tensor | None = None
@@ -127,12 +170,26 @@ class Prepared:
         term = {}
         if self.term is not None:
             alpha = self.term.positive_weight
-            term = dict(ce_factor=self.ce_factor.ctypes.data, gamma=self.term.gamma,
-                        smoothing=self.term.label_smoothing, alpha=-1.0 if alpha is None else alpha)
-        return _Pass(x=self.x.data_ptr(), target=self.target.data_ptr(), classes=self.classes, n=self.positions,
-                     chunk=chunk, activation=self.activation, has_ignore=self.has_ignore, ignore=self.ignore,
-                     ignore_int=self.ignore_int, weight=None if self.weight is None else self.weight.data_ptr(),
-                     **term, **pointers)
+            term = dict(
+                ce_factor=self.ce_factor.ctypes.data,
+                gamma=self.term.gamma,
+                smoothing=self.term.label_smoothing,
+                alpha=-1.0 if alpha is None else alpha,
+            )
+        return _Pass(
+            x=self.x.data_ptr(),
+            target=self.target.data_ptr(),
+            classes=self.classes,
+            n=self.positions,
+            chunk=chunk,
+            activation=self.activation,
+            has_ignore=self.has_ignore,
+            ignore=self.ignore,
+            ignore_int=self.ignore_int,
+            weight=None if self.weight is None else self.weight.data_ptr(),
+            **term,
+            **pointers,
+        )
 
     def stats(self, basic: bool) -> np.ndarray:
         """The sums (B, C, NUM_PARTIALS) of cpu_overlap.c in float64, added in a fixed order.

@@ -31,9 +31,18 @@ class _Args(ctypes.Structure):
     """``struct Elementwise`` of cpu_elementwise.c."""
 
     _fields_ = [
-        ("x", ctypes.c_void_p), ("target", ctypes.c_void_p), ("value", ctypes.c_void_p), ("grad", ctypes.c_void_p),
-        ("upstream", ctypes.c_void_p), ("partial", ctypes.c_void_p), ("n", ctypes.c_int64), ("chunk", ctypes.c_int64),
-        ("p0", ctypes.c_double), ("p1", ctypes.c_double), ("p2", ctypes.c_double), ("scale", ctypes.c_double),
+        ("x", ctypes.c_void_p),
+        ("target", ctypes.c_void_p),
+        ("value", ctypes.c_void_p),
+        ("grad", ctypes.c_void_p),
+        ("upstream", ctypes.c_void_p),
+        ("partial", ctypes.c_void_p),
+        ("n", ctypes.c_int64),
+        ("chunk", ctypes.c_int64),
+        ("p0", ctypes.c_double),
+        ("p1", ctypes.c_double),
+        ("p2", ctypes.c_double),
+        ("scale", ctypes.c_double),
     ]
 
 
@@ -42,10 +51,14 @@ def supports(*tensors: torch.Tensor | None) -> bool:
     outside ``torch.compile`` (which cannot trace a ctypes call), torch.func transforms and forward-mode AD."""
     present = [t for t in tensors if t is not None]
     first = present[0]
-    return (first.dtype in _SUFFIX and first.numel() > 0
-            and all(t.device.type == "cpu" and t.dtype == first.dtype for t in present)
-            and not torch.compiler.is_compiling() and not transforms_active()
-            and _clib.available())
+    return (
+        first.dtype in _SUFFIX
+        and first.numel() > 0
+        and all(t.device.type == "cpu" and t.dtype == first.dtype for t in present)
+        and not torch.compiler.is_compiling()
+        and not transforms_active()
+        and _clib.available()
+    )
 
 
 def _computed_in(dtype: torch.dtype) -> torch.dtype:
@@ -58,19 +71,29 @@ def _run(kernel: str, args: _Args) -> None:
 
 
 def _args(x: torch.Tensor, target: torch.Tensor | None, parameters: tuple[float, float, float], **fields) -> _Args:
-    return _Args(x=x.data_ptr(), target=None if target is None else target.data_ptr(), n=x.numel(), chunk=CHUNK,
-                 p0=parameters[0], p1=parameters[1], p2=parameters[2], **fields)
+    return _Args(
+        x=x.data_ptr(),
+        target=None if target is None else target.data_ptr(),
+        n=x.numel(),
+        chunk=CHUNK,
+        p0=parameters[0],
+        p1=parameters[1],
+        p2=parameters[2],
+        **fields,
+    )
 
 
-def value(kernel: str, parameters: tuple[float, float, float], x: torch.Tensor,
-          target: torch.Tensor | None = None) -> torch.Tensor:
+def value(
+    kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None = None
+) -> torch.Tensor:
     """``kernel`` (a function, or a straight-through form's hard value) of each element of ``x``
     (a loss: of ``x - target``), float32 or float64, x's shape."""
     return _values(kernel, parameters, x, target, with_derivative=False)[0]
 
 
-def value_and_derivative(kernel: str, parameters: tuple[float, float, float], x: torch.Tensor,
-                         target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def value_and_derivative(
+    kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`value` and, written in the same pass, the derivative (both float32 or float64)."""
     return _values(kernel, parameters, x, target, with_derivative=True)
 
@@ -80,8 +103,14 @@ def _values(kernel, parameters, x, target, with_derivative):
     target = None if target is None else target.contiguous()
     out = torch.empty(x.shape, dtype=_computed_in(x.dtype))
     derivative = torch.empty_like(out) if with_derivative else None
-    args = _args(x, target, parameters, value=out.data_ptr(), scale=1.0,
-                 grad=None if derivative is None else derivative.data_ptr())
+    args = _args(
+        x,
+        target,
+        parameters,
+        value=out.data_ptr(),
+        scale=1.0,
+        grad=None if derivative is None else derivative.data_ptr(),
+    )
     _run(f"{kernel}_{'vd' if with_derivative else 'v'}_{_SUFFIX[x.dtype]}", args)
     return out, derivative
 
@@ -98,8 +127,13 @@ def _broadcast_value(upstream: torch.Tensor) -> bool:
     return upstream.numel() == 1 or upstream.stride() == (0,) * upstream.dim()
 
 
-def gradient(function: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None,
-             upstream: torch.Tensor) -> torch.Tensor:
+def gradient(
+    function: str,
+    parameters: tuple[float, float, float],
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    upstream: torch.Tensor,
+) -> torch.Tensor:
     """``upstream · function'(x)`` (a loss: the derivative at ``x - target``), in x's dtype and shape.
 
     An ``upstream`` that is one value broadcast (the gradient of a sum or mean) is read once.
@@ -116,14 +150,25 @@ def gradient(function: str, parameters: tuple[float, float, float], x: torch.Ten
     return grad
 
 
-def loss_sum(function: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor,
-             grad_scale: float | None) -> tuple[float, torch.Tensor | None]:
+def loss_sum(
+    function: str,
+    parameters: tuple[float, float, float],
+    x: torch.Tensor,
+    target: torch.Tensor,
+    grad_scale: float | None,
+) -> tuple[float, torch.Tensor | None]:
     """``(Σ function(x - target), grad_scale · function'(x - target))`` in one pass; the gradient
     (x's dtype) only when ``grad_scale`` is given. The sum is added in float64, in a fixed order."""
     x, target = x.contiguous(), target.contiguous()
     partial = np.empty(-(-x.numel() // CHUNK), dtype=np.float64)
     grad = None if grad_scale is None else torch.empty(x.shape, dtype=x.dtype)
-    args = _args(x, target, parameters, partial=partial.ctypes.data, grad=None if grad is None else grad.data_ptr(),
-                 scale=1.0 if grad_scale is None else grad_scale)
+    args = _args(
+        x,
+        target,
+        parameters,
+        partial=partial.ctypes.data,
+        grad=None if grad is None else grad.data_ptr(),
+        scale=1.0 if grad_scale is None else grad_scale,
+    )
     _run(f"{function}_s_{_SUFFIX[x.dtype]}", args)
     return float(partial.sum()), grad

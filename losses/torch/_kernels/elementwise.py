@@ -23,8 +23,13 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def supports(x: torch.Tensor) -> bool:
     """Whether the kernels take ``x`` (float64 keeps its precision on the portable path, and
     ``torch.compile`` compiles the portable path itself)."""
-    return (x.dtype in DTYPES and x.numel() > 0 and not torch.compiler.is_compiling()
-            and not transforms_active() and use_triton(x))
+    return (
+        x.dtype in DTYPES
+        and x.numel() > 0
+        and not torch.compiler.is_compiling()
+        and not transforms_active()
+        and use_triton(x)
+    )
 
 
 def _codes(kernels, kernel: str) -> tuple[int, int]:
@@ -32,8 +37,13 @@ def _codes(kernels, kernel: str) -> tuple[int, int]:
     (whose derivative is that of the surrogate it belongs to)."""
     if kernel in kernels.FUNCTIONS:
         return kernels.FUNCTIONS[kernel], kernels.HARD[None]
-    surrogate = {"round": "soft_round", "floor": "soft_round", "ceil": "soft_round", "step": "soft_step",
-                 "sign": "soft_sign"}[kernel]
+    surrogate = {
+        "round": "soft_round",
+        "floor": "soft_round",
+        "ceil": "soft_round",
+        "step": "soft_step",
+        "sign": "soft_sign",
+    }[kernel]
     return kernels.FUNCTIONS[surrogate], kernels.HARD[kernel]
 
 
@@ -42,8 +52,9 @@ def value(kernel: str, parameters: tuple[float, float, float], x: torch.Tensor) 
     return _values(kernel, parameters, x, with_derivative=False)[0]
 
 
-def value_and_derivative(kernel: str, parameters: tuple[float, float, float],
-                         x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def value_and_derivative(
+    kernel: str, parameters: tuple[float, float, float], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`value` and, written in the same pass, the derivative (float32)."""
     return _values(kernel, parameters, x, with_derivative=True)
 
@@ -57,8 +68,17 @@ def _values(kernel, parameters, x, with_derivative):
     n = x.numel()
     with device_guard(x):
         kernels.value_kernel[(-(-n // BLOCK),)](
-            x, out, out if derivative is None else derivative, n, *parameters, FUNCTION=function, HARD=hard,
-            WRITE_DERIVATIVE=with_derivative, BLOCK=BLOCK, num_warps=WARPS)
+            x,
+            out,
+            out if derivative is None else derivative,
+            n,
+            *parameters,
+            FUNCTION=function,
+            HARD=hard,
+            WRITE_DERIVATIVE=with_derivative,
+            BLOCK=BLOCK,
+            num_warps=WARPS,
+        )
     return out, derivative
 
 
@@ -76,12 +96,18 @@ def scale_in_place(grad: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         kernels = triton_module("_triton_elementwise")
         with device_guard(grad):
             kernels.scale_unless_one_kernel[(-(-n // SCALE_BLOCK),)](
-                grad, upstream[(0,) * upstream.dim()], n, BLOCK=SCALE_BLOCK, num_warps=8)
+                grad, upstream[(0,) * upstream.dim()], n, BLOCK=SCALE_BLOCK, num_warps=8
+            )
     return grad
 
 
-def gradient(kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None,
-             upstream: torch.Tensor) -> torch.Tensor:
+def gradient(
+    kernel: str,
+    parameters: tuple[float, float, float],
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    upstream: torch.Tensor,
+) -> torch.Tensor:
     """``upstream · kernel'(x)`` (of ``x - target`` for a loss), in x's dtype and shape; an upstream
     that is one value broadcast is read once, on the device."""
     kernels = triton_module("_triton_elementwise")
@@ -93,6 +119,16 @@ def gradient(kernel: str, parameters: tuple[float, float, float], x: torch.Tenso
     n = x.numel()
     with device_guard(x):
         kernels.gradient_kernel[(-(-n // BLOCK),)](
-            x, x if target is None else target, upstream, grad, n, *parameters, FUNCTION=kernels.FUNCTIONS[kernel],
-            HAS_TARGET=target is not None, UPSTREAM_SCALAR=scalar, BLOCK=BLOCK, num_warps=WARPS)
+            x,
+            x if target is None else target,
+            upstream,
+            grad,
+            n,
+            *parameters,
+            FUNCTION=kernels.FUNCTIONS[kernel],
+            HAS_TARGET=target is not None,
+            UPSTREAM_SCALAR=scalar,
+            BLOCK=BLOCK,
+            num_warps=WARPS,
+        )
     return grad

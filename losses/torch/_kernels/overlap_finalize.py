@@ -60,18 +60,40 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
         w = weights if weights.dtype == torch.float32 and weights.is_contiguous() else weights.float().contiguous()
         rows, classes = st.shape[0], st.shape[1]
         if outputs is None:
-            outputs = (torch.empty(rows, dtype=torch.float32, device=st.device),
-                       torch.empty((), dtype=torch.float32, device=st.device), torch.empty_like(st))
+            outputs = (
+                torch.empty(rows, dtype=torch.float32, device=st.device),
+                torch.empty((), dtype=torch.float32, device=st.device),
+                torch.empty_like(st),
+            )
         loss, red, grad_stats = outputs
         c_pad = max(2, _next_pow2(classes))
         block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
         kernels.finalize_kernel[(1,)](
-            st, w, loss, red, grad_stats, rows, classes, float(form.tp_weight), float(form.fp_weight),
-            float(form.fn_weight), float(form.gamma), float(form.weight_power), float(form.smooth_nr),
-            float(form.smooth_dr), float(red_scale), LOG_CLAMP, DENOMINATOR_MIN,
-            SQUARED=bool(form.squared), SOFT=form.soft_intersection,
-            TRANSFORM=kernels.TRANSFORM_CODES.index(form.transform), POOLING=kernels.POOLING_CODES.index(form.pooling),
-            EMPTY=kernels.EMPTY_CODES.index(form.empty_target), C_PAD=c_pad, BLOCK_S=block_s, num_warps=4,
+            st,
+            w,
+            loss,
+            red,
+            grad_stats,
+            rows,
+            classes,
+            float(form.tp_weight),
+            float(form.fp_weight),
+            float(form.fn_weight),
+            float(form.gamma),
+            float(form.weight_power),
+            float(form.smooth_nr),
+            float(form.smooth_dr),
+            float(red_scale),
+            LOG_CLAMP,
+            DENOMINATOR_MIN,
+            SQUARED=bool(form.squared),
+            SOFT=form.soft_intersection,
+            TRANSFORM=kernels.TRANSFORM_CODES.index(form.transform),
+            POOLING=kernels.POOLING_CODES.index(form.pooling),
+            EMPTY=kernels.EMPTY_CODES.index(form.empty_target),
+            C_PAD=c_pad,
+            BLOCK_S=block_s,
+            num_warps=4,
         )
         return loss, red, grad_stats
 
@@ -97,19 +119,43 @@ class _Finalize(torch.autograd.Function):
 
 # The custom op takes the form as plain values (its fields, in order).
 @torch.library.custom_op("losses::overlap_finalize_triton", mutates_args=())
-def _finalize_op(stats: torch.Tensor, weights: torch.Tensor, tp_weight: float, fp_weight: float, fn_weight: float,
-                 squared: bool, soft_labels: bool, transform: str, gamma: float, pooling: str, weight_power: float,
-                 empty_target: str, smooth_nr: float, smooth_dr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    form = Form(tp_weight, fp_weight, fn_weight, squared, soft_labels, transform, gamma, pooling, weight_power,
-                empty_target, smooth_nr, smooth_dr)
+def _finalize_op(
+    stats: torch.Tensor,
+    weights: torch.Tensor,
+    tp_weight: float,
+    fp_weight: float,
+    fn_weight: float,
+    squared: bool,
+    soft_labels: bool,
+    transform: str,
+    gamma: float,
+    pooling: str,
+    weight_power: float,
+    empty_target: str,
+    smooth_nr: float,
+    smooth_dr: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    form = Form(
+        tp_weight,
+        fp_weight,
+        fn_weight,
+        squared,
+        soft_labels,
+        transform,
+        gamma,
+        pooling,
+        weight_power,
+        empty_target,
+        smooth_nr,
+        smooth_dr,
+    )
     loss, _, grad_stats = _finalize(stats, weights, form, 1.0)
     return loss, grad_stats
 
 
 @_finalize_op.register_fake
 def _(stats, weights, *form):
-    return (stats.new_empty((stats.shape[0],), dtype=torch.float32),
-            stats.new_empty(stats.shape, dtype=torch.float32))
+    return (stats.new_empty((stats.shape[0],), dtype=torch.float32), stats.new_empty(stats.shape, dtype=torch.float32))
 
 
 def _finalize_setup_context(ctx, inputs, output):
@@ -177,8 +223,14 @@ class _OverlapLoss(torch.autograd.Function):
         return grad_input, None, None, None, None, None
 
 
-def overlap_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-                        class_weights: torch.Tensor, options: OverlapOptions, reduction: str) -> torch.Tensor:
+def overlap_loss_triton(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    class_weights: torch.Tensor,
+    options: OverlapOptions,
+    reduction: str,
+) -> torch.Tensor:
     """The loss on the kernels: shape ``(B,)`` for ``reduction="none"`` with ``per_image``, else ``()``.
 
     ``class_weights`` (float32, on the input's device) has one weight per channel, 0 for unselected
@@ -188,8 +240,15 @@ def overlap_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch
     if reduction not in _REDUCTION_CODES:
         raise ValueError(f"reduction must be one of {_REDUCTION_CODES}; got {reduction!r}")
     if torch.compiler.is_compiling():
-        st = overlap_stats_triton(input, target, weight, mode=options.mode, from_logits=options.from_logits,
-                                  ignore_index=options.ignore_index, per_image=options.per_image)
+        st = overlap_stats_triton(
+            input,
+            target,
+            weight,
+            mode=options.mode,
+            from_logits=options.from_logits,
+            ignore_index=options.ignore_index,
+            per_image=options.per_image,
+        )
         loss = overlap_from_stats_triton(st, class_weights, options.form)
         if not options.per_image:
             return loss.squeeze(0)
@@ -255,13 +314,20 @@ class _TermLoss(torch.autograd.Function):
             coefficients = torch.zeros((rows, input.shape[1], NUM_STATS), dtype=torch.float32, device=input.device)
         else:
             coefficients = grad_stats * (spec.lambda_overlap * upstream)[:, None, None]
-        grad_input = stats_backward(coefficients, input, target, weight, ctx.options, term=ctx.term,
-                                    term_scale=term_scale.contiguous())
+        grad_input = stats_backward(
+            coefficients, input, target, weight, ctx.options, term=ctx.term, term_scale=term_scale.contiguous()
+        )
         return grad_input, None, None, None, None, None
 
 
-def term_loss_triton(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-                     class_weights: torch.Tensor, spec, reduction: str) -> torch.Tensor:
+def term_loss_triton(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    class_weights: torch.Tensor,
+    spec,
+    reduction: str,
+) -> torch.Tensor:
     """An overlap loss with a cross-entropy / focal term (``losses.torch._term_core.TermLoss``) on the
     kernels, eagerly: shape ``(B,)`` for ``reduction="none"`` with ``per_image``, else ``()``."""
     return _TermLoss.apply(input, target, weight, class_weights, spec, reduction)

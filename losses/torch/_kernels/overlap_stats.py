@@ -39,8 +39,10 @@ _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _MAX_GRID_Y = 65535
 _MAX_CLASSES = 256
-_RANGE_ERROR = ("input or target out of range: labels must lie in [0, C) ({0, 1} in binary mode), per-class "
-                "targets and probabilities in [0, 1], or equal ignore_index")
+_RANGE_ERROR = (
+    "input or target out of range: labels must lie in [0, C) ({0, 1} in binary mode), per-class "
+    "targets and probabilities in [0, 1], or equal ignore_index"
+)
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py). The multiclass tile keeps every
 # class of a pixel in one thread (all warps along the pixels: BLOCK = 128 * warps) so that the
@@ -69,8 +71,14 @@ class TermArgs:
         code = 1 if options.gamma == 0 else 3 if options.gamma == 2 else 2
         alpha = options.positive_weight
         a_pos, a_neg = (1.0, 1.0) if alpha is None else (float(alpha), 1.0 - float(alpha))
-        return cls(code, constant(options.class_factors(num_classes), torch.float32, device), float(options.gamma),
-                   float(options.label_smoothing), a_pos, a_neg)
+        return cls(
+            code,
+            constant(options.class_factors(num_classes), torch.float32, device),
+            float(options.gamma),
+            float(options.label_smoothing),
+            a_pos,
+            a_neg,
+        )
 
 
 _NO_TERM = (0.0, 0.0, 1.0, 1.0)  # gamma, smoothing, a_pos, a_neg of kernels without a term
@@ -170,32 +178,41 @@ def _multiclass_block(classes: int) -> tuple[int, int]:
     return c_pad, pixels if c_pad <= 4 else max(16, pixels * 4 // c_pad)
 
 
-def _partial_and_out(batch: int, classes: int, n_chunks: int, groups: int, device, partials: int,
-                     spare: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _partial_and_out(
+    batch: int, classes: int, n_chunks: int, groups: int, device, partials: int, spare: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     # With spare > 0: one allocation for the per-block partial sums, the stats and ``spare`` more
     # floats (allocations are host time at training sizes), each part 16-byte aligned; only for
     # tensors that stay internal (custom ops must not return views, nor may a returned view be
     # modified in place).
     size = batch * classes * n_chunks * partials
     if spare == 0:
-        return (torch.empty((batch, classes, n_chunks, partials), dtype=torch.float32, device=device),
-                torch.empty((groups, classes, NUM_STATS), dtype=torch.float32, device=device), None)
+        return (
+            torch.empty((batch, classes, n_chunks, partials), dtype=torch.float32, device=device),
+            torch.empty((groups, classes, NUM_STATS), dtype=torch.float32, device=device),
+            None,
+        )
     n_out = groups * classes * NUM_STATS
     start = size + -(-n_out // 4) * 4
     buffer = torch.empty(start + spare, dtype=torch.float32, device=device)
-    return (buffer[:size].view(batch, classes, n_chunks, partials),
-            buffer[size:size + n_out].view(groups, classes, NUM_STATS), buffer[start:])
+    return (
+        buffer[:size].view(batch, classes, n_chunks, partials),
+        buffer[size : size + n_out].view(groups, classes, NUM_STATS),
+        buffer[start:],
+    )
 
 
-def stats(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions,
-          spare: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+def stats(
+    input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions, spare: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(stats, ``spare`` float32 scratch elements or None), both views into one buffer when spare > 0."""
     with device_guard(input):
         return _launch_stats(_Tensors.of(input, target, weight), options, spare)[:2]
 
 
-def stats_with_term(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions,
-                    term: TermArgs) -> tuple[torch.Tensor, torch.Tensor]:
+def stats_with_term(
+    input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions, term: TermArgs
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(stats, the term's sums ``(B, C, 2)``: Σ v·ℓ of each image and class, and Σ v (for multiclass,
     whose terms are per position, the same Σ v in every class)), from the same pass."""
     with device_guard(input):
@@ -222,10 +239,26 @@ def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int, term: Te
         partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, kernels.PARTIALS, spare)
         term_part = _term_partials(term, batch, classes, n_chunks, x)
         kernels.stats_multiclass_kernel[(n_chunks, batch)](
-            x, t, weight_arg, partial, classes, hw, n_chunks, iters, tensors.ignore(options), term_part, factors,
-            gamma, smoothing,
-            FROM_LOGITS=options.from_logits, HAS_IGNORE=has_ignore, HAS_WEIGHT=w is not None, TERM=code,
-            C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS,
+            x,
+            t,
+            weight_arg,
+            partial,
+            classes,
+            hw,
+            n_chunks,
+            iters,
+            tensors.ignore(options),
+            term_part,
+            factors,
+            gamma,
+            smoothing,
+            FROM_LOGITS=options.from_logits,
+            HAS_IGNORE=has_ignore,
+            HAS_WEIGHT=w is not None,
+            TERM=code,
+            C_PAD=c_pad,
+            BLOCK=block,
+            num_warps=MULTICLASS_WARPS,
         )
     else:
         block = ROWS_BLOCK
@@ -234,14 +267,40 @@ def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int, term: Te
         partial, out, scratch = _partial_and_out(batch, classes, n_chunks, groups, x.device, kernels.PARTIALS, spare)
         term_part = _term_partials(term, batch, classes, n_chunks, x)
         kernels.stats_rows_kernel[(n_chunks, batch * classes)](
-            x, t, weight_arg, partial, classes, hw, n_chunks, iters, tensors.ignore(options), 1 if binary else 0,
-            2 if binary else classes, term_part, factors, gamma, smoothing, a_pos, a_neg,
-            FROM_LOGITS=options.from_logits, LABELS=tensors.labels, HAS_IGNORE=has_ignore, HAS_WEIGHT=w is not None,
-            TERM=code, BLOCK=block, num_warps=ROWS_WARPS,
+            x,
+            t,
+            weight_arg,
+            partial,
+            classes,
+            hw,
+            n_chunks,
+            iters,
+            tensors.ignore(options),
+            1 if binary else 0,
+            2 if binary else classes,
+            term_part,
+            factors,
+            gamma,
+            smoothing,
+            a_pos,
+            a_neg,
+            FROM_LOGITS=options.from_logits,
+            LABELS=tensors.labels,
+            HAS_IGNORE=has_ignore,
+            HAS_WEIGHT=w is not None,
+            TERM=code,
+            BLOCK=block,
+            num_warps=ROWS_WARPS,
         )
     # The reduction also asserts, on the device, that no value was out of range.
     kernels.reduce_kernel[(groups * classes,)](
-        partial, out, classes, n_chunks, batch // groups, BLOCK=kernels.REDUCE_BLOCK, num_warps=2,
+        partial,
+        out,
+        classes,
+        n_chunks,
+        batch // groups,
+        BLOCK=kernels.REDUCE_BLOCK,
+        num_warps=2,
     )
     if kernels.INTERPRET:
         # The interpreter skips device asserts; it runs synchronously on the CPU, so read the count.
@@ -258,20 +317,37 @@ def _term_partials(term: TermArgs | None, batch: int, classes: int, n_chunks: in
     return torch.empty((batch, classes, n_chunks, 2), dtype=torch.float32, device=x.device)
 
 
-def stats_backward(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
-                   options: StatsOptions, scale: torch.Tensor | None = None, scale_stride: int = 0,
-                   scale_mult: float = 1.0, term: TermArgs | None = None,
-                   term_scale: torch.Tensor | None = None) -> torch.Tensor:
+def stats_backward(
+    grad_stats: torch.Tensor,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    options: StatsOptions,
+    scale: torch.Tensor | None = None,
+    scale_stride: int = 0,
+    scale_mult: float = 1.0,
+    term: TermArgs | None = None,
+    term_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The input gradient for ``grad_stats``; with ``scale``, for ``grad_stats`` of image row s times
     ``scale[s * scale_stride] * scale_mult`` (the upstream gradient of a per-image loss, folded in);
     with ``term``, plus ``term_scale[b]`` (float32, ``(B,)``) times the gradient of image b's Σ v·ℓ."""
     with device_guard(input):
-        return _launch_stats_backward(grad_stats, _Tensors.of(input, target, weight), options, scale, scale_stride,
-                                      scale_mult, term, term_scale)
+        return _launch_stats_backward(
+            grad_stats, _Tensors.of(input, target, weight), options, scale, scale_stride, scale_mult, term, term_scale
+        )
 
 
-def _launch_stats_backward(grad_stats, tensors: _Tensors, options: StatsOptions, scale, scale_stride, scale_mult,
-                           term: TermArgs | None = None, term_scale: torch.Tensor | None = None):
+def _launch_stats_backward(
+    grad_stats,
+    tensors: _Tensors,
+    options: StatsOptions,
+    scale,
+    scale_stride,
+    scale_mult,
+    term: TermArgs | None = None,
+    term_scale: torch.Tensor | None = None,
+):
     kernels = triton_module("_triton_overlap")
     x, t, w, batch, classes, hw = tensors.x, tensors.t, tensors.w, tensors.batch, tensors.classes, tensors.hw
     grad = torch.empty_like(x)
@@ -283,25 +359,67 @@ def _launch_stats_backward(grad_stats, tensors: _Tensors, options: StatsOptions,
     scaled = scale is not None
     scale_arg = scale if scaled else gs
     weight_arg = w if w is not None else x
-    common = dict(FROM_LOGITS=options.from_logits, HAS_IGNORE=options.ignore_index is not None,
-                  HAS_WEIGHT=w is not None, SCALED=scaled, SATURATE=grad.dtype == torch.float16,
-                  TERM=0 if term is None else term.code)
+    common = dict(
+        FROM_LOGITS=options.from_logits,
+        HAS_IGNORE=options.ignore_index is not None,
+        HAS_WEIGHT=w is not None,
+        SCALED=scaled,
+        SATURATE=grad.dtype == torch.float16,
+        TERM=0 if term is None else term.code,
+    )
     gamma, smoothing, a_pos, a_neg = _NO_TERM if term is None else (term.gamma, term.smoothing, term.a_pos, term.a_neg)
     factors = x if term is None else term.factors
     term_scale_arg = x if term_scale is None else term_scale
     if options.mode == "multiclass":
         c_pad, block = _multiclass_block(classes)
         kernels.grad_multiclass_kernel[(-(-hw // block), batch)](
-            x, t, weight_arg, gs, grad, classes, hw, int(options.per_image), tensors.ignore(options), scale_arg,
-            scale_stride, float(scale_mult), term_scale_arg, factors, gamma, smoothing,
-            C_PAD=c_pad, BLOCK=block, num_warps=MULTICLASS_WARPS, **common,
+            x,
+            t,
+            weight_arg,
+            gs,
+            grad,
+            classes,
+            hw,
+            int(options.per_image),
+            tensors.ignore(options),
+            scale_arg,
+            scale_stride,
+            float(scale_mult),
+            term_scale_arg,
+            factors,
+            gamma,
+            smoothing,
+            C_PAD=c_pad,
+            BLOCK=block,
+            num_warps=MULTICLASS_WARPS,
+            **common,
         )
     else:
         block = ROWS_BLOCK
         kernels.grad_rows_kernel[(-(-hw // block), batch * classes)](
-            x, t, weight_arg, gs, grad, classes, hw, int(options.per_image), tensors.ignore(options),
-            1 if options.mode == "binary" else 0, scale_arg, scale_stride, float(scale_mult), term_scale_arg, factors,
-            gamma, smoothing, a_pos, a_neg, LABELS=tensors.labels, BLOCK=block, num_warps=ROWS_WARPS, **common,
+            x,
+            t,
+            weight_arg,
+            gs,
+            grad,
+            classes,
+            hw,
+            int(options.per_image),
+            tensors.ignore(options),
+            1 if options.mode == "binary" else 0,
+            scale_arg,
+            scale_stride,
+            float(scale_mult),
+            term_scale_arg,
+            factors,
+            gamma,
+            smoothing,
+            a_pos,
+            a_neg,
+            LABELS=tensors.labels,
+            BLOCK=block,
+            num_warps=ROWS_WARPS,
+            **common,
         )
     return grad
 
@@ -328,8 +446,15 @@ class _OverlapStats(torch.autograd.Function):
 # torch.compile path: custom ops the compiler keeps as opaque nodes, with their autograd. Their
 # arguments are plain values: the options are unpacked here and nowhere else.
 @torch.library.custom_op("losses::overlap_stats_triton", mutates_args=())
-def _stats_op(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, mode: str, from_logits: bool,
-              ignore_index: int | None, per_image: bool) -> torch.Tensor:
+def _stats_op(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    per_image: bool,
+) -> torch.Tensor:
     return stats(input, target, weight, StatsOptions(mode, from_logits, ignore_index, per_image))[0]
 
 
@@ -340,9 +465,16 @@ def _(input, target, weight, mode, from_logits, ignore_index, per_image):
 
 
 @torch.library.custom_op("losses::overlap_stats_triton_backward", mutates_args=())
-def _stats_backward_op(grad_stats: torch.Tensor, input: torch.Tensor, target: torch.Tensor,
-                       weight: torch.Tensor | None, mode: str, from_logits: bool, ignore_index: int | None,
-                       per_image: bool) -> torch.Tensor:
+def _stats_backward_op(
+    grad_stats: torch.Tensor,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    per_image: bool,
+) -> torch.Tensor:
     return stats_backward(grad_stats, input, target, weight, StatsOptions(mode, from_logits, ignore_index, per_image))
 
 
@@ -366,8 +498,16 @@ def _op_backward(ctx, grad_stats):
 _stats_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 
 
-def overlap_stats_triton(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, *, mode: str,
-                         from_logits: bool, ignore_index: int | None, per_image: bool) -> torch.Tensor:
+def overlap_stats_triton(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    *,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    per_image: bool,
+) -> torch.Tensor:
     """The ``(S, C, NUM_STATS)`` float32 statistics (see the module docstring), differentiable in ``input``.
 
     Call it only where ``overlap_kernel_supports`` is True; option checks are the caller's. A value
@@ -378,10 +518,18 @@ def overlap_stats_triton(input: torch.Tensor, target: torch.Tensor, weight: torc
     """
     options = StatsOptions(mode, bool(from_logits), ignore_index, bool(per_image))
     if torch.compiler.is_compiling():
-        return _stats_op(input, target, weight, options.mode, options.from_logits, options.ignore_index,
-                         options.per_image)
+        return _stats_op(
+            input, target, weight, options.mode, options.from_logits, options.ignore_index, options.per_image
+        )
     return _OverlapStats.apply(input, target, weight, options)
 
 
-__all__ = ["StatsOptions", "TermArgs", "overlap_kernel_supports", "overlap_stats_triton", "stats", "stats_backward",
-           "stats_with_term"]
+__all__ = [
+    "StatsOptions",
+    "TermArgs",
+    "overlap_kernel_supports",
+    "overlap_stats_triton",
+    "stats",
+    "stats_backward",
+    "stats_with_term",
+]

@@ -26,8 +26,9 @@ _REDUCTIONS = ("mean", "sum", "none")
 BLOCK, WARPS = 4096, 8
 
 
-def _forward(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str,
-             need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _forward(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the fused pass; returns (loss, gradient w.r.t. input or None)."""
     with device_guard(input):
         return _launch_forward(input, target, delta, penalty, reduction, need_grad)
@@ -51,8 +52,20 @@ def _launch_forward(input, target, delta, penalty, reduction, need_grad):
         partial = torch.empty(grid[0], dtype=torch.float32, device=x.device)
     if n > 0:
         kernels.loss_kernel[grid](
-            x, t, loss, x if grad is None else grad, partial, n, float(delta), float(penalty), 0.0, grad_scale,
-            FUNCTION=kernels.FUNCTIONS["penalized_mae"], WRITE_GRAD=need_grad, ELEMENTWISE=elementwise, BLOCK=BLOCK,
+            x,
+            t,
+            loss,
+            x if grad is None else grad,
+            partial,
+            n,
+            float(delta),
+            float(penalty),
+            0.0,
+            grad_scale,
+            FUNCTION=kernels.FUNCTIONS["penalized_mae"],
+            WRITE_GRAD=need_grad,
+            ELEMENTWISE=elementwise,
+            BLOCK=BLOCK,
             num_warps=WARPS,
         )
     if not elementwise:
@@ -96,8 +109,9 @@ class _PenalizedMAE(torch.autograd.Function):
 
 # torch.compile path: a custom op the compiler treats as one opaque node, with its autograd.
 @torch.library.custom_op("losses::penalized_mae_triton", mutates_args=())
-def _penalized_mae_op(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float,
-                      reduction: str, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _penalized_mae_op(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
     return loss, input.new_empty(0) if grad is None else grad
 
@@ -124,8 +138,9 @@ def _op_backward(ctx, grad_output, _grad_of_grad):
 _penalized_mae_op.register_autograd(_op_backward, setup_context=_op_setup_context)
 
 
-def penalized_mae_triton(input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float,
-                         reduction: str) -> torch.Tensor:
+def penalized_mae_triton(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str
+) -> torch.Tensor:
     """The penalized MAE of same-shaped floating tensors through the fused kernel.
 
     ``reduction``: ``"mean"`` (sum / N), ``"sum"``, or ``"none"`` (float32, the input's shape).
