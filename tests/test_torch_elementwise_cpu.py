@@ -218,17 +218,101 @@ def test_float64_gradients_match_finite_differences():
 
 
 def test_negative_control_a_gradient_left_unscaled_fails(monkeypatch):
-    """The checks above fail when the backward forgets the upstream gradient (returns the bare derivative)."""
+    """The checks above fail when the backward forgets the upstream gradient: the surrogates' and
+    the unreduced penalized MAE's (the derivative recomputed as if the upstream were 1) and the
+    reduced penalized MAE's (the derivative of the forward left unscaled)."""
+    gradient = cpu_elementwise.gradient
+    monkeypatch.setattr(
+        cpu_elementwise,
+        "gradient",
+        lambda function, parameters, x, target, upstream, overwrite=False: gradient(
+            function, parameters, x, target, torch.ones((), dtype=upstream.dtype)
+        ),
+    )
     monkeypatch.setattr(cpu_elementwise, "scale_in_place", lambda grad, upstream: grad)
     x = np.array([0.3, 1.7, -2.45])
+    weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    for straight_through in (False, True):
+        with pytest.raises(GradientMismatch):
+            check_gradient(
+                lambda t, s=straight_through: (FUNCTIONS["soft_step"](t, 3.0, straight_through=s) * weights).sum(),
+                x,
+                framework="torch",
+            )
     with pytest.raises(GradientMismatch):
         check_gradient(
-            lambda t: (FUNCTIONS["soft_step"](t, 3.0) * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum(),
-            x,
-            framework="torch",
+            lambda a, b: (penalized_mae(a, b, reduction="none") * weights).sum(), x, np.zeros(3), framework="torch"
         )
     with pytest.raises(GradientMismatch):
         check_gradient(lambda a, b: 3.0 * penalized_mae(a, b), x, np.zeros(3), framework="torch")
+
+
+def test_the_gradient_takes_the_buffer_of_an_upstream_nobody_else_holds():
+    """The gradient of a mean is made by autograd for the next backward alone: the gradient is
+    written over it, so that a step needs no second input-sized buffer."""
+    x = inputs(1000, torch.float32, 8).requires_grad_(True)
+    calls = [
+        (name, lambda t, n=name, s=s: FUNCTIONS[n](t, 3.0, straight_through=s)) for name in NAMES for s in (False, True)
+    ]
+    calls.append(("penalized_mae", lambda t: penalized_mae(t, torch.zeros(1000), 0.5, 0.7, "none")))
+    for name, call in calls:
+        upstream = []
+        y = call(x)
+        y.register_hook(lambda g, seen=upstream: seen.append(g.data_ptr()))  # keeps no reference to it
+        (grad,) = torch.autograd.grad(y.mean(), x)
+        assert grad.data_ptr() == upstream[0], name
+        expected = (
+            reference.penalized_mae_grad(x.detach().double().numpy(), 0.0, 0.5, 0.7, "none")
+            if name == "penalized_mae"
+            else reference.surrogate_derivative(name, x.detach().double().numpy(), 3.0)
+        )
+        np.testing.assert_allclose(grad.numpy(), expected / 1000, rtol=2e-6, atol=2e-9)
+
+
+def check_upstreams_held_elsewhere_are_left_alone():
+    """An upstream gradient that something else holds (the caller, a hook, a view, another
+    backward) keeps its values, and every gradient is right."""
+    n = 300
+    x = inputs(n, torch.float32, 9).requires_grad_(True)
+    exact = x.detach().double().numpy()
+    derivative = torch.from_numpy(reference.surrogate_derivative("soft_round", exact, 3.0)).float()
+
+    def soft_round(t):
+        return losses.torch.soft_round(t, 3.0)
+
+    given = torch.full((n,), 0.5)
+    (grad,) = torch.autograd.grad(soft_round(x), x, given)
+    assert torch.equal(given, torch.full((n,), 0.5))
+    torch.testing.assert_close(grad, 0.5 * derivative)
+    for keep in (lambda g: g, lambda g: g.detach(), lambda g: g.view(3, n // 3), lambda g: g.untyped_storage()):
+        kept = []
+        y = soft_round(x)
+        y.register_hook(lambda g, keep=keep, kept=kept: kept.append(keep(g)))
+        (grad,) = torch.autograd.grad(y.mean(), x)
+        values = kept[0] if isinstance(kept[0], torch.Tensor) else torch.empty(0).set_(kept[0], 0, (n,))
+        assert torch.equal(values.flatten(), torch.full((n,), 1.0 / n))
+        torch.testing.assert_close(grad, derivative / n)
+    y = soft_round(x)
+    y.retain_grad()
+    y.mean().backward()
+    assert torch.equal(y.grad, torch.full((n,), 1.0 / n))
+    torch.testing.assert_close(x.grad, derivative / n)
+    x.grad = None
+    # One upstream tensor for two backwards (that of a sum), and views of one (that of cat).
+    (grad,) = torch.autograd.grad((soft_round(x) + 2.0 * soft_round(x) + soft_round(x)).mean(), x)
+    torch.testing.assert_close(grad, 4.0 * derivative / n)
+    (grad,) = torch.autograd.grad(torch.cat([soft_round(x), soft_round(x)]).mean(), x)
+    torch.testing.assert_close(grad, derivative / n)
+
+
+def test_upstreams_held_elsewhere_are_left_alone():
+    check_upstreams_held_elsewhere_are_left_alone()
+
+
+def test_negative_control_overwriting_every_upstream_fails(monkeypatch):
+    monkeypatch.setattr(cpu_elementwise, "overwritable", lambda upstream: True)
+    with pytest.raises(AssertionError):
+        check_upstreams_held_elsewhere_are_left_alone()
 
 
 def test_a_second_backward_and_second_derivatives():

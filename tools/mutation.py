@@ -144,7 +144,7 @@ _CPU_ELEMENTWISE = (
     "ARGUMENT_LOSS",
     "KERNELS",
     "SUM_KERNEL",
-    "HARD_KERNELS",
+    "HARD_KERNEL",
 )
 _TORCH_PENALIZED_MAE = (
     "_penalized_mae_forward",

@@ -5,7 +5,8 @@ The math (formula, derivative, subgradients, berHu) is in :mod:`losses._penalize
 Three paths compute the same loss. CUDA tensors: one Triton pass writes the loss and the gradient
 (``_kernels/penalized_mae.py``). CPU tensors: one pass of the C library does the same
 (``_kernels/cpu_elementwise.c``, :class:`_FusedCpuPenalizedMAE`); the backward only scales that
-gradient, in place, and skips even that when the upstream gradient is 1. Elsewhere (no compiler,
+gradient, in place, and skips even that when the upstream gradient is 1 (with ``"none"`` the
+forward writes the loss alone and the backward the gradient, from the inputs). Elsewhere (no compiler,
 ``LOSSES_KERNELS=torch``, inside ``torch.compile`` and torch.func transforms, and for second
 derivatives) the portable path below.
 
@@ -122,14 +123,15 @@ def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty
 class _FusedCpuPenalizedMAE(torch.autograd.Function):
     """The loss on CPU tensors in one pass of the C library that also writes the gradient (for
     ``"mean"``, already divided by N); the backward only scales it, in place (nothing to do when the
-    upstream gradient is 1). For ``"none"`` the pass writes the per-element loss and derivative."""
+    upstream gradient is 1). For ``"none"`` the pass writes the per-element loss, and the backward
+    computes the gradient from the inputs (over the upstream gradient when nothing else holds it)."""
 
     @staticmethod
     def forward(ctx, input, target, delta, penalty, reduction):
         parameters = (delta, penalty, 0.0)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if reduction == "none":
-            loss, ctx.grad = cpu_elementwise.value_and_derivative("penalized_mae", parameters, input, target)
+            loss, ctx.grad = cpu_elementwise.value("penalized_mae", parameters, input, target), None
         else:
             scale = 1.0 / input.numel() if reduction == "mean" else 1.0
             total, ctx.grad = cpu_elementwise.loss_sum(
@@ -142,6 +144,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        overwrite = cpu_elementwise.overwritable(grad_output)  # first: see overwritable
         input, target = ctx.saved_tensors
         delta, penalty, reduction = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
@@ -150,10 +153,10 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
             grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
         else:
             grad, ctx.grad = ctx.grad, None  # handed out as the gradient
-            if grad is None:  # a second backward through the graph (retain_graph=True): again
-                scale = 1.0 / input.numel() if reduction == "mean" else 1.0
+            if grad is None:  # "none", or a second backward through the graph (retain_graph=True)
+                upstream = grad_output / input.numel() if reduction == "mean" else grad_output
                 grad = cpu_elementwise.gradient(
-                    "penalized_mae", (delta, penalty, 0.0), input, target, grad_output * scale
+                    "penalized_mae", (delta, penalty, 0.0), input, target, upstream, overwrite
                 )
             else:
                 grad = cpu_elementwise.scale_in_place(grad, grad_output).to(input.dtype)

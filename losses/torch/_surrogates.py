@@ -5,8 +5,11 @@ with the Keras frontend.
 
 Two paths compute the same thing. On CPU tensors (the C library) and CUDA tensors (Triton), one
 ``autograd.Function`` runs a kernel that writes the value (or, straight through, the exact hard
-value) and the derivative in one pass; the backward only scales the derivative by the upstream
-gradient, in place. Each function and its derivative are one definition in the kernels. Elsewhere (float64 on CUDA, no compiler,
+value). On the CPU the backward computes upstream · derivative from the saved input in one more
+pass (written over the upstream gradient when nothing else holds it: a step allocates no
+input-sized buffer beyond the value and the gradient); on CUDA the forward's pass also writes the
+derivative and the backward scales it in place. Each function and its derivative are one
+definition in the kernels. Elsewhere (float64 on CUDA, no compiler,
 ``LOSSES_KERNELS=torch``, inside ``torch.compile`` and torch.func transforms, and for second
 derivatives) the portable path composes PyTorch ops: autograd differentiates the soft forms, and
 the straight-through forms are one ``torch.autograd.Function`` whose backward is the surrogate's
@@ -137,32 +140,40 @@ def _kernel_backend(x: torch.Tensor):
 
 
 class _Fused(torch.autograd.Function):
-    """Forward: the value (or hard value) and the derivative in one kernel pass; backward: the
-    derivative scaled by the upstream gradient, in place (nothing to do when that is 1)."""
+    """Forward: the value (or hard value) in one kernel pass; backward: the derivative times the
+    upstream gradient. The C library recomputes the derivative from the saved input in the backward
+    (no input-sized buffer is kept between the passes); Triton writes it beside the value and the
+    backward only scales it, in place (nothing to do when the upstream gradient is 1)."""
 
     @staticmethod
     def forward(ctx, x, backend, name, alpha, straight_through):
         function, _, hard = _KERNELS[name]
-        value, ctx.derivative = backend.value_and_derivative(
-            hard if straight_through else function, _parameters(name, alpha), x
-        )
+        kernel, parameters = hard if straight_through else function, _parameters(name, alpha)
+        if backend.STORES_DERIVATIVE:
+            value, ctx.derivative = backend.value_and_derivative(kernel, parameters, x)
+        else:
+            value, ctx.derivative = backend.value(kernel, parameters, x), None
         ctx.backend, ctx.name, ctx.alpha = backend, name, alpha
         ctx.save_for_backward(x)
         return value
 
     @staticmethod
     def backward(ctx, grad):
+        # First, while `grad` is referenced only by this frame and the caller (see overwritable).
+        overwrite = ctx.backend is cpu_elementwise and cpu_elementwise.overwritable(grad)
         (x,) = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the derivative from differentiable ops
             derivative = _PORTABLE[ctx.name][2]
             computed = x if x.dtype in _KEPT_DTYPES else x.float()
             return (grad * derivative(computed, ctx.alpha)).to(x.dtype), None, None, None, None
         derivative, ctx.derivative = ctx.derivative, None  # handed out as the gradient
-        if derivative is None:  # a second backward through the graph (retain_graph=True): again
-            gradient = ctx.backend.gradient(_KERNELS[ctx.name][0], _parameters(ctx.name, ctx.alpha), x, None, grad)
-        else:
-            gradient = ctx.backend.scale_in_place(derivative, grad).to(x.dtype)
-        return gradient, None, None, None, None
+        if derivative is not None:
+            return ctx.backend.scale_in_place(derivative, grad).to(x.dtype), None, None, None, None
+        # Not kept (the C library), or a second backward through the graph (retain_graph=True).
+        function, parameters = _KERNELS[ctx.name][0], _parameters(ctx.name, ctx.alpha)
+        if overwrite:
+            return cpu_elementwise.gradient(function, parameters, x, None, grad, overwrite=True), None, None, None, None
+        return ctx.backend.gradient(function, parameters, x, None, grad), None, None, None, None
 
 
 def _parameters(name: str, alpha: float) -> tuple[float, float, float]:

@@ -3,12 +3,11 @@
  * Each function is written once, as its value and its derivative computed together (they share
  * the expensive part: one exp per element), for float (float32, and float16 / bfloat16 read into
  * float32) and for double (float64, with libm's exp and tanh). Kernels apply one to every element
- * of a task (a fixed range of elements), in one of four ways:
- *   v   value only                       (no gradient needed)
- *   vd  value, and derivative · scale    (the forward of a loss or surrogate that will be differentiated)
- *   g   upstream · derivative            (a second backward, recomputed; upstream per element or `scale`)
+ * of a task (a fixed range of elements), in one of three ways:
+ *   v   value only                       (the forward; a straight-through form's hard value)
+ *   g   upstream · derivative            (the backward, recomputed from the input; upstream per
+ *                                          element, which it may overwrite, or `scale` for all)
  *   s   Σ value per task, and optionally derivative · scale (a loss reduced to its mean or sum)
- * and the straight-through variants write the hard value beside the surrogate's derivative.
  *
  * Unlike cpu_dice.c this file is compiled without -ffinite-math-only: a NaN or an infinity that
  * comes in must come out (every select below is written so that a NaN falls through to
@@ -22,9 +21,9 @@ struct Elementwise {
     const void *x;        /* the input (n), of the kernel's dtype */
     const void *target;   /* penalized MAE: the target (n), of the same dtype */
     void *value;          /* the value (n): float32, or float64 for float64 input */
-    void *grad;           /* vd, s: the derivative · scale, in the value's dtype (vd) or the input's (s);
-                             g: the gradient, in the input's dtype */
-    const void *upstream; /* g: the upstream gradient (n), in the value's dtype; NULL: `scale` for all */
+    void *grad;           /* s: the derivative · scale; g: the gradient; both in the input's dtype */
+    const void *upstream; /* g: the upstream gradient (n), in the value's dtype, or `grad` itself (it is
+                             read before it is written, element by element); NULL: `scale` for all */
     double *partial;      /* s: Σ value of each task */
     int64_t n, chunk;
     double p0, p1, p2;    /* the function's parameters */
@@ -212,9 +211,9 @@ FUNCTIONS(d, double, floor, rint, ceil)
 #define ARGUMENT_UNARY(T, j) LOAD_##T(a->x, j)
 #define ARGUMENT_LOSS(T, j) (LOAD_##T(a->x, j) - LOAD_##T(a->target, j))
 
-/* FN##_v_T: the value. FN##_vd_T: the value and the derivative · scale, in the value's dtype V.
- * FN##_g_T: upstream · derivative in the input's dtype, upstream per element (in V) or `scale` for
- * every element. T: the input's dtype, computed in R (S = f or d). */
+/* FN##_v_T: the value, in the value's dtype V. FN##_g_T: upstream · derivative in the input's dtype,
+ * upstream per element (in V) or `scale` for every element. T: the input's dtype, computed in R
+ * (S = f or d). */
 #define KERNELS(FN, ARGUMENT, T, S, R, V)                                                               \
     void FN##_v_##T(const void *args, int64_t t0, int64_t t1) {                                         \
         TASKS_BEGIN                                                                                     \
@@ -222,17 +221,6 @@ FUNCTIONS(d, double, floor, rint, ceil)
         for (int64_t j = begin; j < end; ++j) {                                                         \
             R d;                                                                                        \
             STORE_##V(a->value, j, FN##_##S(ARGUMENT(T, j), a, &d));                                    \
-        }                                                                                               \
-        TASKS_END                                                                                       \
-    }                                                                                                   \
-    void FN##_vd_##T(const void *args, int64_t t0, int64_t t1) {                                        \
-        TASKS_BEGIN                                                                                     \
-        const R scale = (R)a->scale;                                                                    \
-        _Pragma("omp simd")                                                                             \
-        for (int64_t j = begin; j < end; ++j) {                                                         \
-            R d;                                                                                        \
-            STORE_##V(a->value, j, FN##_##S(ARGUMENT(T, j), a, &d));                                    \
-            STORE_##V(a->grad, j, d * scale);                                                           \
         }                                                                                               \
         TASKS_END                                                                                       \
     }                                                                                                   \
@@ -282,26 +270,13 @@ FUNCTIONS(d, double, floor, rint, ceil)
         TASKS_END                                                                                       \
     }
 
-/* HARD##_v_T: the exact hard value of a straight-through surrogate; HARD##_vd_T: it, and beside
- * it the derivative · scale of the surrogate FN. */
-#define HARD_KERNELS(HARD, FN, T, S, R, V)                                                              \
+/* HARD##_v_T: the exact hard value of a straight-through surrogate (its gradient is the
+ * surrogate's: FN##_g_T). */
+#define HARD_KERNEL(HARD, T, S, V)                                                                      \
     void HARD##_v_##T(const void *args, int64_t t0, int64_t t1) {                                       \
         TASKS_BEGIN                                                                                     \
         _Pragma("omp simd")                                                                             \
         for (int64_t j = begin; j < end; ++j) STORE_##V(a->value, j, hard_##HARD##_##S(LOAD_##T(a->x, j))); \
-        TASKS_END                                                                                       \
-    }                                                                                                   \
-    void HARD##_vd_##T(const void *args, int64_t t0, int64_t t1) {                                      \
-        TASKS_BEGIN                                                                                     \
-        const R scale = (R)a->scale;                                                                    \
-        _Pragma("omp simd")                                                                             \
-        for (int64_t j = begin; j < end; ++j) {                                                         \
-            R d;                                                                                        \
-            const R x = LOAD_##T(a->x, j);                                                              \
-            FN##_##S(x, a, &d);                                                                         \
-            STORE_##V(a->value, j, hard_##HARD##_##S(x));                                               \
-            STORE_##V(a->grad, j, d * scale);                                                           \
-        }                                                                                               \
         TASKS_END                                                                                       \
     }
 
@@ -309,11 +284,11 @@ FUNCTIONS(d, double, floor, rint, ceil)
     KERNELS(soft_round, ARGUMENT_UNARY, T, S, R, V)                                                     \
     KERNELS(soft_step, ARGUMENT_UNARY, T, S, R, V)                                                      \
     KERNELS(soft_sign, ARGUMENT_UNARY, T, S, R, V)                                                      \
-    HARD_KERNELS(round, soft_round, T, S, R, V)                                                         \
-    HARD_KERNELS(floor, soft_round, T, S, R, V)                                                         \
-    HARD_KERNELS(ceil, soft_round, T, S, R, V)                                                          \
-    HARD_KERNELS(step, soft_step, T, S, R, V)                                                           \
-    HARD_KERNELS(sign, soft_sign, T, S, R, V)                                                           \
+    HARD_KERNEL(round, T, S, V)                                                                         \
+    HARD_KERNEL(floor, T, S, V)                                                                         \
+    HARD_KERNEL(ceil, T, S, V)                                                                          \
+    HARD_KERNEL(step, T, S, V)                                                                          \
+    HARD_KERNEL(sign, T, S, V)                                                                          \
     KERNELS(penalized_mae, ARGUMENT_LOSS, T, S, R, V)                                                   \
     SUM_KERNEL(penalized_mae, ARGUMENT_LOSS, T, S, R)
 

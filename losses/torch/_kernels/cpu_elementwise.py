@@ -2,17 +2,20 @@
 
 Every function (penalized MAE and the smooth surrogates) is one definition in C that computes the
 value and the derivative together; the kernels here run it over a tensor in one pass each:
-:func:`value_and_derivative` (the forward of what will be differentiated: the backward then only
-scales the derivative, :func:`scale_in_place`), :func:`loss_sum` (a loss reduced to its sum in the
-pass that writes its derivative), :func:`value` (no gradient needed) and :func:`gradient`
-(upstream · derivative, for a second backward through the same graph). float32, float64, float16 and bfloat16 inputs are read as they are and
-computed in float32 (float64 in double); values come out in float32 (float64), gradients in the
-input's dtype. Build, cache and threads: :mod:`losses.torch._kernels._clib`.
+:func:`value` (the forward), :func:`gradient` (the backward: upstream · derivative, recomputed from
+the saved input, so that no input-sized buffer lives from the forward to the backward; written over
+the upstream gradient when nothing else holds that, see :func:`overwritable`) and :func:`loss_sum`
+(a loss reduced to its sum in the pass that writes its derivative: the backward then only scales
+it, :func:`scale_in_place`). float32, float64, float16 and bfloat16 inputs are read as they are
+and computed in float32 (float64 in double); values come out in float32 (float64), gradients in
+the input's dtype. Build, cache and threads: :mod:`losses.torch._kernels._clib`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import sys
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ CHUNK = 32768
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 DTYPES = tuple(_SUFFIX)
+STORES_DERIVATIVE = False  # the backward recomputes it from the input (see gradient)
 
 
 class _Args(ctypes.Structure):
@@ -88,31 +92,11 @@ def value(
 ) -> torch.Tensor:
     """``kernel`` (a function, or a straight-through form's hard value) of each element of ``x``
     (a loss: of ``x - target``), float32 or float64, x's shape."""
-    return _values(kernel, parameters, x, target, with_derivative=False)[0]
-
-
-def value_and_derivative(
-    kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`value` and, written in the same pass, the derivative (both float32 or float64)."""
-    return _values(kernel, parameters, x, target, with_derivative=True)
-
-
-def _values(kernel, parameters, x, target, with_derivative):
     x = x.contiguous()
     target = None if target is None else target.contiguous()
     out = torch.empty(x.shape, dtype=_computed_in(x.dtype))
-    derivative = torch.empty_like(out) if with_derivative else None
-    args = _args(
-        x,
-        target,
-        parameters,
-        value=out.data_ptr(),
-        scale=1.0,
-        grad=None if derivative is None else derivative.data_ptr(),
-    )
-    _run(f"{kernel}_{'vd' if with_derivative else 'v'}_{_SUFFIX[x.dtype]}", args)
-    return out, derivative
+    _run(f"{kernel}_v_{_SUFFIX[x.dtype]}", _args(x, target, parameters, value=out.data_ptr()))
+    return out
 
 
 def scale_in_place(grad: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
@@ -133,21 +117,88 @@ def gradient(
     x: torch.Tensor,
     target: torch.Tensor | None,
     upstream: torch.Tensor,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """``upstream · function'(x)`` (a loss: the derivative at ``x - target``), in x's dtype and shape.
 
-    An ``upstream`` that is one value broadcast (the gradient of a sum or mean) is read once.
+    An ``upstream`` that is one value broadcast (the gradient of a sum or mean) is read once. With
+    ``overwrite`` (nothing else holds ``upstream``), the gradient is written over it where it is a
+    contiguous tensor of x's dtype and shape.
     """
     x = x.contiguous()
     target = None if target is None else target.contiguous()
-    grad = torch.empty(x.shape, dtype=x.dtype)
     if _broadcast_value(upstream):
+        grad = torch.empty(x.shape, dtype=x.dtype)
         args = _args(x, target, parameters, grad=grad.data_ptr(), scale=upstream[(0,) * upstream.dim()].item())
     else:
-        upstream = upstream.to(_computed_in(x.dtype)).expand(x.shape).contiguous()
+        if overwrite and upstream.dtype == x.dtype and upstream.shape == x.shape and upstream.is_contiguous():
+            grad = upstream  # the kernel reads each element before it writes it
+        else:
+            upstream = upstream.to(_computed_in(x.dtype)).expand(x.shape).contiguous()
+            grad = torch.empty(x.shape, dtype=x.dtype)
         args = _args(x, target, parameters, grad=grad.data_ptr(), upstream=upstream.data_ptr())
     _run(f"{function}_g_{_SUFFIX[x.dtype]}", args)
     return grad
+
+
+def overwritable(upstream: torch.Tensor) -> bool:
+    """Whether a backward may write its result over ``upstream``, its upstream gradient: nothing else
+    holds the tensor, its Python object or its memory (as for the gradient of a mean, which autograd
+    makes for this backward alone), so that nobody can see the change. A backward calls it first,
+    directly with its argument, before it makes any other reference to it: the Python references
+    are counted against those of the same call in a probe (:func:`_sole_holders`).
+
+    Without it the gradient would be one more input-sized buffer beside the upstream one.
+    """
+    sole = _sole_holders()
+    return (
+        sole is not None
+        and type(upstream) is torch.Tensor
+        and not upstream.requires_grad
+        and upstream.device.type == "cpu"
+        and _holders(upstream) == sole
+    )
+
+
+def _holders(tensor: torch.Tensor) -> tuple[int, int, int, int]:
+    """(C++ handles of the tensor, Python references to it, Python references to its storage,
+    tensors and handles of the storage); ``Tensor._use_count`` as in ``torch.utils.swap_tensors``."""
+    storage = tensor.untyped_storage()
+    return (
+        tensor._use_count(),
+        sys.getrefcount(tensor),
+        sys.getrefcount(storage),
+        torch._C._storage_Use_Count(storage._cdata),
+    )
+
+
+def _holders_from_backward(tensor: torch.Tensor) -> tuple[int, int, int, int]:
+    return _holders(tensor)  # one frame, as overwritable's
+
+
+@functools.cache
+def _sole_holders() -> tuple[int, int, int, int] | None:
+    """What :func:`_holders` counts for a gradient that only the backward it is passed to holds: the
+    gradient of a mean, seen by a probe's backward. None where the count is not available."""
+    seen = []
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(_holders_from_backward(grad))
+            return grad
+
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = torch.zeros(2, requires_grad=True)
+            torch.autograd.grad(Probe.apply(x).mean(), x)
+    except (AttributeError, RuntimeError):  # a torch without these counts
+        return None
+    return seen[0] if seen else None
 
 
 def loss_sum(

@@ -1,9 +1,11 @@
 """Elementwise functions on Triton (CUDA): the surrogates' value and gradient passes.
 
-The same interface as :mod:`losses.torch._kernels.cpu_elementwise`, so that the PyTorch frontend
-runs one ``autograd.Function`` on either: :func:`value_and_derivative` (the value of a function,
-or a straight-through form's hard value, and the derivative, in one pass), :func:`scale_in_place`
-(the backward), :func:`value` and :func:`gradient` (upstream · derivative). The kernels are in
+The interface of :mod:`losses.torch._kernels.cpu_elementwise`, so that the PyTorch frontend runs
+one ``autograd.Function`` on either: :func:`value` and :func:`gradient` (upstream · derivative),
+and, as the C library's forward does not, :func:`value_and_derivative` (the value of a function,
+or a straight-through form's hard value, and the derivative, in one pass) with
+:func:`scale_in_place` as its backward: on the GPU the derivative is kept from the forward to the
+backward (``STORES_DERIVATIVE``), which then skips its pass when the upstream gradient is 1. The kernels are in
 ``_triton_elementwise.py``, with penalized MAE's (see ``penalized_mae.py``). Values and
 derivatives are float32, gradients in the input's dtype.
 """
@@ -18,6 +20,7 @@ from losses.torch._kernels import device_guard, transforms_active, triton_module
 BLOCK, WARPS = 4096, 8
 SCALE_BLOCK = 16384
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+STORES_DERIVATIVE = True  # value_and_derivative writes it in the forward; the backward scales it
 
 
 def supports(x: torch.Tensor) -> bool:
