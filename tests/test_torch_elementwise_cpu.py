@@ -332,6 +332,22 @@ def test_a_second_backward_and_second_derivatives():
     torch.testing.assert_close(again, grad.detach())
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_value_is_a_tensor_of_its_own_that_takes_in_place_ops(name):
+    # A value returned as a view of a larger buffer could not be modified in place (autograd forbids
+    # in-place ops on a custom Function's view outputs); 2^18 elements is above any small-size path.
+    x = torch.linspace(-3.0, 3.0, 1 << 18, requires_grad=True)
+    for straight_through in (False, True):
+        y = getattr(losses.torch, name)(x, 3.0, straight_through=straight_through)
+        assert y._base is None and y.untyped_storage().nbytes() == y.numel() * y.element_size()
+        y.mul_(2.0)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        expected = torch.autograd.grad(
+            2.0 * getattr(losses.torch, name)(x, 3.0, straight_through=straight_through).sum(), x
+        )[0]
+        torch.testing.assert_close(grad, expected)
+
+
 def test_transforms_take_the_portable_path():
     x = torch.tensor([0.3, 1.7, -2.45], dtype=torch.float64)
     expected = torch.from_numpy(reference.soft_floor_derivative(x.numpy(), 3.0))
