@@ -56,14 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    try:
-        from losses.doctor._cli import add_arguments
-    except ImportError:
-        add_arguments = None
-    if add_arguments is not None:
-        doctor = sub.add_parser("doctor", help="diagnose why a loss gives no gradient: FILE.py:FUNCTION")
-        add_arguments(doctor)
-        doctor.set_defaults(func=cmd_doctor)
+    from losses.doctor._cli import add_arguments
+
+    doctor = sub.add_parser("doctor", help="diagnose why a loss gives no gradient: FILE.py:FUNCTION")
+    add_arguments(doctor)
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
