@@ -308,7 +308,12 @@ _COMMON_DEFAULTS = dict(
 
 
 def _pair(
-    overlap: str, overlap_options: dict | None, lambdas: tuple, lambda_names: tuple[str, str], common: dict, term: dict
+    overlap: str,
+    overlap_options: dict[str, Any] | None,
+    lambdas: tuple[float, float],
+    lambda_names: tuple[str, str],
+    common: dict[str, Any],
+    term: dict[str, Any],
 ) -> PairOptions:
     unknown = sorted(set(common) - set(_COMMON_DEFAULTS))
     if unknown:
@@ -329,7 +334,7 @@ def dice_ce_loss(
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     **options: Any,
 ) -> Any:
@@ -400,7 +405,7 @@ def dice_focal_loss(
     gamma: float = 2.0,
     alpha: Any = None,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     **options: Any,
 ) -> Any:
@@ -530,7 +535,7 @@ class DiceCELoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,
@@ -626,7 +631,7 @@ class DiceFocalLoss(_PairLoss):
         gamma: float = 2.0,
         alpha: Any = None,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,

@@ -26,6 +26,8 @@ use ``jacrev(jacrev(f))`` instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -73,11 +75,13 @@ class _PenalizedMAEFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str):
+    def forward(
+        input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str
+    ) -> tuple[Tensor, Tensor | None]:
         return _penalized_mae_forward(input, target, delta, penalty, reduction, with_factor=True)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor | None]) -> None:
         _, _, _, penalty, reduction = inputs
         _, factor = output
         ctx.save_for_backward(factor)
@@ -86,7 +90,9 @@ class _PenalizedMAEFunction(torch.autograd.Function):
         ctx.reduction = reduction
 
     @staticmethod
-    def backward(ctx, grad_loss, grad_factor):
+    def backward(
+        ctx: Any, grad_loss: Tensor | None, grad_factor: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         (factor,) = ctx.saved_tensors
         grad = None
         if grad_loss is not None:
@@ -125,7 +131,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
     upstream gradient is 1). For ``"none"`` the pass writes the per-element loss and derivative."""
 
     @staticmethod
-    def forward(ctx, input, target, delta, penalty, reduction):
+    def forward(ctx: Any, input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
         parameters = (delta, penalty, 0.0)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if reduction == "none":
@@ -141,7 +147,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         input, target = ctx.saved_tensors
         delta, penalty, reduction = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
@@ -178,7 +184,7 @@ def _penalized_mae_fused_cpu(input: Tensor, target: Tensor, delta: float, penalt
     return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=_computed_in(input.dtype))
 
 
-def _check_tensor(name: str, value) -> Tensor:
+def _check_tensor(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {describe(value)}")
     return value

@@ -20,6 +20,7 @@ Class selection is a weight of 0 for every unselected class (``OverlapOptions.fu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import astuple
 
 import torch
@@ -198,6 +199,7 @@ class _OverlapLoss(torch.autograd.Function):
         # the stats kernel's buffer: three allocations fewer per step (host time at training
         # sizes). The returned tensor is allocated on its own, so that it is no view.
         st, spare = stats(input, target, weight, stats_options, n_grad_pad + (1 if per_row else rows))
+        assert spare is not None  # asked for: spare > 0
         grad_stats = spare[:n_grad].view(st.shape)
         if per_row:
             outputs = (torch.empty(rows, dtype=torch.float32, device=input.device), spare[n_grad_pad], grad_stats)
@@ -252,7 +254,8 @@ def overlap_loss_triton(
         loss = overlap_from_stats_triton(st, class_weights, options.form)
         if not options.per_image:
             return loss.squeeze(0)
-        return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+        reduce: dict[str, Callable[[], torch.Tensor]] = {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}
+        return reduce[reduction]()
     return _OverlapLoss.apply(input, target, weight, class_weights, options, reduction)
 
 

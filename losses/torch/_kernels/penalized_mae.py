@@ -99,12 +99,11 @@ class _PenalizedMAE(torch.autograd.Function):
             # A second backward through the same graph (retain_graph=True): the first one handed
             # its buffer to the caller, so compute the gradient again.
             input, target = ctx.saved_tensors
-            _, grad = _forward(input, target, *ctx.options, need_grad=True)
+            delta, penalty, reduction = ctx.options
+            _, grad = _forward(input, target, delta, penalty, reduction, need_grad=True)
         grad_input = scale_in_place(grad, grad_output)
         grad_target = -grad_input if ctx.needs_input_grad[1] else None
-        if not ctx.needs_input_grad[0]:
-            grad_input = None
-        return grad_input, grad_target, None, None, None
+        return grad_input if ctx.needs_input_grad[0] else None, grad_target, None, None, None
 
 
 # torch.compile path: a custom op the compiler treats as one opaque node, with its autograd.
