@@ -9,10 +9,6 @@ import sys
 import losses
 
 
-def installed_frameworks() -> list[str]:
-    return [name for name in ("torch", "tensorflow", "keras", "jax") if importlib.util.find_spec(name) is not None]
-
-
 def cmd_info(_: argparse.Namespace) -> int:
     print(f"losses {losses.__version__} from {losses.__file__}")
     for name in ("torch", "tensorflow", "keras", "jax", "triton"):

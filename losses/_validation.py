@@ -112,13 +112,6 @@ def shape_text(shape: Sequence[Any]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
 
 
-def shape_mismatch(name: str, shape: Sequence[Any], expected: str) -> ValueError:
-    return ValueError(
-        f"{name} has shape {shape_text(shape)}; expected {expected}. "
-        "Shapes are never broadcast: reshape the tensors so they match."
-    )
-
-
 def check_same_shape(pred_name: str, pred_shape: Sequence[Any], target_name: str, target_shape: Sequence[Any]) -> None:
     if tuple(pred_shape) != tuple(target_shape):
         raise ValueError(

@@ -21,25 +21,9 @@ import numpy as np
 from keras import ops
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
-from losses._validation import check_same_shape, floating_dtype_error
-from losses.keras._common import reduce_per_sample, serializable
+from losses._validation import check_same_shape
+from losses.keras._common import check_floating, compute_dtype, dtype_name, reduce_per_sample, serializable
 from losses.keras._elementwise import compiled, options
-
-_LOW_PRECISION = ("float16", "bfloat16")
-
-
-def _dtype_of(value: Any) -> str:
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(value).dtype
-    return keras.backend.standardize_dtype(dtype)
-
-
-def _check_prediction_dtype(y_pred: Any) -> str:
-    dtype = _dtype_of(y_pred)
-    if not keras.backend.is_float_dtype(dtype):
-        raise floating_dtype_error("y_pred", dtype)
-    return dtype
 
 
 def _check_shapes(y_true: Any, y_pred: Any) -> None:
@@ -160,10 +144,11 @@ def penalized_mae(y_true: Any, y_pred: Any, delta: float = DEFAULT_DELTA, penalt
     [2.6667, 0.3333]
     """
     delta, penalty = check_penalized_mae_options(delta, penalty)
-    pred_dtype = _check_prediction_dtype(y_pred)
-    if "complex" in _dtype_of(y_true):
-        raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {_dtype_of(y_true)}")
-    dtype = "float32" if pred_dtype in _LOW_PRECISION else pred_dtype
+    check_floating("y_pred", y_pred)
+    pred_dtype = dtype_name(y_pred)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {dtype_name(y_true)}")
+    dtype = compute_dtype(y_pred)
     # Explicit dtypes: some backends would otherwise turn float64 arrays into floatx() first.
     y_pred = ops.cast(ops.convert_to_tensor(y_pred, dtype=pred_dtype), dtype)
     y_true = ops.convert_to_tensor(y_true, dtype=dtype)
@@ -226,7 +211,7 @@ class PenalizedMAELoss(keras.losses.Loss):
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras converts the inputs to self.dtype first, which would silently turn integer
         # predictions into floats: check before it does.
-        _check_prediction_dtype(y_pred)
+        check_floating("y_pred", y_pred)
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)

@@ -35,8 +35,7 @@ from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalize
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
 from losses.torch._kernels import cpu_elementwise, transforms_active, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+from losses.torch._ops import compute_dtype
 
 
 def _penalized_mae_forward(
@@ -114,7 +113,7 @@ class _PenalizedMAEFunction(torch.autograd.Function):
 
 def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
     """The loss for validated arguments (same shapes, floating ``input``, checked options)."""
-    dtype = torch.float32 if input.dtype in _LOW_PRECISION else input.dtype
+    dtype = compute_dtype(input.dtype)
     input = input.to(dtype)
     target = target.to(dtype)
     if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
@@ -141,7 +140,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
             total, ctx.grad = cpu_elementwise.loss_sum(
                 "penalized_mae", parameters, input, target, scale if need_grad else None
             )
-            loss = torch.tensor(total * scale, dtype=_computed_in(input.dtype))
+            loss = torch.tensor(total * scale, dtype=compute_dtype(input.dtype))
         ctx.options = (delta, penalty, reduction)
         ctx.save_for_backward(input, target)
         return loss
@@ -151,7 +150,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         input, target = ctx.saved_tensors
         delta, penalty, reduction = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
-            computed = _computed_in(input.dtype)
+            computed = compute_dtype(input.dtype)
             _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty, reduction)
             grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
         else:
@@ -168,20 +167,16 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         return grad_input, grad_target, None, None, None
 
 
-def _computed_in(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _LOW_PRECISION else dtype
-
-
 def _penalized_mae_fused_cpu(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
     if target.dtype != input.dtype:  # the kernels read both in one dtype: the computation's
-        input, target = input.to(_computed_in(input.dtype)), target.to(_computed_in(input.dtype))
+        input, target = input.to(compute_dtype(input.dtype)), target.to(compute_dtype(input.dtype))
     if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
         return _FusedCpuPenalizedMAE.apply(input, target, delta, penalty, reduction)
     parameters = (delta, penalty, 0.0)
     if reduction == "none":
         return cpu_elementwise.value("penalized_mae", parameters, input, target)
     total, _ = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target, None)
-    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=_computed_in(input.dtype))
+    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=compute_dtype(input.dtype))
 
 
 def _check_tensor(name: str, value: object) -> Tensor:

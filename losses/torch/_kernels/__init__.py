@@ -115,11 +115,17 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
+def next_pow2(n: int) -> int:
+    """The smallest power of two ``>= n`` (1 for ``n <= 1``): Triton block sizes are powers of two."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
 __all__ = [
     "KERNEL_CHOICES",
     "device_guard",
     "interpreting",
     "kernels_choice",
+    "next_pow2",
     "transforms_active",
     "triton_available",
     "triton_module",

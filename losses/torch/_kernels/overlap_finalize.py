@@ -26,7 +26,8 @@ from dataclasses import astuple
 import torch
 
 from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, Form, OverlapOptions
-from losses.torch._kernels import device_guard, triton_module
+from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses.torch._kernels import device_guard, next_pow2, triton_module
 from losses.torch._kernels.overlap_stats import (
     StatsOptions,
     TermArgs,
@@ -40,11 +41,6 @@ from losses.torch._kernels.overlap_stats import (
 # formula is used.
 MAX_CLASSES = 1024
 _TILE = 2048
-_REDUCTION_CODES = ("none", "mean", "sum")
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def finalize_supports(num_rows: int, num_classes: int) -> bool:
@@ -67,8 +63,8 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
                 torch.empty_like(st),
             )
         loss, red, grad_stats = outputs
-        c_pad = max(2, _next_pow2(classes))
-        block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
+        c_pad = max(2, next_pow2(classes))
+        block_s = max(1, min(next_pow2(max(rows, 1)), _TILE // c_pad))
         kernels.finalize_kernel[(1,)](
             st,
             w,
@@ -239,8 +235,7 @@ def overlap_loss_triton(
     classes (``OverlapOptions.full_weights``). Call it only where ``overlap_kernel_supports`` and
     ``finalize_supports`` are True; option and value checks are the caller's.
     """
-    if reduction not in _REDUCTION_CODES:
-        raise ValueError(f"reduction must be one of {_REDUCTION_CODES}; got {reduction!r}")
+    check_choice("reduction", reduction, TORCH_REDUCTIONS)
     if torch.compiler.is_compiling():
         st = overlap_stats_triton(
             input,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from losses._overlap import NUM_STATS
-from losses.torch._kernels import device_guard, triton_module
+from losses.torch._kernels import device_guard, next_pow2, triton_module
 
 _MODES = ("binary", "multiclass", "multilabel")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
@@ -97,10 +97,6 @@ class StatsOptions:
     def of(cls, options) -> StatsOptions:
         """From the options of a loss (anything with these four attributes)."""
         return cls(options.mode, bool(options.from_logits), options.ignore_index, bool(options.per_image))
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def overlap_kernel_supports(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, mode: str) -> bool:
@@ -171,7 +167,7 @@ def _chunks(blocks: int, rows: int, programs: int) -> tuple[int, int]:
 
 def _multiclass_block(classes: int) -> tuple[int, int]:
     """(padded class count, pixels per tile)."""
-    c_pad = max(2, _next_pow2(classes))
+    c_pad = max(2, next_pow2(classes))
     pixels = 128 * MULTICLASS_WARPS
     # Beyond 4 classes the registers would not hold that tile: fewer pixels, and warps split
     # the classes (the class sums then go through shared memory).

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from losses._validation import TORCH_REDUCTIONS, check_choice
 from losses.torch._kernels import device_guard, triton_module
 from losses.torch._kernels.elementwise import scale_in_place
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py).
 BLOCK, WARPS = 4096, 8
@@ -146,8 +145,7 @@ def penalized_mae_triton(
     Differentiable with respect to both tensors (grad_target = -grad_input). The loss is float32;
     gradients have the dtype of ``input``. Option checks are the caller's.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
+    check_choice("reduction", reduction, TORCH_REDUCTIONS)
     if target.dtype != input.dtype:
         target = target.to(input.dtype)
     if torch.compiler.is_compiling():
