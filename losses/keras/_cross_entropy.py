@@ -158,8 +158,8 @@ def focal_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``.
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
@@ -225,8 +225,8 @@ class FocalLoss(LossWithWeightMap):
     ``FocalLoss(mode="multilabel", alpha=a)``.
 
     Args:
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
         alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
             the negatives); multiclass: None or one weight per class.
@@ -348,8 +348,8 @@ def dice_ce_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -419,8 +419,8 @@ def dice_focal_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -495,19 +495,38 @@ class DiceCELoss(_PairLoss):
     ``losses.torch.DiceCELoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
         overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the cross-entropy term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term; None: every class. The
+            cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
         dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
 
     Raises:
         TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
@@ -590,6 +609,8 @@ class DiceFocalLoss(_PairLoss):
     same in ``losses.torch.DiceFocalLoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_focal: the weight of the focal term (``>= 0``; not both 0).
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
@@ -599,13 +620,30 @@ class DiceFocalLoss(_PairLoss):
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the focal term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term; None: every class. The
+            cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
         dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
 
     Raises:
         TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
