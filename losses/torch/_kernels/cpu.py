@@ -13,11 +13,15 @@ How the library is built, cached and loaded, and when the portable PyTorch path 
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from losses._overlap import NUM_STATS, VALID_COUNT, layout_definitions
+
+if TYPE_CHECKING:
+    from losses._cross_entropy import FocalOptions
 from losses.torch._kernels import _clib
 from losses.torch._kernels._clib import available, build_error, library
 
@@ -126,7 +130,7 @@ class Prepared:
         ignore_index: int | None,
         label_map: bool,
         weight: torch.Tensor | None = None,
-        term=None,
+        term: FocalOptions | None = None,
     ) -> None:
         """``term``: the options of a cross-entropy / focal term (``losses._cross_entropy.FocalOptions``)
         to sum in the same pass, or None; with logits and label maps or binary / multilabel targets."""

@@ -17,7 +17,8 @@ import ctypes
 import numpy as np
 import torch
 
-from losses.torch._kernels import _clib, transforms_active
+from losses.torch._kernels import _clib, broadcast_value, transforms_active
+from losses.torch._ops import compute_dtype
 
 C_SOURCE = _clib.Source("cpu_elementwise.c")
 # Elements per task. Fixed, so that the partial sums, and their order, do not depend on the threads.
@@ -61,16 +62,14 @@ def supports(*tensors: torch.Tensor | None) -> bool:
     )
 
 
-def _computed_in(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _run(kernel: str, args: _Args) -> None:
     tasks = -(-args.n // CHUNK)
     _clib.run(kernel, args, tasks, _clib.threads_for(tasks, args.n))
 
 
-def _args(x: torch.Tensor, target: torch.Tensor | None, parameters: tuple[float, float, float], **fields) -> _Args:
+def _args(
+    x: torch.Tensor, target: torch.Tensor | None, parameters: tuple[float, float, float], **fields: float | None
+) -> _Args:
     return _Args(
         x=x.data_ptr(),
         target=None if target is None else target.data_ptr(),
@@ -95,13 +94,21 @@ def value_and_derivative(
     kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, target: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`value` and, written in the same pass, the derivative (both float32 or float64)."""
-    return _values(kernel, parameters, x, target, with_derivative=True)
+    value, derivative = _values(kernel, parameters, x, target, with_derivative=True)
+    assert derivative is not None  # asked for
+    return value, derivative
 
 
-def _values(kernel, parameters, x, target, with_derivative):
+def _values(
+    kernel: str,
+    parameters: tuple[float, float, float],
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    with_derivative: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = x.contiguous()
     target = None if target is None else target.contiguous()
-    out = torch.empty(x.shape, dtype=_computed_in(x.dtype))
+    out = torch.empty(x.shape, dtype=compute_dtype(x.dtype))
     derivative = torch.empty_like(out) if with_derivative else None
     args = _args(
         x,
@@ -117,14 +124,10 @@ def _values(kernel, parameters, x, target, with_derivative):
 
 def scale_in_place(grad: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """``grad *= upstream``; nothing to do for an upstream that is 1 broadcast (a sum's gradient)."""
-    if _broadcast_value(upstream):
+    if broadcast_value(upstream):
         factor = upstream[(0,) * upstream.dim()].item()
         return grad if factor == 1.0 else grad.mul_(factor)
     return grad.mul_(upstream)
-
-
-def _broadcast_value(upstream: torch.Tensor) -> bool:
-    return upstream.numel() == 1 or upstream.stride() == (0,) * upstream.dim()
 
 
 def gradient(
@@ -141,10 +144,10 @@ def gradient(
     x = x.contiguous()
     target = None if target is None else target.contiguous()
     grad = torch.empty(x.shape, dtype=x.dtype)
-    if _broadcast_value(upstream):
+    if broadcast_value(upstream):
         args = _args(x, target, parameters, grad=grad.data_ptr(), scale=upstream[(0,) * upstream.dim()].item())
     else:
-        upstream = upstream.to(_computed_in(x.dtype)).expand(x.shape).contiguous()
+        upstream = upstream.to(compute_dtype(x.dtype)).expand(x.shape).contiguous()
         args = _args(x, target, parameters, grad=grad.data_ptr(), upstream=upstream.data_ptr())
     _run(f"{function}_g_{_SUFFIX[x.dtype]}", args)
     return grad

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import astuple
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,6 +38,9 @@ from losses.torch._kernels.overlap_stats import (
     stats_with_term,
 )
 
+if TYPE_CHECKING:
+    from losses.torch._term_core import TermLoss
+
 # One program holds a (BLOCK_S, C_PAD) tile of the stats; beyond this many classes the portable
 # formula is used.
 MAX_CLASSES = 1024
@@ -48,7 +52,13 @@ def finalize_supports(num_rows: int, num_classes: int) -> bool:
     return num_rows > 0 and 0 < num_classes <= MAX_CLASSES
 
 
-def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale: float, outputs=None):
+def _finalize(
+    stats: torch.Tensor,
+    weights: torch.Tensor,
+    form: Form,
+    red_scale: float,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, NUM_STATS)), float32, written into
     ``outputs`` when given (the same three tensors), else into new tensors."""
     with device_guard(stats):
@@ -102,14 +112,14 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
 
 class _Finalize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, stats, weights, form):
+    def forward(ctx: Any, stats: torch.Tensor, weights: torch.Tensor, form: Form) -> torch.Tensor:
         loss, _, grad_stats = _finalize(stats, weights, form, 1.0)
         ctx.save_for_backward(grad_stats)
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (grad_stats,) = ctx.saved_tensors
         return grad_stats * grad[:, None, None], None, None
 
@@ -151,15 +161,17 @@ def _finalize_op(
 
 
 @_finalize_op.register_fake
-def _(stats, weights, *form):
+def _(stats: torch.Tensor, weights: torch.Tensor, *form: object) -> tuple[torch.Tensor, torch.Tensor]:
     return (stats.new_empty((stats.shape[0],), dtype=torch.float32), stats.new_empty(stats.shape, dtype=torch.float32))
 
 
-def _finalize_setup_context(ctx, inputs, output):
+def _finalize_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
     ctx.save_for_backward(output[1])
 
 
-def _finalize_backward(ctx, grad_loss, grad_grad_stats):
+def _finalize_backward(
+    ctx: Any, grad_loss: torch.Tensor, grad_grad_stats: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
     (grad_stats,) = ctx.saved_tensors
     return (grad_stats * grad_loss[:, None, None],) + (None,) * 13
 
@@ -185,7 +197,15 @@ def overlap_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, 
 
 class _OverlapLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, weight, class_weights, options, reduction):
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        class_weights: torch.Tensor,
+        options: OverlapOptions,
+        reduction: str,
+    ) -> torch.Tensor:
         stats_options = StatsOptions.of(options)
         rows = input.shape[0] if options.per_image else 1
         n_grad = rows * input.shape[1] * NUM_STATS
@@ -211,7 +231,7 @@ class _OverlapLoss(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
@@ -264,7 +284,15 @@ class _TermLoss(torch.autograd.Function):
     overlap rows from the finalize kernel, and the backward is one gradient pass for both."""
 
     @staticmethod
-    def forward(ctx, input, target, weight, class_weights, spec, reduction):
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        class_weights: torch.Tensor,
+        spec: TermLoss,
+        reduction: str,
+    ) -> torch.Tensor:
         options = spec.overlap
         stats_options = StatsOptions.of(options)
         term = TermArgs.of(spec.term, input.shape[1], input.device)
@@ -297,7 +325,7 @@ class _TermLoss(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats, slope = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
@@ -323,7 +351,7 @@ def term_loss_triton(
     target: torch.Tensor,
     weight: torch.Tensor | None,
     class_weights: torch.Tensor,
-    spec,
+    spec: TermLoss,
     reduction: str,
 ) -> torch.Tensor:
     """An overlap loss with a cross-entropy / focal term (``losses.torch._term_core.TermLoss``) on the

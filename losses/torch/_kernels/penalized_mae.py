@@ -15,6 +15,8 @@ under ``torch.compile`` by an ordinary multiplication the compiler can fuse.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from losses._validation import TORCH_REDUCTIONS, check_choice
@@ -33,7 +35,9 @@ def _forward(
         return _launch_forward(input, target, delta, penalty, reduction, need_grad)
 
 
-def _launch_forward(input, target, delta, penalty, reduction, need_grad):
+def _launch_forward(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     # Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
     kernels = triton_module("_triton_elementwise")
     x = input if input.is_contiguous() else input.contiguous()
@@ -81,7 +85,9 @@ class _PenalizedMAE(torch.autograd.Function):
     """The eager path: fewer Python layers than a custom op, and the gradient scaled in place."""
 
     @staticmethod
-    def forward(ctx, input, target, delta, penalty, reduction):
+    def forward(
+        ctx: Any, input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str
+    ) -> torch.Tensor:
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
         ctx.grad = grad
@@ -91,7 +97,9 @@ class _PenalizedMAE(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
+    def backward(
+        ctx: Any, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         grad = ctx.grad
         ctx.grad = None
         if grad is None:
@@ -115,19 +123,23 @@ def _penalized_mae_op(
 
 
 @_penalized_mae_op.register_fake
-def _(input, target, delta, penalty, reduction, need_grad):
+def _(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     loss = input.new_empty(input.shape if reduction == "none" else (), dtype=torch.float32)
     grad = torch.empty_like(input, memory_format=torch.contiguous_format) if need_grad else input.new_empty(0)
     return loss, grad
 
 
-def _op_setup_context(ctx, inputs, output):
+def _op_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
     ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1])
 
 
-def _op_backward(ctx, grad_output, _grad_of_grad):
+def _op_backward(
+    ctx: Any, grad_output: torch.Tensor, _grad_of_grad: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, None, None, None, None]:
     (grad,) = ctx.saved_tensors
     grad_input = grad * grad_output.to(grad.dtype)
     return grad_input, -grad_input, None, None, None, None
