@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 TORCH_REDUCTIONS = ("mean", "sum", "none")
+
+
+class SupportsToList(Protocol):
+    """An array or a tensor on the host: ``tolist()`` gives its numbers."""
+
+    def tolist(self) -> Any: ...
+
+
+# What the losses accept as class indices (any iterable of integers: a list, a range, an integer
+# array) and as per-class weights (a sequence of numbers, or an array or host tensor of them).
+ClassIndices = Iterable[int]
+ClassWeights = Sequence[float] | SupportsToList
 
 
 class InputOptions(Protocol):

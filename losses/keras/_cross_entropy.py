@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from losses._validation import ClassIndices, ClassWeights
 from losses._cross_entropy import PROBABILITY_MIN, FocalOptions, PairOptions
 from losses.keras._common import compute_dtype, loss_config, non_finite_mark, upcast
 from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
@@ -141,10 +142,10 @@ def focal_loss(
     weight: Any = None,
     *,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     from_logits: bool = True,
     label_smoothing: float = 0.0,
-    class_weights: Any = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
 ) -> Any:
     """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
@@ -258,10 +259,10 @@ class FocalLoss(LossWithWeightMap):
         mode: str = "multiclass",
         *,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         from_logits: bool = True,
         label_smoothing: float = 0.0,
-        class_weights: Any = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "focal_loss",
@@ -403,7 +404,7 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     overlap: str = "dice",
     overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
@@ -563,8 +564,8 @@ class DiceCELoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -667,7 +668,7 @@ class DiceFocalLoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         overlap: str = "dice",
         overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
@@ -678,8 +679,8 @@ class DiceFocalLoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",

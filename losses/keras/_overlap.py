@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from losses._validation import ClassIndices, ClassWeights
 from losses._overlap import (
     ABS_DIFF,
     INTERSECTION,
@@ -220,8 +221,8 @@ class _RatioLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -539,8 +540,8 @@ class TverskyLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -679,8 +680,8 @@ class FocalTverskyLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -816,8 +817,8 @@ class GeneralizedDiceLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         sync_across_ranks: bool = False,
         reduction: str | None = "sum_over_batch_size",

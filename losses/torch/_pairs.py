@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from losses._cross_entropy import PairOptions
-from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
 from losses.torch._checks import check_inputs
 from losses.torch._term_core import TermLoss, term_loss
 
@@ -70,8 +70,8 @@ def dice_ce_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -190,7 +190,7 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     overlap: str = "dice",
     overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
@@ -201,8 +201,8 @@ def dice_focal_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -415,8 +415,8 @@ class DiceCELoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -515,7 +515,7 @@ class DiceFocalLoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         overlap: str = "dice",
         overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
@@ -526,8 +526,8 @@ class DiceFocalLoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
