@@ -706,7 +706,8 @@ def plot(report: dict, path: str) -> None:
         fontsize=9,
     )
     figure.tight_layout(rect=(0, 0.03, 1, 1))
-    figure.savefig(path, dpi=110)
+    # No Software entry (the matplotlib version): the bytes depend on the drawing only.
+    figure.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(figure)
 
 

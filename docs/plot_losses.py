@@ -41,7 +41,8 @@ def half_foreground(points: int) -> torch.Tensor:
 
 def save(fig, name: str) -> None:
     IMG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMG / name, dpi=90)
+    # No Software entry (the matplotlib version): the bytes depend on the drawing only.
+    fig.savefig(IMG / name, dpi=90, metadata={"Software": None})
     plt.close(fig)
     print(f"wrote docs/img/{name}")
 

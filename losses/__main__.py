@@ -9,10 +9,6 @@ import sys
 import losses
 
 
-def installed_frameworks() -> list[str]:
-    return [name for name in ("torch", "tensorflow", "keras", "jax") if importlib.util.find_spec(name) is not None]
-
-
 def cmd_info(_: argparse.Namespace) -> int:
     print(f"losses {losses.__version__} from {losses.__file__}")
     for name in ("torch", "tensorflow", "keras", "jax", "triton"):
@@ -56,14 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    try:
-        from losses.doctor._cli import add_arguments
-    except ImportError:
-        add_arguments = None
-    if add_arguments is not None:
-        doctor = sub.add_parser("doctor", help="diagnose why a loss gives no gradient: FILE.py:FUNCTION")
-        add_arguments(doctor)
-        doctor.set_defaults(func=cmd_doctor)
+    from losses.doctor._cli import add_arguments
+
+    doctor = sub.add_parser("doctor", help="diagnose why a loss gives no gradient: FILE.py:FUNCTION")
+    add_arguments(doctor)
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
 CLASSES = 3
 SIZE = 32
+
+# Images and label maps, as synthetic_shapes makes them; the demo trains on one and tests on another.
+Split = tuple[np.ndarray, np.ndarray]
 
 
 def synthetic_shapes(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,17 +48,18 @@ def hard_dice_score(predicted: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-def _progress(steps: int, description: str):
+def _progress(steps: int, description: str) -> Iterable[int]:
     try:
         from tqdm import tqdm
 
-        return tqdm(range(steps), desc=description, ncols=80)
+        progress: Iterable[int] = tqdm(range(steps), desc=description, ncols=80)
+        return progress
     except ImportError:  # pragma: no cover - tqdm is in the test and all extras
         print(description)
         return range(steps)
 
 
-def _demo_torch(steps: int, data) -> tuple[float, float, float, float]:
+def _demo_torch(steps: int, data: tuple[Split, Split]) -> tuple[float, float, float, float]:
     import torch
 
     from losses.torch import DiceLoss
@@ -87,7 +92,7 @@ def _demo_torch(steps: int, data) -> tuple[float, float, float, float]:
     return (*before, *evaluate())
 
 
-def _demo_keras(steps: int, data) -> tuple[float, float, float, float]:
+def _demo_keras(steps: int, data: tuple[Split, Split]) -> tuple[float, float, float, float]:
     import keras
 
     from losses.keras import DiceLoss

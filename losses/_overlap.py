@@ -307,7 +307,7 @@ class NumpyOps:
         return np.zeros_like(x)
 
     @staticmethod
-    def stack(xs: list, axis: int) -> Any:
+    def stack(xs: list[Any], axis: int) -> Any:
         import numpy as np
 
         return np.stack(xs, axis=axis)
@@ -505,7 +505,7 @@ class OverlapOptions:
         largest = max(weights[c] for c in selected)
         if not largest > 0:
             raise ValueError(
-                f"class_weights give every selected class a weight of 0: classes={list(self.classes)}, "
+                f"class_weights give every selected class a weight of 0: classes={list(selected)}, "
                 f"class_weights={list(weights)}"
             )
         full = [0.0] * num_classes

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 TORCH_REDUCTIONS = ("mean", "sum", "none")
+
+
+class SupportsToList(Protocol):
+    """An array or a tensor on the host: ``tolist()`` gives its numbers."""
+
+    def tolist(self) -> Any: ...
+
+
+# What the losses accept as class indices (any iterable of integers: a list, a range, an integer
+# array) and as per-class weights (a sequence of numbers, or an array or host tensor of them).
+ClassIndices = Iterable[int]
+ClassWeights = Sequence[float] | SupportsToList
 
 
 class InputOptions(Protocol):
@@ -110,13 +122,6 @@ def check_weight_sequence(name: str, value: Any) -> tuple[float, ...] | None:
 
 def shape_text(shape: Sequence[Any]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def shape_mismatch(name: str, shape: Sequence[Any], expected: str) -> ValueError:
-    return ValueError(
-        f"{name} has shape {shape_text(shape)}; expected {expected}. "
-        "Shapes are never broadcast: reshape the tensors so they match."
-    )
 
 
 def check_same_shape(pred_name: str, pred_shape: Sequence[Any], target_name: str, target_shape: Sequence[Any]) -> None:

@@ -91,8 +91,8 @@ def _imported_modules(fn: Any) -> set[str]:
         namespace = vars(module) if module is not None else {}
     modules = set()
     for value in namespace.values():
-        module = isinstance(value, types.ModuleType)
-        name = getattr(value, "__name__", "") if module else getattr(value, "__module__", "")
+        is_module = isinstance(value, types.ModuleType)
+        name = getattr(value, "__name__", "") if is_module else getattr(value, "__module__", "")
         modules.add(str(name).split(".")[0])
     return modules
 

@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from losses.doctor._report import ORDERS
 
@@ -116,6 +117,8 @@ def load_function(target: str) -> Any:
         raise CannotRun(f"no such file: {path!r}")
     module_name = "_losses_doctor_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise CannotRun(f"{path} is not a Python source file")
     module = importlib.util.module_from_spec(spec)
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)  # the file's own imports of its neighbours
@@ -127,7 +130,7 @@ def load_function(target: str) -> Any:
         _raise_load_error(path, error)
     finally:
         sys.path.remove(folder)
-    obj = module
+    obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):
             raise CannotRun(f"{path} has no {name!r}")
@@ -159,8 +162,8 @@ def random_inputs(
     return y_true, y_pred
 
 
-def to_framework(array: np.ndarray, framework: str) -> Any:
-    array = np.asarray(array)
+def to_framework(values: npt.ArrayLike, framework: str) -> Any:
+    array = np.asarray(values)
     if framework == "torch":
         import torch
 

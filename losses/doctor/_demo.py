@@ -5,28 +5,29 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
-def broken_quantized_mse(input, target):
+def broken_quantized_mse(input: Any, target: Any) -> Any:
     levels = input.mul(4).round().div(4)  # quantize the prediction to quarter steps: zero gradient
     return ((levels - target) ** 2).mean()
 
 
-def repaired_quantized_mse(input, target):
+def repaired_quantized_mse(input: Any, target: Any) -> Any:
     from losses.torch import soft_round
 
     levels = soft_round(input * 4, 4.0) / 4  # the same quantization, with a gradient
     return ((levels - target) ** 2).mean()
 
 
-def keras_broken_quantized_mse(y_true, y_pred):
+def keras_broken_quantized_mse(y_true: Any, y_pred: Any) -> Any:
     import keras
 
     levels = keras.ops.round(y_pred * 4) / 4  # zero gradient
     return keras.ops.mean(keras.ops.square(levels - y_true))
 
 
-def keras_repaired_quantized_mse(y_true, y_pred):
+def keras_repaired_quantized_mse(y_true: Any, y_pred: Any) -> Any:
     import keras
 
     from losses.keras import soft_round
@@ -55,6 +56,8 @@ def run_doctor_demo(print_fn: Callable[[str], None] = print, frameworks: Sequenc
         if framework not in installed:
             print_fn(f"doctor: {framework} is not installed; skipped")
             continue
+        broken: Callable[[Any, Any], Any]
+        repaired: Callable[[Any, Any], Any]
         if framework == "torch":
             import torch
 

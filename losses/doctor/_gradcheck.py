@@ -62,7 +62,9 @@ def check_directions(
         for _ in range(directions):
             vs = [rng.standard_normal(x.shape) for x in xs]
 
-            def differences(h, xs=xs, vs=vs, f0=f0):
+            def differences(
+                h: float, xs: list[np.ndarray] = xs, vs: list[np.ndarray] = vs, f0: float = f0
+            ) -> tuple[float, float, float]:
                 plus = value([x + h * v for x, v in zip(xs, vs)])
                 minus = value([x - h * v for x, v in zip(xs, vs)])
                 return (plus - f0) / h, (f0 - minus) / h, (plus - minus) / (2 * h)

@@ -11,17 +11,18 @@ import inspect
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax._src import custom_derivatives
+from jax._src.core import ShapedArray
 from jax.extend.core import Literal, Var
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
-from losses.doctor._report import Finding, Report
+from losses.doctor._report import Cause, Finding, Report
 
 _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le", "and", "or", "not", "xor", "is_finite"}
 _ARGMAX = {"argmax", "argmin"}
@@ -50,7 +51,10 @@ _SUM = {"add", "sub", "add_any"}
 _SCALE = {"mul", "div", "neg", "reduce_sum", "convert_element_type", "reshape", "squeeze", "copy", "copy_p", "alias"}
 _SINGULAR = {"sqrt", "rsqrt", "log", "div", "pow", "acos", "asin", "atanh"}
 
-Cause = tuple  # (kind, op, (file, line)): why a value carries no gradient
+
+def _shape(value: Var | Literal) -> tuple[int, ...]:
+    # Every value of a traced array program has a ShapedArray as its abstract value.
+    return tuple(cast(ShapedArray, value.aval).shape)
 
 
 def _floating(aval: Any) -> bool:
@@ -221,13 +225,13 @@ class _Pass(R.BreakLog):
         if any(v in self.new_axes for v in ins) or _explicit_axes(eqn):
             self.new_axes.update(outs)
         elif name == "broadcast_in_dim" and ins:
-            self.shape_before[outs[0]] = self.shape_before.get(ins[0], tuple(ins[0].aval.shape))
+            self.shape_before[outs[0]] = self.shape_before.get(ins[0], _shape(ins[0]))
         if derived_in and target_only and name in _ELEMENTWISE_BINARY:
             for p in derived_in:
                 for t in target_only:
-                    a = self.shape_before.get(p, tuple(p.aval.shape))
-                    b = self.shape_before.get(t, tuple(t.aval.shape))
-                    out = math.prod(outs[0].aval.shape)
+                    a = self.shape_before.get(p, _shape(p))
+                    b = self.shape_before.get(t, _shape(t))
+                    out = math.prod(_shape(outs[0]))
                     if (
                         a != b
                         and out > max(math.prod(a), math.prod(b))
@@ -336,14 +340,15 @@ class _Watch:
             watch.custom_calls.append((obj, args, kwargs))
             return original(obj, *args, **kwargs)
 
-        custom_derivatives.custom_vjp.__call__ = call
+        # Patched for the duration of the pass, restored by __exit__.
+        custom_derivatives.custom_vjp.__call__ = call  # type: ignore[method-assign, assignment]
         self._profile = sys.getprofile()
         sys.setprofile(self._profiler)
         return self
 
     def __exit__(self, *exc):
         sys.setprofile(self._profile)
-        custom_derivatives.custom_vjp.__call__ = self._call
+        custom_derivatives.custom_vjp.__call__ = self._call  # type: ignore[method-assign]
         return False
 
 
@@ -381,7 +386,7 @@ def check_custom_vjp(obj: Any, leaves: list, treedef: Any, wrt: list[int]):
             new[i] = x
         args, kwargs = jax.tree_util.tree_unflatten(treedef, new)
         out = obj(*args, **kwargs)
-        total = 0.0
+        total: jax.Array | float = 0.0
         for k, o in enumerate(o for o in jax.tree_util.tree_leaves(out) if jnp.issubdtype(o.dtype, jnp.floating)):
             if k not in weights:  # fixed random weights: a scalar that sees every output element
                 weights[k] = rng.uniform(0.5, 1.5, size=o.shape)
@@ -492,13 +497,14 @@ def diagnose_jax(
     run = _Pass(jaxpr.invars[0], jaxpr.invars[1])
     run.follow(jaxpr)
     out = jaxpr.outvars[0] if jaxpr.outvars else None
-    terms = run.summands(out, max(math.prod(out.aval.shape), 1)) if isinstance(out, Var) else []
+    terms = run.summands(out, max(math.prod(_shape(out)), 1)) if isinstance(out, Var) else []
     connected_terms = [t for t in terms if isinstance(t, Var) and t in run.connected] if len(terms) > 1 else []
-    # One program, compiled without XLA's backend optimizations: it runs twice at most.
+    # One program, compiled without XLA's backend optimizations: it runs twice at most. XLA takes the
+    # level as an int, which jax's annotation of compiler_options (str or bool) leaves out.
     compiled = (
         jax.jit(run.program(closed, out, connected_terms))
         .lower(pred, target)
-        .compile(compiler_options={"xla_backend_optimization_level": 0})
+        .compile(compiler_options={"xla_backend_optimization_level": 0})  # type: ignore[dict-item]
     )
     values, grad, jacobian = compiled(pred, target)
     run.check_values(values)

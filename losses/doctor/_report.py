@@ -10,9 +10,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
+# Where a finding points: (file, line), either unknown.
+Site = tuple[str | None, int | None]
+# What cut the gradient: (kind of break, the operation, where), as the framework recorders note it.
+Cause = tuple[str, str, Site]
 
 # The public contract: these codes never change meaning.
 DISCONNECTED = "DISCONNECTED"
@@ -283,9 +288,9 @@ def _library_roots() -> list[str]:
         "optree",
         "ml_dtypes",
     ):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            roots.add(os.path.dirname(os.path.abspath(module.__file__)))
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            roots.add(os.path.dirname(os.path.abspath(path)))
     roots.add(_STDLIB)
     return sorted(roots)
 
@@ -315,7 +320,7 @@ def refresh_library_roots() -> None:
     _LIBRARY_ROOTS.extend(_library_roots())
 
 
-def user_site(frame: Any = None) -> tuple[str | None, int | None]:
+def user_site(frame: Any = None) -> Site:
     """``(file, line)`` of the innermost frame outside the frameworks and this package."""
     frame = frame if frame is not None else sys._getframe(1)
     while frame is not None:
@@ -326,9 +331,9 @@ def user_site(frame: Any = None) -> tuple[str | None, int | None]:
     return None, None
 
 
-def traceback_site(tb: Any) -> tuple[str | None, int | None]:
+def traceback_site(tb: Any) -> Site:
     """``(file, line)`` of the innermost user frame of a traceback."""
-    site: tuple[str | None, int | None] = (None, None)
+    site: Site = (None, None)
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if not is_library_file(filename):
@@ -337,7 +342,7 @@ def traceback_site(tb: Any) -> tuple[str | None, int | None]:
     return site
 
 
-def definition_site(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
+def definition_site(fn: Callable[..., Any]) -> Site:
     target = fn
     for attr in ("forward", "call"):
         if not inspect.isfunction(fn) and callable(getattr(fn, attr, None)):
@@ -483,10 +488,10 @@ def add_gradient_findings(
     report: Report,
     rec: Any,
     framework: str,
-    loss_site: tuple[str | None, int | None],
+    loss_site: Site,
     finite: bool,
-    locate_non_finite: Callable[[], tuple[str | None, int | None]],
-    dead_causes: Sequence[tuple[str, str, tuple[str | None, int | None]]] = (),
+    locate_non_finite: Callable[[], Site],
+    dead_causes: Sequence[Cause] = (),
     zero_elsewhere: Callable[[], float | None] | None = None,
 ) -> None:
     """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
@@ -507,6 +512,7 @@ def add_gradient_findings(
     partial = [b for b in rec.breaks if b[0] in _PARTIAL_BREAKS and b[2] not in dead_sites]
     if not finite and rec.swaps:
         return  # NaN from a log of the target: a consequence of the swap, reported already
+    zero_fraction = cast(float, report.zero_fraction)  # set by the caller, as said above
     if not finite:
         site = locate_non_finite()
         report.add(
@@ -521,14 +527,14 @@ def add_gradient_findings(
                 site[1],
             )
         )
-    elif report.zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
+    elif zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
         kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
         report.add(
             Finding(
                 base.code,
                 "warning",
-                f"{100 * report.zero_fraction:.0f}% of the prediction's elements get no gradient; "
+                f"{100 * zero_fraction:.0f}% of the prediction's elements get no gradient; "
                 + base.message
                 + " on one of the paths",
                 base.fix,
@@ -561,9 +567,9 @@ def add_gradient_findings(
 class BreakLog:
     """What a framework's recorder shares: the breaks it saw, in order."""
 
-    breaks: list[tuple[str, str, tuple[str | None, int | None]]]
+    breaks: list[Cause]
 
-    def first_break(self) -> tuple[str, str, tuple[str | None, int | None]]:
+    def first_break(self) -> Cause:
         kind, op, site = self.breaks[0]
         # `if pred.mean() > 0:` breaks at the comparison; the `if` is what the user has to change.
         for other in self.breaks[1:]:
@@ -579,7 +585,7 @@ _RESHAPE = {
 }
 
 
-def broadcast_finding(op: str, a: tuple, b: tuple, framework: str, site: tuple[str | None, int | None]) -> Finding:
+def broadcast_finding(op: str, a: tuple[int, ...], b: tuple[int, ...], framework: str, site: Site) -> Finding:
     return Finding(
         BROADCAST,
         "error",
@@ -592,24 +598,22 @@ def broadcast_finding(op: str, a: tuple, b: tuple, framework: str, site: tuple[s
     )
 
 
-def unique_causes(causes: Sequence[tuple | None]) -> list[tuple]:
+def unique_causes(causes: Sequence[Cause | None]) -> list[Cause]:
     """One cause per line, in order."""
-    unique: list[tuple] = []
+    unique: list[Cause] = []
     for cause in causes:
         if cause is not None and all(cause[2] != u[2] for u in unique):
             unique.append(cause)
     return unique
 
 
-def variables_finding(
-    severity: str, names: list[str], message: str, fix: str, site: tuple[str | None, int | None]
-) -> Finding:
+def variables_finding(severity: str, names: list[str], message: str, fix: str, site: Site) -> Finding:
     """``NO_GRADIENT_VARIABLES`` for a group of variables of a model."""
     listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
     return Finding(NO_GRADIENT_VARIABLES, severity, f"{listed} get no gradient: {message}", fix, site[0], site[1])
 
 
-def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, int | None]) -> Finding:
+def break_finding(kind: str, op: str, framework: str, site: Site) -> Finding:
     code, message, fix = _BREAKS[kind]
     words = dict(_FRAMEWORK_WORDS[framework], op=op)
     return Finding(code, "error", message.format(**words), fix.format(**words), site[0], site[1])
@@ -619,7 +623,7 @@ def break_finding(kind: str, op: str, framework: str, site: tuple[str | None, in
 # Hand-written gradients and dead terms.
 
 
-def function_site(fn: Any) -> tuple[str | None, int | None]:
+def function_site(fn: Any) -> Site:
     """``(file, line)`` of the ``def`` of a Python function (past its decorators), else ``(None, None)``."""
     code = getattr(inspect.unwrap(fn) if callable(fn) else fn, "__code__", None)
     if code is None:
@@ -642,7 +646,7 @@ class HostNumber(float):
     built from it can be named with the line where it left the graph.
     """
 
-    cause: tuple[str, str, tuple[str | None, int | None]] | None = None
+    cause: Cause | None = None
     # Keras reads `getattr(x, "dtype", type(x))`: the class float makes it a weakly typed Python float.
     dtype = float
 
@@ -654,40 +658,40 @@ class HostNumber(float):
     def _keep(self, result: Any) -> Any:
         return HostNumber(result, self.cause) if isinstance(result, float) else result
 
-    def __add__(self, other):
+    def __add__(self, other: float) -> float:
         return self._keep(float.__add__(self, other))  # noqa: E704
 
-    def __radd__(self, other):
+    def __radd__(self, other: float) -> float:
         return self._keep(float.__radd__(self, other))  # noqa: E704
 
-    def __sub__(self, other):
+    def __sub__(self, other: float) -> float:
         return self._keep(float.__sub__(self, other))  # noqa: E704
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: float) -> float:
         return self._keep(float.__rsub__(self, other))  # noqa: E704
 
-    def __mul__(self, other):
+    def __mul__(self, other: float) -> float:
         return self._keep(float.__mul__(self, other))  # noqa: E704
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: float) -> float:
         return self._keep(float.__rmul__(self, other))  # noqa: E704
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: float) -> float:
         return self._keep(float.__truediv__(self, other))  # noqa: E704
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: float) -> float:
         return self._keep(float.__rtruediv__(self, other))  # noqa: E704
 
-    def __pow__(self, other):
+    def __pow__(self, other: float, modulo: None = None, /) -> Any:
         return self._keep(float.__pow__(self, other))  # noqa: E704
 
-    def __rpow__(self, other):
+    def __rpow__(self, other: float, modulo: None = None, /) -> Any:
         return self._keep(float.__rpow__(self, other))  # noqa: E704
 
-    def __neg__(self):
+    def __neg__(self) -> float:
         return self._keep(float.__neg__(self))  # noqa: E704
 
-    def __abs__(self):
+    def __abs__(self) -> float:
         return self._keep(float.__abs__(self))  # noqa: E704
 
 
@@ -700,10 +704,10 @@ class Constant:
 
 def host_number_cause(
     terms: Sequence[Any],
-    breaks: Sequence[tuple],
-    dead: Sequence[tuple],
+    breaks: Sequence[Cause],
+    dead: Sequence[Cause],
     terms_elsewhere: Callable[[], Sequence[Any] | None] | None,
-) -> tuple | None:
+) -> Cause | None:
     """The cause of a constant summand computed from the prediction. Python's float() returns a plain
     float, so a number read off the prediction with float(t) loses its mark on the way; a constant
     summand whose value moves with the prediction (``terms_elsewhere()``: the summands at a moved
@@ -723,7 +727,7 @@ def host_number_cause(
     return read if changed else None
 
 
-def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], framework: str) -> Finding:
+def dead_term_finding(cause: Cause, framework: str) -> Finding:
     """The finding for a summand of the loss that contributes no gradient while another one does."""
     kind, op, site = cause
     base = break_finding(kind, op, framework, site)
@@ -738,7 +742,7 @@ def dead_term_finding(cause: tuple[str, str, tuple[str | None, int | None]], fra
     )
 
 
-def wrong_gradient_finding(name: str, site: tuple[str | None, int | None], verdict: Any) -> Finding:
+def wrong_gradient_finding(name: str, site: Site, verdict: Any) -> Finding:
     """The finding for a hand-written backward that disagrees with finite differences."""
     if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
         what = "sign flipped"
@@ -807,7 +811,7 @@ def keras_target_first(code: Any) -> str | None:
     return f"{api}.{code.co_name}" if is_library_file(code.co_filename) else None
 
 
-def keras_swap_finding(api_name: str, site: tuple[str | None, int | None]) -> Finding:
+def keras_swap_finding(api_name: str, site: Site) -> Finding:
     first, second = ("y_true", "y_pred") if api_name.startswith("keras.losses") else ("target", "output")
     return Finding(
         SWAPPED_ARGUMENTS,

@@ -20,7 +20,7 @@ from tensorflow.python.ops import custom_gradient as tf_custom_gradient
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
-from losses.doctor._report import Finding, Report
+from losses.doctor._report import Cause, Finding, Report
 
 # Ops through which TensorFlow sends no gradient (or a zero one), by the kind of break they are.
 _STOP = {"StopGradient": "detach", "PreventGradient": "detach"}
@@ -87,8 +87,6 @@ _ELEMENTWISE_BINARY = {
 _SUM = {"AddV2", "Add", "Sub", "AddN"}
 _SCALE = {"Mul", "RealDiv", "Div", "DivNoNan", "Neg", "Mean", "Sum", "Identity", "Cast", "Reshape", "Squeeze"}
 
-Cause = tuple  # (kind, op, (file, line)): why a tensor carries no gradient
-
 
 def _float_dtype(t: Any) -> bool:
     return t.dtype.is_floating or t.dtype.is_complex
@@ -132,7 +130,7 @@ class _Recorder(R.BreakLog):
         self.functions: list[tuple[Callable, tuple, dict, list[int]]] = []  # custom gradients met
         self._inside_custom = 0
         self._saved: dict[str, Any] = {}
-        self._profile = None
+        self._profile: Callable[..., object] | None = None
 
     # -- op callback -------------------------------------------------------------------------
     def callback(self, op_type, inputs, attrs, outputs, op_name=None, graph=None):
@@ -501,7 +499,8 @@ def _dead_causes(
     terms = rec.summands(loss, max(loss.shape.num_elements() or 1, 1))
     if len(terms) < 2:
         return []
-    dead, carried = [], False
+    dead: list[Cause] = []
+    carried = False
     for term in terms:
         if isinstance(term, R.Constant):
             continue
@@ -511,8 +510,7 @@ def _dead_causes(
                 carried = True
         elif id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
-    dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
-    return R.unique_causes(dead) if carried else []
+    return R.unique_causes([*dead, R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere)]) if carried else []
 
 
 def diagnose_tensorflow(
@@ -788,7 +786,7 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
     if failed:
         return report
     trainable = list(model.trainable_variables)  # after the call: a subclassed model builds in its first call
-    reaches = {id(v): set() for v in trainable}
+    reaches: dict[int, set[int]] = {id(v): set() for v in trainable}
     for i, total in enumerate(output_sums):
         if total is None or not trainable:
             continue
@@ -797,7 +795,7 @@ def diagnose_model_tensorflow(model: Any, loss_fn: Callable[..., Any], x: Any, y
                 reaches[id(v)].add(i)
     to_loss = tape.gradient(scalar, trainable) if trainable and scalar is not None else [None] * len(trainable)
     del tape
-    owner = {}
+    owner: dict[int, Any] = {}  # variable id -> the Keras layer that holds it
     for layer in sorted(layers.values(), key=lambda layer: len(layer.weights)):  # the innermost layer owns
         for v in layer.weights:
             owner.setdefault(id(v), layer)

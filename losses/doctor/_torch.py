@@ -9,8 +9,8 @@ import inspect
 import math
 import re
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
-from losses.doctor._report import Finding, HostNumber, Report
+from losses.doctor._report import Cause, Finding, HostNumber, Report
 
 _HOST = {"item", "tolist", "numpy", "__float__", "__int__", "__index__", "__complex__", "__array__"}
 _DETACH = {"detach", "detach_", "data"}
@@ -222,8 +222,6 @@ _INPLACE_DUNDER = {
 }
 _VERSION = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\].*?is at version (\d+); expected version (\d+)", re.S)
 
-Cause = tuple  # (kind, op, (file, line)): why a tensor carries no gradient
-
 
 def _name(func: Any) -> str:
     name = getattr(func, "__name__", None) or str(func)
@@ -275,11 +273,11 @@ def _broadcast_grows(a: torch.Size, b: torch.Size) -> bool:
     return math.prod(shape) > max(math.prod(a), math.prod(b))
 
 
-def is_function_class(obj: Any) -> bool:
+def is_function_class(obj: Any) -> TypeGuard[type[torch.autograd.Function]]:
     return isinstance(obj, type) and issubclass(obj, torch.autograd.Function)
 
 
-def check_function_class(cls: type) -> None:
+def check_function_class(cls: type[torch.autograd.Function]) -> None:
     """A ``torch.autograd.Function`` subclass given as the loss must be of the static kind."""
     if not isinstance(inspect.getattr_static(cls, "forward", None), staticmethod):
         raise TypeError(
@@ -308,7 +306,7 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
         self.terms: dict[int, tuple[str, list]] = {}  # output id -> (op, operands) for sums and scalings
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
         self.zero: dict[int, Cause] = {}  # connected tensors computed through a zero-derivative op -> which
-        self.functions: list[tuple[type, tuple, dict, tuple[str | None, int | None]]] = []
+        self.functions: list[tuple[type[torch.autograd.Function], tuple, dict, tuple[str | None, int | None]]] = []
         self._inside_function = 0
 
     def _is_pred(self, t: torch.Tensor) -> bool:
@@ -325,18 +323,19 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
         def apply(cls, *args, **kwargs):
             return recorder._function_apply(original, cls, args, kwargs)
 
-        torch.autograd.Function.apply = classmethod(apply)
+        # Patched for the duration of the pass, restored by __exit__.
+        torch.autograd.Function.apply = classmethod(apply)  # type: ignore[method-assign, assignment]
         return super().__enter__()
 
     def __exit__(self, *exc):
-        torch.autograd.Function.apply = self._apply
+        torch.autograd.Function.apply = self._apply  # type: ignore[method-assign]
         return super().__exit__(*exc)
 
     def _function_apply(self, original, cls, args, kwargs):
         # The forward of an autograd.Function runs without gradient recording by design: its own
         # backward stands for the ops inside, so they are not looked at.
         pred_in = [t for t in _tensors((args, kwargs)) if self._is_pred(t)]
-        site = R.user_site() if pred_in else None
+        site = R.user_site() if pred_in else (None, None)
         self._inside_function += 1
         try:
             out = original(cls, *args, **kwargs)
@@ -628,7 +627,7 @@ def _scalar(loss: torch.Tensor) -> torch.Tensor:
     return loss if loss.numel() == 1 else loss.sum()
 
 
-def check_function(cls: type, args: tuple, kwargs: dict):
+def check_function(cls: type[torch.autograd.Function], args: tuple, kwargs: dict):
     """Compare the backward of ``cls`` with central differences of its forward, at its inputs from the
     pass (float64 when the forward runs in it); a :class:`~losses.doctor._gradcheck.Verdict` or ``None``."""
     wrt = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad and a.is_floating_point()]
@@ -642,7 +641,7 @@ def check_function(cls: type, args: tuple, kwargs: dict):
             new[i] = leaf
         with torch.set_grad_enabled(grad):
             out = cls.apply(*new, **kwargs)
-        total = 0
+        total: torch.Tensor | float = 0
         for k, o in enumerate(t for t in _tensors(out) if t.is_floating_point()):
             if k not in weights:  # fixed random weights: a scalar that sees every output element
                 weights[k] = torch.rand(o.shape, generator=gen, dtype=torch.float64) + 0.5
@@ -704,9 +703,10 @@ def _dead_causes(
                 dead.append(rec.zero[id(term)])
         elif isinstance(term, torch.Tensor) and id(term) in rec.dead:
             dead.append(rec.dead[id(term)])
-    dead = [cause for cause in dead if cause is not None]
-    dead.append(R.host_number_cause(terms, rec.breaks, dead, terms_elsewhere))
-    return R.unique_causes(dead) if carried else []
+    causes = [cause for cause in dead if cause is not None]
+    return (
+        R.unique_causes([*causes, R.host_number_cause(terms, rec.breaks, causes, terms_elsewhere)]) if carried else []
+    )
 
 
 def diagnose_torch(
@@ -737,7 +737,7 @@ def run_loss(
     R.refresh_library_roots()
     if is_function_class(loss_fn):
         check_function_class(loss_fn)
-        function_class = loss_fn
+        function_class: type[torch.autograd.Function] = loss_fn
 
         def loss_fn(*args, **kw):  # looked up at call time: the pass watches Function.apply
             return function_class.apply(*args, **kw)
@@ -868,7 +868,7 @@ def analyse_loss(
         report.add(_swap_finding(*swap))
     for name_, a, b, site in rec.broadcasts:
         report.add(R.broadcast_finding(name_, a, b, "torch", site))
-    none = [None] * len(leaves)
+    none: list[torch.Tensor | None] = [None] * len(leaves)
 
     if isinstance(loss, HostNumber) or not isinstance(loss, torch.Tensor):
         if rec.breaks:
@@ -1050,7 +1050,7 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
     args = (pred, y) if order == "y_pred, y_true" else (y, pred)
     try:
         loss = loss_fn(*args)
-        from_loss = (
+        from_loss: Sequence[torch.Tensor | None] = (
             torch.autograd.grad(_scalar(loss), [p for _, p in trainable], allow_unused=True)
             if trainable and isinstance(loss, torch.Tensor) and loss.requires_grad
             else [None] * len(trainable)
@@ -1061,9 +1061,11 @@ def diagnose_model_torch(model: torch.nn.Module, loss_fn: Callable[..., Any], x:
         return report
     used_outputs = {i for i, g in enumerate(output_grads) if g is not None}
     labels = tree_flatten(R.output_labels(pred))[0]
-    unused, ignored, disconnected = [], [], []
-    for (n, _), g in zip(trainable, from_loss):
-        if g is not None:
+    unused: list[str] = []
+    ignored: list[str] = []
+    disconnected: list[str] = []
+    for (n, _), gradient in zip(trainable, from_loss):
+        if gradient is not None:
             continue
         if not reaches[n]:
             unused.append(n)

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from losses._validation import ClassIndices, ClassWeights
 from losses._cross_entropy import PROBABILITY_MIN, FocalOptions, PairOptions
 from losses.keras._common import compute_dtype, loss_config, non_finite_mark, upcast
 from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
@@ -141,10 +142,10 @@ def focal_loss(
     weight: Any = None,
     *,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     from_logits: bool = True,
     label_smoothing: float = 0.0,
-    class_weights: Any = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
 ) -> Any:
     """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
@@ -158,8 +159,8 @@ def focal_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``.
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
@@ -225,8 +226,8 @@ class FocalLoss(LossWithWeightMap):
     ``FocalLoss(mode="multilabel", alpha=a)``.
 
     Args:
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
         alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
             the negatives); multiclass: None or one weight per class.
@@ -258,10 +259,10 @@ class FocalLoss(LossWithWeightMap):
         mode: str = "multiclass",
         *,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         from_logits: bool = True,
         label_smoothing: float = 0.0,
-        class_weights: Any = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "focal_loss",
@@ -308,7 +309,12 @@ _COMMON_DEFAULTS = dict(
 
 
 def _pair(
-    overlap: str, overlap_options: dict | None, lambdas: tuple, lambda_names: tuple[str, str], common: dict, term: dict
+    overlap: str,
+    overlap_options: dict[str, Any] | None,
+    lambdas: tuple[float, float],
+    lambda_names: tuple[str, str],
+    common: dict[str, Any],
+    term: dict[str, Any],
 ) -> PairOptions:
     unknown = sorted(set(common) - set(_COMMON_DEFAULTS))
     if unknown:
@@ -329,7 +335,7 @@ def dice_ce_loss(
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     **options: Any,
 ) -> Any:
@@ -343,8 +349,8 @@ def dice_ce_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -398,9 +404,9 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     **options: Any,
 ) -> Any:
@@ -414,8 +420,8 @@ def dice_focal_loss(
             or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
         y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
             ``from_logits=False``).
-        mode: ``"binary"`` (``C = 1``), ``"multiclass"`` (``C >= 2``, softmax) or ``"multilabel"``
-            (a sigmoid per element).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -490,19 +496,38 @@ class DiceCELoss(_PairLoss):
     ``losses.torch.DiceCELoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
         overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the cross-entropy term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term; None: every class. The
+            cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
         dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
 
     Raises:
         TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
@@ -530,7 +555,7 @@ class DiceCELoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,
@@ -539,8 +564,8 @@ class DiceCELoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -585,6 +610,8 @@ class DiceFocalLoss(_PairLoss):
     same in ``losses.torch.DiceFocalLoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_focal: the weight of the focal term (``>= 0``; not both 0).
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
@@ -594,13 +621,30 @@ class DiceFocalLoss(_PairLoss):
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the focal term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term; None: every class. The
+            cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
         dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
 
     Raises:
         TypeError: an option of the wrong type, or an option (or an entry of ``overlap_options``) this loss does not take.
@@ -624,9 +668,9 @@ class DiceFocalLoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,
@@ -635,8 +679,8 @@ class DiceFocalLoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -177,7 +177,7 @@ def prepare_inputs(
     y_true = ops.convert_to_tensor(y_true)
     # The number of positions, not -1: a batch of 0 images has no size to infer it from.
     spatial = tuple(pred_shape[1:-1])
-    positions = math.prod(spatial) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
+    positions = math.prod(cast(tuple[int, ...], spatial)) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
     return Inputs(y_true, y_pred, weight, label_map, num_classes, positions)
 
 

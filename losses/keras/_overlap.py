@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from losses._validation import ClassIndices, ClassWeights
 from losses._overlap import (
     ABS_DIFF,
     INTERSECTION,
@@ -172,8 +173,8 @@ def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = 
             multi-hot or probabilities in [0, 1]).
         y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
             (``from_logits=True``, the default) or probabilities.
-        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
-            sigmoids).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, entering every sum (0 leaves the position out).
         **options: the keyword options of :class:`DiceLoss` (``squared``, ``log_loss``,
@@ -220,8 +221,8 @@ class _RatioLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -304,8 +305,9 @@ class DiceLoss(_RatioLoss):
             formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
         average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
             class-weighted sums pooled over the classes, per image.
-        sync_across_ranks: under a ``tf.distribute`` strategy with ``per_image=False``, all-reduce
-            the per-class sums over the replicas (see above).
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -345,8 +347,8 @@ def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
             multi-hot or probabilities in [0, 1]).
         y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
             (``from_logits=True``, the default) or probabilities.
-        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
-            sigmoids).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, entering every sum (0 leaves the position out).
         **options: the keyword options of :class:`JaccardLoss` (``squared``, ``log_loss``,
@@ -384,7 +386,32 @@ class JaccardLoss(_RatioLoss):
     Options as :class:`DiceLoss` (``squared``: FP and FN from Σp² and Σg²); the same in
     ``losses.torch.JaccardLoss``.
 
-    The arguments are those of :class:`DiceLoss`, with the same defaults.
+    Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
+        log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss; None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -415,8 +442,8 @@ def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
             multi-hot or probabilities in [0, 1]).
         y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
             (``from_logits=True``, the default) or probabilities.
-        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
-            sigmoids).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, entering every sum (0 leaves the position out).
         **options: the keyword options of :class:`TverskyLoss` (``alpha``, ``beta``, ``log_loss``,
@@ -459,10 +486,32 @@ class TverskyLoss(_OverlapLoss):
     axes).
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
-
-    The other arguments are those of :class:`DiceLoss` (no ``squared``), with the same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss; None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -491,8 +540,8 @@ class TverskyLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -536,8 +585,8 @@ def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weigh
             multi-hot or probabilities in [0, 1]).
         y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
             (``from_logits=True``, the default) or probabilities.
-        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
-            sigmoids).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, entering every sum (0 leaves the position out).
         **options: the keyword options of :class:`FocalTverskyLoss` (``alpha``, ``beta``, ``gamma``,
@@ -577,12 +626,32 @@ class FocalTverskyLoss(_OverlapLoss):
     false negatives, its exponent is 1/γ with γ = 4/3). The same in ``losses.torch.FocalTverskyLoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
         gamma: the exponent (``> 0``).
-
-    The other arguments are those of :class:`DiceLoss` (no ``squared``, no ``log_loss``), with the
-    same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss; None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target contributes: ``"smooth"`` the smoothed
+            formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction ``Σp / Σv``.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -611,8 +680,8 @@ class FocalTverskyLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -659,8 +728,8 @@ def generalized_dice_loss(
             multi-hot or probabilities in [0, 1]).
         y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
             (``from_logits=True``, the default) or probabilities.
-        mode: ``"binary"`` (sigmoid), ``"multiclass"`` (softmax) or ``"multilabel"`` (independent
-            sigmoids).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
             and ``>= 0``, entering every sum (0 leaves the position out).
         **options: the keyword options of :class:`GeneralizedDiceLoss` (``weight_type`` and
@@ -702,10 +771,26 @@ class GeneralizedDiceLoss(_OverlapLoss):
     smoothing (as in MONAI). The same in ``losses.torch.GeneralizedDiceLoss``.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
         weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
-
-    The other arguments are those of :class:`DiceLoss` (no ``squared``, ``log_loss``,
-    ``empty_target``, ``average``), with the same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss; None: every class.
+        class_weights: one weight per channel, relative (divided by the largest), multiplying ``w_c``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
+            ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
+            and gradients are those of the global batch; nothing elsewhere.
+        reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
+            ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
+        name: the name of the loss (its Keras name scope).
+        dtype: the loss dtype (Keras' ``dtype`` argument); None: Keras' float type.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -732,8 +817,8 @@ class GeneralizedDiceLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         sync_across_ranks: bool = False,
         reduction: str | None = "sum_over_batch_size",

@@ -13,33 +13,20 @@ torch backend the loss is the PyTorch frontend's (its C and Triton kernels).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalized_mae_options
-from losses._validation import check_same_shape, floating_dtype_error
-from losses.keras._common import reduce_per_sample, serializable
+from losses._validation import check_same_shape
+from losses.keras._common import check_floating, compute_dtype, dtype_name, reduce_per_sample, serializable
 from losses.keras._elementwise import compiled, options
 
-_LOW_PRECISION = ("float16", "bfloat16")
 
-
-def _dtype_of(value) -> str:
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        dtype = np.asarray(value).dtype
-    return keras.backend.standardize_dtype(dtype)
-
-
-def _check_prediction_dtype(y_pred) -> str:
-    dtype = _dtype_of(y_pred)
-    if not keras.backend.is_float_dtype(dtype):
-        raise floating_dtype_error("y_pred", dtype)
-    return dtype
-
-
-def _check_shapes(y_true, y_pred) -> None:
+def _check_shapes(y_true: Any, y_pred: Any) -> None:
     true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
     # Inside a traced function unknown dimensions are None: only known ones can disagree.
     if len(true_shape) != len(pred_shape) or any(
@@ -48,7 +35,7 @@ def _check_shapes(y_true, y_pred) -> None:
         check_same_shape("y_pred", pred_shape, "y_true", true_shape)
 
 
-def _sample_count(e):
+def _sample_count(e: Any) -> Any:
     """Elements per sample, as a tensor of e's dtype (0 for samples without elements: their mean is NaN)."""
     if None not in e.shape[1:]:
         count = int(np.prod(e.shape[1:]))
@@ -57,12 +44,12 @@ def _sample_count(e):
     return ops.cast(count, e.dtype)
 
 
-def _excess(e, delta):
+def _excess(e: Any, delta: Any) -> Any:
     """sign(e)·max(|e| − delta, 0) = e − clip(e, −delta, delta)."""
     return ops.subtract(e, ops.clip(e, ops.negative(delta), delta))
 
 
-def _loss_per_sample(y_true, y_pred, delta, penalty):
+def _loss_per_sample(y_true: Any, y_pred: Any, delta: Any, penalty: Any) -> Any:
     e = ops.subtract(y_pred, y_true)
     values = ops.add(ops.abs(e), ops.multiply(penalty, ops.square(_excess(e, delta))))
     rank = len(e.shape)
@@ -72,7 +59,7 @@ def _loss_per_sample(y_true, y_pred, delta, penalty):
     return ops.divide(ops.sum(values, axis=tuple(range(1, rank))), _sample_count(e))
 
 
-def _gradient_of_prediction(y_true, y_pred, upstream, delta, penalty):
+def _gradient_of_prediction(y_true: Any, y_pred: Any, upstream: Any, delta: Any, penalty: Any) -> Any:
     e = ops.subtract(y_pred, y_true)
     factor = ops.add(ops.sign(e), ops.multiply(ops.add(penalty, penalty), _excess(e, delta)))
     # sign(e) is 0 for a NaN e: a NaN that comes in must come out of the gradient too
@@ -83,15 +70,15 @@ def _gradient_of_prediction(y_true, y_pred, upstream, delta, penalty):
     return ops.multiply(factor, upstream)
 
 
-def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
+def _penalized_mae_per_sample(y_true: Any, y_pred: Any, delta: float, penalty: float) -> Any:
     """Per-sample mean over the non-batch axes; inputs already checked and of one float dtype."""
     if keras.backend.backend() == "torch":
         return _torch_per_sample(y_true, y_pred, delta, penalty)
     delta_t, penalty_t = options(y_pred, delta, penalty)
 
     @ops.custom_gradient
-    def per_sample(y_true, y_pred):
-        def grad(*args, upstream=None):
+    def per_sample(y_true: Any, y_pred: Any) -> tuple[Any, Callable[..., tuple[Any, Any]]]:
+        def grad(*args: Any, upstream: Any = None) -> tuple[Any, Any]:
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally
                 (upstream,) = args
             # e again from the inputs, not the forward's e: the closure then keeps no tensor the
@@ -104,7 +91,7 @@ def _penalized_mae_per_sample(y_true, y_pred, delta: float, penalty: float):
     return per_sample(y_true, y_pred)
 
 
-def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
+def _torch_per_sample(y_true: Any, y_pred: Any, delta: float, penalty: float) -> Any:
     from losses.torch.functional import penalized_mae as torch_penalized_mae
 
     values = torch_penalized_mae(y_pred, y_true, delta, penalty, reduction="none")
@@ -114,7 +101,7 @@ def _torch_per_sample(y_true, y_pred, delta: float, penalty: float):
 
 
 @serializable
-def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY):
+def penalized_mae(y_true: Any, y_pred: Any, delta: float = DEFAULT_DELTA, penalty: float = DEFAULT_PENALTY) -> Any:
     r"""Per-sample mean absolute error plus a quadratic penalty on errors larger than ``delta``.
 
     Per element, with ``e = y_pred - y_true``::
@@ -157,10 +144,11 @@ def penalized_mae(y_true, y_pred, delta: float = DEFAULT_DELTA, penalty: float =
     [2.6667, 0.3333]
     """
     delta, penalty = check_penalized_mae_options(delta, penalty)
-    pred_dtype = _check_prediction_dtype(y_pred)
-    if "complex" in _dtype_of(y_true):
-        raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {_dtype_of(y_true)}")
-    dtype = "float32" if pred_dtype in _LOW_PRECISION else pred_dtype
+    check_floating("y_pred", y_pred)
+    pred_dtype = dtype_name(y_pred)
+    if "complex" in dtype_name(y_true):
+        raise TypeError(f"y_true must have a real dtype (floating, integer or bool); got {dtype_name(y_true)}")
+    dtype = compute_dtype(y_pred)
     # Explicit dtypes: some backends would otherwise turn float64 arrays into floatx() first.
     y_pred = ops.cast(ops.convert_to_tensor(y_pred, dtype=pred_dtype), dtype)
     y_true = ops.convert_to_tensor(y_true, dtype=dtype)
@@ -215,15 +203,15 @@ class PenalizedMAELoss(keras.losses.Loss):
         penalty: float = DEFAULT_PENALTY,
         reduction: str | None = "sum_over_batch_size",
         name: str = "penalized_mae",
-        dtype=None,
-    ):
+        dtype: Any = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.delta, self.penalty = check_penalized_mae_options(delta, penalty)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Keras converts the inputs to self.dtype first, which would silently turn integer
         # predictions into floats: check before it does.
-        _check_prediction_dtype(y_pred)
+        check_floating("y_pred", y_pred)
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
@@ -231,10 +219,10 @@ class PenalizedMAELoss(keras.losses.Loss):
             # NaN, in eager and traced code alike (Keras hands an empty batch back unreduced).
             return reduce_per_sample(self.call(y_true, y_pred), sample_weight, self.reduction, self.dtype)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return penalized_mae(y_true, y_pred, delta=self.delta, penalty=self.penalty)
 
-    def get_config(self):
-        config = super().get_config()
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
         config.update({"delta": self.delta, "penalty": self.penalty, "dtype": self.dtype})
         return config

@@ -115,7 +115,9 @@ def _hard_step(x: Any) -> Any:
 
 
 # name: (value, derivative, hard value, options(alpha))
-_FUNCTIONS = {
+_FUNCTIONS: dict[
+    str, tuple[Callable[..., Any], Callable[..., Any], Callable[[Any], Any], Callable[[float], tuple[float, ...]]]
+] = {
     "soft_round": (_round_value, _round_derivative, ops.round, lambda a: (a, _spec.round_scale(a), 0.0)),
     "soft_floor": (_round_value, _round_derivative, _floor, lambda a: (a, _spec.round_scale(a), -0.5)),
     "soft_ceil": (_round_value, _round_derivative, _ceil, lambda a: (a, _spec.round_scale(a), 0.5)),
@@ -124,7 +126,7 @@ _FUNCTIONS = {
 }
 
 
-def _times_derivative(derivative: Callable) -> Callable:
+def _times_derivative(derivative: Callable[..., Any]) -> Callable[..., Any]:
     """``upstream · derivative(x)``, one function per derivative (a compiled function's identity)."""
     if derivative not in _GRADIENTS:
         _GRADIENTS[derivative] = lambda x, upstream, *option_values: ops.multiply(
@@ -133,7 +135,7 @@ def _times_derivative(derivative: Callable) -> Callable:
     return _GRADIENTS[derivative]
 
 
-_GRADIENTS: dict = {}
+_GRADIENTS: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 def _surrogate(name: str, x: Any, alpha: Any, straight_through: Any) -> Any:
@@ -157,13 +159,13 @@ def _surrogate(name: str, x: Any, alpha: Any, straight_through: Any) -> Any:
     return _with_gradient(x, forward, derivative, tensors)
 
 
-def _with_gradient(x: Any, forward: Callable, derivative: Callable, tensors: list) -> Any:
+def _with_gradient(x: Any, forward: Callable[[Any], Any], derivative: Callable[..., Any], tensors: list[Any]) -> Any:
     """``forward(x)``, with the gradient ``upstream · derivative(x, *tensors)`` written by hand."""
     gradient = compiled(_times_derivative(derivative))
 
     @ops.custom_gradient
-    def apply(x):
-        def grad(*args, upstream=None):
+    def apply(x: Any) -> tuple[Any, Callable[..., Any]]:
+        def grad(*args: Any, upstream: Any = None) -> Any:
             # TensorFlow and JAX call grad(upstream); the torch backend grad(*inputs, upstream=...).
             if upstream is None:
                 (upstream,) = args

@@ -29,6 +29,8 @@ Traceback (most recent call last):
 losses.testing._gradcheck.GradientMismatch: ...
 """
 
+from typing import Any
+
 from losses.testing._flow import GradientFlowError, assert_gradient_flow
 from losses.testing._gradcheck import (
     GradientMismatch,
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name == "strategies":
         import importlib
 

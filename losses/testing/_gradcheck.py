@@ -106,7 +106,7 @@ def value_and_grad(
     if backend == "jax":
         import jax
 
-        def scalar(x):
+        def scalar(x: Any) -> Any:
             args = list(tensors)
             args[argnum] = x
             return fn(*args)

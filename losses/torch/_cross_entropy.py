@@ -6,12 +6,11 @@ The definitions are in :mod:`losses._cross_entropy`; the terms and the execution
 
 from __future__ import annotations
 
-from typing import Any
 
 from torch import Tensor, nn
 
 from losses._cross_entropy import FocalOptions
-from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses._validation import ClassWeights, TORCH_REDUCTIONS, check_choice
 from losses.torch._checks import check_inputs, check_values
 from losses.torch._term_core import TermLoss, focal_terms, term_loss
 
@@ -37,10 +36,10 @@ def focal_loss(
     *,
     weight: Tensor | None = None,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     from_logits: bool = True,
     label_smoothing: float = 0.0,
-    class_weights: Any = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     reduction: str = "mean",
 ) -> Tensor:
@@ -160,10 +159,10 @@ class FocalLoss(nn.Module):
         mode: str = "multiclass",
         *,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         from_logits: bool = True,
         label_smoothing: float = 0.0,
-        class_weights: Any = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         reduction: str = "mean",
     ) -> None:

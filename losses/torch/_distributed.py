@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -17,7 +19,9 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 
     if hasattr(collectives, "all_reduce_backward"):
         # The functional collective is differentiable (sum) and traceable by torch.compile.
-        return collectives.all_reduce(x, "sum", torch.distributed.group.WORLD)
+        # Called only with a default process group initialised: WORLD is that group.
+        world = cast(torch.distributed.ProcessGroup, torch.distributed.group.WORLD)
+        return collectives.all_reduce(x, "sum", world)
     from torch.distributed.nn.functional import all_reduce  # older PyTorch: autograd-aware, eager only
 
     return all_reduce(x)

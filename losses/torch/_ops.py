@@ -44,11 +44,11 @@ class TorchOps:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _cached_constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+def constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
     """A small tensor of Python values on ``device``.
 
     Eagerly, cached: a small host list copied to the GPU at every step would synchronise. Under
@@ -87,7 +87,7 @@ class _SaturatingUpcast(torch.autograd.Function):
         return input.to(torch.float32)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         pass
 
     @staticmethod
@@ -118,7 +118,7 @@ class _NonFiniteMark(torch.autograd.Function):
         return torch.where(torch.isfinite(x), 0.0, math.nan).to(x.dtype)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         ctx.save_for_backward(output)
 
     @staticmethod

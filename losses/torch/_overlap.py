@@ -42,7 +42,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from losses._overlap import OverlapOptions
-from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
 from losses.torch._overlap_core import loss as _loss
 
 
@@ -112,8 +112,8 @@ def dice_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -153,8 +153,8 @@ def dice_loss(
         empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
             the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
             ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
-        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one Dice of the sums
-            pooled over the classes (class-weighted), per image.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
         sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
@@ -215,8 +215,8 @@ class _RatioLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -265,9 +265,9 @@ class DiceLoss(_RatioLoss):
             background); None: every class.
         class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
         ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
-        empty_target: what a class absent from the target (Σg = 0) contributes: ``"smooth"`` the
-            smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
-            ``Σp / Σv``, whose gradient never vanishes.
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
         average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
             class-weighted sums pooled over the classes, per image.
         sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
@@ -310,8 +310,8 @@ def jaccard_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -326,19 +326,35 @@ def jaccard_loss(
 
     Args:
         input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
-            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0`` (0 leaves the position out).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
         squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
         log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
-    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
-    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults.
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -388,7 +404,29 @@ class JaccardLoss(_RatioLoss):
     TP, FP and FN as for :class:`DiceLoss`, averaged over the classes.
     ``forward(input, target, weight=None)`` computes it.
 
-    The arguments are those of :class:`DiceLoss`, with the same defaults.
+    Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
+        log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or one this loss does not take.
@@ -425,8 +463,8 @@ def tversky_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -443,21 +481,36 @@ def tversky_loss(
 
     Args:
         input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
-            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0`` (0 leaves the position out).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
         log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
-    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
-    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults; there is no
-    ``squared``.
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -509,11 +562,29 @@ class TverskyLoss(_OverlapLoss):
     ``forward(input, target, weight=None)`` computes it.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
-
-    The other arguments are those of :class:`DiceLoss` (``log_loss``, ``empty_target``, ``average``
-    and the common ones), with the same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or one this loss does not take.
@@ -542,8 +613,8 @@ class TverskyLoss(_OverlapLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -589,8 +660,8 @@ def focal_tversky_loss(
     smooth_dr: float = 1e-5,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -609,21 +680,36 @@ def focal_tversky_loss(
 
     Args:
         input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
-            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0`` (0 leaves the position out).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
         gamma: the exponent (``> 0``).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
-    ``per_image``, ``classes``, ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
-    ``sync_across_ranks``) are those of :func:`dice_loss`, with the same defaults; there is no
-    ``squared`` and no ``log_loss``.
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -676,12 +762,29 @@ class FocalTverskyLoss(_OverlapLoss):
     ``forward(input, target, weight=None)`` computes it.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         alpha: the weight of the false positives (``>= 0``).
         beta: the weight of the false negatives (``>= 0``; not both 0).
         gamma: the exponent (``> 0``).
-
-    The other arguments are those of :class:`DiceLoss` (``empty_target``, ``average`` and the
-    common ones), with the same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or one this loss does not take.
@@ -710,8 +813,8 @@ class FocalTverskyLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -755,8 +858,8 @@ def generalized_dice_loss(
     smooth_dr: float = 1e-5,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     sync_across_ranks: bool = False,
     reduction: str = "mean",
@@ -773,20 +876,29 @@ def generalized_dice_loss(
 
     Args:
         input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
-            (``from_logits=True``) or probabilities, as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0`` (0 leaves the position out).
         weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
         class_weights: one weight per channel, relative (divided by the largest), multiplying ``w_c``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``,
-    ``per_image``, ``classes``, ``ignore_index``, ``sync_across_ranks``) are those of
-    :func:`dice_loss`, with the same defaults. There is no ``empty_target`` (absent classes are
-    handled by the weights) and no ``average`` (the ratio pools the classes already).
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -834,10 +946,22 @@ class GeneralizedDiceLoss(_OverlapLoss):
     target's class sums G_c. ``forward(input, target, weight=None)`` computes it.
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight_type: ``"square"`` (``w_c = 1/G_c²``), ``"simple"`` (``1/G_c``) or ``"uniform"`` (1).
-
-    The other arguments are the common ones of :class:`DiceLoss` (not ``squared``, ``log_loss``,
-    ``empty_target``, ``average``), with the same defaults.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the loss (e.g. ``[1, 2]`` without the
+            background); None: every class.
+        class_weights: one weight per channel, relative (divided by the largest), multiplying ``w_c``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or one this loss does not take.
@@ -864,8 +988,8 @@ class GeneralizedDiceLoss(_OverlapLoss):
         smooth_dr: float = 1e-5,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         sync_across_ranks: bool = False,
         reduction: str = "mean",

@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from losses._cross_entropy import PairOptions
-from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
 from losses.torch._checks import check_inputs
 from losses.torch._term_core import TermLoss, term_loss
 
@@ -40,12 +40,12 @@ def _functional(
     target: Tensor,
     weight: Tensor | None,
     reduction: str,
-    lambdas: tuple,
+    lambdas: tuple[float, float],
     lambda_names: tuple[str, str],
     overlap: str,
-    overlap_options: dict | None,
-    common: dict,
-    term: dict,
+    overlap_options: dict[str, Any] | None,
+    common: dict[str, Any],
+    term: dict[str, Any],
 ) -> Tensor:
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
     pair = PairOptions.create(overlap, common, overlap_options, *lambdas, lambda_names, **term)
@@ -61,7 +61,7 @@ def dice_ce_loss(
     lambda_dice: float = 1.0,
     lambda_ce: float = 1.0,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     from_logits: bool = True,
     smooth_nr: float = 1e-5,
@@ -70,8 +70,8 @@ def dice_ce_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -94,11 +94,14 @@ def dice_ce_loss(
     v the weight map and ℓ the cross-entropy term of :func:`focal_loss` with ``gamma=0``.
 
     Args:
-        input: logits ``(B, C, *spatial)`` (``C = 1`` in binary mode; probabilities with
-            ``from_logits=False``), as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -107,12 +110,26 @@ def dice_ce_loss(
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the cross-entropy term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term (e.g. ``[1, 2]`` without
+            the background); None: every class. The cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
-    ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
-    ``empty_target``, ``average``, ``sync_across_ranks``) are those of :func:`dice_loss`, with the
-    same defaults; ``classes`` selects the classes of the overlap term only.
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -173,9 +190,9 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     gamma: float = 2.0,
-    alpha: Any = None,
+    alpha: float | ClassWeights | None = None,
     overlap: str = "dice",
-    overlap_options: dict | None = None,
+    overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
     from_logits: bool = True,
     smooth_nr: float = 1e-5,
@@ -184,8 +201,8 @@ def dice_focal_loss(
     log_loss: bool = False,
     soft_labels: bool = False,
     per_image: bool = True,
-    classes: Any = None,
-    class_weights: Any = None,
+    classes: ClassIndices | None = None,
+    class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
     empty_target: str = "smooth",
     average: str = "macro",
@@ -200,11 +217,14 @@ def dice_focal_loss(
     modes.
 
     Args:
-        input: logits ``(B, C, *spatial)`` (``C = 1`` in binary mode; probabilities with
-            ``from_logits=False``), as for :func:`dice_loss`.
-        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices, or
-            per-class targets of ``input``'s shape, as for :func:`dice_loss`.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        input: predictions ``(B, C, *spatial)`` (``C = 1`` in binary mode), logits
+            (``from_logits=True``) or probabilities; float16, bfloat16, float32 or float64 (low
+            precision is computed in float32).
+        target: a label map ``(B, *spatial)`` or ``(B, 1, *spatial)`` of class indices (binary: 0
+            or 1; multiclass: ``[0, C)``; never expanded to one-hot), or per-class targets of
+            ``input``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         weight: an optional weight per position, ``(B, *spatial)`` or ``(B, 1, *spatial)``, finite
             and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
@@ -216,12 +236,26 @@ def dice_focal_loss(
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the focal term.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
+            probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term (e.g. ``[1, 2]`` without
+            the background); None: every class. The cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
         reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
-
-    The other keyword arguments (``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
-    ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
-    ``empty_target``, ``average``, ``sync_across_ranks``) are those of :func:`dice_loss`, with the
-    same defaults; ``classes`` selects the classes of the overlap term only.
 
     Returns:
         The loss: a scalar for ``reduction="mean"`` or ``"sum"``, the loss of each image ``(B,)``
@@ -322,15 +356,34 @@ class DiceCELoss(_PairLoss):
     :meth:`DiceLoss.forward`).
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_ce: the weight of the cross-entropy term (``>= 0``).
         overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only, e.g. ``{"alpha": 0.3, "beta": 0.7}``.
         label_smoothing: ε in [0, 1) of the cross-entropy term.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg²``, Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term (e.g. ``[1, 2]`` without
+            the background); None: every class. The cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or ``overlap_options`` naming an option the
@@ -353,7 +406,7 @@ class DiceCELoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,
@@ -362,8 +415,8 @@ class DiceCELoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",
@@ -410,6 +463,8 @@ class DiceFocalLoss(_PairLoss):
     (its arguments are those of :meth:`DiceLoss.forward`).
 
     Args:
+        mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
+            ``"multilabel"`` (independent sigmoids; target of the input's shape).
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_focal: the weight of the focal term (``>= 0``).
         gamma: the focusing exponent (``>= 0``).
@@ -418,9 +473,26 @@ class DiceFocalLoss(_PairLoss):
         overlap: the member of the overlap family (as for :class:`DiceCELoss`).
         overlap_options: options of that member only.
         label_smoothing: ε in [0, 1) of the focal term.
-
-    The other arguments are those of :class:`DiceLoss`, with the same defaults; ``classes`` selects
-    the classes of the overlap term only.
+        from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
+            is probabilities.
+        smooth_nr: added to the numerator (``>= 0``).
+        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg²``, Milletari et al., 2016).
+        log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
+        soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
+            minimised at p = g for soft targets.
+        per_image: sums per image and class; False: per class over the whole batch.
+        classes: the indices of the classes that enter the overlap term (e.g. ``[1, 2]`` without
+            the background); None: every class. The cross-entropy term takes every class.
+        class_weights: one weight per channel, relative (divided by the largest): ``Σ w·L / Σ w``.
+        ignore_index: a target value whose positions are left out of every sum (gradient exactly 0).
+        empty_target: what a class absent from the target (``Σg = 0``) contributes: ``"smooth"``
+            the smoothed formula, ``"exclude"`` nothing, ``"penalize"`` the false-positive fraction
+            ``Σp / Σv``, whose gradient ``1/Σv`` never vanishes.
+        average: ``"macro"``: the mean of the per-class losses; ``"micro"``: one score of the
+            class-weighted sums pooled over the classes, per image.
+        sync_across_ranks: under DistributedDataParallel, the loss and gradient of the global batch.
+        reduction: ``"mean"`` or ``"sum"`` over the images, or ``"none"`` (one loss per image).
 
     Raises:
         TypeError: an option of the wrong type, or ``overlap_options`` naming an option the
@@ -443,9 +515,9 @@ class DiceFocalLoss(_PairLoss):
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
         gamma: float = 2.0,
-        alpha: Any = None,
+        alpha: float | ClassWeights | None = None,
         overlap: str = "dice",
-        overlap_options: dict | None = None,
+        overlap_options: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         from_logits: bool = True,
         smooth_nr: float = 1e-5,
@@ -454,8 +526,8 @@ class DiceFocalLoss(_PairLoss):
         log_loss: bool = False,
         soft_labels: bool = False,
         per_image: bool = True,
-        classes: Any = None,
-        class_weights: Any = None,
+        classes: ClassIndices | None = None,
+        class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         empty_target: str = "smooth",
         average: str = "macro",

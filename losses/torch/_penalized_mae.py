@@ -27,6 +27,8 @@ use ``jacrev(jacrev(f))`` instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -34,8 +36,7 @@ from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalize
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
 from losses.torch._kernels import cpu_elementwise, transforms_active, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+from losses.torch._ops import compute_dtype
 
 
 def _penalized_mae_forward(
@@ -74,11 +75,13 @@ class _PenalizedMAEFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str):
+    def forward(
+        input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str
+    ) -> tuple[Tensor, Tensor | None]:
         return _penalized_mae_forward(input, target, delta, penalty, reduction, with_factor=True)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor | None]) -> None:
         _, _, _, penalty, reduction = inputs
         _, factor = output
         ctx.save_for_backward(factor)
@@ -87,7 +90,9 @@ class _PenalizedMAEFunction(torch.autograd.Function):
         ctx.reduction = reduction
 
     @staticmethod
-    def backward(ctx, grad_loss, grad_factor):
+    def backward(
+        ctx: Any, grad_loss: Tensor | None, grad_factor: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         (factor,) = ctx.saved_tensors
         grad = None
         if grad_loss is not None:
@@ -109,7 +114,7 @@ class _PenalizedMAEFunction(torch.autograd.Function):
 
 def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
     """The loss for validated arguments (same shapes, floating ``input``, checked options)."""
-    dtype = torch.float32 if input.dtype in _LOW_PRECISION else input.dtype
+    dtype = compute_dtype(input.dtype)
     input = input.to(dtype)
     target = target.to(dtype)
     if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
@@ -127,7 +132,7 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
     computes the gradient from the inputs (over the upstream gradient when nothing else holds it)."""
 
     @staticmethod
-    def forward(ctx, input, target, delta, penalty, reduction):
+    def forward(ctx: Any, input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
         parameters = (delta, penalty, 0.0)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if reduction == "none":
@@ -137,18 +142,18 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
             total, ctx.grad = cpu_elementwise.loss_sum(
                 "penalized_mae", parameters, input, target, scale if need_grad else None
             )
-            loss = torch.tensor(total * scale, dtype=_computed_in(input.dtype))
+            loss = torch.tensor(total * scale, dtype=compute_dtype(input.dtype))
         ctx.options = (delta, penalty, reduction)
         ctx.save_for_backward(input, target)
         return loss
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         overwrite = cpu_elementwise.overwritable(grad_output)  # first: see overwritable
         input, target = ctx.saved_tensors
         delta, penalty, reduction = ctx.options
         if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
-            computed = _computed_in(input.dtype)
+            computed = compute_dtype(input.dtype)
             _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty, reduction)
             grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
         else:
@@ -165,23 +170,19 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         return grad_input, grad_target, None, None, None
 
 
-def _computed_in(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _LOW_PRECISION else dtype
-
-
 def _penalized_mae_fused_cpu(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
     if target.dtype != input.dtype:  # the kernels read both in one dtype: the computation's
-        input, target = input.to(_computed_in(input.dtype)), target.to(_computed_in(input.dtype))
+        input, target = input.to(compute_dtype(input.dtype)), target.to(compute_dtype(input.dtype))
     if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
         return _FusedCpuPenalizedMAE.apply(input, target, delta, penalty, reduction)
     parameters = (delta, penalty, 0.0)
     if reduction == "none":
         return cpu_elementwise.value("penalized_mae", parameters, input, target)
     total, _ = cpu_elementwise.loss_sum("penalized_mae", parameters, input, target, None)
-    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=_computed_in(input.dtype))
+    return torch.tensor(total / input.numel() if reduction == "mean" else total, dtype=compute_dtype(input.dtype))
 
 
-def _check_tensor(name: str, value) -> Tensor:
+def _check_tensor(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {describe(value)}")
     return value

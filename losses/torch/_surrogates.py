@@ -20,6 +20,8 @@ trick, which would evaluate the surrogate in the forward pass too).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -93,29 +95,46 @@ class _StraightThrough(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, hard: Callable, derivative: Callable, alpha: float) -> torch.Tensor:
+    def forward(
+        x: torch.Tensor,
+        hard: Callable[[torch.Tensor], torch.Tensor],
+        derivative: Callable[[torch.Tensor, float], torch.Tensor],
+        alpha: float,
+    ) -> torch.Tensor:
         return hard(x)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         x, _, derivative, alpha = inputs
         ctx.save_for_backward(x)
         ctx.derivative = derivative
         ctx.alpha = alpha
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (x,) = ctx.saved_tensors
         return grad * ctx.derivative(x, ctx.alpha), None, None, None
 
 
-def _straight_through(x: torch.Tensor, hard: Callable, derivative: Callable, alpha: float) -> torch.Tensor:
+def _straight_through(
+    x: torch.Tensor,
+    hard: Callable[[torch.Tensor], torch.Tensor],
+    derivative: Callable[[torch.Tensor, float], torch.Tensor],
+    alpha: float,
+) -> torch.Tensor:
     return _StraightThrough.apply(x, hard, derivative, alpha)
 
 
 # The five functions: (soft value, hard value, derivative) on the portable path, and on the kernels
 # (function, shift of its argument, hard value); the rounding family is soft_round shifted.
-_PORTABLE = {
+_PORTABLE: dict[
+    str,
+    tuple[
+        Callable[[torch.Tensor, float], torch.Tensor],
+        Callable[[torch.Tensor], torch.Tensor],
+        Callable[[torch.Tensor, float], torch.Tensor],
+    ],
+] = {
     "soft_round": (lambda x, alpha: _round_value(x, alpha), torch.round, _round_derivative),
     "soft_floor": (lambda x, alpha: _round_value(x - 0.5, alpha), torch.floor, _floor_derivative),
     "soft_ceil": (lambda x, alpha: _round_value(x + 0.5, alpha), torch.ceil, _ceil_derivative),
@@ -132,7 +151,7 @@ _KERNELS = {
 }
 
 
-def _kernel_backend(x: torch.Tensor):
+def _kernel_backend(x: torch.Tensor) -> ModuleType | None:
     """The kernels that take ``x`` (C on the CPU, Triton on CUDA), or None for the portable path."""
     if triton_elementwise.supports(x):
         return triton_elementwise
@@ -146,7 +165,9 @@ class _Fused(torch.autograd.Function):
     backward only scales it, in place (nothing to do when the upstream gradient is 1)."""
 
     @staticmethod
-    def forward(ctx, x, backend, name, alpha, straight_through):
+    def forward(
+        ctx: Any, x: torch.Tensor, backend: ModuleType, name: str, alpha: float, straight_through: bool
+    ) -> torch.Tensor:
         function, _, hard = _KERNELS[name]
         kernel, parameters = hard if straight_through else function, _parameters(name, alpha)
         if backend.STORES_DERIVATIVE:
@@ -158,7 +179,7 @@ class _Fused(torch.autograd.Function):
         return value
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
         # First, while `grad` is referenced only by this frame and the caller (see overwritable).
         overwrite = ctx.backend is cpu_elementwise and cpu_elementwise.overwritable(grad)
         (x,) = ctx.saved_tensors
@@ -181,15 +202,15 @@ def _parameters(name: str, alpha: float) -> tuple[float, float, float]:
     return alpha, _spec.round_scale(alpha) if function == "soft_round" else 0.0, shift
 
 
-def _surrogate(name: str, x: torch.Tensor, alpha, straight_through) -> torch.Tensor:
+def _surrogate(name: str, x: torch.Tensor, alpha: float, straight_through: bool) -> torch.Tensor:
     alpha, straight_through = _spec.check_options(alpha, straight_through)
     x = _check(x)
     backend = _kernel_backend(x)
     if backend is not None:
         if torch.is_grad_enabled() and x.requires_grad:
             return _Fused.apply(x, backend, name, alpha, straight_through)
-        function, _, hard = _KERNELS[name]
-        return backend.value(hard if straight_through else function, _parameters(name, alpha), x)
+        function, _, hard_function = _KERNELS[name]
+        return backend.value(hard_function if straight_through else function, _parameters(name, alpha), x)
     value, hard, derivative = _PORTABLE[name]
     x = x if x.dtype in _KEPT_DTYPES else x.float()
     return _straight_through(x, hard, derivative, alpha) if straight_through else value(x, alpha)

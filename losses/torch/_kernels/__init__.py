@@ -20,6 +20,10 @@ import importlib
 import os
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 KERNEL_CHOICES = ("auto", "triton", "torch")
 
@@ -54,7 +58,7 @@ def triton_available() -> bool:
     return _TRITON_IMPORTS
 
 
-def use_triton(*tensors) -> bool:
+def use_triton(*tensors: torch.Tensor | None) -> bool:
     """Whether the losses run on ``tensors`` (``None`` entries are skipped) take the Triton path.
 
     ``auto``: True when every tensor is on a CUDA device and Triton imports. ``triton``: True,
@@ -88,7 +92,7 @@ def transforms_active() -> bool:
     return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
 
 
-def device_guard(tensor):
+def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager[Any]:
     """A context that makes ``tensor``'s CUDA device current: Triton launches on the current one."""
     import torch
 
@@ -115,11 +119,23 @@ def triton_module(name: str) -> ModuleType:
     return module
 
 
+def broadcast_value(upstream: torch.Tensor) -> bool:
+    """Whether ``upstream`` is one value (broadcast): a gradient kernel then reads it once."""
+    return upstream.numel() == 1 or upstream.stride() == (0,) * upstream.dim()
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two ``>= n`` (1 for ``n <= 1``): Triton block sizes are powers of two."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
 __all__ = [
     "KERNEL_CHOICES",
+    "broadcast_value",
     "device_guard",
     "interpreting",
     "kernels_choice",
+    "next_pow2",
     "transforms_active",
     "triton_available",
     "triton_module",

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Mapping
+from typing import cast
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,8 +355,9 @@ def threads_for(tasks: int, elements: int) -> int:
 def run(kernel: str, args: ctypes.Structure, tasks: int, threads: int) -> None:
     """Runs ``kernel`` (a function of the library taking ``args`` and a range of tasks) over ``tasks`` tasks."""
     lib = library()
+    assert lib is not None, "callers run kernels only where library() built them"
     address = _kernels.get(kernel)
     if address is None:
-        address = _kernels[kernel] = ctypes.cast(getattr(lib, kernel), ctypes.c_void_p).value
+        address = _kernels[kernel] = cast(int, ctypes.cast(getattr(lib, kernel), ctypes.c_void_p).value)
     # ctypes releases the GIL for the call; the C side starts and joins the threads.
     lib.run_pass(address, ctypes.addressof(args), tasks, threads)

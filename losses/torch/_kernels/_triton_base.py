@@ -6,6 +6,8 @@ are never run then, so ``jit`` falls back to the undecorated function.
 
 from __future__ import annotations
 
+__all__ = ["jit", "tl"]
+
 try:
     import triton
     import triton.language as tl

@@ -13,11 +13,15 @@ How the library is built, cached and loaded, and when the portable PyTorch path 
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from losses._overlap import NUM_STATS, VALID_COUNT, layout_definitions
+
+if TYPE_CHECKING:
+    from losses._cross_entropy import FocalOptions
 from losses.torch._kernels import _clib
 from losses.torch._kernels._clib import available, build_error, library
 
@@ -126,7 +130,7 @@ class Prepared:
         ignore_index: int | None,
         label_map: bool,
         weight: torch.Tensor | None = None,
-        term=None,
+        term: FocalOptions | None = None,
     ) -> None:
         """``term``: the options of a cross-entropy / focal term (``losses._cross_entropy.FocalOptions``)
         to sum in the same pass, or None; with logits and label maps or binary / multilabel targets."""
@@ -148,8 +152,8 @@ class Prepared:
         info = None if self.target.is_floating_point() else torch.iinfo(self.target.dtype)
         # An ignore_index the target's dtype cannot hold matches nothing.
         self.has_ignore = int(ignore_index is not None and (info is None or info.min <= ignore_index <= info.max))
-        self.ignore = float(ignore_index) if self.has_ignore else 0.0
-        self.ignore_int = int(ignore_index) if self.has_ignore and info is not None else 0
+        self.ignore = float(ignore_index) if ignore_index is not None and self.has_ignore else 0.0
+        self.ignore_int = int(ignore_index) if ignore_index is not None and self.has_ignore and info is not None else 0
         # The weight map, one weight per position of each image.
         self.weight = (
             None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
@@ -169,6 +173,7 @@ class Prepared:
     def _pass(self, chunk: int, **pointers: int) -> _Pass:
         term = {}
         if self.term is not None:
+            assert self.ce_factor is not None  # set with the term
             alpha = self.term.positive_weight
             term = dict(
                 ce_factor=self.ce_factor.ctypes.data,
@@ -236,6 +241,7 @@ class Prepared:
             name = f"{self.kind}_grad_{suffix}"
         tasks, chunk, _ = self._tasks()
         coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
+        assert self.probs is not None, "stats() keeps the probabilities for one gradient pass"
         pointers = dict(probs=self.probs.data_ptr(), coef=coefficients.ctypes.data)
         if self.term is not None:
             term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+from typing import Any
 
 import numpy as np
 import torch
 
-from losses.torch._kernels import _clib, transforms_active
+from losses.torch._kernels import _clib, broadcast_value, transforms_active
+from losses.torch._ops import compute_dtype
 
 C_SOURCE = _clib.Source("cpu_elementwise.c")
 # Elements per task. Fixed, so that the partial sums, and their order, do not depend on the threads.
@@ -65,16 +67,14 @@ def supports(*tensors: torch.Tensor | None) -> bool:
     )
 
 
-def _computed_in(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _run(kernel: str, args: _Args) -> None:
     tasks = -(-args.n // CHUNK)
     _clib.run(kernel, args, tasks, _clib.threads_for(tasks, args.n))
 
 
-def _args(x: torch.Tensor, target: torch.Tensor | None, parameters: tuple[float, float, float], **fields) -> _Args:
+def _args(
+    x: torch.Tensor, target: torch.Tensor | None, parameters: tuple[float, float, float], **fields: float | None
+) -> _Args:
     return _Args(
         x=x.data_ptr(),
         target=None if target is None else target.data_ptr(),
@@ -94,21 +94,17 @@ def value(
     (a loss: of ``x - target``), float32 or float64, x's shape."""
     x = x.contiguous()
     target = None if target is None else target.contiguous()
-    out = torch.empty(x.shape, dtype=_computed_in(x.dtype))
+    out = torch.empty(x.shape, dtype=compute_dtype(x.dtype))
     _run(f"{kernel}_v_{_SUFFIX[x.dtype]}", _args(x, target, parameters, value=out.data_ptr()))
     return out
 
 
 def scale_in_place(grad: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """``grad *= upstream``; nothing to do for an upstream that is 1 broadcast (a sum's gradient)."""
-    if _broadcast_value(upstream):
+    if broadcast_value(upstream):
         factor = upstream[(0,) * upstream.dim()].item()
         return grad if factor == 1.0 else grad.mul_(factor)
     return grad.mul_(upstream)
-
-
-def _broadcast_value(upstream: torch.Tensor) -> bool:
-    return upstream.numel() == 1 or upstream.stride() == (0,) * upstream.dim()
 
 
 def gradient(
@@ -127,14 +123,14 @@ def gradient(
     """
     x = x.contiguous()
     target = None if target is None else target.contiguous()
-    if _broadcast_value(upstream):
+    if broadcast_value(upstream):
         grad = torch.empty(x.shape, dtype=x.dtype)
         args = _args(x, target, parameters, grad=grad.data_ptr(), scale=upstream[(0,) * upstream.dim()].item())
     else:
         if overwrite and upstream.dtype == x.dtype and upstream.shape == x.shape and upstream.is_contiguous():
             grad = upstream  # the kernel reads each element before it writes it
         else:
-            upstream = upstream.to(_computed_in(x.dtype)).expand(x.shape).contiguous()
+            upstream = upstream.to(compute_dtype(x.dtype)).expand(x.shape).contiguous()
             grad = torch.empty(x.shape, dtype=x.dtype)
         args = _args(x, target, parameters, grad=grad.data_ptr(), upstream=upstream.data_ptr())
     _run(f"{function}_g_{_SUFFIX[x.dtype]}", args)
@@ -165,7 +161,7 @@ def _holders(tensor: torch.Tensor) -> tuple[int, int, int, int]:
     tensors and handles of the storage); ``Tensor._use_count`` as in ``torch.utils.swap_tensors``."""
     storage = tensor.untyped_storage()
     return (
-        tensor._use_count(),
+        tensor._use_count(),  # type: ignore[attr-defined]  # private, untyped
         sys.getrefcount(tensor),
         sys.getrefcount(storage),
         torch._C._storage_Use_Count(storage._cdata),
@@ -176,29 +172,33 @@ def _holders_from_backward(tensor: torch.Tensor) -> tuple[int, int, int, int]:
     return _holders(tensor)  # one frame, as overwritable's
 
 
+class _Probe(torch.autograd.Function):
+    """Records what :func:`_holders` counts for the upstream gradient its backward is passed."""
+
+    seen: list[tuple[int, int, int, int]] = []
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        _Probe.seen.append(_holders_from_backward(grad))
+        return grad
+
+
 @functools.cache
 def _sole_holders() -> tuple[int, int, int, int] | None:
     """What :func:`_holders` counts for a gradient that only the backward it is passed to holds: the
     gradient of a mean, seen by a probe's backward. None where the count is not available."""
-    seen = []
-
-    class Probe(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, grad):
-            seen.append(_holders_from_backward(grad))
-            return grad
-
+    _Probe.seen.clear()
     try:
         with torch.inference_mode(False), torch.enable_grad():
             x = torch.zeros(2, requires_grad=True)
-            torch.autograd.grad(Probe.apply(x).mean(), x)
+            torch.autograd.grad(_Probe.apply(x).mean(), x)
     except (AttributeError, RuntimeError):  # a torch without these counts
         return None
-    return seen[0] if seen else None
+    return _Probe.seen[0] if _Probe.seen else None
 
 
 def loss_sum(

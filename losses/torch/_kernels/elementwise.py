@@ -12,9 +12,11 @@ derivatives are float32, gradients in the input's dtype.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 
-from losses.torch._kernels import device_guard, transforms_active, triton_module, use_triton
+from losses.torch._kernels import broadcast_value, device_guard, transforms_active, triton_module, use_triton
 
 # As penalized MAE's launch (measured on an H100 for it; one exp more per element here).
 BLOCK, WARPS = 4096, 8
@@ -35,7 +37,7 @@ def supports(x: torch.Tensor) -> bool:
     )
 
 
-def _codes(kernels, kernel: str) -> tuple[int, int]:
+def _codes(kernels: ModuleType, kernel: str) -> tuple[int, int]:
     """(FUNCTION, HARD) of a kernel name: a function, or the hard value of a straight-through form
     (whose derivative is that of the surrogate it belongs to)."""
     if kernel in kernels.FUNCTIONS:
@@ -59,10 +61,14 @@ def value_and_derivative(
     kernel: str, parameters: tuple[float, float, float], x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`value` and, written in the same pass, the derivative (float32)."""
-    return _values(kernel, parameters, x, with_derivative=True)
+    value, derivative = _values(kernel, parameters, x, with_derivative=True)
+    assert derivative is not None  # asked for
+    return value, derivative
 
 
-def _values(kernel, parameters, x, with_derivative):
+def _values(
+    kernel: str, parameters: tuple[float, float, float], x: torch.Tensor, with_derivative: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     kernels = triton_module("_triton_elementwise")
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
@@ -85,14 +91,10 @@ def _values(kernel, parameters, x, with_derivative):
     return out, derivative
 
 
-def _broadcast_value(upstream: torch.Tensor) -> bool:
-    return upstream.numel() == 1 or upstream.stride() == (0,) * upstream.dim()
-
-
 def scale_in_place(grad: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """``grad *= upstream``. An upstream that is one value broadcast is read on the device, and
     when it is 1 (the usual ``loss.backward()``) no element is read or written: no host sync."""
-    if not _broadcast_value(upstream):
+    if not broadcast_value(upstream):
         return grad.mul_(upstream)
     n = grad.numel()
     if n > 0:
@@ -117,7 +119,7 @@ def gradient(
     x = x.contiguous()
     target = None if target is None else target.contiguous()
     grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    scalar = _broadcast_value(upstream)
+    scalar = broadcast_value(upstream)
     upstream = upstream[(0,) * upstream.dim()] if scalar else upstream.expand(x.shape).contiguous()
     n = x.numel()
     with device_guard(x):

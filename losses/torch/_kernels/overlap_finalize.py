@@ -20,12 +20,15 @@ Class selection is a weight of 0 for every unselected class (``OverlapOptions.fu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import astuple
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, Form, OverlapOptions
-from losses.torch._kernels import device_guard, triton_module
+from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses.torch._kernels import device_guard, next_pow2, triton_module
 from losses.torch._kernels.overlap_stats import (
     StatsOptions,
     TermArgs,
@@ -35,15 +38,13 @@ from losses.torch._kernels.overlap_stats import (
     stats_with_term,
 )
 
+if TYPE_CHECKING:
+    from losses.torch._term_core import TermLoss
+
 # One program holds a (BLOCK_S, C_PAD) tile of the stats; beyond this many classes the portable
 # formula is used.
 MAX_CLASSES = 1024
 _TILE = 2048
-_REDUCTION_CODES = ("none", "mean", "sum")
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def finalize_supports(num_rows: int, num_classes: int) -> bool:
@@ -51,7 +52,13 @@ def finalize_supports(num_rows: int, num_classes: int) -> bool:
     return num_rows > 0 and 0 < num_classes <= MAX_CLASSES
 
 
-def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale: float, outputs=None):
+def _finalize(
+    stats: torch.Tensor,
+    weights: torch.Tensor,
+    form: Form,
+    red_scale: float,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss (S,), red_scale * loss.sum() (), grad_stats (S, C, NUM_STATS)), float32, written into
     ``outputs`` when given (the same three tensors), else into new tensors."""
     with device_guard(stats):
@@ -66,8 +73,8 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
                 torch.empty_like(st),
             )
         loss, red, grad_stats = outputs
-        c_pad = max(2, _next_pow2(classes))
-        block_s = max(1, min(_next_pow2(max(rows, 1)), _TILE // c_pad))
+        c_pad = max(2, next_pow2(classes))
+        block_s = max(1, min(next_pow2(max(rows, 1)), _TILE // c_pad))
         kernels.finalize_kernel[(1,)](
             st,
             w,
@@ -105,14 +112,14 @@ def _finalize(stats: torch.Tensor, weights: torch.Tensor, form: Form, red_scale:
 
 class _Finalize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, stats, weights, form):
+    def forward(ctx: Any, stats: torch.Tensor, weights: torch.Tensor, form: Form) -> torch.Tensor:
         loss, _, grad_stats = _finalize(stats, weights, form, 1.0)
         ctx.save_for_backward(grad_stats)
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (grad_stats,) = ctx.saved_tensors
         return grad_stats * grad[:, None, None], None, None
 
@@ -154,15 +161,17 @@ def _finalize_op(
 
 
 @_finalize_op.register_fake
-def _(stats, weights, *form):
+def _(stats: torch.Tensor, weights: torch.Tensor, *form: object) -> tuple[torch.Tensor, torch.Tensor]:
     return (stats.new_empty((stats.shape[0],), dtype=torch.float32), stats.new_empty(stats.shape, dtype=torch.float32))
 
 
-def _finalize_setup_context(ctx, inputs, output):
+def _finalize_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
     ctx.save_for_backward(output[1])
 
 
-def _finalize_backward(ctx, grad_loss, grad_grad_stats):
+def _finalize_backward(
+    ctx: Any, grad_loss: torch.Tensor, grad_grad_stats: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
     (grad_stats,) = ctx.saved_tensors
     return (grad_stats * grad_loss[:, None, None],) + (None,) * 13
 
@@ -188,7 +197,15 @@ def overlap_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, 
 
 class _OverlapLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, target, weight, class_weights, options, reduction):
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        class_weights: torch.Tensor,
+        options: OverlapOptions,
+        reduction: str,
+    ) -> torch.Tensor:
         stats_options = StatsOptions.of(options)
         rows = input.shape[0] if options.per_image else 1
         n_grad = rows * input.shape[1] * NUM_STATS
@@ -198,6 +215,7 @@ class _OverlapLoss(torch.autograd.Function):
         # the stats kernel's buffer: three allocations fewer per step (host time at training
         # sizes). The returned tensor is allocated on its own, so that it is no view.
         st, spare = stats(input, target, weight, stats_options, n_grad_pad + (1 if per_row else rows))
+        assert spare is not None  # asked for: spare > 0
         grad_stats = spare[:n_grad].view(st.shape)
         if per_row:
             outputs = (torch.empty(rows, dtype=torch.float32, device=input.device), spare[n_grad_pad], grad_stats)
@@ -213,7 +231,7 @@ class _OverlapLoss(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
@@ -237,8 +255,7 @@ def overlap_loss_triton(
     classes (``OverlapOptions.full_weights``). Call it only where ``overlap_kernel_supports`` and
     ``finalize_supports`` are True; option and value checks are the caller's.
     """
-    if reduction not in _REDUCTION_CODES:
-        raise ValueError(f"reduction must be one of {_REDUCTION_CODES}; got {reduction!r}")
+    check_choice("reduction", reduction, TORCH_REDUCTIONS)
     if torch.compiler.is_compiling():
         st = overlap_stats_triton(
             input,
@@ -252,7 +269,8 @@ def overlap_loss_triton(
         loss = overlap_from_stats_triton(st, class_weights, options.form)
         if not options.per_image:
             return loss.squeeze(0)
-        return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[reduction]()
+        reduce: dict[str, Callable[[], torch.Tensor]] = {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}
+        return reduce[reduction]()
     return _OverlapLoss.apply(input, target, weight, class_weights, options, reduction)
 
 
@@ -266,7 +284,15 @@ class _TermLoss(torch.autograd.Function):
     overlap rows from the finalize kernel, and the backward is one gradient pass for both."""
 
     @staticmethod
-    def forward(ctx, input, target, weight, class_weights, spec, reduction):
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        class_weights: torch.Tensor,
+        spec: TermLoss,
+        reduction: str,
+    ) -> torch.Tensor:
         options = spec.overlap
         stats_options = StatsOptions.of(options)
         term = TermArgs.of(spec.term, input.shape[1], input.device)
@@ -299,7 +325,7 @@ class _TermLoss(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats, slope = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
@@ -325,7 +351,7 @@ def term_loss_triton(
     target: torch.Tensor,
     weight: torch.Tensor | None,
     class_weights: torch.Tensor,
-    spec,
+    spec: TermLoss,
     reduction: str,
 ) -> torch.Tensor:
     """An overlap loss with a cross-entropy / focal term (``losses.torch._term_core.TermLoss``) on the

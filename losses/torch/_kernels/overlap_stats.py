@@ -28,11 +28,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from losses._overlap import NUM_STATS
-from losses.torch._kernels import device_guard, triton_module
+
+if TYPE_CHECKING:
+    from losses._cross_entropy import FocalOptions
+    from losses._overlap import OverlapOptions
+from losses.torch._kernels import device_guard, next_pow2, triton_module
 
 _MODES = ("binary", "multiclass", "multilabel")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
@@ -65,7 +70,7 @@ class TermArgs:
     a_neg: float
 
     @classmethod
-    def of(cls, options, num_classes: int, device: torch.device) -> TermArgs:
+    def of(cls, options: FocalOptions, num_classes: int, device: torch.device) -> TermArgs:
         from losses.torch._ops import constant
 
         code = 1 if options.gamma == 0 else 3 if options.gamma == 2 else 2
@@ -94,13 +99,9 @@ class StatsOptions:
     per_image: bool
 
     @classmethod
-    def of(cls, options) -> StatsOptions:
-        """From the options of a loss (anything with these four attributes)."""
+    def of(cls, options: OverlapOptions) -> StatsOptions:
+        """From the options of an overlap loss."""
         return cls(options.mode, bool(options.from_logits), options.ignore_index, bool(options.per_image))
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
 
 
 def overlap_kernel_supports(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, mode: str) -> bool:
@@ -171,7 +172,7 @@ def _chunks(blocks: int, rows: int, programs: int) -> tuple[int, int]:
 
 def _multiclass_block(classes: int) -> tuple[int, int]:
     """(padded class count, pixels per tile)."""
-    c_pad = max(2, _next_pow2(classes))
+    c_pad = max(2, next_pow2(classes))
     pixels = 128 * MULTICLASS_WARPS
     # Beyond 4 classes the registers would not hold that tile: fewer pixels, and warps split
     # the classes (the class sums then go through shared memory).
@@ -179,7 +180,7 @@ def _multiclass_block(classes: int) -> tuple[int, int]:
 
 
 def _partial_and_out(
-    batch: int, classes: int, n_chunks: int, groups: int, device, partials: int, spare: int
+    batch: int, classes: int, n_chunks: int, groups: int, device: torch.device, partials: int, spare: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     # With spare > 0: one allocation for the per-block partial sums, the stats and ``spare`` more
     # floats (allocations are host time at training sizes), each part 16-byte aligned; only for
@@ -217,10 +218,13 @@ def stats_with_term(
     whose terms are per position, the same Σ v in every class)), from the same pass."""
     with device_guard(input):
         out, _, term_sums = _launch_stats(_Tensors.of(input, target, weight), options, 0, term)
+        assert term_sums is not None  # a term was given
         return out, term_sums
 
 
-def _launch_stats(tensors: _Tensors, options: StatsOptions, spare: int, term: TermArgs | None = None):
+def _launch_stats(
+    tensors: _Tensors, options: StatsOptions, spare: int, term: TermArgs | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     kernels = triton_module("_triton_overlap")
     x, t, w, batch, classes, hw = tensors.x, tensors.t, tensors.w, tensors.batch, tensors.classes, tensors.hw
     groups = batch if options.per_image else 1
@@ -339,15 +343,15 @@ def stats_backward(
 
 
 def _launch_stats_backward(
-    grad_stats,
+    grad_stats: torch.Tensor,
     tensors: _Tensors,
     options: StatsOptions,
-    scale,
-    scale_stride,
-    scale_mult,
+    scale: torch.Tensor | None,
+    scale_stride: int,
+    scale_mult: float,
     term: TermArgs | None = None,
     term_scale: torch.Tensor | None = None,
-):
+) -> torch.Tensor:
     kernels = triton_module("_triton_overlap")
     x, t, w, batch, classes, hw = tensors.x, tensors.t, tensors.w, tensors.batch, tensors.classes, tensors.hw
     grad = torch.empty_like(x)
@@ -428,14 +432,16 @@ class _OverlapStats(torch.autograd.Function):
     """The eager path: fewer Python layers than going through the custom op."""
 
     @staticmethod
-    def forward(ctx, input, target, weight, options):
+    def forward(
+        ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, options: StatsOptions
+    ) -> torch.Tensor:
         ctx.options = options
         ctx.save_for_backward(input, target, weight)
         return stats(input, target, weight, options)[0]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_stats):
+    def backward(ctx: Any, grad_stats: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         input, target, weight = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:
@@ -459,7 +465,15 @@ def _stats_op(
 
 
 @_stats_op.register_fake
-def _(input, target, weight, mode, from_logits, ignore_index, per_image):
+def _(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    per_image: bool,
+) -> torch.Tensor:
     groups = input.shape[0] if per_image else 1
     return input.new_empty((groups, input.shape[1], NUM_STATS), dtype=torch.float32)
 
@@ -479,17 +493,26 @@ def _stats_backward_op(
 
 
 @_stats_backward_op.register_fake
-def _(grad_stats, input, target, weight, mode, from_logits, ignore_index, per_image):
+def _(
+    grad_stats: torch.Tensor,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    per_image: bool,
+) -> torch.Tensor:
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
-def _op_setup_context(ctx, inputs, output):
+def _op_setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
     input, target, weight, *options = inputs
     ctx.options = tuple(options)
     ctx.save_for_backward(input, target, weight)
 
 
-def _op_backward(ctx, grad_stats):
+def _op_backward(ctx: Any, grad_stats: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None, None, None]:
     input, target, weight = ctx.saved_tensors
     grad = _stats_backward_op(grad_stats, input, target, weight, *ctx.options)
     return grad, None, None, None, None, None, None

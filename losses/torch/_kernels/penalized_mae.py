@@ -15,12 +15,13 @@ under ``torch.compile`` by an ordinary multiplication the compiler can fuse.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from losses._validation import TORCH_REDUCTIONS, check_choice
 from losses.torch._kernels import device_guard, triton_module
 from losses.torch._kernels.elementwise import scale_in_place
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py).
 BLOCK, WARPS = 4096, 8
@@ -34,7 +35,9 @@ def _forward(
         return _launch_forward(input, target, delta, penalty, reduction, need_grad)
 
 
-def _launch_forward(input, target, delta, penalty, reduction, need_grad):
+def _launch_forward(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     # Kept to few PyTorch calls: at small sizes each one is host time that the device waits for.
     kernels = triton_module("_triton_elementwise")
     x = input if input.is_contiguous() else input.contiguous()
@@ -82,7 +85,9 @@ class _PenalizedMAE(torch.autograd.Function):
     """The eager path: fewer Python layers than a custom op, and the gradient scaled in place."""
 
     @staticmethod
-    def forward(ctx, input, target, delta, penalty, reduction):
+    def forward(
+        ctx: Any, input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str
+    ) -> torch.Tensor:
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, grad = _forward(input, target, delta, penalty, reduction, need_grad)
         ctx.grad = grad
@@ -92,19 +97,20 @@ class _PenalizedMAE(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
+    def backward(
+        ctx: Any, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         grad = ctx.grad
         ctx.grad = None
         if grad is None:
             # A second backward through the same graph (retain_graph=True): the first one handed
             # its buffer to the caller, so compute the gradient again.
             input, target = ctx.saved_tensors
-            _, grad = _forward(input, target, *ctx.options, need_grad=True)
+            delta, penalty, reduction = ctx.options
+            _, grad = _forward(input, target, delta, penalty, reduction, need_grad=True)
         grad_input = scale_in_place(grad, grad_output)
         grad_target = -grad_input if ctx.needs_input_grad[1] else None
-        if not ctx.needs_input_grad[0]:
-            grad_input = None
-        return grad_input, grad_target, None, None, None
+        return grad_input if ctx.needs_input_grad[0] else None, grad_target, None, None, None
 
 
 # torch.compile path: a custom op the compiler treats as one opaque node, with its autograd.
@@ -117,19 +123,23 @@ def _penalized_mae_op(
 
 
 @_penalized_mae_op.register_fake
-def _(input, target, delta, penalty, reduction, need_grad):
+def _(
+    input: torch.Tensor, target: torch.Tensor, delta: float, penalty: float, reduction: str, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     loss = input.new_empty(input.shape if reduction == "none" else (), dtype=torch.float32)
     grad = torch.empty_like(input, memory_format=torch.contiguous_format) if need_grad else input.new_empty(0)
     return loss, grad
 
 
-def _op_setup_context(ctx, inputs, output):
+def _op_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
     ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1])
 
 
-def _op_backward(ctx, grad_output, _grad_of_grad):
+def _op_backward(
+    ctx: Any, grad_output: torch.Tensor, _grad_of_grad: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, None, None, None, None]:
     (grad,) = ctx.saved_tensors
     grad_input = grad * grad_output.to(grad.dtype)
     return grad_input, -grad_input, None, None, None, None
@@ -147,8 +157,7 @@ def penalized_mae_triton(
     Differentiable with respect to both tensors (grad_target = -grad_input). The loss is float32;
     gradients have the dtype of ``input``. Option checks are the caller's.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
+    check_choice("reduction", reduction, TORCH_REDUCTIONS)
     if target.dtype != input.dtype:
         target = target.to(input.dtype)
     if torch.compiler.is_compiling():
