@@ -44,7 +44,8 @@ class Path:
 def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool) -> Path:
     """The path a loss with ``options`` takes on these tensors (see the module docstring)."""
     sync = options.sync_across_ranks and distributed()
-    if use_triton(input, target, weight):
+    choice = kernels_choice()  # read once per call
+    if use_triton(input, target, weight, choice=choice):
         if not overlap_kernel_supports(input, target, weight, options.mode):
             return Path(
                 "portable",
@@ -61,17 +62,24 @@ def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: O
         return Path("triton", "CUDA tensors and Triton: fused stats, formula and gradient kernels")
     if input.device.type != "cpu":
         return Path("portable", "not CPU tensors, and the Triton kernels are not used")
-    reason = _cpu_refusal(input, target, weight, options, label_map, sync)
+    reason = _cpu_refusal(input, target, weight, options, label_map, sync, choice)
     if reason is not None:
         return Path("portable", reason)
     return Path("cpu", "CPU tensors: the fused passes of the C library")
 
 
 def _cpu_refusal(
-    input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool, sync: bool
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    options: OverlapOptions,
+    label_map: bool,
+    sync: bool,
+    choice: str,
 ) -> str | None:
-    """Why the fused CPU passes do not run here (None when they do)."""
-    if kernels_choice() == "torch":
+    """Why the fused CPU passes do not run here (None when they do); ``choice``: "auto" or "torch"
+    (``LOSSES_KERNELS=triton`` has taken the Triton path or raised by now)."""
+    if choice == "torch":
         return "LOSSES_KERNELS=torch"
     if torch.compiler.is_compiling():
         return "under torch.compile (the portable path compiles)"
@@ -86,7 +94,7 @@ def _cpu_refusal(
             "the fused passes do not take these tensors (float64 keeps its precision on the portable path; "
             "empty inputs; over 64 classes)"
         )
-    if not cpu_kernels.available():
+    if cpu_kernels.library() is None:
         return f"the C library is not available: {cpu_kernels.build_error()}"
     return None
 
