@@ -1,6 +1,6 @@
-"""The general form of the overlap losses (losses/_overlap.py): its hand-written derivative (what the
-fused CPU path uses) against autograd of its own value, for every member and option; NaN rows; the
-options' checks."""
+"""The general form of the overlap losses (losses/_overlap.py): its hand-written derivative against
+autograd of its own value, and the C formula of the fused CPU path against that definition, for
+every member and option; NaN rows; the options' checks."""
 
 from __future__ import annotations
 

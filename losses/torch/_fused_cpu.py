@@ -27,7 +27,7 @@ from losses.torch._ops import cast_gradient
 
 # The sums of the "basic" passes: only these, and nothing ignored or weighted.
 _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
-_GRADIENT_STATS = [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]  # the coefficients the gradient pass reads
+_GRADIENT_STATS = np.array([INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF])  # the coefficients the gradient pass reads
 
 
 @functools.lru_cache(maxsize=64)
@@ -86,7 +86,7 @@ def _row_upstream(grad_output: Tensor, reduction: str, rows: int) -> float | np.
 def _reduced(rows: np.ndarray, reduction: str, per_image: bool) -> Tensor:
     if reduction == "none":
         return torch.from_numpy(np.asarray(rows if per_image else rows[0], dtype=np.float32))
-    total = rows.sum()
+    total = float(rows[0]) if rows.size == 1 else rows.sum()  # one row: no NumPy reduction (the same value)
     return torch.full((), float(total / rows.size if reduction == "mean" else total), dtype=torch.float32)
 
 

@@ -8,8 +8,8 @@ Paths (:func:`choose_path` says which one runs, and why):
 - ``"triton-stats"``: the Triton stats kernels and the formula from PyTorch ops (with
   ``sync_across_ranks``, whose all-reduce sits between the two, or more classes than the formula
   kernel holds);
-- ``"cpu"``: CPU tensors: two fused passes of the C library and the formula in NumPy
-  (:mod:`losses.torch._fused_cpu`);
+- ``"cpu"``: CPU tensors: two fused passes of the C library and the formula between them, also in
+  C (:mod:`losses.torch._fused_cpu`);
 - ``"portable"``: PyTorch ops and autograd, everywhere else (float64, ``torch.compile``,
   ``torch.func``, second derivatives, a target or weight map that requires grad, ...).
 """
@@ -41,6 +41,9 @@ class Path:
     reason: str
 
 
+_CPU_PATH = Path("cpu", "CPU tensors: the fused passes of the C library")
+
+
 def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool) -> Path:
     """The path a loss with ``options`` takes on these tensors (see the module docstring)."""
     sync = options.sync_across_ranks and distributed()
@@ -65,7 +68,7 @@ def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: O
     reason = _cpu_refusal(input, target, weight, options, label_map, sync, choice)
     if reason is not None:
         return Path("portable", reason)
-    return Path("cpu", "CPU tensors: the fused passes of the C library")
+    return _CPU_PATH
 
 
 def _cpu_refusal(

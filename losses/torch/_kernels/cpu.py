@@ -156,15 +156,19 @@ def overlap_formula(stats: np.ndarray, weights: tuple[float, ...], form: Form) -
     the loss of each row ``(S,)`` and its derivative by the sums ``(S, C, NUM_STATS)``, float64."""
     rows, classes = stats.shape[:2]
     constants = _formula_constants(form, weights)
-    sums, sums_address = new_array(stats.shape)
-    sums[...] = stats
-    loss, loss_address = new_array((rows,))
-    grad, grad_address = new_array(stats.shape)
+    size = stats.size
+    buffer, address = new_array((2 * size + rows,))  # the sums, their derivative, the loss
+    buffer[:size].reshape(stats.shape)[...] = stats
     formula = _Formula(
-        stats=sums_address, loss=loss_address, grad=grad_address, rows=rows, classes=classes, **constants[2]
+        stats=address,
+        grad=address + 8 * size,
+        loss=address + 16 * size,
+        rows=rows,
+        classes=classes,
+        **constants[2],
     )
     _clib.library().overlap_formula(ctypes.addressof(formula))
-    return loss, grad
+    return buffer[2 * size :], buffer[size : 2 * size].reshape(stats.shape)
 
 
 def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bool) -> bool:
