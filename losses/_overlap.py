@@ -180,10 +180,11 @@ def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool
     """The loss of each row ``(S,)`` from ``stats`` ``(S, C, NUM_STATS)`` of every class.
 
     ``weights`` ``(C,)`` has one weight per class, 0 for a class left out. ``ops`` is the
-    frontend's tensor namespace (NumPy's for the fused CPU path; see :class:`NumpyOps`). With
+    frontend's tensor namespace (:class:`NumpyOps` for NumPy arrays). With
     ``with_grad``, also ``∂loss[s]/∂stats[s]`` ``(S, C, NUM_STATS)``, written by hand: where the formula
     switches (a denominator of 0, a clamp, an empty target) it is the derivative of the branch
-    taken, as automatic differentiation of the value gives it.
+    taken, as automatic differentiation of the value gives it. The fused CPU path computes the same
+    in C (``losses/torch/_kernels/cpu_formula.c``), tested against this.
     """
     numerator_coefficients, denominator_coefficients = form.coefficients()
     target_sum = stats[..., TARGET_SUM]
@@ -266,7 +267,8 @@ def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool
 
 
 class NumpyOps:
-    """The tensor namespace of :func:`overlap_loss` for NumPy arrays (float64 on the fused CPU path)."""
+    """The tensor namespace of :func:`overlap_loss` for NumPy arrays: the float64 definition that the
+    formula of the fused CPU path (``losses/torch/_kernels/cpu_formula.c``) is tested against."""
 
     @staticmethod
     def where(condition: Any, x: Any, y: Any) -> Any:

@@ -1,6 +1,6 @@
-"""The general form of the overlap losses (losses/_overlap.py): its hand-written derivative (what the
-fused CPU path uses) against autograd of its own value, for every member and option; NaN rows; the
-options' checks."""
+"""The general form of the overlap losses (losses/_overlap.py): its hand-written derivative against
+autograd of its own value, and the C formula of the fused CPU path against that definition, for
+every member and option; NaN rows; the options' checks."""
 
 from __future__ import annotations
 
@@ -79,6 +79,60 @@ def test_negative_control_a_denominator_held_constant_fails_the_comparison():
     _, grad = overlap_loss(NumpyOps, stats, weights, options.form, with_grad=True)
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# The formula of the fused CPU path (losses/torch/_kernels/cpu_formula.c) against this definition.
+
+
+def c_formula():
+    from losses.torch._kernels import cpu
+
+    if cpu.library() is None:
+        pytest.skip(f"the C library is not available: {cpu.build_error()}")
+    return cpu.overlap_formula
+
+
+@given(member_options(), st.integers(0, 2**32 - 1))
+def test_the_c_formula_of_the_fused_cpu_path_matches_the_definition(case, seed):
+    name, options = case
+    form = OverlapOptions.create(name, **options).form
+    stats = random_stats(seed)
+    weights = (1.0, 0.0, 2.5, 0.5)  # class 1 unselected
+    expected_loss, expected_grad = overlap_loss(NumpyOps, stats, np.array(weights), form, with_grad=True)
+    loss, grad = c_formula()(stats, weights, form)
+    # The same operations in the same order: equal but for the last bits of pow and log.
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name, options", [("dice", {}), ("dice", {"average": "micro"}), ("generalized_dice", {})])
+def test_the_c_formula_with_many_classes_and_nan_rows(name, options):
+    """70 classes (NumPy adds long rows pairwise), and NaN rows as the fused path makes them."""
+    rng = np.random.default_rng(11)
+    stats = rng.uniform(0.0, 5.0, size=(5, 70, 7))
+    stats[rng.uniform(size=(5, 70)) < 0.2, 2] = 0.0
+    stats[2] = np.nan
+    weights = tuple(rng.uniform(0.0, 1.0, size=70))
+    form = OverlapOptions.create(name, **options).form
+    expected_loss, expected_grad = overlap_loss(NumpyOps, stats, np.array(weights), form, with_grad=True)
+    loss, grad = c_formula()(stats, weights, form)
+    assert np.isnan(loss[2]) and np.isnan(grad[2]).all()
+    assert np.isfinite(np.delete(loss, 2)).all() and np.isfinite(np.delete(grad, 2, axis=0)).all()
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_the_c_formula_comparison_catches_a_missing_term():
+    """Negative control: the comparison above fails for a derivative without the penalty's ∂/∂Σp."""
+    stats = random_stats(3)
+    weights = (1.0, 0.0, 2.5, 0.5)
+    form = OverlapOptions.create("dice", empty_target="penalize").form
+    _, grad = c_formula()(stats, weights, form)
+    leaf = torch.tensor(stats, requires_grad=True)
+    held = torch.cat([leaf[..., :PRED_SUM], leaf[..., PRED_SUM : PRED_SUM + 1].detach(), leaf[..., PRED_SUM + 1 :]], -1)
+    (wrong_grad,) = torch.autograd.grad(overlap_loss(TorchOps, held, torch.tensor(weights), form).sum(), leaf)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(grad, wrong_grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize(

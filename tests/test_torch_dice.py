@@ -259,6 +259,20 @@ def test_bad_options_name_the_argument(kwargs, message):
         dice_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
 
 
+def test_remembered_options_are_checked_again_for_a_value_of_another_type():
+    """The functional form remembers the checked options of plain values: a call with a value that
+    equals a remembered one but has another type (1 == True, 0 == 0.0 == False) is checked anew."""
+    logits, labels = torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    first = dice_loss(logits, labels, from_logits=True, per_image=False)
+    with pytest.raises(TypeError, match="from_logits must be True or False; got 1"):
+        dice_loss(logits, labels, from_logits=1, per_image=False)
+    with pytest.raises(TypeError, match="per_image must be True or False; got 0"):
+        dice_loss(logits, labels, from_logits=True, per_image=0)
+    with pytest.raises(ValueError, match="smooth_nr must be >= 0"):
+        dice_loss(logits, labels, smooth_nr=-1.0)
+    torch.testing.assert_close(dice_loss(logits, labels, from_logits=True, per_image=False), first)
+
+
 def test_channel_count_must_fit_the_mode():
     with pytest.raises(ValueError, match="exactly 1 channel in mode='binary'; got 3"):
         DiceLoss(mode="binary")(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))

@@ -3,6 +3,7 @@ C library, as one autograd node."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,8 @@ from losses._overlap import (
     PRED_SUM,
     TARGET_SUM,
     VALID_COUNT,
-    NumpyOps,
+    Form,
     OverlapOptions,
-    overlap_loss,
 )
 from losses.torch._checks import check_values
 from losses.torch._kernels import cpu as cpu_kernels
@@ -27,7 +27,14 @@ from losses.torch._ops import cast_gradient
 
 # The sums of the "basic" passes: only these, and nothing ignored or weighted.
 _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
-_GRADIENT_STATS = [INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF]  # the coefficients the gradient pass reads
+_GRADIENT_STATS = np.array([INTERSECTION, PRED_SUM, PRED_SQUARES, ABS_DIFF])  # the coefficients the gradient pass reads
+
+
+@functools.lru_cache(maxsize=64)
+def _host_options(options: OverlapOptions, num_classes: int) -> tuple[tuple[float, ...], Form, bool]:
+    """What the host step reads of the options, once per options and number of classes: the class
+    weights, the general form, and whether the basic stats pass gives every sum the loss reads."""
+    return options.full_weights(num_classes), options.form, options.needed_stats() <= _BASIC_STATS
 
 
 def _overlap_rows(
@@ -35,52 +42,59 @@ def _overlap_rows(
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(rows, ∂rows/∂stats, one_hot_labels)`` of the overlap loss from the sums of the stats pass
     (NaN sums for an image with a NaN or an infinity, as on the portable path)."""
-    stats = partials[..., :NUM_STATS].copy()
-    stats[partials[..., cpu_kernels.NON_FINITE].sum(1) > 0] = np.nan
+    stats = partials[..., :NUM_STATS]
+    non_finite = partials[..., cpu_kernels.NON_FINITE].any()
     one_hot_labels = label_map and options.mode == "multiclass"
+    if non_finite or one_hot_labels:
+        stats = stats.copy()
+    if non_finite:
+        stats[partials[..., cpu_kernels.NON_FINITE].sum(1) > 0] = np.nan
     if one_hot_labels:  # as on the portable path: for one-hot g, Σ|p − g| = Σp + Σg − 2·Σp·g
         stats[..., ABS_DIFF] = stats[..., PRED_SUM] + stats[..., TARGET_SUM] - 2 * stats[..., INTERSECTION]
     if not options.per_image:
         stats = stats.sum(0, keepdims=True)
-    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss.
-    stats[np.isnan(stats).any(axis=(1, 2))] = np.nan
-    rows, grad_stats = overlap_loss(
-        NumpyOps, stats, np.asarray(options.full_weights(num_classes)), options.form, with_grad=True
-    )
+    # A row with a NaN sum in any class (also one left out by `classes`) has a NaN loss. Otherwise
+    # every sum adds values >= 0 (out-of-range values have raised), so only those two steps make NaN.
+    if non_finite or one_hot_labels:
+        stats[np.isnan(stats).any(axis=(1, 2))] = np.nan
+    weights, form, _ = _host_options(options, num_classes)
+    rows, grad_stats = cpu_kernels.overlap_formula(stats, weights, form)
     return rows, grad_stats, one_hot_labels
 
 
-def _overlap_coefficients(
-    grad_stats: np.ndarray, row_scale: np.ndarray, one_hot_labels: bool, batch: int
-) -> np.ndarray:
-    """The (B, C, 4) coefficients of the gradient pass: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
+def _overlap_coefficients(grad_stats: np.ndarray, row_scale: float | np.ndarray, one_hot_labels: bool) -> np.ndarray:
+    """The (S, C, 4) coefficients of the gradient pass: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
     from ∂rows/∂stats and ∂loss/∂rows."""
-    coefficients = grad_stats[..., _GRADIENT_STATS] * row_scale[:, None, None]
+    scale = row_scale if isinstance(row_scale, float) else row_scale[:, None, None]
+    coefficients = grad_stats[..., _GRADIENT_STATS] * scale
     if one_hot_labels:  # the Σ|p − g| of one-hot labels is Σp + Σg − 2·Σp·g
         coefficients[..., 1] += coefficients[..., 3]
         coefficients[..., 0] -= 2 * coefficients[..., 3]
         coefficients[..., 3] = 0.0
-    return np.broadcast_to(coefficients, (batch, *coefficients.shape[1:]))
+    return coefficients
 
 
-def _row_upstream(grad_output: Tensor, reduction: str, rows: int) -> np.ndarray:
-    """∂loss/∂row of each row, ``(rows,)``."""
-    upstream = grad_output.detach().double().numpy()
-    if reduction == "mean":
-        upstream = upstream / rows
-    return np.broadcast_to(upstream, (rows,)).copy()
+def _row_upstream(grad_output: Tensor, reduction: str, rows: int) -> float | np.ndarray:
+    """∂loss/∂row: one number, the same for every row, when the loss is a scalar; else one per
+    row, ``(rows,)``."""
+    if grad_output.dim() == 0:
+        upstream = grad_output.item()
+        return upstream / rows if reduction == "mean" else upstream
+    return grad_output.detach().double().numpy()
 
 
 def _reduced(rows: np.ndarray, reduction: str, per_image: bool) -> Tensor:
     if reduction == "none":
         return torch.from_numpy(np.asarray(rows if per_image else rows[0], dtype=np.float32))
-    return torch.full((), float(rows.mean() if reduction == "mean" else rows.sum()), dtype=torch.float32)
+    total = float(rows[0]) if rows.size == 1 else rows.sum()  # one row: no NumPy reduction (the same value)
+    return torch.full((), float(total / rows.size if reduction == "mean" else total), dtype=torch.float32)
 
 
 class FusedCpuOverlap(torch.autograd.Function):
     """The whole loss on the CPU: one fused pass for the sums (``_kernels/cpu_overlap.c``), the
-    general form and its derivative on the small ``(S, C, NUM_STATS)`` sums in NumPy
-    (:func:`losses._overlap.overlap_loss`), and one fused pass for the gradient."""
+    general form and its derivative on the small ``(S, C, NUM_STATS)`` sums
+    (:func:`losses._overlap.overlap_loss`, in ``_kernels/cpu_formula.c``), and one fused pass for
+    the gradient."""
 
     @staticmethod
     def forward(
@@ -95,12 +109,16 @@ class FusedCpuOverlap(torch.autograd.Function):
         prepared = cpu_kernels.Prepared(
             input, target, options.mode, options.from_logits, options.ignore_index, label_map, weight
         )
-        partials = prepared.stats(options.needed_stats() <= _BASIC_STATS)  # NumPy float64 (B, C, NUM_PARTIALS)
+        basic = _host_options(options, input.shape[1])[2]
+        partials = prepared.stats(basic)  # NumPy float64 (B, C, NUM_PARTIALS)
         _raise_out_of_range(partials, input, target, weight, options, label_map)
         rows, grad_stats, one_hot_labels = _overlap_rows(partials, options, input.shape[1], label_map)
-        # The images whose gradient is NaN: those of a NaN row (every image when the row is the batch).
-        not_finite = ~np.isfinite(rows)
-        ctx.nan_images = not_finite if options.per_image else np.repeat(not_finite, input.shape[0])
+        # The images whose gradient is NaN (None when none is): those of a NaN row (every image
+        # when the row is the batch).
+        finite = np.isfinite(rows)
+        ctx.nan_images = None
+        if not finite.all():
+            ctx.nan_images = ~finite if options.per_image else np.repeat(~finite, input.shape[0])
         ctx.prepared, ctx.grad_stats, ctx.one_hot_labels = prepared, grad_stats, one_hot_labels
         ctx.options, ctx.reduction, ctx.label_map, ctx.input_dtype = options, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target, weight)
@@ -122,10 +140,13 @@ class FusedCpuOverlap(torch.autograd.Function):
             return grad, None, None, None, None, None
         prepared, ctx.prepared = ctx.prepared, None
         row_scale = _row_upstream(grad_output, ctx.reduction, ctx.grad_stats.shape[0])
-        grad = prepared.gradient(_overlap_coefficients(ctx.grad_stats, row_scale, ctx.one_hot_labels, prepared.batch))
-        if ctx.nan_images.any():
+        grad = prepared.gradient(_overlap_coefficients(ctx.grad_stats, row_scale, ctx.one_hot_labels))
+        if ctx.nan_images is not None:
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
-        return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
+        grad = grad.view(input.shape)
+        if ctx.input_dtype != torch.float32:
+            grad = cast_gradient(grad, ctx.input_dtype)
+        return grad, None, None, None, None, None
 
 
 class FusedCpuTerm(torch.autograd.Function):
@@ -198,9 +219,7 @@ class FusedCpuTerm(torch.autograd.Function):
             coefficients = np.zeros((prepared.batch, prepared.classes, 4))
         else:
             _, grad_stats, one_hot_labels = ctx.overlap
-            coefficients = _overlap_coefficients(
-                grad_stats, row_scale * spec.lambda_overlap, one_hot_labels, prepared.batch
-            )
+            coefficients = _overlap_coefficients(grad_stats, row_scale * spec.lambda_overlap, one_hot_labels)
         grad = prepared.gradient(coefficients, term_scale)
         if ctx.nan_images.any():
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")

@@ -8,8 +8,8 @@ Paths (:func:`choose_path` says which one runs, and why):
 - ``"triton-stats"``: the Triton stats kernels and the formula from PyTorch ops (with
   ``sync_across_ranks``, whose all-reduce sits between the two, or more classes than the formula
   kernel holds);
-- ``"cpu"``: CPU tensors: two fused passes of the C library and the formula in NumPy
-  (:mod:`losses.torch._fused_cpu`);
+- ``"cpu"``: CPU tensors: two fused passes of the C library and the formula between them, also in
+  C (:mod:`losses.torch._fused_cpu`);
 - ``"portable"``: PyTorch ops and autograd, everywhere else (float64, ``torch.compile``,
   ``torch.func``, second derivatives, a target or weight map that requires grad, ...).
 """
@@ -41,10 +41,14 @@ class Path:
     reason: str
 
 
+_CPU_PATH = Path("cpu", "CPU tensors: the fused passes of the C library")
+
+
 def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool) -> Path:
     """The path a loss with ``options`` takes on these tensors (see the module docstring)."""
     sync = options.sync_across_ranks and distributed()
-    if use_triton(input, target, weight):
+    choice = kernels_choice()  # read once per call
+    if use_triton(input, target, weight, choice=choice):
         if not overlap_kernel_supports(input, target, weight, options.mode):
             return Path(
                 "portable",
@@ -61,17 +65,24 @@ def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: O
         return Path("triton", "CUDA tensors and Triton: fused stats, formula and gradient kernels")
     if input.device.type != "cpu":
         return Path("portable", "not CPU tensors, and the Triton kernels are not used")
-    reason = _cpu_refusal(input, target, weight, options, label_map, sync)
+    reason = _cpu_refusal(input, target, weight, options, label_map, sync, choice)
     if reason is not None:
         return Path("portable", reason)
-    return Path("cpu", "CPU tensors: the fused passes of the C library")
+    return _CPU_PATH
 
 
 def _cpu_refusal(
-    input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, label_map: bool, sync: bool
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    options: OverlapOptions,
+    label_map: bool,
+    sync: bool,
+    choice: str,
 ) -> str | None:
-    """Why the fused CPU passes do not run here (None when they do)."""
-    if kernels_choice() == "torch":
+    """Why the fused CPU passes do not run here (None when they do); ``choice``: "auto" or "torch"
+    (``LOSSES_KERNELS=triton`` has taken the Triton path or raised by now)."""
+    if choice == "torch":
         return "LOSSES_KERNELS=torch"
     if torch.compiler.is_compiling():
         return "under torch.compile (the portable path compiles)"
@@ -86,7 +97,7 @@ def _cpu_refusal(
             "the fused passes do not take these tensors (float64 keeps its precision on the portable path; "
             "empty inputs; over 64 classes)"
         )
-    if not cpu_kernels.available():
+    if cpu_kernels.library() is None:
         return f"the C library is not available: {cpu_kernels.build_error()}"
     return None
 

@@ -58,21 +58,23 @@ def triton_available() -> bool:
     return _TRITON_IMPORTS
 
 
-def use_triton(*tensors: torch.Tensor | None) -> bool:
+def use_triton(*tensors: torch.Tensor | None, choice: str | None = None) -> bool:
     """Whether the losses run on ``tensors`` (``None`` entries are skipped) take the Triton path.
 
     ``auto``: True when every tensor is on a CUDA device and Triton imports. ``triton``: True,
     or a ``RuntimeError`` when the kernels cannot run on these tensors. ``torch``: False.
+    ``choice``: :func:`kernels_choice`, when the caller has read it already.
     """
-    choice = kernels_choice()
+    if choice is None:
+        choice = kernels_choice()
     if choice == "torch":
         return False
     present = [t for t in tensors if t is not None]
     # len(), not bool(list): torch.compile 2.11 cannot trace bool() of a list.
     on_cuda = len(present) > 0 and all(t.device.type == "cuda" for t in present)
-    on_cpu = len(present) > 0 and all(t.device.type == "cpu" for t in present)
     if choice == "auto":
         return on_cuda and triton_available()
+    on_cpu = len(present) > 0 and all(t.device.type == "cpu" for t in present)
     if not triton_available():
         raise RuntimeError("LOSSES_KERNELS=triton, but triton cannot be imported: pip install triton")
     if on_cuda or (on_cpu and interpreting()):

@@ -75,7 +75,7 @@ def _sources() -> list[Source]:
     """Every file of the library. Imported here, not at the top: those modules import this one."""
     from losses.torch._kernels import cpu, cpu_elementwise
 
-    return [Source("cpu_common.c"), cpu.C_SOURCE, cpu_elementwise.C_SOURCE]
+    return [Source("cpu_common.c"), cpu.C_SOURCE, cpu.FORMULA_SOURCE, cpu_elementwise.C_SOURCE]
 
 
 _lock = threading.Lock()
@@ -269,6 +269,8 @@ def _load(path: Path) -> ctypes.CDLL:
     library = ctypes.CDLL(str(path))
     library.run_pass.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32]
     library.run_pass.restype = None
+    library.overlap_formula.argtypes = [ctypes.c_void_p]
+    library.overlap_formula.restype = None
     return library
 
 

@@ -13,12 +13,23 @@ How the library is built, cached and loaded, and when the portable PyTorch path 
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from losses._overlap import NUM_STATS, VALID_COUNT, layout_definitions
+from losses._overlap import (
+    DENOMINATOR_MIN,
+    EMPTY_TARGET_POLICIES,
+    LOG_CLAMP,
+    NUM_STATS,
+    POOLINGS,
+    TRANSFORMS,
+    VALID_COUNT,
+    Form,
+    layout_definitions,
+)
 
 if TYPE_CHECKING:
     from losses._cross_entropy import FocalOptions
@@ -42,6 +53,13 @@ C_SOURCE = _clib.Source(
         "PARTIAL_CE": CROSS_ENTROPY,
         "NUM_PARTIALS": NUM_PARTIALS,
     },
+)
+# The general form on the sums between the passes, in float64 (see cpu_formula.c): NaN propagates
+# there, so no -ffinite-math-only; no fused multiply-add, so that it rounds as NumPy does.
+FORMULA_SOURCE = _clib.Source(
+    "cpu_formula.c",
+    flags=("-ffp-contract=off",),
+    defines={**layout_definitions(), "LOG_CLAMP": LOG_CLAMP, "DENOMINATOR_MIN": DENOMINATOR_MIN},
 )
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_overlap.c)
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
@@ -77,6 +95,86 @@ class _Pass(ctypes.Structure):
         ("smoothing", ctypes.c_float),
         ("alpha", ctypes.c_float),
     ]
+
+
+class _Formula(ctypes.Structure):
+    """``struct Formula`` of cpu_formula.c."""
+
+    _fields_ = [
+        ("stats", ctypes.c_void_p),
+        ("weights", ctypes.c_void_p),
+        ("numerator", ctypes.c_void_p),
+        ("denominator", ctypes.c_void_p),
+        ("loss", ctypes.c_void_p),
+        ("grad", ctypes.c_void_p),
+        ("rows", ctypes.c_int64),
+        ("classes", ctypes.c_int64),
+        ("transform", ctypes.c_int32),
+        ("pooling", ctypes.c_int32),
+        ("empty_target", ctypes.c_int32),
+        ("gamma", ctypes.c_double),
+        ("weight_power", ctypes.c_double),
+        ("smooth_nr", ctypes.c_double),
+        ("smooth_dr", ctypes.c_double),
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _formula_constants(form: Form, weights: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, float | int]]:
+    """The class weights, the coefficients of the numerator and the denominator (row 0, 1), and
+    the scalar fields of ``struct Formula``: what depends on the loss's options alone."""
+    numerator, denominator = form.coefficients()
+    weight_array, weight_address = new_array((len(weights),))
+    weight_array[:] = weights
+    coefficients, coefficients_address = new_array((2, NUM_STATS))
+    coefficients[:] = numerator, denominator
+    fields = dict(
+        weights=weight_address,
+        numerator=coefficients_address,
+        denominator=coefficients_address + coefficients.strides[0],
+        transform=TRANSFORMS.index(form.transform),
+        pooling=POOLINGS.index(form.pooling),
+        empty_target=EMPTY_TARGET_POLICIES.index(form.empty_target),
+        gamma=form.gamma,
+        weight_power=form.weight_power,
+        smooth_nr=form.smooth_nr,
+        smooth_dr=form.smooth_dr,
+    )
+    return weight_array, coefficients, fields  # the arrays keep the addresses valid
+
+
+def new_array(shape: tuple[int, ...], dtype: type = np.float64) -> tuple[np.ndarray, int]:
+    """A new C-contiguous array and its address, for arguments of the library's functions.
+
+    ``ndarray.ctypes.data`` costs several microseconds a call, and the host step between the
+    passes of a small loss would pay it several times."""
+    size = dtype(0).itemsize
+    for extent in shape:
+        size *= extent
+    buffer = (ctypes.c_char * size)()
+    return np.frombuffer(buffer, dtype).reshape(shape), ctypes.addressof(buffer)
+
+
+def overlap_formula(stats: np.ndarray, weights: tuple[float, ...], form: Form) -> tuple[np.ndarray, np.ndarray]:
+    """``overlap_loss(NumpyOps, stats, weights, form, with_grad=True)`` of :mod:`losses._overlap`, in C:
+    the loss of each row ``(S,)`` and its derivative by the sums ``(S, C, NUM_STATS)``, float64."""
+    rows, classes = stats.shape[:2]
+    constants = _formula_constants(form, weights)
+    size = stats.size
+    buffer, address = new_array((2 * size + rows,))  # the sums, their derivative, the loss
+    buffer[:size].reshape(stats.shape)[...] = stats
+    formula = _Formula(
+        stats=address,
+        grad=address + 8 * size,
+        loss=address + 16 * size,
+        rows=rows,
+        classes=classes,
+        **constants[2],
+    )
+    lib = _clib.library()
+    assert lib is not None, "the fused path runs only where the library is built"
+    lib.overlap_formula(ctypes.addressof(formula))
+    return buffer[2 * size :], buffer[size : 2 * size].reshape(stats.shape)
 
 
 def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bool) -> bool:
@@ -217,9 +315,9 @@ class Prepared:
             name = "classes_stats_f32"
         tasks, chunk, rows = self._tasks()
         per_task = 1 if self.kind == "rows" else self.classes
-        out = np.empty((tasks, per_task, NUM_PARTIALS), dtype=np.float32)
+        out, out_address = new_array((tasks, per_task, NUM_PARTIALS), np.float32)
         self.probs = torch.empty_like(self.x)
-        _run(name, self._pass(chunk, out=out.ctypes.data, probs=self.probs.data_ptr()), tasks, self.x.numel())
+        _run(name, self._pass(chunk, out=out_address, probs=self.probs.data_ptr()), tasks, self.x.numel())
         stats = out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64)
         stats = stats.reshape(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
@@ -227,8 +325,9 @@ class Prepared:
         return stats
 
     def gradient(self, coefficients: np.ndarray, term_scale: np.ndarray | None = None) -> torch.Tensor:
-        """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients: ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|,
-        and (with a term) ``term_scale`` (B,): ∂loss/∂ of the sum of the term over each image.
+        """∂loss/∂logits (B, C, N) from (B, C, 4) coefficients (or (1, C, 4), the same for every
+        image): ∂loss/∂ of Σp·g, Σv·p, Σv·p², Σv·|p − g|, and (with a term) ``term_scale`` (B,):
+        ∂loss/∂ of the sum of the term over each image.
 
         Written over the probabilities of :meth:`stats`, which are gone afterwards.
         """
@@ -240,9 +339,10 @@ class Prepared:
         else:
             name = f"{self.kind}_grad_{suffix}"
         tasks, chunk, _ = self._tasks()
-        coefficients = np.ascontiguousarray(coefficients, dtype=np.float32)
+        coefficients_f32, coefficients_address = new_array((self.batch, self.classes, 4), np.float32)
+        coefficients_f32[...] = coefficients
         assert self.probs is not None, "stats() keeps the probabilities for one gradient pass"
-        pointers = dict(probs=self.probs.data_ptr(), coef=coefficients.ctypes.data)
+        pointers = dict(probs=self.probs.data_ptr(), coef=coefficients_address)
         if self.term is not None:
             term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)
             pointers["ce_scale"] = term_scale.ctypes.data
@@ -251,4 +351,4 @@ class Prepared:
         return grad
 
 
-__all__ = ["Prepared", "available", "build_error", "library", "supports"]
+__all__ = ["Prepared", "available", "build_error", "library", "overlap_formula", "supports"]
