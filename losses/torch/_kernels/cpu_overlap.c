@@ -1,9 +1,10 @@
 /* The overlap losses (Dice, Jaccard, Tversky, ...) on the CPU in two fused passes over float32
  * predictions (see cpu.py).
  *
- * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself), written
- * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
- * the partial sums of losses/_overlap.py for every class, plus two counts:
+ * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself; the focal
+ * rows write sigmoid(−|x|) instead, see sigmoid_of), written once for the gradient pass, and for
+ * every task (a fixed range of positions of one row or image) the partial sums of losses/_overlap.py
+ * for every class, plus two counts:
  *   STAT_INTERSECTION Σ v·p·g   STAT_PRED_SUM Σ v·p   STAT_TARGET_SUM Σ v·g   STAT_PRED_SQUARES Σ v·p²
  *   STAT_TARGET_SQUARES Σ v·g²  STAT_ABS_DIFF Σ v·|p − g|   STAT_VALID_COUNT Σ v
  *   PARTIAL_OUT_OF_RANGE: the number of values out of range
@@ -139,8 +140,13 @@ SCALAR float log1p_unit(float u) {
     return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
 }
 
-/* log(1 + e^-a) for a >= 0. */
-SCALAR float log1p_exp_neg(float a) { return log1p_unit(exp_full(-a)); }
+/* log(1 − s) for s in [0, 1/2], as log_full(1 − s) without its exponent: 1 − s is 1 + m above √½
+ * (m = −s, exact) and (1 + m)/2 below (m = 1 − 2·s, exact; e = −1). */
+SCALAR float log1m_half(float s) {
+    const float e = s > 0.292893218813452476f ? -1.0f : 0.0f;
+    const float m = e < 0.0f ? 1.0f - 2.0f * s : -s;
+    return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
+}
 
 /* m^γ for m in [0, 1] and γ > 0 (0 at m = 0). */
 SCALAR float pow_unit(float m, float gamma) {
@@ -177,8 +183,12 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
 }
 
 /* sigmoid(x) from one exponential u = e^−|x| and one reciprocal r = 1 / (1 + u) (the passes with a
- * cross-entropy term, which take log(1 + u) from the same u). */
+ * cross-entropy term, which take log(1 + u) from the same u). The focal passes store sigmoid(−|x|) =
+ * u·r, to float's relative precision also where sigmoid(x) rounds to 1: their gradient pass takes
+ * sigmoid(x) and 1 − sigmoid(x) from it and the sign of x (sigmoid_of_low), and log(1 + u) =
+ * −log(1 − u·r) without an exponential (the cross-entropy's gradient needs p alone, and no x). */
 SCALAR float sigmoid_of(float x, float u, float r) { return (x >= 0.0f ? 1.0f : u) * r; }
+SCALAR float sigmoid_of_low(float x, float low) { return x >= 0.0f ? 1.0f - low : low; }
 
 /* The binary cross-entropy −(t·log p + (1 − t)·log(1 − p)) of p = sigmoid(x), from log1p_u =
  * log(1 + e^−|x|): max(x, 0) − t·x + log1p_u, exact where a large x meets t = 1, finite where p underflows. */
@@ -230,7 +240,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                 const float xj = xr[j];                                                                 \
                 const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
                 const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
-                pr[j] = p;                                                                              \
+                pr[j] = FOCUS != FOCUS_NONE ? u * r : p; /* focal: sigmoid(−|x|), see sigmoid_of */     \
                 const T raw = tr[j];                                                                    \
                 const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                \
                 const float v = VARIANT == 2 ? valid * wr[j] : valid;                                   \
@@ -292,21 +302,23 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
             const float ce_k = CE ? a->ce_scale[row / classes] * a->ce_factor[row % classes] : 0.0f;    \
             _Pragma("omp simd")                                                                         \
             for (int64_t j = begin; j < end; ++j) {                                                     \
-                const float p = pr[j];                                                                  \
+                const float p = FOCUS != FOCUS_NONE ? sigmoid_of_low(xr[j], pr[j]) : pr[j];             \
+                const float q = FOCUS != FOCUS_NONE ? sigmoid_of_low(-xr[j], pr[j]) : 1.0f - p;         \
                 const T raw = tr[j];                                                                    \
                 const float valid = raw == ign ? keep_ignored : 1.0f;                                   \
                 const float v = WEIGHTED ? valid * wr[j] : valid;                                       \
                 const float g = valid * (float)raw;                                                     \
                 const float d = v * (ki * g + kp + kp2 * p + ka * sign_of(p - g));                      \
-                float out = ACTIVATION ? d * p * (1.0f - p) : d;                                        \
+                float out = ACTIVATION ? d * p * q : d;                                                 \
                 if (CE) {                                                                               \
                     const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
                     const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
-                    float slope = p - ts;                                                               \
+                    /* p − t, as (1 − t) − (1 − p) where 1 − p has the precision that p lost */        \
+                    float slope = FOCUS != FOCUS_NONE && xr[j] >= 0.0f ? (1.0f - ts) - q : p - ts;      \
                     if (FOCUS != FOCUS_NONE) {                                                          \
-                        const float ce = binary_ce(xr[j], ts, log1p_exp_neg(fabsf(xr[j])));             \
-                        const float miss = p * (1.0f - ts) + (1.0f - p) * ts;                           \
-                        const float spread = p * (1.0f - p) * (1.0f - 2.0f * ts) * ce;                  \
+                        const float ce = binary_ce(xr[j], ts, -log1m_half(pr[j]));                      \
+                        const float miss = p * (1.0f - ts) + q * ts;                                    \
+                        const float spread = p * q * (1.0f - 2.0f * ts) * ce;                           \
                         if (FOCUS == FOCUS_SQUARE) /* (1 − p_t)²·ratio = (1 − p_t)·p·(1 − p) */         \
                             slope = miss * (miss * slope + 2.0f * spread);                              \
                         else {                                                                          \
