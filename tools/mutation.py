@@ -116,6 +116,7 @@ _CPU_OVERLAP = (
 )
 _CPU_TERM = (
     "log1p_remainder",
+    "log_of_parts",
     "log_full",
     "log1p_unit",
     "log1m_half",

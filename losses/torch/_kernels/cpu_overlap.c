@@ -113,6 +113,11 @@ SCALAR float log1p_remainder(float m) {
     return y * m * z - 0.5f * z;
 }
 
+/* log((1 + m)·2^e), with log 2 = 0.693359375 − 2.12194440e-4 (the first part exact in float, times e). */
+SCALAR float log_of_parts(float m, float e) {
+    return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
+}
+
 /* log(x) for x > 0, subnormal too: x = (1 + m)·2^e with 1 + m in [√½, √2), branch-free. */
 SCALAR float log_full(float x) {
     const float subnormal = x < 1.17549435e-38f ? 1.0f : 0.0f;
@@ -126,9 +131,7 @@ SCALAR float log_full(float x) {
     const int32_t low = m < 0.707106781186547524f;
     e -= low;
     m = low ? m + m - 1.0f : m - 1.0f;
-    const float fe = (float)e - 23.0f * subnormal;
-    /* log 2 = 0.693359375 − 2.12194440e-4: the first part exact in float, times e */
-    return m + (log1p_remainder(m) - 2.12194440e-4f * fe) + 0.693359375f * fe;
+    return log_of_parts(m, (float)e - 23.0f * subnormal);
 }
 
 /* log(1 + u) for u in [0, 1], as log_full(1 + u) without its exponent: 1 + u is 1 + m below √2
@@ -137,7 +140,7 @@ SCALAR float log_full(float x) {
 SCALAR float log1p_unit(float u) {
     const float e = u > 0.414213562373095049f ? 1.0f : 0.0f;
     const float m = e > 0.0f ? 0.5f * u - 0.5f : u;
-    return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
+    return log_of_parts(m, e);
 }
 
 /* log(1 − s) for s in [0, 1/2], as log_full(1 − s) without its exponent: 1 − s is 1 + m above √½
@@ -145,7 +148,7 @@ SCALAR float log1p_unit(float u) {
 SCALAR float log1m_half(float s) {
     const float e = s > 0.292893218813452476f ? -1.0f : 0.0f;
     const float m = e < 0.0f ? 1.0f - 2.0f * s : -s;
-    return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
+    return log_of_parts(m, e);
 }
 
 /* m^γ for m in [0, 1] and γ > 0 (0 at m = 0). */
