@@ -494,3 +494,25 @@ def test_the_fused_multiclass_focal_gradient_beyond_the_first_tile(gamma):
             (grad,) = torch.autograd.grad(focal_loss(x, labels, mode="multiclass", gamma=gamma), x)
             grads.append(grad.double().numpy())
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["focal", "dice_focal"])
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_the_fused_binary_focal_gradient_of_confident_logits_keeps_its_relative_precision(loss, target):
+    """Where σ(x) rounds to 1 (x up to 15 here), 1 − σ(x) = σ(−|x|) still has float32's relative precision
+    in the gradient pass: the gradient of a confident right logit (about −3·e^(−3x) for γ = 2) matches
+    float64 to 1e-4 of itself, as does that of a confident wrong one."""
+    logits = np.array([-15.0, -10.0, -5.0, 5.0, 10.0, 15.0], np.float32).reshape(1, 1, 6)
+    targets = np.full((1, 1, 6), target, np.float32)
+    grads = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = tensor(targets, dtype)
+            if loss == "focal":
+                value = focal_loss(x, t, mode="binary", gamma=2.0, reduction="sum")
+            else:
+                value = dice_focal_loss(x, t, mode="binary", gamma=2.0)
+            (grad,) = torch.autograd.grad(value, x)
+            grads.append(grad.double().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=0)

@@ -303,9 +303,7 @@ class Prepared:
         if self.weight is not None:
             variant = "weighted" if self.kind == "rows" else "full"
         else:
-            # The multiclass tiles sum a term only in their "full" pass.
-            term_in_basic = self.term is None or self.kind == "rows"
-            variant = "basic" if basic and not self.has_ignore and term_in_basic else "full"
+            variant = "basic" if basic and not self.has_ignore else "full"
         if self.kind == "rows":
             ce = "" if self.term is None else _TERM_KERNELS.get(self.term.gamma, "_focal")
             name = f"rows_stats_{suffix}_{'sigmoid' if self.activation else 'identity'}_{variant}{ce}"

@@ -1,9 +1,10 @@
 /* The overlap losses (Dice, Jaccard, Tversky, ...) on the CPU in two fused passes over float32
  * predictions (see cpu.py).
  *
- * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself), written
- * once for the gradient pass, and for every task (a fixed range of positions of one row or image)
- * the partial sums of losses/_overlap.py for every class, plus two counts:
+ * Stats pass: the probabilities p (sigmoid / softmax of the logits, or the input itself; the focal
+ * rows write sigmoid(−|x|) instead, see sigmoid_of), written once for the gradient pass, and for
+ * every task (a fixed range of positions of one row or image) the partial sums of losses/_overlap.py
+ * for every class, plus two counts:
  *   STAT_INTERSECTION Σ v·p·g   STAT_PRED_SUM Σ v·p   STAT_TARGET_SUM Σ v·g   STAT_PRED_SQUARES Σ v·p²
  *   STAT_TARGET_SQUARES Σ v·g²  STAT_ABS_DIFF Σ v·|p − g|   STAT_VALID_COUNT Σ v
  *   PARTIAL_OUT_OF_RANGE: the number of values out of range
@@ -97,7 +98,27 @@ SCALAR float exp_full(float x) {
 /* 1 / (1 + e^-x), the form PyTorch computes: exactly 0 below about -88.7, where e^-x overflows. */
 SCALAR float sigmoid(float x) { return 1.0f / (1.0f + exp_full(-x)); }
 
-/* log(x) for x > 0, subnormal too (Cephes' logf polynomial, about 1 ulp), branch-free. */
+/* log(1 + m) − m for m in [√½ − 1, √2 − 1] (Cephes' logf polynomial, about 1 ulp). */
+SCALAR float log1p_remainder(float m) {
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    return y * m * z - 0.5f * z;
+}
+
+/* log((1 + m)·2^e), with log 2 = 0.693359375 − 2.12194440e-4 (the first part exact in float, times e). */
+SCALAR float log_of_parts(float m, float e) {
+    return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
+}
+
+/* log(x) for x > 0, subnormal too: x = (1 + m)·2^e with 1 + m in [√½, √2), branch-free. */
 SCALAR float log_full(float x) {
     const float subnormal = x < 1.17549435e-38f ? 1.0f : 0.0f;
     x = subnormal > 0.0f ? x * 8388608.0f : x; /* 2^23: a normal float */
@@ -110,27 +131,24 @@ SCALAR float log_full(float x) {
     const int32_t low = m < 0.707106781186547524f;
     e -= low;
     m = low ? m + m - 1.0f : m - 1.0f;
-    const float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    const float fe = (float)e - 23.0f * subnormal;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return m + y + 0.693359375f * fe;
+    return log_of_parts(m, (float)e - 23.0f * subnormal);
 }
 
-/* log(1 + e^-a) for a >= 0, also where e^-a is below float's precision next to 1. */
-SCALAR float log1p_exp_neg(float a) {
-    const float u = exp_full(-a), w = 1.0f + u;
-    return log_full(w) - ((w - 1.0f) - u) / w;
+/* log(1 + u) for u in [0, 1], as log_full(1 + u) without its exponent: 1 + u is 1 + m below √2
+ * (m = u itself, exact, so a u far below float's precision next to 1 keeps its relative precision)
+ * and 2·(1 + m) above (m = (u − 1)/2). */
+SCALAR float log1p_unit(float u) {
+    const float e = u > 0.414213562373095049f ? 1.0f : 0.0f;
+    const float m = e > 0.0f ? 0.5f * u - 0.5f : u;
+    return log_of_parts(m, e);
+}
+
+/* log(1 − s) for s in [0, 1/2], as log_full(1 − s) without its exponent: 1 − s is 1 + m above √½
+ * (m = −s, exact) and (1 + m)/2 below (m = 1 − 2·s, exact; e = −1). */
+SCALAR float log1m_half(float s) {
+    const float e = s > 0.292893218813452476f ? -1.0f : 0.0f;
+    const float m = e < 0.0f ? 1.0f - 2.0f * s : -s;
+    return log_of_parts(m, e);
 }
 
 /* m^γ for m in [0, 1] and γ > 0 (0 at m = 0). */
@@ -167,20 +185,17 @@ static inline void store_partials(float *o, float si, float sp, float sg, float 
     o[PARTIAL_CE] = ce;
 }
 
-/* log p and log(1 − p) of p = sigmoid(x), from the logit: finite where p underflows. (Values, not
- * out-parameters: a local whose address is taken keeps an "omp simd" loop from vectorising.) */
-SCALAR float log_sigmoid(float x) { return -((x < 0.0f ? -x : 0.0f) + log1p_exp_neg(fabsf(x))); }
-
-/* sigmoid(x) and log sigmoid(x) from one exponential u = e^−|x| and one reciprocal r = 1 / (1 + u)
- * (the passes with a cross-entropy term). */
+/* sigmoid(x) from one exponential u = e^−|x| and one reciprocal r = 1 / (1 + u) (the passes with a
+ * cross-entropy term, which take log(1 + u) from the same u). The focal passes store sigmoid(−|x|) =
+ * u·r, to float's relative precision also where sigmoid(x) rounds to 1: their gradient pass takes
+ * sigmoid(x) and 1 − sigmoid(x) from it and the sign of x (sigmoid_of_low), and log(1 + u) =
+ * −log(1 − u·r) without an exponential (the cross-entropy's gradient needs p alone, and no x). */
 SCALAR float sigmoid_of(float x, float u, float r) { return (x >= 0.0f ? 1.0f : u) * r; }
-SCALAR float log_sigmoid_of(float x, float u, float r) {
-    const float w = 1.0f + u;
-    return -((x < 0.0f ? -x : 0.0f) + log_full(w) - ((w - 1.0f) - u) * r);
-}
+SCALAR float sigmoid_of_low(float x, float low) { return x >= 0.0f ? 1.0f - low : low; }
 
-/* The binary cross-entropy −(t·log p + (1 − t)·log(1 − p)) from log p and log(1 − p) = log p − x. */
-SCALAR float binary_ce(float log_p, float log_q, float t) { return -(t * log_p + (1.0f - t) * log_q); }
+/* The binary cross-entropy −(t·log p + (1 − t)·log(1 − p)) of p = sigmoid(x), from log1p_u =
+ * log(1 + e^−|x|): max(x, 0) − t·x + log1p_u, exact where a large x meets t = 1, finite where p underflows. */
+SCALAR float binary_ce(float x, float t, float log1p_u) { return ((x > 0.0f ? x : 0.0f) - t * x) + log1p_u; }
 
 /* How (1 − p)^γ is computed: FOCUS_NONE (γ = 0, the cross-entropy), FOCUS_SQUARE (γ = 2, the usual
  * value: products only) or FOCUS_POWER (any other γ: an exponential and a logarithm). */
@@ -228,7 +243,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                 const float xj = xr[j];                                                                 \
                 const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
                 const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
-                pr[j] = p;                                                                              \
+                pr[j] = FOCUS != FOCUS_NONE ? u * r : p; /* focal: sigmoid(−|x|), see sigmoid_of */     \
                 const T raw = tr[j];                                                                    \
                 const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                \
                 const float v = VARIANT == 2 ? valid * wr[j] : valid;                                   \
@@ -244,8 +259,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                 }                                                                                       \
                 if (CE) {                                                                               \
                     const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
-                    const float log_p = log_sigmoid_of(xj, u, r), log_q = log_p - xj;                   \
-                    const float ce = binary_ce(log_p, log_q, ts);                                       \
+                    const float ce = binary_ce(xj, ts, log1p_unit(u));                                  \
                     const float miss = p * (1.0f - ts) + (1.0f - p) * ts; /* 1 − p_t */                 \
                     const float modulator = focal_power(miss, gamma, FOCUS);                            \
                     const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
@@ -264,7 +278,8 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
 
 /* CE: adds ce_scale[b]·v·∂ℓ/∂x of the focal term, ∂ℓ/∂x = w·α_t·((1 − p_t)^γ·(p − t) +
  * γ·(1 − p_t)^(γ−1)·(1 − 2t)·p·(1 − p)·BCE), the second product written (1 − p_t)^γ·ratio·… with
- * ratio = p·(1 − p) / (1 − p_t) <= 1 (since 1 − p_t >= p·(1 − p)): no overflow, one power. */
+ * ratio = p·(1 − p) / (1 − p_t) <= 1 (since 1 − p_t >= p·(1 − p)): no overflow, one power; at γ = 2
+ * (1 − p_t)²·ratio is the product (1 − p_t)·p·(1 − p), without a division. */
 #define ROWS_GRAD(NAME, T, IS_LABEL, ACTIVATION, WEIGHTED, CE, FOCUS)                                  \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
         const T *target = (const T *)a->target;                                                         \
@@ -290,24 +305,30 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
             const float ce_k = CE ? a->ce_scale[row / classes] * a->ce_factor[row % classes] : 0.0f;    \
             _Pragma("omp simd")                                                                         \
             for (int64_t j = begin; j < end; ++j) {                                                     \
-                const float p = pr[j];                                                                  \
+                const float p = FOCUS != FOCUS_NONE ? sigmoid_of_low(xr[j], pr[j]) : pr[j];             \
+                const float q = FOCUS != FOCUS_NONE ? sigmoid_of_low(-xr[j], pr[j]) : 1.0f - p;         \
                 const T raw = tr[j];                                                                    \
                 const float valid = raw == ign ? keep_ignored : 1.0f;                                   \
                 const float v = WEIGHTED ? valid * wr[j] : valid;                                       \
                 const float g = valid * (float)raw;                                                     \
                 const float d = v * (ki * g + kp + kp2 * p + ka * sign_of(p - g));                      \
-                float out = ACTIVATION ? d * p * (1.0f - p) : d;                                        \
+                float out = ACTIVATION ? d * p * q : d;                                                 \
                 if (CE) {                                                                               \
                     const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
                     const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
-                    float slope = p - ts;                                                               \
+                    /* p − t, as (1 − t) − (1 − p) where 1 − p has the precision that p lost */        \
+                    float slope = FOCUS != FOCUS_NONE && xr[j] >= 0.0f ? (1.0f - ts) - q : p - ts;      \
                     if (FOCUS != FOCUS_NONE) {                                                          \
-                        const float log_p = log_sigmoid(xr[j]);                                         \
-                        const float ce = binary_ce(log_p, log_p - xr[j], ts);                           \
-                        const float miss = p * (1.0f - ts) + (1.0f - p) * ts;                           \
-                        const float modulator = focal_power(miss, gamma, FOCUS);                        \
-                        const float ratio = miss > 0.0f ? p * (1.0f - p) / (miss > 0.0f ? miss : 1.0f) : 0.0f;\
-                        slope = modulator * (slope + gamma * ratio * (1.0f - 2.0f * ts) * ce);          \
+                        const float ce = binary_ce(xr[j], ts, -log1m_half(pr[j]));                      \
+                        const float miss = p * (1.0f - ts) + q * ts;                                    \
+                        const float spread = p * q * (1.0f - 2.0f * ts) * ce;                           \
+                        if (FOCUS == FOCUS_SQUARE) /* (1 − p_t)²·ratio = (1 − p_t)·p·(1 − p) */         \
+                            slope = miss * (miss * slope + 2.0f * spread);                              \
+                        else {                                                                          \
+                            const float modulator = focal_power(miss, gamma, FOCUS);                    \
+                            const float ratio = miss > 0.0f ? 1.0f / (miss > 0.0f ? miss : 1.0f) : 0.0f;\
+                            slope = modulator * (slope + gamma * ratio * spread);                       \
+                        }                                                                               \
                     }                                                                                   \
                     out += ce_k * v * at * slope;                                                       \
                 }                                                                                       \
@@ -400,14 +421,15 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
  * by ε (q_c = ε/C + (1 − ε)·[c = y]; y = −1: no label), per position
  *   ℓ = −Σ_c f_c·q_c·(1 − p_c)^γ·log p_c,    ∂ℓ/∂x_k = G_k − p_k·Σ_c G_c,
  *   G_c = f_c·q_c·(γ·p_c·(1 − p_c)^(γ−1)·log p_c − (1 − p_c)^γ),
- * with log p_c = x_c − lse taken from the logits. Without smoothing only the label's class counts. */
+ * with log p_c = x_c − lse taken from the logits. Without smoothing only the label's class counts, and
+ * the gradient pass takes its log p_y from the stored probabilities (log_probability) instead. */
 
-/* (1 − p)^γ, and the factor of G: γ·p·(1 − p)^(γ−1)·log p − (1 − p)^γ; 0 at p = 1, their limits. */
-/* The label's probability, logit and factor f_y of each position of a tile (0 where y = −1). */
-static inline void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
-                                     const float *restrict pb, int64_t p_stride, const int32_t *restrict lab,
-                                     const float *restrict f, float *restrict py, float *restrict xy,
-                                     float *restrict fy) {
+/* The label's probability p_y and factor f_y of each position of a tile (0 where y = −1), and its logit
+ * x_y or (OTHERS) the sum of the other classes' probabilities, 1 − p_y where p_y is next to 1. */
+SCALAR void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
+                              const float *restrict pb, int64_t p_stride, const int32_t *restrict lab,
+                              const float *restrict f, float *restrict py, float *restrict xy, float *restrict fy,
+                              int others) {
     _Pragma("omp simd")
     for (int j = 0; j < len; ++j) py[j] = xy[j] = fy[j] = 0.0f;
     for (int64_t c = 0; c < classes; ++c) {
@@ -415,12 +437,18 @@ static inline void tile_gather_label(const float *restrict xb, int64_t n, int64_
         _Pragma("omp simd")
         for (int j = 0; j < len; ++j) {
             const int hit = lab[j] == (int32_t)c;
-            const float pv = pc[j], xv = xc[j]; /* read unconditionally: a masked load does not vectorise */
+            const float pv = pc[j]; /* read unconditionally: a masked load does not vectorise */
             py[j] = hit ? pv : py[j];
-            xy[j] = hit ? xv : xy[j];
+            xy[j] = others ? xy[j] + (hit ? 0.0f : pv) : hit ? xc[j] : xy[j];
             fy[j] = hit ? fc : fy[j];
         }
     }
+}
+
+/* log p of a probability p and of 1 − p = rest, summed apart: next to p = 1 (above √½) log(1 − rest),
+ * which keeps the precision of a small rest that p lost. Finite at p = 0, where it is multiplied by p. */
+SCALAR float log_probability(float p, float rest) {
+    return p > 0.707106781186547524f ? log1p_remainder(-rest) - rest : log_full(p);
 }
 
 /* Σ_j v_j·ℓ_j over a tile; p_c of position j at pb[c·p_stride + j]. */
@@ -432,7 +460,7 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
     float sum = 0.0f;
     if (eps == 0.0f) {
         float py[TILE], xy[TILE], fy[TILE];
-        tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy);
+        tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy, 0);
         _Pragma("omp simd reduction(+ : sum)")
         for (int j = 0; j < len; ++j) sum += -v[j] * fy[j] * focal_power(1.0f - py[j], gamma, focus) * (xy[j] - lse[j]);
         return sum;
@@ -448,24 +476,21 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
     return sum;
 }
 
-/* e[c][j] = scale_j·∂ℓ_j/∂x_c over a tile; p_c of position j at pb[c·n + j] (the probabilities buffer). */
+/* e[c][j] = scale_j·∂ℓ_j/∂x_c over a tile; p_c of position j at pb[c·n + j] (the probabilities buffer).
+ * Without smoothing only G_y counts, ∂ℓ/∂x_c = G_y·([c = y] − p_c): gy[j] = scale_j·G_y instead, and
+ * the caller forms that product where it writes the gradient (no per-class array to fill and read). */
 SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
                                    const float *restrict pb, const float *restrict lse, const int32_t *restrict lab,
                                    const float *restrict scale, const struct Pass *a, float (*restrict e)[TILE],
-                                   int focus) {
+                                   float *restrict gy, int focus) {
     const float *f = a->ce_factor;
     const float eps = a->smoothing, gamma = a->gamma, share = eps / (float)classes;
-    if (eps == 0.0f) { /* only G_y: ∂ℓ/∂x_c = G_y·([c = y] − p_c) */
-        float py[TILE], xy[TILE], gy[TILE];
-        tile_gather_label(xb, n, n0, len, classes, pb, n, lab, f, py, xy, gy);
+    if (eps == 0.0f) {
+        float py[TILE], rest[TILE];
+        tile_gather_label(xb, n, n0, len, classes, pb, n, lab, f, py, rest, gy, 1);
         _Pragma("omp simd")
-        for (int j = 0; j < len; ++j) gy[j] *= scale[j] * focal_slope(py[j], xy[j] - lse[j], gamma, focus);
-        for (int64_t c = 0; c < classes; ++c) {
-            const float *pc = pb + c * n;
-            float *ec = e[c];
-            _Pragma("omp simd")
-            for (int j = 0; j < len; ++j) ec[j] = gy[j] * ((lab[j] == (int32_t)c ? 1.0f : 0.0f) - pc[j]);
-        }
+        for (int j = 0; j < len; ++j)
+            gy[j] *= scale[j] * focal_slope(py[j], log_probability(py[j], rest[j]), gamma, focus);
         return;
     }
     float total[TILE];
@@ -502,11 +527,13 @@ static float tile_focal_sum(const float *xb, int64_t n, int64_t n0, int len, int
 
 static void tile_focal_gradient(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
                                 const float *lse, const int32_t *lab, const float *scale, const struct Pass *a,
-                                float (*e)[TILE]) {
+                                float (*e)[TILE], float *gy) {
     switch (focus_of(a->gamma)) {
-    case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_NONE); break;
-    case FOCUS_SQUARE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_SQUARE); break;
-    default: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_POWER);
+    case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_NONE); break;
+    case FOCUS_SQUARE:
+        tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_SQUARE);
+        break;
+    default: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_POWER);
     }
 }
 
@@ -556,9 +583,12 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
         float d[MAX_CLASSES][TILE], e[MAX_CLASSES][TILE], v[TILE], dot[TILE], lse[TILE], scale[TILE];      \
+        float gy[TILE];                                                                                 \
         float bad = 0.0f; /* counted by the stats pass */                                               \
         int32_t lab[TILE];                                                                              \
         const int32_t ce = a->ce_factor != NULL;                                                        \
+        /* the term of the label's class alone (no smoothing; from logits): gy·([c = y] − p_c) */       \
+        const int32_t label_term = ce && a->smoothing == 0.0f;                                          \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
@@ -584,17 +614,23 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
                     }                                                                                   \
                 }                                                                                       \
                 if (ce) { /* the focal / cross-entropy term's gradient, from the probabilities still here */\
-                    if (a->gamma != 0.0f) tile_log_normalizer(xb, classes, n, n0, len, lse);            \
+                    if (a->gamma != 0.0f && a->smoothing != 0.0f)                                       \
+                        tile_log_normalizer(xb, classes, n, n0, len, lse);                              \
                     for (int j = 0; j < len; ++j) scale[j] = a->ce_scale[b] * v[j];                     \
-                    tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e);       \
+                    tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e, gy);   \
                 }                                                                                       \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     float *pc = pb + c * n + n0;                                                        \
-                    if (activation)                                                                     \
+                    if (label_term)                                                                     \
+                        for (int j = 0; j < len; ++j) {                                                 \
+                            const float pv = pc[j], hit = lab[j] == (int32_t)c ? 1.0f : 0.0f;           \
+                            pc[j] = pv * (d[c][j] - dot[j]) + gy[j] * (hit - pv);                       \
+                        }                                                                               \
+                    else if (activation)                                                                \
                         for (int j = 0; j < len; ++j) pc[j] = pc[j] * (d[c][j] - dot[j]);               \
                     else                                                                                \
                         for (int j = 0; j < len; ++j) pc[j] = d[c][j];                                  \
-                    if (ce)                                                                             \
+                    if (ce && !label_term)                                                              \
                         for (int j = 0; j < len; ++j) pc[j] += e[c][j];                                 \
                 }                                                                                       \
             }                                                                                           \
