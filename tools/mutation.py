@@ -184,6 +184,9 @@ _KERAS_PENALIZED_MAE = (
     "_penalized_mae_per_sample",
     "penalized_mae",
 )
+# _sample_count's static-shape branch runs only where functions are traced with a known batch size
+# (JAX); TensorFlow traces with an unknown one and takes the other branch: the function is in both
+# the TensorFlow row above and a JAX row.
 # _floor, _ceil and _tanh fall back to other ops only where Keras changes the dtype (JAX): their own row.
 _KERAS_SURROGATES = (
     "_prepare",
@@ -288,6 +291,13 @@ TARGETS = (
         "losses/keras/_penalized_mae.py",
         _KERAS_PENALIZED_MAE,
         ("losses/keras/_penalized_mae.py", "tests/test_keras_penalized_mae.py"),
+    ),
+    Target(
+        "keras-penalized-mae-jax",
+        "losses/keras/_penalized_mae.py",
+        ("_sample_count",),
+        ("tests/test_keras_penalized_mae.py",),
+        env=(("KERAS_BACKEND", "jax"),),
     ),
     Target(
         "keras-surrogates",
