@@ -113,6 +113,22 @@ def test_negative_control_wrong_backward_fails_the_check():
         check_gradient(wrong, y_pred, framework="keras")
 
 
+@pytest.mark.parametrize("member", sorted(FUNCTIONS))
+def test_the_functions_give_one_loss_per_sample_and_the_batch_loss_in_each_without_per_image(member):
+    """Documented: shape (B,); with per_image=False the batch loss in every entry. A batch of 3
+    with spatial sides 4 and 5 and 2 classes, so that no other axis has the batch's length."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(3, 2, 4, 5)), rng.integers(0, 2, size=(3, 4, 5))
+    y_pred, y_true = keras_case(logits, labels)
+    per_image = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](y_true, y_pred)))
+    batch = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](y_true, y_pred, per_image=False)))
+    assert per_image.shape == (3,) and batch.shape == (3,)
+    expected = reference.OVERLAP_LOSSES[member](logits, labels, "none", None, per_image=False)
+    np.testing.assert_allclose(batch, np.full(3, np.asarray(expected).item()), rtol=1e-9)
+    rows = reference.OVERLAP_LOSSES[member](logits, labels, "none", None)
+    np.testing.assert_allclose(per_image, rows, rtol=1e-9)
+
+
 @pytest.mark.parametrize("member", sorted(CLASSES))
 def test_a_per_pixel_sample_weight_is_a_weight_map(member):
     """In the loss class, sample_weight (B, *spatial) weighs every position of every sum (zeros are

@@ -316,13 +316,18 @@ TARGETS = (
         "keras-overlap",
         "losses/keras/_overlap.py",
         _KERAS_OVERLAP,
-        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+        (
+            "tests/test_keras_overlap.py",
+            "tests/test_keras_dice.py",
+            "tests/test_keras_robustness.py",
+            "tests/test_distributed_tensorflow.py",
+        ),
     ),
     Target(
         "keras-inputs",
         "losses/keras/_inputs.py",
         _KERAS_INPUTS,
-        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py", "tests/test_keras_robustness.py"),
     ),
 )
 
