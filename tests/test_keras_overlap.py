@@ -129,17 +129,19 @@ def test_the_functions_give_one_loss_per_sample_and_the_batch_loss_in_each_witho
     np.testing.assert_allclose(per_image, rows, rtol=1e-9)
 
 
+@pytest.mark.parametrize("spatial", [(4, 6), (6,)], ids=["2d", "1d"])
 @pytest.mark.parametrize("member", sorted(CLASSES))
-def test_a_per_pixel_sample_weight_is_a_weight_map(member):
+def test_a_per_pixel_sample_weight_is_a_weight_map(member, spatial):
     """In the loss class, sample_weight (B, *spatial) weighs every position of every sum (zeros are
-    ignore_index); (B,) still weighs the images."""
+    ignore_index); (B,) still weighs the images. With one spatial axis the map is (B, L), of the
+    rank of a weight per image that Keras expands to (B, 1)."""
     rng = np.random.default_rng(1)
-    y_pred = rng.normal(size=(2, 4, 6, 3)).astype("float32")
-    labels = rng.integers(0, 3, (2, 4, 6))
-    weight = np.ones((2, 4, 6), "float32")
-    weight[:, :, -2:] = 0
+    y_pred = rng.normal(size=(2, *spatial, 3)).astype("float32")
+    labels = rng.integers(0, 3, (2, *spatial))
+    weight = np.ones((2, *spatial), "float32")
+    weight[..., -2:] = 0
     ignored = labels.copy()
-    ignored[:, :, -2:] = IGNORE
+    ignored[..., -2:] = IGNORE
     loss = CLASSES[member]()
     assert float(loss(labels, y_pred, sample_weight=weight)) == pytest.approx(
         float(CLASSES[member](ignore_index=IGNORE)(ignored, y_pred)), rel=1e-5
