@@ -133,8 +133,8 @@ def test_the_functions_give_one_loss_per_sample_and_the_batch_loss_in_each_witho
 @pytest.mark.parametrize("member", sorted(CLASSES))
 def test_a_per_pixel_sample_weight_is_a_weight_map(member, spatial):
     """In the loss class, sample_weight (B, *spatial) weighs every position of every sum (zeros are
-    ignore_index); (B,) still weighs the images. With one spatial axis the map is (B, L), of the
-    rank of a weight per image that Keras expands to (B, 1)."""
+    ignore_index); (B,) and (B, 1) still weigh the images. With one spatial axis the map is (B, L),
+    of the rank of a weight per image (B, 1)."""
     rng = np.random.default_rng(1)
     y_pred = rng.normal(size=(2, *spatial, 3)).astype("float32")
     labels = rng.integers(0, 3, (2, *spatial))
@@ -150,7 +150,8 @@ def test_a_per_pixel_sample_weight_is_a_weight_map(member, spatial):
         float(loss(labels, y_pred, sample_weight=weight)), rel=1e-6
     )
     per_image = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](labels, y_pred)))
-    assert float(loss(labels, y_pred, sample_weight=np.array([1.0, 0.0]))) == pytest.approx(per_image[0] / 2, rel=1e-5)
+    for per_image_weight in (np.array([1.0, 0.0]), np.array([[1.0], [0.0]])):  # (B,) and (B, 1)
+        assert float(loss(labels, y_pred, sample_weight=per_image_weight)) == pytest.approx(per_image[0] / 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("member", sorted(CLASSES))
