@@ -188,6 +188,9 @@ def test_bad_inputs_name_the_argument():
         dice_loss(np.zeros((10, 5)), np.zeros((10, 10, 1), "float32"), mode="binary")
     with pytest.raises(ValueError, match=r"y_true labels must be in \[0, 3\); found \[3\]"):
         dice_loss(np.array([[0, 3]]), np.zeros((1, 2, 3), "float32"))
+    # The first eight distinct values, as in the PyTorch frontend: a whole image of them would be unreadable.
+    with pytest.raises(ValueError, match=r"found \[3, 4, 5, 6, 7, 8, 9, 10\]$"):
+        dice_loss(np.arange(3, 13)[None], np.zeros((1, 10, 3), "float32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype.*int"):
         dice_loss(np.zeros((1, 2)), np.zeros((1, 2, 3), "int32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype"):
