@@ -262,3 +262,19 @@ def test_gradient_tape_loop_and_jit_compiled_function():
     assert float(loss) == pytest.approx(float(eager_loss), rel=1e-5)
     for g, e in zip(grads, eager_grads):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-6)
+
+
+@tensorflow_only
+def test_images_of_unknown_size_inside_tf_function():
+    """A fully convolutional model sees images of any size: traced with unknown spatial sizes, the
+    loss counts the positions at run time and equals the eager loss."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    y_pred = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    labels = rng.integers(0, 3, (2, 5, 6))
+    signature = [tf.TensorSpec((None, None, None), tf.int64), tf.TensorSpec((None, None, None, 3), tf.float32)]
+    traced = tf.function(lambda t, p: dice_loss(t, p), input_signature=signature)
+    np.testing.assert_allclose(
+        traced(labels, y_pred).numpy(), ops.convert_to_numpy(dice_loss(labels, y_pred)), rtol=1e-6
+    )
