@@ -186,6 +186,8 @@ def test_bad_options_name_the_argument(kwargs, error, message):
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"y_true has shape \(10, 5\) but y_pred has shape \(10, 10, 1\)"):
         dice_loss(np.zeros((10, 5)), np.zeros((10, 10, 1), "float32"), mode="binary")
+    with pytest.raises(ValueError, match=r"y_pred must have shape \(B, \*spatial, C\) with at least one spatial"):
+        dice_loss(np.zeros((2,)), np.zeros((2, 3), "float32"))
     # Multilabel targets have y_pred's shape: the message offers no label map, which that mode refuses.
     with pytest.raises(ValueError, match=r"expected y_true of shape \(1, 2, 3\) \(y_pred's shape\)\. Shapes"):
         dice_loss(np.zeros((1, 2)), np.zeros((1, 2, 3), "float32"), mode="multilabel")
