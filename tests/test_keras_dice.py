@@ -186,8 +186,16 @@ def test_bad_options_name_the_argument(kwargs, error, message):
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"y_true has shape \(10, 5\) but y_pred has shape \(10, 10, 1\)"):
         dice_loss(np.zeros((10, 5)), np.zeros((10, 10, 1), "float32"), mode="binary")
+    with pytest.raises(ValueError, match=r"y_pred must have shape \(B, \*spatial, C\) with at least one spatial"):
+        dice_loss(np.zeros((2,)), np.zeros((2, 3), "float32"))
+    # Multilabel targets have y_pred's shape: the message offers no label map, which that mode refuses.
+    with pytest.raises(ValueError, match=r"expected y_true of shape \(1, 2, 3\) \(y_pred's shape\)\. Shapes"):
+        dice_loss(np.zeros((1, 2)), np.zeros((1, 2, 3), "float32"), mode="multilabel")
     with pytest.raises(ValueError, match=r"y_true labels must be in \[0, 3\); found \[3\]"):
         dice_loss(np.array([[0, 3]]), np.zeros((1, 2, 3), "float32"))
+    # The first eight distinct values, as in the PyTorch frontend: a whole image of them would be unreadable.
+    with pytest.raises(ValueError, match=r"found \[3, 4, 5, 6, 7, 8, 9, 10\]$"):
+        dice_loss(np.arange(3, 13)[None], np.zeros((1, 10, 3), "float32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype.*int"):
         dice_loss(np.zeros((1, 2)), np.zeros((1, 2, 3), "int32"))
     with pytest.raises(TypeError, match="y_pred must have a floating-point dtype"):
@@ -259,3 +267,19 @@ def test_gradient_tape_loop_and_jit_compiled_function():
     assert float(loss) == pytest.approx(float(eager_loss), rel=1e-5)
     for g, e in zip(grads, eager_grads):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-6)
+
+
+@tensorflow_only
+def test_images_of_unknown_size_inside_tf_function():
+    """A fully convolutional model sees images of any size: traced with unknown spatial sizes, the
+    loss counts the positions at run time and equals the eager loss."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    y_pred = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    labels = rng.integers(0, 3, (2, 5, 6))
+    signature = [tf.TensorSpec((None, None, None), tf.int64), tf.TensorSpec((None, None, None, 3), tf.float32)]
+    traced = tf.function(lambda t, p: dice_loss(t, p), input_signature=signature)
+    np.testing.assert_allclose(
+        traced(labels, y_pred).numpy(), ops.convert_to_numpy(dice_loss(labels, y_pred)), rtol=1e-6
+    )

@@ -113,17 +113,35 @@ def test_negative_control_wrong_backward_fails_the_check():
         check_gradient(wrong, y_pred, framework="keras")
 
 
+@pytest.mark.parametrize("member", sorted(FUNCTIONS))
+def test_the_functions_give_one_loss_per_sample_and_the_batch_loss_in_each_without_per_image(member):
+    """Documented: shape (B,); with per_image=False the batch loss in every entry. A batch of 3
+    with spatial sides 4 and 5 and 2 classes, so that no other axis has the batch's length."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(3, 2, 4, 5)), rng.integers(0, 2, size=(3, 4, 5))
+    y_pred, y_true = keras_case(logits, labels)
+    per_image = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](y_true, y_pred)))
+    batch = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](y_true, y_pred, per_image=False)))
+    assert per_image.shape == (3,) and batch.shape == (3,)
+    expected = reference.OVERLAP_LOSSES[member](logits, labels, "none", None, per_image=False)
+    np.testing.assert_allclose(batch, np.full(3, np.asarray(expected).item()), rtol=1e-9)
+    rows = reference.OVERLAP_LOSSES[member](logits, labels, "none", None)
+    np.testing.assert_allclose(per_image, rows, rtol=1e-9)
+
+
+@pytest.mark.parametrize("spatial", [(4, 6), (6,)], ids=["2d", "1d"])
 @pytest.mark.parametrize("member", sorted(CLASSES))
-def test_a_per_pixel_sample_weight_is_a_weight_map(member):
+def test_a_per_pixel_sample_weight_is_a_weight_map(member, spatial):
     """In the loss class, sample_weight (B, *spatial) weighs every position of every sum (zeros are
-    ignore_index); (B,) still weighs the images."""
+    ignore_index); (B,) and (B, 1) still weigh the images. With one spatial axis the map is (B, L),
+    of the rank of a weight per image (B, 1)."""
     rng = np.random.default_rng(1)
-    y_pred = rng.normal(size=(2, 4, 6, 3)).astype("float32")
-    labels = rng.integers(0, 3, (2, 4, 6))
-    weight = np.ones((2, 4, 6), "float32")
-    weight[:, :, -2:] = 0
+    y_pred = rng.normal(size=(2, *spatial, 3)).astype("float32")
+    labels = rng.integers(0, 3, (2, *spatial))
+    weight = np.ones((2, *spatial), "float32")
+    weight[..., -2:] = 0
     ignored = labels.copy()
-    ignored[:, :, -2:] = IGNORE
+    ignored[..., -2:] = IGNORE
     loss = CLASSES[member]()
     assert float(loss(labels, y_pred, sample_weight=weight)) == pytest.approx(
         float(CLASSES[member](ignore_index=IGNORE)(ignored, y_pred)), rel=1e-5
@@ -132,7 +150,8 @@ def test_a_per_pixel_sample_weight_is_a_weight_map(member):
         float(loss(labels, y_pred, sample_weight=weight)), rel=1e-6
     )
     per_image = np.asarray(ops.convert_to_numpy(FUNCTIONS[member](labels, y_pred)))
-    assert float(loss(labels, y_pred, sample_weight=np.array([1.0, 0.0]))) == pytest.approx(per_image[0] / 2, rel=1e-5)
+    for per_image_weight in (np.array([1.0, 0.0]), np.array([[1.0], [0.0]])):  # (B,) and (B, 1)
+        assert float(loss(labels, y_pred, sample_weight=per_image_weight)) == pytest.approx(per_image[0] / 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("member", sorted(CLASSES))

@@ -331,6 +331,23 @@ def test_symbolic_inputs_in_a_functional_model():
     np.testing.assert_array_equal(numpy(keras.Model(inputs, wrapped(inputs))(x)), np.round(x))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch frontend serves the torch backend only")
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_torch_backend_concrete_tensors_take_the_pytorch_frontend(straight_through):
+    """Documented: on the torch backend a concrete tensor gets the PyTorch frontend's function (its
+    autograd node), not the Keras custom gradient; symbolic inputs are the test above."""
+    import torch
+
+    import losses.torch
+
+    for name in NAMES:
+        x = torch.tensor([0.2, 0.6, 1.4, -2.3], dtype=torch.float64, requires_grad=True)
+        y = FUNCTIONS[name](x, 5.0, straight_through=straight_through)
+        expected = getattr(losses.torch, name)(x, 5.0, straight_through=straight_through)
+        assert type(y.grad_fn) is type(expected.grad_fn), (name, type(y.grad_fn), type(expected.grad_fn))
+        assert torch.equal(y, expected)
+
+
 # ------------------------------------------------------------------------------------------------
 # Compiled graphs, per backend
 # ------------------------------------------------------------------------------------------------

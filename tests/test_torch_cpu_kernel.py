@@ -379,6 +379,25 @@ def test_a_non_finite_target_or_probability_makes_its_image_nan_and_is_no_range_
     assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
 
 
+@pytest.mark.parametrize("ignored", [False, True], ids=["counted", "ignored"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_probability_makes_its_label_map_image_nan_loss_and_gradient(value, ignored):
+    """Probabilities (from_logits=False) with a multiclass label map: a non-finite value makes the
+    loss and the gradient of all of its image NaN, and no other image's, also at an ignored position
+    (where it enters no sum)."""
+    probabilities = torch.full((2, 3, 4, 5), 1.0 / 3.0)
+    probabilities[1, 1, 2, 3] = value
+    x = probabilities.clone().requires_grad_(True)
+    labels = torch.as_tensor(np.random.default_rng(12).integers(0, 3, (2, 4, 5)))
+    if ignored:
+        labels[1, 2, 3] = 7
+    with kernels("auto"):
+        loss = dice_loss(x, labels, mode="multiclass", from_logits=False, reduction="none", ignore_index=7)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    assert torch.isfinite(grad[0]).all() and torch.isnan(grad[1]).all()
+
+
 @pytest.mark.parametrize("channel", [0, 1])
 @pytest.mark.parametrize("value", [float("-inf"), float("inf"), float("nan")])
 def test_a_non_finite_logit_of_any_class_makes_its_multiclass_image_nan(channel, value):

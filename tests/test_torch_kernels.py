@@ -463,6 +463,29 @@ def test_penalized_mae_matches_the_portable_path(monkeypatch, reduction):
     assert rel_err(loss_k, loss_t) < 1e-6 and rel_err(grad_k, grad_t) < 1e-6
 
 
+def test_penalized_mae_dispatch_to_the_kernel():
+    """float32 inputs (of one element too) take the Triton kernel; float64 does not (the kernel
+    computes in float32, and float64 is documented to give a float64 loss), nor does a torch.func
+    transform (the kernel reads raw memory). The value test above cannot tell: both paths agree."""
+    from losses.torch._kernels.penalized_mae import _PenalizedMAE
+
+    fn = _functional("penalized_mae")
+    kernel_backward = _PenalizedMAE._backward_cls
+    for numel in (1, 5):
+        x = torch.linspace(-2.0, 2.0, numel, requires_grad=True)
+        loss = fn(x, torch.zeros(numel))
+        assert isinstance(loss.grad_fn, kernel_backward), type(loss.grad_fn)
+    x64 = torch.linspace(-2.0, 2.0, 5, dtype=torch.float64, requires_grad=True)
+    loss64 = fn(x64, torch.zeros(5, dtype=torch.float64))
+    assert loss64.dtype == torch.float64 and not isinstance(loss64.grad_fn, kernel_backward)
+    assert loss64.item() == pytest.approx(
+        float(pmae_reference(x64.detach(), torch.zeros(5), 1.0, 0.5, "mean")), rel=1e-14
+    )
+    x = torch.tensor([-3.0, 0.5, 2.0])
+    grad = torch.func.grad(lambda v: fn(v, torch.zeros(3), reduction="sum"))(x)
+    assert torch.equal(grad, torch.tensor([-3.0, 1.0, 2.0]))
+
+
 @pytest.mark.parametrize(
     "mode, kind, ignore",
     [

@@ -187,6 +187,9 @@ _KERAS_PENALIZED_MAE = (
     "_penalized_mae_per_sample",
     "penalized_mae",
 )
+# _sample_count's static-shape branch runs only where functions are traced with a known batch size
+# (JAX); TensorFlow traces with an unknown one and takes the other branch: the function is in both
+# the TensorFlow row above and a JAX row.
 # _floor, _ceil and _tanh fall back to other ops only where Keras changes the dtype (JAX): their own row.
 _KERAS_SURROGATES = (
     "_prepare",
@@ -293,6 +296,13 @@ TARGETS = (
         ("losses/keras/_penalized_mae.py", "tests/test_keras_penalized_mae.py"),
     ),
     Target(
+        "keras-penalized-mae-jax",
+        "losses/keras/_penalized_mae.py",
+        ("_sample_count",),
+        ("tests/test_keras_penalized_mae.py",),
+        env=(("KERAS_BACKEND", "jax"),),
+    ),
+    Target(
         "keras-surrogates",
         "losses/keras/_surrogates.py",
         _KERAS_SURROGATES,
@@ -309,13 +319,18 @@ TARGETS = (
         "keras-overlap",
         "losses/keras/_overlap.py",
         _KERAS_OVERLAP,
-        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+        (
+            "tests/test_keras_overlap.py",
+            "tests/test_keras_dice.py",
+            "tests/test_keras_robustness.py",
+            "tests/test_distributed_tensorflow.py",
+        ),
     ),
     Target(
         "keras-inputs",
         "losses/keras/_inputs.py",
         _KERAS_INPUTS,
-        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py"),
+        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py", "tests/test_keras_robustness.py"),
     ),
 )
 
