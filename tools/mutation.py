@@ -154,7 +154,6 @@ _TORCH_PENALIZED_MAE = (
     "_PenalizedMAEFunction",
     "_penalized_mae_autograd",
     "_FusedCpuPenalizedMAE",
-    "_computed_in",
     "_penalized_mae_fused_cpu",
     "_check_tensor",
     "penalized_mae",
