@@ -343,6 +343,17 @@ def test_extreme_logits_agree_with_the_portable_path(mode):
         fused_matches_portable(logits, target, mode=mode, **options)
 
 
+@pytest.mark.parametrize("per_image", [True, False])
+def test_large_multiclass_logits_beyond_the_first_tile_agree_with_the_portable_path(per_image):
+    """Images of 1600 positions, several tiles of the passes: each position's softmax is shifted by
+    the maximum of its own classes in every tile (a maximum taken from other positions would make
+    e^(x − m) overflow for logits this far apart)."""
+    rng = np.random.default_rng(11)
+    logits = rng.uniform(-300.0, 300.0, size=(2, 3, 40, 40))
+    labels = rng.integers(0, 3, (2, 40, 40))
+    fused_matches_portable(logits, labels, mode="multiclass", per_image=per_image)
+
+
 @pytest.mark.parametrize(
     "mode, bad", [("multilabel", 1.5), ("multilabel", -0.5), ("multiclass", 2.0), ("binary", -0.25)]
 )
