@@ -259,6 +259,12 @@ TARGETS = (
     ),
     Target("cpu-term", "losses/torch/_kernels/cpu_overlap.c", _CPU_TERM, ("tests/test_torch_cross_entropy.py",)),
     Target(
+        "cpu-formula",
+        "losses/torch/_kernels/cpu_formula.c",
+        (),
+        ("tests/test_overlap_formula.py", "tests/test_torch_cpu_kernel.py"),
+    ),
+    Target(
         "cpu-elementwise",
         "losses/torch/_kernels/cpu_elementwise.c",
         _CPU_ELEMENTWISE,
