@@ -516,3 +516,35 @@ def test_the_fused_binary_focal_gradient_of_confident_logits_keeps_its_relative_
             (grad,) = torch.autograd.grad(value, x)
             grads.append(grad.double().numpy())
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=0)
+
+
+_TARGET_KINDS = {
+    "multiclass labels": ("multiclass", 3, lambda rng: rng.integers(0, 3, (2, 5, 6))),
+    "multiclass one-hot": ("multiclass", 3, lambda rng: np.eye(3)[rng.integers(0, 3, (2, 5, 6))].transpose(0, 3, 1, 2)),
+    "binary labels": ("binary", 1, lambda rng: rng.integers(0, 2, (2, 1, 5, 6))),
+    "binary soft": ("binary", 1, lambda rng: rng.uniform(0, 1, (2, 1, 5, 6))),
+    "multilabel": ("multilabel", 3, lambda rng: rng.integers(0, 2, (2, 3, 5, 6)).astype(np.float64)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TARGET_KINDS))
+@pytest.mark.parametrize("pair", sorted(PAIRS))
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("per_image", [True, False])
+def test_the_fused_pair_gradient_matches_float64_for_every_target_kind(kind, pair, smoothing, per_image):
+    """Every kernel of the fused CPU pair (each target kind, with and without label smoothing, which
+    take different gradient branches) against the portable path in float64, the overlap and the term
+    both weighing in."""
+    mode, classes, make_target = _TARGET_KINDS[kind]
+    rng = np.random.default_rng(sorted(_TARGET_KINDS).index(kind))
+    logits = rng.normal(size=(2, classes, 5, 6)).astype(np.float32)
+    target = torch.as_tensor(make_target(rng))
+    options = dict(mode=mode, label_smoothing=smoothing, per_image=per_image, lambda_dice=0.7)
+    grads = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = target.to(dtype) if target.is_floating_point() else target
+            (grad,) = torch.autograd.grad(PAIRS[pair](x, t, **options), x)
+            grads.append(grad.double().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=2e-4, atol=1e-7)
