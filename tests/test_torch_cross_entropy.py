@@ -528,23 +528,32 @@ _TARGET_KINDS = {
 
 
 @pytest.mark.parametrize("kind", sorted(_TARGET_KINDS))
-@pytest.mark.parametrize("pair", sorted(PAIRS))
+@pytest.mark.parametrize("loss", ["focal", *sorted(PAIRS)])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("per_image", [True, False])
-def test_the_fused_pair_gradient_matches_float64_for_every_target_kind(kind, pair, smoothing, per_image):
-    """Every kernel of the fused CPU pair (each target kind, with and without label smoothing, which
-    take different gradient branches) against the portable path in float64, the overlap and the term
-    both weighing in."""
+def test_the_fused_cpu_term_matches_float64_for_every_target_kind(kind, loss, smoothing, per_image):
+    """Every kernel of the fused CPU term, alone and in a pair (each target kind, with and without label
+    smoothing, which take different branches), against the portable path in float64: value and
+    gradient, the overlap and the term both weighing in."""
     mode, classes, make_target = _TARGET_KINDS[kind]
     rng = np.random.default_rng(sorted(_TARGET_KINDS).index(kind))
     logits = rng.normal(size=(2, classes, 5, 6)).astype(np.float32)
     target = torch.as_tensor(make_target(rng))
-    options = dict(mode=mode, label_smoothing=smoothing, per_image=per_image, lambda_dice=0.7)
-    grads = []
+    if loss == "focal":
+        function, options = focal_loss, dict(mode=mode, label_smoothing=smoothing, gamma=1.5)
+    else:
+        function, options = (
+            PAIRS[loss],
+            dict(mode=mode, label_smoothing=smoothing, per_image=per_image, lambda_dice=0.7),
+        )
+    results = []
     for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
         with kernels(path):
             x = tensor(logits, dtype).requires_grad_(True)
             t = target.to(dtype) if target.is_floating_point() else target
-            (grad,) = torch.autograd.grad(PAIRS[pair](x, t, **options), x)
-            grads.append(grad.double().numpy())
-    np.testing.assert_allclose(grads[0], grads[1], rtol=2e-4, atol=1e-7)
+            value = function(x, t, **options)
+            (grad,) = torch.autograd.grad(value, x)
+            results.append((value.item(), grad.double().numpy()))
+    (value_32, grad_32), (value_64, grad_64) = results
+    assert value_32 == pytest.approx(value_64, rel=2e-6)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
