@@ -139,6 +139,29 @@ def test_the_c_formula_takes_the_smallest_target_sum_among_the_selected_classes_
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("log_loss", [False, True])
+@pytest.mark.parametrize("name, options", [("dice", {}), ("tversky", {"alpha": 0.0, "beta": 0.7})])
+def test_the_c_formula_of_a_zero_denominator(name, options, log_loss):
+    """No smoothing and a class with a denominator of 0: its score is 1 and the derivative of its
+    numerator 0. With α = 0 (Tversky) and soft labels, the class below predicts Σp = 2 where its target
+    is empty, so its numerator ½(Σp + Σg − Σ|p − g|) still moves with Σp."""
+    stats = random_stats(8)
+    stats[:, 1] = 0.0  # nothing predicted, nothing to find
+    stats[:, 2, :6] = [0.0, 2.0, 0.0, 1.5, 0.0, 2.0]  # Σp = Σ|p − g| = 2, empty target
+    options = dict(options, smooth_nr=0.0, smooth_dr=0.0, soft_labels=True)
+    if log_loss and name == "dice":
+        options["log_loss"] = True
+    elif log_loss:
+        options["gamma"] = 0.5  # focal Tversky's power transform instead
+        name = "focal_tversky"
+    form = OverlapOptions.create(name, **options).form
+    weights = (1.0, 1.0, 2.5, 0.5)
+    expected_loss, expected_grad = overlap_loss(NumpyOps, stats, np.array(weights), form, with_grad=True)
+    loss, grad = c_formula()(stats, weights, form)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
 def test_the_c_formula_comparison_catches_a_missing_term():
     """Negative control: the comparison above fails for a derivative without the penalty's ∂/∂Σp."""
     stats = random_stats(3)
