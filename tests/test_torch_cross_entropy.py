@@ -607,3 +607,26 @@ def test_the_fused_multiclass_focal_loss_with_smoothing_of_a_dominant_class(loss
     assert np.isfinite(value_32) and np.isfinite(grad_32).all()
     assert value_32 == pytest.approx(value_64, rel=1e-5)
     np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.5, 2.0])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_the_binary_focal_gradient_of_logits_whose_sigmoid_is_subnormal_is_finite(loss, gamma, path):
+    """Logits of magnitude 90 to 103: σ(−|x|) and 1 − p_t are subnormal in float32. The gradient's
+    factor p·(1 − p)/(1 − p_t) is at most 1; taken as 1/(1 − p_t) first, it overflowed to inf and met a
+    product that underflowed to 0 (NaN for a finite input)."""
+    logits = np.array([-103.0, -99.65, -90.0, 90.0, 99.65, 103.0], np.float32).reshape(1, 1, 6)
+    targets = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0], np.float32).reshape(1, 1, 6)
+    grads = []
+    for kernel, dtype in ((path, torch.float32), ("torch", torch.float64)):
+        with kernels(kernel):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = tensor(targets, dtype)
+            if loss == "focal":
+                value = focal_loss(x, t, mode="binary", gamma=gamma, reduction="sum")
+            else:
+                value = dice_focal_loss(x, t, mode="binary", gamma=gamma)
+            (grad,) = torch.autograd.grad(value, x)
+            grads.append(grad.double().numpy())
+    assert np.isfinite(grads[0]).all()
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-30)
