@@ -609,6 +609,7 @@ def test_the_fused_multiclass_focal_loss_with_smoothing_of_a_dominant_class(loss
     np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", ["focal", "dice_focal"])
 @pytest.mark.parametrize("gamma", [0.5, 1.5, 2.0])
 @pytest.mark.parametrize("path", ["auto", "torch"])
 def test_the_binary_focal_gradient_of_logits_whose_sigmoid_is_subnormal_is_finite(loss, gamma, path):
