@@ -770,17 +770,67 @@ def test_term_losses_match_the_portable_path(monkeypatch, reduction, name, mode,
         assert rel_err(loss_k, loss_t) < 1e-5 and rel_err(grad_k, grad_t) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["focal_loss", "dice_focal_loss"])
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_term_losses_carry_a_non_finite_logit_as_the_portable_path(monkeypatch, name, value):
-    x, target = make_dice_case("multiclass", "int64", torch.float32, None, True, spatial=(9, 11))
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("focal_loss", {}),
+        ("focal_loss", {"gamma": 0.0}),
+        ("dice_focal_loss", {}),
+        ("dice_focal_loss", {"lambda_dice": 0.0}),
+        ("dice_ce_loss", {"lambda_dice": 0.0}),
+    ],
+)
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_term_losses_carry_a_non_finite_logit_as_the_portable_path(monkeypatch, name, kwargs, mode, value):
+    """Also where the term's limit is finite (+inf for the label's class): the loss is not finite, nor is
+    the gradient at that logit; elsewhere the gradient is finite and the same on both paths."""
+    x, target = make_dice_case(mode, "int64", torch.float32, None, True, spatial=(9, 11))
     x = x.detach()
     x[1, 0, 3, 4] = value
-    (loss_t, grad_t, _), (loss_k, grad_k, _) = _term_both_paths(monkeypatch, name, x, target, reduction="sum")
-    assert loss_t.isnan() and loss_k.isnan()
-    assert torch.equal(grad_t.isnan(), grad_k.isnan())
-    finite = ~grad_t.isnan()
-    assert rel_err(grad_k[finite], grad_t[finite]) < 1e-5
+    if target.dim() == x.dim():
+        target[1, 0, 3, 4] = 1
+    else:
+        target[1, 3, 4] = 0
+    (loss_t, grad_t, _), (loss_k, grad_k, _) = _term_both_paths(
+        monkeypatch, name, x, target, reduction="sum", mode=mode, **kwargs
+    )
+    assert not loss_t.isfinite() and not loss_k.isfinite()
+    assert not grad_t[1, 0, 3, 4].isfinite() and not grad_k[1, 0, 3, 4].isfinite()
+    elsewhere = torch.ones_like(grad_t, dtype=torch.bool)
+    elsewhere[1, :, 3, 4] = False  # multiclass: the position's other classes may be NaN too
+    if name != "focal_loss" and kwargs.get("lambda_dice", 1.0) != 0:  # the overlap's row: the whole image
+        assert not grad_t[1].isfinite().any() and not grad_k[1].isfinite().any()
+        elsewhere[1] = False
+    assert grad_t[elsewhere].isfinite().all() and grad_k[elsewhere].isfinite().all()
+    assert rel_err(grad_k[elsewhere], grad_t[elsewhere]) < 1e-5
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_value_in_a_class_left_out_makes_the_image_nan(monkeypatch, reduction, value):
+    """``classes=[0]``: a NaN or ±inf in class 1, at a position whose target is ignored, still makes its
+    image's loss NaN (and its gradient), as on the portable path, also where no class is counted."""
+    from losses.torch import functional
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(3, 3, 3, 3, 2, generator=gen)
+    target = (torch.rand(3, 3, 3, 3, 2, generator=gen) > 0.5).float()
+    x[0, 1, 0, 0, 0] = value
+    target[0, 1, 0, 0, 0] = 255.0
+    target[0, 0] = 0.0  # and class 0, the one selected, is empty there: excluded, nothing is counted
+    options = dict(mode="multilabel", from_logits=False, classes=[0], ignore_index=255, smooth_nr=0.0)
+    results = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.clone().requires_grad_()
+        loss = functional.dice_loss(xi, target, empty_target="exclude", reduction=reduction, **options)
+        (grad,) = torch.autograd.grad(loss.sum(), xi)
+        results[path] = loss.detach()
+        assert loss.isnan().any(), path
+        assert grad[0].isnan().all() and grad[1:].isfinite().all(), path
+    if reduction == "none":
+        assert rel_err(results["triton"][1:], results["torch"][1:]) < 1e-5
 
 
 def test_term_losses_saturate_float16_gradients(monkeypatch):

@@ -458,6 +458,8 @@ def grad_rows_kernel(
         term_k = tl.load(term_scale_ptr + b) * tl.load(factor_ptr + c)
         t = g * (1.0 - smoothing) + 0.5 * smoothing
         dp += term_k * v * _binary_term_slope(x, p, t, gamma, a_pos, a_neg, TERM)
+        # NaN where the logit is not finite (the term's slope has a finite limit at ±inf)
+        dp = tl.where(_not_finite(x), float("nan"), dp)
     if SATURATE:  # float16 output: the largest finite value rather than inf
         dp = _saturate_float16(dp)
     tl.store(gx_ptr + row64 * HW + offs, dp.to(gx_ptr.dtype.element_ty), mask=inside)
@@ -540,6 +542,9 @@ def grad_multiclass_kernel(
         big_g = tl.where(has_cls[:, None], factor * q * _softmax_focal_slope(p, log_p, gamma, TERM), 0.0)
         term_k = tl.load(term_scale_ptr + b) * v
         dp += term_k[None, :] * (big_g - p * tl.sum(big_g, axis=0)[None, :])
+        # NaN in every class of a position with a logit that is not finite
+        position_nf = tl.sum(tl.where(in_tile & _not_finite(x), 1.0, 0.0), axis=0) > 0
+        dp = tl.where(position_nf[None, :], float("nan"), dp)
     if SATURATE:
         dp = _saturate_float16(dp)
     tl.store(gx_ptr + tile, dp.to(gx_ptr.dtype.element_ty), mask=in_tile)

@@ -154,6 +154,9 @@ def finalize_kernel(
         counted = total > 0
         safe_total = tl.where(counted, total, 1.0)
         loss = tl.where(counted, tl.sum(wt * per, axis=1) / safe_total, 0.0)
+        # A row with a NaN sum in any class, also one left out (weight 0), has a NaN loss.
+        nan_sums = tl.sum(tl.where(m & (s_n != s_n), 1.0, 0.0), axis=1) > 0
+        loss = tl.where(nan_sums, float("nan"), loss)
         tl.store(loss_ptr + rows, loss, mask=in_rows)
         acc += tl.where(in_rows, loss, 0.0)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, Form, OverlapOptions
+from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, VALID_COUNT, Form, OverlapOptions
 from losses._validation import TORCH_REDUCTIONS, check_choice
 from losses.torch._kernels import device_guard, next_pow2, triton_module
 from losses.torch._kernels.overlap_stats import (
@@ -303,6 +303,8 @@ class _TermLoss(torch.autograd.Function):
         count = term_sums[:, 0, 1] if options.mode == "multiclass" else term_sums[..., 1].sum(1)
         if not options.per_image:
             term_sum, count = term_sum.sum(0, keepdim=True), count.sum(0, keepdim=True)
+        # NaN for a row that read a NaN or ±inf (its counts are NaN), where the term's limit is finite.
+        term_sum = term_sum + 0.0 * st[..., VALID_COUNT].sum(1)
         has_valid = count > 0
         safe_count = torch.where(has_valid, count, 1.0)
         if spec.normalization == "sum":
