@@ -262,7 +262,7 @@ TARGETS = (
         "cpu-formula",
         "losses/torch/_kernels/cpu_formula.c",
         (),
-        ("tests/test_overlap_formula.py", "tests/test_torch_cpu_kernel.py"),
+        ("tests/test_overlap_formula.py", "tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py"),
     ),
     Target(
         "cpu-elementwise",
