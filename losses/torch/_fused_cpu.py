@@ -164,20 +164,22 @@ class FusedCpuTerm(torch.autograd.Function):
         )
         partials = prepared.stats(spec.lambda_overlap == 0 or _host_options(options, input.shape[1])[2])
         _raise_out_of_range(partials, input, target, weight, term, label_map)
-        rows, term_slope, nan_rows, non_finite = cpu_kernels.term_rows(
-            prepared, options.per_image, spec.normalization, spec.lambda_term
-        )
         overlap = None
         if spec.lambda_overlap != 0:
             overlap = _overlap_rows(partials, options, input.shape[1], label_map)
-            rows = rows + spec.lambda_overlap * overlap[0]
-            nan_rows |= ~np.isfinite(overlap[0])
+        rows, term_slope, nan_rows, ctx.non_finite_inputs = cpu_kernels.term_rows(
+            prepared,
+            options.per_image,
+            spec.normalization,
+            spec.lambda_term,
+            None if overlap is None else overlap[0],
+            spec.lambda_overlap,
+        )
         # The gradient is NaN in the images of a NaN row (but for a term that is NaN only from its
         # input, which is NaN where that input is not finite); None where no image is.
-        ctx.nan_images = None
-        if nan_rows.any():
-            ctx.nan_images = nan_rows if options.per_image else np.repeat(nan_rows, input.shape[0])
-        ctx.non_finite_inputs = non_finite if non_finite.any() else None
+        ctx.nan_images = nan_rows
+        if nan_rows is not None and not options.per_image:
+            ctx.nan_images = np.repeat(nan_rows, input.shape[0])
         ctx.prepared, ctx.overlap, ctx.term_slope = prepared, overlap, term_slope
         ctx.spec, ctx.reduction, ctx.label_map, ctx.input_dtype = spec, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target, weight)
@@ -209,7 +211,10 @@ class FusedCpuTerm(torch.autograd.Function):
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
         if ctx.non_finite_inputs is not None:
             _mark_non_finite(grad, prepared.x, ctx.non_finite_inputs, spec.term.mode == "multiclass")
-        return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
+        grad = grad.view(input.shape)
+        if ctx.input_dtype != torch.float32:
+            grad = cast_gradient(grad, ctx.input_dtype)
+        return grad, None, None, None, None, None
 
 
 def _mark_non_finite(grad: Tensor, x: Tensor, images: np.ndarray, per_position: bool) -> None:

@@ -131,7 +131,8 @@ class _TermRows(ctypes.Structure):
 
     _fields_ = [
         ("partials", ctypes.c_void_p),
-        ("term", ctypes.c_void_p),
+        ("overlap", ctypes.c_void_p),
+        ("rows", ctypes.c_void_p),
         ("slope", ctypes.c_void_p),
         ("nan_row", ctypes.c_void_p),
         ("non_finite", ctypes.c_void_p),
@@ -140,7 +141,8 @@ class _TermRows(ctypes.Structure):
         ("one_term_per_position", ctypes.c_int32),
         ("per_image", ctypes.c_int32),
         ("normalization", ctypes.c_int32),
-        ("lambda_", ctypes.c_double),
+        ("lambda_term", ctypes.c_double),
+        ("lambda_overlap", ctypes.c_double),
     ]
 
 
@@ -214,20 +216,29 @@ def _class_factors(term: FocalOptions, classes: int) -> tuple[np.ndarray, int]:
 
 
 def term_rows(
-    prepared: Prepared, per_image: bool, normalization: str, lambda_term: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The cross-entropy / focal term of each row from the sums of ``prepared.stats``, in C:
-    ``(λ·T, λ·∂T/∂Σ v·ℓ, rows whose gradient is NaN, images with a NaN or ±inf)``, float64 arrays
-    ``(S,)``, ``(S,)``, ``(S,)`` bool and ``(B,)`` bool (see :class:`losses.torch._term_core.TermLoss`)."""
+    prepared: Prepared,
+    per_image: bool,
+    normalization: str,
+    lambda_term: float,
+    overlap_rows: np.ndarray | None,
+    lambda_overlap: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The loss of each row of a cross-entropy / focal term beside an overlap loss (of rows
+    ``overlap_rows``, or None), from the sums of ``prepared.stats``, in C: ``(rows, λ_term·∂T/∂Σ v·ℓ,
+    rows whose gradient is NaN, images with a NaN or ±inf)``, float64 ``(S,)`` and ``(S,)``, bool
+    ``(S,)`` and ``(B,)`` or None where there is none (see :class:`losses.torch._term_core.TermLoss`)."""
     assert prepared.partials_address, "stats() first"
     batch = prepared.batch
     rows = batch if per_image else 1
-    buffer, address = new_array((3 * rows + batch,))
+    buffer, address = new_array((4 * rows + batch,))
+    if overlap_rows is not None:
+        buffer[3 * rows + batch :] = overlap_rows
     lib = _clib.library()
     assert lib is not None, "the fused path runs only where the library is built"
-    term_rows_ = _TermRows(
+    arguments = _TermRows(
         partials=prepared.partials_address,
-        term=address,
+        overlap=None if overlap_rows is None else address + 8 * (3 * rows + batch),
+        rows=address,
         slope=address + 8 * rows,
         nan_row=address + 16 * rows,
         non_finite=address + 24 * rows,
@@ -236,11 +247,13 @@ def term_rows(
         one_term_per_position=prepared.kind != "rows",
         per_image=per_image,
         normalization=TERM_NORMALIZATIONS.index(normalization),
-        lambda_=lambda_term,
+        lambda_term=lambda_term,
+        lambda_overlap=lambda_overlap,
     )
-    lib.term_rows(ctypes.addressof(term_rows_))
-    flags = buffer[2 * rows :] != 0
-    return buffer[:rows], buffer[rows : 2 * rows], flags[:rows], flags[rows:]
+    found = lib.term_rows(ctypes.addressof(arguments))
+    nan_rows = buffer[2 * rows : 3 * rows] != 0 if found & 1 else None
+    non_finite = buffer[3 * rows : 3 * rows + batch] != 0 if found & 2 else None
+    return buffer[:rows], buffer[rows : 2 * rows], nan_rows, non_finite
 
 
 def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bool) -> bool:

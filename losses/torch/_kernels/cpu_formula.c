@@ -195,25 +195,29 @@ void overlap_formula(const struct Formula *f) {
     for (int64_t s = 0; s < f->rows; ++s) formula_row(f, s);
 }
 
-/* The cross-entropy / focal term of each row (image, or the batch) beside the overlap loss, from the
- * float64 sums of the stats pass (B, C, NUM_PARTIALS): the host step of FusedCpuTerm (_fused_cpu.py),
- * T = Σ v·ℓ / Σ v per row as losses/torch/_term_core.py (composed_term_loss) defines it. */
+/* The rows of a cross-entropy / focal term beside an overlap loss (or alone), from the float64 sums of
+ * the stats pass (B, C, NUM_PARTIALS): the host step of FusedCpuTerm (_fused_cpu.py). Per row (image,
+ * or the batch) λ_term·T + λ_overlap·L_overlap, with T = Σ v·ℓ / Σ v as losses/torch/_term_core.py
+ * (composed_term_loss) defines it and L_overlap the loss of overlap_formula. */
 enum { NORMALIZATION_ROW, NORMALIZATION_MEAN, NORMALIZATION_SUM };
 
 struct TermRows {
     const double *partials; /* (B, C, NUM_PARTIALS) */
-    double *term;           /* (S,): λ·T of each row */
-    double *slope;          /* (S,): λ·∂T/∂(Σ v·ℓ) */
-    double *nan_row;        /* (S,): 1 where the gradient of the row is NaN (a mean over nothing) */
+    const double *overlap;  /* (S,): the overlap loss of each row, or NULL */
+    double *rows;           /* (S,): the loss of each row */
+    double *slope;          /* (S,): λ_term·∂T/∂(Σ v·ℓ) */
+    double *nan_row;        /* (S,): 1 where the gradient of the row is NaN: a mean over nothing, a NaN overlap loss */
     double *non_finite;     /* (B,): 1 for an image with a NaN or ±inf */
     int64_t batch, classes;
     int32_t one_term_per_position; /* multiclass: the term's sum and Σ v in the slot of class 0 */
     int32_t per_image, normalization;
-    double lambda;
+    double lambda_term, lambda_overlap;
 };
 
-void term_rows(const struct TermRows *t) {
+/* Returns 1 if a row's gradient is NaN, plus 2 if an image holds a NaN or ±inf. */
+int32_t term_rows(const struct TermRows *t) {
     const int64_t C = t->classes;
+    int32_t any = 0;
     double row_sum = 0.0, row_count = 0.0;
     for (int64_t b = 0; b < t->batch; ++b) {
         const double *image = t->partials + b * C * NUM_PARTIALS;
@@ -225,7 +229,10 @@ void term_rows(const struct TermRows *t) {
                 count += image[c * NUM_PARTIALS + STAT_VALID_COUNT];
             }
         t->non_finite[b] = bad > 0 ? 1.0 : 0.0;
-        if (bad > 0) sum = NAN;
+        if (bad > 0) {
+            sum = NAN;
+            any |= 2;
+        }
         row_sum = b && !t->per_image ? row_sum + sum : sum;
         row_count = b && !t->per_image ? row_count + count : count;
         if (!t->per_image && b + 1 < t->batch) continue;
@@ -243,8 +250,17 @@ void term_rows(const struct TermRows *t) {
             term = has_valid ? row_sum / safe_count : row_sum * 0.0;
             slope = has_valid ? 1.0 / safe_count : 0.0;
         }
-        t->term[s] = t->lambda * term;
-        t->slope[s] = t->lambda * slope;
-        t->nan_row[s] = !has_valid && t->normalization == NORMALIZATION_MEAN ? 1.0 : 0.0;
+        double loss = t->lambda_term * term;
+        int nan_row = !has_valid && t->normalization == NORMALIZATION_MEAN;
+        if (t->overlap) {
+            const double overlap = t->overlap[s];
+            loss = loss + t->lambda_overlap * overlap;
+            nan_row |= !isfinite(overlap);
+        }
+        t->rows[s] = loss;
+        t->slope[s] = t->lambda_term * slope;
+        t->nan_row[s] = nan_row ? 1.0 : 0.0;
+        any |= nan_row;
     }
+    return any;
 }
