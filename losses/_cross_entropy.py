@@ -217,6 +217,13 @@ class PairOptions:
             )
         return cls(overlap_opts, term, first, second)
 
+    def for_target(self, label_map: bool) -> PairOptions:
+        """These options for a target that is or is not a label map (see ``OverlapOptions.for_target``)."""
+        overlap = self.overlap.for_target(label_map)
+        if overlap is self.overlap:
+            return self
+        return PairOptions(overlap, self.term, self.lambda_overlap, self.lambda_term)
+
     def to_config(self, lambda_names: tuple[str, str]) -> dict[str, Any]:
         """The arguments of the pair's class that give these options (lists, not tuples)."""
         overlap = self.overlap.to_dict()

@@ -226,6 +226,13 @@ def _labels(rng, shape, high):
     return rng.integers(0, high, shape)
 
 
+def _with_value(labels, value):
+    """``labels`` with its first position set to ``value``: a bad value that random labels might miss."""
+    labels = labels.copy()
+    labels.flat[0] = value
+    return labels
+
+
 def _three_classes(target, **options):
     return lambda r: (r.normal(size=(2, 3, 4, 4)), target(r) if callable(target) else target, options, None)
 
@@ -415,11 +422,17 @@ BAD_INPUTS = [
         ValueError,
         "channel",
     ),
-    ("hinge label 2", ("lovasz_hinge",), _one_channel(lambda r: _labels(r, (2, 3, 3), 3)), ValueError, "target labels"),
+    (
+        "hinge label 2",
+        ("lovasz_hinge",),
+        _one_channel(lambda r: _with_value(_labels(r, (2, 3, 3), 3), 2)),
+        ValueError,
+        "target labels",
+    ),
     (
         "0/255 hinge mask",
         ("lovasz_hinge",),
-        _one_channel(lambda r: 255 * _labels(r, (2, 3, 3), 2)),
+        _one_channel(lambda r: _with_value(255 * _labels(r, (2, 3, 3), 2), 255)),
         ValueError,
         "target labels",
     ),

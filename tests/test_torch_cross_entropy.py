@@ -499,19 +499,37 @@ def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minu
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])
-def test_the_fused_multiclass_focal_gradient_beyond_the_first_tile(gamma):
-    """Images of more positions than one tile of the C passes (256): the gradient pass recomputes the
-    log-sum-exp of every tile from that tile's own positions."""
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_fused_multiclass_focal_loss_beyond_the_first_tile(gamma, smoothing):
+    """Images of more positions than one tile of the C passes (256): each tile reads its own positions'
+    logits, and the gradient pass recomputes the log-sum-exp of every tile from them."""
     rng = np.random.default_rng(12)
     logits = rng.normal(size=(2, 3, 24, 25)).astype(np.float32)
     labels = torch.as_tensor(rng.integers(0, 3, (2, 24, 25)))
-    grads = []
+    results = []
     for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
         with kernels(path):
             x = tensor(logits, dtype).requires_grad_(True)
-            (grad,) = torch.autograd.grad(focal_loss(x, labels, mode="multiclass", gamma=gamma), x)
-            grads.append(grad.double().numpy())
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-9)
+            value = focal_loss(x, labels, mode="multiclass", gamma=gamma, label_smoothing=smoothing)
+            (grad,) = torch.autograd.grad(value, x)
+            results.append((value.item(), grad.double().numpy()))
+    (value_32, grad_32), (value_64, grad_64) = results
+    assert value_32 == pytest.approx(value_64, rel=2e-6)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_a_confident_right_logit_adds_nothing_to_the_fused_focal_value(mode):
+    """A logit margin of 20, where p_t rounds to 1 in float32, with the general power (γ = 1.5): the
+    term is about e^(−2.5·20) ≈ 2e-22 in float64; the fused pass gives that or 0, not the cross-entropy
+    e^(−20) ≈ 2e-9 that a modulator of 1 would leave."""
+    if mode == "binary":
+        logits, target = np.array([[[20.0, -20.0]]], np.float32), torch.tensor([[[1.0, 0.0]]])
+    else:
+        logits, target = np.array([[[20.0], [0.0]]], np.float32), torch.tensor([[0]])
+    with kernels("auto"):
+        value = focal_loss(tensor(logits, torch.float32), target, mode=mode, gamma=1.5, reduction="sum")
+    assert 0.0 <= value.item() < 1e-15
 
 
 @pytest.mark.parametrize("loss", ["focal", "dice_focal"])
@@ -534,3 +552,44 @@ def test_the_fused_binary_focal_gradient_of_confident_logits_keeps_its_relative_
             (grad,) = torch.autograd.grad(value, x)
             grads.append(grad.double().numpy())
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=0)
+
+
+_TARGET_KINDS = {
+    "multiclass labels": ("multiclass", 3, lambda rng: rng.integers(0, 3, (2, 5, 6))),
+    "multiclass one-hot": ("multiclass", 3, lambda rng: np.eye(3)[rng.integers(0, 3, (2, 5, 6))].transpose(0, 3, 1, 2)),
+    "binary labels": ("binary", 1, lambda rng: rng.integers(0, 2, (2, 1, 5, 6))),
+    "binary soft": ("binary", 1, lambda rng: rng.uniform(0, 1, (2, 1, 5, 6))),
+    "multilabel": ("multilabel", 3, lambda rng: rng.integers(0, 2, (2, 3, 5, 6)).astype(np.float64)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TARGET_KINDS))
+@pytest.mark.parametrize("loss", ["focal", *sorted(PAIRS)])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("per_image", [True, False])
+def test_the_fused_cpu_term_matches_float64_for_every_target_kind(kind, loss, smoothing, per_image):
+    """Every kernel of the fused CPU term, alone and in a pair (each target kind, with and without label
+    smoothing, which take different branches), against the portable path in float64: value and
+    gradient, the overlap and the term both weighing in."""
+    mode, classes, make_target = _TARGET_KINDS[kind]
+    rng = np.random.default_rng(sorted(_TARGET_KINDS).index(kind))
+    logits = rng.normal(size=(2, classes, 5, 6)).astype(np.float32)
+    target = torch.as_tensor(make_target(rng))
+    if loss == "focal":
+        function, options = focal_loss, dict(mode=mode, label_smoothing=smoothing, gamma=1.5)
+    else:
+        function, options = (
+            PAIRS[loss],
+            dict(mode=mode, label_smoothing=smoothing, per_image=per_image, lambda_dice=0.7),
+        )
+    results = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = target.to(dtype) if target.is_floating_point() else target
+            value = function(x, t, **options)
+            (grad,) = torch.autograd.grad(value, x)
+            results.append((value.item(), grad.double().numpy()))
+    (value_32, grad_32), (value_64, grad_64) = results
+    assert value_32 == pytest.approx(value_64, rel=2e-6)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)

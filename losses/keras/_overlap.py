@@ -113,6 +113,7 @@ def sum_across_replicas(stats: Any) -> Any:
 
 def overlap_rows(inputs: Inputs, options: OverlapOptions) -> Any:
     """The loss of each row: of each image ``(B,)``, or of the batch ``(1,)`` with ``per_image=False``."""
+    options = options.for_target(inputs.label_map)
     stats = _overlap_stats_keras(inputs, options)
     if options.sync_across_ranks and not options.per_image:
         # Per-image losses need no synchronisation: Keras divides each replica's mean by the number

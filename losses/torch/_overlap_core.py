@@ -105,6 +105,7 @@ def _cpu_refusal(
 def loss(input: Tensor, target: Tensor, weight: Tensor | None, options: OverlapOptions, reduction: str) -> Tensor:
     """The loss of ``options.loss``; shape ``()``, or ``(B,)`` for ``reduction="none"`` with ``per_image``."""
     label_map = check_inputs(input, target, weight, options)
+    options = options.for_target(label_map)
     num_classes = input.shape[1]
     full_weights = options.full_weights(num_classes)  # raises when no selected class has a weight
     path = choose_path(input, target, weight, options, label_map)

@@ -31,6 +31,7 @@ from losses.torch._term_core import TermLoss, term_loss
 def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOptions, reduction: str) -> Tensor:
     """The pair's loss: shape ``()``, or ``(B,)`` for ``reduction="none"`` with ``per_image``."""
     label_map = check_inputs(input, target, weight, pair.overlap)
+    pair = pair.for_target(label_map)
     pair.term.check_num_classes(input.shape[1])
     pair.overlap.full_weights(input.shape[1])  # raises when no selected class has a weight
     return term_loss(input, target, weight, _term_loss(pair), reduction, label_map)
