@@ -592,7 +592,8 @@ SCALAR void tile_label_slope_of(int len, const float *restrict scale, const floa
     _Pragma("omp simd")
     for (int j = 0; j < len; ++j) {
         const float factor = gather == GATHER_NONE ? f0 : fy[j];
-        const float slope = focus == FOCUS_NONE ? -1.0f : focal_slope(py[j], log_probability(py[j], rest[j]), gamma, focus);
+        const float slope =
+            focus == FOCUS_NONE ? -1.0f : focal_slope(py[j], log_probability(py[j], rest[j]), gamma, focus);
         gy[j] = factor * (scale[j] * slope);
     }
 }
@@ -685,8 +686,8 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 tile_weights(wb, n0, len, v);                                                           \
-                tile_overlap_slopes_for(pb + n0, n, len, classes, kb, lab, v, a->ce_factor, d, dot, fy, py, \
-                                        rest, gather);                                                  \
+                tile_overlap_slopes_for(pb + n0, n, len, classes, kb, lab, v, a->ce_factor, d, dot, fy, \
+                                        py, rest, gather);                                              \
                 if (ce) { /* the focal / cross-entropy term's gradient, from the probabilities still here */\
                     for (int j = 0; j < len; ++j) scale[j] = a->ce_scale[b] * v[j];                     \
                     if (label_term)                                                                     \
@@ -790,10 +791,15 @@ SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
                 if (term == SUM_APART && ce)                                                            \
                     sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, lse, lab, v, a);     \
-                switch (term) {                                                                         \
-                case SUM_APART: tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_APART); break; \
-                case SUM_CE: sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_CE); break; \
-                default: sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_FOCAL2); \
+                switch (term) { /* each a loop of its own */                                            \
+                case SUM_APART:                                                                         \
+                    tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_APART);    \
+                    break;                                                                              \
+                case SUM_CE:                                                                            \
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_CE);\
+                    break;                                                                              \
+                default:                                                                                \
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_FOCAL2);\
                 }                                                                                       \
             }                                                                                           \
             for (int64_t c = 0; c < classes; ++c) {                                                     \
