@@ -398,6 +398,16 @@ def penalized_mae_grad(prediction, target, delta=1.0, penalty=0.5, reduction="me
 # Straight from the formulas of losses/_surrogates.py, in float64, with NumPy's own hard functions.
 
 
+def exact_sums(x, total, shift):
+    """Whether each ``total`` is ``x + shift`` exactly (in rationals), not rounded."""
+    from fractions import Fraction
+
+    return np.array(
+        [Fraction(float(t)) == Fraction(float(v)) + Fraction(shift) for v, t in zip(np.ravel(x), np.ravel(total))],
+        dtype=bool,
+    ).reshape(np.shape(x))
+
+
 def soft_round(x, alpha):
     x = np.asarray(x, dtype=np.float64)
     m = np.floor(x) + 0.5

@@ -177,13 +177,18 @@ def test_small_alpha_approaches_the_smooth_end(alpha):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(x=xs, alpha=alphas)
-def test_floor_and_ceil_are_shifted_round_exactly(dtype, x, alpha):
-    t = ops.convert_to_tensor(x.astype(dtype))
+def test_floor_and_ceil_are_shifted_round_exactly_where_the_shift_is_exact(dtype, x, alpha):
+    """soft_floor(x) = soft_round(x − 1/2) bit for bit where x − 1/2 is exact in the dtype (elsewhere
+    soft_floor is the more precise: it does not round x − 1/2); soft_ceil likewise."""
+    values = x.astype(dtype)
+    t = ops.convert_to_tensor(values)
     soft_round = losses.keras.soft_round
-    np.testing.assert_array_equal(
-        numpy(losses.keras.soft_floor(t, alpha)), numpy(soft_round(ops.subtract(t, 0.5), alpha))
-    )
-    np.testing.assert_array_equal(numpy(losses.keras.soft_ceil(t, alpha)), numpy(soft_round(ops.add(t, 0.5), alpha)))
+    for shift, function in ((-0.5, losses.keras.soft_floor), (0.5, losses.keras.soft_ceil)):
+        shifted = values + values.dtype.type(shift)
+        exact = reference.exact_sums(values, shifted, shift)
+        np.testing.assert_array_equal(
+            numpy(function(t, alpha))[exact], numpy(soft_round(ops.convert_to_tensor(shifted), alpha))[exact]
+        )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -122,6 +122,46 @@ def test_the_c_formula_with_many_classes_and_nan_rows(name, options):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("weight_type", ["square", "simple"])
+def test_the_c_formula_takes_the_smallest_target_sum_among_the_selected_classes_alone(weight_type):
+    """Generalized Dice's weights (G_min/G_c)^q: G_min over the selected classes present. An unselected
+    class (weight 0) with the smallest target sum changes nothing, and a row where only unselected
+    classes are present has no class present (weights 0: the loss 1 − smooth_nr/smooth_dr)."""
+    stats = random_stats(5)
+    stats[:, :, 2] = [0.5, 3.0, 4.0, 2.0]  # class 0 has the smallest target sum
+    stats[3, :, 2] = [0.5, 0.0, 0.0, 0.0]  # and in row 3 it alone is present
+    weights = (0.0, 1.0, 2.5, 0.5)  # class 0 is not selected
+    form = OverlapOptions.create("generalized_dice", weight_type=weight_type, smooth_nr=0.5, smooth_dr=1.0).form
+    expected_loss, expected_grad = overlap_loss(NumpyOps, stats, np.array(weights), form, with_grad=True)
+    assert expected_loss[3] == 0.5
+    loss, grad = c_formula()(stats, weights, form)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("log_loss", [False, True])
+@pytest.mark.parametrize("name, options", [("dice", {}), ("tversky", {"alpha": 0.0, "beta": 0.7})])
+def test_the_c_formula_of_a_zero_denominator(name, options, log_loss):
+    """No smoothing and a class with a denominator of 0: its score is 1 and the derivative of its
+    numerator 0. With α = 0 (Tversky) and soft labels, the class below predicts Σp = 2 where its target
+    is empty, so its numerator ½(Σp + Σg − Σ|p − g|) still moves with Σp."""
+    stats = random_stats(8)
+    stats[:, 1] = 0.0  # nothing predicted, nothing to find
+    stats[:, 2, :6] = [0.0, 2.0, 0.0, 1.5, 0.0, 2.0]  # Σp = Σ|p − g| = 2, empty target
+    options = dict(options, smooth_nr=0.0, smooth_dr=0.0, soft_labels=True)
+    if log_loss and name == "dice":
+        options["log_loss"] = True
+    elif log_loss:
+        options["gamma"] = 0.5  # focal Tversky's power transform instead
+        name = "focal_tversky"
+    form = OverlapOptions.create(name, **options).form
+    weights = (1.0, 1.0, 2.5, 0.5)
+    expected_loss, expected_grad = overlap_loss(NumpyOps, stats, np.array(weights), form, with_grad=True)
+    loss, grad = c_formula()(stats, weights, form)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
 def test_the_c_formula_comparison_catches_a_missing_term():
     """Negative control: the comparison above fails for a derivative without the penalty's ∂/∂Σp."""
     stats = random_stats(3)

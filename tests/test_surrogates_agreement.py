@@ -124,3 +124,28 @@ def test_docs_figure_is_committed_and_drawn_by_the_script():
     assert (ROOT / "docs" / "img" / "surrogates.png").stat().st_size > 10_000
     script = (ROOT / "docs" / "plot_surrogates.py").read_text()
     assert "surrogates.png" in script and "img/surrogates.png" in (ROOT / "docs" / "surrogates.md").read_text()
+
+
+# Where x + shift crosses a power of two (x in (-8, -7.5) for soft_floor, in (7.5, 8) for soft_ceil),
+# x + shift rounds to the coarser spacing of the next binade: the distance to the cell's middle must
+# come from x itself, or the tanh's argument is off by up to alpha·ulp(x)/2 (7e-6 of the gradient).
+_ACROSS_A_POWER_OF_TWO = {"soft_floor": (-8.0, -7.5), "soft_ceil": (7.5, 8.0)}
+
+
+@pytest.mark.parametrize("name", sorted(_ACROSS_A_POWER_OF_TWO))
+@pytest.mark.parametrize("kernels", ["auto", "torch", "keras"])
+def test_the_rounding_family_keeps_float32_precision_where_x_plus_its_shift_crosses_a_power_of_two(
+    name, kernels, monkeypatch
+):
+    low, high = _ACROSS_A_POWER_OF_TWO[name]
+    x = np.linspace(low, high, 1001)[1:-1].astype(np.float32)
+    exact = x.astype(np.float64)
+    alpha = 10.0
+    if kernels == "keras":
+        value, grad = keras_value_and_grad(name, x, alpha, False)
+    else:
+        monkeypatch.setenv("LOSSES_KERNELS", kernels)
+        value, grad = torch_value_and_grad(name, x, alpha, False)
+    np.testing.assert_allclose(value, reference.surrogate(name, exact, alpha), rtol=2e-7, atol=0)
+    expected_grad = reference.surrogate_derivative(name, exact, alpha)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-6 * expected_grad.max())

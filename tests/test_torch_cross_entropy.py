@@ -126,6 +126,10 @@ def test_focal_gradient_matches_central_differences(case):
     logits, target, options, weight = case
     if not options["from_logits"]:  # (1 − p)^γ with γ < 1 has an infinite slope at p = 1
         assume(options["gamma"] in (0.0, 1.0, 2.0))
+    _, _, valid = reference.dice_probabilities_and_targets(
+        logits, target, options["mode"], options["from_logits"], options["ignore_index"]
+    )
+    assume(valid.any())  # the mean over no valid position is the documented NaN
     x = tensor(logits).requires_grad_(True)
     t, w = torch.as_tensor(target), tensor(weight)
     assert torch.autograd.gradcheck(
@@ -593,3 +597,55 @@ def test_the_fused_cpu_term_matches_float64_for_every_target_kind(kind, loss, sm
     (value_32, grad_32), (value_64, grad_64) = results
     assert value_32 == pytest.approx(value_64, rel=2e-6)
     np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", ["focal", "dice_focal"])
+@pytest.mark.parametrize("large", [120.0, 300.0])
+def test_the_fused_multiclass_focal_loss_with_smoothing_of_a_dominant_class(loss, large):
+    """The log-sum-exp of each position is taken relative to its largest logit: classes 1 and 2 far above
+    class 0 and one apart (so that both of their log p count), or class 0 far above the rest. A shift
+    that missed the largest class would overflow e^(x − m). Label smoothing, so that every class's log
+    p is read, and γ = 1.5; value and gradient against float64."""
+    logits = np.zeros((1, 3, 2, 5), np.float32)
+    logits[:, 1, 0] = large
+    logits[:, 2, 0] = large - 1.0
+    logits[:, 0, 1] = large
+    logits[:, 2, 1, ::2] = -large
+    labels = torch.tensor([[[0, 1, 2, 0, 1], [2, 1, 0, 0, 2]]])
+    options = dict(mode="multiclass", gamma=1.5, label_smoothing=0.1)
+    function = focal_loss if loss == "focal" else dice_focal_loss
+    results = []
+    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
+        with kernels(path):
+            x = tensor(logits, dtype).requires_grad_(True)
+            value = function(x, labels, **options)
+            (grad,) = torch.autograd.grad(value, x)
+            results.append((value.item(), grad.double().numpy()))
+    (value_32, grad_32), (value_64, grad_64) = results
+    assert np.isfinite(value_32) and np.isfinite(grad_32).all()
+    assert value_32 == pytest.approx(value_64, rel=1e-5)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", ["focal", "dice_focal"])
+@pytest.mark.parametrize("gamma", [0.5, 1.5, 2.0])
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_the_binary_focal_gradient_of_logits_whose_sigmoid_is_subnormal_is_finite(loss, gamma, path):
+    """Logits of magnitude 90 to 103: σ(−|x|) and 1 − p_t are subnormal in float32. The gradient's
+    factor p·(1 − p)/(1 − p_t) is at most 1; taken as 1/(1 − p_t) first, it overflowed to inf and met a
+    product that underflowed to 0 (NaN for a finite input)."""
+    logits = np.array([-103.0, -99.65, -90.0, 90.0, 99.65, 103.0], np.float32).reshape(1, 1, 6)
+    targets = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0], np.float32).reshape(1, 1, 6)
+    grads = []
+    for kernel, dtype in ((path, torch.float32), ("torch", torch.float64)):
+        with kernels(kernel):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = tensor(targets, dtype)
+            if loss == "focal":
+                value = focal_loss(x, t, mode="binary", gamma=gamma, reduction="sum")
+            else:
+                value = dice_focal_loss(x, t, mode="binary", gamma=gamma)
+            (grad,) = torch.autograd.grad(value, x)
+            grads.append(grad.double().numpy())
+    assert np.isfinite(grads[0]).all()
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-30)

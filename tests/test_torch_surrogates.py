@@ -230,11 +230,15 @@ def test_small_alpha_approaches_the_smooth_end(alpha):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @given(x=xs, alpha=alphas)
-def test_floor_and_ceil_are_shifted_round_exactly(dtype, x, alpha):
+def test_floor_and_ceil_are_shifted_round_exactly_where_the_shift_is_exact(dtype, x, alpha):
+    """soft_floor(x) = soft_round(x − 1/2) bit for bit where x − 1/2 is exact in the dtype (elsewhere
+    soft_floor is the more precise: it does not round x − 1/2); soft_ceil likewise."""
     t = torch.from_numpy(x).to(dtype)
     soft_round = losses.torch.soft_round
-    assert torch.equal(losses.torch.soft_floor(t, alpha), soft_round(t - 0.5, alpha))
-    assert torch.equal(losses.torch.soft_ceil(t, alpha), soft_round(t + 0.5, alpha))
+    for shift, function in ((-0.5, losses.torch.soft_floor), (0.5, losses.torch.soft_ceil)):
+        shifted = t + shift
+        exact = torch.tensor(reference.exact_sums(t.double().numpy(), shifted.double().numpy(), shift))
+        assert torch.equal(function(t, alpha)[exact], soft_round(shifted, alpha)[exact])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -77,15 +77,19 @@ def _sign(x: Any) -> Any:
 # below the dtype's precision of its peak.
 
 
+# y - m (y = x + shift, m = floor(y) + 1/2) as x - (m - shift), exact: y itself rounds where x + shift
+# crosses a power of two.
+
+
 def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    y = ops.add(x, shift)
-    m = ops.add(_floor(y), 0.5)
-    return ops.add(m, ops.multiply(_tanh(ops.multiply(ops.subtract(y, m), alpha)), scale))
+    m = ops.add(_floor(ops.add(x, shift)), 0.5)
+    residual = ops.subtract(x, ops.subtract(m, shift))
+    return ops.add(m, ops.multiply(_tanh(ops.multiply(residual, alpha)), scale))
 
 
 def _round_derivative(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    y = ops.add(x, shift)
-    t = _tanh(ops.multiply(ops.subtract(y, ops.add(_floor(y), 0.5)), alpha))
+    residual = ops.subtract(x, ops.add(_floor(ops.add(x, shift)), ops.subtract(0.5, shift)))
+    t = _tanh(ops.multiply(residual, alpha))
     return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
 
 

@@ -52,22 +52,26 @@ def _sech2(y: torch.Tensor) -> torch.Tensor:
 # Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
 
 
-def _round_value(y: torch.Tensor, alpha: float) -> torch.Tensor:
-    m = torch.floor(y) + 0.5
-    return m + torch.tanh(alpha * (y - m)) * _spec.round_scale(alpha)
+# soft_round(x + shift) with y = x + shift and m = floor(y) + 1/2 reads y - m as x - (m - shift),
+# which is exact: y itself rounds where x + shift crosses a power of two (half an ulp of x, times alpha).
 
 
-def _round_derivative(y: torch.Tensor, alpha: float) -> torch.Tensor:
-    r = y - (torch.floor(y) + 0.5)
+def _round_value(x: torch.Tensor, alpha: float, shift: float = 0.0) -> torch.Tensor:
+    m = torch.floor(x + shift) + 0.5
+    return m + torch.tanh(alpha * (x - (m - shift))) * _spec.round_scale(alpha)
+
+
+def _round_derivative(x: torch.Tensor, alpha: float, shift: float = 0.0) -> torch.Tensor:
+    r = x - (torch.floor(x + shift) + (0.5 - shift))
     return _sech2(alpha * r) * (alpha * _spec.round_scale(alpha))
 
 
 def _floor_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    return _round_derivative(x - 0.5, alpha)
+    return _round_derivative(x, alpha, -0.5)
 
 
 def _ceil_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    return _round_derivative(x + 0.5, alpha)
+    return _round_derivative(x, alpha, 0.5)
 
 
 def _step_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -136,8 +140,8 @@ _PORTABLE: dict[
     ],
 ] = {
     "soft_round": (lambda x, alpha: _round_value(x, alpha), torch.round, _round_derivative),
-    "soft_floor": (lambda x, alpha: _round_value(x - 0.5, alpha), torch.floor, _floor_derivative),
-    "soft_ceil": (lambda x, alpha: _round_value(x + 0.5, alpha), torch.ceil, _ceil_derivative),
+    "soft_floor": (lambda x, alpha: _round_value(x, alpha, -0.5), torch.floor, _floor_derivative),
+    "soft_ceil": (lambda x, alpha: _round_value(x, alpha, 0.5), torch.ceil, _ceil_derivative),
     "soft_step": (lambda x, alpha: torch.sigmoid(alpha * x), _hard_step, _step_derivative),
     # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
     "soft_sign": (lambda x, alpha: torch.tanh(0.5 * alpha * x), _hard_sign, _sign_derivative),

@@ -159,11 +159,12 @@ static inline void sigmoid_d(double z, double *s, double *slope) {
     /* sign(±0) = +0 (as torch.sign); a NaN stays NaN */                                               \
     static inline R sign_##S(R x) { return x > 0 ? (R)1 : x < 0 ? (R)-1 : x == 0 ? (R)0 : x; }            \
                                                                                                         \
-    /* soft_round(x + shift) = m + s·tanh(alpha·(y - m)), y = x + shift, m = floor(y) + 1/2 */          \
+    /* soft_round(x + shift) = m + s·tanh(alpha·(y - m)), y = x + shift, m = floor(y) + 1/2, with y - m  \
+     * taken as x - (m - shift), exact: y itself rounds where x + shift crosses a power of two */       \
     static inline R soft_round_##S(R x, const struct Elementwise *a, R *d) {                            \
-        const R y = x + (R)a->p2, m = FLOOR(y) + (R)0.5;                                                \
+        const R m = FLOOR(x + (R)a->p2) + (R)0.5;                                                       \
         R t, sech2;                                                                                     \
-        tanh_sech2_##S((R)a->p0 * (y - m), &t, &sech2);                                                 \
+        tanh_sech2_##S((R)a->p0 * (x - (m - (R)a->p2)), &t, &sech2);                                    \
         *d = (R)(a->p0 * a->p1) * sech2;                                                                \
         return m + t * (R)a->p1;                                                                        \
     }                                                                                                   \

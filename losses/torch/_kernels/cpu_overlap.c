@@ -328,12 +328,12 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                     if (FOCUS != FOCUS_NONE) {                                                          \
                         const float ce = binary_ce(xr[j], ts, -log1m_half(pr[j]));                      \
                         const float miss = p * (1.0f - ts) + q * ts;                                    \
-                        const float spread = p * q * (1.0f - 2.0f * ts) * ce;                           \
+                        const float pq = p * q, spread = (1.0f - 2.0f * ts) * ce;                       \
                         if (FOCUS == FOCUS_SQUARE) /* (1 − p_t)²·ratio = (1 − p_t)·p·(1 − p) */         \
-                            slope = miss * (miss * slope + 2.0f * spread);                              \
+                            slope = miss * (miss * slope + 2.0f * pq * spread);                         \
                         else {                                                                          \
                             const float modulator = focal_power(miss, gamma, FOCUS);                    \
-                            const float ratio = miss > 0.0f ? 1.0f / (miss > 0.0f ? miss : 1.0f) : 0.0f;\
+                            const float ratio = miss > 0.0f ? pq / (miss > 0.0f ? miss : 1.0f) : 0.0f;  \
                             slope = modulator * (slope + gamma * ratio * spread);                       \
                         }                                                                               \
                     }                                                                                   \
