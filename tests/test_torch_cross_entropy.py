@@ -256,6 +256,24 @@ def test_bad_pair_options_name_the_argument(kwargs, error, text):
         dice_ce_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), **kwargs)
 
 
+def test_remembered_pair_options_are_checked_again_for_a_value_of_another_type():
+    """The functional pairs remember the checked options of plain values: a call whose value equals a
+    remembered one but has another type (1 == True, 0 == False) is checked anew, as is one whose
+    overlap options differ."""
+    logits, labels = torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    first = dice_focal_loss(logits, labels, from_logits=True, per_image=False, overlap_options={"squared": False})
+    with pytest.raises(TypeError, match="from_logits must be True or False; got 1"):
+        dice_focal_loss(logits, labels, from_logits=1, per_image=False, overlap_options={"squared": False})
+    with pytest.raises(TypeError, match="squared must be True or False; got 0"):
+        dice_focal_loss(logits, labels, from_logits=True, per_image=False, overlap_options={"squared": 0})
+    with pytest.raises(ValueError, match="lambda_focal must be >= 0"):
+        dice_focal_loss(logits, labels, from_logits=True, per_image=False, lambda_focal=-1.0)
+    again = dice_focal_loss(logits, labels, from_logits=True, per_image=False, overlap_options={"squared": False})
+    torch.testing.assert_close(again, first)
+    lighter = dice_focal_loss(logits, labels, from_logits=True, per_image=False, lambda_focal=0.5)
+    assert not torch.allclose(lighter, first)
+
+
 def test_an_image_without_a_valid_position_adds_nothing():
     x = torch.randn(2, 3, 4, 4, requires_grad=True)
     labels = torch.randint(0, 3, (2, 4, 4))

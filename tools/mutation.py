@@ -109,6 +109,8 @@ _CPU_OVERLAP = (
     "ROWS_KERNELS",
     "tile_probabilities",
     "tile_weights",
+    "tile_overlap_slopes",
+    "tile_class_sums",
     "LABEL_KERNELS",
     "LABEL_STATS",
     "classes_stats_f32",
@@ -117,6 +119,7 @@ _CPU_OVERLAP = (
 _CPU_TERM = (
     "log1p_remainder",
     "log_of_parts",
+    "log_split",
     "log_full",
     "log1p_unit",
     "log1m_half",
@@ -131,6 +134,8 @@ _CPU_TERM = (
     "log_probability",
     "tile_focal_sum_of",
     "tile_focal_gradient_of",
+    "tile_label_slope_of",
+    "same_factors",
     "tile_log_normalizer",
 )
 _CPU_ELEMENTWISE = (
@@ -262,7 +267,7 @@ TARGETS = (
         "cpu-formula",
         "losses/torch/_kernels/cpu_formula.c",
         (),
-        ("tests/test_overlap_formula.py", "tests/test_torch_cpu_kernel.py"),
+        ("tests/test_overlap_formula.py", "tests/test_torch_cpu_kernel.py", "tests/test_torch_cross_entropy.py"),
     ),
     Target(
         "cpu-elementwise",

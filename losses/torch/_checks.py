@@ -2,10 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import torch
 from torch import Tensor
 
 from losses._validation import InputOptions, floating_dtype_error, shape_text
+
+_Options = TypeVar("_Options")
+_PLAIN_TYPES = (type(None), bool, int, float, str)
+_MAX_REMEMBERED = 256
+_remembered: dict[tuple[Any, ...], Any] = {}
+
+
+def _plain_key(value: Any) -> tuple[Any, ...] | None:
+    """A key for a None, bool, int, float or str, or a tuple or dict of them, with each value's type
+    (so ``1`` is not taken for ``True``); None for anything else (a list, a tensor, ...)."""
+    if type(value) in _PLAIN_TYPES:
+        return (type(value), value)
+    if type(value) is dict:
+        value = tuple(value.items())
+    elif type(value) is not tuple:
+        return None
+    keys = [_plain_key(item) for item in value]
+    return None if any(key is None for key in keys) else tuple(keys)
+
+
+def checked_options(create: Callable[..., _Options], *args: Any, **kwargs: Any) -> _Options:
+    """``create(*args, **kwargs)``, remembered when every argument is a plain value (see
+    :func:`_plain_key`): a training loop calls a functional loss with the same options at every step,
+    and checking them costs more than a small loss."""
+    key = None if torch.compiler.is_compiling() else _plain_key((args, kwargs))
+    if key is None:
+        return create(*args, **kwargs)
+    key = (create, key)
+    checked = _remembered.get(key)
+    if checked is None:
+        checked = create(*args, **kwargs)
+        if len(_remembered) >= _MAX_REMEMBERED:
+            _remembered.clear()
+        _remembered[key] = checked
+    return checked
+
 
 _is_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 _forward_ad = torch.autograd.forward_ad

@@ -162,37 +162,25 @@ class FusedCpuTerm(torch.autograd.Function):
         prepared = cpu_kernels.Prepared(
             input, target, options.mode, options.from_logits, options.ignore_index, label_map, weight, term=term
         )
-        partials = prepared.stats(spec.lambda_overlap == 0 or options.needed_stats() <= _BASIC_STATS)
+        partials = prepared.stats(spec.lambda_overlap == 0 or _host_options(options, input.shape[1])[2])
         _raise_out_of_range(partials, input, target, weight, term, label_map)
-        non_finite = partials[..., cpu_kernels.NON_FINITE].sum(1) > 0  # (B,): images with a NaN or an infinity
-        if options.mode == "multiclass":  # one term per position, summed in the slot of class 0
-            term_sum, count = partials[:, 0, cpu_kernels.CROSS_ENTROPY], partials[:, 0, VALID_COUNT]
-        else:
-            term_sum, count = partials[..., cpu_kernels.CROSS_ENTROPY].sum(1), partials[..., VALID_COUNT].sum(1)
-        term_sum = np.where(non_finite, np.nan, term_sum)
-        if not options.per_image:
-            term_sum, count = term_sum.sum(keepdims=True), count.sum(keepdims=True)
-        # The term of each row and its derivative by the row's sum.
-        safe_count = np.where(count > 0, count, 1.0)
-        if spec.normalization == "sum":
-            term, term_slope = term_sum, np.ones_like(count)
-        elif spec.normalization == "mean":  # a mean over nothing is NaN, and so is its gradient
-            term, term_slope = np.where(count > 0, term_sum / safe_count, np.nan), 1.0 / safe_count
-        else:  # a row without a valid position adds 0 (NaN where a NaN entered it)
-            term = np.where(count > 0, term_sum / safe_count, term_sum * 0.0)
-            term_slope = np.where(count > 0, 1 / safe_count, 0)
-        rows = spec.lambda_term * term
-        nan_rows = (count == 0) & (spec.normalization == "mean")
         overlap = None
         if spec.lambda_overlap != 0:
             overlap = _overlap_rows(partials, options, input.shape[1], label_map)
-            rows = rows + spec.lambda_overlap * overlap[0]
-            nan_rows |= ~np.isfinite(overlap[0])
+        rows, term_slope, nan_rows, ctx.non_finite_inputs = cpu_kernels.term_rows(
+            prepared,
+            options.per_image,
+            spec.normalization,
+            spec.lambda_term,
+            None if overlap is None else overlap[0],
+            spec.lambda_overlap,
+        )
         # The gradient is NaN in the images of a NaN row (but for a term that is NaN only from its
-        # input, which is NaN where that input is not finite).
-        ctx.nan_images = nan_rows if options.per_image else np.repeat(nan_rows, input.shape[0])
-        ctx.non_finite_inputs = non_finite
-        ctx.prepared, ctx.overlap, ctx.term_slope = prepared, overlap, spec.lambda_term * term_slope
+        # input, which is NaN where that input is not finite); None where no image is.
+        ctx.nan_images = nan_rows
+        if nan_rows is not None and not options.per_image:
+            ctx.nan_images = np.repeat(nan_rows, input.shape[0])
+        ctx.prepared, ctx.overlap, ctx.term_slope = prepared, overlap, term_slope
         ctx.spec, ctx.reduction, ctx.label_map, ctx.input_dtype = spec, reduction, label_map, input.dtype
         ctx.save_for_backward(input, target, weight)
         return _reduced(rows, reduction, options.per_image)
@@ -212,20 +200,21 @@ class FusedCpuTerm(torch.autograd.Function):
         prepared, ctx.prepared = ctx.prepared, None
         spec = ctx.spec
         row_scale = _row_upstream(grad_output, ctx.reduction, ctx.term_slope.shape[0])
-        term_scale = row_scale * ctx.term_slope
-        if not spec.overlap.per_image:
-            term_scale = np.broadcast_to(term_scale, (prepared.batch,))
+        term_scale = row_scale * ctx.term_slope  # (S,): the gradient pass spreads a batch row over its images
         if ctx.overlap is None:
             coefficients = np.zeros((prepared.batch, prepared.classes, 4))
         else:
             _, grad_stats, one_hot_labels = ctx.overlap
             coefficients = _overlap_coefficients(grad_stats, row_scale * spec.lambda_overlap, one_hot_labels)
         grad = prepared.gradient(coefficients, term_scale)
-        if ctx.nan_images.any():
+        if ctx.nan_images is not None:
             grad[torch.from_numpy(ctx.nan_images)] = float("nan")
-        if ctx.non_finite_inputs.any():
+        if ctx.non_finite_inputs is not None:
             _mark_non_finite(grad, prepared.x, ctx.non_finite_inputs, spec.term.mode == "multiclass")
-        return cast_gradient(grad.view(input.shape), ctx.input_dtype), None, None, None, None, None
+        grad = grad.view(input.shape)
+        if ctx.input_dtype != torch.float32:
+            grad = cast_gradient(grad, ctx.input_dtype)
+        return grad, None, None, None, None, None
 
 
 def _mark_non_finite(grad: Tensor, x: Tensor, images: np.ndarray, per_position: bool) -> None:

@@ -39,41 +39,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from losses._overlap import OverlapOptions
 from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
+from losses.torch._checks import checked_options
 from losses.torch._overlap_core import loss as _loss
-
-
-# The options of the functional forms, checked once for each set of plain values: a training loop
-# calls them with the same options at every step.
-_CHECKED_OPTIONS: dict[tuple[Any, ...], OverlapOptions] = {}
-_MAX_CHECKED_OPTIONS = 256
-_PLAIN_TYPES = (type(None), bool, int, float, str)
-
-
-def _checked_options(name: str, options: dict[str, Any]) -> OverlapOptions:
-    """``OverlapOptions.create(name, **options)``, remembered when every value is a None, bool,
-    int, float or str (the key holds each value's type, so ``1`` is not taken for ``True``)."""
-    if torch.compiler.is_compiling() or not all(type(value) in _PLAIN_TYPES for value in options.values()):
-        return OverlapOptions.create(name, **options)
-    key = (name, *((key, type(value), value) for key, value in options.items()))
-    checked = _CHECKED_OPTIONS.get(key)
-    if checked is None:
-        checked = OverlapOptions.create(name, **options)
-        if len(_CHECKED_OPTIONS) >= _MAX_CHECKED_OPTIONS:
-            _CHECKED_OPTIONS.clear()
-        _CHECKED_OPTIONS[key] = checked
-    return checked
 
 
 def _functional(
     name: str, input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, **options: Any
 ) -> Tensor:
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    return _loss(input, target, weight, _checked_options(name, options), reduction)
+    return _loss(input, target, weight, checked_options(OverlapOptions.create, name, **options), reduction)
 
 
 class _OverlapLoss(nn.Module):

@@ -17,13 +17,14 @@ position adds 0, as its overlap loss does.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from torch import Tensor, nn
 
 from losses._cross_entropy import PairOptions
 from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
-from losses.torch._checks import check_inputs
+from losses.torch._checks import check_inputs, checked_options
 from losses.torch._term_core import TermLoss, term_loss
 
 
@@ -33,7 +34,12 @@ def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOp
     pair = pair.for_target(label_map)
     pair.term.check_num_classes(input.shape[1])
     pair.overlap.full_weights(input.shape[1])  # raises when no selected class has a weight
-    return term_loss(input, target, weight, TermLoss.pair(pair), reduction, label_map)
+    return term_loss(input, target, weight, _term_loss(pair), reduction, label_map)
+
+
+@functools.lru_cache(maxsize=64)
+def _term_loss(pair: PairOptions) -> TermLoss:
+    return TermLoss.pair(pair)
 
 
 def _functional(
@@ -49,7 +55,7 @@ def _functional(
     term: dict[str, Any],
 ) -> Tensor:
     reduction = check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    pair = PairOptions.create(overlap, common, overlap_options, *lambdas, lambda_names, **term)
+    pair = checked_options(PairOptions.create, overlap, common, overlap_options, *lambdas, lambda_names, **term)
     return pair_loss(input, target, weight, pair, reduction)
 
 

@@ -271,6 +271,8 @@ def _load(path: Path) -> ctypes.CDLL:
     library.run_pass.restype = None
     library.overlap_formula.argtypes = [ctypes.c_void_p]
     library.overlap_formula.restype = None
+    library.term_rows.argtypes = [ctypes.c_void_p]
+    library.term_rows.restype = ctypes.c_int32
     return library
 
 

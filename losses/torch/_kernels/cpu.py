@@ -59,7 +59,14 @@ C_SOURCE = _clib.Source(
 FORMULA_SOURCE = _clib.Source(
     "cpu_formula.c",
     flags=("-ffp-contract=off",),
-    defines={**layout_definitions(), "LOG_CLAMP": LOG_CLAMP, "DENOMINATOR_MIN": DENOMINATOR_MIN},
+    defines={
+        **layout_definitions(),
+        "LOG_CLAMP": LOG_CLAMP,
+        "DENOMINATOR_MIN": DENOMINATOR_MIN,
+        "PARTIAL_NON_FINITE": NON_FINITE,
+        "PARTIAL_CE": CROSS_ENTROPY,
+        "NUM_PARTIALS": NUM_PARTIALS,
+    },
 )
 MAX_CLASSES = 64  # classes per image held in one tile (MAX_CLASSES in cpu_overlap.c)
 # Positions per task. Fixed, so the order of every sum is the same whatever the thread count.
@@ -117,6 +124,29 @@ class _Formula(ctypes.Structure):
         ("smooth_nr", ctypes.c_double),
         ("smooth_dr", ctypes.c_double),
     ]
+
+
+class _TermRows(ctypes.Structure):
+    """``struct TermRows`` of cpu_formula.c."""
+
+    _fields_ = [
+        ("partials", ctypes.c_void_p),
+        ("overlap", ctypes.c_void_p),
+        ("rows", ctypes.c_void_p),
+        ("slope", ctypes.c_void_p),
+        ("nan_row", ctypes.c_void_p),
+        ("non_finite", ctypes.c_void_p),
+        ("batch", ctypes.c_int64),
+        ("classes", ctypes.c_int64),
+        ("one_term_per_position", ctypes.c_int32),
+        ("per_image", ctypes.c_int32),
+        ("normalization", ctypes.c_int32),
+        ("lambda_term", ctypes.c_double),
+        ("lambda_overlap", ctypes.c_double),
+    ]
+
+
+TERM_NORMALIZATIONS = ("row", "mean", "sum")  # the order of the enum in cpu_formula.c
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,6 +207,55 @@ def overlap_formula(stats: np.ndarray, weights: tuple[float, ...], form: Form) -
     return buffer[2 * size :], buffer[size : 2 * size].reshape(stats.shape)
 
 
+@functools.lru_cache(maxsize=64)
+def _class_factors(term: FocalOptions, classes: int) -> tuple[np.ndarray, int]:
+    """The term's factor of each class (``ce_factor`` of ``struct Pass``), float32, and its address."""
+    factors, address = new_array((classes,), np.float32)
+    factors[:] = term.class_factors(classes)
+    return factors, address
+
+
+def term_rows(
+    prepared: Prepared,
+    per_image: bool,
+    normalization: str,
+    lambda_term: float,
+    overlap_rows: np.ndarray | None,
+    lambda_overlap: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The loss of each row of a cross-entropy / focal term beside an overlap loss (of rows
+    ``overlap_rows``, or None), from the sums of ``prepared.stats``, in C: ``(rows, λ_term·∂T/∂Σ v·ℓ,
+    rows whose gradient is NaN, images with a NaN or ±inf)``, float64 ``(S,)`` and ``(S,)``, bool
+    ``(S,)`` and ``(B,)`` or None where there is none (see :class:`losses.torch._term_core.TermLoss`)."""
+    assert prepared.partials_address, "stats() first"
+    batch = prepared.batch
+    rows = batch if per_image else 1
+    buffer, address = new_array((4 * rows + batch,))
+    if overlap_rows is not None:
+        buffer[3 * rows + batch :] = overlap_rows
+    lib = _clib.library()
+    assert lib is not None, "the fused path runs only where the library is built"
+    arguments = _TermRows(
+        partials=prepared.partials_address,
+        overlap=None if overlap_rows is None else address + 8 * (3 * rows + batch),
+        rows=address,
+        slope=address + 8 * rows,
+        nan_row=address + 16 * rows,
+        non_finite=address + 24 * rows,
+        batch=batch,
+        classes=prepared.classes,
+        one_term_per_position=prepared.kind != "rows",
+        per_image=per_image,
+        normalization=TERM_NORMALIZATIONS.index(normalization),
+        lambda_term=lambda_term,
+        lambda_overlap=lambda_overlap,
+    )
+    found = lib.term_rows(ctypes.addressof(arguments))
+    nan_rows = buffer[2 * rows : 3 * rows] != 0 if found & 1 else None
+    non_finite = buffer[3 * rows : 3 * rows + batch] != 0 if found & 2 else None
+    return buffer[:rows], buffer[rows : 2 * rows], nan_rows, non_finite
+
+
 def supports(input: torch.Tensor, target: torch.Tensor, mode: str, label_map: bool) -> bool:
     """Whether the fused passes take this prediction and target (else the portable path runs)."""
     if input.device.type != "cpu" or target.device.type != "cpu" or input.numel() == 0:
@@ -211,6 +290,7 @@ class Prepared:
         "ignore",
         "ignore_int",
         "kind",
+        "partials_address",
         "positions",
         "probs",
         "target",
@@ -257,8 +337,10 @@ class Prepared:
             None if weight is None else weight.reshape(self.batch, self.positions).to(torch.float32).contiguous()
         )
         self.term = term
-        self.ce_factor = None if term is None else np.asarray(term.class_factors(self.classes), dtype=np.float32)
+        # (array, address): the array lives as long as this object, whatever the cache keeps
+        self.ce_factor = None if term is None else _class_factors(term, self.classes)
         self.probs: torch.Tensor | None = None
+        self.partials_address = 0  # of the float64 sums of stats(), for the host step in C
 
     def _tasks(self) -> tuple[int, int, int]:
         """(tasks, positions per task, rows): rows of N positions, or images of C × N."""
@@ -274,7 +356,7 @@ class Prepared:
             assert self.ce_factor is not None  # set with the term
             alpha = self.term.positive_weight
             term = dict(
-                ce_factor=self.ce_factor.ctypes.data,
+                ce_factor=self.ce_factor[1],
                 gamma=self.term.gamma,
                 smoothing=self.term.label_smoothing,
                 alpha=-1.0 if alpha is None else alpha,
@@ -316,7 +398,8 @@ class Prepared:
         out, out_address = new_array((tasks, per_task, NUM_PARTIALS), np.float32)
         self.probs = torch.empty_like(self.x)
         _run(name, self._pass(chunk, out=out_address, probs=self.probs.data_ptr()), tasks, self.x.numel())
-        stats = out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64)
+        stats, self.partials_address = new_array((rows, per_task, NUM_PARTIALS))
+        out.reshape(rows, -1, per_task, NUM_PARTIALS).sum(1, dtype=np.float64, out=stats)
         stats = stats.reshape(self.batch, self.classes, NUM_PARTIALS)
         if variant == "basic":
             stats[..., VALID_COUNT] = self.positions
@@ -342,8 +425,8 @@ class Prepared:
         assert self.probs is not None, "stats() keeps the probabilities for one gradient pass"
         pointers = dict(probs=self.probs.data_ptr(), coef=coefficients_address)
         if self.term is not None:
-            term_scale = np.ascontiguousarray(term_scale, dtype=np.float32)
-            pointers["ce_scale"] = term_scale.ctypes.data
+            term_scale_f32, pointers["ce_scale"] = new_array((self.batch,), np.float32)
+            term_scale_f32[:] = term_scale
         grad, self.probs = self.probs, None
         _run(name, self._pass(chunk, **pointers), tasks, self.x.numel())
         return grad

@@ -7,6 +7,8 @@
  * denominator k·TP + α·FP + β·FN as coefficients of the sums) come from Form.coefficients;
  * tests/test_overlap_formula.py checks this file against overlap_loss over every member and option.
  *
+ * term_rows is the same host step for the cross-entropy / focal term beside the overlap loss.
+ *
  * NaN must propagate here: no -ffinite-math-only, and comparisons are written so that a NaN makes
  * them False, as NumPy's. -ffp-contract=off (cpu.py) keeps NumPy's rounding: no fused multiply-add.
  */
@@ -15,6 +17,9 @@
 
 #if !defined(NUM_STATS) || !defined(STAT_TARGET_SUM) || !defined(STAT_PRED_SUM) || !defined(STAT_VALID_COUNT)
 #error "the stats layout comes from the build (cpu.py): -DSTAT_...=, -DNUM_STATS="
+#endif
+#if !defined(NUM_PARTIALS) || !defined(PARTIAL_NON_FINITE) || !defined(PARTIAL_CE)
+#error "the partial sums' layout comes from the build (cpu.py): -DNUM_PARTIALS=, -DPARTIAL_..."
 #endif
 #if !defined(LOG_CLAMP) || !defined(DENOMINATOR_MIN)
 #error "the clamps come from the build (cpu.py): -DLOG_CLAMP=, -DDENOMINATOR_MIN="
@@ -188,4 +193,74 @@ static void formula_row(const struct Formula *f, int64_t s) {
 
 void overlap_formula(const struct Formula *f) {
     for (int64_t s = 0; s < f->rows; ++s) formula_row(f, s);
+}
+
+/* The rows of a cross-entropy / focal term beside an overlap loss (or alone), from the float64 sums of
+ * the stats pass (B, C, NUM_PARTIALS): the host step of FusedCpuTerm (_fused_cpu.py). Per row (image,
+ * or the batch) λ_term·T + λ_overlap·L_overlap, with T = Σ v·ℓ / Σ v as losses/torch/_term_core.py
+ * (composed_term_loss) defines it and L_overlap the loss of overlap_formula. */
+enum { NORMALIZATION_ROW, NORMALIZATION_MEAN, NORMALIZATION_SUM };
+
+struct TermRows {
+    const double *partials; /* (B, C, NUM_PARTIALS) */
+    const double *overlap;  /* (S,): the overlap loss of each row, or NULL */
+    double *rows;           /* (S,): the loss of each row */
+    double *slope;          /* (S,): λ_term·∂T/∂(Σ v·ℓ) */
+    double *nan_row;        /* (S,): 1 where the gradient of the row is NaN: a mean over nothing, a NaN overlap loss */
+    double *non_finite;     /* (B,): 1 for an image with a NaN or ±inf */
+    int64_t batch, classes;
+    int32_t one_term_per_position; /* multiclass: the term's sum and Σ v in the slot of class 0 */
+    int32_t per_image, normalization;
+    double lambda_term, lambda_overlap;
+};
+
+/* Returns 1 if a row's gradient is NaN, plus 2 if an image holds a NaN or ±inf. */
+int32_t term_rows(const struct TermRows *t) {
+    const int64_t C = t->classes;
+    int32_t any = 0;
+    double row_sum = 0.0, row_count = 0.0;
+    for (int64_t b = 0; b < t->batch; ++b) {
+        const double *image = t->partials + b * C * NUM_PARTIALS;
+        double bad = 0.0, sum = image[PARTIAL_CE], count = image[STAT_VALID_COUNT];
+        for (int64_t c = 0; c < C; ++c) bad += image[c * NUM_PARTIALS + PARTIAL_NON_FINITE];
+        if (!t->one_term_per_position)
+            for (int64_t c = 1; c < C; ++c) {
+                sum += image[c * NUM_PARTIALS + PARTIAL_CE];
+                count += image[c * NUM_PARTIALS + STAT_VALID_COUNT];
+            }
+        t->non_finite[b] = bad > 0 ? 1.0 : 0.0;
+        if (bad > 0) {
+            sum = NAN;
+            any |= 2;
+        }
+        row_sum = b && !t->per_image ? row_sum + sum : sum;
+        row_count = b && !t->per_image ? row_count + count : count;
+        if (!t->per_image && b + 1 < t->batch) continue;
+        const int64_t s = t->per_image ? b : 0;
+        const int has_valid = row_count > 0;
+        const double safe_count = has_valid ? row_count : 1.0;
+        double term, slope;
+        if (t->normalization == NORMALIZATION_SUM) {
+            term = row_sum;
+            slope = 1.0;
+        } else if (t->normalization == NORMALIZATION_MEAN) { /* a mean over nothing is NaN, and its gradient */
+            term = has_valid ? row_sum / safe_count : NAN;
+            slope = 1.0 / safe_count;
+        } else { /* a row without a valid position adds 0 (NaN where a NaN entered it) */
+            term = has_valid ? row_sum / safe_count : row_sum * 0.0;
+            slope = has_valid ? 1.0 / safe_count : 0.0;
+        }
+        double loss = t->lambda_term * term;
+        int nan_row = !has_valid && t->normalization == NORMALIZATION_MEAN;
+        if (t->overlap) {
+            const double overlap = t->overlap[s];
+            loss = loss + t->lambda_overlap * overlap;
+            nan_row |= !isfinite(overlap);
+        }
+        t->rows[s] = loss;
+        t->slope[s] = t->lambda_term * slope;
+        t->nan_row[s] = nan_row ? 1.0 : 0.0;
+        any |= nan_row;
+    }
+    return any;
 }

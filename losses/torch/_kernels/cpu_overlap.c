@@ -118,8 +118,8 @@ SCALAR float log_of_parts(float m, float e) {
     return m + (log1p_remainder(m) - 2.12194440e-4f * e) + 0.693359375f * e;
 }
 
-/* log(x) for x > 0, subnormal too: x = (1 + m)·2^e with 1 + m in [√½, √2), branch-free. */
-SCALAR float log_full(float x) {
+/* x > 0, subnormal too, as (1 + m)·2^e with 1 + m in [√½, √2), branch-free: returns e, sets *m. */
+SCALAR float log_split(float x, float *m_out) {
     const float subnormal = x < 1.17549435e-38f ? 1.0f : 0.0f;
     x = subnormal > 0.0f ? x * 8388608.0f : x; /* 2^23: a normal float */
     int32_t bits;
@@ -130,8 +130,15 @@ SCALAR float log_full(float x) {
     memcpy(&m, &bits, sizeof m);
     const int32_t low = m < 0.707106781186547524f;
     e -= low;
-    m = low ? m + m - 1.0f : m - 1.0f;
-    return log_of_parts(m, (float)e - 23.0f * subnormal);
+    *m_out = low ? m + m - 1.0f : m - 1.0f;
+    return (float)e - 23.0f * subnormal;
+}
+
+/* log(x) for x > 0, subnormal too. */
+SCALAR float log_full(float x) {
+    float m;
+    const float e = log_split(x, &m);
+    return log_of_parts(m, e);
 }
 
 /* log(1 + u) for u in [0, 1], as log_full(1 + u) without its exponent: 1 + u is 1 + m below √2
@@ -424,12 +431,10 @@ static inline void tile_weights(const float *wb, int64_t n0, int len, float *v) 
  * with log p_c = x_c − lse taken from the logits. Without smoothing only the label's class counts, and
  * the gradient pass takes its log p_y from the stored probabilities (log_probability) instead. */
 
-/* The label's probability p_y and factor f_y of each position of a tile (0 where y = −1), and its logit
- * x_y or (OTHERS) the sum of the other classes' probabilities, 1 − p_y where p_y is next to 1. */
+/* The label's probability p_y, logit x_y and factor f_y of each position of a tile (0 where y = −1). */
 SCALAR void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
                               const float *restrict pb, int64_t p_stride, const int32_t *restrict lab,
-                              const float *restrict f, float *restrict py, float *restrict xy, float *restrict fy,
-                              int others) {
+                              const float *restrict f, float *restrict py, float *restrict xy, float *restrict fy) {
     _Pragma("omp simd")
     for (int j = 0; j < len; ++j) py[j] = xy[j] = fy[j] = 0.0f;
     for (int64_t c = 0; c < classes; ++c) {
@@ -437,9 +442,9 @@ SCALAR void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, i
         _Pragma("omp simd")
         for (int j = 0; j < len; ++j) {
             const int hit = lab[j] == (int32_t)c;
-            const float pv = pc[j]; /* read unconditionally: a masked load does not vectorise */
+            const float pv = pc[j], xv = xc[j]; /* read unconditionally: a masked load does not vectorise */
             py[j] = hit ? pv : py[j];
-            xy[j] = others ? xy[j] + (hit ? 0.0f : pv) : hit ? xc[j] : xy[j];
+            xy[j] = hit ? xv : xy[j];
             fy[j] = hit ? fc : fy[j];
         }
     }
@@ -448,7 +453,10 @@ SCALAR void tile_gather_label(const float *restrict xb, int64_t n, int64_t n0, i
 /* log p of a probability p and of 1 − p = rest, summed apart: next to p = 1 (above √½) log(1 − rest),
  * which keeps the precision of a small rest that p lost. Finite at p = 0, where it is multiplied by p. */
 SCALAR float log_probability(float p, float rest) {
-    return p > 0.707106781186547524f ? log1p_remainder(-rest) - rest : log_full(p);
+    float m;
+    const float e = log_split(p, &m);
+    const int high = p > 0.707106781186547524f; /* 1 + m = 1 − rest, e = 0: one polynomial for both */
+    return log_of_parts(high ? -rest : m, high ? 0.0f : e);
 }
 
 /* Σ_j v_j·ℓ_j over a tile; p_c of position j at pb[c·p_stride + j]. */
@@ -460,7 +468,7 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
     float sum = 0.0f;
     if (eps == 0.0f) {
         float py[TILE], xy[TILE], fy[TILE];
-        tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy, 0);
+        tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy);
         _Pragma("omp simd reduction(+ : sum)")
         for (int j = 0; j < len; ++j) sum += -v[j] * fy[j] * focal_power(1.0f - py[j], gamma, focus) * (xy[j] - lse[j]);
         return sum;
@@ -476,23 +484,15 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
     return sum;
 }
 
-/* e[c][j] = scale_j·∂ℓ_j/∂x_c over a tile; p_c of position j at pb[c·n + j] (the probabilities buffer).
- * Without smoothing only G_y counts, ∂ℓ/∂x_c = G_y·([c = y] − p_c): gy[j] = scale_j·G_y instead, and
- * the caller forms that product where it writes the gradient (no per-class array to fill and read). */
+/* e[c][j] = scale_j·∂ℓ_j/∂x_c over a tile, with label smoothing (every class has a share of the term);
+ * p_c of position j at pb[c·n + j] (the probabilities buffer). Without smoothing only G_y counts,
+ * ∂ℓ/∂x_c = G_y·([c = y] − p_c): see tile_overlap_slopes and tile_label_slope. */
 SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
                                    const float *restrict pb, const float *restrict lse, const int32_t *restrict lab,
                                    const float *restrict scale, const struct Pass *a, float (*restrict e)[TILE],
-                                   float *restrict gy, int focus) {
+                                   int focus) {
     const float *f = a->ce_factor;
     const float eps = a->smoothing, gamma = a->gamma, share = eps / (float)classes;
-    if (eps == 0.0f) {
-        float py[TILE], rest[TILE];
-        tile_gather_label(xb, n, n0, len, classes, pb, n, lab, f, py, rest, gy, 1);
-        _Pragma("omp simd")
-        for (int j = 0; j < len; ++j)
-            gy[j] *= scale[j] * focal_slope(py[j], log_probability(py[j], rest[j]), gamma, focus);
-        return;
-    }
     float total[TILE];
     _Pragma("omp simd")
     for (int j = 0; j < len; ++j) total[j] = 0.0f;
@@ -527,14 +527,95 @@ static float tile_focal_sum(const float *xb, int64_t n, int64_t n0, int len, int
 
 static void tile_focal_gradient(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
                                 const float *lse, const int32_t *lab, const float *scale, const struct Pass *a,
-                                float (*e)[TILE], float *gy) {
+                                float (*e)[TILE]) {
     switch (focus_of(a->gamma)) {
-    case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_NONE); break;
-    case FOCUS_SQUARE:
-        tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_SQUARE);
-        break;
-    default: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, gy, FOCUS_POWER);
+    case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_NONE); break;
+    case FOCUS_SQUARE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_SQUARE); break;
+    default: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_POWER);
     }
+}
+
+/* What the gradient pass takes of the label's class besides the overlap's slopes (the term without
+ * smoothing): GATHER_NONE (no term, or the cross-entropy with one factor for every class), GATHER_FACTOR
+ * (the cross-entropy: the label's factor f_y) or GATHER_LABEL (the focal term: f_y, p_y and the sum of
+ * the other classes' probabilities, 1 − p_y where p_y is next to 1). */
+enum { GATHER_NONE, GATHER_FACTOR, GATHER_LABEL };
+
+/* The overlap's part of a tile of the multiclass gradient pass: d[c][j] = ∂loss/∂p_c (from the
+ * coefficients kb of the image) and dot[j] = Σ_c p_c·d_c, for ∂loss/∂x_c = p_c·(d_c − dot); and in
+ * the same loop over the classes, what `gather` asks for of the label's class, as sums whose only
+ * other terms are exact zeros (no select, no second pass over the probabilities). */
+SCALAR void tile_overlap_slopes(const float *restrict pb, int64_t n, int len, int64_t classes, const float *restrict kb,
+                                const int32_t *restrict lab, const float *restrict v, const float *restrict f,
+                                float (*restrict d)[TILE], float *restrict dot, float *restrict fy,
+                                float *restrict py, float *restrict rest, int gather) {
+    for (int j = 0; j < len; ++j) dot[j] = 0.0f;
+    if (gather != GATHER_NONE)
+        for (int j = 0; j < len; ++j) fy[j] = 0.0f;
+    if (gather == GATHER_LABEL)
+        for (int j = 0; j < len; ++j) py[j] = rest[j] = 0.0f;
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *pc = pb + c * n;
+        const float ki = kb[c * 4], kp = kb[c * 4 + 1], kp2 = 2.0f * kb[c * 4 + 2];
+        const float fc = gather != GATHER_NONE ? f[c] : 0.0f;
+        for (int j = 0; j < len; ++j) {
+            const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f, pv = pc[j];
+            const float dc = v[j] * (ki * g + kp + kp2 * pv);
+            d[c][j] = dc;
+            dot[j] += pv * dc;
+            if (gather != GATHER_NONE) fy[j] += g * fc;
+            if (gather == GATHER_LABEL) {
+                py[j] += g * pv;
+                rest[j] += (1.0f - g) * pv;
+            }
+        }
+    }
+}
+
+static void tile_overlap_slopes_for(const float *pb, int64_t n, int len, int64_t classes, const float *kb,
+                                    const int32_t *lab, const float *v, const float *f, float (*d)[TILE], float *dot,
+                                    float *fy, float *py, float *rest, int gather) {
+    switch (gather) {
+    case GATHER_NONE: tile_overlap_slopes(pb, n, len, classes, kb, lab, v, f, d, dot, fy, py, rest, GATHER_NONE); break;
+    case GATHER_FACTOR:
+        tile_overlap_slopes(pb, n, len, classes, kb, lab, v, f, d, dot, fy, py, rest, GATHER_FACTOR);
+        break;
+    default: tile_overlap_slopes(pb, n, len, classes, kb, lab, v, f, d, dot, fy, py, rest, GATHER_LABEL);
+    }
+}
+
+/* gy[j] = scale_j·G_y of a tile, the term without smoothing (∂ℓ/∂x_c = G_y·([c = y] − p_c)), from what
+ * tile_overlap_slopes gathered (GATHER_NONE: f_0, the factor of every class). */
+SCALAR void tile_label_slope_of(int len, const float *restrict scale, const float *restrict fy,
+                                const float *restrict py, const float *restrict rest, float f0, float gamma,
+                                float *restrict gy, int gather, int focus) {
+    _Pragma("omp simd")
+    for (int j = 0; j < len; ++j) {
+        const float factor = gather == GATHER_NONE ? f0 : fy[j];
+        const float slope =
+            focus == FOCUS_NONE ? -1.0f : focal_slope(py[j], log_probability(py[j], rest[j]), gamma, focus);
+        gy[j] = factor * (scale[j] * slope);
+    }
+}
+
+static void tile_label_slope(int len, const float *scale, const float *fy, const float *py, const float *rest,
+                             const struct Pass *a, int gather, float *gy) {
+    const float f0 = a->ce_factor[0];
+    switch (focus_of(a->gamma)) {
+    case FOCUS_NONE:
+        if (gather == GATHER_NONE) tile_label_slope_of(len, scale, fy, py, rest, f0, 0.0f, gy, GATHER_NONE, FOCUS_NONE);
+        else tile_label_slope_of(len, scale, fy, py, rest, f0, 0.0f, gy, GATHER_FACTOR, FOCUS_NONE);
+        break;
+    case FOCUS_SQUARE: tile_label_slope_of(len, scale, fy, py, rest, f0, 2.0f, gy, GATHER_LABEL, FOCUS_SQUARE); break;
+    default: tile_label_slope_of(len, scale, fy, py, rest, f0, a->gamma, gy, GATHER_LABEL, FOCUS_POWER);
+    }
+}
+
+/* Whether every class has the same factor of the term (no class weights, no per-class alpha). */
+static int same_factors(const float *f, int64_t classes) {
+    int same = 1;
+    for (int64_t c = 1; c < classes; ++c) same &= f[c] == f[0];
+    return same;
 }
 
 /* log Σ_c e^x_c of each position of a tile (the gradient pass, which has the probabilities only). */
@@ -583,12 +664,16 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
         float d[MAX_CLASSES][TILE], e[MAX_CLASSES][TILE], v[TILE], dot[TILE], lse[TILE], scale[TILE];      \
-        float gy[TILE];                                                                                 \
+        float gy[TILE], fy[TILE], py[TILE], rest[TILE];                                                  \
         float bad = 0.0f; /* counted by the stats pass */                                               \
         int32_t lab[TILE];                                                                              \
         const int32_t ce = a->ce_factor != NULL;                                                        \
         /* the term of the label's class alone (no smoothing; from logits): gy·([c = y] − p_c) */       \
         const int32_t label_term = ce && a->smoothing == 0.0f;                                          \
+        const int gather = !label_term                           ? GATHER_NONE                          \
+                           : focus_of(a->gamma) != FOCUS_NONE    ? GATHER_LABEL                         \
+                           : same_factors(a->ce_factor, classes) ? GATHER_NONE                          \
+                                                                 : GATHER_FACTOR;                       \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
@@ -601,23 +686,16 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 tile_weights(wb, n0, len, v);                                                           \
-                for (int j = 0; j < len; ++j) dot[j] = 0.0f;                                            \
-                for (int64_t c = 0; c < classes; ++c) {                                                 \
-                    const float *pc = pb + c * n + n0;                                                  \
-                    const float ki = kb[c * 4], kp = kb[c * 4 + 1];                                     \
-                    const float kp2 = 2.0f * kb[c * 4 + 2];                                             \
-                    for (int j = 0; j < len; ++j) {                                                     \
-                        const float g = lab[j] == (int32_t)c ? 1.0f : 0.0f;                             \
-                        const float dc = v[j] * (ki * g + kp + kp2 * pc[j]);                            \
-                        d[c][j] = dc;                                                                   \
-                        dot[j] += pc[j] * dc;                                                           \
-                    }                                                                                   \
-                }                                                                                       \
+                tile_overlap_slopes_for(pb + n0, n, len, classes, kb, lab, v, a->ce_factor, d, dot, fy, \
+                                        py, rest, gather);                                              \
                 if (ce) { /* the focal / cross-entropy term's gradient, from the probabilities still here */\
-                    if (a->gamma != 0.0f && a->smoothing != 0.0f)                                       \
-                        tile_log_normalizer(xb, classes, n, n0, len, lse);                              \
                     for (int j = 0; j < len; ++j) scale[j] = a->ce_scale[b] * v[j];                     \
-                    tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e, gy);   \
+                    if (label_term)                                                                     \
+                        tile_label_slope(len, scale, fy, py, rest, a, gather, gy);                      \
+                    else {                                                                              \
+                        if (a->gamma != 0.0f) tile_log_normalizer(xb, classes, n, n0, len, lse);        \
+                        tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e);   \
+                    }                                                                                   \
                 }                                                                                       \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
                     float *pc = pb + c * n + n0;                                                        \
@@ -637,6 +715,47 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         }                                                                                               \
     }
 
+/* How the stats pass sums the term: SUM_APART (no term, or one with smoothing or another γ, in
+ * tile_focal_sum), or without smoothing in the loop over the classes of the overlap sums, class c
+ * adding f_c·Σ v·(1 − p_c)^γ·(lse − x_c) over the positions of its label, γ = 0 (SUM_CE) or 2
+ * (SUM_FOCAL2): no gather of the label's class, and the logits and probabilities read once. */
+enum { SUM_APART, SUM_CE, SUM_FOCAL2 };
+
+/* The overlap sums of each class over a tile of positions of the multiclass stats pass, added to the
+ * task's partials o, and the term's sum over the tile (0 with SUM_APART). FULL: v is the weight of a
+ * position (ignore_index, the weight map); basic: every v is 1. */
+SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb, int64_t n, int64_t n0, int len,
+                             int64_t classes, const int32_t *restrict lab, const float *restrict v,
+                             const float *restrict lse, const struct Pass *a, float *restrict o, int full, int term) {
+    float sce = 0.0f;
+    for (int64_t c = 0; c < classes; ++c) {
+        const float *xc = xb + c * n + n0;
+        float si = 0, sp = 0, sg = 0, sp2 = 0, st = 0;
+        _Pragma("omp simd reduction(+ : si, sp, sg, sp2, st)")
+        for (int j = 0; j < len; ++j) {
+            const float pc = p[c][j];
+            const float vj = full ? v[j] : 1.0f;
+            const float g = lab[j] == (int32_t)c ? vj : 0.0f;
+            si += g * pc;
+            sp += vj * pc;
+            sg += g;
+            if (full) sp2 += vj * pc * pc;
+            if (term != SUM_APART) {
+                const float miss = 1.0f - pc;
+                st += g * (term == SUM_FOCAL2 ? miss * miss : 1.0f) * (lse[j] - xc[j]);
+            }
+        }
+        float *oc = o + c * NUM_PARTIALS;
+        oc[STAT_INTERSECTION] += si;
+        oc[STAT_PRED_SUM] += sp;
+        oc[STAT_TARGET_SUM] += sg;
+        oc[STAT_PRED_SQUARES] += sp2;
+        oc[STAT_TARGET_SQUARES] += sg; /* g is 0 or 1: Σ v·g² = Σ v·g */
+        if (term != SUM_APART) sce += a->ce_factor[c] * st;
+    }
+    return sce;
+}
+
 /* FULL: v is the weight of a position (ignore_index, the weight map); basic: every v is 1. */
 #define LABEL_STATS(NAME, SUFFIX, T, FULL)                                                             \
     void NAME(const struct Pass *a, int64_t t0, int64_t t1) {                                           \
@@ -650,6 +769,10 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         float p[MAX_CLASSES][TILE], v[TILE], lse[TILE];                                                 \
         int32_t lab[TILE];                                                                              \
         const int32_t ce = a->ce_factor != NULL;                                                        \
+        const int term = !ce || a->smoothing != 0.0f           ? SUM_APART                              \
+                         : focus_of(a->gamma) == FOCUS_NONE   ? SUM_CE                                 \
+                         : focus_of(a->gamma) == FOCUS_SQUARE ? SUM_FOCAL2                             \
+                                                              : SUM_APART;                             \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t b = task / chunks, begin = (task % chunks) * chunk;                           \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
@@ -666,25 +789,17 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 tile_weights(wb, n0, len, v);                                                           \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
-                if (ce) sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, lse, lab, v, a); \
-                for (int64_t c = 0; c < classes; ++c) {                                                 \
-                    float si = 0, sp = 0, sg = 0, sp2 = 0;                                              \
-                    _Pragma("omp simd reduction(+ : si, sp, sg, sp2)")                                  \
-                    for (int j = 0; j < len; ++j) {                                                     \
-                        const float pc = p[c][j];                                                       \
-                        const float vj = FULL ? v[j] : 1.0f;                                            \
-                        const float g = lab[j] == (int32_t)c ? vj : 0.0f;                               \
-                        si += g * pc;                                                                   \
-                        sp += vj * pc;                                                                  \
-                        sg += g;                                                                        \
-                        if (FULL) sp2 += vj * pc * pc;                                                  \
-                    }                                                                                   \
-                    float *oc = o + c * NUM_PARTIALS;                                                   \
-                    oc[STAT_INTERSECTION] += si;                                                        \
-                    oc[STAT_PRED_SUM] += sp;                                                            \
-                    oc[STAT_TARGET_SUM] += sg;                                                          \
-                    oc[STAT_PRED_SQUARES] += sp2;                                                       \
-                    oc[STAT_TARGET_SQUARES] += sg; /* g is 0 or 1: Σ v·g² = Σ v·g */                   \
+                if (term == SUM_APART && ce)                                                            \
+                    sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, lse, lab, v, a);     \
+                switch (term) { /* each a loop of its own */                                            \
+                case SUM_APART:                                                                         \
+                    tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_APART);    \
+                    break;                                                                              \
+                case SUM_CE:                                                                            \
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_CE);\
+                    break;                                                                              \
+                default:                                                                                \
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_FOCAL2);\
                 }                                                                                       \
             }                                                                                           \
             for (int64_t c = 0; c < classes; ++c) {                                                     \
