@@ -602,19 +602,21 @@ def test_the_fused_cpu_term_matches_float64_for_every_target_kind(kind, loss, sm
 
 
 @pytest.mark.parametrize("loss", ["focal", "dice_focal"])
-@pytest.mark.parametrize("large", [120.0, 300.0])
-def test_the_fused_multiclass_focal_loss_with_smoothing_of_a_dominant_class(loss, large):
+@pytest.mark.parametrize("large", [120.0, 300.0, 1e4])
+@pytest.mark.parametrize("gamma, smoothing", [(1.5, 0.1), (0.0, 0.0), (2.0, 0.0), (0.0, 0.1)])
+def test_the_fused_multiclass_focal_loss_of_a_dominant_class(loss, large, gamma, smoothing):
     """The log-sum-exp of each position is taken relative to its largest logit: classes 1 and 2 far above
     class 0 and one apart (so that both of their log p count), or class 0 far above the rest. A shift
-    that missed the largest class would overflow e^(x − m). Label smoothing, so that every class's log
-    p is read, and γ = 1.5; value and gradient against float64."""
+    that missed the largest class would overflow e^(x − m), and log p = x − (max + log Σ e^(x − max))
+    would round at the scale of the logits (1e-3 at 1e4): it is (x − max) − log Σ e^(x − max). With
+    label smoothing every class's log p is read. Value and gradient against float64."""
     logits = np.zeros((1, 3, 2, 5), np.float32)
     logits[:, 1, 0] = large
     logits[:, 2, 0] = large - 1.0
     logits[:, 0, 1] = large
     logits[:, 2, 1, ::2] = -large
     labels = torch.tensor([[[0, 1, 2, 0, 1], [2, 1, 0, 0, 2]]])
-    options = dict(mode="multiclass", gamma=1.5, label_smoothing=0.1)
+    options = dict(mode="multiclass", gamma=gamma, label_smoothing=smoothing)
     function = focal_loss if loss == "focal" else dice_focal_loss
     results = []
     for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):

@@ -371,12 +371,20 @@ ROWS_KERNELS(i64, int64_t, 1)
 ROWS_KERNELS(i32, int32_t, 1)
 ROWS_KERNELS(u8, uint8_t, 1)
 
+/* log Σ_c e^x_c of each position of a tile, kept as its two parts, the largest logit and
+ * log Σ_c e^(x_c − max): the cross-entropy reads log p_c = (x_c − max) − log_sum, whose first
+ * difference is exact; max + log_sum itself would round at the scale of the logits (1e-3 at 1e4). */
+struct Normalizer {
+    float max[TILE], log_sum[TILE];
+};
+SCALAR float log_softmax_of(float x, const struct Normalizer *z, int j) { return (x - z->max[j]) - z->log_sum[j]; }
+
 /* The probabilities of a tile of positions [n0, n0 + len) of one image, all classes: softmax over
  * the classes (activation) or the input itself; written to p and to the image's probs. Adds the
  * number of non-finite inputs to *nonfinite and, for probabilities, of those outside [0, 1] to *bad. */
 static inline void tile_probabilities(const float *xb, int64_t classes, int64_t n, int64_t n0, int len,
                                       int32_t activation, float p[][TILE], float *pb, float *nonfinite,
-                                      float *bad, float *lse) {
+                                      float *bad, struct Normalizer *lse) {
     /* Integer counts: a float sum in these loops would keep GCC from vectorising them. */
     int32_t nf = 0, outside = 0;
     if (!activation) {
@@ -406,8 +414,11 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
                 p[c][j] = e;
                 s[j] += e;
             }
-        if (lse) /* log Σ_c e^x_c, for the log-probabilities x_c − lse of the cross-entropy */
-            for (int j = 0; j < len; ++j) lse[j] = m[j] + log_full(s[j]);
+        if (lse) /* for the log-probabilities of the cross-entropy */
+            for (int j = 0; j < len; ++j) {
+                lse->max[j] = m[j];
+                lse->log_sum[j] = log_full(s[j]);
+            }
         for (int j = 0; j < len; ++j) s[j] = 1.0f / s[j];
         for (int64_t c = 0; c < classes; ++c)
             for (int j = 0; j < len; ++j) p[c][j] *= s[j];
@@ -461,7 +472,7 @@ SCALAR float log_probability(float p, float rest) {
 
 /* Σ_j v_j·ℓ_j over a tile; p_c of position j at pb[c·p_stride + j]. */
 SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
-                               int64_t p_stride, const float *lse, const int32_t *lab, const float *v,
+                               int64_t p_stride, const struct Normalizer *lse, const int32_t *lab, const float *v,
                                const struct Pass *a, int focus) {
     const float *f = a->ce_factor;
     const float eps = a->smoothing, gamma = a->gamma, share = eps / (float)classes;
@@ -470,7 +481,8 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
         float py[TILE], xy[TILE], fy[TILE];
         tile_gather_label(xb, n, n0, len, classes, pb, p_stride, lab, f, py, xy, fy);
         _Pragma("omp simd reduction(+ : sum)")
-        for (int j = 0; j < len; ++j) sum += -v[j] * fy[j] * focal_power(1.0f - py[j], gamma, focus) * (xy[j] - lse[j]);
+        for (int j = 0; j < len; ++j)
+            sum += -v[j] * fy[j] * focal_power(1.0f - py[j], gamma, focus) * log_softmax_of(xy[j], lse, j);
         return sum;
     }
     for (int64_t c = 0; c < classes; ++c) {
@@ -478,7 +490,7 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
         _Pragma("omp simd reduction(+ : sum)")
         for (int j = 0; j < len; ++j) {
             const float q = share + (lab[j] == (int32_t)c ? 1.0f - eps : 0.0f);
-            sum += -v[j] * fc * q * focal_power(1.0f - pc[j], gamma, focus) * (xc[j] - lse[j]);
+            sum += -v[j] * fc * q * focal_power(1.0f - pc[j], gamma, focus) * log_softmax_of(xc[j], lse, j);
         }
     }
     return sum;
@@ -488,7 +500,8 @@ SCALAR float tile_focal_sum_of(const float *xb, int64_t n, int64_t n0, int len, 
  * p_c of position j at pb[c·n + j] (the probabilities buffer). Without smoothing only G_y counts,
  * ∂ℓ/∂x_c = G_y·([c = y] − p_c): see tile_overlap_slopes and tile_label_slope. */
 SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t n0, int len, int64_t classes,
-                                   const float *restrict pb, const float *restrict lse, const int32_t *restrict lab,
+                                   const float *restrict pb, const struct Normalizer *restrict lse,
+                                   const int32_t *restrict lab,
                                    const float *restrict scale, const struct Pass *a, float (*restrict e)[TILE],
                                    int focus) {
     const float *f = a->ce_factor;
@@ -502,7 +515,7 @@ SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t 
         _Pragma("omp simd")
         for (int j = 0; j < len; ++j) {
             const float q = share + (lab[j] == (int32_t)c ? 1.0f - eps : 0.0f);
-            ec[j] = fc * q * focal_slope(pc[j], xc[j] - lse[j], gamma, focus);
+            ec[j] = fc * q * focal_slope(pc[j], log_softmax_of(xc[j], lse, j), gamma, focus);
             total[j] += ec[j];
         }
     }
@@ -516,7 +529,7 @@ SCALAR void tile_focal_gradient_of(const float *restrict xb, int64_t n, int64_t 
 
 /* The two above with the focusing of a->gamma fixed at compile time (their loops then vectorise). */
 static float tile_focal_sum(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
-                            int64_t p_stride, const float *lse, const int32_t *lab, const float *v,
+                            int64_t p_stride, const struct Normalizer *lse, const int32_t *lab, const float *v,
                             const struct Pass *a) {
     switch (focus_of(a->gamma)) {
     case FOCUS_NONE: return tile_focal_sum_of(xb, n, n0, len, classes, pb, p_stride, lse, lab, v, a, FOCUS_NONE);
@@ -526,7 +539,8 @@ static float tile_focal_sum(const float *xb, int64_t n, int64_t n0, int len, int
 }
 
 static void tile_focal_gradient(const float *xb, int64_t n, int64_t n0, int len, int64_t classes, const float *pb,
-                                const float *lse, const int32_t *lab, const float *scale, const struct Pass *a,
+                                const struct Normalizer *lse, const int32_t *lab, const float *scale,
+                                const struct Pass *a,
                                 float (*e)[TILE]) {
     switch (focus_of(a->gamma)) {
     case FOCUS_NONE: tile_focal_gradient_of(xb, n, n0, len, classes, pb, lse, lab, scale, a, e, FOCUS_NONE); break;
@@ -619,8 +633,9 @@ static int same_factors(const float *f, int64_t classes) {
 }
 
 /* log Σ_c e^x_c of each position of a tile (the gradient pass, which has the probabilities only). */
-static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t n, int64_t n0, int len, float *lse) {
-    float m[TILE], s[TILE];
+static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t n, int64_t n0, int len,
+                                       struct Normalizer *lse) {
+    float *m = lse->max, s[TILE];
     for (int j = 0; j < len; ++j) m[j] = xb[n0 + j];
     for (int64_t c = 1; c < classes; ++c)
         for (int j = 0; j < len; ++j) {
@@ -630,7 +645,7 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
     for (int j = 0; j < len; ++j) s[j] = 0.0f;
     for (int64_t c = 0; c < classes; ++c)
         for (int j = 0; j < len; ++j) s[j] += exp_full(xb[c * n + n0 + j] - m[j]);
-    for (int j = 0; j < len; ++j) lse[j] = m[j] + log_full(s[j]);
+    for (int j = 0; j < len; ++j) lse->log_sum[j] = log_full(s[j]);
 }
 
 /* Images of C classes: multiclass. Label maps (B, N) of class indices, never expanded to one-hot;
@@ -663,7 +678,8 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
-        float d[MAX_CLASSES][TILE], e[MAX_CLASSES][TILE], v[TILE], dot[TILE], lse[TILE], scale[TILE];      \
+        float d[MAX_CLASSES][TILE], e[MAX_CLASSES][TILE], v[TILE], dot[TILE], scale[TILE];                 \
+        struct Normalizer lse;                                                                             \
         float gy[TILE], fy[TILE], py[TILE], rest[TILE];                                                  \
         float bad = 0.0f; /* counted by the stats pass */                                               \
         int32_t lab[TILE];                                                                              \
@@ -693,8 +709,8 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
                     if (label_term)                                                                     \
                         tile_label_slope(len, scale, fy, py, rest, a, gather, gy);                      \
                     else {                                                                              \
-                        if (a->gamma != 0.0f) tile_log_normalizer(xb, classes, n, n0, len, lse);        \
-                        tile_focal_gradient(xb, n, n0, len, classes, pb + n0, lse, lab, scale, a, e);   \
+                        if (a->gamma != 0.0f) tile_log_normalizer(xb, classes, n, n0, len, &lse);       \
+                        tile_focal_gradient(xb, n, n0, len, classes, pb + n0, &lse, lab, scale, a, e);  \
                     }                                                                                   \
                 }                                                                                       \
                 for (int64_t c = 0; c < classes; ++c) {                                                 \
@@ -726,7 +742,8 @@ enum { SUM_APART, SUM_CE, SUM_FOCAL2 };
  * position (ignore_index, the weight map); basic: every v is 1. */
 SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb, int64_t n, int64_t n0, int len,
                              int64_t classes, const int32_t *restrict lab, const float *restrict v,
-                             const float *restrict lse, const struct Pass *a, float *restrict o, int full, int term) {
+                             const struct Normalizer *restrict lse, const struct Pass *a, float *restrict o,
+                             int full, int term) {
     float sce = 0.0f;
     for (int64_t c = 0; c < classes; ++c) {
         const float *xc = xb + c * n + n0;
@@ -742,7 +759,7 @@ SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb
             if (full) sp2 += vj * pc * pc;
             if (term != SUM_APART) {
                 const float miss = 1.0f - pc;
-                st += g * (term == SUM_FOCAL2 ? miss * miss : 1.0f) * (lse[j] - xc[j]);
+                st += g * (term == SUM_FOCAL2 ? miss * miss : 1.0f) * (-log_softmax_of(xc[j], lse, j));
             }
         }
         float *oc = o + c * NUM_PARTIALS;
@@ -766,7 +783,8 @@ SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb
         const int32_t activation = a->activation, has_ignore = a->has_ignore;                           \
         const int64_t chunks = (n + chunk - 1) / chunk;                                                 \
         const T ign = (T)a->ignore_int;                                                                 \
-        float p[MAX_CLASSES][TILE], v[TILE], lse[TILE];                                                 \
+        float p[MAX_CLASSES][TILE], v[TILE];                                                            \
+        struct Normalizer lse;                                                                          \
         int32_t lab[TILE];                                                                              \
         const int32_t ce = a->ce_factor != NULL;                                                        \
         const int term = !ce || a->smoothing != 0.0f           ? SUM_APART                              \
@@ -785,21 +803,21 @@ SCALAR float tile_class_sums(float (*restrict p)[TILE], const float *restrict xb
             for (int64_t n0 = begin; n0 < end; n0 += TILE) {                                            \
                 const int len = (int)(end - n0 < TILE ? end - n0 : TILE);                               \
                 tile_probabilities(xb, classes, n, n0, len, activation, p, probs + b * classes * n,     \
-                                   &nonfinite, &bad, ce ? lse : NULL);                                  \
+                                   &nonfinite, &bad, ce ? &lse : NULL);                                 \
                 tile_labels_##SUFFIX(tb, n0, len, has_ignore, ign, classes, lab, v, &bad);              \
                 tile_weights(wb, n0, len, v);                                                           \
                 for (int j = 0; j < len; ++j) count += v[j];                                            \
                 if (term == SUM_APART && ce)                                                            \
-                    sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, lse, lab, v, a);     \
+                    sce += tile_focal_sum(xb, n, n0, len, classes, &p[0][0], TILE, &lse, lab, v, a);    \
                 switch (term) { /* each a loop of its own */                                            \
                 case SUM_APART:                                                                         \
-                    tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_APART);    \
+                    tile_class_sums(p, xb, n, n0, len, classes, lab, v, &lse, a, o, FULL, SUM_APART);   \
                     break;                                                                              \
                 case SUM_CE:                                                                            \
-                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_CE);\
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, &lse, a, o, FULL, SUM_CE); \
                     break;                                                                              \
                 default:                                                                                \
-                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, lse, a, o, FULL, SUM_FOCAL2);\
+                    sce += tile_class_sums(p, xb, n, n0, len, classes, lab, v, &lse, a, o, FULL, SUM_FOCAL2); \
                 }                                                                                       \
             }                                                                                           \
             for (int64_t c = 0; c < classes; ++c) {                                                     \
