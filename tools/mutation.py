@@ -120,6 +120,7 @@ _CPU_TERM = (
     "log1p_remainder",
     "log_of_parts",
     "log_split",
+    "log_softmax_of",
     "log_full",
     "log1p_unit",
     "log1m_half",
@@ -135,6 +136,7 @@ _CPU_TERM = (
     "tile_focal_sum_of",
     "tile_focal_gradient_of",
     "tile_label_slope_of",
+    "tile_label_slope",
     "same_factors",
     "tile_log_normalizer",
 )
