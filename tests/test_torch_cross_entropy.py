@@ -36,6 +36,20 @@ def tensor(array, dtype=torch.float64):
     return None if array is None else torch.as_tensor(np.asarray(array), dtype=dtype)
 
 
+def float32_and_float64(function, logits, target, path="auto", **options):
+    """``[(value, gradient)]`` of ``function`` on ``path`` in float32, then on the portable path in float64
+    (a float target in the input's dtype), as float64."""
+    results = []
+    for kernel, dtype in ((path, torch.float32), ("torch", torch.float64)):
+        with kernels(kernel):
+            x = tensor(logits, dtype).requires_grad_(True)
+            t = target.to(dtype) if target.is_floating_point() else target
+            value = function(x, t, **options)
+            (grad,) = torch.autograd.grad(value, x)
+            results.append((value.item(), grad.double().numpy()))
+    return results
+
+
 @given(focal_cases(), st.sampled_from(["mean", "sum", "none"]))
 def test_focal_loss_matches_the_reference_in_float64(case, reduction):
     logits, target, options, weight = case
@@ -512,14 +526,9 @@ def test_the_fused_multiclass_focal_loss_beyond_the_first_tile(gamma, smoothing)
     rng = np.random.default_rng(12)
     logits = rng.normal(size=(2, 3, 24, 25)).astype(np.float32)
     labels = torch.as_tensor(rng.integers(0, 3, (2, 24, 25)))
-    results = []
-    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
-        with kernels(path):
-            x = tensor(logits, dtype).requires_grad_(True)
-            value = focal_loss(x, labels, mode="multiclass", gamma=gamma, label_smoothing=smoothing)
-            (grad,) = torch.autograd.grad(value, x)
-            results.append((value.item(), grad.double().numpy()))
-    (value_32, grad_32), (value_64, grad_64) = results
+    (value_32, grad_32), (value_64, grad_64) = float32_and_float64(
+        focal_loss, logits, labels, mode="multiclass", gamma=gamma, label_smoothing=smoothing
+    )
     assert value_32 == pytest.approx(value_64, rel=2e-6)
     np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-9)
 
@@ -545,19 +554,11 @@ def test_the_fused_binary_focal_gradient_of_confident_logits_keeps_its_relative_
     in the gradient pass: the gradient of a confident right logit (about −3·e^(−3x) for γ = 2) matches
     float64 to 1e-4 of itself, as does that of a confident wrong one."""
     logits = np.array([-15.0, -10.0, -5.0, 5.0, 10.0, 15.0], np.float32).reshape(1, 1, 6)
-    targets = np.full((1, 1, 6), target, np.float32)
-    grads = []
-    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
-        with kernels(path):
-            x = tensor(logits, dtype).requires_grad_(True)
-            t = tensor(targets, dtype)
-            if loss == "focal":
-                value = focal_loss(x, t, mode="binary", gamma=2.0, reduction="sum")
-            else:
-                value = dice_focal_loss(x, t, mode="binary", gamma=2.0)
-            (grad,) = torch.autograd.grad(value, x)
-            grads.append(grad.double().numpy())
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=0)
+    targets = torch.full((1, 1, 6), target)
+    options = dict(reduction="sum") if loss == "focal" else {}
+    function = focal_loss if loss == "focal" else dice_focal_loss
+    (_, grad_32), (_, grad_64) = float32_and_float64(function, logits, targets, mode="binary", gamma=2.0, **options)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=0)
 
 
 _TARGET_KINDS = {
@@ -588,15 +589,7 @@ def test_the_fused_cpu_term_matches_float64_for_every_target_kind(kind, loss, sm
             PAIRS[loss],
             dict(mode=mode, label_smoothing=smoothing, per_image=per_image, lambda_dice=0.7),
         )
-    results = []
-    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
-        with kernels(path):
-            x = tensor(logits, dtype).requires_grad_(True)
-            t = target.to(dtype) if target.is_floating_point() else target
-            value = function(x, t, **options)
-            (grad,) = torch.autograd.grad(value, x)
-            results.append((value.item(), grad.double().numpy()))
-    (value_32, grad_32), (value_64, grad_64) = results
+    (value_32, grad_32), (value_64, grad_64) = float32_and_float64(function, logits, target, **options)
     assert value_32 == pytest.approx(value_64, rel=2e-6)
     np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
 
@@ -618,14 +611,7 @@ def test_the_fused_multiclass_focal_loss_of_a_dominant_class(loss, large, gamma,
     labels = torch.tensor([[[0, 1, 2, 0, 1], [2, 1, 0, 0, 2]]])
     options = dict(mode="multiclass", gamma=gamma, label_smoothing=smoothing)
     function = focal_loss if loss == "focal" else dice_focal_loss
-    results = []
-    for path, dtype in (("auto", torch.float32), ("torch", torch.float64)):
-        with kernels(path):
-            x = tensor(logits, dtype).requires_grad_(True)
-            value = function(x, labels, **options)
-            (grad,) = torch.autograd.grad(value, x)
-            results.append((value.item(), grad.double().numpy()))
-    (value_32, grad_32), (value_64, grad_64) = results
+    (value_32, grad_32), (value_64, grad_64) = float32_and_float64(function, logits, labels, **options)
     assert np.isfinite(value_32) and np.isfinite(grad_32).all()
     assert value_32 == pytest.approx(value_64, rel=1e-5)
     np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-7)
@@ -639,17 +625,11 @@ def test_the_binary_focal_gradient_of_logits_whose_sigmoid_is_subnormal_is_finit
     factor p·(1 − p)/(1 − p_t) is at most 1; taken as 1/(1 − p_t) first, it overflowed to inf and met a
     product that underflowed to 0 (NaN for a finite input)."""
     logits = np.array([-103.0, -99.65, -90.0, 90.0, 99.65, 103.0], np.float32).reshape(1, 1, 6)
-    targets = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0], np.float32).reshape(1, 1, 6)
-    grads = []
-    for kernel, dtype in ((path, torch.float32), ("torch", torch.float64)):
-        with kernels(kernel):
-            x = tensor(logits, dtype).requires_grad_(True)
-            t = tensor(targets, dtype)
-            if loss == "focal":
-                value = focal_loss(x, t, mode="binary", gamma=gamma, reduction="sum")
-            else:
-                value = dice_focal_loss(x, t, mode="binary", gamma=gamma)
-            (grad,) = torch.autograd.grad(value, x)
-            grads.append(grad.double().numpy())
-    assert np.isfinite(grads[0]).all()
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-30)
+    targets = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0, 0.0]).reshape(1, 1, 6)
+    options = dict(reduction="sum") if loss == "focal" else {}
+    function = focal_loss if loss == "focal" else dice_focal_loss
+    (_, grad_32), (_, grad_64) = float32_and_float64(
+        function, logits, targets, path=path, mode="binary", gamma=gamma, **options
+    )
+    assert np.isfinite(grad_32).all()
+    np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-30)
