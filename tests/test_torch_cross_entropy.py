@@ -633,3 +633,19 @@ def test_the_binary_focal_gradient_of_logits_whose_sigmoid_is_subnormal_is_finit
     )
     assert np.isfinite(grad_32).all()
     np.testing.assert_allclose(grad_32, grad_64, rtol=1e-4, atol=1e-30)
+
+
+@pytest.mark.parametrize("loss", ["focal", *sorted(PAIRS)])
+@pytest.mark.parametrize("class_weights", [[1.0, 2.0, 1.0], [1.0, 1.0, 0.5]])
+def test_the_fused_multiclass_term_with_one_class_weighted_apart(loss, class_weights):
+    """The fused pass takes one factor for every class when all class weights are equal; a single class
+    weighted apart (the second or the last) must be seen. Value and gradient against float64."""
+    rng = np.random.default_rng(21)
+    logits = rng.normal(size=(2, 3, 5, 6)).astype(np.float32)
+    labels = torch.as_tensor(rng.integers(0, 3, (2, 5, 6)))
+    function = focal_loss if loss == "focal" else PAIRS[loss]
+    (value_32, grad_32), (value_64, grad_64) = float32_and_float64(
+        function, logits, labels, mode="multiclass", class_weights=class_weights
+    )
+    assert value_32 == pytest.approx(value_64, rel=2e-6)
+    np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
