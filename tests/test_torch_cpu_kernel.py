@@ -247,14 +247,21 @@ def test_channels_last_predictions_and_strided_labels():
 
 
 @pytest.mark.parametrize(
-    "mode, value",
-    [("binary", float("inf")), ("binary", float("nan")), ("multilabel", float("-inf")), ("multiclass", float("inf"))],
+    "mode, value, channel",
+    [
+        ("binary", float("inf"), 0),
+        ("binary", float("nan"), 0),
+        ("binary", float("-inf"), 0),
+        ("multilabel", float("-inf"), 2),
+        *[("multiclass", value, c) for value in (float("inf"), float("-inf"), float("nan")) for c in (0, 2)],
+    ],
 )
-def test_one_non_finite_logit_makes_its_image_nan_and_leaves_the_others_finite(mode, value):
+def test_one_non_finite_logit_makes_its_image_nan_and_leaves_the_others_finite(mode, value, channel):
+    """Also −inf in any class of a softmax, whose probabilities stay finite (0 for that class)."""
     rng = np.random.default_rng(6)
     channels = 1 if mode == "binary" else 3
     logits = torch.as_tensor(rng.normal(size=(3, channels, 5, 5)), dtype=torch.float32)
-    logits[1, channels - 1, 2, 3] = value
+    logits[1, channel, 2, 3] = value
     target = (
         torch.as_tensor(rng.uniform(size=logits.shape) < 0.4).float()
         if mode == "multilabel"
