@@ -37,11 +37,6 @@ def _overlap_stats_keras(inputs: Inputs, options: OverlapOptions) -> Any:
     num_classes, positions = inputs.num_classes, inputs.positions
     batch = ops.shape(y_pred)[0]
     logits = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
-    if options.from_logits:
-        probs = ops.softmax(logits, axis=-1) if options.mode == "multiclass" else ops.sigmoid(logits)
-    else:
-        probs = logits
-    needed = options.needed_stats()
     float_target = keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_true.dtype))
 
     # g: the target probability of each class (0 where ignored); v: the weight of each position
@@ -67,10 +62,59 @@ def _overlap_stats_keras(inputs: Inputs, options: OverlapOptions) -> Any:
         weights = ops.reshape(ops.cast(weight, dtype), (batch, positions, 1))
         valid = weights if valid is None else valid * weights
 
+    activation = _Activation(options)
+    needed = options.needed_stats()
+    if keras.backend.backend() == "tensorflow":
+        stats = _sums_with_gradient(logits, truth, valid, activation, needed)
+    else:
+        stats = _sums(activation(logits), truth, valid, needed)
+    # 0 for finite values and NaN otherwise, left out of the differentiation: the NaN reaches the
+    # gradient through the sums, whose own gradient it makes NaN. A float target's NaN or ±inf shows
+    # in Σ v·g (0·inf where its weight is 0); a logit's may not (sigmoid(inf) = 1), so it is tested.
+    finite = ops.all(ops.isfinite(ops.stop_gradient(logits)), axis=(1, 2))
+    guard = ops.where(finite, ops.zeros((), dtype), ops.full((), np.nan, dtype))
+    if not label_map and float_target:
+        guard = guard + 0.0 * ops.sum(ops.stop_gradient(stats[..., TARGET_SUM]), axis=1)
+    stats = stats + guard[:, None, None]
+    if not options.per_image:
+        stats = ops.sum(stats, axis=0, keepdims=True)
+    return stats
+
+
+class _Activation:
+    """The probabilities of the logits (B, N, C), and the gradient with respect to the logits from
+    the one with respect to the probabilities (for the hand-written gradient)."""
+
+    def __init__(self, options: OverlapOptions) -> None:
+        if not options.from_logits:
+            self.kind = "identity"
+        else:
+            self.kind = "softmax" if options.mode == "multiclass" else "sigmoid"
+
+    def __call__(self, logits: Any) -> Any:
+        if self.kind == "softmax":
+            return ops.softmax(logits, axis=-1)
+        return ops.sigmoid(logits) if self.kind == "sigmoid" else logits
+
+    def backward(self, probs: Any, grad: Any) -> Any:
+        if self.kind == "softmax":
+            return probs * (grad - ops.sum(probs * grad, axis=-1, keepdims=True))
+        if self.kind == "sigmoid":
+            import tensorflow as tf
+
+            return tf.raw_ops.SigmoidGrad(y=probs, dy=grad)  # p·(1 − p)·grad in one pass
+        return grad
+
+
+def _sums(probs: Any, truth: Any, valid: Any, needed: frozenset[int]) -> Any:
+    """The sums (B, C, NUM_STATS) over the positions of the probabilities p and the targets g
+    (B, N, C) with the weights v (B, N, 1), None for 1; the columns not ``needed`` are 0."""
+
     def weighted_sum(x: Any) -> Any:
         return ops.sum(x if valid is None else x * valid, axis=1)
 
-    zeros = ops.zeros((batch, num_classes), dtype)
+    shape = ops.shape(probs)
+    zeros = ops.zeros((shape[0], shape[2]), probs.dtype)
     columns = [zeros] * NUM_STATS
     if INTERSECTION in needed:
         columns[INTERSECTION] = weighted_sum(probs * truth)
@@ -85,15 +129,74 @@ def _overlap_stats_keras(inputs: Inputs, options: OverlapOptions) -> Any:
         columns[ABS_DIFF] = weighted_sum(ops.abs(probs - truth))
     if VALID_COUNT in needed:
         columns[VALID_COUNT] = zeros + ops.sum(ops.ones_like(probs[..., :1]) if valid is None else valid, axis=1)
-    stats = ops.stack(columns, axis=-1)
-    # 0 for finite values and NaN otherwise; 0·x, not a test, so that the gradient carries the NaN too.
-    guard = ops.sum(logits * 0.0, axis=(1, 2))
-    if not label_map and float_target:
-        guard = guard + ops.sum(ops.cast(target, dtype) * 0.0, axis=(1, 2))
-    stats = stats + guard[:, None, None]
-    if not options.per_image:
-        stats = ops.sum(stats, axis=0, keepdims=True)
-    return stats
+    return ops.stack(columns, axis=-1)
+
+
+def _sums_with_gradient(logits: Any, truth: Any, valid: Any, activation: _Activation, needed: frozenset[int]) -> Any:
+    """:func:`_sums` of the activation of the logits, with its gradient written out (TensorFlow):
+    autodiff broadcasts the upstream gradient of every sum to the input's size and adds them up, a
+    pass over the input each; this is one expression per input. The gradients of the targets and
+    weights are written too, so that they differentiate as under autodiff (a ``tf.function`` prunes
+    what nothing uses)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def sums(logits: Any, truth: Any, *weights: Any) -> Any:
+        v = weights[0] if weights else None
+        probs = activation(logits)
+
+        def grad(upstream: Any) -> Any:
+            k = [upstream[:, None, :, stat] for stat in range(NUM_STATS)]  # (B, 1, C) against (B, N, C)
+            sign = ops.sign(probs - truth) if ABS_DIFF in needed else None
+            d_probs = _total(
+                probs,
+                (lambda: k[INTERSECTION] * truth) if INTERSECTION in needed else None,
+                (lambda: k[PRED_SUM]) if PRED_SUM in needed else None,
+                (lambda: 2.0 * k[PRED_SQUARES] * probs) if PRED_SQUARES in needed else None,
+                (lambda: k[ABS_DIFF] * sign) if ABS_DIFF in needed else None,
+            )
+            d_truth = _target_gradient(k, probs, truth, sign, needed)
+            if v is None:
+                return activation.backward(probs, d_probs), d_truth
+            d_v = _total(
+                probs,
+                (lambda: k[INTERSECTION] * probs * truth) if INTERSECTION in needed else None,
+                (lambda: k[PRED_SUM] * probs) if PRED_SUM in needed else None,
+                lambda: k[TARGET_SUM] * truth,
+                (lambda: k[PRED_SQUARES] * probs * probs) if PRED_SQUARES in needed else None,
+                (lambda: k[TARGET_SQUARES] * truth * truth) if TARGET_SQUARES in needed else None,
+                (lambda: k[ABS_DIFF] * ops.abs(probs - truth)) if ABS_DIFF in needed else None,
+                (lambda: k[VALID_COUNT]) if VALID_COUNT in needed else None,
+            )
+            if v.shape[-1] != d_v.shape[-1]:  # one weight per position, for every class
+                d_v = ops.sum(d_v, axis=-1, keepdims=True)
+            return activation.backward(probs, d_probs * v), d_truth * v, d_v
+
+        return _sums(probs, truth, v, needed), grad
+
+    return sums(logits, truth) if valid is None else sums(logits, truth, valid)
+
+
+def _target_gradient(k: list[Any], probs: Any, truth: Any, sign: Any, needed: frozenset[int]) -> Any:
+    """∂(Σ_s k_s·stat_s)/∂g before the weights: k_I·p + k_G + 2·k_G2·g − k_A·sign(p − g)."""
+    return _total(
+        truth,
+        (lambda: k[INTERSECTION] * probs) if INTERSECTION in needed else None,
+        lambda: k[TARGET_SUM],
+        (lambda: 2.0 * k[TARGET_SQUARES] * truth) if TARGET_SQUARES in needed else None,
+        (lambda: -k[ABS_DIFF] * sign) if ABS_DIFF in needed else None,
+    )
+
+
+def _total(like: Any, *terms: Any) -> Any:
+    """The sum of the terms (functions; None for a term left out), broadcast to the shape of ``like``."""
+    present = [make() for make in terms if make is not None]
+    if not present:
+        return ops.zeros_like(like)
+    total = present[0]
+    for term in present[1:]:
+        total = total + term
+    return total if tuple(total.shape) == tuple(like.shape) else ops.broadcast_to(total, ops.shape(like))
 
 
 def sum_across_replicas(stats: Any) -> Any:
