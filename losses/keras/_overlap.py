@@ -1,5 +1,7 @@
 """The overlap losses for Keras 3 (channels last), written in ``keras.ops``: Dice, Jaccard, Tversky,
-focal Tversky and generalized Dice, on the general form of :mod:`losses._overlap`."""
+focal Tversky and generalized Dice, on the general form of :mod:`losses._overlap`. On TensorFlow the
+per-class sums carry a hand-written gradient (:func:`_sums_with_gradient`); JAX and torch
+differentiate them by autodiff, which their compilers fuse."""
 
 from __future__ import annotations
 
