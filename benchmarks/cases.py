@@ -23,6 +23,7 @@ class Row:
     jit: bool = False  # keras rows: tf.function(jit_compile=True)
     compiled: bool = False  # torch.compile / XLA rows: slow to warm up, skipped by --no-compile
     scale: float = 1.0  # the row computes scale × the case's loss (and gradient), and is checked so
+    reference: bool = False  # another loss on the same input (Dice alone beside a pair): not in the headline
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,14 @@ def _pair_rows(pair: str):
     rows = [
         Row("losses (ours)", "torch", ours, "ours"),
         Row("losses (ours) + torch.compile", "torch", peers.compiled(ours), "ours", compiled=True),
-        Row("losses DiceLoss alone (ours)", "torch", peers.ours_torch_dice, "ours", opts={"lambda_term": 0.0}),
+        Row(
+            "losses DiceLoss alone (ours)",
+            "torch",
+            peers.ours_torch_dice,
+            "ours",
+            opts={"lambda_term": 0.0},
+            reference=True,
+        ),
     ]
     if pair == "dice_ce":
         rows.append(

@@ -71,6 +71,7 @@ class Result:
             "name": self.row.name,
             "framework": self.row.framework,
             "group": self.row.group,
+            "reference": self.row.reference,
             "options": {**case.opts, **self.row.opts},
             "status": self.status,
             "reason": self.reason,
@@ -744,7 +745,7 @@ def headline(report: dict) -> str:
     for case in report["cases"]:
         cells = [case["title"]]
         for framework in ("torch", "keras"):
-            rows = [row for row in case["rows"] if row["framework"] == framework]
+            rows = [row for row in case["rows"] if row["framework"] == framework and not row.get("reference")]
             for row in (
                 _fastest([row for row in rows if row["group"] == "ours"]),
                 _fastest([row for row in rows if row["group"] != "ours"]),
