@@ -146,6 +146,40 @@ def test_negative_control_wrong_backward_fails_the_check():
         check_gradient(wrong, y_pred, framework="keras")
 
 
+def _binary_focal_with_relu_and_abs(y_true, y_pred):
+    """The binary focal loss (γ = 2) with ``max(x, 0) + log(1 + e^−|x|)`` written with relu and abs:
+    the same value, but at x = 0 the derivatives TensorFlow and JAX take of both (0) miss σ(0) = 1/2."""
+    y_true = ops.convert_to_tensor(y_true, y_pred.dtype)
+    p = ops.sigmoid(y_pred)
+    ce = ops.relu(y_pred) - y_true * y_pred + ops.log1p(ops.exp(-ops.abs(y_pred)))
+    terms = (p + y_true * (1.0 - 2.0 * p)) ** 2 * ce
+    return ops.sum(terms) / terms.shape[0] / (terms.shape[1] * terms.shape[2])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0, 1.5])
+def test_binary_gradient_at_zero_logits(gamma):
+    """Logits exactly 0 (a zero-initialised last layer): the cross-entropy's derivative there is
+    σ(0) − t = 1/2 − t, from both sides, whichever branch the formula's select takes."""
+    rng = np.random.default_rng(0)
+    y_pred = np.zeros((2, 3, 2, 1))
+    y_pred[0, 0, 0, 0] = 0.7
+    y_true = rng.uniform(0.1, 0.9, y_pred.shape)
+    check_gradient(lambda x: mean(focal_loss(y_true, x, mode="binary", gamma=gamma)), y_pred, framework="keras")
+
+
+def test_binary_gradient_at_zero_negative_control():
+    rng = np.random.default_rng(0)
+    y_pred = np.zeros((2, 3, 2, 1))
+    y_true = rng.uniform(0.1, 0.9, y_pred.shape)
+    correct = lambda x: mean(focal_loss(y_true, x, mode="binary", gamma=2.0))  # noqa: E731
+    wrong = lambda x: _binary_focal_with_relu_and_abs(y_true, x)  # noqa: E731
+    assert value_and_grad(wrong, [y_pred], framework="keras")[0] == pytest.approx(
+        value_and_grad(correct, [y_pred], framework="keras")[0], rel=1e-10
+    )
+    with pytest.raises(GradientMismatch):
+        check_gradient(wrong, y_pred, framework="keras")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize(
     "make",

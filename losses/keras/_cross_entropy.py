@@ -30,6 +30,8 @@ def _power(base: Any, gamma: float) -> Any:
         return ops.ones_like(base)
     if gamma == 1:
         return base
+    if gamma == 2:  # the usual value: a product, not a power (exp and log per element)
+        return base * base
     zero = base <= 0
     return ops.where(zero, 0.0, ops.power(ops.where(zero, 1.0, base), ops.cast(gamma, base.dtype)))
 
@@ -41,7 +43,7 @@ def _log_at_least(x: Any) -> Any:
 
 def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
     """``(v·ℓ, v)``: the weighted focal terms and their weights, ``(B, N)`` (multiclass: per position)
-    or ``(B, N, C)`` (binary, multilabel: per element)."""
+    or ``(B, N, C)`` (binary, multilabel: per element); v is None where every weight is 1."""
     y_pred = inputs.y_pred
     dtype = compute_dtype(y_pred)
     num_classes, positions = inputs.num_classes, inputs.positions
@@ -75,21 +77,30 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
         t = ops.cast(t, dtype)
         if ignored is not None:
             t = ops.where(ignored, 0.0, t)
-        t = (1.0 - smoothing) * t + smoothing / 2
+        if smoothing:
+            t = (1.0 - smoothing) * t + smoothing / 2
         if options.from_logits:
-            log_p, log_not_p, p = ops.log_sigmoid(x), ops.log_sigmoid(-x), ops.sigmoid(x)
+            # max(x, 0) − t·x + log(1 + e^−|x|), as tf.nn.sigmoid_cross_entropy_with_logits: one exp
+            # and one log1p where two log-sigmoids take several passes each; `where`, not relu and
+            # abs, so that at x = 0 the gradient is σ(0) − t, not −t.
+            positive = x >= 0
+            ce = ops.where(positive, x, 0.0) - t * x + ops.log1p(ops.exp(ops.where(positive, -x, x)))
+            p = ops.sigmoid(x)
         else:
-            log_p, log_not_p, p = _log_at_least(x), _log_at_least(1.0 - x), x
-        ce = -(t * log_p + (1.0 - t) * log_not_p)
-        miss = p * (1.0 - t) + (1.0 - p) * t  # 1 − p_t
-        terms = factors * _power(miss, options.gamma) * ce
+            ce = -(t * _log_at_least(x) + (1.0 - t) * _log_at_least(1.0 - x))
+            p = x
+        terms = ce if options.gamma == 0 else _power(p + t * (1.0 - 2.0 * p), options.gamma) * ce  # (1 − p_t)^γ·ce
+        if any(factor != 1.0 for factor in options.class_factors(num_classes)):
+            terms = factors * terms
         alpha = options.positive_weight
         if alpha is not None:
-            terms = (alpha * t + (1.0 - alpha) * (1.0 - t)) * terms
+            terms = ((1.0 - alpha) + (2.0 * alpha - 1.0) * t) * terms  # α·t + (1 − α)·(1 − t)
         valid = None if ignored is None else ops.broadcast_to(ops.logical_not(ignored), ops.shape(terms))
         mark = non_finite_mark(x)
     # A NaN or ±inf logit makes its term NaN, and its gradient NaN.
     terms = terms + mark
+    if valid is None and inputs.weight is None:
+        return terms, None
     valid = ops.ones_like(terms) if valid is None else ops.cast(valid, dtype)
     if inputs.weight is not None:
         weight = ops.reshape(ops.cast(inputs.weight, dtype), (batch, positions))
@@ -102,7 +113,13 @@ def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: boo
     where a NaN entered it)."""
     terms, valid = focal_terms(inputs, options)
     axes = tuple(range(1, len(terms.shape)))
-    sums = ops.stack([ops.sum(terms, axis=axes), ops.sum(valid, axis=axes)], axis=-1)  # (B, 2)
+    term_sums = ops.sum(terms, axis=axes)
+    if valid is None:  # every weight 1: the count is the number of terms of an image
+        count = ops.cast(ops.prod(ops.shape(terms)[1:]), term_sums.dtype)
+        counts = ops.zeros_like(term_sums) + count
+    else:
+        counts = ops.sum(valid, axis=axes)
+    sums = ops.stack([term_sums, counts], axis=-1)  # (B, 2)
     if not per_image:
         sums = ops.sum(sums, axis=0, keepdims=True)
         if sync:
