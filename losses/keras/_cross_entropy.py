@@ -49,18 +49,30 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
     num_classes, positions = inputs.num_classes, inputs.positions
     batch = ops.shape(y_pred)[0]
     x = ops.reshape(upcast(y_pred), (batch, positions, num_classes))
-    factors = ops.convert_to_tensor(np.asarray(options.class_factors(num_classes), dtype))
+    class_factors = options.class_factors(num_classes)
+    factors = ops.convert_to_tensor(np.asarray(class_factors, dtype))
+    weighted_classes = any(factor != 1.0 for factor in class_factors)
     smoothing = options.label_smoothing
+
+    def focal(log_p: Any) -> Any:
+        """−(1 − p)^γ·log p, from log p."""
+        return -log_p if options.gamma == 0 else -_power(1.0 - ops.exp(log_p), options.gamma) * log_p
+
     if options.mode == "multiclass":
         log_p = ops.log_softmax(x, axis=-1) if options.from_logits else _log_at_least(x)
-        per_class = -factors * _power(1.0 - ops.exp(log_p), options.gamma) * log_p  # (B, N, C)
         if inputs.label_map:
             labels, valid = label_indices(ops.reshape(inputs.y_true, (batch, positions)), options.ignore_index)
             one_hot = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
-            terms = (1.0 - smoothing) * ops.sum(one_hot * per_class, axis=-1)
+            # Σ_c [c = y]·f_c·focal(log p_c) = f_y·focal(log p_y): the label's class alone, per position
+            # (0 where ignored: log p_y = 0 there, and so is its term).
+            terms = focal(ops.sum(one_hot * log_p, axis=-1))
+            if weighted_classes:
+                terms = ops.sum(one_hot * factors, axis=-1) * terms
             if smoothing:
-                terms = terms + smoothing / num_classes * ops.sum(per_class, axis=-1)
+                per_class = focal(log_p) if not weighted_classes else factors * focal(log_p)  # (B, N, C)
+                terms = (1.0 - smoothing) * terms + smoothing / num_classes * ops.sum(per_class, axis=-1)
         else:
+            per_class = factors * focal(log_p)  # (B, N, C)
             q = ops.reshape(inputs.y_true, (batch, positions, num_classes))
             ignored = ignored_positions(q, options.ignore_index)
             q = ops.cast(q, dtype)
