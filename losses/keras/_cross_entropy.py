@@ -102,7 +102,7 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
             ce = -(t * _log_at_least(x) + (1.0 - t) * _log_at_least(1.0 - x))
             p = x
         terms = ce if options.gamma == 0 else _power(p + t * (1.0 - 2.0 * p), options.gamma) * ce  # (1 − p_t)^γ·ce
-        if any(factor != 1.0 for factor in options.class_factors(num_classes)):
+        if weighted_classes:
             terms = factors * terms
         alpha = options.positive_weight
         if alpha is not None:
