@@ -28,6 +28,7 @@ from keras import ops
 
 from robustness_cases import (
     LOSSES,
+    LOVASZ,
     Case,
     bad_inputs,
     finite_cases,
@@ -90,12 +91,12 @@ def keras_case(logits, target):
     return channels_last(logits), channels_last(target) if with_channel_axis else np.asarray(target)
 
 
-def compiled(fn):
-    """``fn`` compiled the backend's way (tf.function, jax.jit); as it is on torch."""
+def compiled(fn, xla=False):
+    """``fn`` compiled the backend's way (tf.function, with ``xla`` jit_compile; jax.jit); as it is on torch."""
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn)
+        return tf.function(fn, jit_compile=xla)
     if BACKEND == "jax":
         import jax
 
@@ -103,7 +104,7 @@ def compiled(fn):
     return fn
 
 
-def per_image_and_grad(case, y_true, y_pred, compile_=False):
+def per_image_and_grad(case, y_true, y_pred, compile_=False, xla=False):
     """The per-image losses of ``case`` and the gradient of their sum with respect to y_pred, as NumPy."""
     y_true = ops.convert_to_tensor(y_true)
     options = dict(case.options)
@@ -134,7 +135,7 @@ def per_image_and_grad(case, y_true, y_pred, compile_=False):
             (grad,) = torch.autograd.grad(values.sum(), x)
             return values, grad
 
-    values, grad = (compiled(step) if compile_ else step)(ops.convert_to_tensor(y_pred))
+    values, grad = (compiled(step, xla) if compile_ else step)(ops.convert_to_tensor(y_pred))
     return np.asarray(ops.convert_to_numpy(values), np.float64), np.asarray(ops.convert_to_numpy(grad), np.float64)
 
 
@@ -173,6 +174,45 @@ def test_a_non_finite_value_comes_out_in_the_loss_and_the_gradient_where_it_ente
     options = {k: v for k, v in case.options.items() if k != "mode"}
     criterion = CLASSES[loss](case.options["mode"], **options) if "mode" in case.options else CLASSES[loss](**options)
     assert not np.isfinite(float(criterion(y_true, y_pred.astype("float32"), sample_weight=case.weight)))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@PER_LOSS
+@given(data=st.data())
+def test_a_non_finite_value_comes_out_of_the_loss_under_xla(loss, data):
+    """Compiled by XLA (jit_compile, jax.jit), which rewrites a product with a 0/1 weight as a select:
+    a NaN or ±inf at an ignored or zero-weight position still makes its row's loss non-finite, and
+    its row's gradient (XLA may leave 0 at such a position, where eager code has NaN)."""
+    case, where, index = data.draw(poisoned_cases(loss, max_side=3))
+    y_pred, y_true = keras_case(case.logits, case.target)
+    values, grad = per_image_and_grad(case, y_true, y_pred.astype("float32"), compile_=True, xla=True)
+    np.testing.assert_array_equal(
+        ~np.isfinite(values), non_finite_values(case, index, per_sample=True), err_msg=f"{where} {index}"
+    )
+    _, may = (channels_last(mask) for mask in non_finite_gradient(case, index))
+    assert np.isfinite(grad[~may]).all(), (where, index)
+    assert not np.isfinite(grad[may]).all(), (where, index)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_nan_label_in_a_float_label_map_comes_out_of_the_compiled_loss(loss):
+    """Eagerly a NaN label is a ValueError; traced, where values are not checked, the loss of its image
+    is NaN (cast to int32, the NaN would pick a class: which one depends on the backend and XLA)."""
+    rng = np.random.default_rng(3)
+    binary = loss == "lovasz_hinge"
+    y_pred = rng.normal(size=(2, 3, 4, 1 if binary else 3)).astype("float32")
+    labels = rng.integers(0, 2 if binary else 3, (2, 3, 4)).astype("float32")
+    labels[0, 1, 2] = np.nan
+    fn = FUNCTIONS[loss]
+    options = {"per_image": True} if loss not in LOVASZ + ("focal",) else {}
+    with pytest.raises(ValueError, match="y_true"):
+        fn(ops.convert_to_tensor(labels), ops.convert_to_tensor(y_pred), **options)
+    if BACKEND == "torch":  # no tracing: the ValueError above
+        return
+    for xla in (False, True) if BACKEND == "tensorflow" else (False,):
+        traced = compiled(lambda t, p: fn(t, p, **options), xla)
+        values = ops.convert_to_numpy(traced(ops.convert_to_tensor(labels), ops.convert_to_tensor(y_pred)))
+        assert np.isnan(values[0]) and np.isfinite(values[1]), (xla, values)
 
 
 @pytest.mark.parametrize(

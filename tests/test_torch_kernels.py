@@ -942,6 +942,106 @@ def test_custom_ops_pass_opcheck():
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# What the kernels must not do silently: read a multilabel target of integers as class indices,
+# cast a float32 target to a float16 input's dtype, drop a second derivative, refuse torch.func
+# ----------------------------------------------------------------------------------------------
+
+OVERLAP_AND_TERM = (
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "focal_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
+)
+
+
+@pytest.mark.parametrize("name", OVERLAP_AND_TERM)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_multilabel_integer_targets_are_per_class_values(monkeypatch, name, dtype, classes):
+    """An integer target of the input's shape holds 0/1 per class (with one class too, where a label
+    map's [label == 0] would invert it): the same loss as its float copy, on both paths."""
+    from losses.torch import functional
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, classes, 7, 5, generator=gen)
+    for target in (torch.zeros(2, classes, 7, 5, dtype=dtype), torch.randint(0, 2, (2, classes, 7, 5), generator=gen)):
+        target = target.to(dtype)
+        results = []
+        for path, t in (("torch", target.float()), ("triton", target), ("triton", target.float())):
+            monkeypatch.setenv("LOSSES_KERNELS", path)
+            xi = x.clone().requires_grad_()
+            loss = getattr(functional, name)(xi, t, mode="multilabel")
+            results.append((loss, torch.autograd.grad(loss, xi)[0]))
+        (loss_t, grad_t), *kernels = results
+        for loss_k, grad_k in kernels:
+            assert rel_err(loss_k, loss_t) < 1e-5 and rel_err(grad_k, grad_t) < 1e-5
+
+
+def test_penalized_mae_reads_a_float32_target_in_float32_beside_float16_input(monkeypatch):
+    """A float32 target is not rounded to a float16 input's dtype: 70000 would become inf, 1.0001 1."""
+    fn = _functional("penalized_mae")
+    x = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float16)
+    t = torch.tensor([70000.0, 1e-20, 1.0001, 2.0])
+    expected = pmae_reference(x, t, 0.0, 0.0, "none")
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        loss = fn(x, t, delta=0.0, penalty=0.0, reduction="none")
+        assert torch.allclose(loss.double(), expected, rtol=1e-6, atol=0), (path, loss)
+
+
+SECOND_ORDER = [
+    ("dice_loss", {}),
+    ("dice_ce_loss", {}),
+    ("focal_loss", {}),
+    ("dice_focal_loss", {"mode": "binary"}),
+    ("penalized_mae", {}),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", SECOND_ORDER)
+def test_second_derivatives_through_the_kernels(monkeypatch, name, kwargs):
+    """create_graph=True gives a gradient that is itself differentiable, the same as the portable
+    path's (a gradient penalty must not be dropped silently)."""
+    fn = _functional(name)
+    gen = torch.Generator().manual_seed(5)
+    if name == "penalized_mae":
+        x, target = torch.randn(3, 17, generator=gen) * 2, torch.randn(3, 17, generator=gen)
+    elif kwargs.get("mode") == "binary":
+        x, target = torch.randn(2, 1, 6, 5, generator=gen), torch.randint(0, 2, (2, 6, 5), generator=gen)
+    else:
+        x, target = torch.randn(2, 3, 6, 5, generator=gen), torch.randint(0, 3, (2, 6, 5), generator=gen)
+    out = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("LOSSES_KERNELS", path)
+        xi = x.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(fn(xi, target, **kwargs), xi, create_graph=True)
+        assert grad.requires_grad, path
+        (second,) = torch.autograd.grad((grad**2).sum(), xi)
+        out[path] = (grad, second)
+    assert rel_err(out["triton"][0], out["torch"][0]) < 1e-5
+    assert rel_err(out["triton"][1], out["torch"][1]) < 1e-4
+    assert out["torch"][1].abs().max() > 0  # the penalty has a gradient to drop
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "dice_ce_loss", "focal_loss"])
+def test_torch_func_transforms_take_the_portable_path(monkeypatch, name):
+    fn = _functional(name)
+    gen = torch.Generator().manual_seed(2)
+    x, target = torch.randn(2, 3, 4, 5, generator=gen), torch.randint(0, 3, (2, 4, 5), generator=gen)
+    monkeypatch.setenv("LOSSES_KERNELS", "torch")
+    expected = torch.func.grad(lambda v: fn(v, target))(x)
+    monkeypatch.setenv("LOSSES_KERNELS", "triton")
+    assert rel_err(torch.func.grad(lambda v: fn(v, target))(x), expected) < 1e-6
+    tangent = torch.randn(x.shape, generator=gen)
+    _, jvp = torch.func.jvp(lambda v: fn(v, target), (x,), (tangent,))
+    assert jvp.item() == pytest.approx(float((expected * tangent).sum()), rel=1e-4, abs=1e-6)
+
+
 # The main process runs only the subprocess test above; the subprocess runs everything else.
 for _name in [n for n in list(globals()) if n.startswith("test_")]:
     if (_name == "test_kernels_under_the_triton_interpreter") == IN_CHILD:

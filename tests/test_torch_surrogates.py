@@ -360,6 +360,11 @@ for name in ("soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign"):
     f = lambda v: fn(v, 3.0, straight_through=True).sum()
     torch.testing.assert_close(torch.func.grad(f)(x), expected)
     torch.testing.assert_close(torch.func.vmap(torch.func.grad(f))(x.reshape(4, 1)).reshape(4), expected)
+    # forward mode: the hard value, and the surrogate's derivative times the tangent
+    tangent = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    value, jvp = torch.func.jvp(lambda v: fn(v, 3.0, straight_through=True), (x,), (tangent,))
+    torch.testing.assert_close(value, fn(x, 3.0, straight_through=True))
+    torch.testing.assert_close(jvp, expected * tangent)
 
 def g(v):
     return lt.soft_floor(v, 10.0, straight_through=True) * 2.0

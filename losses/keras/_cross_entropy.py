@@ -20,7 +20,14 @@ from keras import ops
 from losses._validation import ClassIndices, ClassWeights
 from losses._cross_entropy import PROBABILITY_MIN, FocalOptions, PairOptions
 from losses.keras._common import compute_dtype, loss_config, non_finite_mark, upcast
-from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
+from losses.keras._inputs import (
+    Inputs,
+    LossWithWeightMap,
+    ignored_positions,
+    label_indices,
+    label_poison,
+    prepare_inputs,
+)
 from losses.keras._overlap import overlap_rows, per_sample, sum_across_replicas
 
 
@@ -61,7 +68,9 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
     if options.mode == "multiclass":
         log_p = ops.log_softmax(x, axis=-1) if options.from_logits else _log_at_least(x)
         if inputs.label_map:
-            labels, valid = label_indices(ops.reshape(inputs.y_true, (batch, positions)), options.ignore_index)
+            label_values = ops.reshape(inputs.y_true, (batch, positions))
+            labels, valid = label_indices(label_values, options.ignore_index)
+            poison = label_poison(label_values)
             one_hot = ops.cast(ops.equal(labels[..., None], ops.arange(num_classes, dtype="int32")), dtype)
             # Σ_c [c = y]·f_c·focal(log p_c) = f_y·focal(log p_y): the label's class alone, per position
             # (0 where ignored: log p_y = 0 there, and so is its term).
@@ -83,6 +92,8 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
             q = (1.0 - smoothing) * q + smoothing / num_classes
             terms = ops.sum(q * per_class, axis=-1)
         mark = ops.sum(non_finite_mark(x), axis=-1)
+        if inputs.label_map and poison is not None:
+            mark = mark + ops.cast(poison, dtype)
     else:
         t = ops.reshape(inputs.y_true, (batch, positions, 1 if inputs.label_map else num_classes))
         ignored = ignored_positions(t, options.ignore_index)
@@ -109,15 +120,16 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
             terms = ((1.0 - alpha) + (2.0 * alpha - 1.0) * t) * terms  # α·t + (1 − α)·(1 − t)
         valid = None if ignored is None else ops.broadcast_to(ops.logical_not(ignored), ops.shape(terms))
         mark = non_finite_mark(x)
-    # A NaN or ±inf logit makes its term NaN, and its gradient NaN.
-    terms = terms + mark
+    # A NaN or ±inf logit (or float label) makes its term NaN, and the logit's gradient NaN: added
+    # after the weights, since XLA rewrites a product with a 0/1 weight as a select, which drops the
+    # NaN of an ignored or zero-weight position.
     if valid is None and inputs.weight is None:
-        return terms, None
+        return terms + mark, None
     valid = ops.ones_like(terms) if valid is None else ops.cast(valid, dtype)
     if inputs.weight is not None:
         weight = ops.reshape(ops.cast(inputs.weight, dtype), (batch, positions))
         valid = valid * (weight if options.mode == "multiclass" else weight[..., None])
-    return valid * terms, valid
+    return valid * terms + mark, valid
 
 
 def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: bool) -> Any:

@@ -18,7 +18,7 @@ from keras import ops
 from losses._lovasz import LovaszOptions, class_average, extension_weights
 from losses._validation import shape_text
 from losses.keras._common import Shape, compute_dtype, loss_config, serializable, shapes_match, upcast
-from losses.keras._inputs import LossWithWeightMap, label_indices, prepare_inputs
+from losses.keras._inputs import LossWithWeightMap, label_indices, label_poison, prepare_inputs
 
 
 class _LovaszOps:
@@ -73,7 +73,8 @@ def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
     dtype = compute_dtype(inputs.y_pred)
     batch = ops.shape(inputs.y_pred)[0]
     x = ops.reshape(upcast(inputs.y_pred), (batch, positions, num_classes))
-    labels, valid = label_indices(ops.reshape(inputs.y_true, (batch, positions)), options.ignore_index)
+    label_values = ops.reshape(inputs.y_true, (batch, positions))
+    labels, valid = label_indices(label_values, options.ignore_index)
 
     if options.loss == "lovasz_softmax":
         p = ops.softmax(x, axis=-1) if options.from_logits else x
@@ -111,6 +112,9 @@ def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
     # 0 for a finite row, NaN for a row holding a NaN or ±inf. Its square adds 0 or NaN to the loss,
     # and its derivative 2·poison·0 is 0 or NaN at every element of the row.
     poison = ops.sum(x * 0.0, axis=(1, 2))
+    label_nan = label_poison(label_values)
+    if label_nan is not None:  # a NaN label, whose class the cast to int32 would pick
+        poison = poison + ops.sum(ops.cast(label_nan, dtype), axis=1)
     if options.per_image:
         return loss + poison * poison
     poison = ops.sum(poison)

@@ -74,6 +74,8 @@ def _overlap_stats_keras(inputs: Inputs, options: OverlapOptions) -> Any:
     # gradient through the sums, whose own gradient it makes NaN. A float target's NaN or ±inf shows
     # in Σ v·g (0·inf where its weight is 0); a logit's may not (sigmoid(inf) = 1), so it is tested.
     finite = ops.all(ops.isfinite(ops.stop_gradient(logits)), axis=(1, 2))
+    if label_map and float_target:  # a NaN label, whose class the cast to int32 would pick
+        finite = ops.logical_and(finite, ops.all(ops.isfinite(ops.reshape(y_true, (batch, positions))), axis=1))
     guard = ops.where(finite, ops.zeros((), dtype), ops.full((), np.nan, dtype))
     if not label_map and float_target:
         guard = guard + 0.0 * ops.sum(ops.stop_gradient(stats[..., TARGET_SUM]), axis=1)

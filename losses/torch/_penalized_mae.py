@@ -112,6 +112,16 @@ class _PenalizedMAEFunction(torch.autograd.Function):
         return grad_input, grad_target, None, None, None
 
 
+def differentiable_gradient(
+    input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str, grad_output: Tensor
+) -> Tensor:
+    """The gradient with respect to ``input`` as the fused passes' backward gives it, but from the
+    portable path's factor, itself differentiable: their backward under ``create_graph=True``."""
+    computed = compute_dtype(input.dtype)
+    _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty, reduction)
+    return (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
+
+
 def _penalized_mae_autograd(input: Tensor, target: Tensor, delta: float, penalty: float, reduction: str) -> Tensor:
     """The loss for validated arguments (same shapes, floating ``input``, checked options)."""
     dtype = compute_dtype(input.dtype)
@@ -152,10 +162,8 @@ class _FusedCpuPenalizedMAE(torch.autograd.Function):
         overwrite = cpu_elementwise.overwritable(grad_output)  # first: see overwritable
         input, target = ctx.saved_tensors
         delta, penalty, reduction = ctx.options
-        if torch.is_grad_enabled():  # create_graph=True: the portable path's factor, differentiable
-            computed = compute_dtype(input.dtype)
-            _, factor = _PenalizedMAEFunction.apply(input.to(computed), target.to(computed), delta, penalty, reduction)
-            grad = (factor * (grad_output / input.numel() if reduction == "mean" else grad_output)).to(input.dtype)
+        if torch.is_grad_enabled():
+            grad = differentiable_gradient(input, target, delta, penalty, reduction, grad_output)
         else:
             grad, ctx.grad = ctx.grad, None  # handed out as the gradient
             if grad is None:  # "none", or a second backward through the graph (retain_graph=True)

@@ -111,6 +111,7 @@ class _StraightThrough(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         x, _, derivative, alpha = inputs
         ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
         ctx.derivative = derivative
         ctx.alpha = alpha
 
@@ -118,6 +119,12 @@ class _StraightThrough(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (x,) = ctx.saved_tensors
         return grad * ctx.derivative(x, ctx.alpha), None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor, *_: Any) -> torch.Tensor:
+        # Forward mode as the backward: the surrogate's derivative, not the hard value's zero.
+        (x,) = ctx.saved_tensors
+        return tangent * ctx.derivative(x, ctx.alpha)
 
 
 def _straight_through(

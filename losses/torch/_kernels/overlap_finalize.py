@@ -28,8 +28,10 @@ import torch
 
 from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, VALID_COUNT, Form, OverlapOptions
 from losses._validation import TORCH_REDUCTIONS, check_choice
+from losses.torch._checks import is_label_map
 from losses.torch._kernels import device_guard, next_pow2, triton_module
 from losses.torch._kernels.overlap_stats import (
+    SECOND_DERIVATIVE_ERROR,
     StatsOptions,
     TermArgs,
     overlap_stats_triton,
@@ -118,8 +120,9 @@ class _Finalize(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if torch.is_grad_enabled():  # grad_stats is the formula's gradient, not a function of the sums
+            raise RuntimeError(SECOND_DERIVATIVE_ERROR)
         (grad_stats,) = ctx.saved_tensors
         return grad_stats * grad[:, None, None], None, None
 
@@ -195,6 +198,16 @@ def overlap_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, 
 # ------------------------------------------------------------------------------------------------
 
 
+def _composed_gradient(
+    composed: Callable[[], torch.Tensor], input: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, None, None, None, None, None]:
+    """The backward under ``create_graph=True``: the gradient of the loss computed again from PyTorch
+    ops, itself differentiable (the gradient pass is not), as the fused CPU passes do."""
+    with torch.enable_grad():
+        (grad_input,) = torch.autograd.grad(composed(), input, grad, create_graph=True)
+    return grad_input, None, None, None, None, None
+
+
 class _OverlapLoss(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -224,17 +237,25 @@ class _OverlapLoss(torch.autograd.Function):
         mean = reduction == "mean" and options.per_image
         loss, red, grad_stats = _finalize(st, class_weights, options.form, 1.0 / rows if mean else 1.0, outputs)
         ctx.save_for_backward(input, target, weight, grad_stats)
-        ctx.options = stats_options
+        ctx.options, ctx.overlap, ctx.reduction = stats_options, options, reduction
         # Row s of grad_stats is scaled by grad_output[s * stride] * mult in the gradient pass.
         ctx.scale = (1 if per_row else 0, 1.0 / rows if mean else 1.0)
         return loss if per_row else red
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative, from the composed loss
+            from losses.torch._overlap_core import composed_loss
+
+            label_map = is_label_map(input, target, ctx.overlap.mode)
+            return _composed_gradient(
+                lambda: composed_loss(input, target, weight, ctx.overlap, ctx.reduction, label_map, sync=False),
+                input,
+                grad,
+            )
         if grad.dtype != torch.float32 or not grad.is_contiguous():
             grad = grad.to(torch.float32).contiguous()
         grad_input = stats_backward(grad_stats, input, target, weight, ctx.options, grad, *ctx.scale)
@@ -326,11 +347,19 @@ class _TermLoss(torch.autograd.Function):
         return rows.mean() if reduction == "mean" else rows.sum()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         input, target, weight, grad_stats, slope = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative, from the composed loss
+            from losses.torch._term_core import composed_term_loss
+
+            label_map = is_label_map(input, target, ctx.spec.overlap.mode)
+            return _composed_gradient(
+                lambda: composed_term_loss(input, target, weight, ctx.spec, ctx.reduction, label_map, sync=False),
+                input,
+                grad,
+            )
         spec, rows = ctx.spec, slope.shape[0]
         upstream = grad.to(torch.float32).expand(rows) if grad.dim() == 0 else grad.to(torch.float32)
         if ctx.reduction == "mean":

@@ -39,6 +39,13 @@ if TYPE_CHECKING:
     from losses._overlap import OverlapOptions
 from losses.torch._kernels import device_guard, next_pow2, triton_module
 
+# The gradient pass is not differentiable; the fused path (``overlap_finalize``) computes a second
+# derivative from the composed loss instead, but this one knows the sums alone.
+SECOND_DERIVATIVE_ERROR = (
+    "a second derivative (create_graph=True) is not available where the Triton stats kernels feed a "
+    "formula of their own (sync_across_ranks, or more classes than the formula kernel takes); "
+    "set LOSSES_KERNELS=torch for the portable path"
+)
 _MODES = ("binary", "multiclass", "multilabel")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -143,13 +150,16 @@ class _Tensors:
     hw: int
 
     @classmethod
-    def of(cls, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> _Tensors:
+    def of(cls, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, mode: str) -> _Tensors:
         # Kept to attribute checks where possible: at small sizes every PyTorch call is host time.
         # A contiguous (B, *spatial) or (B, 1, *spatial) label map already is (B, HW) in memory.
         shape = input.shape
         x = input if input.is_contiguous() else input.contiguous()
         t = target if target.is_contiguous() else target.contiguous()
-        labels = target.dtype in _LABEL_DTYPES
+        # A multilabel target of integers holds per-class 0/1 values, not class indices (with one
+        # class, a label map's g = [label == 0] would invert it); a binary one of the input's shape
+        # reads the same either way.
+        labels = target.dtype in _LABEL_DTYPES and mode != "multilabel"
         if not labels and t.dtype not in _FLOATS:
             t = t.to(torch.float32)
         w = None
@@ -208,7 +218,7 @@ def stats(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(stats, ``spare`` float32 scratch elements or None), both views into one buffer when spare > 0."""
     with device_guard(input):
-        return _launch_stats(_Tensors.of(input, target, weight), options, spare)[:2]
+        return _launch_stats(_Tensors.of(input, target, weight, options.mode), options, spare)[:2]
 
 
 def stats_with_term(
@@ -217,7 +227,7 @@ def stats_with_term(
     """(stats, the term's sums ``(B, C, 2)``: Σ v·ℓ of each image and class, and Σ v (for multiclass,
     whose terms are per position, the same Σ v in every class)), from the same pass."""
     with device_guard(input):
-        out, _, term_sums = _launch_stats(_Tensors.of(input, target, weight), options, 0, term)
+        out, _, term_sums = _launch_stats(_Tensors.of(input, target, weight, options.mode), options, 0, term)
         assert term_sums is not None  # a term was given
         return out, term_sums
 
@@ -338,7 +348,7 @@ def stats_backward(
     with ``term``, plus ``term_scale[b]`` (float32, ``(B,)``) times the gradient of image b's Σ v·ℓ."""
     with device_guard(input):
         return _launch_stats_backward(
-            grad_stats, _Tensors.of(input, target, weight), options, scale, scale_stride, scale_mult, term, term_scale
+            grad_stats, _Tensors.of(input, target, weight, options.mode), options, scale, scale_stride, scale_mult, term, term_scale
         )
 
 
@@ -440,8 +450,9 @@ class _OverlapStats(torch.autograd.Function):
         return stats(input, target, weight, options)[0]
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_stats: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(SECOND_DERIVATIVE_ERROR)
         input, target, weight = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:

@@ -96,12 +96,18 @@ class _PenalizedMAE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(
         ctx: Any, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         grad = ctx.grad
         ctx.grad = None
+        if torch.is_grad_enabled():  # create_graph=True: the saved gradient is not differentiable
+            from losses.torch._penalized_mae import differentiable_gradient
+
+            input, target = ctx.saved_tensors
+            grad = differentiable_gradient(input, target, *ctx.options, grad_output)
+            grad_target = -grad if ctx.needs_input_grad[1] else None
+            return grad if ctx.needs_input_grad[0] else None, grad_target, None, None, None
         if grad is None:
             # A second backward through the same graph (retain_graph=True): the first one handed
             # its buffer to the caller, so compute the gradient again.
@@ -158,8 +164,8 @@ def penalized_mae_triton(
     gradients have the dtype of ``input``. Option checks are the caller's.
     """
     check_choice("reduction", reduction, TORCH_REDUCTIONS)
-    if target.dtype != input.dtype:
-        target = target.to(input.dtype)
+    if target.dtype != input.dtype:  # both read in the computation's dtype, as on the other paths
+        input, target = input.to(torch.float32), target.to(torch.float32)
     if torch.compiler.is_compiling():
         need_grad = torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
         loss, _ = _penalized_mae_op(input, target, float(delta), float(penalty), reduction, need_grad)
