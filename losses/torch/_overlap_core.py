@@ -49,7 +49,8 @@ def choose_path(input: Tensor, target: Tensor, weight: Tensor | None, options: O
     sync = options.sync_across_ranks and distributed()
     choice = kernels_choice()  # read once per call
     if use_triton(input, target, weight, choice=choice):
-        if transformed(input):  # the kernels' Functions have no setup_context (vmap, jvp)
+        # the kernels' Functions have no setup_context (vmap, jvp); torch.compile takes the custom ops
+        if not torch.compiler.is_compiling() and transformed(input):
             return Path("portable", "a torch.func transform or forward-mode AD")
         if not overlap_kernel_supports(input, target, weight, options.mode):
             return Path(

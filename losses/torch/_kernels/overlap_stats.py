@@ -131,7 +131,9 @@ def overlap_kernel_supports(input: torch.Tensor, target: torch.Tensor, weight: t
         spatial = tuple(input.shape[2:])
         if tuple(target.shape) not in ((batch, *spatial), (batch, 1, *spatial)):
             return False
-        return mode != "multiclass" or classes <= _MAX_CLASSES
+        if mode == "multiclass":  # of the input's shape: per-class values (one class), not labels
+            return classes <= _MAX_CLASSES and target.shape != input.shape
+        return True
     if target.dtype not in _FLOATS + (torch.float64,) or target.shape != input.shape:
         return False
     return mode != "multiclass"
@@ -156,10 +158,10 @@ class _Tensors:
         shape = input.shape
         x = input if input.is_contiguous() else input.contiguous()
         t = target if target.is_contiguous() else target.contiguous()
-        # A multilabel target of integers holds per-class 0/1 values, not class indices (with one
-        # class, a label map's g = [label == 0] would invert it); a binary one of the input's shape
-        # reads the same either way.
-        labels = target.dtype in _LABEL_DTYPES and mode != "multilabel"
+        # An integer target of the input's shape holds per-class 0/1 values, not class indices (with
+        # one class, a label map's g = [label == 0] would invert it), except in binary mode, where
+        # both read the same.
+        labels = target.dtype in _LABEL_DTYPES and (target.shape != shape or mode == "binary")
         if not labels and t.dtype not in _FLOATS:
             t = t.to(torch.float32)
         w = None
