@@ -408,32 +408,47 @@ def exact_sums(x, total, shift):
     ).reshape(np.shape(x))
 
 
-def soft_round(x, alpha):
-    x = np.asarray(x, dtype=np.float64)
-    m = np.floor(x) + 0.5
-    return m + np.tanh(alpha * (x - m)) / (2.0 * np.tanh(alpha / 2.0))
+def _residual(x, shift):
+    """y - (floor(y) + 1/2) for y = x + shift, from the fraction of x (exact in float64 at any size,
+    where x + shift rounds beyond 2^52): the position of y in its unit cell, in [-1/2, 1/2)."""
+    fraction = (x - np.floor(x)) + shift  # in [-1/2, 3/2)
+    fraction = np.where(fraction >= 1.0, fraction - 1.0, np.where(fraction < 0.0, fraction + 1.0, fraction))
+    return fraction - 0.5
 
 
-def soft_round_derivative(x, alpha):
+def _soft_round_shifted(x, alpha, shift):
     x = np.asarray(x, dtype=np.float64)
-    r = x - (np.floor(x) + 0.5)
+    r = _residual(x, shift)
+    return ((x + shift) - r) + np.tanh(alpha * r) / (2.0 * np.tanh(alpha / 2.0))
+
+
+def _soft_round_shifted_derivative(x, alpha, shift):
+    r = _residual(np.asarray(x, dtype=np.float64), shift)
     return alpha * (1.0 - np.tanh(alpha * r) ** 2) / (2.0 * np.tanh(alpha / 2.0))
 
 
+def soft_round(x, alpha):
+    return _soft_round_shifted(x, alpha, 0.0)
+
+
+def soft_round_derivative(x, alpha):
+    return _soft_round_shifted_derivative(x, alpha, 0.0)
+
+
 def soft_floor(x, alpha):
-    return soft_round(np.asarray(x, dtype=np.float64) - 0.5, alpha)
+    return _soft_round_shifted(x, alpha, -0.5)
 
 
 def soft_floor_derivative(x, alpha):
-    return soft_round_derivative(np.asarray(x, dtype=np.float64) - 0.5, alpha)
+    return _soft_round_shifted_derivative(x, alpha, -0.5)
 
 
 def soft_ceil(x, alpha):
-    return soft_round(np.asarray(x, dtype=np.float64) + 0.5, alpha)
+    return _soft_round_shifted(x, alpha, 0.5)
 
 
 def soft_ceil_derivative(x, alpha):
-    return soft_round_derivative(np.asarray(x, dtype=np.float64) + 0.5, alpha)
+    return _soft_round_shifted_derivative(x, alpha, 0.5)
 
 
 def _sigmoid(z):

@@ -149,3 +149,33 @@ def test_the_rounding_family_keeps_float32_precision_where_x_plus_its_shift_cros
     np.testing.assert_allclose(value, reference.surrogate(name, exact, alpha), rtol=2e-7, atol=0)
     expected_grad = reference.surrogate_derivative(name, exact, alpha)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-6 * expected_grad.max())
+
+
+# Above 2^22, float32 holds no fraction finer than 1/2 (above 2^23 none): x + shift would round,
+# to even, and pick the cell of x's neighbour (a derivative at the cell's edge, 5 at alpha = 10,
+# instead of its middle, 4e-8, or the reverse): the cell comes from floor(x) and x - floor(x).
+_NO_FRACTION = np.array(
+    [4194304.25, 4194304.5, 4194304.75, 8388607.5, 8388608.0, 8388609.0, 1e7, 16777216.0, 3e7, -8388609.0, -1e7],
+    dtype=np.float32,
+)
+
+
+@pytest.mark.parametrize("name", ["soft_round", "soft_floor", "soft_ceil"])
+@pytest.mark.parametrize("kernels", ["auto", "torch", "keras"])
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_the_rounding_family_picks_the_cell_of_x_where_float32_has_no_fraction(
+    name, kernels, straight_through, monkeypatch
+):
+    x = _NO_FRACTION
+    exact = x.astype(np.float64)
+    alpha = 10.0
+    if kernels == "keras":
+        value, grad = keras_value_and_grad(name, x, alpha, straight_through)
+    else:
+        monkeypatch.setenv("LOSSES_KERNELS", kernels)
+        value, grad = torch_value_and_grad(name, x, alpha, straight_through)
+    # Keras takes the derivative as 1 - tanh² (XLA's cheap tanh), 5e-4 off at the middle of a cell
+    rtol = 1e-3 if kernels == "keras" else 1e-5
+    np.testing.assert_allclose(grad, reference.surrogate_derivative(name, exact, alpha), rtol=rtol, atol=0)
+    if not straight_through:  # the value to float32's spacing at x
+        np.testing.assert_allclose(value, reference.surrogate(name, exact, alpha), rtol=1.2e-7, atol=0)

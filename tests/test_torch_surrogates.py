@@ -89,22 +89,30 @@ def _step_derivative_missing_alpha(x, alpha):
     return torch.sigmoid(alpha * x) * torch.sigmoid(-alpha * x)  # forgets the chain rule's alpha
 
 
+def _round_hard(x, alpha):
+    return torch.round(x)
+
+
+def _step_hard(x, alpha):
+    return impl._hard_step(x)
+
+
 @pytest.mark.parametrize("alpha", [0.1, 10.0])
 def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
     x = np.array([0.3, 1.8, -2.4])
 
     def wrong_round(t):
-        return impl._straight_through(t, torch.round, _round_derivative_missing_scale, alpha).sum()
+        return impl._WithDerivative.apply(t, _round_hard, _round_derivative_missing_scale, alpha).sum()
 
     def wrong_step(t):
-        return impl._straight_through(t, impl._hard_step, _step_derivative_missing_alpha, alpha).sum()
+        return impl._WithDerivative.apply(t, _step_hard, _step_derivative_missing_alpha, alpha).sum()
 
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_round, summed("soft_round", alpha), x, "torch")
     with pytest.raises(GradientMismatch):
         check_straight_through_gradient(wrong_step, summed("soft_step", alpha), x, "torch")
     # the machinery itself is right: with the true derivative the same check passes
-    right = lambda t: impl._straight_through(t, torch.round, impl._round_derivative, alpha).sum()  # noqa: E731
+    right = lambda t: impl._WithDerivative.apply(t, _round_hard, impl._round_derivative, alpha).sum()  # noqa: E731
     check_straight_through_gradient(right, summed("soft_round", alpha), x, "torch")
 
 
@@ -139,6 +147,17 @@ def test_portable_path_matches_reference_in_float64(name, straight_through, monk
     x = np.concatenate([np.linspace(-3.3, 3.3, 67), [-1.5, -0.5, 0.0, 0.5, 2.5, 0.49, 0.51]])
     for alpha in (0.5, 10.0):
         assert_matches_reference(name, x, alpha, straight_through)
+
+
+@pytest.mark.parametrize("name", ["soft_step", "soft_sign", "soft_floor", "soft_round"])
+def test_portable_path_keeps_the_derivative_tails_in_float32(name, monkeypatch):
+    """alpha·x of 10 and 20 in float32: the derivative to float32's relative precision on the portable
+    path too (autograd through the value took s·(1 − s) from a rounded s: 0 instead of 2e-5)."""
+    monkeypatch.setattr(impl, "_kernel_backend", lambda x: None)
+    x = torch.tensor([1e-3, 2e-3, -2e-3, 0.5 + 1e-3, 0.5 + 2e-3], requires_grad=True)
+    expected = reference.surrogate_derivative(name, x.detach().double().numpy(), 1e4)
+    (gradient,) = torch.autograd.grad(FUNCTIONS[name](x, 1e4).sum(), x)
+    np.testing.assert_allclose(gradient.numpy(), expected, rtol=1e-5, atol=1e-12)
 
 
 def test_portable_path_computes_low_precision_in_float32(monkeypatch):

@@ -77,19 +77,35 @@ def _sign(x: Any) -> Any:
 # below the dtype's precision of its peak.
 
 
-# y - m (y = x + shift, m = floor(y) + 1/2) as x - (m - shift), exact: y itself rounds where x + shift
-# crosses a power of two.
+# soft_round(x + shift), y = x + shift, m = floor(y) + 1/2, never from x + shift itself, which rounds
+# where it crosses a power of two and, beyond 2^22 in float32, to even, picking the neighbouring cell
+# (see losses/torch/_kernels/cpu_elementwise.c): floor(y) = k + j from k = floor(x), f = x - k,
+# j = [f >= 1 - shift] - [f < -shift], and y - m = x - (k + c) = f - c with c = j + 1/2 - shift,
+# taken as f - c wherever f is exact (all but x in (-1/2, 0)).
+
+
+def _round_cell(x: Any, shift: Any) -> tuple[Any, Any]:
+    """(floor(x + shift), x + shift - m), exactly."""
+    k = _floor(x)
+    f = ops.subtract(x, k)
+    up = ops.cast(ops.greater_equal(f, ops.subtract(1.0, shift)), _dtype(x))
+    down = ops.cast(ops.less(f, ops.negative(shift)), _dtype(x))
+    j = ops.subtract(up, down)
+    c = ops.add(j, ops.subtract(0.5, shift))
+    near_zero = ops.logical_and(ops.greater(x, -0.5), ops.less(x, 0.0))
+    return ops.add(k, j), ops.where(near_zero, ops.subtract(x, ops.add(k, c)), ops.subtract(f, c))
 
 
 def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    m = ops.add(_floor(ops.add(x, shift)), 0.5)
-    residual = ops.subtract(x, ops.subtract(m, shift))
+    floor, residual = _round_cell(x, shift)
+    # m as floor - (-1/2): TensorFlow's graph optimizer merges a tree of additions into one AddN of
+    # k, j, 1/2 and tanh(...)·s, whose order rounds (soft_ceil(-1/2) = 0, soft_round(0) = 6e-8)
+    m = ops.subtract(floor, -0.5)
     return ops.add(m, ops.multiply(_tanh(ops.multiply(residual, alpha)), scale))
 
 
 def _round_derivative(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    residual = ops.subtract(x, ops.add(_floor(ops.add(x, shift)), ops.subtract(0.5, shift)))
-    t = _tanh(ops.multiply(residual, alpha))
+    t = _tanh(ops.multiply(_round_cell(x, shift)[1], alpha))
     return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
 
 

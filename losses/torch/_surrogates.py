@@ -52,18 +52,29 @@ def _sech2(y: torch.Tensor) -> torch.Tensor:
 # Values (autodiff gives the soft forms' gradients) and derivatives (the straight-through backward).
 
 
-# soft_round(x + shift) with y = x + shift and m = floor(y) + 1/2 reads y - m as x - (m - shift),
-# which is exact: y itself rounds where x + shift crosses a power of two (half an ulp of x, times alpha).
+# soft_round(x + shift), y = x + shift, m = floor(y) + 1/2, never from x + shift itself, which rounds
+# where it crosses a power of two and, beyond 2^22 in float32, to even, picking the neighbouring cell
+# (see cpu_elementwise.c): floor(y) = k + j from k = floor(x), f = x - k, j = [f >= 1 - shift] -
+# [f < -shift], and y - m = x - (k + c) = f - c with c = j + 1/2 - shift, taken as f - c wherever f
+# is exact (all but x in (-1/2, 0)).
+
+
+def _round_cell(x: torch.Tensor, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(floor(x + shift), x + shift - m), exactly."""
+    k = torch.floor(x)
+    f = x - k
+    j = (f >= 1.0 - shift).to(x.dtype) - (f < -shift).to(x.dtype)
+    c = j + (0.5 - shift)
+    return k + j, torch.where((x > -0.5) & (x < 0.0), x - (k + c), f - c)
 
 
 def _round_value(x: torch.Tensor, alpha: float, shift: float = 0.0) -> torch.Tensor:
-    m = torch.floor(x + shift) + 0.5
-    return m + torch.tanh(alpha * (x - (m - shift))) * _spec.round_scale(alpha)
+    floor, residual = _round_cell(x, shift)
+    return (floor + 0.5) + torch.tanh(alpha * residual) * _spec.round_scale(alpha)
 
 
 def _round_derivative(x: torch.Tensor, alpha: float, shift: float = 0.0) -> torch.Tensor:
-    r = x - (torch.floor(x + shift) + (0.5 - shift))
-    return _sech2(alpha * r) * (alpha * _spec.round_scale(alpha))
+    return _sech2(alpha * _round_cell(x, shift)[1]) * (alpha * _spec.round_scale(alpha))
 
 
 def _floor_derivative(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -93,19 +104,25 @@ def _hard_step(x: torch.Tensor) -> torch.Tensor:
     return (_hard_sign(x) + 1.0) * 0.5
 
 
-class _StraightThrough(torch.autograd.Function):
-    """Forward ``hard(x)``, backward ``grad * derivative(x, alpha)``."""
+class _WithDerivative(torch.autograd.Function):
+    """Forward ``function(x, alpha)`` (the surrogate, or a straight-through form's hard value),
+    backward ``derivative(x, alpha)`` times the incoming gradient.
+
+    The derivative is the closed form (e.g. ``alpha·σ(z)·σ(−z)``), not autograd through the value,
+    which takes ``s·(1 − s)`` from ``s`` rounded next to 1: in float32 that loses the tails (0 where
+    the derivative is 2e-5, at ``alpha·x = 20``) that the C and Triton kernels keep. It is made of
+    PyTorch ops, so that a second derivative and the ``torch.func`` transforms still work."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(
         x: torch.Tensor,
-        hard: Callable[[torch.Tensor], torch.Tensor],
+        function: Callable[[torch.Tensor, float], torch.Tensor],
         derivative: Callable[[torch.Tensor, float], torch.Tensor],
         alpha: float,
     ) -> torch.Tensor:
-        return hard(x)
+        return function(x, alpha)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
@@ -120,38 +137,28 @@ class _StraightThrough(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         return grad * ctx.derivative(x, ctx.alpha), None, None, None
 
+
+class _WithDerivativeForwardMode(_WithDerivative):
+    """With forward-mode AD (``torch.func.jvp``) too, the tangent times the derivative; apart, since
+    ``torch.compile`` cannot trace a Function that defines ``jvp``."""
+
     @staticmethod
     def jvp(ctx: Any, tangent: torch.Tensor, *_: Any) -> torch.Tensor:
-        # Forward mode as the backward: the surrogate's derivative, not the hard value's zero.
         (x,) = ctx.saved_tensors
         return tangent * ctx.derivative(x, ctx.alpha)
 
 
-def _straight_through(
-    x: torch.Tensor,
-    hard: Callable[[torch.Tensor], torch.Tensor],
-    derivative: Callable[[torch.Tensor, float], torch.Tensor],
-    alpha: float,
-) -> torch.Tensor:
-    return _StraightThrough.apply(x, hard, derivative, alpha)
-
-
-# The five functions: (soft value, hard value, derivative) on the portable path, and on the kernels
-# (function, shift of its argument, hard value); the rounding family is soft_round shifted.
-_PORTABLE: dict[
-    str,
-    tuple[
-        Callable[[torch.Tensor, float], torch.Tensor],
-        Callable[[torch.Tensor], torch.Tensor],
-        Callable[[torch.Tensor, float], torch.Tensor],
-    ],
-] = {
-    "soft_round": (lambda x, alpha: _round_value(x, alpha), torch.round, _round_derivative),
-    "soft_floor": (lambda x, alpha: _round_value(x, alpha, -0.5), torch.floor, _floor_derivative),
-    "soft_ceil": (lambda x, alpha: _round_value(x, alpha, 0.5), torch.ceil, _ceil_derivative),
-    "soft_step": (lambda x, alpha: torch.sigmoid(alpha * x), _hard_step, _step_derivative),
+# The five functions: (soft value, hard value, derivative), each of (x, alpha), on the portable path
+# (defined once: torch.compile guards on their identity), and on the kernels (function, shift of its
+# argument, hard value); the rounding family is soft_round shifted.
+_Of = Callable[[torch.Tensor, float], torch.Tensor]
+_PORTABLE: dict[str, tuple[_Of, _Of, _Of]] = {
+    "soft_round": (lambda x, alpha: _round_value(x, alpha), lambda x, _: torch.round(x), _round_derivative),
+    "soft_floor": (lambda x, alpha: _round_value(x, alpha, -0.5), lambda x, _: torch.floor(x), _floor_derivative),
+    "soft_ceil": (lambda x, alpha: _round_value(x, alpha, 0.5), lambda x, _: torch.ceil(x), _ceil_derivative),
+    "soft_step": (lambda x, alpha: torch.sigmoid(alpha * x), lambda x, _: _hard_step(x), _step_derivative),
     # tanh(z / 2) equals 2 * sigmoid(z) - 1 without its cancellation near 0.
-    "soft_sign": (lambda x, alpha: torch.tanh(0.5 * alpha * x), _hard_sign, _sign_derivative),
+    "soft_sign": (lambda x, alpha: torch.tanh(0.5 * alpha * x), lambda x, _: _hard_sign(x), _sign_derivative),
 }
 _KERNELS = {
     "soft_round": ("soft_round", 0.0, "round"),
@@ -224,7 +231,8 @@ def _surrogate(name: str, x: torch.Tensor, alpha: float, straight_through: bool)
         return backend.value(hard_function if straight_through else function, _parameters(name, alpha), x)
     value, hard, derivative = _PORTABLE[name]
     x = x if x.dtype in _KEPT_DTYPES else x.float()
-    return _straight_through(x, hard, derivative, alpha) if straight_through else value(x, alpha)
+    function = _WithDerivative if torch.compiler.is_compiling() else _WithDerivativeForwardMode
+    return function.apply(x, hard if straight_through else value, derivative, alpha)
 
 
 def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:

@@ -55,9 +55,14 @@ def _function(FUNCTION: tl.constexpr, x, p0, p1, p2):
     """(value, derivative) at x. Parameters: the soft rounding family (alpha, 1 / (2 tanh(alpha / 2)),
     shift); soft_step and soft_sign (alpha); penalized MAE of x = prediction - target (delta, penalty)."""
     if FUNCTION == 0:  # soft_round family: m + p1·tanh(alpha·(y - m)), y = x + shift, m = floor(y) + 1/2
-        m = tl.floor(x + p2) + 0.5
-        t, sech2 = _tanh_sech2(p0 * (x - (m - p2)))  # y - m, exact (see cpu_elementwise.c)
-        return m + t * p1, (p0 * p1) * sech2
+        # floor(y) = k + j and y - m, exactly, never from x + shift (see cpu_elementwise.c)
+        k = tl.floor(x)
+        f = x - k
+        j = tl.where(f >= 1.0 - p2, 1.0, 0.0) - tl.where(f < -p2, 1.0, 0.0)
+        c = j + (0.5 - p2)
+        r = tl.where((x > -0.5) & (x < 0.0), x - (k + c), f - c)
+        t, sech2 = _tanh_sech2(p0 * r)
+        return ((k + j) + 0.5) + t * p1, (p0 * p1) * sech2
     elif FUNCTION == 1:  # soft_step: sigmoid(alpha·x)
         z = p0 * x
         e = tl.exp(-tl.abs(z))

@@ -159,12 +159,20 @@ static inline void sigmoid_d(double z, double *s, double *slope) {
     /* sign(±0) = +0 (as torch.sign); a NaN stays NaN */                                               \
     static inline R sign_##S(R x) { return x > 0 ? (R)1 : x < 0 ? (R)-1 : x == 0 ? (R)0 : x; }            \
                                                                                                         \
-    /* soft_round(x + shift) = m + s·tanh(alpha·(y - m)), y = x + shift, m = floor(y) + 1/2, with y - m  \
-     * taken as x - (m - shift), exact: y itself rounds where x + shift crosses a power of two */       \
+    /* soft_round(x + shift) = m + s·tanh(alpha·(y - m)), y = x + shift, m = floor(y) + 1/2, never   \
+     * from x + shift itself, which rounds where it crosses a power of two and, beyond 2^22 in        \
+     * float32, to even, picking the neighbouring cell: floor(y) = k + j from k = floor(x), f = x - k   \
+     * and j = [f >= 1 - shift] - [f < -shift] (shift -1/2, 0 or 1/2; exact even where f rounds), and \
+     * y - m = x - (k + c) = f - c with c = j + 1/2 - shift: f - c wherever f is exact (all but x in   \
+     * (-1/2, 0)), where both are exact and equal, and it stays exact where k + c would round */       \
     static inline R soft_round_##S(R x, const struct Elementwise *a, R *d) {                            \
-        const R m = FLOOR(x + (R)a->p2) + (R)0.5;                                                       \
+        const R shift = (R)a->p2, k = FLOOR(x), f = x - k;                                              \
+        const R j = (f >= (R)1 - shift ? (R)1 : (R)0) - (f < -shift ? (R)1 : (R)0);                     \
+        const R c = j + ((R)0.5 - shift);                                                               \
+        const R r = ((x > (R)-0.5) & (x < (R)0)) ? x - (k + c) : f - c;                                 \
+        const R m = (k + j) + (R)0.5;                                                                   \
         R t, sech2;                                                                                     \
-        tanh_sech2_##S((R)a->p0 * (x - (m - (R)a->p2)), &t, &sech2);                                    \
+        tanh_sech2_##S((R)a->p0 * r, &t, &sech2);                                                       \
         *d = (R)(a->p0 * a->p1) * sech2;                                                                \
         return m + t * (R)a->p1;                                                                        \
     }                                                                                                   \
