@@ -168,6 +168,7 @@ _TORCH_PENALIZED_MAE = (
 _TORCH_SURROGATES = (
     "_check",
     "_sech2",
+    "_round_cell",
     "_round_value",
     "_round_derivative",
     "_floor_derivative",
@@ -176,8 +177,8 @@ _TORCH_SURROGATES = (
     "_sign_derivative",
     "_hard_sign",
     "_hard_step",
-    "_StraightThrough",
-    "_straight_through",
+    "_WithDerivative",
+    "_WithDerivativeForwardMode",
     "_PORTABLE",
     "_KERNELS",
     "_Fused",
@@ -200,6 +201,7 @@ _KERAS_PENALIZED_MAE = (
 _KERAS_SURROGATES = (
     "_prepare",
     "_sign",
+    "_round_cell",
     "_round_value",
     "_round_derivative",
     "_step_value",

@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 from collections.abc import Callable
@@ -84,6 +85,8 @@ def resolve_framework(framework: str) -> str:
 
 def _imported_modules(fn: Any) -> set[str]:
     """The top-level modules that the module defining ``fn`` (a function, class or instance) imported."""
+    while isinstance(fn, functools.partial):  # the function it binds arguments of is the user's
+        fn = fn.func
     namespace = getattr(fn, "__globals__", None)
     if namespace is None:
         owner = fn if isinstance(fn, type) else type(fn)

@@ -27,7 +27,8 @@ from losses.doctor._report import Cause, Finding, Report
 _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le", "and", "or", "not", "xor", "is_finite"}
 _ARGMAX = {"argmax", "argmin"}
 _PIECEWISE = {"round": "round", "floor": "floor", "ceil": "floor", "sign": "sign"}
-_CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "checkpoint"}  # followed inside
+_CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "remat2", "checkpoint"}  # followed inside
+_CONTROL_FLOW = {"scan", "while", "cond"}  # looked into for breaks (see _control_flow)
 _ELEMENTWISE_BINARY = {
     "add",
     "sub",
@@ -91,6 +92,103 @@ def _sub_jaxpr(eqn: Any) -> tuple[Any, list] | None:
         if sub is not None:
             return (sub.jaxpr, list(sub.consts)) if hasattr(sub, "jaxpr") else (sub, [])
     return None
+
+
+def _break_kind(name: str, outs: list) -> str | None:
+    """The kind of gradient break an equation is (None: the gradient passes)."""
+    if name == "stop_gradient":
+        return "detach"
+    if name in _COMPARE:
+        return "compare"
+    if name in _ARGMAX:
+        return "argmax"
+    if name in _PIECEWISE:
+        return _PIECEWISE[name]
+    if outs and not any(_floating(o.aval) for o in outs):
+        return "cast"
+    return None
+
+
+def _inner(
+    jaxpr: Any, derived: list[bool], connected: list[bool], site: tuple[str | None, int | None]
+) -> tuple[list[Cause], list[bool], list[bool]]:
+    """The breaks on the prediction's paths through a loop body or branch (its inputs flagged
+    ``derived`` from the prediction and ``connected`` to it by gradient), and which outputs are;
+    ``site``: the line of the loop or branch, for an equation whose trace shows none of the user's."""
+    d = {v for v, flag in zip(jaxpr.invars, derived) if flag}
+    c = {v for v, flag in zip(jaxpr.invars, connected) if flag}
+    causes: list[Cause] = []
+    for eqn in jaxpr.eqns:
+        ins = [v for v in eqn.invars if isinstance(v, Var)]
+        if not any(v in d for v in ins):
+            continue
+        outs = [v for v in eqn.outvars if isinstance(v, Var)]
+        d.update(outs)
+        if not any(v in c for v in ins):
+            continue
+        if eqn.primitive.name in _CONTROL_FLOW or _sub_jaxpr(eqn) is not None:
+            flags = (
+                [isinstance(v, Var) and v in d for v in eqn.invars],
+                [isinstance(v, Var) and v in c for v in eqn.invars],
+            )
+            inner_causes, connected_out = _control_flow(eqn, *flags, site)
+            causes.extend(inner_causes)
+            c.update(o for o, flag in zip(eqn.outvars, connected_out) if flag and isinstance(o, Var))
+            continue
+        kind = _break_kind(eqn.primitive.name, outs)
+        if kind is None:
+            c.update(o for o in outs if _floating(o.aval))
+        else:
+            own = _site(eqn)
+            causes.append((kind, eqn.primitive.name, own if own[0] is not None else site))
+    return (
+        causes,
+        [isinstance(v, Var) and v in d for v in jaxpr.outvars],
+        [isinstance(v, Var) and v in c for v in jaxpr.outvars],
+    )
+
+
+def _control_flow(
+    eqn: Any, derived: list[bool], connected: list[bool], site: tuple[str | None, int | None]
+) -> tuple[list[Cause], list[bool]]:
+    """(the breaks on the prediction's paths inside a scan, while loop, cond or call, which of its
+    outputs stay connected to the prediction). A loop's carry is followed to a fixed point; a while
+    loop's condition (loop control) is not a path of the gradient."""
+    name, params = eqn.primitive.name, eqn.params
+    if name == "cond":
+        causes: list[Cause] = []
+        out = [False] * len(eqn.outvars)
+        for branch in params["branches"]:
+            found, _, conn = _inner(branch.jaxpr, derived[1:], connected[1:], site)
+            causes.extend(found)
+            out = [a or b for a, b in zip(out, conn)]
+        return causes, out
+    if name in ("scan", "while"):
+        if name == "scan":
+            body, skip, carries = params["jaxpr"].jaxpr, 0, params["num_carry"]
+            first = params["num_consts"]
+        else:
+            body, skip, carries = params["body_jaxpr"].jaxpr, params["cond_nconsts"], len(eqn.outvars)
+            first = params["body_nconsts"]
+        d, c = list(derived[skip:]), list(connected[skip:])
+        for _ in range(len(body.invars) + 1):  # until the carries' flags stop changing
+            causes, d_out, c_out = _inner(body, d, c, site)
+            new_d = (
+                d[:first] + [a or b for a, b in zip(d[first : first + carries], d_out[:carries])] + d[first + carries :]
+            )
+            new_c = (
+                c[:first] + [a or b for a, b in zip(c[first : first + carries], c_out[:carries])] + c[first + carries :]
+            )
+            if (new_d, new_c) == (d, c):
+                break
+            d, c = new_d, new_c
+        return causes, c_out
+    sub = _sub_jaxpr(eqn)
+    if sub is not None:
+        causes, _, conn = _inner(sub[0], derived, connected, site)
+        return causes, conn
+    # another primitive with a body (a custom derivative, ...): its own rule decides the gradient
+    return [], [any(connected) and _floating(o.aval) for o in eqn.outvars]
 
 
 class _Pass(R.BreakLog):
@@ -208,8 +306,17 @@ class _Pass(R.BreakLog):
             if target_only:
                 self.target.add(o)
         cause = None
-        if conn_in:
-            kind = self._break_kind(name, outs)
+        if conn_in and name in _CONTROL_FLOW:
+            flags = [isinstance(v, Var) and v in self.connected for v in eqn.invars]
+            causes, connected_out = _control_flow(
+                eqn, [isinstance(v, Var) and v in self.derived for v in eqn.invars], flags, site
+            )
+            self.connected.update(o for o, flag in zip(eqn.outvars, connected_out) if flag and isinstance(o, Var))
+            if causes:
+                cause = causes[0]
+                self.breaks.extend(causes)
+        elif conn_in:
+            kind = _break_kind(name, outs)
             if kind is None:
                 self.connected.update(o for o in outs if _floating(o.aval))
             else:
@@ -239,19 +346,6 @@ class _Pass(R.BreakLog):
                         and not {p, t} & self.new_axes
                     ):
                         self.broadcasts.append((name, a, b, site))
-
-    def _break_kind(self, name: str, outs: list) -> str | None:
-        if name == "stop_gradient":
-            return "detach"
-        if name in _COMPARE:
-            return "compare"
-        if name in _ARGMAX:
-            return "argmax"
-        if name in _PIECEWISE:
-            return _PIECEWISE[name]
-        if outs and not any(_floating(o.aval) for o in outs):
-            return "cast"
-        return None
 
     def _check_singular(self, name: str, eqn: Any, site) -> None:
         # An infinite derivative at the point: sqrt/log at 0, a zero denominator, pow(0, p < 1).
@@ -572,11 +666,12 @@ def diagnose_jax(
 
 
 def _wrong_gradient_findings(watch: _Watch, run: _Pass, report: Report) -> None:
-    seen = []
+    checked_calls: list = []  # one entry per call checked; a rule found wrong is not checked again
+    wrong: list = []
     for obj, args, kwargs in watch.custom_calls:
-        if obj in seen:
+        if obj in wrong or sum(o is obj for o in checked_calls) >= R.CALLS_CHECKED:
             continue
-        seen.append(obj)
+        checked_calls.append(obj)
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
         variables = [_var(leaf) for leaf in leaves]
         wrt = [i for i, v in enumerate(variables) if v is not None and v in run.connected]
@@ -588,6 +683,7 @@ def _wrong_gradient_findings(watch: _Watch, run: _Pass, report: Report) -> None:
         except Exception:  # the check could not run the function again: no evidence either way
             continue
         if checked is not None and checked[0] is not None and checked[0].wrong:
+            wrong.append(obj)
             name = getattr(checked[1], "__qualname__", "custom gradient")
             report.add(R.wrong_gradient_finding(name, R.function_site(checked[1]), checked[0]))
 

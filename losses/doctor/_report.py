@@ -299,6 +299,8 @@ def is_library_file(filename: str) -> bool:
     if filename.startswith("<"):
         # Import machinery and generated code; "<stdin>", "<string>", notebook cells are the user's.
         return filename.startswith("<frozen") or "eval_with_key" in filename
+    if os.path.basename(filename).startswith("__autograph_generated_file"):
+        return True  # TensorFlow's rewrite of a function in a temporary file: its source is the user's elsewhere
     path = os.path.abspath(filename)
     if path == _DEMO:
         return False  # the demo's losses stand for a user's
@@ -527,7 +529,9 @@ def add_gradient_findings(
                 site[1],
             )
         )
-    elif zero_fraction > 0 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
+    elif 0 < zero_fraction < 1 and partial and (zero_elsewhere is None or zero_elsewhere() != 0):
+        # (a break on one path that leaves no gradient at all, e.g. the branch a cond takes, is the
+        # error below)
         kind, op, site = partial[0]
         base = break_finding(kind, op, framework, site)
         report.add(
@@ -564,6 +568,11 @@ def add_gradient_findings(
             )
 
 
+# The calls of one hand-written gradient that are checked: a rule can be right for the inputs of its
+# first call and wrong for those of a later one (another sign, another branch).
+CALLS_CHECKED = 4
+
+
 class BreakLog:
     """What a framework's recorder shares: the breaks it saw, in order."""
 
@@ -575,6 +584,12 @@ class BreakLog:
         for other in self.breaks[1:]:
             if other[0] == "branch" and other[2] == site:
                 return other
+        # keras.ops.argmax on TensorFlow compares its input with 0 before tf.argmax (its -0.0
+        # workaround): on the same line, the argmax is what the user called.
+        if kind == "compare":
+            for other in self.breaks[1:]:
+                if other[0] == "argmax" and other[2] == site:
+                    return other
         return kind, op, site
 
 

@@ -136,6 +136,8 @@ class _Recorder(R.BreakLog):
     def callback(self, op_type, inputs, attrs, outputs, op_name=None, graph=None):
         if graph is not None or self._inside_custom:
             return None
+        if isinstance(op_type, bytes):  # some ops (ArgMax through keras.ops) report their type as bytes
+            op_type = op_type.decode()
         inputs = [t for t in (inputs or ()) if hasattr(t, "dtype")]
         outputs = [t for t in (outputs or ()) if hasattr(t, "dtype")]
         conn_in = [t for t in inputs if id(t) in self.connected]
@@ -328,7 +330,7 @@ class _Recorder(R.BreakLog):
                     connected
                     and code is not None
                     and not R.is_library_file(code.co_filename)
-                    and all(fn[0] is not f for fn in recorder.functions)
+                    and sum(fn[0] is f for fn in recorder.functions) < R.CALLS_CHECKED
                 ):
                     recorder.functions.append((f, args, kwargs, connected))
             return result
@@ -483,12 +485,16 @@ def check_custom_gradient(f: Callable, args: tuple, kwargs: dict, wrt: list[int]
 
 
 def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
+    wrong: list[Callable] = []
     for f, args, kwargs, wrt in rec.functions:
+        if f in wrong:
+            continue
         try:
             checked = check_custom_gradient(f, args, kwargs, wrt)
         except Exception:  # the check could not run the function again: no evidence either way
             continue
         if checked is not None and checked[0] is not None and checked[0].wrong:
+            wrong.append(f)
             report.add(R.wrong_gradient_finding(f.__qualname__, R.function_site(checked[1]), checked[0]))
 
 

@@ -350,7 +350,8 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
                     self.node_sites.setdefault(o.grad_fn, site)
             code = getattr(cls.backward, "__code__", None)
             user_code = code is not None and not R.is_library_file(code.co_filename)
-            if user_code and any(t.requires_grad for t in pred_in) and all(f[0] is not cls for f in self.functions):
+            calls = sum(f[0] is cls for f in self.functions)
+            if user_code and any(t.requires_grad for t in pred_in) and calls < R.CALLS_CHECKED:
                 self.functions.append((cls, args, kwargs, site))
         return out
 
@@ -411,6 +412,9 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
                 self.breaks.append(cause)
             elif name in _ZERO_DERIV:
                 self.zero_ops.append((_ZERO_DERIV[name], name, site))
+            for o in outputs:  # the indices beside the values of max(dim), topk, sort: a choice of index
+                if not o.is_floating_point() and not o.is_complex() and any(v.requires_grad for v in outputs):
+                    self.dead[id(o)] = ("argmax", name, site)
         self._follow_terms(name, args, inputs, hosts, outputs, cause, site)
         if pred_in and target_only and name in _ELEMENTWISE_BINARY:
             for p in pred_in:
@@ -670,12 +674,16 @@ def check_function(cls: type[torch.autograd.Function], args: tuple, kwargs: dict
 
 
 def _wrong_gradient_findings(rec: _Recorder, report: Report) -> None:
+    wrong: list[type] = []
     for cls, args, kwargs, _site in rec.functions:
+        if cls in wrong:
+            continue
         try:
             verdict = check_function(cls, args, kwargs)
         except Exception:  # the check could not run the function again: no evidence either way
             continue
         if verdict is not None and verdict.wrong:
+            wrong.append(cls)
             report.add(R.wrong_gradient_finding(cls.__qualname__, R.function_site(cls.backward), verdict))
 
 
@@ -871,7 +879,9 @@ def analyse_loss(
     none: list[torch.Tensor | None] = [None] * len(leaves)
 
     if isinstance(loss, HostNumber) or not isinstance(loss, torch.Tensor):
-        if rec.breaks:
+        # A container (the loss beside logged values): the return itself is the problem, whatever
+        # the logged values went through.
+        if rec.breaks and not isinstance(loss, (tuple, list, dict)):
             kind, op, site = rec.first_break()
             report.add(R.break_finding(kind, op, "torch", site))
         else:
@@ -880,7 +890,7 @@ def analyse_loss(
                     R.DISCONNECTED,
                     "error",
                     f"the loss returned a {type(loss).__name__}, not a tensor: it has no gradient",
-                    "return a torch tensor computed from the prediction",
+                    "return a torch tensor computed from the prediction (log other values outside the loss)",
                     *R.definition_site(loss_fn),
                 )
             )
@@ -905,6 +915,9 @@ def analyse_loss(
     if not loss.requires_grad:
         if rec.breaks:
             kind, op, site = rec.first_break()
+            report.add(R.break_finding(kind, op, "torch", site))
+        elif id(loss) in rec.dead:  # e.g. built from the indices of max(dim) / topk / sort
+            kind, op, site = rec.dead[id(loss)]
             report.add(R.break_finding(kind, op, "torch", site))
         else:
             site = rec.sites.get(id(loss), R.definition_site(loss_fn))

@@ -231,8 +231,8 @@ def _surrogate(name: str, x: torch.Tensor, alpha: float, straight_through: bool)
         return backend.value(hard_function if straight_through else function, _parameters(name, alpha), x)
     value, hard, derivative = _PORTABLE[name]
     x = x if x.dtype in _KEPT_DTYPES else x.float()
-    function = _WithDerivative if torch.compiler.is_compiling() else _WithDerivativeForwardMode
-    return function.apply(x, hard if straight_through else value, derivative, alpha)
+    surrogate = _WithDerivative if torch.compiler.is_compiling() else _WithDerivativeForwardMode
+    return surrogate.apply(x, hard if straight_through else value, derivative, alpha)
 
 
 def soft_round(x: torch.Tensor, alpha: float = _spec.DEFAULT_ALPHA, straight_through: bool = False) -> torch.Tensor:

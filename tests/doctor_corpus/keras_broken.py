@@ -121,3 +121,9 @@ def custom_gradient_sign_flipped(y_true, y_pred):
 class SwappedLossClass(keras.losses.Loss):
     def call(self, y_pred, y_true):  # expect: SWAPPED_ARGUMENTS
         return ops.mean(ops.square(y_true - ops.sigmoid(y_pred)), axis=-1)
+
+
+def argmax_one_hot(y_true, y_pred):
+    # keras.ops.argmax on TensorFlow compares with 0 first (its -0.0 workaround): the argmax is named.
+    hard = ops.one_hot(ops.argmax(y_pred, axis=-1), 4)  # expect: ZERO_GRADIENT
+    return 1.0 - ops.mean(hard * y_true)

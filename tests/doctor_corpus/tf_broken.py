@@ -188,3 +188,13 @@ def dead_stop_gradient_term(y_true, y_pred):
     mse = tf.reduce_mean(tf.square(y_true - y_pred))
     smoothness = tf.reduce_mean(tf.square(tf.stop_gradient(y_pred[:, 1:] - y_pred[:, :-1])))  # expect: DEAD_TERM
     return mse + 0.1 * smoothness
+
+
+def round_inside_map_fn(y_true, y_pred):
+    # tf.map_fn runs an autograph copy of the function from a temporary file, not a line of the
+    # user's: the line of the map_fn call is reported.
+    def row_error(pair):
+        return tf.reduce_mean((tf.round(pair[0]) - pair[1]) ** 2)
+
+    per_row = tf.map_fn(row_error, (y_pred, y_true), fn_output_signature=tf.float32)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(per_row)

@@ -271,3 +271,40 @@ def inplace_target_mask(input, target):
     loss = torch.exp(input) * mask
     mask[mask == 0] = 0.5  # expect: INPLACE
     return loss.mean()
+
+
+# Indices beside values: max(dim), topk and sort return both; the indices are a choice of index.
+
+
+def topk_indices(input, target):
+    chosen = input.topk(2, dim=1).indices  # expect: ZERO_GRADIENT
+    return 1.0 - (F.one_hot(chosen, input.shape[1]).sum(1).float() * target).mean()
+
+
+def max_indices(input, target):
+    _, index = input.max(dim=1)  # expect: ZERO_GRADIENT
+    return 1.0 - F.one_hot(index, input.shape[1]).float().mul(target).mean()
+
+
+def loss_and_logs(input, target):  # expect: DISCONNECTED
+    # A tuple returned: the loss beside a logged number (whose .item() is not the problem).
+    loss = ((input - target) ** 2).mean()
+    return loss, {"mse": loss.item()}
+
+
+def wrong_backward_on_a_later_call(input, target):
+    # Right for positive inputs, wrong for negative ones: the first call sees only positives.
+    class Magnitude(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.abs()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            (x,) = ctx.saved_tensors
+            return grad * torch.ones_like(x)  # the sign of x is missing
+
+    positive = Magnitude.apply(input.abs() + 0.1)
+    negative = Magnitude.apply(-(input.abs() + 0.1))
+    return (positive.mean() - target.mean()) ** 2 + negative.mean()

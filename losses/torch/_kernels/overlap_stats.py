@@ -350,7 +350,14 @@ def stats_backward(
     with ``term``, plus ``term_scale[b]`` (float32, ``(B,)``) times the gradient of image b's Σ v·ℓ."""
     with device_guard(input):
         return _launch_stats_backward(
-            grad_stats, _Tensors.of(input, target, weight, options.mode), options, scale, scale_stride, scale_mult, term, term_scale
+            grad_stats,
+            _Tensors.of(input, target, weight, options.mode),
+            options,
+            scale,
+            scale_stride,
+            scale_mult,
+            term,
+            term_scale,
         )
 
 

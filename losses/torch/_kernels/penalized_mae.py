@@ -105,7 +105,8 @@ class _PenalizedMAE(torch.autograd.Function):
             from losses.torch._penalized_mae import differentiable_gradient
 
             input, target = ctx.saved_tensors
-            grad = differentiable_gradient(input, target, *ctx.options, grad_output)
+            delta, penalty, reduction = ctx.options
+            grad = differentiable_gradient(input, target, delta, penalty, reduction, grad_output)
             grad_target = -grad if ctx.needs_input_grad[1] else None
             return grad if ctx.needs_input_grad[0] else None, grad_target, None, None, None
         if grad is None:

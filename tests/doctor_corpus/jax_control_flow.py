@@ -1,0 +1,56 @@
+"""JAX losses whose break sits inside a loop, a branch or a checkpoint (the doctor looks into their
+bodies), and healthy ones of the same shapes (no false alarm from a loop's own counter)."""
+
+import jax
+import jax.numpy as jnp
+
+
+def stop_gradient_in_scan(y_true, y_pred):
+    def body(total, row):
+        return total + jnp.sum(jax.lax.stop_gradient(row) ** 2), None  # expect: DISCONNECTED
+
+    total, _ = jax.lax.scan(body, 0.0, y_pred - y_true)
+    return total / y_pred.size
+
+
+def round_in_fori_loop(y_true, y_pred):
+    def body(i, total):
+        return total + jnp.mean((jnp.round(y_pred[i]) - y_true[i]) ** 2)
+
+    return jax.lax.fori_loop(0, y_pred.shape[0], body, 0.0)  # expect: ZERO_GRADIENT
+
+
+def stop_gradient_in_the_branch_taken(y_true, y_pred):
+    error = y_pred - y_true
+    return jax.lax.cond(
+        jnp.sum(y_true) > -1.0,
+        lambda e: jnp.mean(jax.lax.stop_gradient(e) ** 2),  # expect: DISCONNECTED
+        lambda e: jnp.mean(e**2),
+        error,
+    )
+
+
+def stop_gradient_in_checkpoint(y_true, y_pred):
+    # A checkpointed function is followed as a call: the line of the call is reported.
+    squared = jax.checkpoint(lambda p: jax.lax.stop_gradient(p) ** 2)
+    return jnp.mean(squared(y_pred) - y_true)  # expect: DISCONNECTED
+
+
+def healthy_scan(y_true, y_pred):
+    def body(total, pair):
+        return total + jnp.sum((pair[0] - pair[1]) ** 2), None
+
+    total, _ = jax.lax.scan(body, 0.0, (y_pred, y_true))
+    return total / y_pred.size
+
+
+def healthy_fori_loop(y_true, y_pred):
+    def body(i, total):
+        return total + jnp.mean((y_pred[i] - y_true[i]) ** 2)
+
+    return jax.lax.fori_loop(0, y_pred.shape[0], body, 0.0)
+
+
+def healthy_cond(y_true, y_pred):
+    error = y_pred - y_true
+    return jax.lax.cond(jnp.sum(y_true) > -1.0, lambda e: jnp.mean(e**2), lambda e: jnp.mean(jnp.abs(e)), error)
