@@ -272,6 +272,17 @@ def test_cli_options(capsys, tmp_path):
     assert main(capsys, f"{bad}:loss")[0] == 2
 
 
+def test_cli_makes_class_labels_for_a_target_without_the_class_axis(capsys, tmp_path):
+    """--pred-shape 8,3 --true-shape 8 (what the exit-2 hint suggests for class labels) gives int64
+    labels in [0, 3), which F.cross_entropy takes."""
+    path = tmp_path / "ce.py"
+    path.write_text(
+        "import torch.nn.functional as F\n\ndef ce(logits, labels):\n    return F.cross_entropy(logits, labels)\n"
+    )
+    status, out = main(capsys, f"{path}:ce", "--pred-shape", "8,3", "--true-shape", "8", "--order", "pred-first")
+    assert status == 0 and "OK" in out, out
+
+
 def test_cli_exit_status_2_says_why_in_one_line(capsys, tmp_path):
     files = {
         "syntax.py": ("import torch\ndef loss(input, target)\n    return input\n", "does not compile: SyntaxError"),

@@ -155,9 +155,19 @@ def load_function(target: str) -> Any:
 def random_inputs(
     pred_shape: tuple[int, ...], true_shape: tuple[int, ...], seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A prediction in (0.05, 0.95) (valid as probabilities and as logits) and a 0/1 target."""
+    """A prediction in (0.05, 0.95) (valid as probabilities and as logits) and a 0/1 target, or class
+    labels (int64 in [0, C), C >= 2) where the target's shape is the prediction's without its class
+    axis (the last, or the second: channels last or first)."""
     rng = np.random.default_rng(seed)
     y_pred = rng.uniform(0.05, 0.95, size=pred_shape).astype(np.float32)
+    classes = None
+    if len(true_shape) == len(pred_shape) - 1:
+        if true_shape == pred_shape[:-1]:
+            classes = pred_shape[-1]
+        elif true_shape == pred_shape[:1] + pred_shape[2:]:
+            classes = pred_shape[1]
+    if classes is not None and classes >= 2:  # (N, 1) beside (N,) is a regression's shape mismatch
+        return rng.integers(0, classes, size=true_shape).astype(np.int64), y_pred
     y_true = (rng.uniform(size=true_shape) > 0.5).astype(np.float32)
     return y_true, y_pred
 

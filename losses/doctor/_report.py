@@ -426,6 +426,11 @@ _BREAKS = {
         "`{op}` casts to an integer or boolean type: the gradient stops there",
         "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)",
     ),
+    "overwrite": (
+        DISCONNECTED,
+        "`{op}` overwrites the values computed from the prediction with constants: nothing before it gets a gradient",
+        "compute a new tensor instead of overwriting this one ({where} to replace some values)",
+    ),
 }
 
 _FRAMEWORK_WORDS = {

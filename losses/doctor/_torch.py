@@ -70,6 +70,9 @@ _ZERO_DERIV = {
     "floor_": "floor",
     "ceil_": "floor",
     "sign_": "sign",
+    # every value replaced by a constant, in place
+    "fill_": "overwrite",
+    "zero_": "overwrite",
 }
 # Element-wise losses of torch.nn.functional whose (input, target) must have one shape.
 _ELEMENTWISE_LOSSES = {

@@ -308,3 +308,9 @@ def wrong_backward_on_a_later_call(input, target):
     positive = Magnitude.apply(input.abs() + 0.1)
     negative = Magnitude.apply(-(input.abs() + 0.1))
     return (positive.mean() - target.mean()) ** 2 + negative.mean()
+
+
+def fill_overwrites_the_prediction(input, target):
+    values = input.clone()
+    values.fill_(0.5)  # expect: DISCONNECTED
+    return ((values - target) ** 2).mean()
