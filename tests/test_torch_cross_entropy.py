@@ -652,3 +652,24 @@ def test_the_fused_multiclass_term_with_one_class_weighted_apart(loss, class_wei
     )
     assert value_32 == pytest.approx(value_64, rel=2e-6)
     np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["FocalLoss", "DiceCELoss", "DiceFocalLoss"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_compiles_with_fullgraph(name, dtype):
+    """torch.compile(fullgraph=True) traces the term (its NaN mark and float16 upcast are Functions
+    without a forward-mode rule under the compiler, which cannot trace one that has it)."""
+    import losses.torch
+
+    torch._dynamo.reset()
+    criterion = getattr(losses.torch, name)(ignore_index=2)
+    compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager")
+    logits = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4)).to(dtype).requires_grad_()
+    labels = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(5))
+    loss = compiled(logits, labels)
+    (grad,) = torch.autograd.grad(loss, logits)
+    expected = criterion(logits, labels)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    torch._dynamo.reset()

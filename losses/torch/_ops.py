@@ -94,6 +94,12 @@ class _SaturatingUpcast(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         return cast_gradient(grad, torch.float16)
 
+
+# The Functions with their forward-mode rule (torch.func.jvp) apart: torch.compile cannot trace a
+# Function that defines jvp, so under it the ones without are taken.
+
+
+class _SaturatingUpcastForwardMode(_SaturatingUpcast):
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:
         return tangent.to(torch.float32)
@@ -102,7 +108,8 @@ class _SaturatingUpcast(torch.autograd.Function):
 def upcast(input: Tensor) -> Tensor:
     """``input`` in its computation dtype (:func:`compute_dtype`), float16 through :func:`cast_gradient`'s rule."""
     if input.dtype == torch.float16:
-        return _SaturatingUpcast.apply(input)
+        compiling = torch.compiler.is_compiling()
+        return (_SaturatingUpcast if compiling else _SaturatingUpcastForwardMode).apply(input)
     return input.to(compute_dtype(input.dtype))
 
 
@@ -126,6 +133,8 @@ class _NonFiniteMark(torch.autograd.Function):
         (mark,) = ctx.saved_tensors
         return grad * 0 + mark
 
+
+class _NonFiniteMarkForwardMode(_NonFiniteMark):
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:
         return torch.zeros_like(tangent)
@@ -133,7 +142,7 @@ class _NonFiniteMark(torch.autograd.Function):
 
 def non_finite_mark(x: Tensor) -> Tensor:
     """0 where ``x`` is finite, NaN where not; its gradient likewise (see :class:`_NonFiniteMark`)."""
-    return _NonFiniteMark.apply(x)
+    return (_NonFiniteMark if torch.compiler.is_compiling() else _NonFiniteMarkForwardMode).apply(x)
 
 
 def reduce(loss: Tensor, reduction: str) -> Tensor:
