@@ -82,7 +82,57 @@ def _run_all(out: str) -> None:
         with strategy.scope():
             mirrored = fit(build(), options)
         results[name] = {"single": single, "mirrored": mirrored}
+    logits = rng.normal(size=(3, 8, 8, 3)).astype("float32")
+    results["empty_replica"] = _empty_replica(strategy, logits, labels[:3])
     Path(out).write_text(json.dumps(results))
+
+
+def _empty_replica(strategy, logits, labels) -> dict:
+    """3 images on the first replica and none on the second (the last batch of an epoch with fewer
+    images than replicas), through strategy.run: each replica's loss and the first's gradient, and
+    those of one device."""
+    import tensorflow as tf
+
+    import losses.keras
+
+    out = {}
+    slices = (slice(0, 3), slice(3, 3))
+    for name, make in (
+        ("DiceLoss", lambda: losses.keras.DiceLoss(mode="multiclass", per_image=False, sync_across_ranks=True)),
+        ("DiceCELoss", lambda: losses.keras.DiceCELoss(mode="multiclass", per_image=False, sync_across_ranks=True)),
+    ):
+        loss = make()
+        x = tf.constant(logits)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            one = loss(tf.constant(labels), x)
+        grad = tape.gradient(one, x)
+        values = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (
+                tf.constant(labels[slices[ctx.replica_id_in_sync_group]]),
+                tf.constant(logits[slices[ctx.replica_id_in_sync_group]]),
+            )
+        )
+
+        @tf.function
+        def step(v, loss=loss):
+            def replica(pair):
+                t, p = pair
+                with tf.GradientTape() as tape:
+                    tape.watch(p)
+                    value = loss(t, p)
+                return value, tape.gradient(value, p)
+
+            return strategy.run(replica, args=(v,))
+
+        values_out, grads = step(values)
+        out[name] = {
+            "replicas": [float(v.numpy()) for v in strategy.experimental_local_results(values_out)],
+            "grad": strategy.experimental_local_results(grads)[0].numpy().tolist(),
+            "single": float(one.numpy()),
+            "single_grad": grad.numpy().tolist(),
+        }
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +176,17 @@ def test_mirrored_with_sync_equals_one_device(results, name):
     assert len(case["mirrored"]["loss"]) == STEPS
     assert _same_losses(case["mirrored"], case["single"]), (case["mirrored"]["loss"], case["single"]["loss"])
     assert _same_gradients(case["mirrored"], case["single"])
+
+
+@pytest.mark.parametrize("name", ["DiceLoss", "DiceCELoss"])
+def test_a_replica_without_images_keeps_the_batch_loss_and_gradient(results, name):
+    """Each replica's loss is the batch loss over the replicas (also where it has no image: not
+    0/0), so that their sum is one device's loss and the all-reduce hands the first replica all of
+    its gradient, not half."""
+    case = results["empty_replica"][name]
+    assert np.isfinite(case["replicas"]).all(), case["replicas"]
+    np.testing.assert_allclose(sum(case["replicas"]), case["single"], rtol=1e-5)
+    np.testing.assert_allclose(case["grad"], case["single_grad"], rtol=1e-4, atol=1e-7)
 
 
 def test_mirrored_without_sync_differs_from_one_device(results):

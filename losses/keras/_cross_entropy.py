@@ -162,12 +162,16 @@ def focal_per_sample(y_true: Any, y_pred: Any, options: FocalOptions, weight: An
 def pair_per_sample(y_true: Any, y_pred: Any, pair: PairOptions, weight: Any = None) -> Any:
     """``λ_overlap·L_overlap + λ_term·mean(ℓ)`` of each image ``(B,)``; with ``per_image=False`` the
     batch's value repeated B times."""
+    inputs = prepare_inputs(y_true, y_pred, pair.overlap, weight)
+    return per_sample(_pair_rows(inputs, pair), inputs, pair.overlap.per_image)
+
+
+def _pair_rows(inputs: Inputs, pair: PairOptions) -> Any:
+    """The pair's loss of each row: of each image ``(B,)``, or of the batch ``(1,)``."""
     options = pair.overlap
-    inputs = prepare_inputs(y_true, y_pred, options, weight)
     pair.term.check_num_classes(inputs.num_classes)
     term = _term_rows(inputs, pair.term, options.per_image, options.sync_across_ranks)
-    rows = pair.lambda_overlap * overlap_rows(inputs, options) + pair.lambda_term * term
-    return per_sample(rows, inputs, options.per_image)
+    return pair.lambda_overlap * overlap_rows(inputs, options) + pair.lambda_term * term
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,6 +522,12 @@ class _PairLoss(LossWithWeightMap):
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         return pair_per_sample(y_true, y_pred, self.options, weight)
+
+    def synced_batch_loss(self) -> bool:
+        return bool(self.options.overlap.sync_across_ranks and not self.options.overlap.per_image)
+
+    def loss_of_batch(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        return _pair_rows(prepare_inputs(y_true, y_pred, self.options.overlap, weight), self.options)[0]
 
     def get_config(self) -> dict[str, Any]:
         return {**loss_config(self), **self.options.to_config(self.lambda_names)}

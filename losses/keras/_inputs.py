@@ -226,17 +226,38 @@ class LossWithWeightMap(keras.losses.Loss):
         if sample_weight is not None and self.takes_weight_map and _per_position(sample_weight, y_pred):
             weight_map, sample_weight = sample_weight, None
         with keras.name_scope(self.name):
-            values = self._per_sample(y_true, y_pred, weight_map)
+            averaged = self.reduction == "mean_with_sample_weight" or (
+                sample_weight is None and self.reduction not in (None, "none", "sum")
+            )
+            if averaged and self.synced_batch_loss():
+                # The loss of the whole global batch, the same on every replica, divided by the number
+                # of replicas: also on a replica with no image (the last batch of an epoch with fewer
+                # images than replicas), whose mean over its images would be 0/0, and whose share of
+                # the all-reduce's gradient the other replicas need. (Per-sample weights of one
+                # value for the batch cancel in their weighted mean.)
+                from keras.src.losses.loss import scale_loss_for_distribution
+
+                batch = self._loss(y_true, y_pred, weight_map, self.loss_of_batch)
+                return scale_loss_for_distribution(ops.cast(batch, self.dtype))
+            values = self._loss(y_true, y_pred, weight_map, self.loss_per_sample)
             return reduce_per_sample(values, sample_weight, self.reduction, self.dtype)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self._per_sample(y_true, y_pred, None)
+        return self._loss(y_true, y_pred, None, self.loss_per_sample)
 
-    def _per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+    def synced_batch_loss(self) -> bool:
+        """Whether the loss is one value for the global batch (``per_image=False`` with
+        ``sync_across_ranks``): then :meth:`loss_of_batch` gives it."""
+        return False
+
+    def loss_of_batch(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        raise NotImplementedError
+
+    def _loss(self, y_true: Any, y_pred: Any, weight: Any, loss: Callable[[Any, Any, Any], Any]) -> Any:
         check_floating("y_pred", y_pred)
         if dtype_name(y_pred) in _FULL_PRECISION and self.dtype in _FULL_PRECISION:
             y_pred = ops.cast(y_pred, self.dtype)  # the loss dtype, as keras.losses.Loss does
-        return self.loss_per_sample(y_true, y_pred, weight)
+        return loss(y_true, y_pred, weight)
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         """The loss of each sample, ``(B,)``, with ``weight`` a weight per position or None."""

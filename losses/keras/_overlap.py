@@ -256,6 +256,12 @@ class _OverlapLoss(LossWithWeightMap):
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
         return overlap_per_sample(y_true, y_pred, self.options, weight)
 
+    def synced_batch_loss(self) -> bool:
+        return bool(self.options.sync_across_ranks and not self.options.per_image)
+
+    def loss_of_batch(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
+        return overlap_rows(prepare_inputs(y_true, y_pred, self.options, weight), self.options)[0]
+
     def get_config(self) -> dict[str, Any]:
         return {**loss_config(self), **self.options.to_dict()}
 
