@@ -43,7 +43,8 @@ def test_cli_on_jax():
 
 def test_breaks_inside_loops_branches_and_checkpoints():
     """A break inside lax.scan / fori_loop / cond / jax.checkpoint is an error at its line (or the
-    loop's), not a "saturated" warning; the same loops without a break are healthy."""
+    loop's), not a "saturated" warning, and a wrong jax.custom_jvp rule is WRONG_GRADIENT at the
+    rule; the same losses without the fault are healthy."""
     sys.path.insert(0, CORPUS)
     try:
         import jax_control_flow
@@ -52,12 +53,12 @@ def test_breaks_inside_loops_branches_and_checkpoints():
         sys.path.remove(CORPUS)
     path = os.path.join(CORPUS, "jax_control_flow.py")
     expected = expected_findings(jax_control_flow)
-    assert len(expected) == 4
+    assert len(expected) == 5
     for name, findings in expected.items():
         ((code, line),) = findings
         result = run("-m", "losses", "doctor", f"{path}:{name}", "--framework", "jax")
         assert result.returncode == 1, (name, result.stdout + result.stderr[-3000:])
         assert f"ERROR {code} at {path}:{line}" in result.stdout, (name, result.stdout)
-    for name in ("healthy_scan", "healthy_fori_loop", "healthy_cond"):
+    for name in ("healthy_scan", "healthy_fori_loop", "healthy_cond", "healthy_custom_jvp"):
         result = run("-m", "losses", "doctor", f"{path}:{name}", "--framework", "jax")
         assert result.returncode == 0 and "OK" in result.stdout, (name, result.stdout + result.stderr[-3000:])

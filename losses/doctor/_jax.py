@@ -427,22 +427,28 @@ class _Watch:
             self.keras_calls.append((api, R.user_site(frame), first, second))
 
     def __enter__(self):
-        watch, original = self, custom_derivatives.custom_vjp.__call__
-        self._call = original
+        watch = self
+        # custom_vjp and custom_jvp: a hand-written backward, or a forward-mode rule that jax.grad
+        # transposes; both patched for the duration of the pass, restored by __exit__.
+        self._calls = {kind: kind.__call__ for kind in (custom_derivatives.custom_vjp, custom_derivatives.custom_jvp)}
 
-        def call(obj, *args, **kwargs):
-            watch.custom_calls.append((obj, args, kwargs))
-            return original(obj, *args, **kwargs)
+        def patched(original: Callable) -> Callable:
+            def call(obj, *args, **kwargs):
+                watch.custom_calls.append((obj, args, kwargs))
+                return original(obj, *args, **kwargs)
 
-        # Patched for the duration of the pass, restored by __exit__.
-        custom_derivatives.custom_vjp.__call__ = call  # type: ignore[method-assign, assignment]
+            return call
+
+        for kind, original in self._calls.items():
+            kind.__call__ = patched(original)  # type: ignore[method-assign]
         self._profile = sys.getprofile()
         sys.setprofile(self._profiler)
         return self
 
     def __exit__(self, *exc):
         sys.setprofile(self._profile)
-        custom_derivatives.custom_vjp.__call__ = self._call  # type: ignore[method-assign]
+        for kind, original in self._calls.items():
+            kind.__call__ = original  # type: ignore[method-assign]
         return False
 
 
@@ -453,7 +459,11 @@ def _var(value: Any) -> Var | None:
 
 def _user_rule(obj: Any, args: tuple, kwargs: dict) -> Callable | None:
     """The user's hand-written gradient of a custom_vjp: its bwd, or for jax.custom_gradient (and
-    keras.ops.custom_gradient) the rule the user's function returns."""
+    keras.ops.custom_gradient) the rule the user's function returns; of a custom_jvp: its jvp."""
+    if isinstance(obj, custom_derivatives.custom_jvp):
+        rule = getattr(obj, "jvp", None)
+        code = getattr(rule, "__code__", None)
+        return None if code is None or R.is_library_file(code.co_filename) else rule
     fun = obj.fun
     if R.is_library_file(fun.__code__.co_filename):
         user_fun = inspect.getclosurevars(fun).nonlocals.get("fun")

@@ -1,5 +1,6 @@
 """JAX losses whose break sits inside a loop, a branch or a checkpoint (the doctor looks into their
-bodies), and healthy ones of the same shapes (no false alarm from a loop's own counter)."""
+bodies), a wrong jax.custom_jvp rule, and healthy ones of the same shapes (no false alarm from a
+loop's own counter or a right rule)."""
 
 import jax
 import jax.numpy as jnp
@@ -54,3 +55,33 @@ def healthy_fori_loop(y_true, y_pred):
 def healthy_cond(y_true, y_pred):
     error = y_pred - y_true
     return jax.lax.cond(jnp.sum(y_true) > -1.0, lambda e: jnp.mean(e**2), lambda e: jnp.mean(jnp.abs(e)), error)
+
+
+@jax.custom_jvp
+def _softplus(x):
+    return jnp.log1p(jnp.exp(x))
+
+
+@_softplus.defjvp
+def _softplus_wrong_jvp(primals, tangents):  # expect(softplus_with_a_wrong_jvp): WRONG_GRADIENT
+    (x,), (t,) = primals, tangents
+    return _softplus(x), t * jnp.exp(x)  # the derivative is sigmoid(x), not exp(x)
+
+
+def softplus_with_a_wrong_jvp(y_true, y_pred):
+    return jnp.mean((_softplus(y_pred) - y_true) ** 2)
+
+
+@jax.custom_jvp
+def _softplus_right(x):
+    return jnp.log1p(jnp.exp(x))
+
+
+@_softplus_right.defjvp
+def _softplus_right_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _softplus_right(x), t * jax.nn.sigmoid(x)
+
+
+def healthy_custom_jvp(y_true, y_pred):
+    return jnp.mean((_softplus_right(y_pred) - y_true) ** 2)
