@@ -23,7 +23,7 @@ from losses._overlap import (
 )
 from losses.torch._checks import check_values
 from losses.torch._kernels import cpu as cpu_kernels
-from losses.torch._ops import cast_gradient
+from losses.torch._ops import cast_gradient, composed_gradient
 
 # The sums of the "basic" passes: only these, and nothing ignored or weighted.
 _BASIC_STATS = frozenset({INTERSECTION, PRED_SUM, TARGET_SUM, VALID_COUNT})
@@ -134,9 +134,11 @@ class FusedCpuOverlap(torch.autograd.Function):
             # (retain_graph=True) after the first used up the probabilities: the composed loss.
             from losses.torch._overlap_core import composed_loss
 
-            with torch.enable_grad():
-                loss = composed_loss(input, target, weight, ctx.options, ctx.reduction, ctx.label_map, sync=False)
-                (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+            grad = composed_gradient(
+                lambda: composed_loss(input, target, weight, ctx.options, ctx.reduction, ctx.label_map, sync=False),
+                input,
+                grad_output,
+            )
             return grad, None, None, None, None, None
         prepared, ctx.prepared = ctx.prepared, None
         row_scale = _row_upstream(grad_output, ctx.reduction, ctx.grad_stats.shape[0])
@@ -193,9 +195,11 @@ class FusedCpuTerm(torch.autograd.Function):
         if torch.is_grad_enabled() or ctx.prepared is None:  # see FusedCpuOverlap.backward
             from losses.torch._term_core import composed_term_loss
 
-            with torch.enable_grad():
-                loss = composed_term_loss(input, target, weight, ctx.spec, ctx.reduction, ctx.label_map, sync=False)
-                (grad,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+            grad = composed_gradient(
+                lambda: composed_term_loss(input, target, weight, ctx.spec, ctx.reduction, ctx.label_map, sync=False),
+                input,
+                grad_output,
+            )
             return grad, None, None, None, None, None
         prepared, ctx.prepared = ctx.prepared, None
         spec = ctx.spec

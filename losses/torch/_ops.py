@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -145,6 +146,15 @@ def non_finite_mark(x: Tensor) -> Tensor:
     return (_NonFiniteMark if torch.compiler.is_compiling() else _NonFiniteMarkForwardMode).apply(x)
 
 
+def composed_gradient(composed: Callable[[], Tensor], input: Tensor, grad_output: Tensor) -> Tensor:
+    """The gradient of ``composed()`` (the loss again, from PyTorch ops) with respect to ``input``,
+    itself differentiable: the backward of a fused loss under ``create_graph=True``, whose kernels'
+    gradient is not differentiable."""
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(composed(), input, grad_output, create_graph=True)
+    return grad
+
+
 def reduce(loss: Tensor, reduction: str) -> Tensor:
     """``"mean"``, ``"sum"`` or ``"none"`` of per-item losses (the mean of nothing is NaN, as in torch)."""
     if reduction == "mean":
@@ -159,6 +169,7 @@ __all__ = [
     "TORCH_REDUCTIONS",
     "TorchOps",
     "cast_gradient",
+    "composed_gradient",
     "compute_dtype",
     "constant",
     "non_finite_mark",

@@ -29,6 +29,7 @@ import torch
 from losses._overlap import DENOMINATOR_MIN, LOG_CLAMP, NUM_STATS, VALID_COUNT, Form, OverlapOptions
 from losses._validation import TORCH_REDUCTIONS, check_choice
 from losses.torch._checks import is_label_map
+from losses.torch._ops import composed_gradient
 from losses.torch._kernels import device_guard, next_pow2, triton_module
 from losses.torch._kernels.overlap_stats import (
     SECOND_DERIVATIVE_ERROR,
@@ -198,16 +199,6 @@ def overlap_from_stats_triton(stats: torch.Tensor, class_weights: torch.Tensor, 
 # ------------------------------------------------------------------------------------------------
 
 
-def _composed_gradient(
-    composed: Callable[[], torch.Tensor], input: torch.Tensor, grad: torch.Tensor
-) -> tuple[torch.Tensor, None, None, None, None, None]:
-    """The backward under ``create_graph=True``: the gradient of the loss computed again from PyTorch
-    ops, itself differentiable (the gradient pass is not), as the fused CPU passes do."""
-    with torch.enable_grad():
-        (grad_input,) = torch.autograd.grad(composed(), input, grad, create_graph=True)
-    return grad_input, None, None, None, None, None
-
-
 class _OverlapLoss(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -251,11 +242,12 @@ class _OverlapLoss(torch.autograd.Function):
             from losses.torch._overlap_core import composed_loss
 
             label_map = is_label_map(input, target, ctx.overlap.mode)
-            return _composed_gradient(
+            grad_input = composed_gradient(
                 lambda: composed_loss(input, target, weight, ctx.overlap, ctx.reduction, label_map, sync=False),
                 input,
                 grad,
             )
+            return grad_input, None, None, None, None, None
         if grad.dtype != torch.float32 or not grad.is_contiguous():
             grad = grad.to(torch.float32).contiguous()
         grad_input = stats_backward(grad_stats, input, target, weight, ctx.options, grad, *ctx.scale)
@@ -355,11 +347,12 @@ class _TermLoss(torch.autograd.Function):
             from losses.torch._term_core import composed_term_loss
 
             label_map = is_label_map(input, target, ctx.spec.overlap.mode)
-            return _composed_gradient(
+            grad_input = composed_gradient(
                 lambda: composed_term_loss(input, target, weight, ctx.spec, ctx.reduction, label_map, sync=False),
                 input,
                 grad,
             )
+            return grad_input, None, None, None, None, None
         spec, rows = ctx.spec, slope.shape[0]
         upstream = grad.to(torch.float32).expand(rows) if grad.dim() == 0 else grad.to(torch.float32)
         if ctx.reduction == "mean":
