@@ -226,8 +226,10 @@ class _Pass(R.BreakLog):
                 outer = self.call_site
                 self._alias(inner.invars, eqn.invars)
                 # A jitted function is traced once and cached: its equations' own traces may show
-                # the first caller; the line of this call is the user's.
-                self.call_site = outer or _site(eqn)
+                # the first caller; the line of this call is the user's. A loss that is jitted
+                # itself is called by the doctor, no line of the user's: its equations keep theirs.
+                own = _site(eqn)
+                self.call_site = outer or (own if own[0] is not None else None)
                 self.follow(inner)
                 self.call_site = outer
                 self._alias(eqn.outvars, inner.outvars)
