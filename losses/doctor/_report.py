@@ -378,6 +378,12 @@ _BREAKS = {
         "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
         "use {stack} on the tensors instead of building a new one from a list",
     ),
+    "callback": (
+        DISCONNECTED,
+        "`{op}` runs Python on the host values of the prediction: it has no derivative, and "
+        "jax.grad raises 'Pure callbacks do not support JVP'",
+        "compute it with jnp / keras.ops functions, or give the function a jax.custom_jvp rule",
+    ),
     "no_grad": (
         DISCONNECTED,
         "`{op}` runs with gradient recording switched off (inside torch.no_grad() or inference_mode())",
