@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import op_callbacks, ops
 from tensorflow.python.ops import custom_gradient as tf_custom_gradient
+from tensorflow.python.ops import script_ops
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
@@ -129,6 +130,12 @@ class _Recorder(R.BreakLog):
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
         self.functions: list[tuple[Callable, tuple, dict, list[int]]] = []  # custom gradients met
         self._inside_custom = 0
+        # tf.numpy_function calls met, by frame: the break each one is, until it returns
+        self._numpy_functions: dict[Any, Cause] = {}
+        # tf.py_function calls under way (innermost last): whether their inputs are connected,
+        # the number of breaks before their Python function ran, and what cut it off if anything
+        self._py_functions: list[dict[str, Any]] = []
+        self.cut_py_functions: list[Cause] = []  # why a tf.py_function's result has no gradient
         self._saved: dict[str, Any] = {}
         self._profile: Callable[..., object] | None = None
 
@@ -290,20 +297,67 @@ class _Recorder(R.BreakLog):
 
     # -- Python calls: swapped Keras arguments, numpy_function, numbers back into tensors ---------
     def _profiler(self, frame, event, arg):
-        if event != "call":
-            return
         code = frame.f_code
-        if code.co_name in ("numpy_function", "py_func_common") and R.is_library_file(code.co_filename):
-            # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
-            inp = frame.f_locals.get("inp") or ()
-            if any(id(t) in self.connected for t in (inp if isinstance(inp, (list, tuple)) else [inp])):
-                self.breaks.append(("host", "tf.numpy_function", R.user_site(frame)))
+        if code.co_filename == script_ops.__file__:
+            self._script_op(frame, event, arg)
+            return
+        if event != "call":
             return
         api = R.keras_target_first(code)
         if api is not None:
             first, second = (frame.f_locals.get(n) for n in code.co_varnames[:2])
             if id(first) in self.derived and id(second) not in self.derived:
                 self.swaps.append((api, R.user_site(frame)))
+
+    def _script_op(self, frame, event, arg) -> None:
+        """tf.numpy_function and tf.py_function: Python functions run on the prediction's values."""
+        name = frame.f_code.co_name
+        if name == "py_func_common":  # tf.numpy_function, tf.compat.v1.py_func
+            # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
+            if event == "call" and self._any_connected(frame.f_locals.get("inp")):
+                cause = ("host", "tf.numpy_function", R.user_site(frame))
+                self.breaks.append(cause)
+                self._numpy_functions[frame] = cause
+            elif event == "return" and frame in self._numpy_functions:
+                self._cut_off(arg, self._numpy_functions.pop(frame))
+        elif name == "eager_py_func":  # tf.py_function
+            if event == "call":
+                inp = frame.f_locals.get("inp")
+                self._py_functions.append({"connected": self._any_connected(inp), "site": R.user_site(frame)})
+            elif event == "return" and self._py_functions:
+                call = self._py_functions.pop()
+                if call.get("cause") is not None:
+                    self._cut_off(arg, call["cause"])
+        elif name == "_call" and self._py_functions and self._py_functions[-1]["connected"]:
+            # TensorFlow differentiates the function by a tape around it: it is followed as the
+            # loss is, from its inputs (copies of the prediction) to what it returns.
+            call = self._py_functions[-1]
+            if event == "call":
+                args = tf.nest.flatten(frame.f_locals.get("args"))
+                self.keep.extend(args)
+                self.connected.update(id(t) for t in args)
+                self.derived.update(id(t) for t in args)
+                call["breaks_before"] = len(self.breaks)
+            elif event == "return" and not self._any_connected(arg):
+                inside = self.breaks[call.get("breaks_before", len(self.breaks)) :]
+                if not inside:
+                    inside = [("host", "tf.py_function", call["site"])]
+                    self.breaks.extend(inside)
+                call["cause"] = inside[0]
+                self.cut_py_functions.append(inside[0])
+
+    def _any_connected(self, values: Any) -> bool:
+        return any(id(t) in self.connected for t in tf.nest.flatten(values))
+
+    def _cut_off(self, result: Any, cause: Cause) -> None:
+        """The result of a Python function run on the prediction: computed from it, without a gradient."""
+        for t in tf.nest.flatten(result):
+            if hasattr(t, "dtype"):
+                self.keep.append(t)
+                self.derived.add(id(t))
+                self.connected.discard(id(t))
+                self.dead[id(t)] = cause
+                self.sites.setdefault(id(t), cause[2])
 
     # -- hand-written gradients ------------------------------------------------------------------
     def _custom_gradient(self, original):
@@ -624,7 +678,17 @@ def run_loss(
                 )
             )
         return report, none
-    grads = tape.gradient(scalar, sources)
+    try:
+        grads = tape.gradient(scalar, sources)
+    except tf.errors.InvalidArgumentError:
+        if not rec.cut_py_functions:
+            raise
+        # TensorFlow's gradient of a tf.py_function cut off from its input is a scalar 0, which does
+        # not add up with the gradient of another term ("Inputs to operation AddN ... must have the
+        # same size and shape"): the user's training fails the same way.
+        kind, op, site = rec.cut_py_functions[0]
+        report.add(R.break_finding(kind, op, "tensorflow", site))
+        return report, none
     _wrong_gradient_findings(rec, report)
     reached = [
         np.asarray(tf.convert_to_tensor(g).numpy(), dtype=np.float64).reshape(-1) for g in grads if g is not None

@@ -198,3 +198,30 @@ def round_inside_map_fn(y_true, y_pred):
 
     per_row = tf.map_fn(row_error, (y_pred, y_true), fn_output_signature=tf.float32)  # expect: ZERO_GRADIENT
     return tf.reduce_mean(per_row)
+
+
+# Python functions run by TensorFlow on the prediction.
+
+
+def numpy_inside_py_function(y_true, y_pred):
+    def host_floor(x):
+        return np.floor(x.numpy() * 4)  # expect: DISCONNECTED
+
+    bins = tf.py_function(host_floor, [y_pred], tf.float32)
+    return tf.reduce_mean(tf.square(y_true - bins / 4))
+
+
+def dead_numpy_function_term(y_true, y_pred):
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    spread = tf.numpy_function(lambda x: np.std(x).astype(np.float32), [y_pred], tf.float32)  # expect: DEAD_TERM
+    return mse + 0.1 * spread
+
+
+def numpy_inside_py_function_term(y_true, y_pred):
+    # Not a dead term: TensorFlow's gradient of the cut-off py_function is a scalar 0 that cannot be
+    # added to the other term's, and the training fails.
+    def host_spread(x):
+        return np.std(x.numpy())  # expect: DISCONNECTED
+
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    return mse + 0.1 * tf.py_function(host_spread, [y_pred], tf.float32)
