@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.function.capture import capture_container
 from tensorflow.python.framework import op_callbacks, ops
 from tensorflow.python.ops import custom_gradient as tf_custom_gradient
 from tensorflow.python.ops import script_ops
@@ -141,10 +142,13 @@ class _Recorder(R.BreakLog):
 
     # -- op callback -------------------------------------------------------------------------
     def callback(self, op_type, inputs, attrs, outputs, op_name=None, graph=None):
-        if graph is not None or self._inside_custom:
+        if self._inside_custom:
             return None
         if isinstance(op_type, bytes):  # some ops (ArgMax through keras.ops) report their type as bytes
             op_type = op_type.decode()
+        if graph is not None:
+            self._graph_op(op_type, inputs, outputs)
+            return None
         inputs = [t for t in (inputs or ()) if hasattr(t, "dtype")]
         outputs = [t for t in (outputs or ()) if hasattr(t, "dtype")]
         conn_in = [t for t in inputs if id(t) in self.connected]
@@ -201,6 +205,36 @@ class _Recorder(R.BreakLog):
             self.nonfinite_ids.update(id(o) for o in bad)
         return None
 
+    def _graph_op(self, op_type: str, inputs, outputs) -> None:
+        """An op of a function graph that TensorFlow traces while the loss runs (tf.vectorized_map
+        always traces its function): only its breaks are followed, from the prediction captured
+        into the graph; the graph has no values to check."""
+        conn_in = [t for t in (inputs or ()) if id(t) in self.connected]
+        if not conn_in:
+            return
+        outputs = [t for t in (outputs or ()) if hasattr(t, "dtype")]
+        kind = self._break_kind(op_type, outputs)
+        if kind is None:
+            self.keep.extend(outputs)
+            self.connected.update(id(o) for o in outputs if _float_dtype(o))
+            self.derived.update(id(o) for o in outputs)
+        elif kind != "none":
+            self.breaks.append((kind, _op_label(op_type), R.user_site()))
+
+    def _capture(self, original):
+        recorder = self
+
+        def capture_by_value(captures, graph, tensor, name=None):
+            # The prediction captured into a function graph: the graph's copy follows it.
+            inner = original(captures, graph, tensor, name)
+            if id(tensor) in recorder.connected:
+                recorder.keep.append(inner)
+                recorder.connected.add(id(inner))
+                recorder.derived.add(id(inner))
+            return inner
+
+        return capture_by_value
+
     def _follow_axes(self, op_type, attrs, inputs, outputs) -> None:
         if any(id(t) in self.new_axes for t in inputs):
             self.new_axes.update(id(o) for o in outputs)
@@ -252,6 +286,10 @@ class _Recorder(R.BreakLog):
 
         def wrapper(tensor, *args, **kwargs):
             branch = method_name in ("__bool__", "__nonzero__")
+            if _captured_as_constant(sys._getframe(1)):
+                # TensorFlow reads a small tensor that a function graph captures; the gradient still
+                # flows through the function's captured input: not a break.
+                return original(tensor, *args, **kwargs)
             if id(tensor) in (recorder.derived if branch else recorder.connected):
                 kind = "branch" if branch else "host"
                 label = {
@@ -401,6 +439,8 @@ class _Recorder(R.BreakLog):
             setattr(np, name, self._numpy_conversion(name))
         self._saved["custom_gradient"] = tf_custom_gradient._eager_mode_decorator
         tf_custom_gradient._eager_mode_decorator = self._custom_gradient(self._saved["custom_gradient"])
+        self._saved["capture"] = capture_container.FunctionCaptures.capture_by_value
+        capture_container.FunctionCaptures.capture_by_value = self._capture(self._saved["capture"])
         recorder = self
         ops._EagerTensorBase.__array_ufunc__ = lambda t, *a, **k: recorder._array_ufunc(t, *a, **k)
         ops._EagerTensorBase.__array_function__ = lambda t, *a: recorder._array_function(t, *a)
@@ -416,6 +456,7 @@ class _Recorder(R.BreakLog):
         tf.config.run_functions_eagerly(self._eager)
         op_callbacks.remove_op_callback(self.callback)
         tf_custom_gradient._eager_mode_decorator = self._saved.pop("custom_gradient")
+        capture_container.FunctionCaptures.capture_by_value = self._saved.pop("capture")
         for name in _NUMPY_CONVERSIONS:
             setattr(np, name, self._saved.pop("np." + name))
         for name, method in self._saved.items():
@@ -444,6 +485,14 @@ class _Recorder(R.BreakLog):
         if op_type in _SCALE and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
         return [t]
+
+
+def _captured_as_constant(frame: Any) -> bool:
+    """Whether ``frame`` reads a tensor's value for TensorFlow's capture of it into a function graph."""
+    caller = frame.f_back
+    return (
+        frame.f_code.co_name == "constant_value" and caller is not None and caller.f_code.co_name == "_capture_as_const"
+    )
 
 
 def _op_label(op_type: str) -> str:

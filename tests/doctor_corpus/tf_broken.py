@@ -200,7 +200,7 @@ def round_inside_map_fn(y_true, y_pred):
     return tf.reduce_mean(per_row)
 
 
-# Python functions run by TensorFlow on the prediction.
+# Python functions run by TensorFlow on the prediction, and a function graph that TensorFlow traces.
 
 
 def numpy_inside_py_function(y_true, y_pred):
@@ -225,3 +225,11 @@ def numpy_inside_py_function_term(y_true, y_pred):
 
     mse = tf.reduce_mean(tf.square(y_true - y_pred))
     return mse + 0.1 * tf.py_function(host_spread, [y_pred], tf.float32)
+
+
+def stop_gradient_inside_vectorized_map(y_true, y_pred):
+    def row_error(pair):
+        prediction, target = pair
+        return tf.reduce_mean(tf.square(tf.stop_gradient(prediction) - target))  # expect: DISCONNECTED
+
+    return tf.reduce_mean(tf.vectorized_map(row_error, (y_pred, y_true)))
