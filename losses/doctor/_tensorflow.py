@@ -41,6 +41,7 @@ _COMPARE = {
     "IsInf",
     "ApproximateEqual",
 }
+_NAN_CHECKS = {"IsNan", "IsFinite", "IsInf"}  # what nan_to_num and where(is_nan(x), 0, x) are made of
 _ARGMAX = {"ArgMax", "ArgMin", "TopKV2", "Unique", "Bucketize", "SearchSorted", "LowerBound", "UpperBound"}
 _PIECEWISE = {
     "Round": "round",
@@ -126,6 +127,7 @@ class _Recorder(R.BreakLog):
         self.non_finite: list[tuple[str, tuple[str | None, int | None]]] = []
         self.singular: list[tuple[str, tuple[str | None, int | None]]] = []
         self.nonfinite_ids = {id(t) for t in (*preds, target) if not _finite(t)}
+        self.nan_checks: list[tuple[str, tuple[str | None, int | None]]] = []  # is_nan of a NaN from the prediction
         self.new_axes: set[int] = set()  # tensors given new axes on purpose, and what is computed from them
         self.terms: dict[int, tuple[str, list]] = {}  # output id -> (op, inputs) for sums and scalings
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
@@ -197,6 +199,8 @@ class _Recorder(R.BreakLog):
                     ):
                         self.broadcasts.append((_op_label(op_type), a, b, site))
         self._follow_axes(op_type, attrs, inputs, outputs)
+        if op_type in _NAN_CHECKS and any(id(t) in self.nonfinite_ids for t in derived_in):
+            self.nan_checks.append((_op_label(op_type), site))
         bad = [o for o in outputs if not _finite(o)]
         if bad:
             # The first op whose output is NaN/Inf while its inputs were finite: where the NaN is born.
@@ -829,6 +833,8 @@ def run_loss(
         dead,
         zero_elsewhere,
     )
+    if finite and rec.non_finite and rec.nan_checks and report.zero_fraction > 0 and not report.findings:
+        report.add(R.hidden_non_finite_finding(*rec.non_finite[0], *rec.nan_checks[0], report.zero_fraction))
     del tape
     grads = iter(grads)
     return report, [next(grads) if f else None for f in floating]

@@ -233,3 +233,10 @@ def stop_gradient_inside_vectorized_map(y_true, y_pred):
         return tf.reduce_mean(tf.square(tf.stop_gradient(prediction) - target))  # expect: DISCONNECTED
 
     return tf.reduce_mean(tf.vectorized_map(row_error, (y_pred, y_true)))
+
+
+def partial_nan_replaced_by_where(y_true, y_pred):
+    # sqrt of a negative number is NaN; the where hides it, and those elements get no gradient.
+    distance = tf.sqrt(y_pred - 0.5)  # expect: NON_FINITE
+    distance = tf.where(tf.math.is_nan(distance), tf.zeros_like(distance), distance)
+    return tf.reduce_mean(tf.square(distance - y_true))
