@@ -29,6 +29,7 @@ _ARGMAX = {"argmax", "argmin"}
 _PIECEWISE = {"round": "round", "floor": "floor", "ceil": "floor", "sign": "sign"}
 _CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "remat2", "checkpoint"}  # followed inside
 _CONTROL_FLOW = {"scan", "while", "cond"}  # looked into for breaks (see _control_flow)
+_CALLBACKS = {"pure_callback", "io_callback"}  # Python on the host: no derivative (jax.grad raises)
 _ELEMENTWISE_BINARY = {
     "add",
     "sub",
@@ -98,6 +99,8 @@ def _break_kind(name: str, outs: list) -> str | None:
     """The kind of gradient break an equation is (None: the gradient passes)."""
     if name == "stop_gradient":
         return "detach"
+    if name in _CALLBACKS:
+        return "callback"
     if name in _COMPARE:
         return "compare"
     if name in _ARGMAX:
@@ -226,8 +229,10 @@ class _Pass(R.BreakLog):
                 outer = self.call_site
                 self._alias(inner.invars, eqn.invars)
                 # A jitted function is traced once and cached: its equations' own traces may show
-                # the first caller; the line of this call is the user's.
-                self.call_site = outer or _site(eqn)
+                # the first caller; the line of this call is the user's. A loss that is jitted
+                # itself is called by the doctor, no line of the user's: its equations keep theirs.
+                own = _site(eqn)
+                self.call_site = outer or (own if own[0] is not None else None)
                 self.follow(inner)
                 self.call_site = outer
                 self._alias(eqn.outvars, inner.outvars)
@@ -400,6 +405,10 @@ def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict) -> list:
         if sub is not None:
             outvals = _evaluate(sub[0], sub[1], invals, env_all)
         else:
+            if eqn.primitive.name in _CALLBACKS:
+                # jax.grad raises on a host callback: the doctor's own gradient takes it as a
+                # constant, so that the report can name it.
+                invals = [jax.lax.stop_gradient(v) for v in invals]
             with eqn.ctx.manager:
                 outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
             outvals = list(outvals) if eqn.primitive.multiple_results else [outvals]
@@ -638,6 +647,11 @@ def diagnose_jax(
                     site[1],
                 )
             )
+        return report
+    callback = next((cause for cause in run.breaks if cause[0] == "callback"), None)
+    if callback is not None:
+        # The user's jax.grad raises on it, whatever the other terms carry: an error, not a dead term.
+        report.add(R.break_finding(*callback[:2], "jax", callback[2]))
         return report
     if not isinstance(out, Var) or out not in run.connected:
         if run.breaks:

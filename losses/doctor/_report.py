@@ -378,6 +378,12 @@ _BREAKS = {
         "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
         "use {stack} on the tensors instead of building a new one from a list",
     ),
+    "callback": (
+        DISCONNECTED,
+        "`{op}` runs Python on the host values of the prediction: it has no derivative, and "
+        "jax.grad raises 'Pure callbacks do not support JVP'",
+        "compute it with jnp / keras.ops functions, or give the function a jax.custom_jvp rule",
+    ),
     "no_grad": (
         DISCONNECTED,
         "`{op}` runs with gradient recording switched off (inside torch.no_grad() or inference_mode())",
@@ -745,6 +751,23 @@ def host_number_cause(
         isinstance(t, Constant) and isinstance(m, Constant) and t.value != m.value for t, m in zip(terms, moved)
     )
     return read if changed else None
+
+
+def hidden_non_finite_finding(op: str, site: Site, check: str, check_site: Site, zero_fraction: float) -> Finding:
+    """The finding for a NaN/Inf of the forward pass that the loss replaces (nan_to_num, where(is_nan))
+    where the gradient through the replaced elements is zero: they never move back."""
+    return Finding(
+        NON_FINITE,
+        "error" if zero_fraction == 1 else "warning",
+        f"`{op}` produces NaN/Inf in the forward pass, which the loss replaces after `{check}` (line "
+        f"{check_site[1]}) finds it (nan_to_num, where(is_nan(x), 0, x)); the loss is finite, but the replaced "
+        f"elements send no gradient back: {100 * zero_fraction:.0f}% of the prediction's elements get none "
+        "and never move back to where the operation is defined",
+        "keep the argument inside the operation's domain before it (a clamp, divide_no_nan) instead of "
+        "replacing the NaN after it",
+        site[0],
+        site[1],
+    )
 
 
 def dead_term_finding(cause: Cause, framework: str) -> Finding:

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.function.capture import capture_container
 from tensorflow.python.framework import op_callbacks, ops
 from tensorflow.python.ops import custom_gradient as tf_custom_gradient
+from tensorflow.python.ops import script_ops
 
 from losses.doctor import _report as R
 from losses.doctor._gradcheck import check_directions
@@ -39,6 +41,7 @@ _COMPARE = {
     "IsInf",
     "ApproximateEqual",
 }
+_NAN_CHECKS = {"IsNan", "IsFinite", "IsInf"}  # what nan_to_num and where(is_nan(x), 0, x) are made of
 _ARGMAX = {"ArgMax", "ArgMin", "TopKV2", "Unique", "Bucketize", "SearchSorted", "LowerBound", "UpperBound"}
 _PIECEWISE = {
     "Round": "round",
@@ -124,20 +127,30 @@ class _Recorder(R.BreakLog):
         self.non_finite: list[tuple[str, tuple[str | None, int | None]]] = []
         self.singular: list[tuple[str, tuple[str | None, int | None]]] = []
         self.nonfinite_ids = {id(t) for t in (*preds, target) if not _finite(t)}
+        self.nan_checks: list[tuple[str, tuple[str | None, int | None]]] = []  # is_nan of a NaN from the prediction
         self.new_axes: set[int] = set()  # tensors given new axes on purpose, and what is computed from them
         self.terms: dict[int, tuple[str, list]] = {}  # output id -> (op, inputs) for sums and scalings
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
         self.functions: list[tuple[Callable, tuple, dict, list[int]]] = []  # custom gradients met
         self._inside_custom = 0
+        # tf.numpy_function calls met, by frame: the break each one is, until it returns
+        self._numpy_functions: dict[Any, Cause] = {}
+        # tf.py_function calls under way (innermost last): whether their inputs are connected,
+        # the number of breaks before their Python function ran, and what cut it off if anything
+        self._py_functions: list[dict[str, Any]] = []
+        self.cut_py_functions: list[Cause] = []  # why a tf.py_function's result has no gradient
         self._saved: dict[str, Any] = {}
         self._profile: Callable[..., object] | None = None
 
     # -- op callback -------------------------------------------------------------------------
     def callback(self, op_type, inputs, attrs, outputs, op_name=None, graph=None):
-        if graph is not None or self._inside_custom:
+        if self._inside_custom:
             return None
         if isinstance(op_type, bytes):  # some ops (ArgMax through keras.ops) report their type as bytes
             op_type = op_type.decode()
+        if graph is not None:
+            self._graph_op(op_type, inputs, outputs)
+            return None
         inputs = [t for t in (inputs or ()) if hasattr(t, "dtype")]
         outputs = [t for t in (outputs or ()) if hasattr(t, "dtype")]
         conn_in = [t for t in inputs if id(t) in self.connected]
@@ -186,6 +199,8 @@ class _Recorder(R.BreakLog):
                     ):
                         self.broadcasts.append((_op_label(op_type), a, b, site))
         self._follow_axes(op_type, attrs, inputs, outputs)
+        if op_type in _NAN_CHECKS and any(id(t) in self.nonfinite_ids for t in derived_in):
+            self.nan_checks.append((_op_label(op_type), site))
         bad = [o for o in outputs if not _finite(o)]
         if bad:
             # The first op whose output is NaN/Inf while its inputs were finite: where the NaN is born.
@@ -193,6 +208,36 @@ class _Recorder(R.BreakLog):
                 self.non_finite.append((_op_label(op_type), site))
             self.nonfinite_ids.update(id(o) for o in bad)
         return None
+
+    def _graph_op(self, op_type: str, inputs, outputs) -> None:
+        """An op of a function graph that TensorFlow traces while the loss runs (tf.vectorized_map
+        always traces its function): only its breaks are followed, from the prediction captured
+        into the graph; the graph has no values to check."""
+        conn_in = [t for t in (inputs or ()) if id(t) in self.connected]
+        if not conn_in:
+            return
+        outputs = [t for t in (outputs or ()) if hasattr(t, "dtype")]
+        kind = self._break_kind(op_type, outputs)
+        if kind is None:
+            self.keep.extend(outputs)
+            self.connected.update(id(o) for o in outputs if _float_dtype(o))
+            self.derived.update(id(o) for o in outputs)
+        elif kind != "none":
+            self.breaks.append((kind, _op_label(op_type), R.user_site()))
+
+    def _capture(self, original):
+        recorder = self
+
+        def capture_by_value(captures, graph, tensor, name=None):
+            # The prediction captured into a function graph: the graph's copy follows it.
+            inner = original(captures, graph, tensor, name)
+            if id(tensor) in recorder.connected:
+                recorder.keep.append(inner)
+                recorder.connected.add(id(inner))
+                recorder.derived.add(id(inner))
+            return inner
+
+        return capture_by_value
 
     def _follow_axes(self, op_type, attrs, inputs, outputs) -> None:
         if any(id(t) in self.new_axes for t in inputs):
@@ -245,6 +290,10 @@ class _Recorder(R.BreakLog):
 
         def wrapper(tensor, *args, **kwargs):
             branch = method_name in ("__bool__", "__nonzero__")
+            if _captured_as_constant(sys._getframe(1)):
+                # TensorFlow reads a small tensor that a function graph captures; the gradient still
+                # flows through the function's captured input: not a break.
+                return original(tensor, *args, **kwargs)
             if id(tensor) in (recorder.derived if branch else recorder.connected):
                 kind = "branch" if branch else "host"
                 label = {
@@ -290,20 +339,67 @@ class _Recorder(R.BreakLog):
 
     # -- Python calls: swapped Keras arguments, numpy_function, numbers back into tensors ---------
     def _profiler(self, frame, event, arg):
-        if event != "call":
-            return
         code = frame.f_code
-        if code.co_name in ("numpy_function", "py_func_common") and R.is_library_file(code.co_filename):
-            # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
-            inp = frame.f_locals.get("inp") or ()
-            if any(id(t) in self.connected for t in (inp if isinstance(inp, (list, tuple)) else [inp])):
-                self.breaks.append(("host", "tf.numpy_function", R.user_site(frame)))
+        if code.co_filename == script_ops.__file__:
+            self._script_op(frame, event, arg)
+            return
+        if event != "call":
             return
         api = R.keras_target_first(code)
         if api is not None:
             first, second = (frame.f_locals.get(n) for n in code.co_varnames[:2])
             if id(first) in self.derived and id(second) not in self.derived:
                 self.swaps.append((api, R.user_site(frame)))
+
+    def _script_op(self, frame, event, arg) -> None:
+        """tf.numpy_function and tf.py_function: Python functions run on the prediction's values."""
+        name = frame.f_code.co_name
+        if name == "py_func_common":  # tf.numpy_function, tf.compat.v1.py_func
+            # The wrapped function sees NumPy arrays; TensorFlow has no gradient for it.
+            if event == "call" and self._any_connected(frame.f_locals.get("inp")):
+                cause = ("host", "tf.numpy_function", R.user_site(frame))
+                self.breaks.append(cause)
+                self._numpy_functions[frame] = cause
+            elif event == "return" and frame in self._numpy_functions:
+                self._cut_off(arg, self._numpy_functions.pop(frame))
+        elif name == "eager_py_func":  # tf.py_function
+            if event == "call":
+                inp = frame.f_locals.get("inp")
+                self._py_functions.append({"connected": self._any_connected(inp), "site": R.user_site(frame)})
+            elif event == "return" and self._py_functions:
+                call = self._py_functions.pop()
+                if call.get("cause") is not None:
+                    self._cut_off(arg, call["cause"])
+        elif name == "_call" and self._py_functions and self._py_functions[-1]["connected"]:
+            # TensorFlow differentiates the function by a tape around it: it is followed as the
+            # loss is, from its inputs (copies of the prediction) to what it returns.
+            call = self._py_functions[-1]
+            if event == "call":
+                args = tf.nest.flatten(frame.f_locals.get("args"))
+                self.keep.extend(args)
+                self.connected.update(id(t) for t in args)
+                self.derived.update(id(t) for t in args)
+                call["breaks_before"] = len(self.breaks)
+            elif event == "return" and not self._any_connected(arg):
+                inside = self.breaks[call.get("breaks_before", len(self.breaks)) :]
+                if not inside:
+                    inside = [("host", "tf.py_function", call["site"])]
+                    self.breaks.extend(inside)
+                call["cause"] = inside[0]
+                self.cut_py_functions.append(inside[0])
+
+    def _any_connected(self, values: Any) -> bool:
+        return any(id(t) in self.connected for t in tf.nest.flatten(values))
+
+    def _cut_off(self, result: Any, cause: Cause) -> None:
+        """The result of a Python function run on the prediction: computed from it, without a gradient."""
+        for t in tf.nest.flatten(result):
+            if hasattr(t, "dtype"):
+                self.keep.append(t)
+                self.derived.add(id(t))
+                self.connected.discard(id(t))
+                self.dead[id(t)] = cause
+                self.sites.setdefault(id(t), cause[2])
 
     # -- hand-written gradients ------------------------------------------------------------------
     def _custom_gradient(self, original):
@@ -347,6 +443,8 @@ class _Recorder(R.BreakLog):
             setattr(np, name, self._numpy_conversion(name))
         self._saved["custom_gradient"] = tf_custom_gradient._eager_mode_decorator
         tf_custom_gradient._eager_mode_decorator = self._custom_gradient(self._saved["custom_gradient"])
+        self._saved["capture"] = capture_container.FunctionCaptures.capture_by_value
+        capture_container.FunctionCaptures.capture_by_value = self._capture(self._saved["capture"])
         recorder = self
         ops._EagerTensorBase.__array_ufunc__ = lambda t, *a, **k: recorder._array_ufunc(t, *a, **k)
         ops._EagerTensorBase.__array_function__ = lambda t, *a: recorder._array_function(t, *a)
@@ -362,6 +460,7 @@ class _Recorder(R.BreakLog):
         tf.config.run_functions_eagerly(self._eager)
         op_callbacks.remove_op_callback(self.callback)
         tf_custom_gradient._eager_mode_decorator = self._saved.pop("custom_gradient")
+        capture_container.FunctionCaptures.capture_by_value = self._saved.pop("capture")
         for name in _NUMPY_CONVERSIONS:
             setattr(np, name, self._saved.pop("np." + name))
         for name, method in self._saved.items():
@@ -390,6 +489,14 @@ class _Recorder(R.BreakLog):
         if op_type in _SCALE and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
         return [t]
+
+
+def _captured_as_constant(frame: Any) -> bool:
+    """Whether ``frame`` reads a tensor's value for TensorFlow's capture of it into a function graph."""
+    caller = frame.f_back
+    return (
+        frame.f_code.co_name == "constant_value" and caller is not None and caller.f_code.co_name == "_capture_as_const"
+    )
 
 
 def _op_label(op_type: str) -> str:
@@ -624,7 +731,17 @@ def run_loss(
                 )
             )
         return report, none
-    grads = tape.gradient(scalar, sources)
+    try:
+        grads = tape.gradient(scalar, sources)
+    except tf.errors.InvalidArgumentError:
+        if not rec.cut_py_functions:
+            raise
+        # TensorFlow's gradient of a tf.py_function cut off from its input is a scalar 0, which does
+        # not add up with the gradient of another term ("Inputs to operation AddN ... must have the
+        # same size and shape"): the user's training fails the same way.
+        kind, op, site = rec.cut_py_functions[0]
+        report.add(R.break_finding(kind, op, "tensorflow", site))
+        return report, none
     _wrong_gradient_findings(rec, report)
     reached = [
         np.asarray(tf.convert_to_tensor(g).numpy(), dtype=np.float64).reshape(-1) for g in grads if g is not None
@@ -716,6 +833,8 @@ def run_loss(
         dead,
         zero_elsewhere,
     )
+    if finite and rec.non_finite and rec.nan_checks and report.zero_fraction > 0 and not report.findings:
+        report.add(R.hidden_non_finite_finding(*rec.non_finite[0], *rec.nan_checks[0], report.zero_fraction))
     del tape
     grads = iter(grads)
     return report, [next(grads) if f else None for f in floating]

@@ -28,11 +28,12 @@ for path in (ROOT, TESTS):  # the corpus package and the worktree's losses, run 
 
 from doctor_corpus.markers import expected_findings, healthy_functions  # noqa: E402
 
-# Broken and correct modules per framework. "jax" is Keras 3 on the JAX backend (keras.ops losses).
+# Broken and correct modules per framework. "jax" is Keras 3 on the JAX backend (keras.ops losses)
+# and plain JAX losses.
 MODULES = {
     "torch": (["torch_broken"], ["torch_healthy"]),
     "tensorflow": (["tf_broken", "keras_broken"], ["tf_healthy", "keras_healthy"]),
-    "jax": (["keras_broken"], ["keras_healthy"]),
+    "jax": (["keras_broken", "jax_broken"], ["keras_healthy", "jax_healthy"]),
 }
 DEFAULT_SHAPES = ((8, 4), (8, 4))
 

@@ -198,3 +198,45 @@ def round_inside_map_fn(y_true, y_pred):
 
     per_row = tf.map_fn(row_error, (y_pred, y_true), fn_output_signature=tf.float32)  # expect: ZERO_GRADIENT
     return tf.reduce_mean(per_row)
+
+
+# Python functions run by TensorFlow on the prediction, and a function graph that TensorFlow traces.
+
+
+def numpy_inside_py_function(y_true, y_pred):
+    def host_floor(x):
+        return np.floor(x.numpy() * 4)  # expect: DISCONNECTED
+
+    bins = tf.py_function(host_floor, [y_pred], tf.float32)
+    return tf.reduce_mean(tf.square(y_true - bins / 4))
+
+
+def dead_numpy_function_term(y_true, y_pred):
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    spread = tf.numpy_function(lambda x: np.std(x).astype(np.float32), [y_pred], tf.float32)  # expect: DEAD_TERM
+    return mse + 0.1 * spread
+
+
+def numpy_inside_py_function_term(y_true, y_pred):
+    # Not a dead term: TensorFlow's gradient of the cut-off py_function is a scalar 0 that cannot be
+    # added to the other term's, and the training fails.
+    def host_spread(x):
+        return np.std(x.numpy())  # expect: DISCONNECTED
+
+    mse = tf.reduce_mean(tf.square(y_true - y_pred))
+    return mse + 0.1 * tf.py_function(host_spread, [y_pred], tf.float32)
+
+
+def stop_gradient_inside_vectorized_map(y_true, y_pred):
+    def row_error(pair):
+        prediction, target = pair
+        return tf.reduce_mean(tf.square(tf.stop_gradient(prediction) - target))  # expect: DISCONNECTED
+
+    return tf.reduce_mean(tf.vectorized_map(row_error, (y_pred, y_true)))
+
+
+def partial_nan_replaced_by_where(y_true, y_pred):
+    # sqrt of a negative number is NaN; the where hides it, and those elements get no gradient.
+    distance = tf.sqrt(y_pred - 0.5)  # expect: NON_FINITE
+    distance = tf.where(tf.math.is_nan(distance), tf.zeros_like(distance), distance)
+    return tf.reduce_mean(tf.square(distance - y_true))

@@ -1,0 +1,26 @@
+"""Plain JAX losses that give no gradient: a loss under ``jax.jit`` (the doctor names the line
+inside it) and host callbacks, which have no derivative."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@jax.jit
+def jitted_round(y_true, y_pred):
+    levels = jnp.round(y_pred * 4) / 4  # expect: ZERO_GRADIENT
+    return jnp.mean((levels - y_true) ** 2)
+
+
+def pure_callback(y_true, y_pred):
+    shape = jax.ShapeDtypeStruct(y_pred.shape, y_pred.dtype)
+    bins = jax.pure_callback(np.floor, shape, y_pred * 4)  # expect: DISCONNECTED
+    return jnp.mean((bins / 4 - y_true) ** 2)
+
+
+def pure_callback_term(y_true, y_pred):
+    # Not a dead term: the user's jax.grad raises on the callback, whatever the other term carries.
+    mse = jnp.mean((y_pred - y_true) ** 2)
+    shape = jax.ShapeDtypeStruct((), y_pred.dtype)
+    spread = jax.pure_callback(lambda x: np.std(x).astype(x.dtype), shape, y_pred)  # expect: DISCONNECTED
+    return mse + 0.1 * spread
