@@ -360,6 +360,16 @@ def test_the_pair_repr_names_the_term_options():
     )
 
 
+def test_the_focal_repr_names_every_option_that_is_not_its_default():
+    assert repr(FocalLoss()) == "FocalLoss(mode='multiclass', gamma=2.0, alpha=None, reduction='mean')"
+    assert repr(
+        FocalLoss(label_smoothing=0.1, class_weights=[1, 2], ignore_index=255, from_logits=False, reduction="sum")
+    ) == (
+        "FocalLoss(mode='multiclass', gamma=2.0, alpha=None, label_smoothing=0.1, class_weights=(1.0, 2.0), "
+        "ignore_index=255, from_logits=False, reduction='sum')"
+    )
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 @pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
 @pytest.mark.parametrize("path", ["auto", "torch"])
