@@ -331,6 +331,19 @@ def test_a_weight_map_for_a_loss_without_one_is_a_clear_error(loss):
         )
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("weight", [np.array([2.0]), np.ones(3), np.ones((1, 1))])
+def test_a_per_image_weight_of_another_length_than_the_batch_is_a_clear_error(loss, weight):
+    """One weight per image, (B,): a (1,) vector is not broadcast over a batch of 2, and a (3,) one is
+    no backend error that names no argument. A scalar still scales every image (Keras' convention)."""
+    channels = 1 if loss == "lovasz_hinge" else 3
+    y_true, y_pred = np.zeros((2, 4, 4), "int64"), np.zeros((2, 4, 4, channels), "float32")
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(B,\).*for a batch of 2 samples"):
+        CLASSES[loss]()(y_true, y_pred, sample_weight=weight)
+    criterion = CLASSES[loss]()
+    assert np.isclose(float(criterion(y_true, y_pred, sample_weight=2.0)), 2 * float(criterion(y_true, y_pred)))
+
+
 def test_the_loss_function_reloads_from_a_keras_file_without_custom_objects(tmp_path):
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 1)])
     model.compile(optimizer="sgd", loss=dice_loss)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -359,6 +360,16 @@ def test_the_pair_repr_names_the_term_options():
     )
 
 
+def test_the_focal_repr_names_every_option_that_is_not_its_default():
+    assert repr(FocalLoss()) == "FocalLoss(mode='multiclass', gamma=2.0, alpha=None, reduction='mean')"
+    assert repr(
+        FocalLoss(label_smoothing=0.1, class_weights=[1, 2], ignore_index=255, from_logits=False, reduction="sum")
+    ) == (
+        "FocalLoss(mode='multiclass', gamma=2.0, alpha=None, label_smoothing=0.1, class_weights=(1.0, 2.0), "
+        "ignore_index=255, from_logits=False, reduction='sum')"
+    )
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 @pytest.mark.parametrize("mode", ["binary", "multilabel", "multiclass"])
 @pytest.mark.parametrize("path", ["auto", "torch"])
@@ -658,15 +669,21 @@ def test_the_fused_multiclass_term_with_one_class_weighted_apart(loss, class_wei
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_compiles_with_fullgraph(name, dtype):
     """torch.compile(fullgraph=True) traces the term (its NaN mark and float16 upcast are Functions
-    without a forward-mode rule under the compiler, which cannot trace one that has it)."""
+    without a forward-mode rule under the compiler, which cannot trace one that has it), without
+    Dynamo's warning about an ``lru_cache`` it traces through."""
     import losses.torch
 
     torch._dynamo.reset()
+    torch._dynamo.utils.warn_once_cache.clear()  # Dynamo warns once per process
     criterion = getattr(losses.torch, name)(ignore_index=2)
     compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager")
     logits = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4)).to(dtype).requires_grad_()
     labels = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(5))
-    loss = compiled(logits, labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss = compiled(logits, labels)
+    # No cache the compiler would trace through, with its "Silent incorrectness" warning to the user.
+    assert not [w for w in caught if "lru_cache" in str(w.message)]
     (grad,) = torch.autograd.grad(loss, logits)
     expected = criterion(logits, labels)
     (expected_grad,) = torch.autograd.grad(expected, logits)

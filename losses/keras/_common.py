@@ -154,10 +154,16 @@ def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dt
     values = ops.cast(values, dtype)
     if sample_weight is not None:
         sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
-        rank = len(sample_weight.shape)
-        if rank > 1 and any(d != 1 for d in sample_weight.shape[1:]):
+        shape = static_shape("sample_weight", sample_weight)
+        rank = len(shape)
+        if rank > 1 and any(d != 1 for d in shape[1:]):
+            raise ValueError(f"sample_weight must have shape (B,): one weight per sample; got shape {shape}")
+        # A scalar scales every sample (Keras' convention); a vector is never broadcast to the batch.
+        batch = values.shape[0] if len(values.shape) else None
+        if rank >= 1 and None not in (shape[0], batch) and shape[0] != batch:
             raise ValueError(
-                f"sample_weight must have shape (B,): one weight per sample; got shape {tuple(sample_weight.shape)}"
+                f"sample_weight must have shape (B,): one weight per sample; got shape {shape} for a batch "
+                f"of {batch} samples. Shapes are never broadcast (a scalar scales every sample)."
             )
         if rank > 1:
             sample_weight = ops.reshape(sample_weight, (-1,))

@@ -203,4 +203,9 @@ class FocalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return f"mode={o.mode!r}, gamma={o.gamma}, alpha={o.alpha!r}, reduction={self.reduction!r}"
+        text = f"mode={o.mode!r}, gamma={o.gamma}, alpha={o.alpha!r}"
+        defaults = FocalOptions()
+        for name in ("label_smoothing", "class_weights", "ignore_index", "from_logits"):
+            if getattr(o, name) != getattr(defaults, name):
+                text += f", {name}={getattr(o, name)!r}"
+        return f"{text}, reduction={self.reduction!r}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from losses._cross_entropy import PairOptions
@@ -34,7 +35,9 @@ def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOp
     pair = pair.for_target(label_map)
     pair.term.check_num_classes(input.shape[1])
     pair.overlap.full_weights(input.shape[1])  # raises when no selected class has a weight
-    return term_loss(input, target, weight, _term_loss(pair), reduction, label_map)
+    # Eagerly cached; the compiler traces the call (a cache it would ignore, with a warning to the user).
+    spec = TermLoss.pair(pair) if torch.compiler.is_compiling() else _term_loss(pair)
+    return term_loss(input, target, weight, spec, reduction, label_map)
 
 
 @functools.lru_cache(maxsize=64)

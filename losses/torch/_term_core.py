@@ -128,15 +128,19 @@ class TermLoss:
     @classmethod
     def focal(cls, options: FocalOptions, reduction: str) -> TermLoss:
         """The term alone over the whole batch, reduced by ``"mean"`` or ``"sum"``."""
-        return cls(_rows_of(options), options, 0.0, 1.0, reduction)
+        # Eagerly cached; the compiler traces the call (a cache it would ignore, with a warning to the user).
+        rows = _rows_of(options) if torch.compiler.is_compiling() else _cached_rows_of(options)
+        return cls(rows, options, 0.0, 1.0, reduction)
 
 
-@functools.lru_cache(maxsize=64)
 def _rows_of(options: FocalOptions) -> OverlapOptions:
     """The overlap options that drive the shared passes for the term alone: one row, the batch."""
     return OverlapOptions.create(
         "dice", mode=options.mode, from_logits=options.from_logits, ignore_index=options.ignore_index, per_image=False
     )
+
+
+_cached_rows_of = functools.lru_cache(maxsize=64)(_rows_of)
 
 
 def choose_term_path(input: Tensor, target: Tensor, weight: Tensor | None, spec: TermLoss, label_map: bool) -> Path:
