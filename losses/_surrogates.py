@@ -33,7 +33,8 @@ NAMES = ("soft_round", "soft_floor", "soft_ceil", "soft_step", "soft_sign")
 
 def check_alpha(alpha: Any) -> float:
     """``alpha`` as a Python float in ``[ALPHA_MIN, ALPHA_MAX]``; a clear error otherwise."""
-    if hasattr(alpha, "shape") and not isinstance(alpha, numbers.Real):  # a tensor or an array
+    # isinstance first: Dynamo cannot trace hasattr on the symbolic float that a changing alpha becomes.
+    if not isinstance(alpha, numbers.Real) and hasattr(alpha, "shape"):  # a tensor or an array
         raise TypeError(
             f"alpha must be a Python float in [{ALPHA_MIN:g}, {ALPHA_MAX:g}]; got {describe(alpha)}. "
             "alpha is a fixed sharpness, not a tensor: to anneal it, call the function with a new float."

@@ -73,7 +73,9 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {describe(value)}")
     number = float(value)
-    if not math.isfinite(number):
+    # A comparison, not math.isfinite: under torch.compile a float option that changes between
+    # calls becomes a symbolic float, which Dynamo can compare but cannot pass to math.isfinite.
+    if not -math.inf < number < math.inf:
         raise ValueError(f"{name} must be finite; got {number!r}")
     if minimum is not None:
         if strictly_greater and not number > minimum:

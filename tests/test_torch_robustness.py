@@ -53,6 +53,10 @@ from losses.torch.functional import (
     focal_loss,
     lovasz_hinge_loss,
     lovasz_softmax_loss,
+    penalized_mae,
+    soft_round,
+    soft_step,
+    tversky_loss,
 )
 
 IN_TRITON_CHILD = os.environ.get("LOSSES_ROBUSTNESS_TRITON_CHILD") == "1"
@@ -263,3 +267,31 @@ def test_the_triton_kernels_under_the_interpreter():
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
+
+
+CHANGING_FLOAT_OPTIONS = {
+    "penalized_mae delta": (lambda x, y, v: penalized_mae(x.flatten(), y.flatten(), delta=v), (0.5, 0.7, 0.9)),
+    "soft_round alpha": (lambda x, y, v: soft_round(x, v).sum(), (2.0, 3.0, 4.0)),
+    "straight-through soft_step alpha": (lambda x, y, v: soft_step(x, v, straight_through=True).sum(), (2.0, 3.0, 4.0)),
+    "focal gamma": (lambda x, y, v: focal_loss(x, y, mode="binary", gamma=v), (1.0, 1.5, 2.5)),
+    "tversky alpha": (lambda x, y, v: tversky_loss(x, y, mode="binary", alpha=v, beta=1 - v), (0.3, 0.4, 0.6)),
+}
+
+
+@pytest.mark.skipif(IN_TRITON_CHILD, reason="compiles the CPU paths")
+@pytest.mark.parametrize("case", list(CHANGING_FLOAT_OPTIONS))
+def test_a_compiled_loss_takes_a_float_option_that_changes_between_calls(case):
+    """Dynamo turns a float argument that changes between calls into a symbolic float: the option
+    checks must stay traceable on it (math.isfinite and hasattr were not), with fullgraph=True."""
+    loss, values = CHANGING_FLOAT_OPTIONS[case]
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, fullgraph=True, backend="eager")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 4, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    y = (torch.rand(2, 1, 4, 4, generator=generator) > 0.5).double()
+    for value in values:
+        expected, expected_grad = loss(x, y, value), torch.autograd.grad(loss(x, y, value), x)[0]
+        got = compiled(x, y, value)
+        (got_grad,) = torch.autograd.grad(got, x)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(got_grad, expected_grad)
