@@ -57,8 +57,13 @@ DEFAULT_DELTA = 1.0
 DEFAULT_PENALTY = 0.5
 
 
+# Beyond, the computation in float32 (the dtype of float16 to float32 inputs) would meet an infinite
+# delta or 2·penalty, and NaN (inf - inf, inf · 0) where a finite input should give a number.
+MAXIMUM_OPTION = 1e38
+
+
 def check_penalized_mae_options(delta: Any, penalty: Any) -> tuple[float, float]:
-    """``delta`` and ``penalty`` as Python floats; both must be finite and ``>= 0``.
+    """``delta`` and ``penalty`` as Python floats; both must be in ``[0, 1e38]``.
 
     >>> check_penalized_mae_options(1, 0.5)
     (1.0, 0.5)
@@ -66,8 +71,18 @@ def check_penalized_mae_options(delta: Any, penalty: Any) -> tuple[float, float]
     Traceback (most recent call last):
     ...
     ValueError: delta must be >= 0; got -1.0
+    >>> check_penalized_mae_options(1.0, 1e39)
+    Traceback (most recent call last):
+    ...
+    ValueError: penalty must be <= 1e+38 (beyond, the float32 computation overflows); got 1e+39
     """
-    return (check_number("delta", delta, minimum=0.0), check_number("penalty", penalty, minimum=0.0))
+    options = (check_number("delta", delta, minimum=0.0), check_number("penalty", penalty, minimum=0.0))
+    for name, value in zip(("delta", "penalty"), options):
+        if value > MAXIMUM_OPTION:
+            raise ValueError(
+                f"{name} must be <= {MAXIMUM_OPTION:g} (beyond, the float32 computation overflows); got {value!r}"
+            )
+    return options
 
 
 def berhu_penalty(delta: float) -> float:

@@ -3,12 +3,12 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
 import reference
-from penalized_mae_cases import penalized_mae_cases
+from penalized_mae_cases import check_float32_range, float32_range_cases, penalized_mae_cases
 from losses.keras import PenalizedMAELoss, penalized_mae
 from losses.testing import GradientMismatch, check_gradient, value_and_grad
 
@@ -109,6 +109,27 @@ def test_extreme_finite_inputs_give_no_nan():
     _, grad = value_and_grad(lambda p, t: ops.sum(penalized_mae(t, p)), [y_pred, y_true], framework="keras")
     assert np.all(np.isfinite(grad))
     assert not np.isnan(numpy(penalized_mae(y_true, y_pred))).any()
+
+
+@given(case=float32_range_cases())
+def test_beyond_float32s_range_is_inf_never_nan(case):
+    """Finite float32 input anywhere in the range (errors that overflow, penalty 0 among them):
+    per-element terms beyond the range are +inf and never NaN, and the mean of a sample is its
+    true mean where that is in range, also where its terms or their sum are beyond the range."""
+    prediction, target, delta, penalty = case
+    if BACKEND != "torch":  # XLA flushes subnormal numbers to 0 on the CPU, inputs and errors alike
+        tiny = np.finfo(np.float32).tiny
+        prediction, target = (np.where(np.abs(a) < tiny, np.float32(0), a) for a in (prediction, target))
+        assume(not np.any((np.abs(prediction.astype(np.float64) - target) < tiny) & (prediction != target)))
+    per_element = numpy(penalized_mae(target, prediction, delta, penalty))  # one-element samples
+    mean, grad = value_and_grad(
+        lambda p, t: penalized_mae(t, p, delta, penalty)[0], [prediction[None], target[None]], framework="keras"
+    )
+    check_float32_range(
+        *(prediction, target, delta, penalty, per_element, mean, grad[0], BACKEND),
+        mean_of_float32_terms=BACKEND == "torch",
+        smallest=np.finfo(np.float32).smallest_subnormal if BACKEND == "torch" else np.finfo(np.float32).tiny,
+    )
 
 
 def test_one_dimensional_inputs_are_batches_of_one_element_samples():
@@ -397,6 +418,7 @@ def test_mismatched_shapes_raise_naming_both():
         (-0.5, ValueError, ">= 0; got -0.5"),
         (float("inf"), ValueError, "finite"),
         (None, TypeError, "real number"),
+        (1e39, ValueError, r"<= 1e\+38 \(beyond, the float32 computation overflows\); got 1e\+39"),
     ],
 )
 def test_bad_delta_or_penalty_raise(name, value, error, message):

@@ -377,6 +377,7 @@ def test_mismatched_shapes_raise_naming_both():
         (float("nan"), ValueError, "finite"),
         ("1", TypeError, "real number"),
         (True, TypeError, "real number"),
+        (1e39, ValueError, r"<= 1e\+38 \(beyond, the float32 computation overflows\); got 1e\+39"),
     ],
 )
 def test_bad_delta_or_penalty_raise(name, value, error, message):

@@ -34,6 +34,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from penalized_mae_cases import check_float32_range, float32_range_cases
 from robustness_cases import (
     LOSSES,
     bad_inputs,
@@ -271,6 +272,7 @@ def test_the_triton_kernels_under_the_interpreter():
 
 CHANGING_FLOAT_OPTIONS = {
     "penalized_mae delta": (lambda x, y, v: penalized_mae(x.flatten(), y.flatten(), delta=v), (0.5, 0.7, 0.9)),
+    "penalized_mae penalty": (lambda x, y, v: penalized_mae(x.flatten(), y.flatten(), penalty=v), (0.0, 0.7, 2.5)),
     "soft_round alpha": (lambda x, y, v: soft_round(x, v).sum(), (2.0, 3.0, 4.0)),
     "straight-through soft_step alpha": (lambda x, y, v: soft_step(x, v, straight_through=True).sum(), (2.0, 3.0, 4.0)),
     "focal gamma": (lambda x, y, v: focal_loss(x, y, mode="binary", gamma=v), (1.0, 1.5, 2.5)),
@@ -295,3 +297,30 @@ def test_a_compiled_loss_takes_a_float_option_that_changes_between_calls(case):
         (got_grad,) = torch.autograd.grad(got, x)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(got_grad, expected_grad)
+
+
+@given(case=float32_range_cases())
+def test_penalized_mae_beyond_float32s_range_is_inf_never_nan_on_every_path(case):
+    """Finite float32 input anywhere in the range (errors that overflow, penalty 0 among them):
+    per-element terms beyond the range are +inf and never NaN, and the mean of finite terms is
+    finite, also where their float32 sum would overflow."""
+    prediction, target, delta, penalty = case
+    for path in PATHS:
+        x = torch.tensor(prediction, requires_grad=True)
+        with kernels(path):
+            per_element = penalized_mae(x.detach(), torch.tensor(target), delta, penalty, reduction="none")
+            mean = penalized_mae(x, torch.tensor(target), delta, penalty)
+            (grad,) = torch.autograd.grad(mean, x)
+        check_float32_range(prediction, target, delta, penalty, per_element.numpy(), mean.item(), grad.numpy(), path)
+
+
+def test_penalized_mae_mean_of_terms_whose_sum_overflows_is_finite():
+    x = torch.full((2**16,), 1e17, requires_grad=True)  # terms of 1e34, their sum 6.6e38
+    for path in PATHS:
+        with kernels(path):
+            mean = penalized_mae(x, torch.zeros_like(x), delta=1.0, penalty=1.0)
+            (grad,) = torch.autograd.grad(mean, x)
+            total = penalized_mae(x.detach(), torch.zeros_like(x), delta=1.0, penalty=1.0, reduction="sum")
+        torch.testing.assert_close(mean.item(), 1e34, rtol=1e-5, atol=0)
+        torch.testing.assert_close(grad, torch.full_like(x, 2e17 / 2**16), rtol=1e-5, atol=0)
+        assert torch.isposinf(total), (path, total)  # the sum itself is beyond the range

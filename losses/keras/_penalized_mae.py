@@ -49,19 +49,45 @@ def _excess(e: Any, delta: Any) -> Any:
     return ops.subtract(e, ops.clip(e, ops.negative(delta), delta))
 
 
+def _penalized(penalty: Any, term: Any) -> Any:
+    """``term`` where ``penalty > 0``, else 0: not ``0 · inf = NaN`` where ``e`` overflowed."""
+    return ops.where(ops.greater(penalty, 0), term, ops.zeros_like(term))
+
+
+def _in_dtype(e: Any, *values: Any) -> list[Any]:
+    """The options in e's dtype (JAX passes them as weakly typed floats, float64 under x64): a
+    penalty that rounds to 0 there is 0, as on every path, and never multiplies an infinity."""
+    return [ops.cast(value, e.dtype) for value in values]
+
+
 def _loss_per_sample(y_true: Any, y_pred: Any, delta: Any, penalty: Any) -> Any:
     e = ops.subtract(y_pred, y_true)
-    values = ops.add(ops.abs(e), ops.multiply(penalty, ops.square(_excess(e, delta))))
+    delta, penalty = _in_dtype(e, delta, penalty)
+    magnitude, excess = ops.abs(e), _excess(e, delta)
     rank = len(e.shape)
     if rank <= 1:
-        return values
-    # Sum, then divide: ops.mean computes float64 inputs in float32 on some backends.
-    return ops.divide(ops.sum(values, axis=tuple(range(1, rank))), _sample_count(e))
+        # (sqrt(penalty)·excess)², not penalty·excess², whose excess² overflows before the term does
+        return ops.add(magnitude, _penalized(penalty, ops.square(ops.multiply(ops.sqrt(penalty), excess))))
+    # Each term divided before the sum, so that a mean of terms or of a sum beyond the dtype's range
+    # is finite where it is in range (and not ops.mean, which computes float64 inputs in float32 on
+    # some backends). Σ|e| unscaled where it is finite: scaling would round tiny errors into
+    # subnormal numbers. A sample of no elements has the mean of nothing, NaN.
+    axes = tuple(range(1, rank))
+    count = _sample_count(e)
+    reciprocal = ops.divide(ops.ones_like(count), count)
+    total = ops.sum(magnitude, axis=axes)
+    absolute = ops.where(
+        ops.isfinite(total), ops.multiply(total, reciprocal), ops.sum(ops.multiply(magnitude, reciprocal), axis=axes)
+    )
+    root = ops.multiply(ops.multiply(ops.sqrt(penalty), ops.sqrt(reciprocal)), excess)
+    mean = ops.add(absolute, ops.sum(_penalized(penalty, ops.square(root)), axis=axes))
+    return ops.where(ops.greater(count, 0), mean, ops.full_like(mean, np.nan))
 
 
 def _gradient_of_prediction(y_true: Any, y_pred: Any, upstream: Any, delta: Any, penalty: Any) -> Any:
     e = ops.subtract(y_pred, y_true)
-    factor = ops.add(ops.sign(e), ops.multiply(ops.add(penalty, penalty), _excess(e, delta)))
+    delta, penalty = _in_dtype(e, delta, penalty)
+    factor = ops.add(ops.sign(e), _penalized(penalty, ops.multiply(ops.add(penalty, penalty), _excess(e, delta))))
     # sign(e) is 0 for a NaN e: a NaN that comes in must come out of the gradient too
     factor = ops.where(ops.isnan(e), e, factor)
     rank = len(e.shape)
@@ -97,7 +123,10 @@ def _torch_per_sample(y_true: Any, y_pred: Any, delta: float, penalty: float) ->
     values = torch_penalized_mae(y_pred, y_true, delta, penalty, reduction="none")
     if values.dim() <= 1:
         return values
-    return values.flatten(1).sum(1) / int(np.prod(values.shape[1:]))
+    count = int(np.prod(values.shape[1:]))
+    if count == 0:
+        return values.flatten(1).sum(1) / count  # the mean of nothing is NaN
+    return values.flatten(1).mul(1.0 / count).sum(1)  # divided before the sum, as above
 
 
 @serializable

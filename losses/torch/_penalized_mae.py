@@ -27,6 +27,7 @@ use ``jacrev(jacrev(f))`` instead.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -44,28 +45,45 @@ def _penalized_mae_forward(
 ) -> tuple[Tensor, Tensor | None]:
     """``(loss, factor)``, ``factor = ℓ'(e)`` (or ``None``), with few input-sized tensors.
 
-    For ``"mean"`` and ``"sum"`` two input-sized tensors are live at most: ``|e|`` is reduced and
-    then turned in place into ``excess = max(|e| - delta, 0)``, the factor is written over ``e``,
-    and ``excess`` is squared in place for the penalty's sum. Sums use ``Tensor.sum`` (pairwise,
-    accurate in float32), not norms, which accumulate 4M float32 terms to a ~1e-4 relative error.
+    Two input-sized tensors are live at most: ``|e|`` (reduced, for ``"mean"`` and ``"sum"``) is
+    turned in place into the root of the penalty term, ``sqrt(penalty · scale) · excess``, the
+    factor is written over ``e``, and the root is squared in place. So no step overflows before
+    the result does: the penalty term is the square of a number in range, and for the mean the
+    terms are scaled before they are summed, by the power of two ``scale`` nearest above 1/N
+    (exact: the excess is then the unscaled one, scaled), so that a mean of terms or of a sum
+    beyond float32's range is finite where it is in range. ``Σ|e|`` is taken unscaled where it is
+    finite (scaling would round errors below 1e-31 into subnormal numbers). A penalty that rounds
+    to 0 in the computation dtype skips the penalty terms, which would be ``0 · inf = NaN`` where
+    ``e`` overflowed. Sums use ``Tensor.sum`` (pairwise, accurate in float32), not norms, which
+    accumulate 4M float32 terms to a ~1e-4 relative error.
     """
     e = input - target
     magnitude = torch.abs(e)
-    if reduction == "none":
-        excess = (magnitude - delta).clamp_(min=0.0)
-        loss = magnitude.addcmul_(excess, excess, value=penalty)
-    else:
+    count = e.numel()
+    scale = 2.0 ** -math.ceil(math.log2(count)) if reduction == "mean" and count > 1 else 1.0
+    if reduction != "none":
         loss = magnitude.sum()
-        excess = magnitude.sub_(delta).clamp_(min=0.0)
+        if scale != 1.0:
+            scaled = magnitude.mul_(scale).sum()
+            loss = torch.where(loss.isfinite(), loss / count, scaled * (1.0 / (scale * count)))
+    # Penalties up to 2^-150 round to 0 in float32.
+    root = None
+    if penalty > (0.0 if e.dtype == torch.float64 else 2.0**-150):
+        root = (magnitude - delta) if reduction == "none" else magnitude.sub_(delta * scale)
+        root.clamp_(min=0.0).mul_(math.sqrt(penalty / scale))
     factor = None
     if with_factor:
-        # sign(e) · (1 + 2·penalty·excess), in e's memory; sign(0) = 0.
+        # sign(e) · (1 + 2·penalty·excess) = sign(e) · (1 + 2·sqrt(penalty / scale) · root), over e;
+        # sign(0) = 0.
         factor = e.sign_()
-        factor.addcmul_(factor, excess, value=2.0 * penalty)
-    if reduction != "none":
-        loss = loss + penalty * excess.square_().sum()
-        if reduction == "mean":
-            loss = loss / e.numel()  # the mean of nothing is NaN, as in torch.nn.functional
+        if root is not None:
+            factor.addcmul_(factor, root, value=2.0 * math.sqrt(penalty / scale))
+    if reduction == "none":
+        return magnitude if root is None else magnitude.addcmul_(root, root), factor
+    if root is not None:
+        loss = loss + root.square_().sum() * (1.0 / (scale * count) if scale != 1.0 else 1.0)
+    if reduction == "mean" and scale == 1.0:
+        loss = loss / count  # one element, or none: the mean of nothing is NaN, as in torch.nn.functional
     return loss, factor
 
 

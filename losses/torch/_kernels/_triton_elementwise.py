@@ -72,9 +72,15 @@ def _function(FUNCTION: tl.constexpr, x, p0, p1, p2):
         t, sech2 = _tanh_sech2((0.5 * p0) * x)
         return t, (0.5 * p0) * sech2
     else:  # penalized_mae: |x| + penalty·max(|x| - delta, 0)^2
+        # The value in float64 (as cpu_elementwise.c): a term beyond float32's range is inf only
+        # where it is stored as one; a sum of such terms may have a mean in range. With penalty 0
+        # the penalty terms are 0, not 0·inf = NaN where x overflowed.
         magnitude = tl.abs(x)
         excess = tl.maximum(magnitude - p0, 0.0)
-        return magnitude + p1 * excess * excess, _sign(x) * (1.0 + 2.0 * p1 * excess)
+        penalized = p1 > 0
+        excess64 = excess.to(tl.float64)
+        value = magnitude.to(tl.float64) + tl.where(penalized, excess64 * p1 * excess64, 0.0)
+        return value, _sign(x) * (1.0 + tl.where(penalized, 2.0 * p1 * excess, 0.0))
 
 
 @jit
@@ -167,8 +173,9 @@ def loss_kernel(
     BLOCK: tl.constexpr,
 ):
     # The loss of x - t and its derivative in one pass. Each program handles BLOCK elements and
-    # writes either their losses (ELEMENTWISE) or one partial sum; the partial sums are added in a
-    # fixed order by sum_kernel (no float atomics).
+    # writes either their losses (ELEMENTWISE) or one partial sum, in float64 (as the C kernel
+    # sums): a mean of finite float32 terms is finite even where their float32 sum would overflow.
+    # The partial sums are added in a fixed order by sum_kernel (no float atomics).
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < n
@@ -186,12 +193,13 @@ def loss_kernel(
 
 @jit
 def sum_kernel(partial_ptr, out_ptr, n, scale, BLOCK: tl.constexpr):
-    # One program: a fixed summation order, hence the same float32 result on every run.
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    # One program: a fixed summation order, hence the same result on every run. The float64
+    # partial sums are scaled before the result is rounded to the float32 loss.
+    acc = tl.zeros([BLOCK], dtype=tl.float64)
     for start in range(0, n, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         acc += tl.load(partial_ptr + offs, mask=offs < n, other=0.0)
-    tl.store(out_ptr, tl.sum(acc, axis=0) * scale)
+    tl.store(out_ptr, (tl.sum(acc, axis=0) * scale).to(tl.float32))
 
 
 @jit

@@ -195,12 +195,17 @@ static inline void sigmoid_d(double z, double *s, double *slope) {
     static inline R hard_step_##S(R x) { return (sign_##S(x) + (R)1) * (R)0.5; } /* step(0) = 1/2 */   \
     static inline R hard_sign_##S(R x) { return sign_##S(x); }                                          \
                                                                                                         \
-    /* |e| + penalty·max(|e| - delta, 0)^2, derivative sign(e)·(1 + 2·penalty·max(|e| - delta, 0)) */   \
-    static inline R penalized_mae_##S(R e, const struct Elementwise *a, R *d) {                         \
+    /* |e| + penalty·max(|e| - delta, 0)^2, derivative sign(e)·(1 + 2·penalty·max(|e| - delta, 0)).  \
+     * The value in double: a term beyond float's range becomes inf only where it is stored as one    \
+     * (reduction "none"), while a mean of such terms is summed in double and may be in range. A      \
+     * penalty that rounds to 0 in R is 0: no 0·inf = NaN where e overflowed (finite inputs more than  \
+     * float's range apart). */                                                                         \
+    static inline double penalized_mae_##S(R e, const struct Elementwise *a, R *d) {                    \
         const R magnitude = e < 0 ? -e : e, over = magnitude - (R)a->p0;                               \
         const R excess = over > 0 ? over : (R)0;                                                        \
-        *d = sign_##S(e) * ((R)1 + (R)(2.0 * a->p1) * excess);                                          \
-        return magnitude + (R)a->p1 * excess * excess;                                                  \
+        const int penalized = (R)a->p1 > 0;                                                             \
+        *d = sign_##S(e) * ((R)1 + (penalized ? (R)(2.0 * a->p1) * excess : (R)0));                     \
+        return (double)magnitude + (penalized ? a->p1 * (double)excess * (double)excess : 0.0);         \
     }
 
 FUNCTIONS(f, float, floorf, rintf, ceilf)

@@ -15,6 +15,7 @@ under ``torch.compile`` by an ordinary multiplication the compiler can fuse.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import torch
@@ -25,6 +26,10 @@ from losses.torch._kernels.elementwise import scale_in_place
 
 # Launch shapes, measured on an H100 (benchmarks/gpu_kernels.py).
 BLOCK, WARPS = 4096, 8
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _forward(
@@ -52,7 +57,7 @@ def _launch_forward(
         partial = loss
     else:
         loss = torch.empty((), dtype=torch.float32, device=x.device)
-        partial = torch.empty(grid[0], dtype=torch.float32, device=x.device)
+        partial = torch.empty(grid[0], dtype=torch.float64, device=x.device)
     if n > 0:
         kernels.loss_kernel[grid](
             x,
@@ -61,8 +66,9 @@ def _launch_forward(
             x if grad is None else grad,
             partial,
             n,
-            float(delta),
-            float(penalty),
+            # as float32 holds them, which the compiled kernel receives and the interpreter does not
+            _float32(delta),
+            _float32(penalty),
             0.0,
             grad_scale,
             FUNCTION=kernels.FUNCTIONS["penalized_mae"],
