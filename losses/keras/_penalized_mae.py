@@ -68,19 +68,15 @@ def _loss_per_sample(y_true: Any, y_pred: Any, delta: Any, penalty: Any) -> Any:
     if rank <= 1:
         # (sqrt(penalty)·excess)², not penalty·excess², whose excess² overflows before the term does
         return ops.add(magnitude, _penalized(penalty, ops.square(ops.multiply(ops.sqrt(penalty), excess))))
-    # Each term divided before the sum, so that a mean of terms or of a sum beyond the dtype's range
-    # is finite where it is in range (and not ops.mean, which computes float64 inputs in float32 on
-    # some backends). Σ|e| unscaled where it is finite: scaling would round tiny errors into
-    # subnormal numbers. A sample of no elements has the mean of nothing, NaN.
-    axes = tuple(range(1, rank))
+    # Each term divided before the sum (one reduction, fused with the terms), so that a mean of
+    # terms or of a sum beyond the dtype's range is finite where it is in range (and not ops.mean,
+    # which computes float64 inputs in float32 on some backends). A sample of no elements has the
+    # mean of nothing, NaN.
     count = _sample_count(e)
     reciprocal = ops.divide(ops.ones_like(count), count)
-    total = ops.sum(magnitude, axis=axes)
-    absolute = ops.where(
-        ops.isfinite(total), ops.multiply(total, reciprocal), ops.sum(ops.multiply(magnitude, reciprocal), axis=axes)
-    )
     root = ops.multiply(ops.multiply(ops.sqrt(penalty), ops.sqrt(reciprocal)), excess)
-    mean = ops.add(absolute, ops.sum(_penalized(penalty, ops.square(root)), axis=axes))
+    terms = ops.add(ops.multiply(magnitude, reciprocal), _penalized(penalty, ops.square(root)))
+    mean = ops.sum(terms, axis=tuple(range(1, rank)))
     return ops.where(ops.greater(count, 0), mean, ops.full_like(mean, np.nan))
 
 
