@@ -67,6 +67,8 @@ def _train(model, images, labels, options: dict) -> tuple[list, list]:
     for _ in range(STEPS):
         optimizer.zero_grad()
         loss = criterion(model(images), labels)
+        # a plain tensor, waited for: not a collective's AsyncCollectiveTensor
+        assert type(loss) is torch.Tensor, (options, type(loss))
         loss.backward()
         losses.append(loss.detach().clone())
         grads.append([p.grad.detach().clone() for p in model.parameters()])
@@ -126,6 +128,7 @@ def ddp_results(tmp_path_factory) -> list[dict]:
                 worker.wait()
     for worker, log in zip(workers, logs):
         assert worker.returncode == 0, f"DDP worker failed:\n{log}"
+        assert "unwaited collective" not in log, log
     return [torch.load(out) for out in outs]
 
 

@@ -20,8 +20,11 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     if hasattr(collectives, "all_reduce_backward"):
         # The functional collective is differentiable (sum) and traceable by torch.compile.
         # Called only with a default process group initialised: WORLD is that group.
+        # Waited here: otherwise a loss computed without a further op (per_image with
+        # reduction="sum") came back as an AsyncCollectiveTensor, and collectives left unwaited
+        # at exit made c10d warn. wait_tensor is differentiable and traceable too.
         world = cast(torch.distributed.ProcessGroup, torch.distributed.group.WORLD)
-        return collectives.all_reduce(x, "sum", world)
+        return collectives.wait_tensor(collectives.all_reduce(x, "sum", world))
     from torch.distributed.nn.functional import all_reduce  # older PyTorch: autograd-aware, eager only
 
     return all_reduce(x)
