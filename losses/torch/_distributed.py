@@ -24,7 +24,7 @@ def all_reduce_sum(x: Tensor) -> Tensor:
         # reduction="sum") came back as an AsyncCollectiveTensor, and collectives left unwaited
         # at exit made c10d warn. wait_tensor is differentiable and traceable too.
         world = cast(torch.distributed.ProcessGroup, torch.distributed.group.WORLD)
-        return collectives.wait_tensor(collectives.all_reduce(x, "sum", world))
+        return cast(Tensor, collectives.wait_tensor(collectives.all_reduce(x, "sum", world)))  # type: ignore[no-untyped-call]
     from torch.distributed.nn.functional import all_reduce  # older PyTorch: autograd-aware, eager only
 
     return all_reduce(x)
