@@ -244,7 +244,12 @@ class _Pass(R.BreakLog):
         """``(p, t) -> (every value, d loss / d p, d term / d p for each of terms)``: the diagnosis's
         numbers in one compiled program."""
         order = list(self.order)
-        differentiable = isinstance(out, Var) and _floating(out.aval)
+        # A host callback anywhere, also inside a loop body or a branch (which run as the user's
+        # primitives, not equation by equation), makes jax.grad raise: no gradient to take, and the
+        # report names the callback.
+        callback = _calls_back(closed.jaxpr)
+        differentiable = isinstance(out, Var) and _floating(out.aval) and not callback
+        terms = [] if callback else terms
 
         def values(p, t):
             env: dict[Var, Any] = {}
@@ -388,6 +393,20 @@ class _Pass(R.BreakLog):
         if (name in _SCALE or name == "alias") and len(varying) == 1:
             return self.summands(varying[0], size, depth + 1)
         return [v]
+
+
+def _calls_back(jaxpr: Any) -> bool:
+    """Whether ``jaxpr`` or a jaxpr inside one of its equations (a call, a loop body, a branch)
+    calls a host callback."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in _CALLBACKS:
+            return True
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns") and _calls_back(inner):
+                    return True
+    return False
 
 
 def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict) -> list:
