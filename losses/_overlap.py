@@ -70,6 +70,7 @@ from losses._validation import (
     check_choice,
     check_int,
     check_int_sequence,
+    MAXIMUM_OPTION,
     check_number,
     check_weight_sequence,
 )
@@ -402,16 +403,16 @@ class OverlapOptions:
         values.update(member.defaults())
         values.update(kwargs)
         ignore_index = values["ignore_index"]
-        smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0)
-        smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0)
+        smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0, maximum=MAXIMUM_OPTION)
+        smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0, maximum=MAXIMUM_OPTION)
         if smooth_nr > 0 and smooth_dr == 0:
             raise ValueError(
                 f"smooth_dr must be > 0 when smooth_nr > 0 (got smooth_nr={smooth_nr!r}, smooth_dr=0.0): the "
                 "ratio (k·TP + smooth_nr) / (k·TP + α·FP + β·FN) has no bound as its denominator goes to 0. Use "
                 "smooth_dr >= smooth_nr, or smooth_nr=0 for no smoothing."
             )
-        alpha = check_number("alpha", values["alpha"], minimum=0.0)
-        beta = check_number("beta", values["beta"], minimum=0.0)
+        alpha = check_number("alpha", values["alpha"], minimum=0.0, maximum=MAXIMUM_OPTION)
+        beta = check_number("beta", values["beta"], minimum=0.0, maximum=MAXIMUM_OPTION)
         if not alpha + beta > 0:
             raise ValueError(
                 "alpha and beta must not both be 0: the score would be 1 whatever the prediction, and "
@@ -434,7 +435,7 @@ class OverlapOptions:
             average=check_choice("average", values["average"], AVERAGES),
             alpha=alpha,
             beta=beta,
-            gamma=check_number("gamma", values["gamma"], minimum=0.0, strictly_greater=True),
+            gamma=check_number("gamma", values["gamma"], minimum=0.0, strictly_greater=True, maximum=MAXIMUM_OPTION),
             weight_type=check_choice("weight_type", values["weight_type"], WEIGHT_TYPES),
             sync_across_ranks=check_bool("sync_across_ranks", values["sync_across_ranks"]),
         )
