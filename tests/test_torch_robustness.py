@@ -337,3 +337,18 @@ def test_a_focal_sum_beyond_float32s_range_is_inf_on_every_path():
             (grad,) = torch.autograd.grad(loss, x)
         assert torch.isposinf(loss), (path, loss)
         assert torch.isfinite(grad).all(), path
+
+
+def test_the_mean_of_per_image_losses_whose_sum_overflows_is_finite():
+    """Two images with Lovász hinge losses of 3e38 (logits of -3e38 on the foreground): the mean,
+    3e38, is in float32's range, the float32 sum of the two is not. It was inf on every path."""
+    x = torch.full((2, 1, 2, 2), -3e38, requires_grad=True)
+    labels = torch.ones(2, 2, 2, dtype=torch.long)
+    for path in PATHS:
+        with kernels(path):
+            per_image = lovasz_hinge_loss(x.detach(), labels, reduction="none")
+            mean = lovasz_hinge_loss(x, labels)
+            (grad,) = torch.autograd.grad(mean, x)
+        assert torch.isfinite(per_image).all(), (path, per_image)
+        torch.testing.assert_close(mean, per_image.mean(dtype=torch.float64).float(), msg=path)
+        assert torch.isfinite(grad).all(), path
