@@ -172,9 +172,13 @@ def _generalized_weights(ops: Any, target_sum: Any, weights: Any, power: float) 
     smallest = ops.where(any_present, smallest, 1.0)
     ratio = ops.pow(smallest / ops.where(present, target_sum, 1.0), power)
     ratio = ops.where(present, ratio, ops.where(any_present, 1.0, 0.0))
-    class_weights = ops.where(selected, ratio * weights, 0.0)
     scale = ops.pow(smallest, power)
-    return ops.stop_gradient(class_weights), ops.stop_gradient(scale)
+    # Numerator and denominator divided by max(G_min^q, 1): the score is the same, but the
+    # smoothing scale is at most 1, so that scale·smooth_dr cannot overflow float32 (G_min = 10 and
+    # smooth_dr = 1e37 gave inf / inf = NaN); the weights are then w_c / G_c^q (MONAI's).
+    divisor = ops.maximum(scale, 1.0)
+    class_weights = ops.where(selected, ratio * weights, 0.0) / divisor
+    return ops.stop_gradient(class_weights), ops.stop_gradient(scale / divisor)
 
 
 def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool = False) -> Any:

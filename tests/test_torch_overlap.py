@@ -325,3 +325,28 @@ def test_a_float_option_beyond_float32s_range_is_rejected(loss, options, name):
         with kernels(path), pytest.raises(ValueError, match=rf"^{name} must be <= 1e\+38 \(beyond, the float32"):
             loss(logits, labels, **options)
     loss(logits, labels, **{key: 1e38 for key in options})  # the largest value taken
+
+
+@pytest.mark.parametrize("smoothing", [1e37, 1e38])
+def test_generalized_dice_with_large_smoothing_is_finite_on_every_path(smoothing):
+    """The smoothing of the generalized Dice loss is scaled by G_min^q, which target sums of 12 pixels
+    made 144·1e37, beyond float32's range: inf / inf, a NaN loss on the portable path (the C
+    kernel's float64 formula gave a number). The smoothing scale is now at most 1."""
+    logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    labels = (torch.arange(36) % 3).reshape(1, 6, 6).expand(2, 6, 6)  # 12 pixels of each class
+    want = expected(
+        "generalized_dice",
+        logits.double().numpy(),
+        labels.numpy(),
+        None,
+        "none",
+        smooth_nr=smoothing,
+        smooth_dr=smoothing,
+    )
+    for path in ("auto", "torch"):
+        x = logits.clone().requires_grad_(True)
+        with kernels(path):
+            loss = F.generalized_dice_loss(x, labels, smooth_nr=smoothing, smooth_dr=smoothing, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        assert torch.isfinite(grad).all(), path
+        np.testing.assert_allclose(loss.detach().numpy(), want, rtol=1e-5, atol=1e-6, err_msg=path)
