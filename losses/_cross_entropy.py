@@ -36,6 +36,7 @@ from losses._validation import (
     check_bool,
     check_choice,
     check_int,
+    MAXIMUM_OPTION,
     check_number,
     check_weight_sequence,
 )
@@ -78,7 +79,7 @@ class FocalOptions:
                 if alpha > 1:
                     raise ValueError(f"alpha must be in [0, 1] (the weight of the positives); got {alpha!r}")
             else:
-                alpha = check_weight_sequence("alpha", alpha)
+                alpha = check_weight_sequence("alpha", alpha, maximum=MAXIMUM_OPTION)
                 if mode != "multiclass":
                     raise ValueError(f"alpha must be a float in [0, 1] in mode={mode!r}; got a sequence")
         smoothing = check_number("label_smoothing", label_smoothing, minimum=0.0)
@@ -87,7 +88,7 @@ class FocalOptions:
         return cls(
             mode=mode,
             from_logits=check_bool("from_logits", from_logits),
-            gamma=check_number("gamma", gamma, minimum=0.0),
+            gamma=check_number("gamma", gamma, minimum=0.0, maximum=MAXIMUM_OPTION),
             alpha=alpha,
             label_smoothing=smoothing,
             class_weights=check_weight_sequence("class_weights", class_weights),
@@ -209,8 +210,8 @@ class PairOptions:
             ignore_index=overlap_opts.ignore_index,
             **term_options,
         )
-        first = check_number(lambda_names[0], lambda_overlap, minimum=0.0)
-        second = check_number(lambda_names[1], lambda_term, minimum=0.0)
+        first = check_number(lambda_names[0], lambda_overlap, minimum=0.0, maximum=MAXIMUM_OPTION)
+        second = check_number(lambda_names[1], lambda_term, minimum=0.0, maximum=MAXIMUM_OPTION)
         if not first + second > 0:
             raise ValueError(
                 f"{lambda_names[0]} and {lambda_names[1]} must not both be 0: the loss would be 0 with no gradient"

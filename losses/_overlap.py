@@ -70,6 +70,7 @@ from losses._validation import (
     check_choice,
     check_int,
     check_int_sequence,
+    MAXIMUM_OPTION,
     check_number,
     check_weight_sequence,
 )
@@ -171,9 +172,13 @@ def _generalized_weights(ops: Any, target_sum: Any, weights: Any, power: float) 
     smallest = ops.where(any_present, smallest, 1.0)
     ratio = ops.pow(smallest / ops.where(present, target_sum, 1.0), power)
     ratio = ops.where(present, ratio, ops.where(any_present, 1.0, 0.0))
-    class_weights = ops.where(selected, ratio * weights, 0.0)
     scale = ops.pow(smallest, power)
-    return ops.stop_gradient(class_weights), ops.stop_gradient(scale)
+    # Numerator and denominator divided by max(G_min^q, 1): the score is the same, but the
+    # smoothing scale is at most 1, so that scale·smooth_dr cannot overflow float32 (G_min = 10 and
+    # smooth_dr = 1e37 gave inf / inf = NaN); the weights are then w_c / G_c^q (MONAI's).
+    divisor = ops.maximum(scale, 1.0)
+    class_weights = ops.where(selected, ratio * weights, 0.0) / divisor
+    return ops.stop_gradient(class_weights), ops.stop_gradient(scale / divisor)
 
 
 def overlap_loss(ops: Any, stats: Any, weights: Any, form: Form, with_grad: bool = False) -> Any:
@@ -402,16 +407,16 @@ class OverlapOptions:
         values.update(member.defaults())
         values.update(kwargs)
         ignore_index = values["ignore_index"]
-        smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0)
-        smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0)
+        smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0, maximum=MAXIMUM_OPTION)
+        smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0, maximum=MAXIMUM_OPTION)
         if smooth_nr > 0 and smooth_dr == 0:
             raise ValueError(
                 f"smooth_dr must be > 0 when smooth_nr > 0 (got smooth_nr={smooth_nr!r}, smooth_dr=0.0): the "
                 "ratio (k·TP + smooth_nr) / (k·TP + α·FP + β·FN) has no bound as its denominator goes to 0. Use "
                 "smooth_dr >= smooth_nr, or smooth_nr=0 for no smoothing."
             )
-        alpha = check_number("alpha", values["alpha"], minimum=0.0)
-        beta = check_number("beta", values["beta"], minimum=0.0)
+        alpha = check_number("alpha", values["alpha"], minimum=0.0, maximum=MAXIMUM_OPTION)
+        beta = check_number("beta", values["beta"], minimum=0.0, maximum=MAXIMUM_OPTION)
         if not alpha + beta > 0:
             raise ValueError(
                 "alpha and beta must not both be 0: the score would be 1 whatever the prediction, and "
@@ -434,7 +439,7 @@ class OverlapOptions:
             average=check_choice("average", values["average"], AVERAGES),
             alpha=alpha,
             beta=beta,
-            gamma=check_number("gamma", values["gamma"], minimum=0.0, strictly_greater=True),
+            gamma=check_number("gamma", values["gamma"], minimum=0.0, strictly_greater=True, maximum=MAXIMUM_OPTION),
             weight_type=check_choice("weight_type", values["weight_type"], WEIGHT_TYPES),
             sync_across_ranks=check_bool("sync_across_ranks", values["sync_across_ranks"]),
         )

@@ -51,15 +51,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from losses._validation import check_number
+from losses._validation import MAXIMUM_OPTION, check_number
 
 DEFAULT_DELTA = 1.0
 DEFAULT_PENALTY = 0.5
-
-
-# Beyond, the computation in float32 (the dtype of float16 to float32 inputs) would meet an infinite
-# delta or 2·penalty, and NaN (inf - inf, inf · 0) where a finite input should give a number.
-MAXIMUM_OPTION = 1e38
 
 
 def check_penalized_mae_options(delta: Any, penalty: Any) -> tuple[float, float]:
@@ -76,13 +71,10 @@ def check_penalized_mae_options(delta: Any, penalty: Any) -> tuple[float, float]
     ...
     ValueError: penalty must be <= 1e+38 (beyond, the float32 computation overflows); got 1e+39
     """
-    options = (check_number("delta", delta, minimum=0.0), check_number("penalty", penalty, minimum=0.0))
-    for name, value in zip(("delta", "penalty"), options):
-        if value > MAXIMUM_OPTION:
-            raise ValueError(
-                f"{name} must be <= {MAXIMUM_OPTION:g} (beyond, the float32 computation overflows); got {value!r}"
-            )
-    return options
+    return (
+        check_number("delta", delta, minimum=0.0, maximum=MAXIMUM_OPTION),
+        check_number("penalty", penalty, minimum=0.0, maximum=MAXIMUM_OPTION),
+    )
 
 
 def berhu_penalty(delta: float) -> float:

@@ -13,6 +13,14 @@ from typing import Any, Protocol
 
 TORCH_REDUCTIONS = ("mean", "sum", "none")
 
+# The largest value of a float option that scales or offsets the loss's computation (smoothing,
+# alpha and beta, gamma, the lambdas of a pair, penalized MAE's delta and penalty). The computation
+# runs in float32 (the dtype of float16 to float32 inputs), where a larger value rounds to inf and
+# meets a 0 or another inf (inf · 0, inf − inf, inf / inf) on the most ordinary input: a NaN
+# gradient for finite input (gamma=1e39: γ·(1 − p)^(γ−1) is inf · 0). 1e38 leaves float32's
+# 3.4e38 room for the sums it is added to.
+MAXIMUM_OPTION = 1e38
+
 
 class SupportsToList(Protocol):
     """An array or a tensor on the host: ``tolist()`` gives its numbers."""
@@ -68,8 +76,10 @@ def check_number(
     *,
     minimum: float | None = None,
     strictly_greater: bool = False,
+    maximum: float | None = None,
 ) -> float:
-    """A finite real number, optionally bounded below; returned as a Python float."""
+    """A finite real number, optionally bounded below and above (``maximum``: beyond it the float32
+    computation overflows); returned as a Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {describe(value)}")
     number = float(value)
@@ -82,6 +92,8 @@ def check_number(
             raise ValueError(f"{name} must be > {minimum:g}; got {number!r}")
         if not strictly_greater and not number >= minimum:
             raise ValueError(f"{name} must be >= {minimum:g}; got {number!r}")
+    if maximum is not None and not number <= maximum:
+        raise ValueError(f"{name} must be <= {maximum:g} (beyond, the float32 computation overflows); got {number!r}")
     return number
 
 
@@ -107,14 +119,14 @@ def check_int_sequence(name: str, value: Any) -> tuple[int, ...] | None:
     return items
 
 
-def check_weight_sequence(name: str, value: Any) -> tuple[float, ...] | None:
+def check_weight_sequence(name: str, value: Any, maximum: float | None = None) -> tuple[float, ...] | None:
     if value is None:
         return None
     if hasattr(value, "tolist"):  # a NumPy array or a framework tensor on the host
         value = value.tolist()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name} must be a sequence of non-negative numbers or None; got {describe(value)}")
-    weights = tuple(check_number(f"{name}[{i}]", v, minimum=0.0) for i, v in enumerate(value))
+    weights = tuple(check_number(f"{name}[{i}]", v, minimum=0.0, maximum=maximum) for i, v in enumerate(value))
     if not weights:
         raise ValueError(f"{name} must not be empty")
     if not sum(weights) > 0:

@@ -225,3 +225,19 @@ def test_a_non_array_argument_of_the_function_is_a_type_error_naming_it(argument
     values[argument] = values[argument].tolist()
     with pytest.raises(TypeError, match=f"^{argument} must be a tensor or an array; got list$"):
         dice_loss(values["y_true"], values["y_pred"], mode="binary")
+
+
+def test_generalized_dice_with_large_smoothing_is_finite():
+    """Target sums of 12 pixels scaled a smoothing of 1e37 by 144, beyond float32's range: inf / inf,
+    a NaN loss and gradient. The smoothing scale is now at most 1 (losses._overlap)."""
+    logits = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    labels = (np.arange(36) % 3).reshape(1, 6, 6).repeat(2, 0)  # 12 pixels of each class
+    options = {"smooth_nr": 1e37, "smooth_dr": 1e37}
+    value, grad = value_and_grad(
+        lambda p: ops.sum(generalized_dice_loss(ops.convert_to_tensor(labels), p, **options)),
+        [logits],
+        framework="keras",
+    )
+    want = reference.generalized_dice_loss(np.moveaxis(logits, -1, 1).astype(np.float64), labels, "sum", **options)
+    np.testing.assert_allclose(value, want, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(grad).all()

@@ -304,3 +304,49 @@ def test_repr_shows_the_mode_and_only_the_options_that_differ_from_the_defaults(
         == "TverskyLoss(mode='binary', alpha=0.3, reduction='sum')"
     )
     assert repr(FocalTverskyLoss(gamma=0.75, beta=0.5)) == "FocalTverskyLoss(mode='multiclass', beta=0.5)"
+
+
+@pytest.mark.parametrize(
+    "loss, options, name",
+    [
+        (F.dice_loss, {"smooth_nr": 1e39, "smooth_dr": 1e39}, "smooth_nr"),
+        (F.generalized_dice_loss, {"smooth_dr": 1e300}, "smooth_dr"),
+        (F.tversky_loss, {"alpha": 1e39}, "alpha"),
+        (F.tversky_loss, {"beta": 1e300}, "beta"),
+        (F.focal_tversky_loss, {"gamma": 1e39}, "gamma"),
+    ],
+)
+def test_a_float_option_beyond_float32s_range_is_rejected(loss, options, name):
+    """Rounded to inf in the float32 computation, these gave NaN for finite input (smoothing 1e39:
+    inf / inf; gamma 1e39: γ·(1 − T)^(γ−1) = inf · 0; alpha 1e39: α·P' − α·TP = inf − inf), on the
+    portable path and, for gamma, the C kernel too."""
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    for path in ("auto", "torch"):
+        with kernels(path), pytest.raises(ValueError, match=rf"^{name} must be <= 1e\+38 \(beyond, the float32"):
+            loss(logits, labels, **options)
+    loss(logits, labels, **{key: 1e38 for key in options})  # the largest value taken
+
+
+@pytest.mark.parametrize("smoothing", [1e37, 1e38])
+def test_generalized_dice_with_large_smoothing_is_finite_on_every_path(smoothing):
+    """The smoothing of the generalized Dice loss is scaled by G_min^q, which target sums of 12 pixels
+    made 144·1e37, beyond float32's range: inf / inf, a NaN loss on the portable path (the C
+    kernel's float64 formula gave a number). The smoothing scale is now at most 1."""
+    logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    labels = (torch.arange(36) % 3).reshape(1, 6, 6).expand(2, 6, 6)  # 12 pixels of each class
+    want = expected(
+        "generalized_dice",
+        logits.double().numpy(),
+        labels.numpy(),
+        None,
+        "none",
+        smooth_nr=smoothing,
+        smooth_dr=smoothing,
+    )
+    for path in ("auto", "torch"):
+        x = logits.clone().requires_grad_(True)
+        with kernels(path):
+            loss = F.generalized_dice_loss(x, labels, smooth_nr=smoothing, smooth_dr=smoothing, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        assert torch.isfinite(grad).all(), path
+        np.testing.assert_allclose(loss.detach().numpy(), want, rtol=1e-5, atol=1e-6, err_msg=path)

@@ -324,3 +324,31 @@ def test_penalized_mae_mean_of_terms_whose_sum_overflows_is_finite():
         torch.testing.assert_close(mean.item(), 1e34, rtol=1e-5, atol=0)
         torch.testing.assert_close(grad, torch.full_like(x, 2e17 / 2**16), rtol=1e-5, atol=0)
         assert torch.isposinf(total), (path, total)  # the sum itself is beyond the range
+
+
+def test_a_focal_sum_beyond_float32s_range_is_inf_on_every_path():
+    """Terms of 3e37 (logits of -3e37 for positives), 18 of them: their float32 sum is beyond the range. Every
+    path gives +inf, as a float32 sum does; the C kernel's float64 total raised a RuntimeError
+    ("value cannot be converted to type float without overflow") when rounded to float32."""
+    x = torch.full((2, 1, 3, 3), -3e37, requires_grad=True)
+    for path in PATHS:
+        with kernels(path):
+            loss = focal_loss(x, torch.ones(2, 1, 3, 3), mode="binary", gamma=0.0, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x)
+        assert torch.isposinf(loss), (path, loss)
+        assert torch.isfinite(grad).all(), path
+
+
+def test_the_mean_of_per_image_losses_whose_sum_overflows_is_finite():
+    """Two images with Lovász hinge losses of 3e38 (logits of -3e38 on the foreground): the mean,
+    3e38, is in float32's range, the float32 sum of the two is not. It was inf on every path."""
+    x = torch.full((2, 1, 2, 2), -3e38, requires_grad=True)
+    labels = torch.ones(2, 2, 2, dtype=torch.long)
+    for path in PATHS:
+        with kernels(path):
+            per_image = lovasz_hinge_loss(x.detach(), labels, reduction="none")
+            mean = lovasz_hinge_loss(x, labels)
+            (grad,) = torch.autograd.grad(mean, x)
+        assert torch.isfinite(per_image).all(), (path, per_image)
+        torch.testing.assert_close(mean, per_image.mean(dtype=torch.float64).float(), msg=path)
+        assert torch.isfinite(grad).all(), path

@@ -87,7 +87,10 @@ def _reduced(rows: np.ndarray, reduction: str, per_image: bool) -> Tensor:
     if reduction == "none":
         return torch.from_numpy(np.asarray(rows if per_image else rows[0], dtype=np.float32))
     total = float(rows[0]) if rows.size == 1 else rows.sum()  # one row: no NumPy reduction (the same value)
-    return torch.full((), float(total / rows.size if reduction == "mean" else total), dtype=torch.float32)
+    value = float(total / rows.size if reduction == "mean" else total)
+    # Rounded from float64 as the portable path's float32 sum would: a value beyond float32's range
+    # is ±inf (torch.full(..., dtype=float32) raises on it instead).
+    return torch.tensor(value, dtype=torch.float64).to(torch.float32)
 
 
 class FusedCpuOverlap(torch.autograd.Function):

@@ -158,7 +158,12 @@ def composed_gradient(composed: Callable[[], Tensor], input: Tensor, grad_output
 def reduce(loss: Tensor, reduction: str) -> Tensor:
     """``"mean"``, ``"sum"`` or ``"none"`` of per-item losses (the mean of nothing is NaN, as in torch)."""
     if reduction == "mean":
-        return loss.mean()
+        # Per-image losses in float32's range have their mean in range, but not always their float32
+        # sum (two Lovász hinge losses of 3e38, from logits of 3e38): where the sum overflows, divide
+        # first (the C kernel's float64 total gives the same). 0 items: 0 / 0, NaN.
+        total = loss.sum()
+        count = float(loss.numel())
+        return torch.where(total.isfinite(), total / count, (loss / count).sum())
     if reduction == "sum":
         return loss.sum()
     return loss

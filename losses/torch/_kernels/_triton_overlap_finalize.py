@@ -106,8 +106,12 @@ def finalize_kernel(
                 # except with uniform weights, q = 0, which do not depend on the target).
                 absent = tl.where(any_present[:, None] | (weight_power == 0), 1.0, 0.0)
                 ratio = tl.where(present, ratio, absent)
-                pool = tl.where(wt > 0, ratio * wt, 0.0)
-                scale = _pow(smallest, weight_power)[:, None] + tl.zeros([BLOCK_S, C_PAD], dtype=tl.float32)
+                # Divided by max(G_min^q, 1), as losses._overlap._generalized_weights: a smoothing
+                # scale of at most 1, so that scale·smooth_dr cannot overflow.
+                scaled = _pow(smallest, weight_power)
+                divisor = tl.where(scaled > 1.0, scaled, 1.0)
+                pool = tl.where(wt > 0, ratio * wt, 0.0) / divisor[:, None]
+                scale = (scaled / divisor)[:, None] + tl.zeros([BLOCK_S, C_PAD], dtype=tl.float32)
             # One pooled class, in column 0.
             num = tl.where(first[None, :], tl.sum(pool * num, axis=1)[:, None], 0.0)
             den = tl.where(first[None, :], tl.sum(pool * den, axis=1)[:, None], 0.0)

@@ -141,7 +141,10 @@ static double pool_weights(const struct Formula *f, const double *row, double *p
         const double ratio = present ? pow(smallest / g, f->weight_power) : (any_present ? 1.0 : 0.0);
         pool[c * NUM_STATS] = selected ? ratio * f->weights[c] : 0.0;
     }
-    return pow(smallest, f->weight_power);
+    /* Divided by max(G_min^q, 1), as _generalized_weights: a smoothing scale of at most 1. */
+    const double scale = pow(smallest, f->weight_power), divisor = scale > 1.0 ? scale : 1.0;
+    for (int64_t c = 0; c < C; ++c) pool[c * NUM_STATS] = pool[c * NUM_STATS] / divisor;
+    return scale / divisor;
 }
 
 static void formula_row(const struct Formula *f, int64_t s) {
