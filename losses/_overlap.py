@@ -409,11 +409,12 @@ class OverlapOptions:
         ignore_index = values["ignore_index"]
         smooth_nr = check_number("smooth_nr", values["smooth_nr"], minimum=0.0, maximum=MAXIMUM_OPTION)
         smooth_dr = check_number("smooth_dr", values["smooth_dr"], minimum=0.0, maximum=MAXIMUM_OPTION)
-        if smooth_nr > 0 and smooth_dr == 0:
+        if smooth_nr > smooth_dr:
             raise ValueError(
-                f"smooth_dr must be > 0 when smooth_nr > 0 (got smooth_nr={smooth_nr!r}, smooth_dr=0.0): the "
-                "ratio (k·TP + smooth_nr) / (k·TP + α·FP + β·FN) has no bound as its denominator goes to 0. Use "
-                "smooth_dr >= smooth_nr, or smooth_nr=0 for no smoothing."
+                f"smooth_nr must be <= smooth_dr (got smooth_nr={smooth_nr!r}, smooth_dr={smooth_dr!r}): the score "
+                "(k·TP + smooth_nr) / (k·TP + α·FP + β·FN + smooth_dr) would exceed 1 where the sums are small "
+                "(smooth_nr / smooth_dr on an empty image) and the loss would turn negative, without bound as "
+                "smooth_dr goes to 0. Use smooth_nr = smooth_dr (as MONAI's defaults), or smooth_nr=0."
             )
         alpha = check_number("alpha", values["alpha"], minimum=0.0, maximum=MAXIMUM_OPTION)
         beta = check_number("beta", values["beta"], minimum=0.0, maximum=MAXIMUM_OPTION)

@@ -65,8 +65,8 @@ def dice_cases(draw, with_ignore=True, max_side=4):
     options = dict(
         mode=mode,
         from_logits=from_logits,
-        smooth_nr=draw(st.sampled_from([0.0, 1e-5, 1.0])),
-        smooth_dr=draw(st.sampled_from([1e-5, 1.0])),
+        smooth_nr=(smooth_nr := draw(st.sampled_from([0.0, 1e-5, 1.0]))),
+        smooth_dr=draw(st.sampled_from([v for v in (1e-5, 1.0) if v >= smooth_nr])),
         squared=draw(st.booleans()),
         log_loss=draw(st.booleans()),
         soft_labels=soft_labels,

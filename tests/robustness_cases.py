@@ -307,7 +307,20 @@ BAD_INPUTS = [
         ValueError,
         "channel",
     ),
-    ("smooth_dr 0 with smooth_nr", WITH_SMOOTHING, _two_classes(smooth_dr=0.0), ValueError, "smooth_dr"),
+    (
+        "smooth_dr 0 with smooth_nr",
+        WITH_SMOOTHING,
+        _two_classes(smooth_dr=0.0),
+        ValueError,
+        "smooth_nr must be <= smooth_dr",
+    ),
+    (
+        "smooth_nr above smooth_dr",
+        WITH_SMOOTHING,
+        _two_classes(smooth_nr=1.0, smooth_dr=1e-5),
+        ValueError,
+        "smooth_nr must be <= smooth_dr",
+    ),
     ("negative smoothing", WITH_SMOOTHING, _two_classes(smooth_nr=-1.0), ValueError, "smooth_nr"),
     # Float options beyond float32's range round to inf there and give NaN for finite input.
     ("smoothing beyond float32", WITH_SMOOTHING, _two_classes(smooth_nr=1e39, smooth_dr=1e39), ValueError, "smooth_nr"),

@@ -22,7 +22,7 @@ def member_options(draw):
     smooth_nr = draw(st.sampled_from([0.0, 1e-5, 1.0]))
     options = dict(
         smooth_nr=smooth_nr,
-        smooth_dr=draw(st.sampled_from([1e-5, 1.0] + ([0.0] if smooth_nr == 0 else []))),
+        smooth_dr=draw(st.sampled_from([v for v in (0.0, 1e-5, 1.0) if v >= smooth_nr])),
         soft_labels=draw(st.booleans()),
     )
     choices = dict(
@@ -301,11 +301,13 @@ def test_the_defaults_are_those_of_the_documented_signatures(name):
     assert OverlapOptions.create(name).to_dict() == documented
 
 
-@pytest.mark.parametrize("smooth_nr", [1e-5, 0.5, 1.0, 3.0])
-def test_numerator_smoothing_without_denominator_smoothing_is_an_error(smooth_nr):
-    with pytest.raises(ValueError, match=r"smooth_dr must be > 0 when smooth_nr > 0 \(got smooth_nr="):
-        OverlapOptions.create("dice", smooth_nr=smooth_nr, smooth_dr=0.0)
+@pytest.mark.parametrize("smooth_nr, smooth_dr", [(1e-5, 0.0), (0.5, 0.0), (1.0, 1e-5), (3.0, 2.9)])
+def test_numerator_smoothing_above_the_denominators_is_an_error(smooth_nr, smooth_dr):
+    """With smooth_nr > smooth_dr an empty image scores smooth_nr / smooth_dr > 1: a negative loss."""
+    with pytest.raises(ValueError, match=r"smooth_nr must be <= smooth_dr \(got smooth_nr="):
+        OverlapOptions.create("dice", smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     assert OverlapOptions.create("dice", smooth_nr=0.0, smooth_dr=0.0).form.smooth_dr == 0.0  # no smoothing at all
+    assert OverlapOptions.create("dice", smooth_nr=smooth_dr, smooth_dr=smooth_dr).form.smooth_nr == smooth_dr
 
 
 def test_only_a_denominator_below_the_documented_minimum_is_clamped():

@@ -558,7 +558,7 @@ class DiceCELoss(_PairLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -675,7 +675,7 @@ class DiceFocalLoss(_PairLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and

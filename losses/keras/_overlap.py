@@ -406,7 +406,7 @@ class DiceLoss(_RatioLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -506,7 +506,7 @@ class JaccardLoss(_RatioLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
         log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -607,7 +607,7 @@ class TverskyLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
@@ -748,7 +748,7 @@ class FocalTverskyLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.
@@ -891,7 +891,7 @@ class GeneralizedDiceLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: ``y_pred`` is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.

@@ -17,7 +17,7 @@ Arguments common to every member:
   ``"multilabel"`` (independent sigmoids; target of the input's shape).
 - ``from_logits``: apply the sigmoid / softmax (numerically stable) inside.
 - ``smooth_nr``, ``smooth_dr``: added to the numerator and the denominator of the score (``>= 0``;
-  ``smooth_dr > 0`` when ``smooth_nr > 0``).
+  ``smooth_nr <= smooth_dr``).
 - ``soft_labels``: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to ``Σp·g`` for hard labels and
   minimised at ``p = g`` for soft targets (with ``squared``: ``(Σp² + Σg² − Σ(p − g)²) / 2 = Σp·g``,
   as MONAI).
@@ -141,7 +141,7 @@ def dice_loss(
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: denominator ``Σp² + Σg²`` (Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -256,7 +256,7 @@ class DiceLoss(_RatioLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
             is probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg²``, Milletari et al., 2016).
         log_loss: ``−log(dice)`` instead of ``1 − dice`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -339,7 +339,7 @@ def jaccard_loss(
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
         log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -411,7 +411,7 @@ class JaccardLoss(_RatioLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
             is probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         squared: FP and FN from Σp² and Σg² (the denominator ``Σp² + Σg² − Σp·g``).
         log_loss: ``−log(J)`` instead of ``1 − J`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
@@ -496,7 +496,7 @@ def tversky_loss(
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
@@ -570,7 +570,7 @@ class TverskyLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
             is probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         log_loss: ``−log(T)`` instead of ``1 − T`` (clamped at 1e-7, never infinite).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
@@ -696,7 +696,7 @@ def focal_tversky_loss(
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.
@@ -771,7 +771,7 @@ class FocalTverskyLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
             is probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.
@@ -890,7 +890,7 @@ def generalized_dice_loss(
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input is
             probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.
@@ -953,7 +953,7 @@ class GeneralizedDiceLoss(_OverlapLoss):
         from_logits: apply the (numerically stable) sigmoid / softmax inside; False: the input
             is probabilities.
         smooth_nr: added to the numerator (``>= 0``).
-        smooth_dr: added to the denominator (``>= 0``; ``> 0`` when ``smooth_nr > 0``).
+        smooth_dr: added to the denominator (``>= 0`` and ``>= smooth_nr``).
         soft_labels: TP = ``(Σp + Σg − Σ|p − g|) / 2``, equal to Σp·g for hard labels and
             minimised at p = g for soft targets.
         per_image: sums per image and class; False: per class over the whole batch.
