@@ -293,6 +293,17 @@ def test_32_bit_tanh_and_floor_are_rebuilt_in_the_input_dtype(monkeypatch):
         np.testing.assert_array_equal(numpy(FUNCTIONS["soft_floor"](x, 3.0, straight_through=True)), np.floor(x))
 
 
+def test_rebuilt_tanh_keeps_float64_relative_precision_near_zero(monkeypatch):
+    """The rebuilt tanh of a backend whose tanh returns float32 (JAX) is accurate to float64's
+    relative precision near 0, where 2 sigmoid(2y) - 1 cancels to 1e-8 relative at 1e-8."""
+    real_tanh = ops.tanh
+    monkeypatch.setattr(impl.ops, "tanh", lambda y: real_tanh(ops.cast(y, "float32")))
+    y = np.array([1e-300, -1e-12, 1e-8, -3e-5, 0.01, -0.7, 3.0, -19.0, 400.0, -np.inf, np.inf, np.nan, 0.0])
+    tanh = numpy(impl._tanh(ops.convert_to_tensor(y)))
+    np.testing.assert_allclose(tanh, np.tanh(y), rtol=4e-16, atol=0)
+    np.testing.assert_array_equal(np.signbit(tanh[:-2]), np.signbit(np.tanh(y[:-2])))
+
+
 def test_low_precision_is_computed_in_float32():
     x = ops.convert_to_tensor(np.array([0.3, 1.7, -2.2], dtype=np.float32))
     for name in NAMES:

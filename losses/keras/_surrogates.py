@@ -41,7 +41,7 @@ def _dtype(x: Any) -> str:
 
 # Keras caps the result of floor, ceil (JAX and torch backends) and tanh (JAX backend) at 32 bits,
 # so float64 would lose its precision there, and floor(1e300) would become inf. round, sign and
-# sigmoid keep the dtype on every backend, so there floor, ceil and tanh are built on them.
+# expm1 keep the dtype on every backend, so there floor, ceil and tanh are built on them.
 
 
 def _floor(x: Any) -> Any:
@@ -61,7 +61,11 @@ def _tanh(y: Any) -> Any:
     t = ops.tanh(y)
     if _dtype(t) == _dtype(y):
         return t
-    return ops.subtract(ops.multiply(2.0, ops.sigmoid(ops.multiply(2.0, y))), 1.0)
+    # tanh|y| = -u / (2 + u) with u = expm1(-2|y|) keeps the relative precision near 0, which
+    # 2 sigmoid(2y) - 1 loses to cancellation (1e-8 relative at |y| = 1e-8 in float64).
+    u = ops.expm1(ops.multiply(-2.0, ops.abs(y)))
+    magnitude = ops.divide(ops.negative(u), ops.add(u, 2.0))
+    return ops.where(ops.less(y, 0.0), ops.negative(magnitude), magnitude)
 
 
 def _sign(x: Any) -> Any:
