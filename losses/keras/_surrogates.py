@@ -134,8 +134,12 @@ def _sign_derivative(x: Any, alpha: Any) -> Any:
 
 
 def _hard_step(x: Any) -> Any:
-    # (sign + 1) / 2 is exact: 0, 1/2 or 1, with step(0) = 1/2 like the surrogate at 0.
-    return ops.multiply(ops.add(_sign(x), 1.0), 0.5)
+    # 0, 1/2 or 1, with step(0) = 1/2 like the surrogate at 0, and a NaN kept. Selects rather than
+    # (sign + 1) / 2: XLA on the CPU reduces a sum of the latter in a tree of reduce-windows, 2.5x
+    # slower than its fused reduction of selects (a loss's mean of the straight-through step).
+    zero, half, one = (ops.convert_to_tensor(value, _dtype(x)) for value in (0.0, 0.5, 1.0))
+    at_zero = ops.where(ops.equal(x, zero), half, x)
+    return ops.where(ops.greater(x, zero), one, ops.where(ops.less(x, zero), zero, at_zero))
 
 
 # name: (value, derivative, hard value, options(alpha))
