@@ -84,8 +84,8 @@ def test_straight_through_backward_matches_finite_differences_of_the_surrogate(n
     check_straight_through_gradient(summed(name, alpha, True), summed(name, alpha), x, "keras")
 
 
-def _round_derivative_missing_scale(x, alpha, scale, shift):
-    return impl._round_derivative(x, alpha, ops.ones_like(scale), shift)  # forgets 1 / (2 tanh(alpha / 2))
+def _round_derivative_missing_scale(x, alpha, scale):
+    return impl._round_derivative(x, alpha, ops.ones_like(scale))  # forgets 1 / (2 tanh(alpha / 2))
 
 
 def _step_derivative_missing_alpha(x, alpha):
@@ -100,7 +100,7 @@ def test_negative_control_a_wrong_backward_fails_the_same_check(alpha):
     def with_derivative(t, hard, derivative, *option_values):
         return ops.sum(impl._with_gradient(t, hard, derivative, impl.options(t, *option_values)))
 
-    round_options = (alpha, spec.round_scale(alpha), 0.0)
+    round_options = (alpha, spec.round_scale(alpha))
     wrong_round = lambda t: with_derivative(t, ops.round, _round_derivative_missing_scale, *round_options)  # noqa: E731
     wrong_step = lambda t: with_derivative(t, impl._hard_step, _step_derivative_missing_alpha, alpha)  # noqa: E731
     with pytest.raises(GradientMismatch):

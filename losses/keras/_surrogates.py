@@ -74,43 +74,62 @@ def _sign(x: Any) -> Any:
 
 
 # Values and derivatives. Options are tensors of x's dtype (arguments of the compiled functions,
-# so that a new value compiles nothing): the rounding family takes alpha, 1 / (2 tanh(alpha / 2))
-# and the shift of its argument (-1/2, 0, +1/2 for floor, round, ceil); step and sign take alpha.
+# so that a new value compiles nothing): the rounding family takes alpha and 1 / (2 tanh(alpha / 2));
+# step and sign take alpha.
 # The derivatives are 1 - tanh² and sigmoid·(1 - sigmoid), as autodiff writes them: XLA's tanh and
 # sigmoid are cheap rational functions. Where they round to 0 in the tails, the derivative is
 # below the dtype's precision of its peak.
 
 
-# soft_round(x + shift), y = x + shift, m = floor(y) + 1/2, never from x + shift itself, which rounds
-# where it crosses a power of two and, beyond 2^22 in float32, to even, picking the neighbouring cell
-# (see losses/torch/_kernels/cpu_elementwise.c): floor(y) = k + j from k = floor(x), f = x - k,
-# j = [f >= 1 - shift] - [f < -shift], and y - m = x - (k + c) = f - c with c = j + 1/2 - shift,
-# taken as f - c wherever f is exact (all but x in (-1/2, 0)).
+# soft_round(x + shift) for shift 0 (round), -1/2 (floor) and +1/2 (ceil): m = floor(x + shift) + 1/2
+# and r = x + shift - m in [-1/2, 1/2), never from x + shift itself, which rounds where it crosses a
+# power of two and, beyond 2^22 in float32, to even, picking the neighbouring cell (see
+# losses/torch/_kernels/cpu_elementwise.c). With k = floor(x) and f = x - k, which is exact but for
+# x in (-1, 0) (where it is x + 1, rounded), each shift has its own exact form, a constant of the
+# compiled function (fewer operations than one form for every shift):
+# - round: with K = round(x), x - K is exact, and r = (x - K) -/+ 1/2 (exact where f - 1/2 is);
+# - floor and ceil: with K = floor(x + 1/2) = k + [f >= 1/2] (a comparison that the rounding of f
+#   never flips), r = x - K, exact everywhere, and m = K -/+ 1/2.
+# m is written as a subtraction: TensorFlow's graph optimizer merges a tree of additions into one
+# AddN of k, 1/2 and tanh(...)·s, whose order rounds (soft_ceil(-1/2) = 0, soft_round(0) = 6e-8).
 
 
-def _round_cell(x: Any, shift: Any) -> tuple[Any, Any]:
-    """(floor(x + shift), x + shift - m), exactly."""
+def _round_cell(x: Any) -> tuple[Any, Any]:
+    """(m, r) of soft_round, exactly."""
+    nearest = ops.round(x)
+    offset = ops.subtract(x, nearest)  # in [-1/2, 1/2], exact
+    # The cell of x is [nearest, nearest + 1) for offset >= 0, else the one below. One addition of
+    # the selected half: (x - k) - 1/2 would be rewritten x - (k + 1/2) by TensorFlow's constant
+    # folding, which rounds for |x| >= 2^23 in float32 (2^52 in float64).
+    above = ops.greater_equal(offset, 0.0)
+    minus_half = ops.where(above, ops.convert_to_tensor(-0.5, _dtype(x)), ops.convert_to_tensor(0.5, _dtype(x)))
+    return ops.subtract(nearest, minus_half), ops.add(offset, minus_half)
+
+
+def _shifted_cell(x: Any, shift: float) -> tuple[Any, Any]:
+    """(m, r) of soft_round(x + shift), shift = -1/2 (soft_floor) or +1/2 (soft_ceil), exactly."""
     k = _floor(x)
-    f = ops.subtract(x, k)
-    up = ops.cast(ops.greater_equal(f, ops.subtract(1.0, shift)), _dtype(x))
-    down = ops.cast(ops.less(f, ops.negative(shift)), _dtype(x))
-    j = ops.subtract(up, down)
-    c = ops.add(j, ops.subtract(0.5, shift))
-    near_zero = ops.logical_and(ops.greater(x, -0.5), ops.less(x, 0.0))
-    return ops.add(k, j), ops.where(near_zero, ops.subtract(x, ops.add(k, c)), ops.subtract(f, c))
+    nearest = ops.add(k, ops.cast(ops.greater_equal(ops.subtract(x, k), 0.5), _dtype(x)))  # floor(x + 1/2)
+    return ops.subtract(nearest, -shift), ops.subtract(x, nearest)
 
 
-def _round_value(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    floor, residual = _round_cell(x, shift)
-    # m as floor - (-1/2): TensorFlow's graph optimizer merges a tree of additions into one AddN of
-    # k, j, 1/2 and tanh(...)·s, whose order rounds (soft_ceil(-1/2) = 0, soft_round(0) = 6e-8)
-    m = ops.subtract(floor, -0.5)
-    return ops.add(m, ops.multiply(_tanh(ops.multiply(residual, alpha)), scale))
+def _rounding(cell: Callable[[Any], tuple[Any, Any]]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The value and the derivative of a member of the rounding family, from its cell."""
+
+    def value(x: Any, alpha: Any, scale: Any) -> Any:
+        m, residual = cell(x)
+        return ops.add(m, ops.multiply(_tanh(ops.multiply(residual, alpha)), scale))
+
+    def derivative(x: Any, alpha: Any, scale: Any) -> Any:
+        t = _tanh(ops.multiply(cell(x)[1], alpha))
+        return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
+
+    return value, derivative
 
 
-def _round_derivative(x: Any, alpha: Any, scale: Any, shift: Any) -> Any:
-    t = _tanh(ops.multiply(_round_cell(x, shift)[1], alpha))
-    return ops.multiply(ops.subtract(1.0, ops.square(t)), ops.multiply(alpha, scale))
+_round_value, _round_derivative = _rounding(_round_cell)
+_floor_value, _floor_derivative = _rounding(lambda x: _shifted_cell(x, -0.5))
+_ceil_value, _ceil_derivative = _rounding(lambda x: _shifted_cell(x, 0.5))
 
 
 def _step_value(x: Any, alpha: Any) -> Any:
@@ -146,9 +165,9 @@ def _hard_step(x: Any) -> Any:
 _FUNCTIONS: dict[
     str, tuple[Callable[..., Any], Callable[..., Any], Callable[[Any], Any], Callable[[float], tuple[float, ...]]]
 ] = {
-    "soft_round": (_round_value, _round_derivative, ops.round, lambda a: (a, _spec.round_scale(a), 0.0)),
-    "soft_floor": (_round_value, _round_derivative, _floor, lambda a: (a, _spec.round_scale(a), -0.5)),
-    "soft_ceil": (_round_value, _round_derivative, _ceil, lambda a: (a, _spec.round_scale(a), 0.5)),
+    "soft_round": (_round_value, _round_derivative, ops.round, lambda a: (a, _spec.round_scale(a))),
+    "soft_floor": (_floor_value, _floor_derivative, _floor, lambda a: (a, _spec.round_scale(a))),
+    "soft_ceil": (_ceil_value, _ceil_derivative, _ceil, lambda a: (a, _spec.round_scale(a))),
     "soft_step": (_step_value, _step_derivative, _hard_step, lambda a: (a,)),
     "soft_sign": (_sign_value, _sign_derivative, _sign, lambda a: (a,)),
 }
