@@ -337,6 +337,18 @@ def test_forward_mode_works_and_forward_over_reverse_raises_clearly():
         torch.func.hessian(lambda x: penalized_mae(x, t))(x)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_mode_tangent_has_the_loss_dtype(reduction, dtype):
+    # PyTorch's forward-mode rule for a 0-dim tensor times a Python float gives a float64 tangent.
+    x = torch.randn(5, dtype=dtype) * 3
+    t, tangent = torch.randn(5, dtype=dtype), torch.randn(5, dtype=dtype)
+    value, derivative = torch.func.jvp(lambda x: penalized_mae(x, t, 0.8, 0.3, reduction), (x,), (tangent,))
+    assert value.dtype == derivative.dtype == dtype and derivative.shape == ()
+    grad = reference.penalized_mae_grad(x.double().numpy(), t.double().numpy(), 0.8, 0.3, reduction)
+    np.testing.assert_allclose(derivative.item(), grad @ tangent.double().numpy(), rtol=1e-5)
+
+
 def test_torch_compile_fullgraph():
     # aot_eager traces forward and backward through AOTAutograd like inductor, without compiling C++.
     compiled = torch.compile(penalized_mae, fullgraph=True, backend="aot_eager")

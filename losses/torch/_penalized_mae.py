@@ -62,9 +62,9 @@ def _penalized_mae_forward(
     count = e.numel()
     scale = 2.0 ** -math.ceil(math.log2(count)) if reduction == "mean" and count > 1 else 1.0
     if reduction != "none":
-        loss = magnitude.sum()
+        loss = _total(magnitude)
         if scale != 1.0:
-            scaled = magnitude.mul_(scale).sum()
+            scaled = _total(magnitude.mul_(scale))
             loss = torch.where(loss.isfinite(), loss / count, scaled * (1.0 / (scale * count)))
     # Penalties up to 2^-150 round to 0 in float32.
     root = None
@@ -81,10 +81,17 @@ def _penalized_mae_forward(
     if reduction == "none":
         return magnitude if root is None else magnitude.addcmul_(root, root), factor
     if root is not None:
-        loss = loss + root.square_().sum() * (1.0 / (scale * count) if scale != 1.0 else 1.0)
+        loss = loss + _total(root.square_()) * (1.0 / (scale * count) if scale != 1.0 else 1.0)
     if reduction == "mean" and scale == 1.0:
         loss = loss / count  # one element, or none: the mean of nothing is NaN, as in torch.nn.functional
-    return loss, factor
+    return loss.squeeze(0), factor
+
+
+def _total(values: Tensor) -> Tensor:
+    """The sum of ``values`` as a tensor of shape ``(1,)``: PyTorch's forward-mode rule for a 0-dim
+    tensor times a Python float gives a float64 tangent (``torch.func.jvp``, ``jacfwd``) for a
+    float32 loss, but keeps the dtype of a tensor with an axis."""
+    return values.reshape(-1).sum(0, keepdim=True)
 
 
 class _PenalizedMAEFunction(torch.autograd.Function):
