@@ -678,6 +678,17 @@ def test_the_fused_multiclass_term_with_one_class_weighted_apart(loss, class_wei
     np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss_function", [focal_loss, dice_ce_loss, dice_focal_loss])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_forward_mode_tangents_have_the_dtype_of_the_loss(loss_function, dtype):
+    """torch.func.jvp and jacfwd: the mean over images divided a 0-dim sum by a Python float, whose
+    forward-mode rule in PyTorch gives a float64 tangent for a float32 loss."""
+    x, labels = torch.randn(2, 3, 2, 2, dtype=dtype), torch.randint(0, 3, (2, 2, 2))
+    value, tangent = torch.func.jvp(lambda v: loss_function(v, labels), (x,), (torch.ones_like(x),))
+    assert tangent.dtype == value.dtype
+    assert torch.func.jacfwd(lambda v: loss_function(v, labels))(x).dtype == value.dtype
+
+
 @pytest.mark.parametrize("name", ["FocalLoss", "DiceCELoss", "DiceFocalLoss"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_compiles_with_fullgraph(name, dtype):
