@@ -70,7 +70,7 @@ class FocalOptions:
         mode = check_choice("mode", mode, MODES)
         if alpha is not None:
             # numbers.Real, not (int, float): a NumPy scalar such as np.float32(0.25) is a float alpha too.
-            if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
+            if not isinstance(alpha, bool) and isinstance(alpha, numbers.Real):
                 alpha = check_number("alpha", alpha, minimum=0.0)
                 if mode == "multiclass":
                     raise ValueError(
