@@ -28,6 +28,7 @@ A row without a valid position (every position ignored) adds 0, as its overlap l
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,8 @@ class FocalOptions:
     ) -> FocalOptions:
         mode = check_choice("mode", mode, MODES)
         if alpha is not None:
-            if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+            # numbers.Real, not (int, float): a NumPy scalar such as np.float32(0.25) is a float alpha too.
+            if not isinstance(alpha, bool) and isinstance(alpha, numbers.Real):
                 alpha = check_number("alpha", alpha, minimum=0.0)
                 if mode == "multiclass":
                     raise ValueError(

@@ -416,3 +416,30 @@ def test_a_nan_in_a_row_without_valid_positions_comes_out(empty):
         weight[0] = 0.0
     values = numpy(focal_loss(labels, logits, weight=weight, ignore_index=IGNORE))
     assert np.isnan(values[0]) and np.isfinite(values[1])
+
+
+@pytest.mark.parametrize("make", [FocalLoss, DiceCELoss, DiceFocalLoss])
+def test_a_nan_comes_out_of_the_weighted_mean_when_every_sample_weight_is_zero(make):
+    """reduction="mean_with_sample_weight" divides by the sum of the weights, 0 when every weight
+    is 0 (Keras' convention for finite losses); a NaN sample then makes the loss NaN, as with any
+    other reduction, rather than 0 beside a NaN gradient."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(2, 3, 3, 3)).astype("float32")
+    labels = rng.integers(0, 3, (2, 3, 3))
+    loss = make(reduction="mean_with_sample_weight")
+    zero = np.zeros(2, "float32")
+    assert float(numpy(loss(labels, logits, sample_weight=zero))) == 0.0
+    logits[1, 0, 0, 0] = np.nan
+    assert np.isnan(float(numpy(loss(labels, logits, sample_weight=zero))))
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="JAX computes float64 as float32 unless x64 is enabled")
+def test_the_weighted_mean_of_a_float64_loss_is_float64():
+    """The torch backend's divide_no_nan returned float32 for float64 operands."""
+    rng = np.random.default_rng(13)
+    logits, labels = rng.normal(size=(2, 3, 3, 3)), rng.integers(0, 3, (2, 3, 3))
+    loss = FocalLoss(reduction="mean_with_sample_weight", dtype="float64")
+    value = loss(labels, logits, sample_weight=np.array([0.5, 1.0]))
+    assert keras.backend.standardize_dtype(value.dtype) == "float64"
+    per_sample = numpy(FocalLoss(reduction=None, dtype="float64")(labels, logits))
+    assert float(numpy(value)) == pytest.approx((0.5 * per_sample[0] + per_sample[1]) / 1.5, rel=1e-14)

@@ -327,6 +327,19 @@ def test_bad_focal_options_and_channel_counts_are_errors_naming_the_argument(mod
         focal_loss(torch.randn(1, channels, 2, 2), target, mode=mode, **kwargs)
 
 
+@pytest.mark.parametrize("alpha", [np.float32(0.25), np.float16(0.25), np.float64(0.25)])
+def test_a_numpy_scalar_alpha_is_the_float_alpha(alpha):
+    """np.float32 is a real number but not a Python float: it is the positives' weight, not a
+    sequence (and in multiclass mode the error that explains the float alpha)."""
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]]])
+    labels = torch.tensor([[[1, 0], [0, 1]]])
+    expected = focal_loss(logits, labels, mode="binary", alpha=0.25)
+    assert focal_loss(logits, labels, mode="binary", alpha=alpha).item() == expected.item()
+    assert FocalLoss(mode="multilabel", alpha=alpha).options.alpha == 0.25
+    with pytest.raises(ValueError, match="alpha must be one weight per class in mode='multiclass'"):
+        FocalLoss(alpha=alpha)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_alpha_at_the_ends_of_its_range_weighs_only_the_negatives_or_the_positives(alpha):
     logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]]], dtype=torch.float64)
@@ -663,6 +676,17 @@ def test_the_fused_multiclass_term_with_one_class_weighted_apart(loss, class_wei
     )
     assert value_32 == pytest.approx(value_64, rel=2e-6)
     np.testing.assert_allclose(grad_32, grad_64, rtol=2e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss_function", [focal_loss, dice_ce_loss, dice_focal_loss])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_forward_mode_tangents_have_the_dtype_of_the_loss(loss_function, dtype):
+    """torch.func.jvp and jacfwd: the mean over images divided a 0-dim sum by a Python float, whose
+    forward-mode rule in PyTorch gives a float64 tangent for a float32 loss."""
+    x, labels = torch.randn(2, 3, 2, 2, dtype=dtype), torch.randint(0, 3, (2, 2, 2))
+    value, tangent = torch.func.jvp(lambda v: loss_function(v, labels), (x,), (torch.ones_like(x),))
+    assert tangent.dtype == value.dtype
+    assert torch.func.jacfwd(lambda v: loss_function(v, labels))(x).dtype == value.dtype
 
 
 @pytest.mark.parametrize("name", ["FocalLoss", "DiceCELoss", "DiceFocalLoss"])

@@ -311,6 +311,22 @@ def test_torch_func_grad_takes_the_same_gradient():
     torch.testing.assert_close(torch.func.grad(lambda x: F.lovasz_softmax_loss(x, labels))(x), grad)
 
 
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("loss", sorted(FUNCTIONS))
+def test_forward_mode_tangents_have_the_dtype_of_the_loss(loss, per_image):
+    """torch.func.jvp and jacfwd: the tangent of a float32 loss is float32 (the mean over images once
+    gave float64, from PyTorch's forward-mode rule for a 0-dim tensor divided by a Python float)."""
+    channels = 3 if loss == "lovasz_softmax" else 1
+    x, labels = torch.randn(2, channels, 2, 2), torch.randint(0, 2, (2, 2, 2))
+
+    def function(v):
+        return FUNCTIONS[loss](v, labels, per_image=per_image)
+
+    value, tangent = torch.func.jvp(function, (x,), (torch.ones_like(x),))
+    assert tangent.dtype == value.dtype == torch.float32
+    assert torch.func.jacfwd(function)(x).dtype == torch.float32
+
+
 # --- nothing fails silently -----------------------------------------------------------------------
 
 

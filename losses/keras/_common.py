@@ -147,7 +147,8 @@ def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dt
 
     As ``keras.losses.Loss`` does, except for an empty batch: ``"sum"`` gives 0 and
     ``"sum_over_batch_size"`` / ``"mean"`` give NaN (the mean of nothing, as in
-    ``torch.nn.functional``), in eager and traced code alike.
+    ``torch.nn.functional``), in eager and traced code alike; and ``"mean_with_sample_weight"``
+    with every weight 0 gives 0 only for finite losses (NaN where a sample's loss is NaN).
     """
     from keras.src.losses.loss import scale_loss_for_distribution
 
@@ -174,7 +175,12 @@ def reduce_per_sample(values: Any, sample_weight: Any, reduction: str | None, dt
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        return scale_loss_for_distribution(ops.divide_no_nan(total, ops.sum(sample_weight)))
+        # 0 where every weight is 0, as Keras' divide_no_nan, but NaN where a NaN entered the total:
+        # divide_no_nan would give 0 there, a finite loss beside a NaN gradient.
+        weight_sum = ops.sum(sample_weight)
+        weighted = weight_sum != 0
+        mean = ops.where(weighted, total / ops.where(weighted, weight_sum, 1.0), total * 0.0)
+        return scale_loss_for_distribution(mean)
     return scale_loss_for_distribution(total / ops.cast(ops.shape(values)[0], dtype))
 
 

@@ -160,10 +160,13 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         # Per-image losses in float32's range have their mean in range, but not always their float32
         # sum (two Lovász hinge losses of 3e38, from logits of 3e38): where the sum overflows, divide
-        # first (the C kernel's float64 total gives the same). 0 items: 0 / 0, NaN.
-        total = loss.sum()
-        count = float(loss.numel())
-        return torch.where(total.isfinite(), total / count, (loss / count).sum())
+        # first (the C kernel's float64 total gives the same). 0 items: 0 / 0, NaN. Divided with an
+        # axis, not as a 0-dim tensor: PyTorch's forward-mode rule for a 0-dim tensor divided by a
+        # Python float gives a float64 tangent (torch.func.jvp, jacfwd) for a float32 loss.
+        items = loss.reshape(-1)
+        total = items.sum(0, keepdim=True)
+        count = float(items.numel())
+        return torch.where(total.isfinite(), total / count, (items / count).sum(0, keepdim=True)).squeeze(0)
     if reduction == "sum":
         return loss.sum()
     return loss
