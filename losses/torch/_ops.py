@@ -155,18 +155,23 @@ def composed_gradient(composed: Callable[[], Tensor], input: Tensor, grad_output
     return grad
 
 
+def sum_with_axis(values: Tensor) -> Tensor:
+    """The sum of ``values`` as a tensor of shape ``(1,)``, for arithmetic with Python floats before
+    the final ``squeeze(0)``: PyTorch's forward-mode rule for a 0-dim tensor times (or divided by) a
+    Python float gives a float64 tangent (``torch.func.jvp``, ``jacfwd``) for a float32 loss, but
+    keeps the dtype of a tensor with an axis."""
+    return values.reshape(-1).sum(0, keepdim=True)
+
+
 def reduce(loss: Tensor, reduction: str) -> Tensor:
     """``"mean"``, ``"sum"`` or ``"none"`` of per-item losses (the mean of nothing is NaN, as in torch)."""
     if reduction == "mean":
         # Per-image losses in float32's range have their mean in range, but not always their float32
         # sum (two Lovász hinge losses of 3e38, from logits of 3e38): where the sum overflows, divide
-        # first (the C kernel's float64 total gives the same). 0 items: 0 / 0, NaN. Divided with an
-        # axis, not as a 0-dim tensor: PyTorch's forward-mode rule for a 0-dim tensor divided by a
-        # Python float gives a float64 tangent (torch.func.jvp, jacfwd) for a float32 loss.
-        items = loss.reshape(-1)
-        total = items.sum(0, keepdim=True)
-        count = float(items.numel())
-        return torch.where(total.isfinite(), total / count, (items / count).sum(0, keepdim=True)).squeeze(0)
+        # first (the C kernel's float64 total gives the same). 0 items: 0 / 0, NaN.
+        total = sum_with_axis(loss)
+        count = float(loss.numel())
+        return torch.where(total.isfinite(), total / count, sum_with_axis(loss.reshape(-1) / count)).squeeze(0)
     if reduction == "sum":
         return loss.sum()
     return loss
@@ -182,5 +187,6 @@ __all__ = [
     "constant",
     "non_finite_mark",
     "reduce",
+    "sum_with_axis",
     "upcast",
 ]

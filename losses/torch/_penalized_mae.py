@@ -37,7 +37,7 @@ from losses._penalized_mae import DEFAULT_DELTA, DEFAULT_PENALTY, check_penalize
 from losses._validation import TORCH_REDUCTIONS, check_choice, check_same_shape, describe, floating_dtype_error
 from losses.torch._kernels import cpu_elementwise, transforms_active, use_triton
 from losses.torch._kernels.penalized_mae import penalized_mae_triton
-from losses.torch._ops import compute_dtype
+from losses.torch._ops import compute_dtype, sum_with_axis
 
 
 def _penalized_mae_forward(
@@ -62,9 +62,9 @@ def _penalized_mae_forward(
     count = e.numel()
     scale = 2.0 ** -math.ceil(math.log2(count)) if reduction == "mean" and count > 1 else 1.0
     if reduction != "none":
-        loss = _total(magnitude)
+        loss = sum_with_axis(magnitude)
         if scale != 1.0:
-            scaled = _total(magnitude.mul_(scale))
+            scaled = sum_with_axis(magnitude.mul_(scale))
             loss = torch.where(loss.isfinite(), loss / count, scaled * (1.0 / (scale * count)))
     # Penalties up to 2^-150 round to 0 in float32.
     root = None
@@ -81,17 +81,10 @@ def _penalized_mae_forward(
     if reduction == "none":
         return magnitude if root is None else magnitude.addcmul_(root, root), factor
     if root is not None:
-        loss = loss + _total(root.square_()) * (1.0 / (scale * count) if scale != 1.0 else 1.0)
+        loss = loss + sum_with_axis(root.square_()) * (1.0 / (scale * count) if scale != 1.0 else 1.0)
     if reduction == "mean" and scale == 1.0:
         loss = loss / count  # one element, or none: the mean of nothing is NaN, as in torch.nn.functional
     return loss.squeeze(0), factor
-
-
-def _total(values: Tensor) -> Tensor:
-    """The sum of ``values`` as a tensor of shape ``(1,)``: PyTorch's forward-mode rule for a 0-dim
-    tensor times a Python float gives a float64 tangent (``torch.func.jvp``, ``jacfwd``) for a
-    float32 loss, but keeps the dtype of a tensor with an axis."""
-    return values.reshape(-1).sum(0, keepdim=True)
 
 
 class _PenalizedMAEFunction(torch.autograd.Function):
