@@ -43,3 +43,7 @@ def test_ci_runs_the_readme_test_command():
     commands = re.findall(r"^(python3 -m venv .*pytest.*)$", readme, flags=re.M)
     assert commands, "README has no test command"
     assert commands[0] in ci
+    # set -e does not stop at a failed command inside an && list (but for its last): a failed
+    # set-up step must end the script rather than skip the tests.
+    (line,) = [line for line in ci.splitlines() if commands[0] in line]
+    assert line.strip().endswith("|| exit 1"), line
