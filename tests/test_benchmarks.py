@@ -139,3 +139,22 @@ def test_a_row_computing_a_multiple_of_the_loss_is_checked_at_its_scale():
         )
     assert [result.status for result in results] == ["ok", "wrong"]
     assert list(steps) == ["scale 2"]
+
+
+def test_vector_width_cases_build_a_loss_with_a_gradient():
+    """``python -m benchmarks.vector_width``: each case's set-up gives a differentiable loss, and the
+    child program it runs is valid Python (the timing itself is not run here)."""
+    import torch
+
+    import losses.torch as L
+    import losses.torch.functional as F
+    from benchmarks import vector_width
+
+    for name, (setup, _) in vector_width.CASES.items():
+        scope = dict(torch=torch, F=F, L=L)
+        exec(setup, scope)
+        x = scope["x"].requires_grad_()
+        scope["loss"](x).backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all(), name
+    setups = {name: setup for name, (setup, _) in vector_width.CASES.items()}
+    compile(vector_width.CHILD.format(threads=1, width="512", rounds=1, setups=setups), "child", "exec")
