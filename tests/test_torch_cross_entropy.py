@@ -450,6 +450,23 @@ def test_lambdas_are_free_as_long_as_one_is_positive():
     torch.testing.assert_close(dice_ce_loss(x, labels, lambda_dice=0.25, lambda_ce=0.0), 0.25 * dice_loss(x, labels))
 
 
+@pytest.mark.parametrize("pair", [dice_ce_loss, dice_focal_loss])
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_a_pair_without_its_term_is_its_overlap_loss_exactly(pair, mode):
+    """λ_term = 0: the overlap loss's own passes (the term would only add 0), every option kept."""
+    x = torch.randn(2, 1 if mode == "binary" else 3, 5, 6, requires_grad=True)
+    labels = torch.randint(0, 2 if mode == "binary" else 3, (2, 5, 6))
+    labels[0, 0, :2] = IGNORE
+    weight = torch.rand(2, 5, 6)
+    options = dict(mode=mode, ignore_index=IGNORE, per_image=True, smooth_dr=1e-3, reduction="sum")
+    lambda_term = {"lambda_ce" if pair is dice_ce_loss else "lambda_focal": 0.0}
+    loss = pair(x, labels, weight=weight, lambda_dice=0.5, **lambda_term, **options)
+    (grad,) = torch.autograd.grad(loss, x)
+    alone = 0.5 * dice_loss(x, labels, weight=weight, **options)
+    (grad_alone,) = torch.autograd.grad(alone, x)
+    assert torch.equal(loss, alone) and torch.equal(grad, grad_alone)
+
+
 @pytest.mark.parametrize(
     "options, text",
     [

@@ -170,8 +170,10 @@ def _pair_rows(inputs: Inputs, pair: PairOptions) -> Any:
     """The pair's loss of each row: of each image ``(B,)``, or of the batch ``(1,)``."""
     options = pair.overlap
     pair.term.check_num_classes(inputs.num_classes)
-    term = _term_rows(inputs, pair.term, options.per_image, options.sync_across_ranks)
-    return pair.lambda_overlap * overlap_rows(inputs, options) + pair.lambda_term * term
+    overlap = pair.lambda_overlap * overlap_rows(inputs, options)
+    if pair.lambda_term == 0:  # computing the term would only add 0
+        return overlap
+    return overlap + pair.lambda_term * _term_rows(inputs, pair.term, options.per_image, options.sync_across_ranks)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from losses._cross_entropy import PairOptions
 from losses._validation import ClassIndices, ClassWeights, TORCH_REDUCTIONS, check_choice
 from losses.torch._checks import check_inputs, checked_options
+from losses.torch._overlap_core import loss as overlap_loss
 from losses.torch._term_core import TermLoss, term_loss
 
 
@@ -35,6 +36,8 @@ def pair_loss(input: Tensor, target: Tensor, weight: Tensor | None, pair: PairOp
     pair = pair.for_target(label_map)
     pair.term.check_num_classes(input.shape[1])
     pair.overlap.full_weights(input.shape[1])  # raises when no selected class has a weight
+    if pair.lambda_term == 0:  # the overlap loss alone, on its own passes (computing the term would only add 0)
+        return pair.lambda_overlap * overlap_loss(input, target, weight, pair.overlap, reduction)
     # Eagerly cached; the compiler traces the call (a cache it would ignore, with a warning to the user).
     spec = TermLoss.pair(pair) if torch.compiler.is_compiling() else _term_loss(pair)
     return term_loss(input, target, weight, spec, reduction, label_map)
