@@ -564,7 +564,7 @@ def add_gradient_findings(
         elif rec.breaks:
             kind, op, site = rec.first_break()
             report.add(break_finding(kind, op, framework, site))
-        else:
+        elif WRONG_GRADIENT not in report.codes:  # else a hand-written backward that returns zeros, reported
             report.add(
                 Finding(
                     ZERO_GRADIENT,
@@ -787,7 +787,10 @@ def dead_term_finding(cause: Cause, framework: str) -> Finding:
 
 def wrong_gradient_finding(name: str, site: Site, verdict: Any) -> Finding:
     """The finding for a hand-written backward that disagrees with finite differences."""
-    if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
+    if verdict.factor == 0:
+        what = "it returns a zero gradient"
+        why = "the backward returns zeros or None for the prediction instead of its derivative"
+    elif verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
         what = "sign flipped"
         why = "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
     elif verdict.factor is not None:

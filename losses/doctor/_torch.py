@@ -965,6 +965,8 @@ def analyse_loss(
     _wrong_gradient_findings(rec, report)
     reached = [g.detach() for g in grads if g is not None]
     if not reached:
+        if R.WRONG_GRADIENT in report.codes:  # a hand-written backward that returns None: reported
+            return none
         if rec.breaks:
             kind, op, site = rec.first_break()
         else:

@@ -240,3 +240,25 @@ def partial_nan_replaced_by_where(y_true, y_pred):
     distance = tf.sqrt(y_pred - 0.5)  # expect: NON_FINITE
     distance = tf.where(tf.math.is_nan(distance), tf.zeros_like(distance), distance)
     return tf.reduce_mean(tf.square(distance - y_true))
+
+
+def custom_gradient_returns_zeros(y_true, y_pred):
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return tf.zeros_like(x)
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)
+
+
+def custom_gradient_returns_none(y_true, y_pred):
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return None
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)

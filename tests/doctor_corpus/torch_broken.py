@@ -314,3 +314,34 @@ def fill_overwrites_the_prediction(input, target):
     values = input.clone()
     values.fill_(0.5)  # expect: DISCONNECTED
     return ((values - target) ** 2).mean()
+
+
+# Hand-written backward passes that send nothing back: the backward is named, not the loss.
+
+
+def backward_returns_zeros(input, target):
+    class SquaredError(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, t):
+            ctx.save_for_backward(x, t)
+            return ((x - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            x, _ = ctx.saved_tensors
+            return torch.zeros_like(x), None
+
+    return SquaredError.apply(input, target)
+
+
+def backward_returns_none(input, target):
+    class SquaredError(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, t):
+            return ((x - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            return None, None
+
+    return SquaredError.apply(input, target)
