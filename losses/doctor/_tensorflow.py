@@ -568,7 +568,9 @@ def check_custom_gradient(f: Callable, args: tuple, kwargs: dict, wrt: list[int]
     dtype = tf.float64
     try:
         _, grad_fn, flat = call(point, tf.float64)
-    except Exception:  # the function does not run in float64: check in its own precision
+        grad_fn(*[tf.constant(weights[k], r.dtype) for k, r in enumerate(flat)])
+    except Exception:  # the function or its gradient does not run in float64 (a float32 constant in
+        # the gradient function): check in its own precision
         dtype = args[wrt[0]].dtype
         _, grad_fn, flat = call(point, dtype)
     if "variables" in inspect.signature(grad_fn).parameters:

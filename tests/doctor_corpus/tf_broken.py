@@ -262,3 +262,15 @@ def custom_gradient_returns_none(y_true, y_pred):
         return tf.reduce_mean(x * x), grad
 
     return squared_error(y_pred - y_true)
+
+
+def custom_gradient_with_a_float32_constant(y_true, y_pred):
+    # The gradient function divides by a float32 count: it runs only in float32, where the check runs it.
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return upstream * 4 * x / tf.cast(tf.size(x), tf.float32)  # twice the derivative
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)
