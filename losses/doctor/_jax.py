@@ -329,6 +329,9 @@ class _Pass(R.BreakLog):
             kind = _break_kind(name, outs)
             if kind is None:
                 self.connected.update(o for o in outs if _floating(o.aval))
+                for o in outs:  # the indices beside the values of sort (argsort) and top_k: a choice of index
+                    if not _floating(o.aval):
+                        self.dead[o] = ("argmax", name, site)
             else:
                 cause = (kind, name, site)
                 self.breaks.append(cause)
@@ -675,6 +678,8 @@ def diagnose_jax(
     if not isinstance(out, Var) or out not in run.connected:
         if run.breaks:
             kind, op, site = run.first_break()
+        elif isinstance(out, Var) and out in run.dead:  # built from the indices of sort / top_k
+            kind, op, site = run.dead[out]
         else:
             kind, op, site = "unused", "", loss_site
         report.add(R.break_finding(kind, op, "jax", site))

@@ -127,3 +127,15 @@ def argmax_one_hot(y_true, y_pred):
     # keras.ops.argmax on TensorFlow compares with 0 first (its -0.0 workaround): the argmax is named.
     hard = ops.one_hot(ops.argmax(y_pred, axis=-1), 4)  # expect: ZERO_GRADIENT
     return 1.0 - ops.mean(hard * y_true)
+
+
+def argsort_ranks(y_true, y_pred):
+    # On JAX, argsort is a sort that carries the indices beside the values: the indices are named.
+    ranks = ops.cast(ops.argsort(y_pred, axis=-1), "float32")  # expect: ZERO_GRADIENT
+    return ops.mean(ops.square(ranks - 3 * y_true))
+
+
+def top_k_indices(y_true, y_pred):
+    _, indices = ops.top_k(y_pred, k=2)  # expect: ZERO_GRADIENT
+    hard = ops.sum(ops.one_hot(indices, 4), axis=1)
+    return 1.0 - ops.mean(hard * y_true)
