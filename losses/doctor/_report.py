@@ -432,6 +432,13 @@ _BREAKS = {
         "`{op}` casts to an integer or boolean type: the gradient stops there",
         "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)",
     ),
+    "count": (
+        ZERO_GRADIENT,
+        "`{op}` counts the elements that fall in each bin: the counts are piecewise constant in the "
+        "prediction, their derivative is zero almost everywhere",
+        "build a soft histogram: per bin, a sum of smooth weights of the elements "
+        "({ns}.soft_step(x - lower_edge, alpha) - {ns}.soft_step(x - upper_edge, alpha), or a Gaussian kernel)",
+    ),
     "overwrite": (
         DISCONNECTED,
         "`{op}` overwrites the values computed from the prediction with constants: nothing before it gets a gradient",

@@ -54,6 +54,8 @@ _COMPARE = {
     "isin",
 }
 _ARGMAX = {"argmax", "argmin", "argsort", "topk", "max", "min", "sort", "searchsorted", "bucketize", "multinomial"}
+# Histograms: counts per bin, piecewise constant in the values counted.
+_COUNT = {"histc", "histogram", "histogramdd", "bincount"}
 _ZERO_DERIV = {
     "round": "round",
     "floor": "floor",
@@ -494,6 +496,8 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
             return "compare"
         if name in _ARGMAX:
             return "argmax"
+        if name in _COUNT:
+            return "count"
         if name in _ZERO_DERIV:
             return _ZERO_DERIV[name]
         if outputs and all(o.dtype == torch.bool for o in outputs):
