@@ -225,6 +225,7 @@ _INPLACE_DUNDER = {
     "__iand__",
     "__ior__",
 }
+_NO_DERIVATIVE = re.compile(r"derivative for '?(?:aten::)?(\w+?)(?:\.\w+)?'? is not implemented")
 _VERSION = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\].*?is at version (\d+); expected version (\d+)", re.S)
 
 
@@ -588,6 +589,12 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
     site = R.traceback_site(error.__traceback__)
     if rec.swaps:
         return _swap_finding(*rec.swaps[0])
+    missing = _NO_DERIVATIVE.search(text)
+    if missing:
+        # PyTorch has no backward for a piecewise-constant op (heaviside): the op, not a crash.
+        for kind, op, where in rec.zero_ops:
+            if op.rstrip("_") == missing.group(1):
+                return R.break_finding(kind, op, "torch", where)
     if "numpy()" in text and "requires grad" in text:
         return R.break_finding("host", ".numpy() / a NumPy function", "torch", site)
     if "modified by an inplace operation" in text:
