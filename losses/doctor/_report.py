@@ -513,6 +513,7 @@ def add_gradient_findings(
     locate_non_finite: Callable[[], Site],
     dead_causes: Sequence[Cause] = (),
     zero_elsewhere: Callable[[], float | None] | None = None,
+    locate_zero: Callable[[], Site | None] | None = None,
 ) -> None:
     """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
@@ -522,7 +523,8 @@ def add_gradient_findings(
     the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``);
     ``zero_elsewhere()``: the zero fraction of the gradient at a slightly moved target (``None`` if
     it cannot be had): a partial break is reported only if zeros remain there, not when they come
-    from terms that happen to vanish at this target (an element already at its minimum).
+    from terms that happen to vanish at this target (an element already at its minimum);
+    ``locate_zero()``: where a gradient that is zero everywhere dies (a saturated clamp), or ``None``.
     """
     words = _FRAMEWORK_WORDS[framework]
     if finite:
@@ -572,6 +574,7 @@ def add_gradient_findings(
             kind, op, site = rec.first_break()
             report.add(break_finding(kind, op, framework, site))
         elif WRONG_GRADIENT not in report.codes:  # else a hand-written backward that returns zeros, reported
+            site = (locate_zero() if locate_zero is not None else None) or loss_site
             report.add(
                 Finding(
                     ZERO_GRADIENT,
@@ -580,8 +583,8 @@ def add_gradient_findings(
                     "a margin already met, or the loss at its minimum)",
                     f"check with other inputs; if it stays zero, look for {words['clip']}/relu/max that "
                     "cut the prediction off",
-                    loss_site[0],
-                    loss_site[1],
+                    site[0],
+                    site[1],
                 )
             )
 

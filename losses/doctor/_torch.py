@@ -939,8 +939,9 @@ def analyse_loss(
         return none
 
     bad_nodes: list[tuple[str | None, int | None]] = []
+    zeroing_nodes: list[tuple[str | None, int | None]] = []
 
-    def hook_for(site):
+    def nan_hook(site):
         def hook(grad_inputs, grad_outputs):
             if bad_nodes:
                 return
@@ -951,13 +952,26 @@ def analyse_loss(
 
         return hook
 
-    def backward(locate_nan: bool):
+    def zero_hook(site):
+        # The first node (from the loss backwards) that gets a gradient and sends none on: a clamp,
+        # ReLU or where that is saturated for every element.
+        def hook(grad_inputs, grad_outputs):
+            if zeroing_nodes:
+                return
+            gets = any(g is not None and bool((g != 0).any()) for g in grad_outputs)
+            sends = any(g is not None and bool((g != 0).any()) for g in grad_inputs)
+            if gets and not sends:
+                zeroing_nodes.append(site)
+
+        return hook
+
+    def backward(hook_for=None):
         handles = []
-        if locate_nan:  # second pass, only when the gradient has NaN/Inf: which node made it
+        if hook_for is not None:  # a second pass, to find which node made the gradient NaN or zero
             for node, site in rec.node_sites.items():
                 try:
                     handles.append(node.register_hook(hook_for(site)))
-                except Exception:  # some nodes take no hooks; the NaN is still reported
+                except Exception:  # some nodes take no hooks; the finding is still reported
                     pass
         try:
             return torch.autograd.grad(_scalar(loss), leaves, allow_unused=True, retain_graph=True)
@@ -966,7 +980,7 @@ def analyse_loss(
                 h.remove()
 
     try:
-        grads = backward(locate_nan=False)
+        grads = backward()
     except RuntimeError as error:
         finding = _exception_finding(error, rec, report.pred_shape, report.true_shape)
         if finding is None:
@@ -991,8 +1005,12 @@ def analyse_loss(
     dead = _dead_causes(rec, loss, leaves, terms_elsewhere) if finite and report.zero_fraction < 1 else []
 
     def locate_non_finite() -> tuple[str | None, int | None]:
-        backward(locate_nan=True)
+        backward(nan_hook)
         return bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
+
+    def locate_zero() -> tuple[str | None, int | None] | None:
+        backward(zero_hook)
+        return zeroing_nodes[0] if zeroing_nodes else None
 
     R.add_gradient_findings(
         report,
@@ -1003,6 +1021,7 @@ def analyse_loss(
         locate_non_finite,
         dead,
         zero_elsewhere,
+        locate_zero,
     )
     return [None if g is None else g.detach() for g in grads]
 

@@ -358,3 +358,16 @@ def heaviside_step(input, target):
     # PyTorch has no derivative for heaviside: the backward raises, the step is named.
     step = torch.heaviside(input - 0.5, torch.tensor(0.5))  # expect: ZERO_GRADIENT
     return ((step - target) ** 2).mean()
+
+
+# Connected, but saturated for every element: the line where the gradient dies is named.
+
+
+def saturated_clamp(input, target):
+    capped = torch.clamp(input, min=1.0)  # expect: ZERO_GRADIENT
+    return ((capped - target) ** 2).mean()
+
+
+def saturated_where_branch(input, target):
+    chosen = torch.where(target > 2, input, torch.zeros_like(input))  # expect: ZERO_GRADIENT
+    return ((chosen - target) ** 2).mean()
