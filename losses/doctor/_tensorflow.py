@@ -131,6 +131,8 @@ class _Recorder(R.BreakLog):
         self.new_axes: set[int] = set()  # tensors given new axes on purpose, and what is computed from them
         self.terms: dict[int, tuple[str, list]] = {}  # output id -> (op, inputs) for sums and scalings
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
+        # the ops the gradient passes, in order: (float outputs, connected inputs, where)
+        self.links: list[tuple[list[Any], list[Any], tuple[str | None, int | None]]] = []
         self.functions: list[tuple[Callable, tuple, dict, list[int]]] = []  # custom gradients met
         self._inside_custom = 0
         # tf.numpy_function calls met, by frame: the break each one is, until it returns
@@ -173,6 +175,7 @@ class _Recorder(R.BreakLog):
                 for o in outputs:
                     if _float_dtype(o):
                         self.connected.add(id(o))
+                self.links.append(([o for o in outputs if _float_dtype(o)], conn_in, site))
                 if op_type == "Sign":
                     self.zero_ops.append(("sign", "tf.sign", site))
                 if op_type in _SINGULAR:
@@ -827,6 +830,24 @@ def run_loss(
             return None
         return float(np.mean(np.concatenate([np.ravel(tf.convert_to_tensor(g).numpy()) for g in found]) == 0))
 
+    gradient_of = tape.gradient  # the tape is deleted below; the search runs before
+
+    def locate_zero() -> tuple[str | None, int | None] | None:
+        # The last op (the nearest the loss) whose output gets a nonzero gradient and whose inputs
+        # get none: a clip, ReLU or where that is saturated for every element.
+        tensors = list({id(t): t for outs, ins, _ in rec.links for t in (*outs, *ins)}.values())
+        try:
+            grads = gradient_of(scalar, tensors)
+        except Exception:  # no second look: the loss's line
+            return None
+        nonzero = {
+            id(t): g is not None and bool(np.any(tf.convert_to_tensor(g).numpy() != 0)) for t, g in zip(tensors, grads)
+        }
+        for outs, ins, site in reversed(rec.links):
+            if any(nonzero[id(o)] for o in outs) and not any(nonzero[id(i)] for i in ins):
+                return site
+        return None
+
     R.add_gradient_findings(
         report,
         rec,
@@ -836,6 +857,7 @@ def run_loss(
         lambda: rec.singular[0][1] if rec.singular else R.definition_site(loss_fn),
         dead,
         zero_elsewhere,
+        locate_zero,
     )
     if finite and rec.non_finite and rec.nan_checks and report.zero_fraction > 0 and not report.findings:
         report.add(R.hidden_non_finite_finding(*rec.non_finite[0], *rec.nan_checks[0], report.zero_fraction))

@@ -139,3 +139,9 @@ def top_k_indices(y_true, y_pred):
     _, indices = ops.top_k(y_pred, k=2)  # expect: ZERO_GRADIENT
     hard = ops.sum(ops.one_hot(indices, 4), axis=1)
     return 1.0 - ops.mean(hard * y_true)
+
+
+def saturated_where_branch(y_true, y_pred):
+    # Connected, but the branch with the prediction is never picked: the where is named.
+    chosen = ops.where(y_true > 2.0, y_pred, 0.0)  # expect: ZERO_GRADIENT
+    return ops.mean(ops.square(chosen - y_true))

@@ -274,3 +274,16 @@ def custom_gradient_with_a_float32_constant(y_true, y_pred):
         return tf.reduce_mean(x * x), grad
 
     return squared_error(y_pred - y_true)
+
+
+# Connected, but saturated for every element: the line where the gradient dies is named.
+
+
+def saturated_clip(y_true, y_pred):
+    capped = tf.clip_by_value(y_pred, 1.0, 2.0)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.square(capped - y_true))
+
+
+def saturated_relu(y_true, y_pred):
+    margin = tf.nn.relu(y_pred - 2.0)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(margin * y_true)
