@@ -378,6 +378,13 @@ _BREAKS = {
         "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
         "use {stack} on the tensors instead of building a new one from a list",
     ),
+    "variable": (
+        DISCONNECTED,
+        "`{op}` writes values of the prediction into a tf.Variable: what is read back from the variable "
+        "is its state, with no gradient to the prediction",
+        "compute the loss from the tensor itself; a tf.Variable holds state (weights, counters), not "
+        "intermediate values to differentiate through",
+    ),
     "callback": (
         DISCONNECTED,
         "`{op}` runs Python on the host values of the prediction: it has no derivative, and "

@@ -53,6 +53,8 @@ _PIECEWISE = {
     "TruncateDiv": "floor",
     "Sign": "sign",
 }
+# Writes of a value into a tf.Variable: what is read back is the variable's state, with no history.
+_VARIABLE_WRITES = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"}
 _INTEGER = {"Shape", "ShapeN", "Size", "Rank", "ZerosLike", "OnesLike", "Fill"}  # no value of the input flows on
 _HOST_METHODS = ("numpy", "__array__", "__float__", "__int__", "__index__", "__bool__", "__nonzero__")
 _NUMPY_CONVERSIONS = ("asarray", "array", "asanyarray")
@@ -262,6 +264,8 @@ class _Recorder(R.BreakLog):
     def _break_kind(self, op_type: str, outputs: list) -> str | None:
         if op_type in _STOP:
             return _STOP[op_type]
+        if op_type in _VARIABLE_WRITES:
+            return "variable"
         if op_type in _COMPARE:
             return "compare"
         if op_type in _ARGMAX:

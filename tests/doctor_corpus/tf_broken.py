@@ -287,3 +287,9 @@ def saturated_clip(y_true, y_pred):
 def saturated_relu(y_true, y_pred):
     margin = tf.nn.relu(y_pred - 2.0)  # expect: ZERO_GRADIENT
     return tf.reduce_mean(margin * y_true)
+
+
+def prediction_stored_in_a_variable(y_true, y_pred):
+    held = tf.Variable(tf.zeros_like(y_pred))
+    held.assign(y_pred)  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(held - y_true))
