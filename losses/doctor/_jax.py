@@ -619,9 +619,11 @@ def diagnose_jax(
     except Exception as error:
         swaps = [(api, site) for api, site, first, second in watch.keras_calls]
         finding = _tracer_error_finding(error)
-        if finding is None and swaps:
+        # A shape error first: a Keras loss that raises on the shapes was entered, not given swapped arguments.
+        shape_error = any(w in str(error).lower() for w in ("shapes", "same rank", "same shape"))
+        if finding is None and swaps and not (pred.shape != target.shape and shape_error):
             finding = R.keras_swap_finding(*swaps[0])
-        if finding is None and pred.shape != target.shape and "shapes" in str(error).lower():
+        if finding is None and pred.shape != target.shape and shape_error:
             site = R.traceback_site(error.__traceback__)
             finding = Finding(
                 R.BROADCAST,

@@ -530,6 +530,8 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
         "shapes must be equal",
         "Dimensions must be equal",
         "not compatible",
+        "must have the same rank",  # Keras's crossentropies
+        "must have the same shape",
     )
     if pred_shape != true_shape and any(w in text for w in shape_words):
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__

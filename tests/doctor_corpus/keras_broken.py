@@ -5,7 +5,11 @@ import keras
 import numpy as np
 from keras import ops
 
-SHAPES = {"shape_n_vs_n1": ((8, 1), (8,))}
+SHAPES = {
+    "shape_n_vs_n1": ((8, 1), (8,)),
+    "crossentropy_rank_mismatch": ((8, 1), (8,)),
+    "crossentropy_width_mismatch": ((8, 4), (8, 3)),
+}
 
 
 def stop_gradient(y_true, y_pred):
@@ -145,3 +149,14 @@ def saturated_where_branch(y_true, y_pred):
     # Connected, but the branch with the prediction is never picked: the where is named.
     chosen = ops.where(y_true > 2.0, y_pred, 0.0)  # expect: ZERO_GRADIENT
     return ops.mean(ops.square(chosen - y_true))
+
+
+# Keras's crossentropies raise on shapes that differ: a shape finding, not a crash or a swap.
+
+
+def crossentropy_rank_mismatch(y_true, y_pred):
+    return ops.mean(keras.losses.binary_crossentropy(y_true, ops.sigmoid(y_pred)))  # expect: BROADCAST
+
+
+def crossentropy_width_mismatch(y_true, y_pred):
+    return ops.mean(ops.categorical_crossentropy(y_true, ops.softmax(y_pred)))  # expect: BROADCAST
