@@ -68,8 +68,9 @@ def test_broken_loss_is_diagnosed_at_its_line(module, name):
     report = score.diagnose_case(module, name, "tensorflow")
     assert found(report, module) == expected, report.to_text()
     assert len(report.findings) == len(expected), report.to_text()
-    # partial_* losses and dead terms still train part of the prediction: warnings; the rest are errors.
-    assert report.ok == (name.startswith("partial_") or {c for c, _ in expected} <= WARNING_CODES)
+    # partial_* losses and dead terms still train part of the prediction, and a saturated_* loss may
+    # have a gradient at other inputs: warnings; the rest are errors.
+    assert report.ok == (name.startswith(("partial_", "saturated_")) or {c for c, _ in expected} <= WARNING_CODES)
 
 
 @pytest.mark.parametrize("module, name", HEALTHY_CASES)

@@ -218,6 +218,8 @@ class _Pass(R.BreakLog):
         self.nonfinite: set[Var] = set()
         self.order: list[Var] = []  # every variable, in the order the program computes them
         self.eqns: list[tuple[Any, tuple[str | None, int | None]]] = []  # equations on the prediction or target
+        # the equations the gradient passes, in order: (float outputs, connected inputs, where)
+        self.links: list[tuple[list[Var], list[Var], tuple[str | None, int | None]]] = []
 
     def follow(self, jaxpr: Any) -> None:
         """Walk the program once: what depends on the prediction, through which breaks, on which line."""
@@ -329,6 +331,10 @@ class _Pass(R.BreakLog):
             kind = _break_kind(name, outs)
             if kind is None:
                 self.connected.update(o for o in outs if _floating(o.aval))
+                self.links.append(([o for o in outs if _floating(o.aval)], conn_in, site))
+                for o in outs:  # the indices beside the values of sort (argsort) and top_k: a choice of index
+                    if not _floating(o.aval):
+                        self.dead[o] = ("argmax", name, site)
             else:
                 cause = (kind, name, site)
                 self.breaks.append(cause)
@@ -409,20 +415,25 @@ def _calls_back(jaxpr: Any) -> bool:
     return False
 
 
-def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict) -> list:
-    """Run ``jaxpr`` equation by equation (inside ``jax.jit``), keeping every value in ``env_all``."""
+def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict, nudges: dict | None = None) -> list:
+    """Run ``jaxpr`` equation by equation (inside ``jax.jit``), keeping every value in ``env_all``.
+    ``nudges``: zeros added to some variables, whose gradient is then the cotangent of each."""
     env: dict[Var, Any] = {}
+    nudges = nudges or {}
 
     def read(v):
         return v.val if isinstance(v, Literal) else env[v]
 
     env.update(zip(jaxpr.constvars, consts))
     env.update(zip(jaxpr.invars, args))
+    for v in jaxpr.invars:
+        if v in nudges:
+            env[v] = env[v] + nudges[v]
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         sub = _sub_jaxpr(eqn)
         if sub is not None:
-            outvals = _evaluate(sub[0], sub[1], invals, env_all)
+            outvals = _evaluate(sub[0], sub[1], invals, env_all, nudges)
         else:
             if eqn.primitive.name in _CALLBACKS:
                 # jax.grad raises on a host callback: the doctor's own gradient takes it as a
@@ -433,7 +444,7 @@ def _evaluate(jaxpr: Any, consts: list, args: list, env_all: dict) -> list:
             outvals = list(outvals) if eqn.primitive.multiple_results else [outvals]
         for v, value in zip(eqn.outvars, outvals):
             if isinstance(v, Var):
-                env[v] = value
+                env[v] = value + nudges[v] if v in nudges else value
     env_all.update(env)
     return [read(v) for v in jaxpr.outvars]
 
@@ -608,9 +619,11 @@ def diagnose_jax(
     except Exception as error:
         swaps = [(api, site) for api, site, first, second in watch.keras_calls]
         finding = _tracer_error_finding(error)
-        if finding is None and swaps:
+        # A shape error first: a Keras loss that raises on the shapes was entered, not given swapped arguments.
+        shape_error = any(w in str(error).lower() for w in ("shapes", "same rank", "same shape"))
+        if finding is None and swaps and not (pred.shape != target.shape and shape_error):
             finding = R.keras_swap_finding(*swaps[0])
-        if finding is None and pred.shape != target.shape and "shapes" in str(error).lower():
+        if finding is None and pred.shape != target.shape and shape_error:
             site = R.traceback_site(error.__traceback__)
             finding = Finding(
                 R.BROADCAST,
@@ -675,6 +688,8 @@ def diagnose_jax(
     if not isinstance(out, Var) or out not in run.connected:
         if run.breaks:
             kind, op, site = run.first_break()
+        elif isinstance(out, Var) and out in run.dead:  # built from the indices of sort / top_k
+            kind, op, site = run.dead[out]
         else:
             kind, op, site = "unused", "", loss_site
         report.add(R.break_finding(kind, op, "jax", site))
@@ -695,6 +710,26 @@ def diagnose_jax(
         moved = target * (1 - 2e-3) + 1e-3  # a 0/1 target stays in [0, 1]
         return float(np.mean(np.asarray(compiled(pred, moved)[1]) == 0))
 
+    def locate_zero() -> tuple[str | None, int | None] | None:
+        # The last equation (the nearest the loss) whose output gets a nonzero cotangent and whose
+        # inputs get none: a clip, ReLU or where that is saturated for every element.
+        nudged = list(dict.fromkeys(v for outs, ins, _ in run.links for v in (*outs, *ins)))
+
+        def loss_at(zeros: list) -> Any:
+            env: dict[Var, Any] = {}
+            _evaluate(closed.jaxpr, list(closed.consts), [pred, target], env, dict(zip(nudged, zeros)))
+            return jnp.sum(jnp.asarray(env[out], jnp.float32))
+
+        try:
+            cotangents = jax.grad(loss_at)([jnp.zeros(_shape(v), cast(ShapedArray, v.aval).dtype) for v in nudged])
+        except Exception:  # no second look: the loss's line
+            return None
+        nonzero = {v: bool(np.any(np.asarray(c) != 0)) for v, c in zip(nudged, cotangents)}
+        for outs, ins, site in reversed(run.links):
+            if any(nonzero[o] for o in outs) and not any(nonzero[i] for i in ins):
+                return site
+        return None
+
     R.add_gradient_findings(
         report,
         run,
@@ -704,6 +739,7 @@ def diagnose_jax(
         lambda: run.singular[0][1] if run.singular else R.definition_site(loss_fn),
         dead,
         zero_elsewhere,
+        locate_zero,
     )
     return report
 

@@ -378,6 +378,13 @@ _BREAKS = {
         "`{op}` builds a new tensor from values of the prediction; the new tensor has no history",
         "use {stack} on the tensors instead of building a new one from a list",
     ),
+    "variable": (
+        DISCONNECTED,
+        "`{op}` writes values of the prediction into a tf.Variable: what is read back from the variable "
+        "is its state, with no gradient to the prediction",
+        "compute the loss from the tensor itself; a tf.Variable holds state (weights, counters), not "
+        "intermediate values to differentiate through",
+    ),
     "callback": (
         DISCONNECTED,
         "`{op}` runs Python on the host values of the prediction: it has no derivative, and "
@@ -431,6 +438,13 @@ _BREAKS = {
         ZERO_GRADIENT,
         "`{op}` casts to an integer or boolean type: the gradient stops there",
         "keep the value in floating point; to round, use {ns}.soft_round(x, alpha)",
+    ),
+    "count": (
+        ZERO_GRADIENT,
+        "`{op}` counts the elements that fall in each bin: the counts are piecewise constant in the "
+        "prediction, their derivative is zero almost everywhere",
+        "build a soft histogram: per bin, a sum of smooth weights of the elements "
+        "({ns}.soft_step(x - lower_edge, alpha) - {ns}.soft_step(x - upper_edge, alpha), or a Gaussian kernel)",
     ),
     "overwrite": (
         DISCONNECTED,
@@ -506,6 +520,7 @@ def add_gradient_findings(
     locate_non_finite: Callable[[], Site],
     dead_causes: Sequence[Cause] = (),
     zero_elsewhere: Callable[[], float | None] | None = None,
+    locate_zero: Callable[[], Site | None] | None = None,
 ) -> None:
     """The findings read off a gradient that exists: non-finite, partly or wholly zero, dead terms.
 
@@ -515,7 +530,8 @@ def add_gradient_findings(
     the gradient (each reported as ``DEAD_TERM``, in place of a partial ``DISCONNECTED``);
     ``zero_elsewhere()``: the zero fraction of the gradient at a slightly moved target (``None`` if
     it cannot be had): a partial break is reported only if zeros remain there, not when they come
-    from terms that happen to vanish at this target (an element already at its minimum).
+    from terms that happen to vanish at this target (an element already at its minimum);
+    ``locate_zero()``: where a gradient that is zero everywhere dies (a saturated clamp), or ``None``.
     """
     words = _FRAMEWORK_WORDS[framework]
     if finite:
@@ -564,7 +580,8 @@ def add_gradient_findings(
         elif rec.breaks:
             kind, op, site = rec.first_break()
             report.add(break_finding(kind, op, framework, site))
-        else:
+        elif WRONG_GRADIENT not in report.codes:  # else a hand-written backward that returns zeros, reported
+            site = (locate_zero() if locate_zero is not None else None) or loss_site
             report.add(
                 Finding(
                     ZERO_GRADIENT,
@@ -573,8 +590,8 @@ def add_gradient_findings(
                     "a margin already met, or the loss at its minimum)",
                     f"check with other inputs; if it stays zero, look for {words['clip']}/relu/max that "
                     "cut the prediction off",
-                    loss_site[0],
-                    loss_site[1],
+                    site[0],
+                    site[1],
                 )
             )
 
@@ -787,7 +804,10 @@ def dead_term_finding(cause: Cause, framework: str) -> Finding:
 
 def wrong_gradient_finding(name: str, site: Site, verdict: Any) -> Finding:
     """The finding for a hand-written backward that disagrees with finite differences."""
-    if verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
+    if verdict.factor == 0:
+        what = "it returns a zero gradient"
+        why = "the backward returns zeros or None for the prediction instead of its derivative"
+    elif verdict.factor is not None and abs(verdict.factor + 1) < 1e-2:
         what = "sign flipped"
         why = "the backward returns the negative of the gradient (e.g. y_true - y_pred for y_pred - y_true)"
     elif verdict.factor is not None:

@@ -53,6 +53,8 @@ _PIECEWISE = {
     "TruncateDiv": "floor",
     "Sign": "sign",
 }
+# Writes of a value into a tf.Variable: what is read back is the variable's state, with no history.
+_VARIABLE_WRITES = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"}
 _INTEGER = {"Shape", "ShapeN", "Size", "Rank", "ZerosLike", "OnesLike", "Fill"}  # no value of the input flows on
 _HOST_METHODS = ("numpy", "__array__", "__float__", "__int__", "__index__", "__bool__", "__nonzero__")
 _NUMPY_CONVERSIONS = ("asarray", "array", "asanyarray")
@@ -131,6 +133,8 @@ class _Recorder(R.BreakLog):
         self.new_axes: set[int] = set()  # tensors given new axes on purpose, and what is computed from them
         self.terms: dict[int, tuple[str, list]] = {}  # output id -> (op, inputs) for sums and scalings
         self.dead: dict[int, Cause] = {}  # prediction-derived tensors without gradient -> why
+        # the ops the gradient passes, in order: (float outputs, connected inputs, where)
+        self.links: list[tuple[list[Any], list[Any], tuple[str | None, int | None]]] = []
         self.functions: list[tuple[Callable, tuple, dict, list[int]]] = []  # custom gradients met
         self._inside_custom = 0
         # tf.numpy_function calls met, by frame: the break each one is, until it returns
@@ -173,6 +177,7 @@ class _Recorder(R.BreakLog):
                 for o in outputs:
                     if _float_dtype(o):
                         self.connected.add(id(o))
+                self.links.append(([o for o in outputs if _float_dtype(o)], conn_in, site))
                 if op_type == "Sign":
                     self.zero_ops.append(("sign", "tf.sign", site))
                 if op_type in _SINGULAR:
@@ -259,6 +264,8 @@ class _Recorder(R.BreakLog):
     def _break_kind(self, op_type: str, outputs: list) -> str | None:
         if op_type in _STOP:
             return _STOP[op_type]
+        if op_type in _VARIABLE_WRITES:
+            return "variable"
         if op_type in _COMPARE:
             return "compare"
         if op_type in _ARGMAX:
@@ -523,6 +530,8 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
         "shapes must be equal",
         "Dimensions must be equal",
         "not compatible",
+        "must have the same rank",  # Keras's crossentropies
+        "must have the same shape",
     )
     if pred_shape != true_shape and any(w in text for w in shape_words):
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -568,7 +577,9 @@ def check_custom_gradient(f: Callable, args: tuple, kwargs: dict, wrt: list[int]
     dtype = tf.float64
     try:
         _, grad_fn, flat = call(point, tf.float64)
-    except Exception:  # the function does not run in float64: check in its own precision
+        grad_fn(*[tf.constant(weights[k], r.dtype) for k, r in enumerate(flat)])
+    except Exception:  # the function or its gradient does not run in float64 (a float32 constant in
+        # the gradient function): check in its own precision
         dtype = args[wrt[0]].dtype
         _, grad_fn, flat = call(point, dtype)
     if "variables" in inspect.signature(grad_fn).parameters:
@@ -747,6 +758,8 @@ def run_loss(
         np.asarray(tf.convert_to_tensor(g).numpy(), dtype=np.float64).reshape(-1) for g in grads if g is not None
     ]
     if not reached:
+        if R.WRONG_GRADIENT in report.codes:  # a hand-written gradient that returns None: reported
+            return report, none
         if rec.breaks:
             kind, op, site = rec.first_break()
             report.add(R.break_finding(kind, op, "tensorflow", site))
@@ -823,6 +836,24 @@ def run_loss(
             return None
         return float(np.mean(np.concatenate([np.ravel(tf.convert_to_tensor(g).numpy()) for g in found]) == 0))
 
+    gradient_of = tape.gradient  # the tape is deleted below; the search runs before
+
+    def locate_zero() -> tuple[str | None, int | None] | None:
+        # The last op (the nearest the loss) whose output gets a nonzero gradient and whose inputs
+        # get none: a clip, ReLU or where that is saturated for every element.
+        tensors = list({id(t): t for outs, ins, _ in rec.links for t in (*outs, *ins)}.values())
+        try:
+            grads = gradient_of(scalar, tensors)
+        except Exception:  # no second look: the loss's line
+            return None
+        nonzero = {
+            id(t): g is not None and bool(np.any(tf.convert_to_tensor(g).numpy() != 0)) for t, g in zip(tensors, grads)
+        }
+        for outs, ins, site in reversed(rec.links):
+            if any(nonzero[id(o)] for o in outs) and not any(nonzero[id(i)] for i in ins):
+                return site
+        return None
+
     R.add_gradient_findings(
         report,
         rec,
@@ -832,6 +863,7 @@ def run_loss(
         lambda: rec.singular[0][1] if rec.singular else R.definition_site(loss_fn),
         dead,
         zero_elsewhere,
+        locate_zero,
     )
     if finite and rec.non_finite and rec.nan_checks and report.zero_fraction > 0 and not report.findings:
         report.add(R.hidden_non_finite_finding(*rec.non_finite[0], *rec.nan_checks[0], report.zero_fraction))

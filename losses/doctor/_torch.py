@@ -54,6 +54,8 @@ _COMPARE = {
     "isin",
 }
 _ARGMAX = {"argmax", "argmin", "argsort", "topk", "max", "min", "sort", "searchsorted", "bucketize", "multinomial"}
+# Histograms: counts per bin, piecewise constant in the values counted.
+_COUNT = {"histc", "histogram", "histogramdd", "bincount"}
 _ZERO_DERIV = {
     "round": "round",
     "floor": "floor",
@@ -223,6 +225,7 @@ _INPLACE_DUNDER = {
     "__iand__",
     "__ior__",
 }
+_NO_DERIVATIVE = re.compile(r"derivative for '?(?:aten::)?(\w+?)(?:\.\w+)?'? is not implemented")
 _VERSION = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\].*?is at version (\d+); expected version (\d+)", re.S)
 
 
@@ -494,6 +497,8 @@ class _Recorder(R.BreakLog, TorchFunctionMode):
             return "compare"
         if name in _ARGMAX:
             return "argmax"
+        if name in _COUNT:
+            return "count"
         if name in _ZERO_DERIV:
             return _ZERO_DERIV[name]
         if outputs and all(o.dtype == torch.bool for o in outputs):
@@ -584,6 +589,12 @@ def _exception_finding(error: BaseException, rec: _Recorder, pred_shape, true_sh
     site = R.traceback_site(error.__traceback__)
     if rec.swaps:
         return _swap_finding(*rec.swaps[0])
+    missing = _NO_DERIVATIVE.search(text)
+    if missing:
+        # PyTorch has no backward for a piecewise-constant op (heaviside): the op, not a crash.
+        for kind, op, where in rec.zero_ops:
+            if op.rstrip("_") == missing.group(1):
+                return R.break_finding(kind, op, "torch", where)
     if "numpy()" in text and "requires grad" in text:
         return R.break_finding("host", ".numpy() / a NumPy function", "torch", site)
     if "modified by an inplace operation" in text:
@@ -928,8 +939,9 @@ def analyse_loss(
         return none
 
     bad_nodes: list[tuple[str | None, int | None]] = []
+    zeroing_nodes: list[tuple[str | None, int | None]] = []
 
-    def hook_for(site):
+    def nan_hook(site):
         def hook(grad_inputs, grad_outputs):
             if bad_nodes:
                 return
@@ -940,13 +952,26 @@ def analyse_loss(
 
         return hook
 
-    def backward(locate_nan: bool):
+    def zero_hook(site):
+        # The first node (from the loss backwards) that gets a gradient and sends none on: a clamp,
+        # ReLU or where that is saturated for every element.
+        def hook(grad_inputs, grad_outputs):
+            if zeroing_nodes:
+                return
+            gets = any(g is not None and bool((g != 0).any()) for g in grad_outputs)
+            sends = any(g is not None and bool((g != 0).any()) for g in grad_inputs)
+            if gets and not sends:
+                zeroing_nodes.append(site)
+
+        return hook
+
+    def backward(hook_for=None):
         handles = []
-        if locate_nan:  # second pass, only when the gradient has NaN/Inf: which node made it
+        if hook_for is not None:  # a second pass, to find which node made the gradient NaN or zero
             for node, site in rec.node_sites.items():
                 try:
                     handles.append(node.register_hook(hook_for(site)))
-                except Exception:  # some nodes take no hooks; the NaN is still reported
+                except Exception:  # some nodes take no hooks; the finding is still reported
                     pass
         try:
             return torch.autograd.grad(_scalar(loss), leaves, allow_unused=True, retain_graph=True)
@@ -955,7 +980,7 @@ def analyse_loss(
                 h.remove()
 
     try:
-        grads = backward(locate_nan=False)
+        grads = backward()
     except RuntimeError as error:
         finding = _exception_finding(error, rec, report.pred_shape, report.true_shape)
         if finding is None:
@@ -965,6 +990,8 @@ def analyse_loss(
     _wrong_gradient_findings(rec, report)
     reached = [g.detach() for g in grads if g is not None]
     if not reached:
+        if R.WRONG_GRADIENT in report.codes:  # a hand-written backward that returns None: reported
+            return none
         if rec.breaks:
             kind, op, site = rec.first_break()
         else:
@@ -978,8 +1005,12 @@ def analyse_loss(
     dead = _dead_causes(rec, loss, leaves, terms_elsewhere) if finite and report.zero_fraction < 1 else []
 
     def locate_non_finite() -> tuple[str | None, int | None]:
-        backward(locate_nan=True)
+        backward(nan_hook)
         return bad_nodes[0] if bad_nodes else R.definition_site(loss_fn)
+
+    def locate_zero() -> tuple[str | None, int | None] | None:
+        backward(zero_hook)
+        return zeroing_nodes[0] if zeroing_nodes else None
 
     R.add_gradient_findings(
         report,
@@ -990,6 +1021,7 @@ def analyse_loss(
         locate_non_finite,
         dead,
         zero_elsewhere,
+        locate_zero,
     )
     return [None if g is None else g.detach() for g in grads]
 

@@ -42,3 +42,9 @@ def pure_callback_in_cond(y_true, y_pred):
         return jnp.mean(jax.pure_callback(np.floor, jax.ShapeDtypeStruct(x.shape, x.dtype), x))  # expect: DISCONNECTED
 
     return jax.lax.cond(jnp.all(y_true >= 0), host, jnp.mean, y_pred * 4)
+
+
+def saturated_clip(y_true, y_pred):
+    # Connected, but clipped for every element: the clip is named.
+    capped = jnp.clip(y_pred, 1.0, 2.0)  # expect: ZERO_GRADIENT
+    return jnp.mean((capped - y_true) ** 2)

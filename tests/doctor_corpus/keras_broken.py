@@ -5,7 +5,11 @@ import keras
 import numpy as np
 from keras import ops
 
-SHAPES = {"shape_n_vs_n1": ((8, 1), (8,))}
+SHAPES = {
+    "shape_n_vs_n1": ((8, 1), (8,)),
+    "crossentropy_rank_mismatch": ((8, 1), (8,)),
+    "crossentropy_width_mismatch": ((8, 4), (8, 3)),
+}
 
 
 def stop_gradient(y_true, y_pred):
@@ -127,3 +131,32 @@ def argmax_one_hot(y_true, y_pred):
     # keras.ops.argmax on TensorFlow compares with 0 first (its -0.0 workaround): the argmax is named.
     hard = ops.one_hot(ops.argmax(y_pred, axis=-1), 4)  # expect: ZERO_GRADIENT
     return 1.0 - ops.mean(hard * y_true)
+
+
+def argsort_ranks(y_true, y_pred):
+    # On JAX, argsort is a sort that carries the indices beside the values: the indices are named.
+    ranks = ops.cast(ops.argsort(y_pred, axis=-1), "float32")  # expect: ZERO_GRADIENT
+    return ops.mean(ops.square(ranks - 3 * y_true))
+
+
+def top_k_indices(y_true, y_pred):
+    _, indices = ops.top_k(y_pred, k=2)  # expect: ZERO_GRADIENT
+    hard = ops.sum(ops.one_hot(indices, 4), axis=1)
+    return 1.0 - ops.mean(hard * y_true)
+
+
+def saturated_where_branch(y_true, y_pred):
+    # Connected, but the branch with the prediction is never picked: the where is named.
+    chosen = ops.where(y_true > 2.0, y_pred, 0.0)  # expect: ZERO_GRADIENT
+    return ops.mean(ops.square(chosen - y_true))
+
+
+# Keras's crossentropies raise on shapes that differ: a shape finding, not a crash or a swap.
+
+
+def crossentropy_rank_mismatch(y_true, y_pred):
+    return ops.mean(keras.losses.binary_crossentropy(y_true, ops.sigmoid(y_pred)))  # expect: BROADCAST
+
+
+def crossentropy_width_mismatch(y_true, y_pred):
+    return ops.mean(ops.categorical_crossentropy(y_true, ops.softmax(y_pred)))  # expect: BROADCAST

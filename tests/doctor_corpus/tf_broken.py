@@ -240,3 +240,56 @@ def partial_nan_replaced_by_where(y_true, y_pred):
     distance = tf.sqrt(y_pred - 0.5)  # expect: NON_FINITE
     distance = tf.where(tf.math.is_nan(distance), tf.zeros_like(distance), distance)
     return tf.reduce_mean(tf.square(distance - y_true))
+
+
+def custom_gradient_returns_zeros(y_true, y_pred):
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return tf.zeros_like(x)
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)
+
+
+def custom_gradient_returns_none(y_true, y_pred):
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return None
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)
+
+
+def custom_gradient_with_a_float32_constant(y_true, y_pred):
+    # The gradient function divides by a float32 count: it runs only in float32, where the check runs it.
+    @tf.custom_gradient
+    def squared_error(x):
+        def grad(upstream):  # expect: WRONG_GRADIENT
+            return upstream * 4 * x / tf.cast(tf.size(x), tf.float32)  # twice the derivative
+
+        return tf.reduce_mean(x * x), grad
+
+    return squared_error(y_pred - y_true)
+
+
+# Connected, but saturated for every element: the line where the gradient dies is named.
+
+
+def saturated_clip(y_true, y_pred):
+    capped = tf.clip_by_value(y_pred, 1.0, 2.0)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(tf.square(capped - y_true))
+
+
+def saturated_relu(y_true, y_pred):
+    margin = tf.nn.relu(y_pred - 2.0)  # expect: ZERO_GRADIENT
+    return tf.reduce_mean(margin * y_true)
+
+
+def prediction_stored_in_a_variable(y_true, y_pred):
+    held = tf.Variable(tf.zeros_like(y_pred))
+    held.assign(y_pred)  # expect: DISCONNECTED
+    return tf.reduce_mean(tf.square(held - y_true))

@@ -314,3 +314,60 @@ def fill_overwrites_the_prediction(input, target):
     values = input.clone()
     values.fill_(0.5)  # expect: DISCONNECTED
     return ((values - target) ** 2).mean()
+
+
+# Hand-written backward passes that send nothing back: the backward is named, not the loss.
+
+
+def backward_returns_zeros(input, target):
+    class SquaredError(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, t):
+            ctx.save_for_backward(x, t)
+            return ((x - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            x, _ = ctx.saved_tensors
+            return torch.zeros_like(x), None
+
+    return SquaredError.apply(input, target)
+
+
+def backward_returns_none(input, target):
+    class SquaredError(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, t):
+            return ((x - t) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, grad):  # expect: WRONG_GRADIENT
+            return None, None
+
+    return SquaredError.apply(input, target)
+
+
+def histogram_matching(input, target):
+    # histc returns float counts without a gradient: piecewise constant, not a detach.
+    predicted = torch.histc(input, bins=4, min=0, max=1)  # expect: ZERO_GRADIENT
+    expected = torch.histc(target, bins=4, min=0, max=1)
+    return ((predicted - expected) ** 2).mean()
+
+
+def heaviside_step(input, target):
+    # PyTorch has no derivative for heaviside: the backward raises, the step is named.
+    step = torch.heaviside(input - 0.5, torch.tensor(0.5))  # expect: ZERO_GRADIENT
+    return ((step - target) ** 2).mean()
+
+
+# Connected, but saturated for every element: the line where the gradient dies is named.
+
+
+def saturated_clamp(input, target):
+    capped = torch.clamp(input, min=1.0)  # expect: ZERO_GRADIENT
+    return ((capped - target) ** 2).mean()
+
+
+def saturated_where_branch(input, target):
+    chosen = torch.where(target > 2, input, torch.zeros_like(input))  # expect: ZERO_GRADIENT
+    return ((chosen - target) ** 2).mean()
