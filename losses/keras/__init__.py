@@ -1,8 +1,12 @@
 """Keras 3 frontend, written in ``keras.ops``: runs on the TensorFlow, JAX and torch backends.
 
-Channels last: predictions are ``(B, *spatial, C)``. Every loss class is a ``keras.losses.Loss``
-registered as serializable under the package name ``losses``, so a saved ``.keras`` model reloads
-after ``import losses.keras`` without ``custom_objects``.
+Channels last by default: predictions are ``(B, *spatial, C)``. Every loss with a class axis takes
+``data_format`` as Keras' layers do: ``"channels_first"`` reads ``(B, C, *spatial)`` (with its
+targets and weight maps in that layout), and None, the default, is
+``keras.config.image_data_format()``, read when a loss object is built (and kept in its config) or
+when a loss function is called. Every loss class is a ``keras.losses.Loss`` registered as
+serializable under the package name ``losses``, so a saved ``.keras`` model reloads after
+``import losses.keras`` without ``custom_objects``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 r"""Focal loss (cross-entropy at ``gamma=0``) and its pairs with an overlap loss for Keras 3 (channels
-last), written in ``keras.ops``: ``FocalLoss``, ``DiceCELoss``, ``DiceFocalLoss``.
+last, or first with ``data_format``), written in ``keras.ops``: ``FocalLoss``, ``DiceCELoss``, ``DiceFocalLoss``.
 
 The definitions are in :mod:`losses._cross_entropy`. A Keras loss gives one value per sample: here
 the mean of the terms over the image's valid positions, ``Σ v·ℓ / Σ v`` (0 for an image without a
@@ -19,7 +19,7 @@ from keras import ops
 
 from losses._validation import ClassIndices, ClassWeights
 from losses._cross_entropy import PROBABILITY_MIN, FocalOptions, PairOptions
-from losses.keras._common import compute_dtype, loss_config, non_finite_mark, upcast
+from losses.keras._common import compute_dtype, non_finite_mark, upcast
 from losses.keras._inputs import (
     Inputs,
     LossWithWeightMap,
@@ -153,16 +153,20 @@ def _term_rows(inputs: Inputs, options: FocalOptions, per_image: bool, sync: boo
     return ops.where(has_valid, term_sum / ops.where(has_valid, count, 1.0), term_sum * 0.0)
 
 
-def focal_per_sample(y_true: Any, y_pred: Any, options: FocalOptions, weight: Any = None) -> Any:
+def focal_per_sample(
+    y_true: Any, y_pred: Any, options: FocalOptions, weight: Any = None, data_format: str | None = "channels_last"
+) -> Any:
     """The focal loss of each image, ``(B,)``: the mean of its terms over its valid positions."""
-    inputs = prepare_inputs(y_true, y_pred, options, weight)
+    inputs = prepare_inputs(y_true, y_pred, options, weight, data_format=data_format)
     return _term_rows(inputs, options, per_image=True, sync=False)
 
 
-def pair_per_sample(y_true: Any, y_pred: Any, pair: PairOptions, weight: Any = None) -> Any:
+def pair_per_sample(
+    y_true: Any, y_pred: Any, pair: PairOptions, weight: Any = None, data_format: str | None = "channels_last"
+) -> Any:
     """``λ_overlap·L_overlap + λ_term·mean(ℓ)`` of each image ``(B,)``; with ``per_image=False`` the
     batch's value repeated B times."""
-    inputs = prepare_inputs(y_true, y_pred, pair.overlap, weight)
+    inputs = prepare_inputs(y_true, y_pred, pair.overlap, weight, data_format=data_format)
     return per_sample(_pair_rows(inputs, pair), inputs, pair.overlap.per_image)
 
 
@@ -194,6 +198,7 @@ def focal_loss(
     label_smoothing: float = 0.0,
     class_weights: ClassWeights | None = None,
     ignore_index: int | None = None,
+    data_format: str | None = None,
 ) -> Any:
     """Focal loss of each sample, shape ``(B,)``: the mean of ``v·ℓ`` over the image's valid positions.
 
@@ -202,14 +207,15 @@ def focal_loss(
     :class:`FocalLoss`).
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
-            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
-        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
-            ``from_logits=False``).
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1), or per-class targets of ``y_pred``'s shape
+            (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (probabilities
+            with ``from_logits=False``).
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``.
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
         alpha: binary and multilabel: None or the weight in [0, 1] of the positives (1 − alpha for
             the negatives); multiclass: None or one weight per class.
@@ -219,6 +225,11 @@ def focal_loss(
         class_weights: one weight per channel, relative (divided by the largest), multiplying the
             terms of that class.
         ignore_index: a target value whose positions (elements, for per-class targets) count nowhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
 
     Returns:
         The loss of each sample, shape ``(B,)`` (0 for an image without a valid position).
@@ -247,13 +258,13 @@ def focal_loss(
         class_weights=class_weights,
         ignore_index=ignore_index,
     )
-    return focal_per_sample(y_true, y_pred, options, weight)
+    return focal_per_sample(y_true, y_pred, options, weight, data_format)
 
 
 @keras.saving.register_keras_serializable(package="losses")
 class FocalLoss(LossWithWeightMap):
-    r"""Focal loss (Lin et al., 2017) as a ``keras.losses.Loss``, channels last; ``gamma=0`` is the
-    cross-entropy.
+    r"""Focal loss (Lin et al., 2017) as a ``keras.losses.Loss``, channels last (or first, with
+    ``data_format``); ``gamma=0`` is the cross-entropy.
 
     Multiclass (softmax), per position: ``ℓ = −Σ_c w_c·α_c·q_c·(1 − p_c)^γ·log p_c`` with q the
     label-smoothed one-hot label (label maps ``(B, *spatial)`` of class indices, never expanded to
@@ -261,7 +272,8 @@ class FocalLoss(LossWithWeightMap):
     ``ℓ = w_c·α_t·(1 − p_t)^γ·BCE`` with ``α_t = α·t + (1 − α)·(1 − t)``. Options as
     ``losses.torch.FocalLoss``: ``mode``, ``gamma``, ``alpha`` (binary/multilabel: the weight of
     the positives in [0, 1], as torchvision and MONAI; multiclass: one weight per class),
-    ``from_logits``, ``label_smoothing``, ``class_weights`` (relative), ``ignore_index``.
+    ``from_logits``, ``label_smoothing``, ``class_weights`` (relative), ``ignore_index``; and
+    ``data_format``, the layout of the inputs (as :class:`DiceLoss`).
 
     Each sample's loss is the mean of its terms over its valid positions (0 when it has none);
     Keras' reduction averages the samples. ``sample_weight``: one weight per image ``(B,)``, or a
@@ -282,6 +294,11 @@ class FocalLoss(LossWithWeightMap):
         label_smoothing: ε in [0, 1) (as :func:`focal_loss`).
         class_weights: one weight per channel, relative (divided by the largest).
         ignore_index: a target value whose positions (elements, for per-class targets) count nowhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -311,11 +328,12 @@ class FocalLoss(LossWithWeightMap):
         label_smoothing: float = 0.0,
         class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "focal_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(data_format, name, reduction, dtype)
         self.options = FocalOptions.create(
             mode=mode,
             from_logits=from_logits,
@@ -327,10 +345,10 @@ class FocalLoss(LossWithWeightMap):
         )
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return focal_per_sample(y_true, y_pred, self.options, weight)
+        return focal_per_sample(y_true, y_pred, self.options, weight, self.data_format)
 
     def get_config(self) -> dict[str, Any]:
-        return {**loss_config(self), **self.options.to_config()}
+        return {**super().get_config(), **self.options.to_config()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,6 +402,7 @@ def dice_ce_loss(
     overlap: str = "dice",
     overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
+    data_format: str | None = None,
     **options: Any,
 ) -> Any:
     """Dice (or another overlap loss) plus cross-entropy of each sample, shape ``(B,)``: see :class:`DiceCELoss`.
@@ -392,20 +411,26 @@ def dice_ce_loss(
     in every entry), ℓ the cross-entropy term of :func:`focal_loss` with ``gamma=0``.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
-            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
-        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
-            ``from_logits=False``).
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1), or per-class targets of ``y_pred``'s shape
+            (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (probabilities
+            with ``from_logits=False``).
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, for both terms.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_ce: the weight of the cross-entropy term (``>= 0``; not both 0).
         overlap: the member of the overlap family: ``"dice"``, ``"jaccard"``, ``"tversky"``,
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the cross-entropy term.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the other options of :class:`DiceLoss` (``from_logits``, ``smooth_nr``,
             ``smooth_dr``, ``squared``, ``log_loss``, ``soft_labels``, ``per_image``, ``classes``,
             ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
@@ -438,7 +463,7 @@ def dice_ce_loss(
         dict(options, mode=mode),
         dict(gamma=0.0, label_smoothing=label_smoothing),
     )
-    return pair_per_sample(y_true, y_pred, pair, weight)
+    return pair_per_sample(y_true, y_pred, pair, weight, data_format)
 
 
 @keras.saving.register_keras_serializable(package="losses")
@@ -455,6 +480,7 @@ def dice_focal_loss(
     overlap: str = "dice",
     overlap_options: dict[str, Any] | None = None,
     label_smoothing: float = 0.0,
+    data_format: str | None = None,
     **options: Any,
 ) -> Any:
     """Dice (or another overlap loss) plus focal loss of each sample, shape ``(B,)``: see :class:`DiceFocalLoss`.
@@ -463,14 +489,15 @@ def dice_focal_loss(
     value in every entry), ℓ the term of :func:`focal_loss`.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0
-            or 1), or per-class targets of ``y_pred``'s shape (probabilities in [0, 1]).
-        y_pred: logits ``(B, *spatial, C)``, channels last (probabilities with
-            ``from_logits=False``).
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1), or per-class targets of ``y_pred``'s shape
+            (probabilities in [0, 1]).
+        y_pred: logits ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (probabilities
+            with ``from_logits=False``).
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, for both terms.
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, for both terms.
         lambda_dice: the weight of the overlap term (``>= 0``).
         lambda_focal: the weight of the focal term (``>= 0``; not both 0).
         gamma: the focusing exponent, ``>= 0`` (0: cross-entropy).
@@ -480,6 +507,11 @@ def dice_focal_loss(
             ``"focal_tversky"`` or ``"generalized_dice"``.
         overlap_options: options of that member only (e.g. ``{"alpha": 0.3, "beta": 0.7}``).
         label_smoothing: ε in [0, 1) of the focal term.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the other options of :class:`DiceLoss` (``from_logits``, ``smooth_nr``,
             ``smooth_dr``, ``squared``, ``log_loss``, ``soft_labels``, ``per_image``, ``classes``,
             ``class_weights``, ``ignore_index``, ``empty_target``, ``average``,
@@ -512,33 +544,37 @@ def dice_focal_loss(
         dict(options, mode=mode),
         dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing),
     )
-    return pair_per_sample(y_true, y_pred, pair, weight)
+    return pair_per_sample(y_true, y_pred, pair, weight, data_format)
 
 
 class _PairLoss(LossWithWeightMap):
     lambda_names: tuple[str, str] = ("", "")
 
-    def __init__(self, pair: PairOptions, reduction: str | None, name: str, dtype: Any) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    def __init__(
+        self, pair: PairOptions, data_format: str | None, reduction: str | None, name: str, dtype: Any
+    ) -> None:
+        super().__init__(data_format, name, reduction, dtype)
         self.options = pair
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return pair_per_sample(y_true, y_pred, self.options, weight)
+        return pair_per_sample(y_true, y_pred, self.options, weight, self.data_format)
 
     def synced_batch_loss(self) -> bool:
         return bool(self.options.overlap.sync_across_ranks and not self.options.overlap.per_image)
 
     def loss_of_batch(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return _pair_rows(prepare_inputs(y_true, y_pred, self.options.overlap, weight), self.options)[0]
+        inputs = prepare_inputs(y_true, y_pred, self.options.overlap, weight, data_format=self.data_format)
+        return _pair_rows(inputs, self.options)[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {**loss_config(self), **self.options.to_config(self.lambda_names)}
+        return {**super().get_config(), **self.options.to_config(self.lambda_names)}
 
 
 @keras.saving.register_keras_serializable(package="losses")
 class DiceCELoss(_PairLoss):
-    """Dice (or another overlap loss) plus cross-entropy as a ``keras.losses.Loss``, channels last:
-    ``λ_dice·L_overlap + λ_ce·CE`` per image (per batch with ``per_image=False``).
+    """Dice (or another overlap loss) plus cross-entropy as a ``keras.losses.Loss``, channels last (or
+    first, with ``data_format``): ``λ_dice·L_overlap + λ_ce·CE`` per image (per batch with
+    ``per_image=False``).
 
     Both terms over the same valid positions, with one ``ignore_index``, one weight map (a
     per-position ``sample_weight``) and one rule for ``class_weights`` (class c's weight multiplies
@@ -577,6 +613,11 @@ class DiceCELoss(_PairLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -623,6 +664,7 @@ class DiceCELoss(_PairLoss):
         empty_target: str = "smooth",
         average: str = "macro",
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "dice_ce_loss",
         dtype: Any = None,
@@ -651,7 +693,7 @@ class DiceCELoss(_PairLoss):
             common,
             dict(gamma=0.0, label_smoothing=label_smoothing),
         )
-        super().__init__(pair, reduction, name, dtype)
+        super().__init__(pair, data_format, reduction, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package="losses")
@@ -694,6 +736,11 @@ class DiceFocalLoss(_PairLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -738,6 +785,7 @@ class DiceFocalLoss(_PairLoss):
         empty_target: str = "smooth",
         average: str = "macro",
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "dice_focal_loss",
         dtype: Any = None,
@@ -766,4 +814,4 @@ class DiceFocalLoss(_PairLoss):
             common,
             dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing),
         )
-        super().__init__(pair, reduction, name, dtype)
+        super().__init__(pair, data_format, reduction, name, dtype)

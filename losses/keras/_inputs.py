@@ -1,5 +1,7 @@
-"""The inputs of the Keras losses (channels last): shapes, target kinds, value checks, ignored
-positions and weight maps, the same for every loss of the package."""
+"""The inputs of the Keras losses: shapes, target kinds, value checks, ignored positions and weight
+maps, the same for every loss of the package. The inputs come channels last, ``(B, *spatial, C)``,
+or channels first, ``(B, C, *spatial)`` (``data_format``); they are checked in the layout they came
+in, so that an error shows the user's shapes, and the computation reads them channels last."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from losses._validation import InputOptions, shape_text
+from losses._validation import InputOptions, describe, shape_text
 from losses.keras._common import (
     check_floating,
     concrete_value,
     dtype_name,
+    loss_config,
     reduce_per_sample,
     Shape,
     shapes_match,
@@ -24,11 +27,43 @@ from losses.keras._common import (
 )
 
 
-def is_label_map(y_true_shape: Shape, y_pred_shape: Shape, mode: str) -> bool:
+DATA_FORMATS = ("channels_last", "channels_first")
+
+# The shape of y_pred in each layout, for error messages.
+PREDICTION_SHAPES = {"channels_last": "(B, *spatial, C)", "channels_first": "(B, C, *spatial)"}
+
+
+def resolve_data_format(data_format: Any) -> str:
+    """``data_format`` checked; None is Keras' global setting, ``keras.config.image_data_format()``
+    (read now: a loss object reads it when it is built, as Keras' layers do)."""
+    if data_format is None:
+        return cast(str, keras.config.image_data_format())
+    if not isinstance(data_format, str) or data_format not in DATA_FORMATS:
+        raise ValueError(
+            "data_format must be 'channels_last' (y_pred of shape (B, *spatial, C)), 'channels_first' "
+            "((B, C, *spatial)) or None (keras.config.image_data_format(), now "
+            f"{keras.config.image_data_format()!r}); got {describe(data_format)}"
+        )
+    return data_format
+
+
+def class_axis(rank: int, data_format: str) -> int:
+    """The axis of ``y_pred``'s classes (channels) in the layout ``data_format``."""
+    return 1 if data_format == "channels_first" else rank - 1
+
+
+def per_position_shapes(pred_shape: Shape, data_format: str) -> tuple[Shape, Shape]:
+    """The shapes of one value per position (a label map, a weight map) for ``y_pred`` of shape
+    ``pred_shape`` in the layout ``data_format``: without the class axis, and with it of size 1."""
+    axis = class_axis(len(pred_shape), data_format)
+    return (*pred_shape[:axis], *pred_shape[axis + 1 :]), (*pred_shape[:axis], 1, *pred_shape[axis + 1 :])
+
+
+def is_label_map(y_true_shape: Shape, y_pred_shape: Shape, mode: str, data_format: str = "channels_last") -> bool:
     """Whether ``y_true`` is a label map (else per-class targets of ``y_pred``'s shape); a clear error otherwise."""
     if shapes_match(y_true_shape, y_pred_shape):
         return False
-    label_shapes = (y_pred_shape[:-1], (*y_pred_shape[:-1], 1))
+    label_shapes = per_position_shapes(y_pred_shape, data_format)
     if mode != "multilabel" and any(shapes_match(y_true_shape, s) for s in label_shapes):
         return True
     if mode == "multilabel":
@@ -39,8 +74,8 @@ def is_label_map(y_true_shape: Shape, y_pred_shape: Shape, mode: str) -> bool:
             f"{shape_text(label_shapes[0])} or {shape_text(label_shapes[1])}"
         )
     raise ValueError(
-        f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)}; "
-        f"expected y_true of shape {expected}. Shapes are never broadcast."
+        f"y_true has shape {shape_text(y_true_shape)} but y_pred has shape {shape_text(y_pred_shape)} "
+        f"(data_format={data_format!r}); expected y_true of shape {expected}. Shapes are never broadcast."
     )
 
 
@@ -108,21 +143,23 @@ def ignored_positions(target: Any, ignore_index: int | None) -> Any:
     return ops.equal(target, ops.convert_to_tensor(ignore_index, dtype))
 
 
-def weight_map(weight: Any, pred_shape: Shape) -> Any:
+def weight_map(weight: Any, pred_shape: Shape, data_format: str = "channels_last") -> Any:
     """``weight`` as a weight per position ``(B, *spatial)``, checked (the values where known)."""
     shape = static_shape("weight", weight)
-    expected = (pred_shape[:-1], (*pred_shape[:-1], 1))
+    expected = per_position_shapes(pred_shape, data_format)
     if not any(shapes_match(shape, s) for s in expected):
         raise ValueError(
             f"weight has shape {shape_text(shape)}; expected a weight per position, "
             f"{shape_text(expected[0])} or {shape_text(expected[1])}, for y_pred of shape "
-            f"{shape_text(pred_shape)}. Shapes are never broadcast."
+            f"{shape_text(pred_shape)} (data_format={data_format!r}). Shapes are never broadcast."
         )
     values = concrete_value(weight)
     if values is not None:
         check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
     weight = ops.convert_to_tensor(weight)
-    return weight[..., 0] if len(shape) == len(pred_shape) else weight
+    if len(shape) == len(pred_shape):
+        return ops.squeeze(weight, axis=class_axis(len(shape), data_format))
+    return weight
 
 
 @dataclass(frozen=True)
@@ -144,39 +181,52 @@ def prepare_inputs(
     y_pred: Any,
     options: InputOptions,
     weight: Any = None,
-    target_kind: Callable[[Shape, Shape, Any], bool] | None = None,
+    target_kind: Callable[[Shape, Shape, Any, str], bool] | None = None,
+    data_format: str | None = "channels_last",
 ) -> Inputs:
-    """Shapes, dtypes and (where known) values of a loss's inputs, checked once for every loss.
+    """Shapes, dtypes and (where known) values of a loss's inputs, checked once for every loss, and
+    given to the computation channels last.
 
     ``options`` has ``mode``, ``from_logits``, ``ignore_index`` and ``check_num_classes``;
-    ``target_kind(true_shape, pred_shape, options)`` says whether ``y_true`` is a label map (raising
-    on a mismatch); by default :func:`is_label_map`.
+    ``target_kind(true_shape, pred_shape, options, data_format)`` says whether ``y_true`` is a label
+    map (raising on a mismatch); by default :func:`is_label_map`. ``data_format``: the layout of the
+    inputs, ``"channels_last"`` or ``"channels_first"`` (None: Keras' global setting, now).
     """
+    data_format = resolve_data_format(data_format)
     check_floating("y_pred", y_pred)
     pred_shape = static_shape("y_pred", y_pred)
     true_shape = static_shape("y_true", y_true)
     if len(pred_shape) < 3:
         raise ValueError(
-            "y_pred must have shape (B, *spatial, C) with at least one spatial dimension; "
-            f"got shape {shape_text(pred_shape)}"
+            f"y_pred must have shape {PREDICTION_SHAPES[data_format]} with at least one spatial dimension "
+            f"(data_format={data_format!r}); got shape {shape_text(pred_shape)}"
         )
-    num_classes = pred_shape[-1]
+    axis = class_axis(len(pred_shape), data_format)
+    num_classes = pred_shape[axis]
     if num_classes is None:
-        raise ValueError("y_pred must have a known number of channels (its last dimension)")
+        raise ValueError(
+            f"y_pred must have a known number of channels (its dimension {axis}, data_format={data_format!r})"
+        )
     options.check_num_classes(num_classes)
     if "complex" in dtype_name(y_true):
         raise TypeError(f"y_true must have a real dtype; got {dtype_name(y_true)}")
     if target_kind is None:
-        label_map = is_label_map(true_shape, pred_shape, options.mode)
+        label_map = is_label_map(true_shape, pred_shape, options.mode, data_format)
     else:
-        label_map = target_kind(true_shape, pred_shape, options)
-    weight = None if weight is None else weight_map(weight, pred_shape)
+        label_map = target_kind(true_shape, pred_shape, options, data_format)
+    weight = None if weight is None else weight_map(weight, pred_shape, data_format)
     # Before the conversion to tensors: labels beyond 32 bits are checked as they came.
     check_values(y_true, y_pred, options, label_map, num_classes)
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
+    if data_format == "channels_first":
+        # The computation reads the classes on the last axis. A target with a class axis (per-class
+        # targets, or a label map with an axis of size 1) moves with the prediction.
+        y_pred = ops.moveaxis(y_pred, 1, -1)
+        if len(true_shape) == len(pred_shape):
+            y_true = ops.moveaxis(y_true, 1, -1)
     # The number of positions, not -1: a batch of 0 images has no size to infer it from.
-    spatial = tuple(pred_shape[1:-1])
+    spatial = per_position_shapes(pred_shape, data_format)[0][1:]
     positions = math.prod(cast(tuple[int, ...], spatial)) if None not in spatial else ops.prod(ops.shape(y_pred)[1:-1])
     return Inputs(y_true, y_pred, weight, label_map, num_classes, positions)
 
@@ -210,12 +260,23 @@ class LossWithWeightMap(keras.losses.Loss):
     """A loss of the package as a ``keras.losses.Loss``; subclasses define :meth:`loss_per_sample`.
 
     ``sample_weight`` is one weight per image, ``(B,)`` (Keras' convention: it scales the image's
-    loss), or one per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``: a weight map that enters
-    every sum of the loss (a weight of 0 leaves the position out, as ``ignore_index``), unless
-    ``takes_weight_map`` is False.
+    loss), or one per position, ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)``
+    channels first): a weight map that enters every sum of the loss (a weight of 0 leaves the
+    position out, as ``ignore_index``), unless ``takes_weight_map`` is False.
+
+    ``data_format`` (``"channels_last"``, ``"channels_first"`` or None) is resolved here, None to
+    ``keras.config.image_data_format()``, and kept in the config: a model saved with a loss built for
+    channels first reloads with that loss, whatever the setting where it is loaded.
     """
 
     takes_weight_map = True
+
+    def __init__(self, data_format: str | None, name: str, reduction: str | None, dtype: Any) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.data_format = resolve_data_format(data_format)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**loss_config(self), "data_format": self.data_format}
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         # Not keras.losses.Loss.__call__, which converts both inputs to the loss dtype first: that

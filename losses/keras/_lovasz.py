@@ -1,5 +1,5 @@
-r"""The Lovász losses for Keras 3 (channels last), written in ``keras.ops``: ``LovaszSoftmaxLoss`` and
-``LovaszHingeLoss``.
+r"""The Lovász losses for Keras 3 (channels last, or first with ``data_format``), written in
+``keras.ops``: ``LovaszSoftmaxLoss`` and ``LovaszHingeLoss``.
 
 The definitions, the closed form of the extension's weights, ignored positions and ties are in
 :mod:`losses._lovasz`; the label checks are those of the overlap losses. The order is
@@ -17,8 +17,14 @@ from keras import ops
 
 from losses._lovasz import LovaszOptions, class_average, extension_weights
 from losses._validation import shape_text
-from losses.keras._common import Shape, compute_dtype, loss_config, serializable, shapes_match, upcast
-from losses.keras._inputs import LossWithWeightMap, label_indices, label_poison, prepare_inputs
+from losses.keras._common import Shape, compute_dtype, serializable, shapes_match, upcast
+from losses.keras._inputs import (
+    LossWithWeightMap,
+    label_indices,
+    label_poison,
+    per_position_shapes,
+    prepare_inputs,
+)
 
 
 class _LovaszOps:
@@ -44,12 +50,12 @@ class _LovaszOps:
         return ops.where(x < value, value, x)  # not ops.maximum: float32 for float64 x on the torch backend
 
 
-def _label_map_only(true_shape: Shape, pred_shape: Shape, options: LovaszOptions) -> bool:
-    label_shapes = (pred_shape[:-1], (*pred_shape[:-1], 1))
+def _label_map_only(true_shape: Shape, pred_shape: Shape, options: LovaszOptions, data_format: str) -> bool:
+    label_shapes = per_position_shapes(pred_shape, data_format)
     if not any(shapes_match(true_shape, s) for s in label_shapes):
         raise ValueError(
-            f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)}; "
-            f"expected a label map of shape {shape_text(label_shapes[0])} or "
+            f"y_true has shape {shape_text(true_shape)} but y_pred has shape {shape_text(pred_shape)} "
+            f"(data_format={data_format!r}); expected a label map of shape {shape_text(label_shapes[0])} or "
             f"{shape_text(label_shapes[1])} (class indices: the Lovász extension needs hard labels"
             + (
                 "; turn one-hot targets into labels with argmax over the channels"
@@ -66,9 +72,11 @@ def _rows(x: Any, per_image: bool) -> Any:
     return x if per_image else ops.reshape(ops.transpose(x, (1, 0, 2)), (1, x.shape[1], -1))
 
 
-def lovasz_per_sample(y_true: Any, y_pred: Any, options: LovaszOptions) -> Any:
+def lovasz_per_sample(
+    y_true: Any, y_pred: Any, options: LovaszOptions, data_format: str | None = "channels_last"
+) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
-    inputs = prepare_inputs(y_true, y_pred, options, target_kind=_label_map_only)
+    inputs = prepare_inputs(y_true, y_pred, options, target_kind=_label_map_only, data_format=data_format)
     num_classes, positions = inputs.num_classes, inputs.positions
     dtype = compute_dtype(inputs.y_pred)
     batch = ops.shape(inputs.y_pred)[0]
@@ -128,15 +136,15 @@ class _LovaszLoss(LossWithWeightMap):
     loss_name = ""
     takes_weight_map = False
 
-    def __init__(self, reduction: str | None, name: str, dtype: Any, **options: Any) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    def __init__(self, reduction: str | None, name: str, dtype: Any, data_format: str | None, **options: Any) -> None:
+        super().__init__(data_format, name, reduction, dtype)
         self.options = LovaszOptions.create(self.loss_name, **options)
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return lovasz_per_sample(y_true, y_pred, self.options)
+        return lovasz_per_sample(y_true, y_pred, self.options, self.data_format)
 
     def get_config(self) -> dict[str, Any]:
-        return {**loss_config(self), **self.options.to_dict()}
+        return {**super().get_config(), **self.options.to_dict()}
 
 
 @serializable
@@ -147,6 +155,7 @@ def lovasz_softmax_loss(
     per_image: bool = True,
     ignore_index: int | None = None,
     from_logits: bool = True,
+    data_format: str | None = None,
 ) -> Any:
     """Lovász-softmax loss of each sample, shape ``(B,)``: see :class:`LovaszSoftmaxLoss`.
 
@@ -155,15 +164,21 @@ def lovasz_softmax_loss(
     sample carries the loss of the whole batch.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices in ``[0, C)``.
-        y_pred: logits ``(B, *spatial, C)``, ``C >= 2``, channels last (probabilities with
-            ``from_logits=False``).
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices in ``[0, C)``.
+        y_pred: logits ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first, ``C >= 2``
+            (probabilities with ``from_logits=False``).
         classes: ``"present"`` (the classes in the target of each row; an absent class contributes
             nothing), ``"all"`` (every class) or a sequence of class indices (averaged whether
             present or not).
         per_image: one loss per image; ``False``: one loss for the batch, its positions sorted together.
         ignore_index: a target value whose positions are left out (gradient exactly 0).
         from_logits: apply the softmax over the channels inside.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
 
     Returns:
         The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
@@ -187,11 +202,17 @@ def lovasz_softmax_loss(
     options = LovaszOptions.create(
         "lovasz_softmax", classes=classes, per_image=per_image, ignore_index=ignore_index, from_logits=from_logits
     )
-    return lovasz_per_sample(y_true, y_pred, options)
+    return lovasz_per_sample(y_true, y_pred, options, data_format)
 
 
 @serializable
-def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_index: int | None = None) -> Any:
+def lovasz_hinge_loss(
+    y_true: Any,
+    y_pred: Any,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    data_format: str | None = None,
+) -> Any:
     """Lovász hinge loss of each sample, shape ``(B,)``: see :class:`LovaszHingeLoss`.
 
     The Lovász extension of the foreground's Jaccard loss at the hinge errors
@@ -199,11 +220,16 @@ def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_i
     every sample carries the loss of the whole batch.
 
     Args:
-        y_true: a binary label map ``(B, *spatial)`` or ``(B, *spatial, 1)``: 0 or 1, or
-            ``ignore_index``.
-        y_pred: one logit per position, ``(B, *spatial, 1)``.
+        y_true: a binary label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)``
+            channels first): 0 or 1, or ``ignore_index``.
+        y_pred: one logit per position, ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels first).
         per_image: one loss per image; ``False``: one loss for the batch.
         ignore_index: a target value whose positions are left out (gradient exactly 0).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
 
     Returns:
         The loss of each sample, shape ``(B,)`` (with ``per_image=False`` the batch loss in every
@@ -224,19 +250,20 @@ def lovasz_hinge_loss(y_true: Any, y_pred: Any, per_image: bool = True, ignore_i
     array([0.75], dtype=float32)
     """
     options = LovaszOptions.create("lovasz_hinge", per_image=per_image, ignore_index=ignore_index)
-    return lovasz_per_sample(y_true, y_pred, options)
+    return lovasz_per_sample(y_true, y_pred, options, data_format)
 
 
 @serializable
 class LovaszSoftmaxLoss(_LovaszLoss):
-    """Lovász-softmax loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last.
+    """Lovász-softmax loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last (or first,
+    with ``data_format``).
 
     Per class, the Lovász extension of the Jaccard loss at the errors ``|g − p|`` of the softmax
     probabilities, averaged over the classes given by ``classes``: ``"present"`` (in the target of
     the image, or of the batch with ``per_image=False``), ``"all"`` or a list of indices. Options
     (the same in ``losses.torch.LovaszSoftmaxLoss``): ``classes``, ``per_image``, ``ignore_index``,
-    ``from_logits`` and the Keras ``reduction``. ``y_true``: a label map ``(B, *spatial)`` or
-    ``(B, *spatial, 1)``, labels in ``[0, C)`` (checked eagerly, not inside ``tf.function`` /
+    ``from_logits``, ``data_format`` and the Keras ``reduction``. ``y_true``: a label map
+    ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels first), labels in ``[0, C)`` (checked eagerly, not inside ``tf.function`` /
     ``jit``) keeping their integer dtype. A NaN or ±inf in ``y_pred`` gives a NaN loss for its
     image (the batch with ``per_image=False``) and a NaN gradient for all of it; an empty batch
     gives 0 with ``reduction="sum"`` and NaN with ``"sum_over_batch_size"``. Registered as
@@ -248,6 +275,11 @@ class LovaszSoftmaxLoss(_LovaszLoss):
         per_image: one loss per image; False: the positions of the whole batch sorted together.
         ignore_index: a target value whose positions are left out (gradient exactly 0).
         from_logits: apply the softmax inside; False: ``y_pred`` is probabilities.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -279,6 +311,7 @@ class LovaszSoftmaxLoss(_LovaszLoss):
         per_image: bool = True,
         ignore_index: int | None = None,
         from_logits: bool = True,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "lovasz_softmax_loss",
         dtype: Any = None,
@@ -287,6 +320,7 @@ class LovaszSoftmaxLoss(_LovaszLoss):
             reduction,
             name,
             dtype,
+            data_format,
             classes=classes,
             per_image=per_image,
             ignore_index=ignore_index,
@@ -296,16 +330,23 @@ class LovaszSoftmaxLoss(_LovaszLoss):
 
 @serializable
 class LovaszHingeLoss(_LovaszLoss):
-    """Lovász hinge loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last: the Lovász
-    extension of the foreground's Jaccard loss at the hinge errors ``max(1 − z·(2g − 1), 0)``.
+    """Lovász hinge loss (Berman et al., 2018) as a ``keras.losses.Loss``, channels last (or first,
+    with ``data_format``): the Lovász extension of the foreground's Jaccard loss at the hinge errors
+    ``max(1 − z·(2g − 1), 0)``.
 
-    ``y_pred``: one logit per position, ``(B, *spatial, 1)``; ``y_true``: 0 or 1 (or
-    ``ignore_index``), ``(B, *spatial)`` or ``(B, *spatial, 1)``. Options ``per_image``,
-    ``ignore_index`` and the Keras ``reduction``, as in ``losses.torch.LovaszHingeLoss``.
+    ``y_pred``: one logit per position, ``(B, *spatial, 1)`` (channels first ``(B, 1, *spatial)``);
+    ``y_true``: 0 or 1 (or ``ignore_index``), ``(B, *spatial)`` or ``(B, *spatial, 1)``
+    (``(B, 1, *spatial)``). Options ``per_image``, ``ignore_index``, ``data_format`` and the Keras
+    ``reduction``, as in ``losses.torch.LovaszHingeLoss`` (channels first always).
 
     Args:
         per_image: one loss per image; False: the positions of the whole batch sorted together.
         ignore_index: a target value whose positions are left out (gradient exactly 0).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -331,8 +372,9 @@ class LovaszHingeLoss(_LovaszLoss):
         *,
         per_image: bool = True,
         ignore_index: int | None = None,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "lovasz_hinge_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(reduction, name, dtype, per_image=per_image, ignore_index=ignore_index)
+        super().__init__(reduction, name, dtype, data_format, per_image=per_image, ignore_index=ignore_index)

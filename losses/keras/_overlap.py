@@ -1,7 +1,8 @@
-"""The overlap losses for Keras 3 (channels last), written in ``keras.ops``: Dice, Jaccard, Tversky,
-focal Tversky and generalized Dice, on the general form of :mod:`losses._overlap`. On TensorFlow the
-per-class sums carry a hand-written gradient (:func:`_sums_with_gradient`); JAX and torch
-differentiate them by autodiff, which their compilers fuse."""
+"""The overlap losses for Keras 3 (channels last, or first with ``data_format``), written in
+``keras.ops``: Dice, Jaccard, Tversky, focal Tversky and generalized Dice, on the general form of
+:mod:`losses._overlap`. On TensorFlow the per-class sums carry a hand-written gradient
+(:func:`_sums_with_gradient`); JAX and torch differentiate them by autodiff, which their compilers
+fuse."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from losses._overlap import (
     OverlapOptions,
     overlap_loss,
 )
-from losses.keras._common import KerasOps, compute_dtype, loss_config, serializable, upcast
+from losses.keras._common import KerasOps, compute_dtype, serializable, upcast
 from losses.keras._inputs import Inputs, LossWithWeightMap, ignored_positions, label_indices, prepare_inputs
 
 
@@ -233,9 +234,11 @@ def overlap_rows(inputs: Inputs, options: OverlapOptions) -> Any:
     return overlap_loss(KerasOps, stats, weights, options.form)
 
 
-def overlap_per_sample(y_true: Any, y_pred: Any, options: OverlapOptions, weight: Any = None) -> Any:
+def overlap_per_sample(
+    y_true: Any, y_pred: Any, options: OverlapOptions, weight: Any = None, data_format: str | None = "channels_last"
+) -> Any:
     """Loss of each image, shape (B,); with per_image=False the batch loss repeated B times."""
-    inputs = prepare_inputs(y_true, y_pred, options, weight)
+    inputs = prepare_inputs(y_true, y_pred, options, weight, data_format=data_format)
     return per_sample(overlap_rows(inputs, options), inputs, options.per_image)
 
 
@@ -249,21 +252,22 @@ class _OverlapLoss(LossWithWeightMap):
 
     loss_name = ""
 
-    def __init__(self, reduction: str | None, name: str, dtype: Any, **options: Any) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    def __init__(self, reduction: str | None, name: str, dtype: Any, data_format: str | None, **options: Any) -> None:
+        super().__init__(data_format, name, reduction, dtype)
         self.options = OverlapOptions.create(self.loss_name, **options)
 
     def loss_per_sample(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return overlap_per_sample(y_true, y_pred, self.options, weight)
+        return overlap_per_sample(y_true, y_pred, self.options, weight, self.data_format)
 
     def synced_batch_loss(self) -> bool:
         return bool(self.options.sync_across_ranks and not self.options.per_image)
 
     def loss_of_batch(self, y_true: Any, y_pred: Any, weight: Any) -> Any:
-        return overlap_rows(prepare_inputs(y_true, y_pred, self.options, weight), self.options)[0]
+        inputs = prepare_inputs(y_true, y_pred, self.options, weight, data_format=self.data_format)
+        return overlap_rows(inputs, self.options)[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {**loss_config(self), **self.options.to_dict()}
+        return {**super().get_config(), **self.options.to_dict()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,7 +276,15 @@ class _OverlapLoss(LossWithWeightMap):
 
 
 @serializable
-def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+def dice_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    data_format: str | None = None,
+    **options: Any,
+) -> Any:
     """Dice loss of each sample, ``1 − (2·Σp·g + smooth_nr) / (Σp + Σg + smooth_dr)``; shape ``(B,)``.
 
     Per class, p the predicted probability and g the target summed over the positions of each image
@@ -282,15 +294,21 @@ def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = 
     batch is that loss.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
-            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
-            multi-hot or probabilities in [0, 1]).
-        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
-            (``from_logits=True``, the default) or probabilities.
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1; multiclass: ``[0, C)``), or per-class targets
+            of ``y_pred``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (``C = 1``
+            in binary mode), logits (``from_logits=True``, the default) or probabilities.
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, entering every sum (0 leaves the position out).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, entering every sum (0 leaves
+            the position out).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the keyword options of :class:`DiceLoss` (``squared``, ``log_loss``,
             ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
             ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
@@ -318,7 +336,7 @@ def dice_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = 
     >>> np.round(np.asarray(loss), 4)
     array([0.018], dtype=float32)
     """
-    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("dice", mode=mode, **options), weight)
+    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("dice", mode=mode, **options), weight, data_format)
 
 
 class _RatioLoss(_OverlapLoss):
@@ -341,6 +359,7 @@ class _RatioLoss(_OverlapLoss):
         empty_target: str = "smooth",
         average: str = "macro",
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
@@ -349,6 +368,7 @@ class _RatioLoss(_OverlapLoss):
             reduction,
             name or f"{self.loss_name}_loss",
             dtype,
+            data_format,
             mode=mode,
             from_logits=from_logits,
             smooth_nr=smooth_nr,
@@ -368,7 +388,7 @@ class _RatioLoss(_OverlapLoss):
 
 @serializable
 class DiceLoss(_RatioLoss):
-    """Dice loss as a ``keras.losses.Loss``, channels last.
+    """Dice loss as a ``keras.losses.Loss``, channels last (``data_format="channels_first"``: first).
 
     Per class, with p the predicted and g the target probability, summed over the pixels of each
     image (``per_image=True``) or of the whole batch::
@@ -380,11 +400,17 @@ class DiceLoss(_RatioLoss):
     "multiclass", "multilabel"), ``from_logits``, ``smooth_nr``, ``smooth_dr``, ``squared``,
     ``log_loss``, ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
     ``empty_target`` ("smooth", "exclude", "penalize"), ``average`` ("macro", "micro"),
-    ``sync_across_ranks`` and the Keras ``reduction``. Registered as serializable under the package
-    ``losses``.
+    ``sync_across_ranks``, ``data_format`` and the Keras ``reduction``. Registered as serializable
+    under the package ``losses``.
 
     ``sample_weight``: one weight per image ``(B,)``, or a weight map ``(B, *spatial)`` /
     ``(B, *spatial, 1)`` that enters every sum (``model.fit(x, y, sample_weight=pixel_weights)``).
+
+    ``data_format``: the layout of the inputs, as Keras' layers take it. ``"channels_first"`` reads
+    ``y_pred`` as ``(B, C, *spatial)``, per-class targets of its shape, label maps and weight maps as
+    ``(B, *spatial)`` or ``(B, 1, *spatial)``; the loss and the gradient are those of the inputs
+    channels last. None (the default) is ``keras.config.image_data_format()`` when the loss is
+    built; the value is kept in the config, so a saved model reloads with the layout it trained with.
 
     ``sync_across_ranks=True`` (TensorFlow backend, ``model.fit`` under a ``tf.distribute`` strategy
     such as ``MirroredStrategy``): with ``per_image=False`` the per-class sums are all-reduced over
@@ -422,6 +448,11 @@ class DiceLoss(_RatioLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -449,22 +480,36 @@ class DiceLoss(_RatioLoss):
 
 
 @serializable
-def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+def jaccard_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    data_format: str | None = None,
+    **options: Any,
+) -> Any:
     """Jaccard (IoU) loss of each sample, ``1 − (Σp·g + s_nr) / (Σp + Σg − Σp·g + s_dr)``; shape ``(B,)``.
 
     Per class, averaged over the classes; the functional form of :class:`JaccardLoss`, with inputs
     and options as :func:`dice_loss`.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
-            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
-            multi-hot or probabilities in [0, 1]).
-        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
-            (``from_logits=True``, the default) or probabilities.
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1; multiclass: ``[0, C)``), or per-class targets
+            of ``y_pred``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (``C = 1``
+            in binary mode), logits (``from_logits=True``, the default) or probabilities.
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, entering every sum (0 leaves the position out).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, entering every sum (0 leaves
+            the position out).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the keyword options of :class:`JaccardLoss` (``squared``, ``log_loss``,
             ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
             ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
@@ -490,7 +535,9 @@ def jaccard_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
     >>> np.round(np.asarray(jaccard_loss(np.array([[[1, 0], [0, 1]]]), logits, mode="binary")), 4)
     array([0.0353], dtype=float32)
     """
-    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("jaccard", mode=mode, **options), weight)
+    return overlap_per_sample(
+        y_true, y_pred, OverlapOptions.create("jaccard", mode=mode, **options), weight, data_format
+    )
 
 
 @serializable
@@ -522,6 +569,11 @@ class JaccardLoss(_RatioLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -544,22 +596,36 @@ class JaccardLoss(_RatioLoss):
 
 
 @serializable
-def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+def tversky_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    data_format: str | None = None,
+    **options: Any,
+) -> Any:
     """Tversky loss of each sample, ``1 − (TP + s_nr) / (TP + α·FP + β·FN + s_dr)``; shape ``(B,)``.
 
     With TP = Σp·g, FP = Σp − TP, FN = Σg − TP per class, averaged over the classes: ``alpha``
     weighs false positives, ``beta`` false negatives. The functional form of :class:`TverskyLoss`.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
-            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
-            multi-hot or probabilities in [0, 1]).
-        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
-            (``from_logits=True``, the default) or probabilities.
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1; multiclass: ``[0, C)``), or per-class targets
+            of ``y_pred``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (``C = 1``
+            in binary mode), logits (``from_logits=True``, the default) or probabilities.
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, entering every sum (0 leaves the position out).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, entering every sum (0 leaves
+            the position out).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the keyword options of :class:`TverskyLoss` (``alpha``, ``beta``, ``log_loss``,
             ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
             ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
@@ -586,7 +652,9 @@ def tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any
     >>> np.round(np.asarray(loss), 4)
     array([0.018], dtype=float32)
     """
-    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("tversky", mode=mode, **options), weight)
+    return overlap_per_sample(
+        y_true, y_pred, OverlapOptions.create("tversky", mode=mode, **options), weight, data_format
+    )
 
 
 @serializable
@@ -622,6 +690,11 @@ class TverskyLoss(_OverlapLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -660,6 +733,7 @@ class TverskyLoss(_OverlapLoss):
         empty_target: str = "smooth",
         average: str = "macro",
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "tversky_loss",
         dtype: Any = None,
@@ -668,6 +742,7 @@ class TverskyLoss(_OverlapLoss):
             reduction,
             name,
             dtype,
+            data_format,
             mode=mode,
             alpha=alpha,
             beta=beta,
@@ -687,22 +762,36 @@ class TverskyLoss(_OverlapLoss):
 
 
 @serializable
-def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any) -> Any:
+def focal_tversky_loss(
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    data_format: str | None = None,
+    **options: Any,
+) -> Any:
     """Focal Tversky loss of each sample: per class ``max(1 − T, 0)^γ`` averaged over classes; shape ``(B,)``.
 
     ``T = (TP + s_nr) / (TP + α·FP + β·FN + s_dr)`` is the Tversky index of :func:`tversky_loss`.
     The functional form of :class:`FocalTverskyLoss`.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
-            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
-            multi-hot or probabilities in [0, 1]).
-        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
-            (``from_logits=True``, the default) or probabilities.
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1; multiclass: ``[0, C)``), or per-class targets
+            of ``y_pred``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (``C = 1``
+            in binary mode), logits (``from_logits=True``, the default) or probabilities.
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, entering every sum (0 leaves the position out).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, entering every sum (0 leaves
+            the position out).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the keyword options of :class:`FocalTverskyLoss` (``alpha``, ``beta``, ``gamma``,
             ``empty_target``, ``average`` and ``from_logits``, ``smooth_nr``, ``smooth_dr``,
             ``soft_labels``, ``per_image``, ``classes``, ``class_weights``, ``ignore_index``,
@@ -728,7 +817,9 @@ def focal_tversky_loss(y_true: Any, y_pred: Any, mode: str = "multiclass", weigh
     >>> np.round(np.asarray(focal_tversky_loss(np.array([[[1, 0], [0, 1]]]), logits, mode="binary")), 4)
     array([0.0491], dtype=float32)
     """
-    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("focal_tversky", mode=mode, **options), weight)
+    return overlap_per_sample(
+        y_true, y_pred, OverlapOptions.create("focal_tversky", mode=mode, **options), weight, data_format
+    )
 
 
 @serializable
@@ -762,6 +853,11 @@ class FocalTverskyLoss(_OverlapLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -800,6 +896,7 @@ class FocalTverskyLoss(_OverlapLoss):
         empty_target: str = "smooth",
         average: str = "macro",
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "focal_tversky_loss",
         dtype: Any = None,
@@ -808,6 +905,7 @@ class FocalTverskyLoss(_OverlapLoss):
             reduction,
             name,
             dtype,
+            data_format,
             mode=mode,
             alpha=alpha,
             beta=beta,
@@ -828,7 +926,13 @@ class FocalTverskyLoss(_OverlapLoss):
 
 @serializable
 def generalized_dice_loss(
-    y_true: Any, y_pred: Any, mode: str = "multiclass", weight: Any = None, **options: Any
+    y_true: Any,
+    y_pred: Any,
+    mode: str = "multiclass",
+    weight: Any = None,
+    *,
+    data_format: str | None = None,
+    **options: Any,
 ) -> Any:
     """Generalized Dice loss of each sample (Sudre et al., 2017); shape ``(B,)``.
 
@@ -837,15 +941,21 @@ def generalized_dice_loss(
     :class:`GeneralizedDiceLoss`.
 
     Args:
-        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` of class indices (binary: 0 or
-            1; multiclass: ``[0, C)``), or per-class targets of ``y_pred``'s shape (one-hot,
-            multi-hot or probabilities in [0, 1]).
-        y_pred: predictions ``(B, *spatial, C)``, channels last (``C = 1`` in binary mode), logits
-            (``from_logits=True``, the default) or probabilities.
+        y_true: a label map ``(B, *spatial)`` or ``(B, *spatial, 1)`` (``(B, 1, *spatial)`` channels
+            first) of class indices (binary: 0 or 1; multiclass: ``[0, C)``), or per-class targets
+            of ``y_pred``'s shape (one-hot, multi-hot or probabilities in [0, 1]).
+        y_pred: predictions ``(B, *spatial, C)``, or ``(B, C, *spatial)`` channels first (``C = 1``
+            in binary mode), logits (``from_logits=True``, the default) or probabilities.
         mode: ``"binary"`` (``C = 1``, sigmoid), ``"multiclass"`` (``C >= 2``, softmax) or
             ``"multilabel"`` (independent sigmoids; target of the prediction's shape).
-        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``, finite
-            and ``>= 0``, entering every sum (0 leaves the position out).
+        weight: an optional weight per position, ``(B, *spatial)`` or ``(B, *spatial, 1)``
+            (``(B, 1, *spatial)`` channels first), finite and ``>= 0``, entering every sum (0 leaves
+            the position out).
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         **options: the keyword options of :class:`GeneralizedDiceLoss` (``weight_type`` and
             ``from_logits``, ``smooth_nr``, ``smooth_dr``, ``soft_labels``, ``per_image``,
             ``classes``, ``class_weights``, ``ignore_index``, ``sync_across_ranks``), with its
@@ -871,7 +981,9 @@ def generalized_dice_loss(
     >>> np.round(np.asarray(generalized_dice_loss(np.array([[[0, 1], [1, 0]]]), logits)), 4)
     array([0.0003], dtype=float32)
     """
-    return overlap_per_sample(y_true, y_pred, OverlapOptions.create("generalized_dice", mode=mode, **options), weight)
+    return overlap_per_sample(
+        y_true, y_pred, OverlapOptions.create("generalized_dice", mode=mode, **options), weight, data_format
+    )
 
 
 @serializable
@@ -901,6 +1013,11 @@ class GeneralizedDiceLoss(_OverlapLoss):
         sync_across_ranks: under a ``tf.distribute`` strategy (TensorFlow backend) with
             ``per_image=False``, all-reduce the per-class sums over the replicas, so that the loss
             and gradients are those of the global batch; nothing elsewhere.
+        data_format: ``"channels_last"``: ``y_pred`` of shape ``(B, *spatial, C)``;
+            ``"channels_first"``: ``(B, C, *spatial)``, ``y_true`` and a weight per position in the
+            same layout (a label map ``(B, *spatial)`` or ``(B, 1, *spatial)``); None:
+            ``keras.config.image_data_format()``, read when a loss object is built and at each call
+            of a function.
         reduction: the Keras reduction over the samples: ``"sum_over_batch_size"`` (the mean),
             ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` or None (one loss per sample).
         name: the name of the loss (its Keras name scope).
@@ -935,6 +1052,7 @@ class GeneralizedDiceLoss(_OverlapLoss):
         class_weights: ClassWeights | None = None,
         ignore_index: int | None = None,
         sync_across_ranks: bool = False,
+        data_format: str | None = None,
         reduction: str | None = "sum_over_batch_size",
         name: str = "generalized_dice_loss",
         dtype: Any = None,
@@ -943,6 +1061,7 @@ class GeneralizedDiceLoss(_OverlapLoss):
             reduction,
             name,
             dtype,
+            data_format,
             mode=mode,
             weight_type=weight_type,
             from_logits=from_logits,
