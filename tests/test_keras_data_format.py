@@ -227,6 +227,39 @@ def test_channels_first_under_tf_function_gives_the_channels_last_loss_and_gradi
     assert_same_loss(traced("channels_first", first), traced("channels_last", last))
 
 
+@tensorflow_only
+@pytest.mark.parametrize("name", ["dice", "dice_ce", "lovasz_softmax"])
+def test_channels_first_under_tf_function_with_unknown_sizes(name):
+    """An input signature of unknown sizes but the class axes (a target of unknown size there could
+    be per-class targets): the weight map's axis of size 1 is known only when the function runs."""
+    import tensorflow as tf
+
+    target = "labels_with_axis" if name == "lovasz_softmax" else "weight_map_with_axis"
+    options, first, last = inputs(name, target, seed=2)
+    if name != "lovasz_softmax":
+        first["y_true"] = first["y_true"][:, None]
+        last["y_true"] = last["y_true"][..., None]
+    loss = LOSSES[name].cls(**options, data_format="channels_first")
+    unknown = [None] * 4
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 1, None, None], "int64"),
+            tf.TensorSpec([None, CLASSES, None, None]),
+            tf.TensorSpec(unknown),
+        ]
+    )
+    def step(y_true: Any, y_pred: Any, weight: Any) -> Any:
+        return loss(y_true, y_pred, sample_weight=None if name == "lovasz_softmax" else weight)
+
+    weight = first["weight"] if first["weight"] is not None else np.ones((BATCH, 1, *SPATIAL), "float32")
+    got = step(first["y_true"].astype("int64"), first["y_pred"], weight)
+    expected = LOSSES[name].cls(**options, data_format="channels_last")(
+        last["y_true"], last["y_pred"], sample_weight=last["weight"]
+    )
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_a_per_image_sample_weight_is_unchanged_channels_first():
     options, first, last = inputs("dice", "labels")
     per_image = np.array([1.0, 0.25], "float32")

@@ -158,7 +158,8 @@ def weight_map(weight: Any, pred_shape: Shape, data_format: str = "channels_last
         check_range("weight", np.asarray(values, np.float64), 0, np.inf, "finite and >= 0", None, finite=True)
     weight = ops.convert_to_tensor(weight)
     if len(shape) == len(pred_shape):
-        return ops.squeeze(weight, axis=class_axis(len(shape), data_format))
+        # Indexed, not squeezed: inside a traced function the axis's size may be unknown.
+        return weight[:, 0] if data_format == "channels_first" else weight[..., 0]
     return weight
 
 
