@@ -224,6 +224,9 @@ _KERAS_INPUTS = (
     "prepare_inputs",
     "label_indices",
     "_per_position",
+    "resolve_data_format",
+    "class_axis",
+    "per_position_shapes",
 )
 
 # The table to edit when the code moves: one row per (source file, region) and the tests that
@@ -344,7 +347,12 @@ TARGETS = (
         "keras-inputs",
         "losses/keras/_inputs.py",
         _KERAS_INPUTS,
-        ("tests/test_keras_overlap.py", "tests/test_keras_dice.py", "tests/test_keras_robustness.py"),
+        (
+            "tests/test_keras_overlap.py",
+            "tests/test_keras_dice.py",
+            "tests/test_keras_robustness.py",
+            "tests/test_keras_data_format.py",
+        ),
     ),
 )
 
