@@ -194,6 +194,30 @@ def test_a_non_finite_value_comes_out_of_the_loss_under_xla(loss, data):
     assert not np.isfinite(grad[may]).all(), (where, index)
 
 
+@pytest.mark.parametrize(
+    "mode, y_pred, y_true, weight",
+    [
+        # a NaN target in class 0 of a position that class 1's target (ignore_index) leaves out
+        ("multiclass", [[[[0.53, 0.47]]]], [[[[np.nan, 255.0]]]], None),
+        # a NaN target at a position of weight 0
+        ("multilabel", [[[[0.3, 0.6]], [[0.2, 0.9]]]], [[[[np.nan, 1.0]], [[0.0, 1.0]]]], [[[0.0], [1.0]]]),
+        ("binary", [[[[0.3]], [[0.8]]]], [[[[np.nan]], [[1.0]]]], [[[0.0], [1.0]]]),
+    ],
+)
+def test_a_nan_target_left_out_of_the_sums_still_comes_out_under_xla(mode, y_pred, y_true, weight):
+    """XLA rewrites the product with a 0/1 validity or a 0 weight as a select, which drops the NaN of
+    a position left out: the focal term adds the float target's NaN after the weights, as it does
+    the prediction's."""
+    options = dict(mode=mode, from_logits=False, ignore_index=255)
+    if weight is not None:
+        options["weight"] = ops.convert_to_tensor(np.asarray(weight, "float32"))
+    y_pred = ops.convert_to_tensor(np.asarray(y_pred, "float32"))
+    y_true = ops.convert_to_tensor(np.asarray(y_true, "float32"))
+    for fn in (focal_loss, dice_focal_loss, dice_ce_loss):
+        value = compiled(lambda t, p, fn=fn: fn(t, p, **options), xla=True)(y_true, y_pred)
+        assert np.isnan(np.asarray(ops.convert_to_numpy(value))).all(), fn.__name__
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_nan_label_in_a_float_label_map_comes_out_of_the_compiled_loss(loss):
     """Eagerly a NaN label is a ValueError; traced, where values are not checked, the loss of its image

@@ -83,6 +83,9 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
         else:
             per_class = factors * focal(log_p)  # (B, N, C)
             q = ops.reshape(inputs.y_true, (batch, positions, num_classes))
+            poison = label_poison(q)
+            if poison is not None:
+                poison = ops.sum(poison, axis=-1)
             ignored = ignored_positions(q, options.ignore_index)
             q = ops.cast(q, dtype)
             valid = None
@@ -92,10 +95,11 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
             q = (1.0 - smoothing) * q + smoothing / num_classes
             terms = ops.sum(q * per_class, axis=-1)
         mark = ops.sum(non_finite_mark(x), axis=-1)
-        if inputs.label_map and poison is not None:
+        if poison is not None:
             mark = mark + ops.cast(poison, dtype)
     else:
         t = ops.reshape(inputs.y_true, (batch, positions, 1 if inputs.label_map else num_classes))
+        poison = label_poison(t)
         ignored = ignored_positions(t, options.ignore_index)
         t = ops.cast(t, dtype)
         if ignored is not None:
@@ -120,7 +124,9 @@ def focal_terms(inputs: Inputs, options: FocalOptions) -> tuple[Any, Any]:
             terms = ((1.0 - alpha) + (2.0 * alpha - 1.0) * t) * terms  # α·t + (1 − α)·(1 − t)
         valid = None if ignored is None else ops.broadcast_to(ops.logical_not(ignored), ops.shape(terms))
         mark = non_finite_mark(x)
-    # A NaN or ±inf logit (or float label) makes its term NaN, and the logit's gradient NaN: added
+        if poison is not None:
+            mark = mark + ops.cast(poison, dtype)
+    # A NaN or ±inf logit (or float target) makes its term NaN, and the logit's gradient NaN: added
     # after the weights, since XLA rewrites a product with a 0/1 weight as a select, which drops the
     # NaN of an ignored or zero-weight position.
     if valid is None and inputs.weight is None:
