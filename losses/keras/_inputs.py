@@ -245,10 +245,11 @@ def label_indices(labels: Any, ignore_index: int | None) -> tuple[Any, Any]:
 
 
 def label_poison(labels: Any) -> Any:
-    """0 where a label is finite and NaN where it is not, per position (float labels; None for
-    integer ones). Rounded and cast to int32, a NaN label would pick a class (which one depends on the
-    backend and on XLA): a loss adds this instead, so that the NaN reaches it where the value checks
-    do not run (traced code)."""
+    """0 where a label (or a per-class target) is finite and NaN where it is not, per element (float
+    values; None for integer ones). Rounded and cast to int32, a NaN label would pick a class (which
+    one depends on the backend and on XLA), and a product with a 0/1 weight under XLA drops a NaN
+    target: a loss adds this after its weights instead, so that the NaN reaches it where the value
+    checks do not run (traced code)."""
     if not keras.backend.is_float_dtype(dtype_name(labels)):
         return None
     return ops.where(ops.isfinite(labels), 0.0, np.nan)
