@@ -440,3 +440,93 @@ def test_probabilities_and_labels_both_out_of_range_in_one_image_raise():
     labels[0, 2, 2] = 7
     with kernels("auto"), pytest.raises(ValueError):
         dice_loss(probabilities, labels, mode="multiclass", from_logits=False)
+
+
+def _outcome(function):
+    """What a loss call gives: ("error", type, message) or ("value", loss, gradient), NaN kept."""
+    try:
+        return ("value",) + function()
+    except (ValueError, RuntimeError) as error:
+        return ("error", type(error), str(error))
+
+
+@settings(max_examples=60)
+@given(
+    st.sampled_from(["label", "target", "logit", "probability"]),
+    st.sampled_from([2.0, -1.0, 1.5, -0.5, -0.0, float("nan"), float("inf"), float("-inf")]),
+    st.integers(0, 2 * 16384 + 5 - 1),
+    st.sampled_from(["basic", "ignore", "weight"]),
+    st.sampled_from([dice_loss, "dice_ce", "dice_focal"]),
+)
+def test_one_unusual_value_anywhere_in_a_binary_pass_is_found_as_on_the_portable_path(
+    where, value, position, variant, loss
+):
+    """The rows passes check every value with one maximum of its bits per chunk and count a chunk
+    exactly only when that maximum is suspect: one bad value at any position (chunk boundaries
+    included), a −0.0 (suspect, but no bad value) and values at ignored positions must give what the
+    portable path gives: the same error, or the same loss and gradient with NaN where it belongs."""
+    from losses.torch.functional import dice_ce_loss, dice_focal_loss
+
+    if where == "label" and not (np.isfinite(value) and value == int(value)):
+        value = 3.0  # a label map holds integers
+    assume(not (where == "logit" and value in (2.0, -1.0, 1.5, -0.5)))  # ordinary logits
+    loss_fn = {"dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss}.get(loss, loss)
+    from_logits = where != "probability"
+    assume(from_logits or loss is dice_loss)  # the terms read logits
+    rng = np.random.default_rng(position)
+    shape = (2, 1, 5, 2 * 16384 // 5 + 1)  # two images, each beyond one chunk of positions
+    size = shape[2] * shape[3]
+    x = torch.as_tensor(rng.normal(size=shape) if from_logits else rng.random(shape), dtype=torch.float32)
+    labels = where == "label"
+    # A label map (B, H, W) of class indices, or per-class targets of the prediction's shape.
+    target_shape = (shape[0], *shape[2:]) if labels else shape
+    target = torch.as_tensor(rng.integers(0, 2, target_shape), dtype=torch.int64 if labels else torch.float32)
+    options = {"mode": "binary", "from_logits": from_logits, "reduction": "none"}
+    if variant == "ignore":
+        options["ignore_index"] = 255
+        target.view(-1)[::7] = 255  # ignored positions: any value there is no bad value
+    weight = torch.as_tensor(rng.random((2, 1, *shape[2:])), dtype=torch.float32) if variant == "weight" else None
+    index = size + position % size  # in the second image
+    if where in ("label", "target"):
+        target.view(-1)[index] = value
+    else:
+        x.view(-1)[index] = value
+
+    def run():
+        leaf = x.clone().requires_grad_(True)
+        kwargs = dict(options, weight=weight) if weight is not None else options
+        result = loss_fn(leaf, target, **kwargs)
+        (grad,) = torch.autograd.grad(result.sum(), leaf)
+        return result.detach().double().numpy(), grad.double().numpy()
+
+    with kernels("auto"):
+        fused = _outcome(run)
+    with kernels("torch"):
+        portable = _outcome(run)
+    assert fused[0] == portable[0], (fused, portable)
+    if fused[0] == "error":
+        assert fused[1] is portable[1] and fused[2].split(":")[0] == portable[2].split(":")[0]
+        return
+    np.testing.assert_allclose(fused[1], portable[1], rtol=2e-5, atol=2e-6, equal_nan=True)
+    assert np.array_equal(np.isnan(fused[2]), np.isnan(portable[2]))
+    assert np.isfinite(fused[1][0])  # the first image is clean
+
+
+def test_the_short_logarithms_of_the_binary_passes_are_within_two_ulps():
+    """The coefficients of log1p_unit and neg_log1m_half in cpu_overlap.c, evaluated in float32 as the
+    kernels do (tools/fit_log_polynomials.py, which fitted them), over their whole ranges."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("fit_log_polynomials", root / "tools" / "fit_log_polynomials.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    source = (root / "losses" / "torch" / "_kernels" / "cpu_overlap.c").read_text()
+    for name, f, high in (("log1p_unit", np.log1p, 1.0), ("neg_log1m_half", lambda t: -np.log1p(-t), 0.5)):
+        body = re.search(rf"float {name}\(float \w+\) {{\s*static const float g\[8\] = {{([^}}]*)}}", source)
+        assert body is not None, name
+        coefficients = np.array([float(c.strip().rstrip("f")) for c in body.group(1).split(",")], np.float32)
+        worst, _ = tool._ulps(f, coefficients, high)
+        assert worst < 2.0, (name, worst)

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.autograd.gradcheck import GradcheckError
@@ -560,6 +561,45 @@ def test_the_fused_cpu_cross_entropy_of_a_confident_right_logit_is_e_to_the_minu
                 torch.tensor([[[value]]]), torch.ones(1, 1, 1), mode="binary", gamma=0.0, reduction="sum"
             ).item()
             assert ours == pytest.approx(np.log1p(np.exp(-np.float64(value))), rel=1e-5)
+
+
+# Logit magnitudes over the whole range of the short logarithms of the binary passes (e^−|x| and
+# σ(−|x|) from 1 down to 1e-35), normal float32 results only.
+_MAGNITUDES = np.concatenate([[0.0, 1e-8, 1e-3], np.linspace(0.01, 80.0, 997)])
+_BINARY_LOGITS = np.concatenate([_MAGNITUDES, -_MAGNITUDES]).astype(np.float32)
+
+
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.3])
+def test_the_fused_binary_cross_entropy_keeps_float_precision_at_every_logit(t):
+    """Position by position (a batch of one-position images, per image), max(x, 0) − t·x + log(1 + e^−|x|)
+    of the stats pass: within a few float32 roundings of float64 also where it is far below 1 (a
+    confident right answer), so a wrong coefficient of its logarithm shows."""
+    x = torch.as_tensor(_BINARY_LOGITS).view(-1, 1, 1, 1)
+    with kernels("auto"):
+        got = dice_ce_loss(x, torch.full(x.shape, t), "binary", lambda_dice=0.0, reduction="none").double().numpy()
+    xd = _BINARY_LOGITS.astype(np.float64)
+    exact = np.maximum(xd, 0) - t * xd + np.log1p(np.exp(-np.abs(xd)))
+    np.testing.assert_allclose(got, exact, rtol=4e-7, atol=0)
+
+
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.3])
+def test_the_fused_binary_focal_gradient_keeps_float_precision_at_every_logit(t):
+    """The focal gradient pass takes log(1 + e^−|x|) as −log(1 − σ(−|x|)) from the stored σ(−|x|):
+    each position's gradient against float64 over the whole range, to float32's precision where it
+    is a normal float. The float64 side is written so that it keeps its own relative precision
+    (1 − p_t from σ(±x), the cross-entropy from softplus): 1 − σ(x) in float64 would not at x = 25."""
+    logits = _BINARY_LOGITS.reshape(1, 1, -1)
+    with kernels("auto"):
+        x32 = torch.as_tensor(logits).requires_grad_(True)
+        (got,) = torch.autograd.grad(focal_loss(x32, torch.full(logits.shape, t), mode="binary", reduction="sum"), x32)
+    x = torch.as_tensor(logits, dtype=torch.float64).requires_grad_(True)
+    miss = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)  # 1 − p_t
+    cross_entropy = t * F.softplus(-x) + (1 - t) * F.softplus(x)
+    (exact,) = torch.autograd.grad((miss**2 * cross_entropy).sum(), x)
+    normal = exact.abs() > 1e-36
+    assert normal.sum() > 1000
+    np.testing.assert_allclose(got[normal].double().numpy(), exact[normal].numpy(), rtol=1e-5, atol=0)
+    np.testing.assert_allclose(got[~normal].double().numpy(), exact[~normal].numpy(), rtol=0, atol=2e-38)
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])

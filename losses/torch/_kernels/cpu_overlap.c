@@ -15,7 +15,9 @@
  * valid labels outside {0, 1} (binary) or [0, C) (multiclass), the valid per-class targets outside
  * [0, 1], and, when the input holds probabilities, every finite input outside [0, 1]; the
  * non-finite count every input and float target that is NaN or infinite (the caller turns the sums
- * of such an image into NaN). Variants: "basic" (no ignore_index, no weights; only I, P, G
+ * of such an image into NaN). The rows passes (binary, multilabel) find such values with one
+ * maximum of bits per value and count a chunk exactly only where that maximum is suspect (see
+ * float_bits); the callers read both counts only as "any". Variants: "basic" (no ignore_index, no weights; only I, P, G
  * needed) skips the other sums; "weighted" reads the weight map (B, N).
  *
  * Gradient pass: from four coefficients per row and class (∂loss/∂I, ∂loss/∂P, ∂loss/∂P2,
@@ -69,9 +71,7 @@ struct Pass {
  * below -87.34 and 0 below -103.97, so that the sigmoid and softmax agree with PyTorch's to the
  * last bits also for extreme logits; branch-free, so that loops over it vectorise (the libm call
  * does not). 2^k is applied as two factors 2^(k/2), each a normal float even where 2^k is not. */
-SCALAR float exp_full(float x) {
-    x = x < -110.0f ? -110.0f : x; /* e^-110 rounds to 0, as everything below */
-    x = x > 89.0f ? 89.0f : x;     /* e^89 overflows to +inf, as everything above */
+SCALAR float exp_in_range(float x) { /* x in [-110, 89] */
     /* Adding 1.5·2^23 rounds x·log2(e) to the integer k and leaves k in the low mantissa bits. */
     const float shifted = x * 1.44269504088896341f + 12582912.0f;
     const float k = shifted - 12582912.0f;
@@ -93,6 +93,24 @@ SCALAR float exp_full(float x) {
     y = y * r + 5.0000001201e-1f;
     y = y * r * r + r + 1.0f;
     return y * scale_low * scale_high;
+}
+
+SCALAR float exp_full(float x) {
+    x = x < -110.0f ? -110.0f : x; /* e^-110 rounds to 0, as everything below */
+    x = x > 89.0f ? 89.0f : x;     /* e^89 overflows to +inf, as everything above */
+    return exp_in_range(x);
+}
+
+/* e^x for x <= 0 (e^−|x|, and e^(x − max) of the softmax): exp_full without its upper clamp. */
+SCALAR float exp_nonpositive(float x) { return exp_in_range(x < -110.0f ? -110.0f : x); }
+
+/* −|x| from the bits: one operation where −fabsf(x) takes two. */
+SCALAR float negative_magnitude(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits |= 0x80000000u;
+    memcpy(&x, &bits, sizeof x);
+    return x;
 }
 
 /* 1 / (1 + e^-x), the form PyTorch computes: exactly 0 below about -88.7, where e^-x overflows. */
@@ -141,21 +159,30 @@ SCALAR float log_full(float x) {
     return log_of_parts(m, e);
 }
 
-/* log(1 + u) for u in [0, 1], as log_full(1 + u) without its exponent: 1 + u is 1 + m below √2
- * (m = u itself, exact, so a u far below float's precision next to 1 keeps its relative precision)
- * and 2·(1 + m) above (m = (u − 1)/2). */
-SCALAR float log1p_unit(float u) {
-    const float e = u > 0.414213562373095049f ? 1.0f : 0.0f;
-    const float m = e > 0.0f ? 0.5f * u - 0.5f : u;
-    return log_of_parts(m, e);
+/* The two logarithms of the binary term on fixed ranges, t + t²·G(t) with a polynomial G of degree 7
+ * fitted for the least relative error (tools/fit_log_polynomials.py: at most 1.7 ulp): no range
+ * reduction, 9 operations where log_full takes about 20, and t itself exact in the first term, so
+ * that a t far below float's precision next to 1 keeps its relative precision. */
+SCALAR float short_log(float t, const float *g) {
+    float y = g[7];
+    for (int k = 6; k >= 0; --k) y = y * t + g[k];
+    return (t * t) * y + t;
 }
 
-/* log(1 − s) for s in [0, 1/2], as log_full(1 − s) without its exponent: 1 − s is 1 + m above √½
- * (m = −s, exact) and (1 + m)/2 below (m = 1 − 2·s, exact; e = −1). */
-SCALAR float log1m_half(float s) {
-    const float e = s > 0.292893218813452476f ? -1.0f : 0.0f;
-    const float m = e < 0.0f ? 1.0f - 2.0f * s : -s;
-    return log_of_parts(m, e);
+/* log(1 + u) for u in [0, 1]. */
+SCALAR float log1p_unit(float u) {
+    static const float g[8] = {-0.49999648332595825f, 0.33321329951286316f, -0.24857231974601746f,
+                               0.1915392279624939f,   -0.13754352927207947f, 0.07921075820922852f,
+                               -0.030069466680288315f, 0.0053657107055187225f};
+    return short_log(u, g);
+}
+
+/* −log(1 − s) for s in [0, 1/2]. */
+SCALAR float neg_log1m_half(float s) {
+    static const float g[8] = {0.49999523162841797f, 0.33363187313079834f, 0.24368633329868317f,
+                               0.2636638283729553f,  -0.18084648251533508f, 1.2084821462631226f,
+                               -1.6393194198608398f, 1.414416790008545f};
+    return short_log(s, g);
 }
 
 /* m^γ for m in [0, 1] and γ > 0 (0 at m = 0). */
@@ -175,6 +202,20 @@ SCALAR float not_finite(float x) {
 SCALAR float outside_unit(float p) {
     return ((p < 0.0f) | (p > 1.0f)) ? 1.0f - not_finite(p) : 0.0f;
 }
+
+/* Keys of the stats passes' cheap check: the largest bit pattern seen (as unsigned) says whether a
+ * chunk may hold a bad value, and only then is it counted exactly (one max per value instead of
+ * the compares of not_finite and outside_unit). A float in [0, 1] has bits <= UNIT_BITS; a finite
+ * magnitude, <= FINITE_BITS; a negative value (−0.0 too) has the sign bit, above both. */
+#define UNIT_BITS 0x3f800000u
+#define FINITE_BITS 0x7f7fffffu
+SCALAR uint32_t float_bits(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits;
+}
+SCALAR uint32_t magnitude_bits(float x) { return float_bits(x) & 0x7fffffffu; }
+SCALAR uint32_t max_key(uint32_t a, uint32_t b) { return a > b ? a : b; }
 
 SCALAR float sign_of(float d) { return (float)((d > 0.0f) - (d < 0.0f)); }
 
@@ -220,6 +261,22 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
     return gamma * p * lower * log_p - rest * lower;
 }
 
+/* The exact counts of a chunk of a rows stats pass (see ROWS_STATS): the values out of range and
+ * the non-finite ones, into bad and nf. */
+#define ROWS_COUNT(T, IS_LABEL, ACTIVATION, VARIANT)                                                   \
+    _Pragma("omp simd reduction(+ : bad, nf)")                                                          \
+    for (int64_t j = begin; j < end; ++j) {                                                             \
+        const float xj = xr[j];                                                                         \
+        const T raw = tr[j];                                                                            \
+        const float valid = VARIANT ? (raw == ign ? keep_ignored : 1.0f) : 1.0f;                        \
+        if (IS_LABEL)                                                                                   \
+            bad += valid * (float)((raw != (T)0) & (raw != (T)1));                                      \
+        else                                                                                            \
+            bad += valid * outside_unit((float)raw);                                                    \
+        if (!ACTIVATION) bad += outside_unit(xj);                                                       \
+        nf += IS_LABEL ? not_finite(xj) : not_finite(xj) + not_finite((float)raw);                      \
+    }
+
 /* Rows of positions: binary and multilabel (sigmoid or probabilities). Row r of the prediction
  * (r = b·C + c) pairs with row r of the target: per-class targets of the prediction's shape, or
  * with C = 1 a label map (IS_LABEL: values 0 or 1). VARIANT: 0 basic, 1 full, 2 weighted. */
@@ -236,19 +293,23 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
         const float gamma = a->gamma, eps = a->smoothing;                                               \
         /* α_t = α·t + (1 − α)·(1 − t), or 1 without balancing */                                      \
         const float a_pos = a->alpha >= 0.0f ? a->alpha : 1.0f, a_neg = a->alpha >= 0.0f ? 1.0f - a->alpha : 1.0f; \
+        /* t_s = g·(1 − ε) + ε/2 and α_t, both affine in g: one multiply-add each */                   \
+        const float ts_slope = 1.0f - eps, ts_base = 0.5f * eps;                                        \
+        const float at_slope = (a_pos - a_neg) * ts_slope, at_base = a_neg + (a_pos - a_neg) * ts_base; \
         for (int64_t task = t0; task < t1; ++task) {                                                    \
             const int64_t row = task / chunks, begin = (task % chunks) * chunk;                         \
             const int64_t end = begin + chunk < n ? begin + chunk : n;                                  \
             const float *xr = x + row * n;                                                              \
             const T *tr = target + row * n;                                                             \
             const float *wr = VARIANT == 2 ? a->weight + (row / classes) * n : NULL;                    \
-            const float factor = CE ? a->ce_factor[row % classes] : 0.0f;                               \
+            const float factor = CE ? a->ce_factor[row % classes] : 0.0f; /* of the whole task's sum */ \
             float *pr = probs + row * n;                                                                \
             float si = 0, sp = 0, sg = 0, sp2 = 0, sg2 = 0, sa = 0, sn = 0, bad = 0, nf = 0, sce = 0;   \
-            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, bad, nf, sce)")               \
+            uint32_t x_key = 0, target_key = 0, label_key = 0;                                          \
+            _Pragma("omp simd reduction(+ : si, sp, sg, sp2, sg2, sa, sn, sce) reduction(max : x_key, target_key) reduction(| : label_key)") \
             for (int64_t j = begin; j < end; ++j) {                                                     \
                 const float xj = xr[j];                                                                 \
-                const float u = CE ? exp_full(-fabsf(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
+                const float u = CE ? exp_nonpositive(negative_magnitude(xj)) : 0.0f, r = CE ? 1.0f / (1.0f + u) : 0.0f;    \
                 const float p = CE ? sigmoid_of(xj, u, r) : ACTIVATION ? sigmoid(xj) : xj;              \
                 pr[j] = FOCUS != FOCUS_NONE ? u * r : p; /* focal: sigmoid(−|x|), see sigmoid_of */     \
                 const T raw = tr[j];                                                                    \
@@ -265,21 +326,23 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                     sn += v;                                                                            \
                 }                                                                                       \
                 if (CE) {                                                                               \
-                    const float ts = g * (1.0f - eps) + 0.5f * eps;                                     \
+                    const float ts = g * ts_slope + ts_base;                                            \
                     const float ce = binary_ce(xj, ts, log1p_unit(u));                                  \
                     const float miss = p * (1.0f - ts) + (1.0f - p) * ts; /* 1 − p_t */                 \
                     const float modulator = focal_power(miss, gamma, FOCUS);                            \
-                    const float at = a_pos * ts + a_neg * (1.0f - ts);                                  \
-                    sce += v * factor * at * modulator * ce;                                            \
+                    const float at = g * at_slope + at_base;                                            \
+                    sce += v * at * modulator * ce;                                                     \
                 }                                                                                       \
+                x_key = max_key(x_key, ACTIVATION ? magnitude_bits(xj) : float_bits(xj));              \
                 if (IS_LABEL)                                                                           \
-                    bad += valid * (float)((raw != (T)0) & (raw != (T)1));                              \
+                    label_key |= valid != 0.0f ? (uint32_t)(((uint64_t)(int64_t)raw & ~(uint64_t)1) != 0u) : 0u; \
                 else                                                                                    \
-                    bad += valid * outside_unit((float)raw);                                            \
-                if (!ACTIVATION) bad += outside_unit(p);                                                \
-                nf += IS_LABEL ? not_finite(xj) : not_finite(xj) + not_finite((float)raw);              \
+                    target_key = max_key(target_key, valid != 0.0f ? float_bits((float)raw) : 0u);      \
             }                                                                                           \
-            store_partials(out + task * NUM_PARTIALS, si, sp, sg, sp2, sg2, sa, sn, bad, nf, sce);      \
+            /* A suspect key (rare: bad input, or a −0.0) has the chunk counted exactly. */            \
+            if (label_key != 0u || target_key > UNIT_BITS || x_key > (ACTIVATION ? FINITE_BITS : UNIT_BITS)) \
+                ROWS_COUNT(T, IS_LABEL, ACTIVATION, VARIANT);                                           \
+            store_partials(out + task * NUM_PARTIALS, si, sp, sg, sp2, sg2, sa, sn, bad, nf, factor * sce); \
         }                                                                                               \
     }
 
@@ -326,7 +389,7 @@ SCALAR float focal_slope(float p, float log_p, float gamma, int focus) {
                     /* p − t, as (1 − t) − (1 − p) where 1 − p has the precision that p lost */        \
                     float slope = FOCUS != FOCUS_NONE && xr[j] >= 0.0f ? (1.0f - ts) - q : p - ts;      \
                     if (FOCUS != FOCUS_NONE) {                                                          \
-                        const float ce = binary_ce(xr[j], ts, -log1m_half(pr[j]));                      \
+                        const float ce = binary_ce(xr[j], ts, neg_log1m_half(pr[j]));                      \
                         const float miss = p * (1.0f - ts) + q * ts;                                    \
                         const float pq = p * q, spread = (1.0f - 2.0f * ts) * ce;                       \
                         if (FOCUS == FOCUS_SQUARE) /* (1 − p_t)²·ratio = (1 − p_t)·p·(1 − p) */         \
@@ -410,7 +473,7 @@ static inline void tile_probabilities(const float *xb, int64_t classes, int64_t 
         for (int j = 0; j < len; ++j) s[j] = 0.0f;
         for (int64_t c = 0; c < classes; ++c)
             for (int j = 0; j < len; ++j) {
-                const float e = exp_full(xb[c * n + n0 + j] - m[j]);
+                const float e = exp_nonpositive(xb[c * n + n0 + j] - m[j]);
                 p[c][j] = e;
                 s[j] += e;
             }
@@ -644,7 +707,7 @@ static inline void tile_log_normalizer(const float *xb, int64_t classes, int64_t
         }
     for (int j = 0; j < len; ++j) s[j] = 0.0f;
     for (int64_t c = 0; c < classes; ++c)
-        for (int j = 0; j < len; ++j) s[j] += exp_full(xb[c * n + n0 + j] - m[j]);
+        for (int j = 0; j < len; ++j) s[j] += exp_nonpositive(xb[c * n + n0 + j] - m[j]);
     for (int j = 0; j < len; ++j) lse->log_sum[j] = log_full(s[j]);
 }
 
