@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, help="CPU threads of torch and TensorFlow (default: their own, one per core)"
     )
     parser.add_argument(
+        "--sample-ms",
+        type=float,
+        help="milliseconds of back-to-back steps per timed sample (default: CPU 2, which is one step of "
+        "most rows, right after another row's; CUDA 20). A training loop repeats one loss: a longer "
+        "sample measures that steady state",
+    )
+    parser.add_argument(
         "--out",
         default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
         help="folder for <device>.json, .md and .png (default benchmarks/results)",
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_rows=args.compile_rows,
         chart=args.chart,
         threads=args.threads,
+        sample_ms=args.sample_ms,
         command=" ".join(shown[:1] + [shlex.quote(arg) for arg in shown[1:]]),
     )
     if args.readme and not args.quick:

@@ -13,8 +13,10 @@ Method (also written into the results and the README):
   leaf tensor), through ``torch.autograd.grad`` or ``tf.GradientTape`` inside a ``tf.function``.
 - Warm-up steps (which include compilation) are excluded. The rows of a case are then timed in
   interleaved rounds, so that a change of load on the machine hits every row alike; each sample is
-  one step on the CPU (steps under 2 ms: the mean of enough to last 2 ms) and about 20 ms of
-  back-to-back steps on CUDA; the table shows the median and the minimum.
+  one step on the CPU (steps under 2 ms: the mean of enough to last 2 ms), right after another
+  row's, and about 20 ms of back-to-back steps on CUDA; the table shows the median and the minimum.
+  ``--sample-ms`` sets the length of a sample: a longer one measures the steady state of a loss
+  called again and again, as in a training loop, rather than its first step after another's.
 - Peak extra memory on the CPU: the peak resident set size of the process during one step (the
   kernel's high-water mark, reset through ``/proc/self/clear_refs`` before the step, with freed
   heap pages returned by ``malloc_trim`` first) minus the resident size just before it; the
@@ -453,6 +455,7 @@ def run(
     compile_rows: bool | None = None,
     chart: bool = True,
     threads: int | None = None,
+    sample_ms: float | None = None,
     command: str = "python -m benchmarks",
 ) -> dict:
     """Runs the cases, writes ``<device>.json``, ``.md`` and ``.png`` into ``out_dir``; returns the results."""
@@ -487,12 +490,16 @@ def run(
     if rounds is None:
         rounds = 3 if quick else (60 if device == "cpu" else 25)
     compile_rows = (not quick) if compile_rows is None else compile_rows
-    sample_ms = 1.0 if quick else (2.0 if device == "cpu" else 20.0)
+    if sample_ms is None:
+        sample_ms = 1.0 if quick else (2.0 if device == "cpu" else 20.0)
+    elif not sample_ms > 0:
+        raise SystemExit(f"--sample-ms must be a positive number of milliseconds; got {sample_ms}")
     bandwidth = copy_bandwidth(device)
     report = {
         "device": device,
         "command": command,
         "quick": quick,
+        "sample_ms": sample_ms,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "environment": environment(device),
         "copy_bandwidth_GBps": bandwidth / 1e9 if bandwidth else None,

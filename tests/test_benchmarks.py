@@ -158,3 +158,16 @@ def test_vector_width_cases_build_a_loss_with_a_gradient():
         assert x.grad is not None and torch.isfinite(x.grad).all(), name
     setups = {name: setup for name, (setup, _) in vector_width.CASES.items()}
     compile(vector_width.CHILD.format(threads=1, width="512", rounds=1, setups=setups), "child", "exec")
+
+
+def test_the_sample_length_is_an_option_and_is_recorded(tmp_path):
+    from benchmarks import runner
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit, match="--sample-ms must be a positive number"):
+        main(["--quick", "--only", "penalized_mae", "--sample-ms", "0", "--out", str(tmp_path)])
+    report = runner.run(
+        "cpu", quick=True, only=["penalized_mae"], out_dir=str(tmp_path), rounds=1, chart=False, sample_ms=5.0
+    )
+    assert report["sample_ms"] == 5.0
+    assert all(row["samples"] == 1 for case in report["cases"] for row in case["rows"] if row["status"] == "ok")
