@@ -457,9 +457,10 @@ def _outcome(function):
     st.integers(0, 2 * 16384 + 5 - 1),
     st.sampled_from(["basic", "ignore", "weight"]),
     st.sampled_from([dice_loss, "dice_ce", "dice_focal"]),
+    st.sampled_from([torch.int64, torch.int32, torch.uint8]),
 )
 def test_one_unusual_value_anywhere_in_a_binary_pass_is_found_as_on_the_portable_path(
-    where, value, position, variant, loss
+    where, value, position, variant, loss, label_dtype
 ):
     """The rows passes check every value with one maximum of its bits per chunk and count a chunk
     exactly only when that maximum is suspect: one bad value at any position (chunk boundaries
@@ -469,6 +470,8 @@ def test_one_unusual_value_anywhere_in_a_binary_pass_is_found_as_on_the_portable
 
     if where == "label" and not (np.isfinite(value) and value == int(value)):
         value = 3.0  # a label map holds integers
+    if where == "label" and label_dtype == torch.uint8 and value < 0:
+        value = 254.0  # uint8 holds no negative label
     assume(not (where == "logit" and value in (2.0, -1.0, 1.5, -0.5)))  # ordinary logits
     loss_fn = {"dice_ce": dice_ce_loss, "dice_focal": dice_focal_loss}.get(loss, loss)
     from_logits = where != "probability"
@@ -480,7 +483,7 @@ def test_one_unusual_value_anywhere_in_a_binary_pass_is_found_as_on_the_portable
     labels = where == "label"
     # A label map (B, H, W) of class indices, or per-class targets of the prediction's shape.
     target_shape = (shape[0], *shape[2:]) if labels else shape
-    target = torch.as_tensor(rng.integers(0, 2, target_shape), dtype=torch.int64 if labels else torch.float32)
+    target = torch.as_tensor(rng.integers(0, 2, target_shape), dtype=label_dtype if labels else torch.float32)
     options = {"mode": "binary", "from_logits": from_logits, "reduction": "none"}
     if variant == "ignore":
         options["ignore_index"] = 255

@@ -27,7 +27,7 @@ What is mutated (only inside the regions of :data:`TARGETS`):
   removal of unary ``-`` and ``!``, numeric constants as above, the condition of ``if`` and of
   ``c ? a : b`` negated (where ``c`` is a name or a parenthesised expression), compound
   assignments inverted (``+= -> -=``) or dropped (``x += e -> x += 0``), calls of ``fabsf``,
-  ``sign_of``, ``sigmoid``, ``exp_full``, ``exp_nonpositive`` and ``log_full`` replaced by their
+  ``negative_magnitude``, ``sigmoid``, ``exp_full``, ``exp_nonpositive`` and ``log_full`` replaced by their
   argument, and call statements (``memset``, ``memcpy``, ...) removed. Preprocessor lines are left
   alone, except the bodies of function-like macros. A C mutant is first compiled with
   ``-fsyntax-only`` (and the file's flags and ``-D`` definitions from the library's build); one that
@@ -98,12 +98,18 @@ _OVERLAP_MEMBERS = (
 )
 # cpu_overlap.c: the overlap passes, and the cross-entropy / focal terms they can carry.
 _CPU_OVERLAP = (
+    "exp_in_range",
     "exp_full",
+    "exp_nonpositive",
     "sigmoid",
     "not_finite",
     "outside_unit",
-    "sign_of",
+    "float_bits",
+    "magnitude_bits",
+    "max_key",
+    "times_sign",
     "store_partials",
+    "ROWS_COUNT",
     "ROWS_STATS",
     "ROWS_GRAD",
     "ROWS_KERNELS",
@@ -122,8 +128,10 @@ _CPU_TERM = (
     "log_split",
     "log_softmax_of",
     "log_full",
+    "short_log",
     "log1p_unit",
-    "log1m_half",
+    "neg_log1m_half",
+    "negative_magnitude",
     "pow_unit",
     "sigmoid_of",
     "sigmoid_of_low",
@@ -781,7 +789,7 @@ _C_TYPES = {
     "R",
     "S",
 }
-_C_CALLS_TO_ARGUMENT = {"fabsf", "sign_of", "sigmoid", "exp_full", "exp_nonpositive", "log_full"}
+_C_CALLS_TO_ARGUMENT = {"fabsf", "negative_magnitude", "sigmoid", "exp_full", "exp_nonpositive", "log_full"}
 _C_NO_STATEMENT_REMOVAL = {"for", "if", "while", "return", "sizeof", "switch", "do", "else"}
 
 
